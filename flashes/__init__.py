@@ -1,0 +1,1 @@
+"""Shared pieces of FLASHES stream: settings, topics, catalogue, Kafka/QuestDB helpers, CLI."""

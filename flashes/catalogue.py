@@ -1,0 +1,150 @@
+"""The source catalogue: data/master_table.csv turned into source records with the seed's fields.
+
+Each record has `_id` (INTEGRAL name without spaces, lower case), coordinates (equatorial from
+the table, galactic computed with astropy), alternative names, tags decoded from the HEASARC
+class code, and one object per instrument with its data URL and series key.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from astropy import units as u
+from astropy.coordinates import SkyCoord
+
+from flashes.settings import Settings
+from flashes.topics import catalogue_series
+
+UNCLASSIFIED = "UNCLASSIFIED"
+NO_NAME = {"", "-", "-- -- --"}
+
+
+class HeasarcClasses:
+    """Decoder of four-digit HEASARC class codes, following data/heasarc_classes.md."""
+
+    def __init__(self, path: Path) -> None:
+        self.majors: dict[int, str] = {}
+        self.modifiers: list[tuple[int, int, str, int, str]] = []  # lo, hi, position, value, meaning
+        with path.open(newline="") as fh:
+            for row in csv.DictReader(fh):
+                pattern, position, meaning = row["code_pattern"], row["digit_position"], row["meaning"]
+                if position == "major":
+                    self.majors[int(pattern)] = meaning
+                    continue
+                bounds = [int(x) for x in re.findall(r"\b\d{4}\b", row["scope"])]
+                lo, hi = (bounds[0], bounds[-1])
+                # Wolf-Rayet sub-types are printed as two digits but occupy the fourth digit.
+                value = int(pattern) // 10 if position.startswith("fourth") and len(pattern) == 2 else int(pattern)
+                self.modifiers.append((lo, hi, position.split()[0], value, meaning))
+
+    def _modifier(self, base: int, position: str, value: int, printed_zero_only: bool) -> str | None:
+        for lo, hi, pos, val, meaning in self.modifiers:
+            if pos == position and val == value and lo <= base <= hi:
+                if value == 0 and not printed_zero_only:
+                    continue
+                return None if meaning.startswith("(listed with no meaning") else meaning
+        return None
+
+    def tags(self, code: int) -> list[str]:
+        """Words for a class code, e.g. 1455 -> ['LMXRB', 'QPO & black hole', 'soft transient']."""
+        if code in self.majors:
+            return [self.majors[code]]
+        decade, century = code // 10 * 10, code // 100 * 100
+        if decade in self.majors and decade != century:  # flat list entry plus a fourth digit (1981)
+            base, digits = decade, [("fourth", code % 10)]
+        elif century in self.majors:
+            base, digits = century, [("third", code // 10 % 10 * 10), ("fourth", code % 10)]
+        else:
+            return [UNCLASSIFIED]
+        words = [self.majors[base]]
+        for position, value in digits:
+            meaning = self._modifier(base, position, value, printed_zero_only=value == 0)
+            if meaning:
+                words.append(meaning)
+        return words
+
+
+def source_id(integral_name: str) -> str:
+    return integral_name.replace(" ", "").lower()
+
+
+def _present(value: str, absent: str) -> bool:
+    return bool(value) and value != absent
+
+
+def data_urls(settings: Settings, maxi_id: str | None, swift_id: str | None, swift_weak: bool,
+              fermi_id: str | None) -> dict[str, str | None]:
+    join = lambda base, path: base.rstrip("/") + "/" + path  # noqa: E731
+    return {
+        "maxi": join(settings.maxi_base_url, f"star_data/{maxi_id}/{maxi_id}_g_lc_1day_all.dat") if maxi_id else None,
+        "swift": join(settings.swift_base_url,
+                      f"results/transients/{'weak/' if swift_weak else ''}{swift_id}.lc.txt") if swift_id else None,
+        "fermi": join(settings.fermi_base_url, f"{fermi_id}_old.fits.gz") if fermi_id else None,
+    }
+
+
+def _series(kind: str, sid: str, url: str | None, provider_id: str | None) -> dict[str, Any]:
+    return {"data_url": url, "provider_id": provider_id, "series": catalogue_series(kind, sid),
+            "last_timestamp": None, "last_flux": None, "last_error": None}
+
+
+def build(settings: Settings) -> list[dict[str, Any]]:
+    table = pd.read_csv(settings.master_table, dtype=str, keep_default_na=False)
+    classes = HeasarcClasses(settings.heasarc_classes)
+    ra = table["Ra Obj"].astype(float).to_numpy()
+    dec = table["Dec Obj"].astype(float).to_numpy()
+    galactic = SkyCoord(ra=ra * u.deg, dec=dec * u.deg, frame="icrs").galactic
+    records = []
+    for i, row in enumerate(table.to_dict("records")):
+        sid = source_id(row["Integral Name"])
+        maxi_id = row["Maxi ID"] if _present(row["Maxi ID"], "noMaxi") else None
+        swift_id = row["Swift ID"] if _present(row["Swift ID"], "noSwift") else None
+        fermi_id = row["Fermi ID"] if _present(row["Fermi ID"], "noFermi") else None
+        urls = data_urls(settings, maxi_id, swift_id, row["Swift Weak"] == "yes", fermi_id)
+        names = [n.strip() for n in row["Integral Alt Names"].split(",") if n.strip() not in NO_NAME]
+        for other, absent in ((row["Maxi Name"], "noMaxi"), (row["Swift Name"], "noSwift"), (row["Fermi Name"], "noFermi")):
+            for name in other.split(","):
+                if _present(name.strip(), absent) and name.strip() != row["Integral Name"] and name.strip() not in names:
+                    names.append(name.strip())
+        code = int(row["Class"]) if row["Class"].isdigit() else 0
+        both = maxi_id is not None and swift_id is not None
+        records.append({
+            "_id": sid,
+            "integral_name": row["Integral Name"],
+            "class_code": code,
+            "coord_ra": float(ra[i]),
+            "coord_dec": float(dec[i]),
+            "coord_glon": float(np.round(galactic.l.deg[i], 6)),
+            "coord_glat": float(np.round(galactic.b.deg[i], 6)),
+            "alternative_names": names,
+            "labels_constant": classes.tags(code),
+            "labels_dynamic": [],
+            "maxi": _series("maxi", sid, urls["maxi"], maxi_id) if maxi_id else None,
+            "swift": _series("swift", sid, urls["swift"], swift_id) if swift_id else None,
+            "fermi": _series("fermi", sid, urls["fermi"], fermi_id) if fermi_id else None,
+            "hardness_ratio": _series("hardness", sid, None, None) if both else None,
+            "combined": _series("combined", sid, None, None) if both else None,
+        })
+    return records
+
+
+def write(settings: Settings) -> Path:
+    """Build the catalogue and store it where the API and the fetcher read it."""
+    path = settings.catalogue_path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(build(settings)))
+    tmp.replace(path)
+    return path
+
+
+def load(settings: Settings) -> list[dict[str, Any]]:
+    """The stored catalogue; built first if it is not there yet."""
+    if not settings.catalogue_path.exists():
+        write(settings)
+    return json.loads(settings.catalogue_path.read_text())

@@ -1,0 +1,122 @@
+"""The `flashes` command line: one subcommand per job."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+from flashes.settings import get_settings
+
+SERVICES = ("fetcher", "derive", "relevance", "alerts", "sink", "api")
+
+
+def _infra(args: argparse.Namespace) -> None:
+    from flashes import infra
+
+    settings = get_settings()
+    try:
+        {"fetch": lambda: print(infra.fetch_jars(settings)),
+         "start": lambda: infra.start(settings),
+         "stop": lambda: infra.stop(settings),
+         "status": lambda: print(infra.status(settings))}[args.action]()
+    except infra.InfraError as exc:
+        sys.exit(f"flashes infra {args.action}: {exc}")
+
+
+def _run(args: argparse.Namespace) -> None:
+    """Run one service in the foreground until SIGTERM/Ctrl-C."""
+    settings = get_settings()
+    if args.service in ("derive", "relevance", "alerts"):
+        from importlib import import_module
+
+        from flashes.streaming import run_worker
+
+        run_worker(import_module(f"services.{args.service}.app").build(settings))
+    elif args.service == "fetcher":
+        from services.fetcher.service import run_forever
+
+        asyncio.run(run_forever(settings))
+    elif args.service == "sink":
+        from services.sink.service import run_forever
+
+        asyncio.run(run_forever(settings))
+    else:
+        import uvicorn
+
+        uvicorn.run("services.api.app:create_app", factory=True, host=settings.host, port=settings.api_port,
+                    log_level="info")
+
+
+def _fetch(args: argparse.Namespace) -> None:
+    from flashes import mirror
+
+    server = None
+    if args.mirror:
+        server, base = mirror.serve(Path(args.mirror))
+        os.environ.update(mirror.provider_env(base))
+        get_settings.cache_clear()
+    from services.fetcher.service import fetch_once
+
+    try:
+        report = asyncio.run(fetch_once(get_settings(), args.source or None, args.instrument or None))
+    except ValueError as exc:
+        sys.exit(f"flashes fetch: {exc}")
+    finally:
+        if server:
+            server.shutdown()
+    print(f"{report.series} series, {report.points} points published, {report.rejected} bad lines "
+          f"to the dead-letter topic, {len(report.errors)} failures")
+
+
+def _catalogue(args: argparse.Namespace) -> None:
+    from flashes import catalogue
+
+    print(catalogue.write(get_settings()))
+
+
+def _schemas(args: argparse.Namespace) -> None:
+    from flashes.schema_export import export
+
+    for path in export():
+        print(path)
+
+
+def _stack(args: argparse.Namespace) -> None:
+    from flashes.stack import run_stack
+
+    run_stack(get_settings())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flashes", description="FLASHES stream: X-ray monitor alerts")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("infra", help="Kafka and QuestDB on loopback from Maven Central jars")
+    p.add_argument("action", choices=["fetch", "start", "stop", "status"])
+    p.set_defaults(func=_infra)
+    p = sub.add_parser("run", help="run one service in the foreground")
+    p.add_argument("service", choices=SERVICES)
+    p.set_defaults(func=_run)
+    p = sub.add_parser("fetch", help="fetch the catalogue's lightcurves and publish them")
+    p.add_argument("--once", action="store_true", help="one round, then exit (the default here)")
+    p.add_argument("--source", action="append", help="source id (repeatable); default: all")
+    p.add_argument("--instrument", action="append", choices=["maxi", "swift"], help="repeatable; default: all")
+    p.add_argument("--mirror", help="a folder laid out like the providers' sites, served locally")
+    p.set_defaults(func=_fetch)
+    p = sub.add_parser("catalogue", help="build the source catalogue from data/master_table.csv")
+    p.add_argument("action", choices=["build"])
+    p.set_defaults(func=_catalogue)
+    p = sub.add_parser("schemas", help="export the topic contracts as JSON Schema into schemas/")
+    p.add_argument("action", choices=["export"])
+    p.set_defaults(func=_schemas)
+    p = sub.add_parser("stack", help="infrastructure, every service and the sample mirror, until Ctrl-C")
+    p.set_defaults(func=_stack)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    args = build_parser().parse_args(argv)
+    args.func(args)

@@ -1,0 +1,233 @@
+"""Kafka (KRaft, single node) and QuestDB on loopback, from Maven Central jars, without Docker.
+
+`fetch_jars` copies the artifacts pinned in deploy/maven/pom.xml into the cache once and checks
+them against deploy/maven/jars.sha256; `start` formats and starts both servers in the
+background (pid files under var_dir) and waits until they answer; `stop` ends them cleanly.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+from flashes.settings import PROJECT_ROOT, Settings
+
+POM = PROJECT_ROOT / "deploy" / "maven" / "pom.xml"
+CHECKSUMS = PROJECT_ROOT / "deploy" / "maven" / "jars.sha256"
+SERVERS = ("kafka", "questdb")
+
+
+class InfraError(RuntimeError):
+    """Something the servers need is missing or they did not come up; the message says what."""
+
+
+def jar_dir(settings: Settings) -> Path:
+    return settings.cache_dir / "jars"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _expected_checksums() -> dict[str, str]:
+    lines = CHECKSUMS.read_text().split("\n")
+    return {name: digest for digest, name in (line.split() for line in lines if line.strip())}
+
+
+def _verify(jars: Path) -> list[str]:
+    """Names of jars that are missing or whose sha256 differs from the committed list."""
+    return [name for name, digest in _expected_checksums().items()
+            if not (jars / name).is_file() or _sha256(jars / name) != digest]
+
+
+def require_java() -> str:
+    java = shutil.which("java")
+    if java is None:
+        raise InfraError("java not found on PATH: install OpenJDK 17 (Debian: apt-get install openjdk-17-jre-headless)")
+    out = subprocess.run([java, "-version"], capture_output=True, text=True).stderr
+    major = out.split('"')[1].split(".")[0] if '"' in out else "0"
+    if int(major) < 17:
+        raise InfraError(f"Java 17 or newer is needed, found: {out.splitlines()[0]}")
+    return java
+
+
+def fetch_jars(settings: Settings) -> Path:
+    """Make sure the pinned jars are in the cache; download them with Maven only if not."""
+    jars = jar_dir(settings)
+    if jars.is_dir() and not _verify(jars):
+        return jars
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise InfraError("mvn (Apache Maven) not found on PATH: it downloads Kafka and QuestDB "
+                         "from Maven Central (Debian: apt-get install maven)")
+    jars.mkdir(parents=True, exist_ok=True)
+    cmd = [mvn, "-q", "-B", "--strict-checksums", "-f", str(POM), "dependency:copy-dependencies",
+           f"-DoutputDirectory={jars}"]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise InfraError(f"Maven could not fetch the jars ({' '.join(cmd)}):\n{result.stdout}{result.stderr}")
+    bad = _verify(jars)
+    if bad:
+        raise InfraError(f"checksum mismatch or missing after download: {', '.join(bad)} "
+                         f"(expected digests in {CHECKSUMS})")
+    return jars
+
+
+def _pid_file(settings: Settings, name: str) -> Path:
+    return settings.var_dir / f"{name}.pid"
+
+
+def _running_pid(settings: Settings, name: str) -> int | None:
+    path = _pid_file(settings, name)
+    if not path.exists():
+        return None
+    pid = int(path.read_text())
+    try:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our own child that has exited
+            raise ProcessLookupError
+    except ChildProcessError:  # started by another process: ask the kernel instead
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        path.unlink()
+        return None
+    return pid
+
+
+def _port_open(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+def _spawn(settings: Settings, name: str, cmd: list[str], env: dict[str, str] | None = None) -> None:
+    log = (settings.var_dir / f"{name}.log").open("ab")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            env={**os.environ, **(env or {})}, start_new_session=True)
+    _pid_file(settings, name).write_text(str(proc.pid))
+
+
+def _kafka_properties(settings: Settings, data: Path) -> str:
+    h = settings.host
+    return "\n".join([
+        "process.roles=broker,controller",
+        "node.id=1",
+        f"controller.quorum.voters=1@{h}:{settings.kafka_controller_port}",
+        f"listeners=PLAINTEXT://{h}:{settings.kafka_port},CONTROLLER://{h}:{settings.kafka_controller_port}",
+        f"advertised.listeners=PLAINTEXT://{h}:{settings.kafka_port}",
+        "controller.listener.names=CONTROLLER",
+        "inter.broker.listener.name=PLAINTEXT",
+        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        f"log.dirs={data}",
+        "num.partitions=1",
+        "offsets.topic.replication.factor=1",
+        "transaction.state.log.replication.factor=1",
+        "transaction.state.log.min.isr=1",
+        "share.coordinator.state.topic.replication.factor=1",
+        "group.initial.rebalance.delay.ms=0",
+        "auto.create.topics.enable=true",
+        "",
+    ])
+
+
+def _start_kafka(settings: Settings, java: str, jars: Path) -> None:
+    home = settings.var_dir / "kafka"
+    data = home / "data"
+    home.mkdir(parents=True, exist_ok=True)
+    props = home / "server.properties"
+    props.write_text(_kafka_properties(settings, data))
+    classpath = ":".join(str(p) for p in sorted(jars.glob("*.jar")) if not p.name.startswith("questdb-"))
+    base = [java, "-Xmx512m", "-cp", classpath, f"-Dkafka.logs.dir={home}"]
+    if not (data / "meta.properties").exists():
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        fmt = subprocess.run([*base, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
+                             capture_output=True, text=True)
+        if fmt.returncode != 0:
+            raise InfraError(f"formatting Kafka storage in {data} failed:\n{fmt.stdout}{fmt.stderr}")
+    _spawn(settings, "kafka", [*base, "kafka.Kafka", str(props)])
+
+
+def _start_questdb(settings: Settings, java: str, jars: Path) -> None:
+    data = settings.var_dir / "questdb"
+    data.mkdir(parents=True, exist_ok=True)
+    jar = next(jars.glob("questdb-*.jar"))
+    h = settings.host
+    env = {
+        "QDB_HTTP_BIND_TO": f"{h}:{settings.questdb_http_port}",
+        "QDB_HTTP_MIN_NET_BIND_TO": f"{h}:{settings.questdb_min_http_port}",
+        "QDB_PG_NET_BIND_TO": f"{h}:{settings.questdb_pg_port}",
+        "QDB_LINE_TCP_NET_BIND_TO": f"{h}:{settings.questdb_ilp_tcp_port}",
+        "QDB_LINE_UDP_ENABLED": "false",
+        "QDB_TELEMETRY_ENABLED": "false",
+    }
+    _spawn(settings, "questdb", [java, "-Xmx1g", "-p", str(jar), "-m", "io.questdb/io.questdb.ServerMain",
+                                 "-d", str(data)], env)
+
+
+def kafka_healthy(settings: Settings) -> bool:
+    return _port_open(settings.host, settings.kafka_port)
+
+
+def questdb_healthy(settings: Settings) -> bool:
+    try:
+        r = httpx.get(f"{settings.questdb_http_url}/exec", params={"query": "SELECT 1"}, timeout=2)
+        return r.status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _wait(settings: Settings, name: str, healthy, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if healthy(settings):
+            return
+        if _running_pid(settings, name) is None:
+            raise InfraError(f"{name} exited during start-up; see {settings.var_dir / (name + '.log')}")
+        time.sleep(0.3)
+    raise InfraError(f"{name} did not become healthy within {timeout_s:.0f} s; see {settings.var_dir / (name + '.log')}")
+
+
+def start(settings: Settings, timeout_s: float = 90.0) -> None:
+    """Start whichever of Kafka and QuestDB is not running yet and wait until both are healthy."""
+    java = require_java()
+    jars = fetch_jars(settings)
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    for name, port in (("kafka", settings.kafka_port), ("questdb", settings.questdb_http_port)):
+        if _running_pid(settings, name) is None and _port_open(settings.host, port):
+            raise InfraError(f"port {settings.host}:{port} is taken by another program; "
+                             f"choose another with FLASHES_{name.upper()}_{'PORT' if name == 'kafka' else 'HTTP_PORT'}")
+    if _running_pid(settings, "kafka") is None:
+        _start_kafka(settings, java, jars)
+    if _running_pid(settings, "questdb") is None:
+        _start_questdb(settings, java, jars)
+    _wait(settings, "kafka", kafka_healthy, timeout_s)
+    _wait(settings, "questdb", questdb_healthy, timeout_s)
+
+
+def stop(settings: Settings, timeout_s: float = 30.0) -> None:
+    """SIGTERM each server, wait for it to exit, SIGKILL only if it will not."""
+    for name in SERVERS:
+        pid = _running_pid(settings, name)
+        if pid is None:
+            continue
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and _running_pid(settings, name) is not None:
+            time.sleep(0.2)
+        if _running_pid(settings, name) is not None:
+            os.killpg(pid, signal.SIGKILL)
+        _pid_file(settings, name).unlink(missing_ok=True)
+
+
+def status(settings: Settings) -> dict[str, bool]:
+    return {"kafka": kafka_healthy(settings), "questdb": questdb_healthy(settings)}

@@ -1,0 +1,53 @@
+"""Kafka plumbing shared by the services: topic creation, producers, encoding, the dead-letter path."""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timezone
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+from pydantic import BaseModel
+
+import schemas
+from flashes import topics
+from flashes.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def ensure_topics(settings: Settings) -> None:
+    """Create every declared topic with its partition count (existing topics are left alone)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        new = [NewTopic(t.name, t.partitions, 1, topic_configs={"cleanup.policy": "compact"} if t.compacted else {})
+               for t in topics.ALL if t.name not in existing]
+        if new:
+            try:
+                await admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass
+    finally:
+        await admin.close()
+
+
+def make_producer(settings: Settings) -> AIOKafkaProducer:
+    """Idempotent producer batching for throughput (linger + large batches)."""
+    return AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, enable_idempotence=True,
+                            linger_ms=20, max_batch_size=256 * 1024, request_timeout_ms=60_000)
+
+
+def encode(model: BaseModel) -> bytes:
+    return model.model_dump_json().encode()
+
+
+def dead_letter(origin: str, reason: str, payload: str, url: str | None = None) -> schemas.DeadLetter:
+    log.warning("dead letter from %s: %s", origin, reason)
+    return schemas.DeadLetter(origin=origin, reason=reason, payload=payload[:100_000], url=url,
+                              received_at=datetime.now(timezone.utc))
+
+
+async def send_dead_letter(producer: AIOKafkaProducer, letter: schemas.DeadLetter) -> None:
+    await producer.send(topics.DEADLETTER.name, encode(letter), key=letter.origin.encode())

@@ -1,0 +1,32 @@
+"""A provider mirror: a folder laid out like the providers' sites, served over HTTP on loopback.
+
+Layout: {mirror}/maxi/star_data/..., {mirror}/swift/results/transients/..., {mirror}/fermi/...;
+the fetcher then reads it through the same HTTP code path as the live providers.
+"""
+from __future__ import annotations
+
+import functools
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - signature of the base class
+        pass
+
+
+def serve(folder: Path, host: str = "127.0.0.1", port: int = 0) -> tuple[ThreadingHTTPServer, str]:
+    """Serve `folder` in a background thread; returns the server and its base URL."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"mirror folder {folder} does not exist")
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    server = ThreadingHTTPServer((host, port), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://{host}:{server.server_address[1]}"
+
+
+def provider_env(base_url: str) -> dict[str, str]:
+    """FLASHES_* settings that point every provider at a served mirror."""
+    return {"FLASHES_MAXI_BASE_URL": f"{base_url}/maxi/", "FLASHES_SWIFT_BASE_URL": f"{base_url}/swift/",
+            "FLASHES_FERMI_BASE_URL": f"{base_url}/fermi/"}

@@ -1,0 +1,70 @@
+"""QuestDB: the table definitions, a query helper over the HTTP /exec endpoint, and an ILP writer.
+
+Every table fed from a topic is a WAL table with DEDUP UPSERT KEYS on its natural key, so a
+replayed topic rewrites the same rows instead of adding new ones.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from questdb.ingress import Sender
+
+from flashes.settings import Settings
+
+TABLES: dict[str, str] = {
+    "lightcurve": """CREATE TABLE IF NOT EXISTS lightcurve (
+        ts TIMESTAMP, series SYMBOL, source_id SYMBOL, instrument SYMBOL, band SYMBOL,
+        mjd DOUBLE, flux DOUBLE, error DOUBLE, flux_mcrab DOUBLE, error_mcrab DOUBLE,
+        data_flag INT, url VARCHAR, fetched_at TIMESTAMP
+    ) TIMESTAMP(ts) PARTITION BY YEAR WAL DEDUP UPSERT KEYS(ts, series, band)""",
+    "derived": """CREATE TABLE IF NOT EXISTS derived (
+        ts TIMESTAMP, series SYMBOL, source_id SYMBOL, kind SYMBOL, mjd DOUBLE, value DOUBLE, error DOUBLE
+    ) TIMESTAMP(ts) PARTITION BY YEAR WAL DEDUP UPSERT KEYS(ts, series)""",
+    "relevance": """CREATE TABLE IF NOT EXISTS relevance (
+        ts TIMESTAMP, series SYMBOL, source_id SYMBOL, kind SYMBOL, mjd DOUBLE, value DOUBLE, error DOUBLE,
+        relevance DOUBLE, flux_term DOUBLE, trend_term DOUBLE, hardness_term DOUBLE, model_version SYMBOL
+    ) TIMESTAMP(ts) PARTITION BY YEAR WAL DEDUP UPSERT KEYS(ts, series)""",
+    "alerts": """CREATE TABLE IF NOT EXISTS alerts (
+        ts TIMESTAMP, alert_id VARCHAR, series SYMBOL, source_id SYMBOL, kind SYMBOL, mjd DOUBLE,
+        relevance DOUBLE, flux_term DOUBLE, trend_term DOUBLE, hardness_term DOUBLE,
+        model_version SYMBOL, explanation VARCHAR
+    ) TIMESTAMP(ts) PARTITION BY YEAR WAL DEDUP UPSERT KEYS(ts, series)""",
+    "deadletter": """CREATE TABLE IF NOT EXISTS deadletter (
+        ts TIMESTAMP, origin SYMBOL, reason VARCHAR, payload VARCHAR, url VARCHAR
+    ) TIMESTAMP(ts) PARTITION BY MONTH WAL DEDUP UPSERT KEYS(ts, origin)""",
+}
+
+
+class QuestDBError(RuntimeError):
+    """QuestDB answered with an error or could not be reached; the message says which."""
+
+
+def query(settings: Settings, sql: str, timeout_s: float = 30.0) -> list[dict[str, Any]]:
+    """Run SQL over HTTP /exec and return the rows as dicts."""
+    try:
+        r = httpx.get(f"{settings.questdb_http_url}/exec", params={"query": sql}, timeout=timeout_s)
+    except httpx.HTTPError as exc:
+        raise QuestDBError(f"QuestDB at {settings.questdb_http_url} unreachable: {exc!r}") from exc
+    body = r.json()
+    if r.status_code != 200 or "error" in body:
+        raise QuestDBError(f"QuestDB rejected {sql!r}: {body.get('error', r.text)}")
+    names = [c["name"] for c in body.get("columns", [])]
+    return [dict(zip(names, row)) for row in body.get("dataset", [])]
+
+
+def ensure_tables(settings: Settings) -> None:
+    for ddl in TABLES.values():
+        query(settings, ddl)
+
+
+def wal_applied(settings: Settings) -> bool:
+    """True when every WAL transaction has been applied (rows visible to queries)."""
+    rows = query(settings, "SELECT name, suspended, writerTxn, sequencerTxn FROM wal_tables()")
+    return all(r["writerTxn"] == r["sequencerTxn"] and not r["suspended"] for r in rows)
+
+
+def sender(settings: Settings) -> Sender:
+    """ILP over HTTP; each flush is one transaction per table."""
+    return Sender.from_conf(f"http::addr={settings.host}:{settings.questdb_http_port};auto_flush=off;"
+                            f"retry_timeout=60000;request_timeout=60000;")

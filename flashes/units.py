@@ -1,0 +1,22 @@
+"""Crab conversion factors: mCrab = factor × provider flux (counts/cm²/s or photons/cm²/s).
+
+From the original FLASHES: 1 Crab gives 0.22 counts/cm²/s in BAT 15-50 keV, 3.2 photons/cm²/s in
+MAXI 2-20 keV (2.1, 1.2, 0.4 in 2-4, 4-10, 10-20 keV) and 4.5 in GBM 12-50 keV.
+"""
+from __future__ import annotations
+
+MCRAB_PER_UNIT: dict[tuple[str, str], float] = {
+    ("swift", "15-50"): 4545.4545,
+    ("maxi", "2-20"): 312.5,
+    ("maxi", "2-4"): 476.1905,
+    ("maxi", "4-10"): 833.3333,
+    ("maxi", "10-20"): 2500.0,
+    ("fermi", "12-50"): 222.2222,
+}
+
+MAIN_BAND = {"maxi": "2-20", "swift": "15-50", "fermi": "12-50"}
+
+
+def to_mcrab(instrument: str, band: str, flux: float, error: float) -> tuple[float, float]:
+    factor = MCRAB_PER_UNIT[(instrument, band)]
+    return flux * factor, error * factor

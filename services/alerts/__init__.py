@@ -1,0 +1,1 @@
+"""Alerts: turns relevance crossing the threshold into alerts (Kafka topic, signed webhooks)."""

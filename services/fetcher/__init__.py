@@ -1,0 +1,1 @@
+"""Fetcher: downloads provider lightcurves and publishes their points to flashes.lightcurve.v1."""

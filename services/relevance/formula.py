@@ -1,0 +1,96 @@
+"""The original FLASHES relevance formula: flux, trend and hardness-change terms, clipped to 0..1.
+
+    relevance = clip(0.4·flux + 0.4·trend + 0.2·hardness, 0, 1)
+
+- flux term: signal-to-noise of the new point, (S/N − 3)/(20 − 3) clipped to 0..1
+  (below 3σ contributes nothing, 20σ or more contributes fully);
+- trend term: significance z of the rising slope of a weighted straight-line fit over the last
+  5 points (the new one included, at least 3 needed), z/10 clipped to 0..1;
+- hardness term: change of the colour (hardness ratio, or MAXI 4-10/2-4 keV) of the new point
+  from the mean of the previous ones, in σ, z/5 clipped to 0..1.
+A term whose inputs are missing, non-finite or have no positive error is 0.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+MODEL_VERSION = "formula-1"
+WEIGHTS = {"flux": 0.4, "trend": 0.4, "hardness": 0.2}
+HISTORY = 5
+
+
+def _clip01(x: float) -> float:
+    return min(1.0, max(0.0, x)) if math.isfinite(x) else 0.0
+
+
+def _usable(value: float, error: float) -> bool:
+    return math.isfinite(value) and math.isfinite(error) and error > 0
+
+
+def flux_term(value: float, error: float) -> float:
+    return _clip01((value / error - 3.0) / 17.0) if _usable(value, error) else 0.0
+
+
+def trend_term(mjd: list[float], value: list[float], error: list[float]) -> float:
+    keep = [i for i in range(len(mjd)) if _usable(value[i], error[i])]
+    if len(keep) < 3:
+        return 0.0
+    t, y, e = (np.array([seq[i] for i in keep]) for seq in (mjd, value, error))
+    w = 1.0 / e**2
+    t = t - np.average(t, weights=w)
+    sxx = float(np.sum(w * t * t))
+    if sxx <= 0:
+        return 0.0
+    slope = float(np.sum(w * t * y)) / sxx
+    return _clip01(slope * math.sqrt(sxx) / 10.0)  # slope / σ_slope, σ_slope = 1/sqrt(Σw t²)
+
+
+def hardness_term(previous: list[tuple[float, float]], colour: tuple[float, float] | None) -> float:
+    prev = [(c, e) for c, e in previous if _usable(c, e)]
+    if colour is None or not prev or not _usable(*colour):
+        return 0.0
+    w = np.array([1.0 / e**2 for _, e in prev])
+    mean = float(np.sum(w * np.array([c for c, _ in prev])) / np.sum(w))
+    sigma = math.sqrt(colour[1] ** 2 + 1.0 / float(np.sum(w)))
+    return _clip01(abs(colour[0] - mean) / sigma / 5.0)
+
+
+@dataclass
+class SeriesState:
+    """The last points of one series: all the formula needs (small, JSON-serialisable)."""
+
+    mjd: list[float] = field(default_factory=list)
+    value: list[float] = field(default_factory=list)
+    error: list[float] = field(default_factory=list)
+    colour: list[tuple[float, float] | None] = field(default_factory=list)
+
+    def push(self, mjd: float, value: float, error: float, colour: tuple[float, float] | None) -> None:
+        for seq, item in ((self.mjd, mjd), (self.value, value), (self.error, error), (self.colour, colour)):
+            seq.append(item)
+            del seq[:-HISTORY]
+
+    def to_json(self) -> dict:
+        return {"mjd": self.mjd, "value": self.value, "error": self.error,
+                "colour": [list(c) if c else None for c in self.colour]}
+
+    @classmethod
+    def from_json(cls, data: dict | None) -> "SeriesState":
+        if not data:
+            return cls()
+        return cls(data["mjd"], data["value"], data["error"], [tuple(c) if c else None for c in data["colour"]])
+
+
+def score(state: SeriesState, mjd: float, value: float, error: float,
+          colour: tuple[float, float] | None) -> tuple[float, dict[str, float]]:
+    """Relevance of a new point given the series state; pushes the point onto the state."""
+    previous_colours = [c for c in state.colour if c is not None]
+    state.push(mjd, value, error, colour)
+    terms = {
+        "flux": flux_term(value, error),
+        "trend": trend_term(state.mjd, state.value, state.error),
+        "hardness": hardness_term(previous_colours, colour),
+    }
+    return _clip01(sum(WEIGHTS[k] * v for k, v in terms.items())), terms
