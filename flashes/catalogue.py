@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -133,18 +134,27 @@ def build(settings: Settings) -> list[dict[str, Any]]:
     return records
 
 
+def _built_for(settings: Settings) -> dict[str, str]:
+    """What a stored catalogue depends on besides the table: the provider base URLs."""
+    return {"maxi": settings.maxi_base_url, "swift": settings.swift_base_url, "fermi": settings.fermi_base_url,
+            "master_table": str(settings.master_table)}
+
+
 def write(settings: Settings) -> Path:
     """Build the catalogue and store it where the API and the fetcher read it."""
     path = settings.catalogue_path
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(build(settings)))
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"built_for": _built_for(settings), "sources": build(settings)}))
     tmp.replace(path)
     return path
 
 
 def load(settings: Settings) -> list[dict[str, Any]]:
-    """The stored catalogue; built first if it is not there yet."""
-    if not settings.catalogue_path.exists():
+    """The stored catalogue; (re)built first if missing or made for other provider URLs."""
+    path = settings.catalogue_path
+    stored = json.loads(path.read_text()) if path.exists() else {}
+    if stored.get("built_for") != _built_for(settings):
         write(settings)
-    return json.loads(settings.catalogue_path.read_text())
+        stored = json.loads(path.read_text())
+    return stored["sources"]

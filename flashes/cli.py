@@ -46,7 +46,7 @@ def _run(args: argparse.Namespace) -> None:
     else:
         import uvicorn
 
-        uvicorn.run("services.api.app:create_app", factory=True, host=settings.host, port=settings.api_port,
+        uvicorn.run("services.api.app:create_app", factory=True, host=settings.api_host, port=settings.api_port,
                     log_level="info")
 
 
@@ -118,5 +118,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
     args.func(args)

@@ -118,7 +118,7 @@ def _spawn(settings: Settings, name: str, cmd: list[str], env: dict[str, str] | 
 
 
 def _kafka_properties(settings: Settings, data: Path) -> str:
-    h = settings.host
+    h = settings.kafka_host
     return "\n".join([
         "process.roles=broker,controller",
         "node.id=1",
@@ -161,7 +161,7 @@ def _start_questdb(settings: Settings, java: str, jars: Path) -> None:
     data = settings.var_dir / "questdb"
     data.mkdir(parents=True, exist_ok=True)
     jar = next(jars.glob("questdb-*.jar"))
-    h = settings.host
+    h = settings.questdb_host
     env = {
         "QDB_HTTP_BIND_TO": f"{h}:{settings.questdb_http_port}",
         "QDB_HTTP_MIN_NET_BIND_TO": f"{h}:{settings.questdb_min_http_port}",
@@ -175,7 +175,7 @@ def _start_questdb(settings: Settings, java: str, jars: Path) -> None:
 
 
 def kafka_healthy(settings: Settings) -> bool:
-    return _port_open(settings.host, settings.kafka_port)
+    return _port_open(settings.kafka_host, settings.kafka_port)
 
 
 def questdb_healthy(settings: Settings) -> bool:
@@ -202,9 +202,10 @@ def start(settings: Settings, timeout_s: float = 90.0) -> None:
     java = require_java()
     jars = fetch_jars(settings)
     settings.var_dir.mkdir(parents=True, exist_ok=True)
-    for name, port in (("kafka", settings.kafka_port), ("questdb", settings.questdb_http_port)):
-        if _running_pid(settings, name) is None and _port_open(settings.host, port):
-            raise InfraError(f"port {settings.host}:{port} is taken by another program; "
+    for name, host, port in (("kafka", settings.kafka_host, settings.kafka_port),
+                             ("questdb", settings.questdb_host, settings.questdb_http_port)):
+        if _running_pid(settings, name) is None and _port_open(host, port):
+            raise InfraError(f"port {host}:{port} is taken by another program; "
                              f"choose another with FLASHES_{name.upper()}_{'PORT' if name == 'kafka' else 'HTTP_PORT'}")
     if _running_pid(settings, "kafka") is None:
         _start_kafka(settings, java, jars)

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-from questdb.ingress import Sender
+from questdb import Sender
 
 from flashes.settings import Settings
 
@@ -66,5 +66,5 @@ def wal_applied(settings: Settings) -> bool:
 
 def sender(settings: Settings) -> Sender:
     """ILP over HTTP; each flush is one transaction per table."""
-    return Sender.from_conf(f"http::addr={settings.host}:{settings.questdb_http_port};auto_flush=off;"
+    return Sender.from_conf(f"http::addr={settings.questdb_host}:{settings.questdb_http_port};auto_flush=off;"
                             f"retry_timeout=60000;request_timeout=60000;")

@@ -11,8 +11,10 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="FLASHES_")
 
-    # Infrastructure (loopback servers started by `flashes infra start`).
-    host: str = "127.0.0.1"
+    # Infrastructure: loopback servers started by `flashes infra start`, or other hosts (docker compose).
+    kafka_host: str = "127.0.0.1"
+    questdb_host: str = "127.0.0.1"
+    api_host: str = "127.0.0.1"
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
     questdb_http_port: int = 9000
@@ -43,15 +45,15 @@ class Settings(BaseSettings):
 
     @property
     def kafka_bootstrap(self) -> str:
-        return f"{self.host}:{self.kafka_port}"
+        return f"{self.kafka_host}:{self.kafka_port}"
 
     @property
     def questdb_http_url(self) -> str:
-        return f"http://{self.host}:{self.questdb_http_port}"
+        return f"http://{self.questdb_host}:{self.questdb_http_port}"
 
     @property
     def api_url(self) -> str:
-        return self.public_api_url or f"http://{self.host}:{self.api_port}"
+        return self.public_api_url or f"http://{self.api_host}:{self.api_port}"
 
     @property
     def catalogue_path(self) -> Path:

@@ -9,11 +9,13 @@ from flashes.topics import TopicSpec
 
 def make_app(name: str, settings: Settings) -> faust.App:
     """A Faust app named flashes-{name}: JSON values, raw keys, in-memory tables restored from changelogs."""
+    datadir = settings.var_dir / "faust" / name
+    datadir.mkdir(parents=True, exist_ok=True)
     return faust.App(
         f"flashes-{name}",
         broker=f"kafka://{settings.kafka_bootstrap}",
         store="memory://",
-        datadir=str(settings.var_dir / "faust" / name),
+        datadir=str(datadir),
         key_serializer="raw",
         value_serializer="json",
         topic_partitions=4,

@@ -48,7 +48,7 @@ def build(settings: Settings) -> faust.App:
     async def raise_alerts(stream: faust.StreamT) -> None:
         async for value in stream:
             score = schemas.RelevanceScore.model_validate(value)
-            previous = last_relevance[score.series]
+            previous = last_relevance.get(score.series)
             last_relevance[score.series] = score.relevance
             if score.relevance < threshold or (previous is not None and previous >= threshold):
                 continue

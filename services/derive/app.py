@@ -62,7 +62,7 @@ def build(settings: Settings) -> faust.App:
                 continue
             day = math.floor(point.mjd)
             key = f"{point.source_id}:{day}"
-            day_values = dict(days[key] or {})
+            day_values = dict(days.get(key) or {})
             day_values[point.instrument] = list(to_mcrab(point.instrument, MAIN_BAND[point.instrument],
                                                          measurement.flux, measurement.error))
             days[key] = day_values

@@ -88,7 +88,7 @@ def _validate(columns: list[str], values: np.ndarray, time_col: str, bands: dict
     positive_error = (errors >= 0).all(axis=1)
     times = values[:, idx[time_col]]
     # Strictly increasing time: a row not later than every row before it is a duplicate or out of order.
-    running_max = np.maximum.accumulate(np.where(finite, times, -np.inf))
+    running_max = np.maximum.accumulate(np.where(finite & positive_error, times, -np.inf))
     increasing = np.ones(len(times), dtype=bool)
     increasing[1:] = times[1:] > running_max[:-1]
     ok = finite & positive_error & increasing

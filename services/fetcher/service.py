@@ -57,9 +57,9 @@ async def fetch_once(settings: Settings, sources: list[str] | None = None,
                     log.error("%s: %s", origin, exc)
                     await send_dead_letter(producer, dead_letter(origin, str(exc), "", url))
                     return
+                published = await publish(producer, parsed, source_id, instrument, url, datetime.now(timezone.utc))
                 report.series += 1
-                report.points += await publish(producer, parsed, source_id, instrument, url,
-                                               datetime.now(timezone.utc))
+                report.points += published
                 report.rejected += len(parsed.rejected)
 
             await asyncio.gather(*(one(*s) for s in selected_series(records, sources, instruments)))

@@ -50,7 +50,7 @@ def build(settings: Settings) -> faust.App:
                 continue
             if point is None:
                 continue
-            state = formula.SeriesState.from_json(states[point.series])
+            state = formula.SeriesState.from_json(states.get(point.series))
             if state.mjd and point.mjd <= state.mjd[-1]:
                 continue
             result = score_point(state, point)

@@ -15,8 +15,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import numpy as np
-
 MODEL_VERSION = "formula-1"
 WEIGHTS = {"flux": 0.4, "trend": 0.4, "hardness": 0.2}
 HISTORY = 5
@@ -35,26 +33,25 @@ def flux_term(value: float, error: float) -> float:
 
 
 def trend_term(mjd: list[float], value: list[float], error: list[float]) -> float:
-    keep = [i for i in range(len(mjd)) if _usable(value[i], error[i])]
-    if len(keep) < 3:
+    pts = [(t, y, 1.0 / (e * e)) for t, y, e in zip(mjd, value, error) if _usable(y, e)]
+    if len(pts) < 3:
         return 0.0
-    t, y, e = (np.array([seq[i] for i in keep]) for seq in (mjd, value, error))
-    w = 1.0 / e**2
-    t = t - np.average(t, weights=w)
-    sxx = float(np.sum(w * t * t))
+    sw = sum(w for _, _, w in pts)
+    t_mean = sum(w * t for t, _, w in pts) / sw
+    sxx = sum(w * (t - t_mean) ** 2 for t, _, w in pts)
     if sxx <= 0:
         return 0.0
-    slope = float(np.sum(w * t * y)) / sxx
-    return _clip01(slope * math.sqrt(sxx) / 10.0)  # slope / σ_slope, σ_slope = 1/sqrt(Σw t²)
+    slope = sum(w * (t - t_mean) * y for t, y, w in pts) / sxx
+    return _clip01(slope * math.sqrt(sxx) / 10.0)  # slope / σ_slope, σ_slope = 1/sqrt(Σw (t-t̄)²)
 
 
 def hardness_term(previous: list[tuple[float, float]], colour: tuple[float, float] | None) -> float:
     prev = [(c, e) for c, e in previous if _usable(c, e)]
     if colour is None or not prev or not _usable(*colour):
         return 0.0
-    w = np.array([1.0 / e**2 for _, e in prev])
-    mean = float(np.sum(w * np.array([c for c, _ in prev])) / np.sum(w))
-    sigma = math.sqrt(colour[1] ** 2 + 1.0 / float(np.sum(w)))
+    sw = sum(1.0 / (e * e) for _, e in prev)
+    mean = sum(c / (e * e) for c, e in prev) / sw
+    sigma = math.sqrt(colour[1] ** 2 + 1.0 / sw)
     return _clip01(abs(colour[0] - mean) / sigma / 5.0)
 
 

@@ -11,7 +11,7 @@ import json
 import logging
 
 from aiokafka import AIOKafkaConsumer
-from questdb.ingress import IngressError, TimestampMicros
+from questdb import QuestDBError as IngressError, TimestampMicros
 
 from flashes import questdb
 from flashes.kafka import dead_letter, encode, ensure_topics, make_producer

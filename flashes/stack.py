@@ -1,0 +1,100 @@
+"""Running the whole stack: infrastructure, every service as its own process, the sample mirror."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from flashes import catalogue, infra, mirror, questdb
+from flashes.settings import PROJECT_ROOT, Settings
+
+SAMPLE_MIRROR = PROJECT_ROOT / "data" / "mirror"
+PIPELINE = ("sink", "derive", "relevance", "alerts", "api")
+
+
+def mirrored_sources(settings: Settings, folder: Path) -> list[str]:
+    """Ids of the catalogue sources that have a MAXI file in a provider-layout mirror folder."""
+    present = {p.name for p in (folder / "maxi" / "star_data").iterdir() if p.is_dir()}
+    return [r["_id"] for r in catalogue.load(settings) if r["maxi"] and r["maxi"]["provider_id"] in present]
+
+
+def spawn(services: tuple[str, ...], env: dict[str, str], log_dir: Path) -> dict[str, subprocess.Popen]:
+    """Start `flashes run NAME` for each service, logging to log_dir/NAME.log."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    exe = str(Path(sys.executable).parent / "flashes")
+    return {name: subprocess.Popen([exe, "run", name], env={**os.environ, **env}, stdin=subprocess.DEVNULL,
+                                   stdout=(log_dir / f"{name}.log").open("ab"), stderr=subprocess.STDOUT)
+            for name in services}
+
+
+def terminate(processes: dict[str, subprocess.Popen], timeout_s: float = 30.0) -> None:
+    """SIGTERM every service, give them time to commit and leave their groups, then SIGKILL stragglers."""
+    for proc in processes.values():
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    for proc in processes.values():
+        try:
+            proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def wait_settled(settings: Settings, quiet_s: float = 15.0, timeout_s: float = 600.0) -> int:
+    """Wait until the relevance table stops growing; returns its row count."""
+    deadline, last, since = time.monotonic() + timeout_s, -1, time.monotonic()
+    while time.monotonic() < deadline:
+        rows = questdb.query(settings, "SELECT count() n FROM relevance")[0]["n"]
+        if rows != last:
+            last, since = rows, time.monotonic()
+        elif rows > 0 and time.monotonic() - since >= quiet_s:
+            return rows
+        time.sleep(2)
+    return last
+
+
+def most_relevant(settings: Settings, limit: int = 10) -> list[dict]:
+    return questdb.query(settings, f"SELECT source_id, max(relevance) relevance, count() points FROM relevance "
+                                   f"GROUP BY source_id ORDER BY relevance DESC LIMIT {limit}")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def run_stack(settings: Settings) -> None:
+    signal.signal(signal.SIGTERM, _interrupt)
+    infra.start(settings)
+    server, base = mirror.serve(SAMPLE_MIRROR)
+    env = mirror.provider_env(base)
+    os.environ.update(env)
+    settings = Settings()
+    questdb.ensure_tables(settings)
+    sources = mirrored_sources(settings, SAMPLE_MIRROR)
+    env["FLASHES_FETCH_SOURCES"] = "[" + ",".join(f'"{s}"' for s in sources) + "]"
+    logs = settings.var_dir / "logs"
+    processes = spawn(PIPELINE + ("fetcher",), env, logs)
+    try:
+        print(f"FLASHES stream is starting; fetching {len(sources)} sample sources from the mirror at {base} "
+              f"(service logs in {logs})", flush=True)
+        rows = wait_settled(settings)
+        print(f"\n{rows} relevance scores stored. Most relevant sources:")
+        for r in most_relevant(settings):
+            print(f"  {r['source_id']:<22} max relevance {r['relevance']:.2f} over {r['points']} points")
+        print(f"\nAPI:     {settings.api_url}/docs  (e.g. {settings.api_url}/sources/{sources[0]})")
+        print(f"QuestDB: {settings.questdb_http_url}  (web console; tables lightcurve, derived, relevance, alerts)")
+        print("Press Ctrl-C to stop everything.", flush=True)
+        while True:
+            signal.pause()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("stopping services…", flush=True)
+        terminate(processes)
+        server.shutdown()
+        infra.stop(settings)
+        print("stopped.")

@@ -1,0 +1,111 @@
+"""The FastAPI gateway: catalogue, tags, time series and the health of Kafka and QuestDB."""
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from typing import Any, Literal
+
+from aiokafka.admin import AIOKafkaAdminClient
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from flashes import catalogue, questdb
+from flashes.settings import Settings, get_settings
+from services.api import store
+
+SeriesKind = Literal["maxi", "swift", "fermi", "hardness", "combined"]
+
+
+def _utc(t: datetime) -> datetime:
+    """Query times without a zone are UTC."""
+    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    records = {rec["_id"]: rec for rec in catalogue.load(settings)}
+    tag_counts = Counter(tag for rec in records.values() for tag in rec["labels_constant"] + rec["labels_dynamic"])
+    app = FastAPI(title="FLASHES stream API", version="1",
+                  description="Catalogue, tags and lightcurves of the X-ray sources FLASHES watches. "
+                              "Fluxes in mCrab unless stated; times UTC.")
+
+    @app.exception_handler(questdb.QuestDBError)
+    async def questdb_down(request: Request, exc: questdb.QuestDBError) -> JSONResponse:
+        return JSONResponse(status_code=503, content={"detail": f"the time-series store is unavailable: {exc}"})
+
+    def source_or_404(source_id: str) -> dict[str, Any]:
+        if source_id not in records:
+            raise HTTPException(404, f"unknown source '{source_id}'; list the known ones at /sources")
+        return records[source_id]
+
+    async def with_latest(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        latest = await run_in_threadpool(store.latest, settings)
+        out = []
+        for rec in recs:
+            rec = copy.deepcopy(rec)
+            for field in store.SERIES_FIELD.values():
+                if rec[field] and rec[field]["series"] in latest:
+                    rec[field].update(latest[rec[field]["series"]])
+            out.append(rec)
+        return out
+
+    @app.get("/health/kafka", summary="Is the Kafka broker reachable?")
+    async def health_kafka() -> JSONResponse:
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=5000)
+        try:
+            await asyncio.wait_for(admin.start(), 6)
+            names = await asyncio.wait_for(admin.list_topics(), 6)
+        except Exception as exc:  # noqa: BLE001 - any failure means "not healthy", reported as such
+            return JSONResponse(status_code=503, content={"status": "unavailable", "detail": f"{type(exc).__name__}: {exc}"})
+        finally:
+            await admin.close()
+        return JSONResponse({"status": "ok", "topics": sorted(n for n in names if n.startswith("flashes."))})
+
+    @app.get("/health/questdb", summary="Is QuestDB reachable?")
+    async def health_questdb() -> JSONResponse:
+        try:
+            tables = await run_in_threadpool(questdb.query, settings, "SELECT table_name FROM tables()", 5.0)
+        except questdb.QuestDBError as exc:
+            return JSONResponse(status_code=503, content={"status": "unavailable", "detail": str(exc)})
+        return JSONResponse({"status": "ok", "tables": sorted(t["table_name"] for t in tables)})
+
+    @app.get("/sources", summary="Catalogue sources, with the latest point of each series")
+    async def list_sources(tag: str | None = None, instrument: SeriesKind | None = None,
+                           limit: int = Query(3000, ge=1, le=3000), offset: int = Query(0, ge=0)) -> list[dict]:
+        selected = [r for r in records.values()
+                    if (tag is None or tag in r["labels_constant"] + r["labels_dynamic"])
+                    and (instrument is None or r[store.SERIES_FIELD[instrument]] is not None)]
+        return await with_latest(selected[offset:offset + limit])
+
+    @app.get("/sources/{source_id}", summary="One source")
+    async def get_source(source_id: str) -> dict:
+        return (await with_latest([source_or_404(source_id)]))[0]
+
+    @app.get("/tags", summary="Every tag with its number of sources")
+    async def list_tags() -> list[dict]:
+        return [{"tag": t, "sources": n} for t, n in sorted(tag_counts.items())]
+
+    @app.get("/tags/{tag}", summary="The ids of the sources with a tag")
+    async def get_tag(tag: str) -> dict:
+        if tag not in tag_counts:
+            raise HTTPException(404, f"unknown tag '{tag}'; list the known ones at /tags")
+        return {"tag": tag, "sources": sorted(i for i, r in records.items()
+                                              if tag in r["labels_constant"] + r["labels_dynamic"])}
+
+    @app.get("/timeseries", summary="Grafana-style rows of one series: flux {band}, flux {band} max/min")
+    async def get_timeseries(source: str, series: SeriesKind = "maxi", start: datetime | None = None,
+                             end: datetime | None = None) -> list[dict]:
+        rec = source_or_404(source)
+        entry = rec[store.SERIES_FIELD[series]]
+        if entry is None:
+            raise HTTPException(404, f"source '{source}' has no {series} series")
+        end = _utc(end) if end else datetime.now(timezone.utc)
+        start = _utc(start) if start else end - timedelta(days=365)
+        if start >= end:
+            raise HTTPException(422, f"start ({start.isoformat()}) must be before end ({end.isoformat()})")
+        return await run_in_threadpool(store.timeseries, settings, entry["series"], series, start, end)
+
+    return app

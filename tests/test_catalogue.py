@@ -1,0 +1,61 @@
+"""The catalogue built from data/master_table.csv: ids, coordinates, tags, series and URLs."""
+import pytest
+
+from flashes import catalogue
+from flashes.settings import PROJECT_ROOT, Settings
+
+
+@pytest.fixture(scope="module")
+def records() -> dict[str, dict]:
+    return {r["_id"]: r for r in catalogue.build(Settings())}
+
+
+@pytest.fixture(scope="module")
+def classes() -> catalogue.HeasarcClasses:
+    return catalogue.HeasarcClasses(PROJECT_ROOT / "data" / "heasarc_classes.csv")
+
+
+def test_every_row_becomes_one_record_with_a_unique_id(records: dict[str, dict]) -> None:
+    assert len(records) == 2410
+    assert sum(r["maxi"] is not None for r in records.values()) == 322
+    assert sum(r["swift"] is not None for r in records.values()) == 662
+    assert sum(r["fermi"] is not None for r in records.values()) == 36
+
+
+def test_gx339_record(records: dict[str, dict]) -> None:
+    r = records["gx339-4"]
+    assert r["integral_name"] == "GX 339-4"
+    assert r["labels_constant"] == ["LMXRB", "QPO & black hole", "hard transient"]  # class 1456
+    assert r["maxi"]["series"] == "maxi_gx339-4"
+    assert r["maxi"]["data_url"] == "http://maxi.riken.jp/star_data/J1702-487/J1702-487_g_lc_1day_all.dat"
+    assert r["swift"]["data_url"] == "https://swift.gsfc.nasa.gov/results/transients/weak/GX339-4.lc.txt"
+    assert r["hardness_ratio"]["series"] == "hardness_gx339-4" and r["combined"]["series"] == "combined_gx339-4"
+    assert r["fermi"] is None
+    assert "4U 1658-48" in r["alternative_names"]
+    # GX 339-4: l = 338.94°, b = -4.33° (SIMBAD)
+    assert r["coord_glon"] == pytest.approx(338.94, abs=0.01) and r["coord_glat"] == pytest.approx(-4.33, abs=0.01)
+
+
+def test_gbm_pulsar_url_and_no_joined_series_without_both_instruments(records: dict[str, dict]) -> None:
+    r = records["velax-1"]
+    assert r["fermi"]["data_url"].endswith("/velax1_old.fits.gz")
+    only_maxi = next(r for r in records.values() if r["maxi"] and not r["swift"])
+    assert only_maxi["hardness_ratio"] is None and only_maxi["combined"] is None
+
+
+@pytest.mark.parametrize("code, words", [
+    (1316, ["HMXRB Be star", "X-ray pulsar", "hard transient"]),
+    (7106, ["Seyfert", "type 2"]),
+    (1440, ["LMXRB", "QPO"]),
+    (9999, ["unidentified"]),
+    (2555, ["star, spectral type G", "spectral sub-type 5", "luminosity class V"]),
+    (1213, ["HMXRB supergiant", "X-ray pulsar", "eclipsing"]),
+    (1810, ["X-ray pulsator"]),
+    (1981, ["T Tauri star", "(naked)"]),
+    (1635, ["CV", "AM Her (polar)", "eclipsing"]),
+    (0, [catalogue.UNCLASSIFIED]),
+    (8765, [catalogue.UNCLASSIFIED]),
+])
+def test_heasarc_codes_decode_as_the_worked_examples(classes: catalogue.HeasarcClasses, code: int,
+                                                     words: list[str]) -> None:
+    assert classes.tags(code) == words

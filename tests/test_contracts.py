@@ -1,0 +1,45 @@
+"""Topic contracts: exported JSON Schemas are current, and docker-compose.yml wires the stack."""
+import json
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from flashes import topics
+from flashes.schema_export import rendered
+from flashes.settings import PROJECT_ROOT
+
+
+def test_exported_json_schemas_match_the_models() -> None:
+    for path, text in rendered().items():
+        assert path.exists(), f"{path.name} missing: run `make schemas`"
+        assert json.loads(path.read_text()) == json.loads(text), f"{path.name} is stale: run `make schemas`"
+
+
+def test_every_topic_is_versioned_and_declared_once() -> None:
+    names = [t.name for t in topics.ALL]
+    assert len(names) == len(set(names)) and all(n.startswith("flashes.") and n.endswith(".v1") for n in names)
+    assert topics.SUBSCRIPTIONS.compacted
+
+
+def test_compose_file_runs_every_service_on_kafka_questdb_grafana() -> None:
+    compose = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert services["kafka"]["image"].startswith("apache/kafka")
+    assert services["questdb"]["image"].startswith("questdb/questdb")
+    assert services["grafana"]["image"].startswith("grafana/grafana")
+    for name in ("fetcher", "derive", "relevance", "alerts", "sink", "api"):
+        svc = services[name]
+        assert svc["command"] == ["flashes", "run", name]
+        assert svc["environment"]["FLASHES_KAFKA_HOST"] == "kafka" and svc["environment"]["FLASHES_QUESTDB_HOST"] == "questdb"
+        assert svc["build"]["dockerfile"] == "Dockerfile"
+    assert (PROJECT_ROOT / "Dockerfile").exists()
+
+
+@pytest.mark.skipif(shutil.which("docker") is None or subprocess.run(["docker", "compose", "version"],
+                    capture_output=True).returncode != 0, reason="the docker CLI with compose is not installed")
+def test_docker_compose_config_validates() -> None:
+    result = subprocess.run(["docker", "compose", "-f", str(PROJECT_ROOT / "docker-compose.yml"), "config", "-q"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr

@@ -1,0 +1,63 @@
+"""Units, Crab factors, MJD/UTC and error propagation against hand-computed values."""
+from datetime import datetime, timezone
+
+import numpy as np
+import pytest
+from astropy.time import Time
+
+from flashes.timeconv import datetime_to_mjd, mjd_to_datetime, mjd_to_unix_us, utc_day_centre
+from flashes.units import MCRAB_PER_UNIT, to_mcrab
+from services.derive.physics import combined, hardness
+from services.relevance.series import maxi_colour
+import schemas
+
+
+def test_crab_factors_are_the_inverse_of_one_crab_in_each_band() -> None:
+    # 1 Crab = 0.22 counts/cm²/s (BAT 15-50), 3.2 / 2.1 / 1.2 / 0.4 ph/cm²/s (MAXI 2-20 / 2-4 / 4-10 / 10-20), 4.5 (GBM).
+    one_crab = {("swift", "15-50"): 0.22, ("maxi", "2-20"): 3.2, ("maxi", "2-4"): 2.1, ("maxi", "4-10"): 1.2,
+                ("maxi", "10-20"): 0.4, ("fermi", "12-50"): 4.5}
+    for key, flux in one_crab.items():
+        assert to_mcrab(*key, flux, 0.0)[0] == pytest.approx(1000.0, rel=1e-6), key
+    assert set(one_crab) == set(MCRAB_PER_UNIT)
+
+
+def test_hardness_and_combined_flux_by_hand() -> None:
+    bat = to_mcrab("swift", "15-50", 0.022, 0.0011)   # 100 mCrab ± 5
+    maxi = to_mcrab("maxi", "2-20", 0.64, 0.032)      # 200 mCrab ± 10
+    assert bat == pytest.approx((100.0, 5.0), rel=1e-6)
+    assert maxi == pytest.approx((200.0, 10.0), rel=1e-6)
+    h, dh = hardness(bat, maxi)
+    assert h == pytest.approx(0.5, rel=1e-6)
+    assert dh == pytest.approx(0.5 * np.sqrt(0.05**2 + 0.05**2), rel=1e-6)  # 0.0353553
+    phi, dphi = combined(bat, maxi)
+    assert phi == pytest.approx(300.0, rel=1e-6)
+    assert dphi == pytest.approx(np.sqrt(5.0**2 + 10.0**2), rel=1e-6)  # 11.1803, no extra (Φ_BAT+Φ_MAXI) factor
+
+
+def test_negative_flux_keeps_its_sign_and_zero_maxi_gives_no_hardness() -> None:
+    h, dh = hardness((-10.0, 5.0), (100.0, 10.0))
+    assert h == pytest.approx(-0.1) and dh > 0
+    assert hardness((10.0, 5.0), (0.0, 10.0)) is None
+    assert combined((10.0, 5.0), (0.0, 10.0))[0] == 10.0
+
+
+def test_mjd_to_utc_by_hand_and_against_astropy() -> None:
+    assert mjd_to_datetime(40587.0) == datetime(1970, 1, 1, tzinfo=timezone.utc)
+    assert mjd_to_datetime(51544.5) == datetime(2000, 1, 1, 12, tzinfo=timezone.utc)  # J2000.0 = JD 2451545.0
+    assert mjd_to_datetime(58016.5) == datetime(2017, 9, 20, 12, tzinfo=timezone.utc)  # MAXI J1535-571 peak day
+    mjd = np.array([55053.5, 58000.25, 59141.5])
+    expected = Time(mjd, format="mjd", scale="utc").to_datetime(timezone=timezone.utc)
+    assert [mjd_to_datetime(m) for m in mjd] == list(expected)
+    assert mjd_to_unix_us(np.array([40588.0]))[0] == 86_400_000_000
+    assert datetime_to_mjd(datetime(2017, 9, 20, 12, tzinfo=timezone.utc)) == pytest.approx(58016.5)
+    assert list(utc_day_centre(np.array([58000.0, 58000.5, 58000.99]))) == [58000.5] * 3
+
+
+def test_maxi_colour_4_10_over_2_4_in_mcrab_with_propagated_error() -> None:
+    # 1.2 ph/cm²/s in 4-10 keV and 2.1 in 2-4 keV are both 1 Crab: colour 1.
+    bands = {"4-10": schemas.Measurement(flux=1.2, error=0.012), "2-4": schemas.Measurement(flux=2.1, error=0.042)}
+    c, dc = maxi_colour(bands)
+    assert c == pytest.approx(1.0, rel=1e-6)
+    assert dc == pytest.approx(np.hypot(0.01, 0.02), rel=1e-6)
+    bands["2-4"] = schemas.Measurement(flux=-0.1, error=0.05)
+    assert maxi_colour(bands) is None
