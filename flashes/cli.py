@@ -34,7 +34,8 @@ def _run(args: argparse.Namespace) -> None:
 
         from flashes.streaming import run_worker
 
-        run_worker(import_module(f"services.{args.service}.app").build(settings))
+        module = import_module(f"services.{args.service}.app")
+        run_worker(module.build(settings), settings, getattr(module, "INTERNAL_TOPICS", None))
     elif args.service == "fetcher":
         from services.fetcher.service import run_forever
 

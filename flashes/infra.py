@@ -92,13 +92,15 @@ def _running_pid(settings: Settings, name: str) -> int | None:
         return None
     pid = int(path.read_text())
     try:
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our own child that has exited
-            raise ProcessLookupError
+        exited = os.waitpid(pid, os.WNOHANG)[0] == pid  # our own child: reap it if it has exited
     except ChildProcessError:  # started by another process: ask the kernel instead
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        exited = False
+    if not exited:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            exited = True
+    if exited:
         path.unlink()
         return None
     return pid

@@ -16,14 +16,14 @@ from flashes.settings import Settings
 log = logging.getLogger(__name__)
 
 
-async def ensure_topics(settings: Settings) -> None:
-    """Create every declared topic with its partition count (existing topics are left alone)."""
+async def create_topics(settings: Settings, wanted: dict[str, tuple[int, bool]]) -> None:
+    """Create the topics {name: (partitions, compacted)} that do not exist yet."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        new = [NewTopic(t.name, t.partitions, 1, topic_configs={"cleanup.policy": "compact"} if t.compacted else {})
-               for t in topics.ALL if t.name not in existing]
+        new = [NewTopic(name, partitions, 1, topic_configs={"cleanup.policy": "compact"} if compacted else {})
+               for name, (partitions, compacted) in wanted.items() if name not in existing]
         if new:
             try:
                 await admin.create_topics(new)
@@ -31,6 +31,11 @@ async def ensure_topics(settings: Settings) -> None:
                 pass
     finally:
         await admin.close()
+
+
+async def ensure_topics(settings: Settings) -> None:
+    """Create every declared topic with its partition count (existing topics are left alone)."""
+    await create_topics(settings, {t.name: (t.partitions, t.compacted) for t in topics.ALL})
 
 
 def make_producer(settings: Settings) -> AIOKafkaProducer:

@@ -1,7 +1,11 @@
 """The Faust app factory shared by the stream processors (derive, relevance, alerts)."""
 from __future__ import annotations
 
+import asyncio
+
 import faust
+
+from flashes.kafka import create_topics, ensure_topics
 
 from flashes.settings import Settings
 from flashes.topics import TopicSpec
@@ -31,6 +35,16 @@ def topic(app: faust.App, spec: TopicSpec) -> faust.TopicT:
     return app.topic(spec.name, partitions=spec.partitions, key_serializer="raw", value_serializer="json")
 
 
-def run_worker(app: faust.App) -> None:
-    """Run the app until SIGTERM/SIGINT (the worker handles both and shuts down cleanly)."""
+def run_worker(app: faust.App, settings: Settings, internal_topics: dict[str, int] | None = None) -> None:
+    """Run the app until SIGTERM/SIGINT (the worker handles both and shuts down cleanly).
+
+    Every topic the app needs (contract topics, table changelogs, repartition topics) is created
+    before the worker starts: a topic Faust creates itself may still have no partitions in its
+    metadata when the first event arrives, and the table write then fails (PartitionsMismatch).
+    """
+    wanted = {table.changelog_topic_name: (table.partitions or app.conf.topic_partitions, True)
+              for table in app.tables.values()}
+    wanted |= {name: (partitions, False) for name, partitions in (internal_topics or {}).items()}
+    asyncio.run(ensure_topics(settings))
+    asyncio.run(create_topics(settings, wanted))
     faust.Worker(app, loglevel="INFO").execute_from_commandline()

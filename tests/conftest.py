@@ -16,8 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from flashes import infra, questdb
+import asyncio
+import math
+
+from flashes import infra, mirror, questdb, stack
 from flashes.settings import PROJECT_ROOT, Settings, get_settings
+from services.fetcher.service import fetch_once
+from tests.kafka_helpers import counts, wait_drained, wait_until
 
 TEST_DATA = Path(__file__).resolve().parent / "data"
 
@@ -93,3 +98,75 @@ def copy_mirror(sources: dict[str, str | None], dest: Path) -> Path:
 
 def dump(obj: object) -> str:
     return json.dumps(obj, indent=1, default=str)[:2000]
+
+
+SOURCES = {  # MAXI id -> (source id, BAT file in the mirror)
+    "J1535-572": ("maxij1535-571", "swift/results/transients/weak/MAXIJ1535-571.lc.txt"),
+    "J1820+071": ("maxij1820+070", "swift/results/transients/weak/MAXIJ1820p070.lc.txt"),
+    "J1520-571": ("cirx-1", "swift/results/transients/CirX-1.lc.txt"),
+}
+BAD_LINES = ["this is not a number line", "57000.5 1.0 0.1 1.0", "57001.5 1 0.1 1 0.1 1 0.1 1 -0.5"]
+
+
+def maxi_path(mirror_dir: Path, maxi_id: str) -> Path:
+    return mirror_dir / "maxi" / "star_data" / maxi_id / f"{maxi_id}_g_lc_1day_all.dat"
+
+
+def data_rows(path: Path) -> list[list[float]]:
+    """The numeric rows of a provider file, read independently of the fetcher's parser."""
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append([float(x) for x in line.split()])
+        except ValueError:
+            continue
+    return [r for r in rows if r]
+
+
+@pytest.fixture(scope="session")
+def mirror_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = copy_mirror({m: bat for m, (_, bat) in SOURCES.items()}, tmp_path_factory.mktemp("mirror"))
+    path = maxi_path(folder, "J1520-571")
+    lines = path.read_text().splitlines()
+    path.write_text("\r\n".join(lines[:500] + BAD_LINES + lines[500:]) + "\r\n")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def expected(mirror_dir: Path) -> dict[str, int]:
+    """Valid input rows per series, from the unaltered sample files."""
+    out = {}
+    for maxi_id, (sid, bat) in SOURCES.items():
+        out[f"maxi_{sid}"] = len(data_rows(maxi_path(PROJECT_ROOT / "data" / "mirror", maxi_id)))
+        out[f"swift_{sid}"] = len(data_rows(mirror_dir / bat))
+        maxi_days = {math.floor(r[0]) for r in data_rows(maxi_path(mirror_dir, maxi_id)) if len(r) == 9 and r[2] >= 0}
+        bat_days = {math.floor(r[0]) for r in data_rows(mirror_dir / bat)}
+        out[f"combined_{sid}"] = len(maxi_days & bat_days)
+    return out
+
+
+@pytest.fixture(scope="session")
+def pipeline(settings: Settings, mirror_dir: Path, webhook_receiver: tuple[str, list[dict]],
+             expected: dict[str, int]) -> Iterator[Settings]:
+    server, base = mirror.serve(mirror_dir)
+    env = {**mirror.provider_env(base), "FLASHES_WEBHOOKS": json.dumps([webhook_receiver[0]])}
+    os.environ.update(env)
+    get_settings.cache_clear()
+    s = Settings()
+    processes = stack.spawn(("sink", "derive", "relevance", "alerts"), env, s.var_dir / "logs")
+    try:
+        report = asyncio.run(fetch_once(s, [sid for sid, _ in SOURCES.values()]))
+        assert report.series == 6 and report.rejected == len(BAD_LINES), dump(report)
+        lightcurve = {k: v for k, v in expected.items() if k.startswith(("maxi", "swift"))}
+        wait_until(lambda: counts(s, "lightcurve", "WHERE band IN ('2-20', '15-50')") == lightcurve,
+                   "every valid lightcurve row in QuestDB")
+        wait_until(lambda: counts(s, "relevance", "WHERE kind IN ('maxi', 'swift')") == lightcurve,
+                   "a relevance score for every lightcurve point")
+        wait_drained(s)
+        yield s
+    finally:
+        stack.terminate(processes)
+        server.shutdown()
+        for name in ("sink", "derive", "relevance", "alerts"):
+            log = (s.var_dir / "logs" / f"{name}.log").read_text()
+            assert "Traceback" not in log, f"{name} crashed:\n{log[-3000:]}"

@@ -7,7 +7,9 @@ from flashes.settings import PROJECT_ROOT, Settings
 
 @pytest.fixture(scope="module")
 def records() -> dict[str, dict]:
-    return {r["_id"]: r for r in catalogue.build(Settings())}
+    live = Settings(maxi_base_url="http://maxi.riken.jp/", swift_base_url="https://swift.gsfc.nasa.gov/",
+                    fermi_base_url="https://gammaray.nsstc.nasa.gov/gbm/science/pulsars/lightcurves/")
+    return {r["_id"]: r for r in catalogue.build(live)}
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,8 @@ from flashes.units import MAIN_BAND, to_mcrab
 from services.derive.physics import combined, hardness
 
 JOINED = ("swift", "maxi")
+BY_SOURCE = "flashes-derive-by-source-repartition"
+INTERNAL_TOPICS = {BY_SOURCE: topics.LIGHTCURVE.partitions}
 
 
 def derived_points(source_id: str, day: int, day_values: dict[str, list[float]]) -> list[schemas.DerivedPoint]:
@@ -41,6 +43,8 @@ def build(settings: Settings) -> faust.App:
     lightcurve = topic(app, topics.LIGHTCURVE)
     derived = topic(app, topics.DERIVED)
     deadletter = topic(app, topics.DEADLETTER)
+    by_source_topic = app.topic(BY_SOURCE, partitions=topics.LIGHTCURVE.partitions, internal=True,
+                                key_serializer="raw", value_serializer="json")
     days = app.Table("derive-days", default=None, partitions=topics.LIGHTCURVE.partitions)
 
     def by_source(value: dict) -> bytes:
@@ -48,7 +52,7 @@ def build(settings: Settings) -> faust.App:
 
     @app.agent(lightcurve)
     async def derive(stream: faust.StreamT) -> None:
-        async for value in stream.group_by(by_source, name="by-source"):
+        async for value in stream.group_by(by_source, name="by-source", topic=by_source_topic):
             try:
                 point = schemas.LightcurvePoint.model_validate(value)
             except ValidationError as exc:

@@ -1,0 +1,81 @@
+"""A provider answering 404, 500 or nothing: retried with backoff, reported, and the others carry on."""
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+import threading
+import time
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from flashes.settings import PROJECT_ROOT, Settings, get_settings
+from services.fetcher.service import fetch_once
+from tests.kafka_helpers import read_topic
+
+BROKEN = {"/maxi/star_data/J1820+071/": 500, "/maxi/star_data/J1520-571/": "hang"}
+
+
+class FlakyProvider(SimpleHTTPRequestHandler):
+    """Serves the sample mirror, except that some paths answer 500 or never answer in time."""
+
+    hits: dict[str, int] = {}
+
+    def do_GET(self) -> None:  # noqa: N802
+        self.hits[self.path] = self.hits.get(self.path, 0) + 1
+        for prefix, behaviour in BROKEN.items():
+            if self.path.startswith(prefix):
+                if behaviour == "hang":
+                    time.sleep(3)  # longer than FLASHES_HTTP_TIMEOUT_S=2 in the tests
+                self.send_error(500 if behaviour == 500 else 503)
+                return
+        super().do_GET()
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+@pytest.fixture()
+def flaky_settings(settings: Settings) -> Iterator[tuple[Settings, str, dict[str, int]]]:
+    hits: dict[str, int] = {}
+    handler = functools.partial(type("Flaky", (FlakyProvider,), {"hits": hits}),
+                                directory=str(PROJECT_ROOT / "data" / "mirror"))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    saved = {k: os.environ.get(k) for k in ("FLASHES_MAXI_BASE_URL", "FLASHES_SWIFT_BASE_URL")}
+    os.environ.update({"FLASHES_MAXI_BASE_URL": f"{base}/maxi/", "FLASHES_SWIFT_BASE_URL": f"{base}/swift/"})
+    try:
+        yield Settings(), base, hits
+    finally:
+        server.shutdown()
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+        get_settings.cache_clear()
+
+
+def test_failing_providers_are_retried_and_the_good_source_still_arrives(
+        flaky_settings: tuple[Settings, str, dict[str, int]]) -> None:
+    settings, base, hits = flaky_settings
+    sources = ["maxij1535-571", "maxij1820+070", "cirx-1", "gx339-4"]  # ok, 500, timeout, 404 (not in mirror)
+    report = asyncio.run(fetch_once(settings, sources, ["maxi"]))
+    assert report.series == 1 and report.points == 3855
+    errors = "\n".join(report.errors)
+    assert "HTTP 500 after 4 attempt(s)" in errors
+    assert "timed out after 4 attempt(s)" in errors
+    assert "HTTP 404 after 4 attempt(s)" in errors
+    assert hits["/maxi/star_data/J1820+071/J1820+071_g_lc_1day_all.dat"] == settings.http_retries
+    assert hits["/maxi/star_data/J1702-487/J1702-487_g_lc_1day_all.dat"] == settings.http_retries
+    published = [v for k, v in asyncio.run(read_topic(settings, "flashes.lightcurve.v1"))
+                 if v["provenance"]["url"].startswith(base)]
+    assert len(published) == 3855 and {v["source_id"] for v in published} == {"maxij1535-571"}
+    letters = [v for _, v in asyncio.run(read_topic(settings, "flashes.deadletter.v1")) if (v["url"] or "").startswith(base)]
+    assert {l["origin"] for l in letters} == {"fetcher:maxi:maxij1820+070", "fetcher:maxi:cirx-1", "fetcher:maxi:gx339-4"}
+
+
+def test_unknown_source_is_refused_with_its_name(settings: Settings) -> None:
+    with pytest.raises(ValueError, match="unknown source id\\(s\\): no-such-source"):
+        asyncio.run(fetch_once(settings, ["no-such-source"]))

@@ -1,0 +1,84 @@
+"""End to end on real Kafka and QuestDB: sample mirror -> fetcher -> derive -> relevance -> sink/alerts.
+
+The `pipeline` fixture (conftest.py) runs three sources through the services: MAXI real files,
+BAT synthetic files, one MAXI file with malformed lines added.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from flashes import questdb
+from flashes.settings import Settings
+from services.alerts.webhooks import SIGNATURE_HEADER, verify
+from services.fetcher.service import fetch_once
+from tests.conftest import BAD_LINES, SOURCES, data_rows, dump, maxi_path
+from tests.kafka_helpers import counts, read_topic, wait_drained
+
+
+def test_row_counts_equal_valid_input_rows(pipeline: Settings, expected: dict[str, int]) -> None:
+    lightcurve = counts(pipeline, "lightcurve")
+    for series, n in expected.items():
+        if series.startswith("maxi"):
+            assert lightcurve[series] == 4 * n  # four MAXI bands per point
+        elif series.startswith("swift"):
+            assert lightcurve[series] == n
+    derived = counts(pipeline, "derived")
+    for series, n in expected.items():
+        if series.startswith("combined"):
+            assert derived[series] == n
+            assert derived[series.replace("combined", "hardness")] <= n
+
+
+def test_malformed_lines_go_to_the_dead_letter_topic_with_reasons(pipeline: Settings) -> None:
+    letters = [v for k, v in asyncio.run(read_topic(pipeline, "flashes.deadletter.v1")) if k == b"fetcher:maxi:cirx-1"]
+    assert sorted(l["payload"].split()[0] for l in letters) == sorted(b.split()[0] for b in BAD_LINES)
+    reasons = {l["reason"] for l in letters}
+    assert {"expected 9 columns, found 6", "expected 9 columns, found 4", "negative error"} <= reasons
+    stored = questdb.query(pipeline, "SELECT count() n FROM deadletter WHERE origin = 'fetcher:maxi:cirx-1'")
+    assert stored[0]["n"] == len(BAD_LINES)
+
+
+def test_hardness_equals_a_hand_computation_from_the_files(pipeline: Settings, mirror_dir: Path) -> None:
+    maxi = {math.floor(r[0]): r for r in data_rows(maxi_path(mirror_dir, "J1535-572"))}
+    bat = {math.floor(r[0]): r for r in data_rows(mirror_dir / SOURCES["J1535-572"][1])}
+    day = 58016  # the outburst peak, in both files
+    fb, eb = bat[day][1] * 4545.4545, bat[day][2] * 4545.4545
+    fm, em = maxi[day][1] * 312.5, maxi[day][2] * 312.5
+    h = fb / fm
+    dh = h * math.sqrt((eb / fb) ** 2 + (em / fm) ** 2)
+    row = questdb.query(pipeline, "SELECT value, error, mjd FROM derived WHERE series = 'hardness_maxij1535-571' "
+                                  f"AND mjd = {day + 0.5}")
+    assert len(row) == 1
+    assert row[0]["value"] == pytest.approx(h, rel=1e-9) and row[0]["error"] == pytest.approx(dh, rel=1e-9)
+    combined = questdb.query(pipeline, "SELECT value, error FROM derived WHERE series = 'combined_maxij1535-571' "
+                                       f"AND mjd = {day + 0.5}")[0]
+    assert combined["value"] == pytest.approx(fb + fm) and combined["error"] == pytest.approx(math.hypot(eb, em))
+
+
+def test_an_outburst_day_raises_a_signed_alert_at_the_webhook(pipeline: Settings,
+                                                              webhook_receiver: tuple[str, list[dict]]) -> None:
+    bodies = [(json.loads(r["body"]), r) for r in webhook_receiver[1]]
+    # MAXI J1535-571 went into outburst on MJD ~57998 (ATel #10700): an alert within the rise.
+    outburst = [b for b, _ in bodies if b["series"] == "maxi_maxij1535-571" and 57996 <= b["mjd"] <= 58010]
+    assert outburst, dump([b for b, _ in bodies if b["source_id"] == "maxij1535-571"])
+    assert all(verify(r["body"], pipeline.webhook_secret, r["headers"][SIGNATURE_HEADER]) for _, r in bodies)
+    alert = outburst[0]
+    assert alert["relevance"] >= pipeline.relevance_threshold and "flux term" in alert["explanation"]
+    on_topic = [v for _, v in asyncio.run(read_topic(pipeline, "flashes.alerts.v1"))]
+    assert alert["alert_id"] in {a["alert_id"] for a in on_topic}
+
+
+def test_replaying_the_sample_adds_no_rows(pipeline: Settings, webhook_receiver: tuple[str, list[dict]]) -> None:
+    tables = ("lightcurve", "derived", "relevance", "alerts")
+    before = {t: counts(pipeline, t) for t in tables}
+    alerts_before = len(webhook_receiver[1])
+    report = asyncio.run(fetch_once(pipeline, [sid for sid, _ in SOURCES.values()]))
+    assert report.points > 0
+    wait_drained(pipeline)
+    assert {t: counts(pipeline, t) for t in tables} == before
+    assert len(webhook_receiver[1]) == alerts_before
