@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from flashes import catalogue, infra, mirror, questdb
+from flashes import catalogue, infra, mirror, observe, questdb
 from flashes.settings import PROJECT_ROOT, Settings
 
 SAMPLE_MIRROR = PROJECT_ROOT / "data" / "mirror"
@@ -44,19 +44,6 @@ def terminate(processes: dict[str, subprocess.Popen], timeout_s: float = 30.0) -
             proc.wait()
 
 
-def wait_settled(settings: Settings, quiet_s: float = 15.0, timeout_s: float = 600.0) -> int:
-    """Wait until the relevance table stops growing; returns its row count."""
-    deadline, last, since = time.monotonic() + timeout_s, -1, time.monotonic()
-    while time.monotonic() < deadline:
-        rows = questdb.query(settings, "SELECT count() n FROM relevance")[0]["n"]
-        if rows != last:
-            last, since = rows, time.monotonic()
-        elif rows > 0 and time.monotonic() - since >= quiet_s:
-            return rows
-        time.sleep(2)
-    return last
-
-
 def most_relevant(settings: Settings, limit: int = 10) -> list[dict]:
     return questdb.query(settings, f"SELECT source_id, max(relevance) relevance, count() points FROM relevance "
                                    f"GROUP BY source_id ORDER BY relevance DESC LIMIT {limit}")
@@ -81,7 +68,10 @@ def run_stack(settings: Settings) -> None:
     try:
         print(f"FLASHES stream is starting; fetching {len(sources)} sample sources from the mirror at {base} "
               f"(service logs in {logs})", flush=True)
-        rows = wait_settled(settings)
+        observe.wait_until(lambda: questdb.query(settings, "SELECT count() n FROM relevance")[0]["n"] > 0,
+                           "the first relevance scores")
+        observe.wait_drained(settings)
+        rows = questdb.query(settings, "SELECT count() n FROM relevance")[0]["n"]
         print(f"\n{rows} relevance scores stored. Most relevant sources:")
         for r in most_relevant(settings):
             print(f"  {r['source_id']:<22} max relevance {r['relevance']:.2f} over {r['points']} points")

@@ -22,7 +22,7 @@ import math
 from flashes import infra, mirror, questdb, stack
 from flashes.settings import PROJECT_ROOT, Settings, get_settings
 from services.fetcher.service import fetch_once
-from tests.kafka_helpers import counts, wait_drained, wait_until
+from flashes.observe import series_counts as counts, wait_drained, wait_until
 
 TEST_DATA = Path(__file__).resolve().parent / "data"
 

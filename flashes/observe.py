@@ -1,0 +1,62 @@
+"""Watching the running pipeline from outside: consumer-group lag and QuestDB progress."""
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from flashes import questdb
+from flashes.settings import Settings
+
+GROUPS = ("flashes-sink", "flashes-derive", "flashes-relevance", "flashes-alerts")
+
+
+async def group_lag(settings: Settings, groups: tuple[str, ...] = GROUPS) -> int:
+    """Messages not yet committed by the consumer groups, summed over their partitions."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    await consumer.start()
+    try:
+        lag = 0
+        for group in groups:
+            offsets = await admin.list_consumer_group_offsets(group)
+            if offsets:
+                ends = await consumer.end_offsets(list(offsets))
+                lag += sum(ends[tp] - meta.offset for tp, meta in offsets.items())
+        return lag
+    finally:
+        await consumer.stop()
+        await admin.close()
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 600.0, every_s: float = 1.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(every_s)
+    raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+
+
+def wait_drained(settings: Settings, groups: tuple[str, ...] = GROUPS, timeout_s: float = 600.0) -> None:
+    """Every consumer group has committed everything and QuestDB has applied every WAL transaction.
+
+    Checked twice, a Faust commit interval apart, so that output produced by the last committed
+    batch has been consumed too.
+    """
+    def drained() -> bool:
+        return asyncio.run(group_lag(settings, groups)) == 0 and questdb.wal_applied(settings)
+
+    for _ in range(2):
+        wait_until(drained, "the consumer groups to catch up", timeout_s)
+        time.sleep(4)
+    wait_until(drained, "the consumer groups to catch up", timeout_s)
+
+
+def series_counts(settings: Settings, table: str, where: str = "") -> dict[str, int]:
+    rows = questdb.query(settings, f"SELECT series, count() n FROM {table} {where}")
+    return {r["series"]: r["n"] for r in rows}
