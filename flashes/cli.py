@@ -52,24 +52,40 @@ def _run(args: argparse.Namespace) -> None:
 
 
 def _fetch(args: argparse.Namespace) -> None:
+    """One round (--once), the schedule (no --once), or everything again (backfill)."""
     from flashes import mirror
+    from services.fetcher.service import fetch_once, run_forever
 
     server = None
     if args.mirror:
         server, base = mirror.serve(Path(args.mirror))
         os.environ.update(mirror.provider_env(base))
         get_settings.cache_clear()
-    from services.fetcher.service import fetch_once
-
+    settings = get_settings()
     try:
-        report = asyncio.run(fetch_once(get_settings(), args.source or None, args.instrument or None))
+        if args.command == "fetch" and not args.once:
+            asyncio.run(run_forever(settings))
+            return
+        report = asyncio.run(fetch_once(settings, args.source or None, args.instrument or None,
+                                        full=args.command == "backfill", progress=True))
     except ValueError as exc:
-        sys.exit(f"flashes fetch: {exc}")
+        sys.exit(f"flashes {args.command}: {exc}")
     finally:
         if server:
             server.shutdown()
-    print(f"{report.series} series, {report.points} points published, {report.rejected} bad lines "
-          f"to the dead-letter topic, {len(report.errors)} failures")
+    print(f"{report.series} series with new points ({report.points} points), {report.unchanged} unchanged, "
+          f"{report.rejected} bad lines to the dead-letter topic, {len(report.errors)} failures")
+    for error in report.errors:
+        print(f"  {error}")
+
+
+def _mirror(args: argparse.Namespace) -> None:
+    from services.fetcher.mirror_sync import sync
+
+    report = asyncio.run(sync(get_settings(), Path(args.folder), args.source or None, args.instrument or None))
+    print(f"{report.series} files written to {args.folder}, {len(report.errors)} failures")
+    for error in report.errors:
+        print(f"  {error}")
 
 
 def _catalogue(args: argparse.Namespace) -> None:
@@ -100,12 +116,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run one service in the foreground")
     p.add_argument("service", choices=SERVICES)
     p.set_defaults(func=_run)
-    p = sub.add_parser("fetch", help="fetch the catalogue's lightcurves and publish them")
-    p.add_argument("--once", action="store_true", help="one round, then exit (the default here)")
-    p.add_argument("--source", action="append", help="source id (repeatable); default: all")
-    p.add_argument("--instrument", action="append", choices=["maxi", "swift"], help="repeatable; default: all")
-    p.add_argument("--mirror", help="a folder laid out like the providers' sites, served locally")
-    p.set_defaults(func=_fetch)
+    for name, text in (("fetch", "fetch new and revised points of the catalogue's lightcurves and publish them"),
+                       ("backfill", "fetch and publish the full history of every selected series")):
+        p = sub.add_parser(name, help=text)
+        if name == "fetch":
+            p.add_argument("--once", action="store_true", help="one round, then exit (default: on the schedule)")
+        p.add_argument("--source", action="append", help="source id (repeatable); default: all")
+        p.add_argument("--instrument", action="append", choices=["maxi", "swift", "fermi"], help="repeatable")
+        p.add_argument("--mirror", help="a folder laid out like the providers' sites, served locally")
+        p.set_defaults(func=_fetch)
+    p = sub.add_parser("mirror", help="provider mirrors")
+    p.add_argument("action", choices=["sync"], help="sync: download the catalogue's live files into FOLDER")
+    p.add_argument("folder")
+    p.add_argument("--source", action="append")
+    p.add_argument("--instrument", action="append", choices=["maxi", "swift", "fermi"])
+    p.set_defaults(func=_mirror)
     p = sub.add_parser("catalogue", help="build the source catalogue from data/master_table.csv")
     p.add_argument("action", choices=["build"])
     p.set_defaults(func=_catalogue)

@@ -31,10 +31,15 @@ class Settings(BaseSettings):
     swift_base_url: str = "https://swift.gsfc.nasa.gov/"
     fermi_base_url: str = "https://gammaray.nsstc.nasa.gov/gbm/science/pulsars/lightcurves/"
     fetch_sources: list[str] = Field(default_factory=list, description="limit fetching to these source ids")
-    fetch_interval_s: float = 86400.0
+    fetch_cron: str = Field(default="30 2 * * *", description="UTC schedule of the fetcher service (cron syntax)")
+    http_per_host: int = 4
     http_timeout_s: float = 30.0
     http_retries: int = 4
     http_backoff_s: float = 1.0
+
+    # Storage.
+    sink_batch_s: float = 2.0
+    sink_batch_rows: int = 50_000
 
     # Scoring and alerts.
     relevance_threshold: float = 0.7

@@ -23,8 +23,9 @@ RELEVANCE = TopicSpec("flashes.relevance.v1", schemas.RelevanceScore, "series ke
 ALERTS = TopicSpec("flashes.alerts.v1", schemas.Alert, "{source_id}", 1)
 SUBSCRIPTIONS = TopicSpec("flashes.subscriptions.v1", schemas.Subscription, "subscription id", 1, compacted=True)
 DEADLETTER = TopicSpec("flashes.deadletter.v1", schemas.DeadLetter, "origin", 1)
+FETCHSTATE = TopicSpec("flashes.fetchstate.v1", schemas.FetchState, "series key", 1, compacted=True)
 
-ALL = (LIGHTCURVE, DERIVED, RELEVANCE, ALERTS, SUBSCRIPTIONS, DEADLETTER)
+ALL = (LIGHTCURVE, DERIVED, RELEVANCE, ALERTS, SUBSCRIPTIONS, DEADLETTER, FETCHSTATE)
 
 
 def series_key(kind: str, source_id: str) -> str:

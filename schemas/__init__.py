@@ -107,6 +107,23 @@ class Subscription(Contract):
     min_relevance: float = Field(default=0.7, ge=0.0, le=1.0)
 
 
+class FetchState(Contract):
+    """What the fetcher has published of one series (compacted topic flashes.fetchstate.v1).
+
+    Kept in Kafka, not on the fetcher's disk, so a restarted fetcher on a new machine still
+    publishes only new or revised points and sends conditional requests.
+    """
+
+    version: Literal[1] = 1
+    series: str
+    url: str
+    etag: str | None = None
+    last_modified: str | None = None
+    last_mjd: float | None = Field(default=None, description="newest published bin time")
+    points: int = 0
+    digests: str = Field(default="", description="base64 of the published (mjd float64, row digest uint64) pairs")
+
+
 class DeadLetter(Contract):
     """Rejected input with the reason (topic flashes.deadletter.v1); nothing is dropped silently."""
 

@@ -1,46 +1,74 @@
-"""Polite HTTP downloads: one shared client, timeouts, retries with exponential backoff and jitter."""
+"""Polite HTTP downloads: one shared client, a per-host concurrency limit, timeouts, conditional
+requests (ETag / If-Modified-Since), and retries with exponential backoff and jitter."""
 from __future__ import annotations
 
 import asyncio
 import logging
 import random
+from collections import defaultdict
+from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import httpx
 
 from flashes.settings import Settings
 
 log = logging.getLogger(__name__)
-USER_AGENT = "FLASHES-stream/0.1 (X-ray transient alert service; +https://github.com/flashes-stream)"
+USER_AGENT = "FLASHES-stream/0.1 (X-ray transient alert service; python-httpx)"
+RETRIED_STATUS = {404, 408, 429}  # besides every 5xx: mirrors and providers publish files late
 
 
 class FetchError(RuntimeError):
     """The provider did not deliver the file after every retry; the message says why."""
 
 
-def make_client(settings: Settings) -> httpx.AsyncClient:
-    return httpx.AsyncClient(timeout=settings.http_timeout_s, headers={"User-Agent": USER_AGENT},
-                             follow_redirects=True, limits=httpx.Limits(max_connections=8))
+@dataclass(frozen=True)
+class Download:
+    content: bytes | None  # None: not modified since the validators we sent
+    etag: str | None
+    last_modified: str | None
 
 
-async def get_text(client: httpx.AsyncClient, url: str, settings: Settings) -> str:
-    """GET a text file; 404, 5xx, timeouts and connection errors are retried with backoff."""
-    reason = ""
-    for attempt in range(settings.http_retries):
-        if attempt:
-            delay = settings.http_backoff_s * 2 ** (attempt - 1) * (0.5 + random.random())
-            log.info("retrying %s in %.1f s (%s)", url, delay, reason)
-            await asyncio.sleep(delay)
-        try:
-            response = await client.get(url)
-        except httpx.TimeoutException:
-            reason = "timed out"
-            continue
-        except httpx.TransportError as exc:
-            reason = f"connection failed: {exc!r}"
-            continue
-        if response.status_code == 200:
-            return response.text
-        reason = f"HTTP {response.status_code}"
-        if response.status_code not in (404, 408, 429) and response.status_code < 500:
-            break
-    raise FetchError(f"{url}: {reason} after {attempt + 1} attempt(s)")
+class Provider:
+    """The shared HTTP client with at most `per_host` requests in flight to any one host."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.client = httpx.AsyncClient(timeout=settings.http_timeout_s, headers={"User-Agent": USER_AGENT},
+                                        follow_redirects=True, limits=httpx.Limits(max_connections=32))
+        self._limits: dict[str, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(settings.http_per_host))
+
+    async def __aenter__(self) -> "Provider":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.client.aclose()
+
+    async def get(self, url: str, etag: str | None = None, last_modified: str | None = None) -> Download:
+        """GET with validators; 404, 5xx, timeouts and connection errors are retried with backoff."""
+        headers = {k: v for k, v in (("If-None-Match", etag), ("If-Modified-Since", last_modified)) if v}
+        reason = ""
+        attempts = self.settings.http_retries
+        for attempt in range(attempts):
+            if attempt:
+                delay = self.settings.http_backoff_s * 2 ** (attempt - 1) * (0.5 + random.random())
+                log.info("retrying %s in %.1f s (%s)", url, delay, reason)
+                await asyncio.sleep(delay)
+            try:
+                async with self._limits[urlsplit(url).netloc]:
+                    response = await self.client.get(url, headers=headers)
+            except httpx.TimeoutException:
+                reason = "timed out"
+                continue
+            except httpx.TransportError as exc:
+                reason = f"connection failed: {exc!r}"
+                continue
+            if response.status_code == 304:
+                return Download(None, etag, last_modified)
+            if response.status_code == 200:
+                return Download(response.content, response.headers.get("ETag"), response.headers.get("Last-Modified"))
+            reason = f"HTTP {response.status_code}"
+            if response.status_code not in RETRIED_STATUS and response.status_code < 500:
+                attempts = attempt + 1
+                break
+        raise FetchError(f"{url}: {reason} after {attempts} attempt(s)")

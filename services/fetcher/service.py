@@ -1,78 +1,132 @@
-"""One fetch round over the catalogue, and the service loop that repeats it."""
+"""Fetch rounds over the catalogue (incremental or full backfill) and the scheduled service."""
 from __future__ import annotations
 
 import asyncio
 import logging
+import sys
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from flashes import catalogue
+from aiokafka import AIOKafkaProducer
+from croniter import croniter
+
+import schemas
+from flashes import catalogue, topics
 from flashes.kafka import dead_letter, ensure_topics, make_producer, send_dead_letter
 from flashes.settings import Settings
-from services.fetcher.http import FetchError, get_text, make_client
-from services.fetcher.parsers import PARSERS
+from services.fetcher import state
+from services.fetcher.http import FetchError, Provider
+from services.fetcher.parsers import parse
 from services.fetcher.publish import publish
 
 log = logging.getLogger(__name__)
+INSTRUMENTS = ("maxi", "swift", "fermi")
 
 
 @dataclass
 class FetchReport:
     series: int = 0
+    unchanged: int = 0  # answered 304 Not Modified, or nothing new in the file
     points: int = 0
     rejected: int = 0
     errors: list[str] = field(default_factory=list)
 
 
+class Progress:
+    """One status line on stderr (series, points, errors), redrawn at most every 0.5 s."""
+
+    def __init__(self, total: int, report: FetchReport, enabled: bool) -> None:
+        self.total, self.report, self.enabled, self.shown = total, report, enabled, 0.0
+
+    def update(self, final: bool = False) -> None:
+        if not self.enabled or (not final and time.monotonic() - self.shown < 0.5):
+            return
+        self.shown = time.monotonic()
+        r = self.report
+        done = r.series + r.unchanged + len(r.errors)
+        sys.stderr.write(f"\rseries {done}/{self.total}  points {r.points:,}  bad lines {r.rejected:,}  "
+                         f"errors {len(r.errors)}" + ("\n" if final else ""))
+        sys.stderr.flush()
+
+
 def selected_series(records: list[dict[str, Any]], sources: list[str] | None,
                     instruments: list[str] | None) -> list[tuple[str, str, str]]:
-    """(source_id, instrument, url) for every series with a readable provider format."""
+    """(source_id, instrument, url) of every series to fetch."""
     wanted = set(sources) if sources else None
     return [(rec["_id"], inst, rec[inst]["data_url"])
             for rec in records if wanted is None or rec["_id"] in wanted
-            for inst in PARSERS if rec.get(inst) and (not instruments or inst in instruments)]
+            for inst in INSTRUMENTS if rec.get(inst) and (not instruments or inst in instruments)]
 
 
-async def fetch_once(settings: Settings, sources: list[str] | None = None,
-                     instruments: list[str] | None = None) -> FetchReport:
+async def fetch_series(provider: Provider, producer: AIOKafkaProducer, previous: schemas.FetchState | None,
+                       source_id: str, instrument: str, url: str, report: FetchReport, full: bool) -> None:
+    """Download one series, publish what is new or revised, and remember what was published."""
+    key = topics.series_key(instrument, source_id)
+    known = previous if previous is not None and previous.url == url and not full else None
+    try:
+        download = await provider.get(url, known.etag if known else None, known.last_modified if known else None)
+        if download.content is None:
+            report.unchanged += 1
+            return
+        parsed = parse(instrument, url, download.content)
+    except (FetchError, ValueError) as exc:
+        report.errors.append(f"{key}: {exc}")
+        log.error("%s: %s", key, exc)
+        await send_dead_letter(producer, dead_letter(f"fetcher:{key}", str(exc), "", url))
+        return
+    digests = state.row_digests(parsed)
+    rows = state.changed_rows(known, parsed.mjd, digests)
+    sent = await publish(producer, parsed, rows, source_id, instrument, url, datetime.now(timezone.utc))
+    report.rejected += len(parsed.rejected)
+    report.points += sent
+    if sent:
+        report.series += 1
+    else:
+        report.unchanged += 1
+    new_state = schemas.FetchState(series=key, url=url, etag=download.etag, last_modified=download.last_modified,
+                                   last_mjd=float(parsed.mjd.max()) if len(parsed) else None, points=len(parsed),
+                                   digests=state.encode_digests(parsed.mjd, digests))
+    await producer.send(topics.FETCHSTATE.name, new_state.model_dump_json().encode(), key=key.encode())
+
+
+async def fetch_once(settings: Settings, sources: list[str] | None = None, instruments: list[str] | None = None,
+                     full: bool = False, progress: bool = False) -> FetchReport:
+    """One round: every selected series, incremental (or everything again with `full`)."""
     records = catalogue.load(settings)
-    known = {rec["_id"] for rec in records}
-    unknown = sorted(set(sources or []) - known)
+    unknown = sorted(set(sources or []) - {rec["_id"] for rec in records})
     if unknown:
         raise ValueError(f"unknown source id(s): {', '.join(unknown)}")
     await ensure_topics(settings)
+    states = await state.load_all(settings)
+    series = selected_series(records, sources, instruments)
     report = FetchReport()
+    bar = Progress(len(series), report, progress)
     producer = make_producer(settings)
     await producer.start()
     try:
-        async with make_client(settings) as client:
+        async with Provider(settings) as provider:
             async def one(source_id: str, instrument: str, url: str) -> None:
-                origin = f"fetcher:{instrument}:{source_id}"
-                try:
-                    text = await get_text(client, url, settings)
-                    parsed = PARSERS[instrument](text)
-                except (FetchError, ValueError) as exc:
-                    report.errors.append(str(exc))
-                    log.error("%s: %s", origin, exc)
-                    await send_dead_letter(producer, dead_letter(origin, str(exc), "", url))
-                    return
-                published = await publish(producer, parsed, source_id, instrument, url, datetime.now(timezone.utc))
-                report.series += 1
-                report.points += published
-                report.rejected += len(parsed.rejected)
+                await fetch_series(provider, producer, states.get(topics.series_key(instrument, source_id)),
+                                   source_id, instrument, url, report, full)
+                bar.update()
 
-            await asyncio.gather(*(one(*s) for s in selected_series(records, sources, instruments)))
+            await asyncio.gather(*(one(*s) for s in series))
         await producer.flush()
     finally:
         await producer.stop()
-    log.info("fetched %d series, %d points, %d rejected lines, %d failures",
-             report.series, report.points, report.rejected, len(report.errors))
+    bar.update(final=True)
+    log.info("%d series published, %d unchanged, %d points, %d bad lines, %d failures", report.series,
+             report.unchanged, report.points, report.rejected, len(report.errors))
     return report
 
 
 async def run_forever(settings: Settings) -> None:
-    """The fetcher service: a round now, then one every fetch_interval_s."""
+    """The fetcher service: a round at start, then one at every time of the cron schedule (UTC)."""
+    schedule = croniter(settings.fetch_cron, datetime.now(timezone.utc))
     while True:
         await fetch_once(settings, settings.fetch_sources or None)
-        await asyncio.sleep(settings.fetch_interval_s)
+        wait = schedule.get_next(datetime) - datetime.now(timezone.utc)
+        log.info("next fetch round in %.0f s (%s)", wait.total_seconds(), settings.fetch_cron)
+        await asyncio.sleep(max(0.0, wait.total_seconds()))
