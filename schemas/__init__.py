@@ -121,7 +121,7 @@ class FetchState(Contract):
     last_modified: str | None = None
     last_mjd: float | None = Field(default=None, description="newest published bin time")
     points: int = 0
-    digests: str = Field(default="", description="base64 of the published (mjd float64, row digest uint64) pairs")
+    digests: str = Field(default="", description="base64 of zlib-compressed published times (float64) then row digests (uint64)")
 
 
 class DeadLetter(Contract):

@@ -30,7 +30,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     tag_counts = Counter(tag for rec in records.values() for tag in rec["labels_constant"] + rec["labels_dynamic"])
     app = FastAPI(title="FLASHES stream API", version="1",
                   description="Catalogue, tags and lightcurves of the X-ray sources FLASHES watches. "
-                              "Fluxes in mCrab unless stated; times UTC.")
+                              "Fluxes in mCrab unless stated; times UTC. Fermi/GBM pulsar amplitudes often "
+                              "come with an error of 0 in the provider's files; they are served as they are.")
 
     @app.exception_handler(questdb.QuestDBError)
     async def questdb_down(request: Request, exc: questdb.QuestDBError) -> JSONResponse:

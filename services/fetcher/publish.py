@@ -30,15 +30,16 @@ def encode_points(parsed: ParsedLightcurve, rows: np.ndarray, source_id: str, in
     times = np.datetime_as_string(mjd_to_unix_us(parsed.mjd[idx]).astype("datetime64[us]"), unit="us")
     head = '{"version":1,"source_id":%s,"instrument":"%s","time":"' % (json.dumps(source_id), instrument)
     provenance = ',"provenance":{"url":%s,"fetched_at":"%s"}}' % (json.dumps(url), fetched_at.isoformat())
-    columns = [parsed.mjd[idx].tolist()]
+    columns = [times.tolist(), parsed.mjd[idx].tolist()]
     band_parts = []
     for band, (flux, error) in parsed.bands.items():
         band_parts.append(f'"{band}":{{"flux":%r,"error":%r}}')
         columns += [flux[idx].tolist(), error[idx].tolist()]
     flag_parts = [f'"{name}":%d' for name in parsed.flags]
     columns += [values[idx].tolist() for values in parsed.flags.values()]
-    body = 'Z","mjd":%r,"bands":{' + ",".join(band_parts) + '},"flags":{' + ",".join(flag_parts) + "}"
-    return [(head + t + body % values + provenance).encode() for t, values in zip(times.tolist(), zip(*columns))]
+    template = (head.replace("%", "%%") + '%sZ","mjd":%r,"bands":{' + ",".join(band_parts) + '},"flags":{'
+                + ",".join(flag_parts) + "}" + provenance.replace("%", "%%"))
+    return [(template % row).encode() for row in zip(*columns)]
 
 
 async def publish(producer: AIOKafkaProducer, parsed: ParsedLightcurve, rows: np.ndarray, source_id: str,

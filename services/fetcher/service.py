@@ -60,8 +60,9 @@ def selected_series(records: list[dict[str, Any]], sources: list[str] | None,
             for inst in INSTRUMENTS if rec.get(inst) and (not instruments or inst in instruments)]
 
 
-async def fetch_series(provider: Provider, producer: AIOKafkaProducer, previous: schemas.FetchState | None,
-                       source_id: str, instrument: str, url: str, report: FetchReport, full: bool) -> None:
+async def fetch_series(provider: Provider, producer: AIOKafkaProducer, publishing: asyncio.Semaphore,
+                       previous: schemas.FetchState | None, source_id: str, instrument: str, url: str,
+                       report: FetchReport, full: bool) -> None:
     """Download one series, publish what is new or revised, and remember what was published."""
     key = topics.series_key(instrument, source_id)
     known = previous if previous is not None and previous.url == url and not full else None
@@ -78,7 +79,8 @@ async def fetch_series(provider: Provider, producer: AIOKafkaProducer, previous:
         return
     digests = state.row_digests(parsed)
     rows = state.changed_rows(known, parsed.mjd, digests)
-    sent = await publish(producer, parsed, rows, source_id, instrument, url, datetime.now(timezone.utc))
+    async with publishing:  # a few series at a time, so that no batch waits in the producer's queue for long
+        sent = await publish(producer, parsed, rows, source_id, instrument, url, datetime.now(timezone.utc))
     report.rejected += len(parsed.rejected)
     report.points += sent
     if sent:
@@ -104,11 +106,12 @@ async def fetch_once(settings: Settings, sources: list[str] | None = None, instr
     report = FetchReport()
     bar = Progress(len(series), report, progress)
     producer = make_producer(settings)
+    publishing = asyncio.Semaphore(topics.LIGHTCURVE.partitions)
     await producer.start()
     try:
         async with Provider(settings) as provider:
             async def one(source_id: str, instrument: str, url: str) -> None:
-                await fetch_series(provider, producer, states.get(topics.series_key(instrument, source_id)),
+                await fetch_series(provider, producer, publishing, states.get(topics.series_key(instrument, source_id)),
                                    source_id, instrument, url, report, full)
                 bar.update()
 

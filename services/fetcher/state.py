@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import zlib
 
 import numpy as np
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -31,11 +32,12 @@ def row_digests(parsed: ParsedLightcurve) -> np.ndarray:
 
 
 def encode_digests(mjd: np.ndarray, digests: np.ndarray) -> str:
-    return base64.b64encode(np.asarray(mjd, np.float64).tobytes() + np.asarray(digests, np.uint64).tobytes()).decode()
+    raw = np.asarray(mjd, np.float64).tobytes() + np.asarray(digests, np.uint64).tobytes()
+    return base64.b64encode(zlib.compress(raw, 1)).decode()
 
 
 def decode_digests(text: str) -> tuple[np.ndarray, np.ndarray]:
-    raw = base64.b64decode(text)
+    raw = zlib.decompress(base64.b64decode(text))
     n = len(raw) // 16
     return np.frombuffer(raw[: 8 * n], np.float64), np.frombuffer(raw[8 * n:], np.uint64)
 
