@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import socket
@@ -20,12 +21,13 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 from questdb import TimestampMicros
 
 from flashes import catalogue, infra, mirror, observe, questdb, stack
 from flashes.settings import PROJECT_ROOT, Settings
-from services.fetcher.parsers import PARSERS
-from services.fetcher.publish import points
+from services.fetcher.parsers import parse
+from services.fetcher.publish import encode_points
 from services.fetcher.service import fetch_once
 from services.sink.rows import lightcurve_rows
 
@@ -73,9 +75,10 @@ def direct_ilp(settings: Settings, files: list[tuple[str, str, Path]]) -> tuple[
     now = datetime.now(timezone.utc)
     with questdb.sender(settings) as sender:
         for source_id, inst, path in files:
-            for p in points(PARSERS[inst](path.read_text()), source_id, inst, str(path), now):
+            parsed = parse(inst, path.name, path.read_bytes())
+            for value in encode_points(parsed, np.ones(len(parsed), dtype=bool), source_id, inst, str(path), now):
                 n += 1
-                for _, symbols, columns, ts in lightcurve_rows(p.model_dump(mode="json")):
+                for _, symbols, columns, ts in lightcurve_rows(json.loads(value)):
                     sender.row("bench_direct", symbols=symbols, columns=columns, at=TimestampMicros(ts))
             sender.flush()
     return n, time.perf_counter() - start
@@ -102,7 +105,7 @@ def main() -> None:
         processes = stack.spawn(("sink", "derive", "relevance"), {}, var / "logs")
         time.sleep(8)  # let the workers join their groups before the clock starts
         start = time.perf_counter()
-        report = asyncio.run(fetch_once(settings, sources))
+        report = asyncio.run(fetch_once(settings, sources, ["maxi", "swift"]))
         observe.wait_until(lambda: sum(observe.series_counts(settings, "relevance", "WHERE kind IN ('maxi', 'swift')")
                                        .values()) == report.points, "every point scored and stored", 1800)
         observe.wait_drained(settings, ("flashes-sink", "flashes-derive", "flashes-relevance"))
