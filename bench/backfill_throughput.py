@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,12 +31,6 @@ from services.fetcher.service import fetch_once
 SAMPLE = PROJECT_ROOT / "data" / "mirror"
 BAT_HEADER = ("# Swift/BAT transient monitor daily light curve -- SYNTHETIC (bench/backfill_throughput.py)\n"
               "TIME RATE ERROR YEAR DAY STAT_ERR SYS_ERR DATA_FLAG TIMEDEL_EXPO TIMEDEL_CODED TIMEDEL_DITHERED\n")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def bat_text(days: int, rng: np.random.Generator) -> str:
@@ -90,12 +83,8 @@ def main() -> None:
     parser.add_argument("--bat-days", type=int, default=8000, help="rows per BAT file (2005 to 2026 is ~7,700)")
     args = parser.parse_args()
     var = Path(tempfile.mkdtemp(prefix="flashes-backfill-"))
-    port = free_port()
-    os.environ.update({"FLASHES_VAR_DIR": str(var), "FLASHES_CACHE_DIR": str(PROJECT_ROOT / ".cache"),
-                       **mirror.provider_env(f"http://127.0.0.1:{port}"),
-                       **{f"FLASHES_{name}": str(free_port()) for name in
-                          ("KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "QUESTDB_HTTP_PORT", "QUESTDB_PG_PORT",
-                           "QUESTDB_ILP_TCP_PORT", "QUESTDB_MIN_HTTP_PORT")}})
+    port = infra.free_port()
+    os.environ.update({**infra.isolated_env(var), **mirror.provider_env(f"http://127.0.0.1:{port}")})
     settings = Settings()
     root = var / "mirror"
     texts = build_mirror(settings, root, args.bat_days)

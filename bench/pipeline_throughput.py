@@ -15,7 +15,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -32,12 +31,6 @@ from services.fetcher.service import fetch_once
 from services.sink.rows import lightcurve_rows
 
 SAMPLE = PROJECT_ROOT / "data" / "mirror"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def sample_pairs(settings: Settings) -> list[tuple[Path, Path]]:
@@ -89,10 +82,7 @@ def main() -> None:
     parser.add_argument("--sources", type=int, default=12)
     args = parser.parse_args()
     var = Path(tempfile.mkdtemp(prefix="flashes-bench-"))
-    os.environ.update({"FLASHES_VAR_DIR": str(var), "FLASHES_CACHE_DIR": str(PROJECT_ROOT / ".cache"),
-                       **{f"FLASHES_{name}": str(free_port()) for name in
-                          ("KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "QUESTDB_HTTP_PORT", "QUESTDB_PG_PORT",
-                           "QUESTDB_ILP_TCP_PORT", "QUESTDB_MIN_HTTP_PORT")}})
+    os.environ.update(infra.isolated_env(var))
     server, base = mirror.serve(var)
     os.environ.update(mirror.provider_env(f"{base}/mirror"))
     settings = Settings()

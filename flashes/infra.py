@@ -30,6 +30,20 @@ class InfraError(RuntimeError):
     """Something the servers need is missing or they did not come up; the message says what."""
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def isolated_env(var_dir: Path) -> dict[str, str]:
+    """FLASHES_* settings for a private stack (tests, benchmarks): free loopback ports, own data folder."""
+    ports = ("KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "QUESTDB_HTTP_PORT", "QUESTDB_PG_PORT", "QUESTDB_ILP_TCP_PORT",
+             "QUESTDB_MIN_HTTP_PORT", "API_PORT")
+    return {"FLASHES_VAR_DIR": str(var_dir), "FLASHES_CACHE_DIR": str(PROJECT_ROOT / ".cache"),
+            **{f"FLASHES_{name}": str(free_port()) for name in ports}}
+
+
 def jar_dir(settings: Settings) -> Path:
     return settings.cache_dir / "jars"
 

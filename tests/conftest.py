@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,28 +26,10 @@ from flashes.observe import series_counts as counts, wait_drained, wait_until
 TEST_DATA = Path(__file__).resolve().parent / "data"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     var = tmp_path_factory.mktemp("var")
-    env = {
-        "FLASHES_VAR_DIR": str(var),
-        "FLASHES_CACHE_DIR": str(PROJECT_ROOT / ".cache"),
-        "FLASHES_KAFKA_PORT": str(free_port()),
-        "FLASHES_KAFKA_CONTROLLER_PORT": str(free_port()),
-        "FLASHES_QUESTDB_HTTP_PORT": str(free_port()),
-        "FLASHES_QUESTDB_PG_PORT": str(free_port()),
-        "FLASHES_QUESTDB_ILP_TCP_PORT": str(free_port()),
-        "FLASHES_QUESTDB_MIN_HTTP_PORT": str(free_port()),
-        "FLASHES_API_PORT": str(free_port()),
-        "FLASHES_HTTP_BACKOFF_S": "0.05",
-        "FLASHES_HTTP_TIMEOUT_S": "2",
-    }
+    env = {**infra.isolated_env(var), "FLASHES_HTTP_BACKOFF_S": "0.05", "FLASHES_HTTP_TIMEOUT_S": "2"}
     os.environ.update(env)
     get_settings.cache_clear()
     s = Settings()
