@@ -100,3 +100,30 @@ def test_backfill_publishes_everything_again(provider: tuple[Settings, Path, lis
     again = asyncio.run(fetch_once(settings, [SOURCE], full=True))
     assert again.points == first.points > 0 and again.series == 3
     assert len(published(settings, base)) == 2 * first.points
+
+
+def test_files_that_are_not_lightcurves_are_reported_and_the_other_series_still_arrive(
+        provider: tuple[Settings, Path, list, str]) -> None:
+    settings, folder, _, base = provider
+    (folder / FILES[1]).write_text("<!DOCTYPE html><html><body><h1>Service Unavailable</h1></body></html>")
+    (folder / FILES[2]).write_bytes(b"SIMPLE  = T / not gzipped at all")
+    report = asyncio.run(fetch_once(settings, [SOURCE]))
+    assert report.series == 1 and report.points == 3417  # every MAXI day of J0243+614
+    errors = "\n".join(report.errors)
+    assert "swift:swiftj0243.6+6124" in errors and "HTML page" in errors
+    assert "fermi:swiftj0243.6+6124" in errors and "not gzip" in errors
+    assert {p["instrument"] for p in published(settings, base)} == {"maxi"}
+    letters = [v for _, v in asyncio.run(read_topic(settings, "flashes.deadletter.v1")) if (v["url"] or "").startswith(base)]
+    assert {l["origin"] for l in letters} == {"fetcher:swift:swiftj0243.6+6124", "fetcher:fermi:swiftj0243.6+6124"}
+
+
+def test_mirror_sync_copies_the_provider_files_into_the_mirror_layout(
+        provider: tuple[Settings, Path, list, str], tmp_path_factory: pytest.TempPathFactory) -> None:
+    from services.fetcher.mirror_sync import sync
+
+    settings, folder, _, _ = provider  # the served folder stands in for the live providers
+    target = tmp_path_factory.mktemp("synced")
+    report = asyncio.run(sync(settings, target, [SOURCE]))
+    assert report.series == 3 and not report.errors
+    for rel in FILES:
+        assert (target / rel).read_bytes() == (folder / rel).read_bytes()
