@@ -35,7 +35,7 @@ def _run(args: argparse.Namespace) -> None:
         from flashes.streaming import run_worker
 
         module = import_module(f"services.{args.service}.app")
-        run_worker(module.build(settings), settings, getattr(module, "INTERNAL_TOPICS", None))
+        run_worker(module.build(settings), settings)
     elif args.service == "fetcher":
         from services.fetcher.service import run_forever
 

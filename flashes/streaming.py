@@ -38,16 +38,15 @@ def topic(app: faust.App, spec: TopicSpec) -> faust.TopicT:
     return app.topic(spec.name, partitions=spec.partitions, key_serializer="raw", value_serializer="json")
 
 
-def run_worker(app: faust.App, settings: Settings, internal_topics: dict[str, int] | None = None) -> None:
+def run_worker(app: faust.App, settings: Settings) -> None:
     """Run the app until SIGTERM/SIGINT (the worker handles both and shuts down cleanly).
 
-    Every topic the app needs (contract topics, table changelogs, repartition topics) is created
+    Every topic the app needs (contract topics, table changelogs) is created
     before the worker starts: a topic Faust creates itself may still have no partitions in its
     metadata when the first event arrives, and the table write then fails (PartitionsMismatch).
     """
     wanted = {table.changelog_topic_name: (table.partitions or app.conf.topic_partitions, True)
               for table in app.tables.values()}
-    wanted |= {name: (partitions, False) for name, partitions in (internal_topics or {}).items()}
     asyncio.run(ensure_topics(settings))
     asyncio.run(create_topics(settings, wanted))
     faust.Worker(app, loglevel="INFO").execute_from_commandline()

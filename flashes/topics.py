@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from aiokafka.partitioner import murmur2
 from pydantic import BaseModel
 
 import schemas
@@ -17,7 +18,8 @@ class TopicSpec:
     compacted: bool = False
 
 
-LIGHTCURVE = TopicSpec("flashes.lightcurve.v1", schemas.LightcurvePoint, "{instrument}:{source_id}", 4)
+LIGHTCURVE = TopicSpec("flashes.lightcurve.v1", schemas.LightcurvePoint,
+                       "{instrument}:{source_id}, partitioned by source_id (see source_partition)", 4)
 DERIVED = TopicSpec("flashes.derived.v1", schemas.DerivedPoint, "hardness:{source_id} | combined:{source_id}", 4)
 RELEVANCE = TopicSpec("flashes.relevance.v1", schemas.RelevanceScore, "series key", 4)
 ALERTS = TopicSpec("flashes.alerts.v1", schemas.Alert, "{source_id}", 1)
@@ -26,6 +28,15 @@ DEADLETTER = TopicSpec("flashes.deadletter.v1", schemas.DeadLetter, "origin", 1)
 FETCHSTATE = TopicSpec("flashes.fetchstate.v1", schemas.FetchState, "series key", 1, compacted=True)
 
 ALL = (LIGHTCURVE, DERIVED, RELEVANCE, ALERTS, SUBSCRIPTIONS, DEADLETTER, FETCHSTATE)
+
+
+def source_partition(source_id: str, partitions: int) -> int:
+    """Partition of every lightcurve message of a source (Kafka's murmur2 of the source id, not of the key).
+
+    All instruments of a source share a partition, so derive joins MAXI and BAT without
+    repartitioning, and per-series state stays with its partition.
+    """
+    return (murmur2(source_id.encode()) & 0x7FFFFFFF) % partitions
 
 
 def series_key(kind: str, source_id: str) -> str:

@@ -10,15 +10,20 @@ from flashes.settings import Settings
 
 async def read_topic(settings: Settings, topic: str, timeout_s: float = 5.0) -> list[tuple[bytes, dict]]:
     """Every (key, value) on a topic, from the beginning."""
+    return [(key, value) for key, value, _ in await read_records(settings, topic, timeout_s)]
+
+
+async def read_records(settings: Settings, topic: str, timeout_s: float = 5.0) -> list[tuple[bytes, dict, int]]:
+    """Every (key, value, partition) on a topic, from the beginning."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest",
                                 enable_auto_commit=False, group_id=None)
     await consumer.start()
-    out: list[tuple[bytes, dict]] = []
+    out: list[tuple[bytes, dict, int]] = []
     try:
         while True:
             batch = await consumer.getmany(timeout_ms=int(timeout_s * 1000), max_records=50_000)
             if not batch:
                 return out
-            out += [(m.key, json.loads(m.value)) for msgs in batch.values() for m in msgs]
+            out += [(m.key, json.loads(m.value), m.partition) for msgs in batch.values() for m in msgs]
     finally:
         await consumer.stop()

@@ -1,7 +1,7 @@
 """The derive stream processor.
 
-Lightcurve points are re-keyed by source (MAXI and BAT of one source arrive under different
-keys), each UTC day's MAXI 2-20 keV and BAT 15-50 keV values are kept in a changelog-backed
+The lightcurve topic is partitioned by source (topics.source_partition), so MAXI and BAT of a
+source arrive on one partition in spite of their different keys. Each UTC day's MAXI 2-20 keV and BAT 15-50 keV values are kept in a changelog-backed
 table, and whenever a day has both, its hardness ratio and combined flux are (re)emitted.
 """
 from __future__ import annotations
@@ -21,8 +21,6 @@ from flashes.units import MAIN_BAND, to_mcrab
 from services.derive.physics import combined, hardness
 
 JOINED = ("swift", "maxi")
-BY_SOURCE = "flashes-derive-by-source-repartition"
-INTERNAL_TOPICS = {BY_SOURCE: topics.LIGHTCURVE.partitions}
 
 
 def derived_points(source_id: str, day: int, day_values: dict[str, list[float]]) -> list[schemas.DerivedPoint]:
@@ -43,16 +41,11 @@ def build(settings: Settings) -> faust.App:
     lightcurve = topic(app, topics.LIGHTCURVE)
     derived = topic(app, topics.DERIVED)
     deadletter = topic(app, topics.DEADLETTER)
-    by_source_topic = app.topic(BY_SOURCE, partitions=topics.LIGHTCURVE.partitions, internal=True,
-                                key_serializer="raw", value_serializer="json")
     days = app.Table("derive-days", default=None, partitions=topics.LIGHTCURVE.partitions)
-
-    def by_source(value: dict) -> bytes:
-        return str(value.get("source_id", "")).encode()
 
     @app.agent(lightcurve)
     async def derive(stream: faust.StreamT) -> None:
-        async for value in stream.group_by(by_source, name="by-source", topic=by_source_topic):
+        async for value in stream:
             try:
                 point = schemas.LightcurvePoint.model_validate(value)
             except ValidationError as exc:

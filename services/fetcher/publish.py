@@ -3,7 +3,7 @@
 The JSON of every point is built from column arrays (times formatted by numpy, floats with
 repr) instead of one pydantic model per point; tests check that each message validates
 against schemas.LightcurvePoint. Messages of a series go to Kafka in large batches on the
-series' partition (all share one key), so the producer does not pay per message.
+source's partition (topics.source_partition), so the producer does not pay per message.
 """
 from __future__ import annotations
 
@@ -13,15 +13,11 @@ from datetime import datetime
 
 import numpy as np
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import DefaultPartitioner
 
 from flashes import topics
 from flashes.kafka import dead_letter, send_dead_letter
 from flashes.timeconv import mjd_to_unix_us
 from services.fetcher.parsers import ParsedLightcurve
-
-_partitioner = DefaultPartitioner()
-
 
 def encode_points(parsed: ParsedLightcurve, rows: np.ndarray, source_id: str, instrument: str, url: str,
                   fetched_at: datetime) -> list[bytes]:
@@ -46,8 +42,7 @@ async def publish(producer: AIOKafkaProducer, parsed: ParsedLightcurve, rows: np
                   instrument: str, url: str, fetched_at: datetime) -> int:
     """Send the selected points (in time order) and every rejected line; returns the points sent."""
     key = topics.series_key(instrument, source_id).encode()
-    partitions = sorted(await producer.partitions_for(topics.LIGHTCURVE.name))
-    partition = _partitioner(key, partitions, partitions)
+    partition = topics.source_partition(source_id, len(await producer.partitions_for(topics.LIGHTCURVE.name)))
     values = encode_points(parsed, rows, source_id, instrument, url, fetched_at)
     pending = []
     batch = producer.create_batch()
