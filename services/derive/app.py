@@ -1,8 +1,9 @@
 """The derive stream processor.
 
 The lightcurve topic is partitioned by source (topics.source_partition), so MAXI and BAT of a
-source arrive on one partition in spite of their different keys. Each UTC day's MAXI 2-20 keV and BAT 15-50 keV values are kept in a changelog-backed
-table, and whenever a day has both, its hardness ratio and combined flux are (re)emitted.
+source arrive on one partition in spite of their different keys. Each UTC day's MAXI 2-20 keV
+and BAT 15-50 keV values are kept in a changelog-backed table, and whenever a day has both, its
+hardness ratio and combined flux are (re)emitted.
 """
 from __future__ import annotations
 
