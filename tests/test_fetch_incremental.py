@@ -118,6 +118,7 @@ def test_files_that_are_not_lightcurves_are_reported_and_the_other_series_still_
     assert {p["instrument"] for p in published(settings, base)} == {"maxi"}
     letters = [v for _, v in asyncio.run(read_topic(settings, "flashes.deadletter.v1")) if (v["url"] or "").startswith(base)]
     assert {l["origin"] for l in letters} == {"fetcher:swift:swiftj0243.6+6124", "fetcher:fermi:swiftj0243.6+6124"}
+    assert any("Service Unavailable" in l["payload"] for l in letters)  # the refused page itself
 
 
 def test_mirror_sync_copies_the_provider_files_into_the_mirror_layout(

@@ -66,16 +66,19 @@ async def fetch_series(provider: Provider, producer: AIOKafkaProducer, publishin
     """Download one series, publish what is new or revised, and remember what was published."""
     key = topics.series_key(instrument, source_id)
     known = previous if previous is not None and previous.url == url and not full else None
+    content = b""
     try:
         download = await provider.get(url, known.etag if known else None, known.last_modified if known else None)
         if download.content is None:
             report.unchanged += 1
             return
-        parsed = parse(instrument, url, download.content)
+        content = download.content
+        parsed = parse(instrument, url, content)
     except (FetchError, ValueError) as exc:
         report.errors.append(f"{key}: {exc}")
         log.error("%s: %s", key, exc)
-        await send_dead_letter(producer, dead_letter(f"fetcher:{key}", str(exc), "", url))
+        head = content[:2000].decode("utf-8", errors="replace")  # enough of a refused file to see what it was
+        await send_dead_letter(producer, dead_letter(f"fetcher:{key}", str(exc), head, url))
         return
     digests = state.row_digests(parsed)
     rows = state.changed_rows(known, parsed.mjd, digests)
