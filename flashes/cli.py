@@ -101,6 +101,15 @@ def _schemas(args: argparse.Namespace) -> None:
         print(path)
 
 
+def _evaluate(args: argparse.Namespace) -> None:
+    import json
+
+    from services.relevance.evaluate import evaluate, table
+
+    result = evaluate(get_settings(), Path(args.mirror), Path(args.events))
+    print(json.dumps(result, indent=1) if args.json else table(result))
+
+
 def _stack(args: argparse.Namespace) -> None:
     from flashes.stack import run_stack
 
@@ -137,6 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schemas", help="export the topic contracts as JSON Schema into schemas/")
     p.add_argument("action", choices=["export"])
     p.set_defaults(func=_schemas)
+    p = sub.add_parser("evaluate", help="score a mirror folder in time order against labelled events")
+    p.add_argument("--mirror", required=True, help="a folder per instrument, or the providers' site layout")
+    p.add_argument("--events", required=True, help="CSV with source_id,kind,onset_mjd,reference")
+    p.add_argument("--json", action="store_true", help="one JSON object instead of the table")
+    p.set_defaults(func=_evaluate)
     p = sub.add_parser("stack", help="infrastructure, every service and the sample mirror, until Ctrl-C")
     p.set_defaults(func=_stack)
     return parser
