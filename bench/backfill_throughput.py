@@ -52,13 +52,12 @@ def build_mirror(settings: Settings, root: Path, bat_days: int) -> list[Path]:
     maxi_files = sorted(SAMPLE.glob("maxi/star_data/*/*.dat"))
     gbm_file = next(SAMPLE.glob("fermi/*_old.fits.gz"))
     bat = bat_text(bat_days, rng)
-    bases = {"maxi": settings.maxi_base_url, "swift": settings.swift_base_url, "fermi": settings.fermi_base_url}
     texts = []
     for i, rec in enumerate(catalogue.load(settings)):
         for inst in ("maxi", "swift", "fermi"):
             if not rec[inst]:
                 continue
-            dest = root / inst / rec[inst]["data_url"][len(bases[inst]):]
+            dest = root / inst / catalogue.path_below_base(settings, inst, rec[inst]["data_url"])
             dest.parent.mkdir(parents=True, exist_ok=True)
             if inst == "maxi":
                 shutil.copy(maxi_files[i % len(maxi_files)], dest)

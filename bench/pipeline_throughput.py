@@ -53,7 +53,7 @@ def make_mirror(settings: Settings, served: Path, k: int) -> list[tuple[str, str
     files = []
     for i, rec in enumerate(targets):
         for inst, src in zip(("maxi", "swift"), pairs[i % len(pairs)]):
-            dest = served / rec[inst]["data_url"].split("/", 3)[3]  # the URL path below the server root
+            dest = served / "mirror" / inst / catalogue.path_below_base(settings, inst, rec[inst]["data_url"])
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(src, dest)
             files.append((rec["_id"], inst, dest))

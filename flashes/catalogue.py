@@ -80,13 +80,15 @@ def _present(value: str, absent: str) -> bool:
 
 def data_urls(settings: Settings, maxi_id: str | None, swift_id: str | None, swift_weak: bool,
               fermi_id: str | None) -> dict[str, str | None]:
-    join = lambda base, path: base.rstrip("/") + "/" + path  # noqa: E731
-    return {
-        "maxi": join(settings.maxi_base_url, f"star_data/{maxi_id}/{maxi_id}_g_lc_1day_all.dat") if maxi_id else None,
-        "swift": join(settings.swift_base_url,
-                      f"results/transients/{'weak/' if swift_weak else ''}{swift_id}.lc.txt") if swift_id else None,
-        "fermi": join(settings.fermi_base_url, f"{fermi_id}_old.fits.gz") if fermi_id else None,
-    }
+    paths = {"maxi": f"star_data/{maxi_id}/{maxi_id}_g_lc_1day_all.dat" if maxi_id else None,
+             "swift": f"results/transients/{'weak/' if swift_weak else ''}{swift_id}.lc.txt" if swift_id else None,
+             "fermi": f"{fermi_id}_old.fits.gz" if fermi_id else None}
+    return {inst: settings.base_urls[inst].rstrip("/") + "/" + path if path else None for inst, path in paths.items()}
+
+
+def path_below_base(settings: Settings, instrument: str, url: str) -> str:
+    """Where a data URL's file lies below its provider's base URL (its place in a mirror folder)."""
+    return url[len(settings.base_urls[instrument].rstrip("/")) + 1:]
 
 
 def _series(kind: str, sid: str, url: str | None, provider_id: str | None) -> dict[str, Any]:
@@ -136,8 +138,7 @@ def build(settings: Settings) -> list[dict[str, Any]]:
 
 def _built_for(settings: Settings) -> dict[str, str]:
     """What a stored catalogue depends on besides the table: the provider base URLs."""
-    return {"maxi": settings.maxi_base_url, "swift": settings.swift_base_url, "fermi": settings.fermi_base_url,
-            "master_table": str(settings.master_table)}
+    return {**settings.base_urls, "master_table": str(settings.master_table)}
 
 
 def write(settings: Settings) -> Path:

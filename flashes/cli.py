@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from flashes.settings import get_settings
+from flashes.topics import INSTRUMENTS
 
 SERVICES = ("fetcher", "derive", "relevance", "alerts", "sink", "api")
 
@@ -116,6 +117,12 @@ def _stack(args: argparse.Namespace) -> None:
     run_stack(get_settings())
 
 
+def _add_selection(p: argparse.ArgumentParser) -> None:
+    """--source / --instrument, as fetch, backfill and mirror sync take them."""
+    p.add_argument("--source", action="append", help="source id (repeatable); default: all")
+    p.add_argument("--instrument", action="append", choices=INSTRUMENTS, help="repeatable")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flashes", description="FLASHES stream: X-ray monitor alerts")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -130,15 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         if name == "fetch":
             p.add_argument("--once", action="store_true", help="one round, then exit (default: on the schedule)")
-        p.add_argument("--source", action="append", help="source id (repeatable); default: all")
-        p.add_argument("--instrument", action="append", choices=["maxi", "swift", "fermi"], help="repeatable")
+        _add_selection(p)
         p.add_argument("--mirror", help="a folder laid out like the providers' sites, served locally")
         p.set_defaults(func=_fetch)
     p = sub.add_parser("mirror", help="provider mirrors")
     p.add_argument("action", choices=["sync"], help="sync: download the catalogue's live files into FOLDER")
     p.add_argument("folder")
-    p.add_argument("--source", action="append")
-    p.add_argument("--instrument", action="append", choices=["maxi", "swift", "fermi"])
+    _add_selection(p)
     p.set_defaults(func=_mirror)
     p = sub.add_parser("catalogue", help="build the source catalogue from data/master_table.csv")
     p.add_argument("action", choices=["build"])

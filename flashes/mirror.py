@@ -10,6 +10,8 @@ import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from flashes.topics import INSTRUMENTS
+
 
 class _QuietHandler(SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - signature of the base class
@@ -28,5 +30,4 @@ def serve(folder: Path, host: str = "127.0.0.1", port: int = 0) -> tuple[Threadi
 
 def provider_env(base_url: str) -> dict[str, str]:
     """FLASHES_* settings that point every provider at a served mirror."""
-    return {"FLASHES_MAXI_BASE_URL": f"{base_url}/maxi/", "FLASHES_SWIFT_BASE_URL": f"{base_url}/swift/",
-            "FLASHES_FERMI_BASE_URL": f"{base_url}/fermi/"}
+    return {f"FLASHES_{inst.upper()}_BASE_URL": f"{base_url}/{inst}/" for inst in INSTRUMENTS}

@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     public_api_url: str = ""
 
     @property
+    def base_urls(self) -> dict[str, str]:
+        """Provider base URL per instrument."""
+        return {"maxi": self.maxi_base_url, "swift": self.swift_base_url, "fermi": self.fermi_base_url}
+
+    @property
     def kafka_bootstrap(self) -> str:
         return f"{self.kafka_host}:{self.kafka_port}"
 

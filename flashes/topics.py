@@ -27,6 +27,8 @@ SUBSCRIPTIONS = TopicSpec("flashes.subscriptions.v1", schemas.Subscription, "sub
 DEADLETTER = TopicSpec("flashes.deadletter.v1", schemas.DeadLetter, "origin", 1)
 FETCHSTATE = TopicSpec("flashes.fetchstate.v1", schemas.FetchState, "series key", 1, compacted=True)
 
+INSTRUMENTS = ("maxi", "swift", "fermi")
+
 ALL = (LIGHTCURVE, DERIVED, RELEVANCE, ALERTS, SUBSCRIPTIONS, DEADLETTER, FETCHSTATE)
 
 

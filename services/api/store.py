@@ -8,7 +8,6 @@ from flashes import questdb
 from flashes.settings import Settings
 from flashes.units import MAIN_BAND
 
-INSTRUMENTS = ("maxi", "swift", "fermi")
 DERIVED = ("hardness", "combined")
 SERIES_FIELD = {"maxi": "maxi", "swift": "swift", "fermi": "fermi", "hardness": "hardness_ratio", "combined": "combined"}
 

@@ -14,14 +14,9 @@ from services.fetcher.http import FetchError, Provider
 from services.fetcher.service import FetchReport, Progress, selected_series
 
 
-def base_urls(settings: Settings) -> dict[str, str]:
-    return {"maxi": settings.maxi_base_url, "swift": settings.swift_base_url, "fermi": settings.fermi_base_url}
-
-
 async def sync(settings: Settings, folder: Path, sources: list[str] | None = None,
                instruments: list[str] | None = None) -> FetchReport:
     series = selected_series(catalogue.load(settings), sources, instruments)
-    bases = base_urls(settings)
     report = FetchReport()
     bar = Progress(len(series), report, enabled=True)
 
@@ -32,7 +27,7 @@ async def sync(settings: Settings, folder: Path, sources: list[str] | None = Non
             except FetchError as exc:
                 report.errors.append(str(exc))
                 return
-            dest = folder / instrument / url[len(bases[instrument].rstrip("/")) + 1:]
+            dest = folder / instrument / catalogue.path_below_base(settings, instrument, url)
             dest.parent.mkdir(parents=True, exist_ok=True)
             dest.write_bytes(download.content or b"")
             report.series += 1

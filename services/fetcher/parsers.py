@@ -43,60 +43,53 @@ def _is_number(token: str) -> bool:
 
 
 def _header(text: str, default_columns: list[str]) -> tuple[list[str], int]:
-    """Column names and the offset of the first data line (after `#` comments and a names line)."""
-    columns, offset = default_columns, 0
+    """Column names and the offset of the first data line.
+
+    Skipped: `#` comments and at most one bare line of words (e.g. MAXI's `MJDcenter 2-20keV …`).
+    A line naming the columns (with or without `#`, first name as expected) decides their order.
+    """
+    columns, offset, bare_words = default_columns, 0, False
     for line in io.StringIO(text):
-        body = line.strip().lstrip("#").split()
-        if line.strip() and _is_number(body[0] if body else "x") and not line.lstrip().startswith("#"):
-            break
-        if body and body[0].upper() == default_columns[0]:
-            columns = [c.upper() for c in body]
+        stripped = line.strip()
+        words = stripped.lstrip("#").split()
+        if stripped and not stripped.startswith("#"):
+            if bare_words or _is_number(words[0]):
+                break
+            bare_words = True
+        if words and words[0].upper() == default_columns[0]:
+            columns = [w.upper() for w in words]
         offset += len(line)
     return columns, offset
 
 
-def _fast_table(text: str, default_columns: list[str]) -> tuple[list[str], np.ndarray, list[tuple[str, str]]] | None:
+def _fast_table(body: str, columns: list[str]) -> np.ndarray | None:
     """The common case, vectorised: every data line numeric with the same column count (else None)."""
-    columns, offset = _header(text, default_columns)
     try:
-        frame = pd.read_csv(io.StringIO(text[offset:]), sep=r"\s+", header=None, comment="#", dtype=np.float64,
+        frame = pd.read_csv(io.StringIO(body), sep=r"\s+", header=None, comment="#", dtype=np.float64,
                             names=range(len(columns) + 1), engine="c")
     except (ValueError, pd.errors.ParserError):
         return None
     values = frame.to_numpy()
     if not np.isfinite(values[:, :-1]).all() or not np.isnan(values[:, -1]).all():
         return None
-    return columns, np.ascontiguousarray(values[:, :-1]), []
+    return np.ascontiguousarray(values[:, :-1])
 
 
-def _table(text: str, default_columns: list[str]) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
-    """Split a whitespace table into (column names, float rows, rejected lines).
-
-    `#` lines are comments; a line of words before the first data row is a column header
-    (with or without a leading `#`), which then decides the column order.
-    """
-    columns = default_columns
+def _table(body: str, columns: list[str]) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """Line by line, for a body with bad lines: (float rows, rejected lines with reasons)."""
     rows: list[list[str]] = []
     rejected: list[tuple[str, str]] = []
-    for line in text.splitlines():
+    for line in body.splitlines():
         stripped = line.strip()
-        if not stripped:
-            continue
-        body = stripped.lstrip("#").split()
-        if stripped.startswith("#"):
-            if not rows and body and body[0].upper() in {c.upper() for c in default_columns[:1]}:
-                columns = [c.upper() for c in body]
+        if not stripped or stripped.startswith("#"):
             continue
         tokens = stripped.split()
-        if not rows and not rejected and not any(_is_number(t) for t in tokens):
-            columns = [c.upper() for c in tokens] if tokens[0].upper() == default_columns[0] else default_columns
-            continue
         if len(tokens) != len(columns):
             rejected.append((line, f"expected {len(columns)} columns, found {len(tokens)}"))
             continue
         rows.append(tokens)
     if not rows:
-        return columns, np.empty((0, len(columns))), rejected
+        return np.empty((0, len(columns))), rejected
     try:
         values = np.array(rows, dtype=np.float64)
     except ValueError:  # a non-numeric token somewhere: find the rows one by one
@@ -108,7 +101,7 @@ def _table(text: str, default_columns: list[str]) -> tuple[list[str], np.ndarray
             else:
                 good.append(tokens)
         values = np.array(good, dtype=np.float64).reshape(-1, len(columns))
-    return columns, values, rejected
+    return values, rejected
 
 
 def _validate(columns: list[str], values: np.ndarray, time_col: str, bands: dict[str, tuple[str, str]],
@@ -150,7 +143,11 @@ def _assemble(columns: list[str], values: np.ndarray, rejected: list[tuple[str, 
 
 
 def _read_text(text: str, default_columns: list[str]) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
-    return _fast_table(text, default_columns) or _table(text, default_columns)
+    """(column names, float rows, rejected lines) of a whitespace table."""
+    columns, offset = _header(text, default_columns)
+    body = text[offset:]
+    values = _fast_table(body, columns)
+    return (columns, values, []) if values is not None else (columns, *_table(body, columns))
 
 
 def parse_maxi(text: str) -> ParsedLightcurve:

@@ -22,7 +22,6 @@ from services.fetcher.parsers import parse
 from services.fetcher.publish import publish
 
 log = logging.getLogger(__name__)
-INSTRUMENTS = ("maxi", "swift", "fermi")
 
 
 @dataclass
@@ -57,7 +56,7 @@ def selected_series(records: list[dict[str, Any]], sources: list[str] | None,
     wanted = set(sources) if sources else None
     return [(rec["_id"], inst, rec[inst]["data_url"])
             for rec in records if wanted is None or rec["_id"] in wanted
-            for inst in INSTRUMENTS if rec.get(inst) and (not instruments or inst in instruments)]
+            for inst in topics.INSTRUMENTS if rec.get(inst) and (not instruments or inst in instruments)]
 
 
 async def fetch_series(provider: Provider, producer: AIOKafkaProducer, publishing: asyncio.Semaphore,
