@@ -23,12 +23,13 @@ TABLES: dict[str, str] = {
     ) TIMESTAMP(ts) PARTITION BY YEAR WAL DEDUP UPSERT KEYS(ts, series)""",
     "relevance": """CREATE TABLE IF NOT EXISTS relevance (
         ts TIMESTAMP, series SYMBOL, source_id SYMBOL, kind SYMBOL, mjd DOUBLE, value DOUBLE, error DOUBLE,
-        relevance DOUBLE, flux_term DOUBLE, trend_term DOUBLE, hardness_term DOUBLE, model_version SYMBOL
+        relevance DOUBLE, model_term DOUBLE, hardness_term DOUBLE, flux_term DOUBLE, trend_term DOUBLE,
+        model_version SYMBOL
     ) TIMESTAMP(ts) PARTITION BY YEAR WAL DEDUP UPSERT KEYS(ts, series)""",
     "alerts": """CREATE TABLE IF NOT EXISTS alerts (
         ts TIMESTAMP, alert_id VARCHAR, series SYMBOL, source_id SYMBOL, kind SYMBOL, mjd DOUBLE,
-        relevance DOUBLE, flux_term DOUBLE, trend_term DOUBLE, hardness_term DOUBLE,
-        model_version SYMBOL, explanation VARCHAR
+        relevance DOUBLE, model_term DOUBLE, hardness_term DOUBLE, flux_term DOUBLE, trend_term DOUBLE,
+        model_version SYMBOL, reasons VARCHAR, explanation VARCHAR
     ) TIMESTAMP(ts) PARTITION BY YEAR WAL DEDUP UPSERT KEYS(ts, series)""",
     "deadletter": """CREATE TABLE IF NOT EXISTS deadletter (
         ts TIMESTAMP, origin SYMBOL, reason VARCHAR, payload VARCHAR, url VARCHAR

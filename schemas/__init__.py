@@ -57,9 +57,12 @@ class DerivedPoint(Contract):
 
 
 class RelevanceTerms(Contract):
-    flux: float
-    trend: float
-    hardness: float
+    """Why a point scored as it did, each in 0..1 (services/relevance/model.py documents them)."""
+
+    model: float = Field(description="how far the flux lies above this source's learned usual level (River)")
+    hardness: float = Field(description="how far the colour moved from this source's learned recent colour (River)")
+    flux: float = Field(description="original FLASHES flux term: signal-to-noise of the point; context only")
+    trend: float = Field(description="original FLASHES trend term: rise over the last 5 points; context only")
 
 
 class RelevanceScore(Contract):
@@ -89,6 +92,7 @@ class Alert(Contract):
     mjd: float
     relevance: float
     kind: Literal["relevance_threshold"] = "relevance_threshold"
+    reasons: list[str] = Field(description="the terms that crossed the threshold: 'model', 'hardness' or 'relevance'")
     explanation: str
     terms: RelevanceTerms
     model_version: str

@@ -1,8 +1,10 @@
 """The alerts stream processor.
 
-An alert is raised when a series' relevance reaches the threshold after being below it (one
-alert per episode, not one per day of an outburst). It goes to flashes.alerts.v1 and to every
-configured webhook; a webhook that keeps failing sends the alert to the dead-letter topic.
+An alert is raised when a series' relevance reaches the threshold after being below it, or
+when another alerting term crosses it while the relevance stays high (services/alerts/trigger.py):
+one alert per episode and reason, not one per day of an outburst. It goes to flashes.alerts.v1
+and to every configured webhook; a webhook that keeps failing sends the alert to the
+dead-letter topic.
 """
 from __future__ import annotations
 
@@ -14,22 +16,28 @@ from flashes import topics
 from flashes.kafka import dead_letter
 from flashes.settings import Settings
 from flashes.streaming import make_app, topic
+from services.alerts import trigger
 from services.alerts.webhooks import deliver
 
 
-def explain(score: schemas.RelevanceScore, threshold: float) -> str:
+WHY = {"model": "brighter than this source's usual level", "hardness": "its colour (hard/soft) switched",
+       "relevance": "several terms together"}
+
+
+def explain(score: schemas.RelevanceScore, reasons: list[str], threshold: float) -> str:
     t = score.terms
-    return (f"{score.series} relevance {score.relevance:.2f} reached the threshold {threshold:.2f} at MJD "
-            f"{score.mjd:.2f}: flux term {t.flux:.2f}, trend term {t.trend:.2f}, hardness term {t.hardness:.2f} "
+    return (f"{score.series} at MJD {score.mjd:.2f}: {'; '.join(WHY[r] for r in reasons)}. "
+            f"Relevance {score.relevance:.2f} (threshold {threshold:.2f}) from model term {t.model:.2f} and "
+            f"hardness term {t.hardness:.2f}; flux S/N term {t.flux:.2f}, trend term {t.trend:.2f} "
             f"(value {score.value:.4g} ± {score.error:.2g}, model {score.model_version})")
 
 
-def make_alert(score: schemas.RelevanceScore, settings: Settings) -> schemas.Alert:
+def make_alert(score: schemas.RelevanceScore, reasons: list[str], settings: Settings) -> schemas.Alert:
     api = settings.api_url
     return schemas.Alert(
         alert_id=f"{score.series}@{score.mjd:.5f}", source_id=score.source_id, series=score.series,
-        time=score.time, mjd=score.mjd, relevance=score.relevance,
-        explanation=explain(score, settings.relevance_threshold), terms=score.terms,
+        time=score.time, mjd=score.mjd, relevance=score.relevance, reasons=reasons,
+        explanation=explain(score, reasons, settings.relevance_threshold), terms=score.terms,
         model_version=score.model_version,
         links={"source": f"{api}/sources/{score.source_id}",
                "timeseries": f"{api}/timeseries?source={score.source_id}&series={score.kind}"})
@@ -40,7 +48,7 @@ def build(settings: Settings) -> faust.App:
     relevance = topic(app, topics.RELEVANCE)
     alerts = topic(app, topics.ALERTS)
     deadletter = topic(app, topics.DEADLETTER)
-    last_relevance = app.Table("alerts-last-relevance", default=None, partitions=topics.RELEVANCE.partitions)
+    last_scores = app.Table("alerts-last-score", default=None, partitions=topics.RELEVANCE.partitions)
     threshold = settings.relevance_threshold
     client = httpx.AsyncClient(timeout=10.0)
 
@@ -48,11 +56,12 @@ def build(settings: Settings) -> faust.App:
     async def raise_alerts(stream: faust.StreamT) -> None:
         async for value in stream:
             score = schemas.RelevanceScore.model_validate(value)
-            previous = last_relevance.get(score.series)
-            last_relevance[score.series] = score.relevance
-            if score.relevance < threshold or (previous is not None and previous >= threshold):
+            current = {**score.terms.model_dump(), "relevance": score.relevance}
+            reasons = trigger.reasons(last_scores.get(score.series), current, threshold)
+            last_scores[score.series] = current
+            if not reasons:
                 continue
-            alert = make_alert(score, settings)
+            alert = make_alert(score, reasons, settings)
             body = alert.model_dump_json().encode()
             await alerts.send(key=alert.source_id.encode(), value=alert.model_dump(mode="json"))
             for url in settings.webhooks:

@@ -1,4 +1,4 @@
-"""The FastAPI gateway: catalogue, tags, time series and the health of Kafka and QuestDB."""
+"""The FastAPI gateway: catalogue, tags, time series, relevance, alerts and the health of Kafka and QuestDB."""
 from __future__ import annotations
 
 import asyncio
@@ -41,6 +41,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if source_id not in records:
             raise HTTPException(404, f"unknown source '{source_id}'; list the known ones at /sources")
         return records[source_id]
+
+    def series_window(source: str, series: str, start: datetime | None,
+                      end: datetime | None) -> tuple[dict[str, Any], datetime, datetime]:
+        """The catalogue entry of a source's series and the UTC window asked for (default: the last year)."""
+        entry = source_or_404(source)[store.SERIES_FIELD[series]]
+        if entry is None:
+            raise HTTPException(404, f"source '{source}' has no {series} series")
+        end = _utc(end) if end else datetime.now(timezone.utc)
+        start = _utc(start) if start else end - timedelta(days=365)
+        if start >= end:
+            raise HTTPException(422, f"start ({start.isoformat()}) must be before end ({end.isoformat()})")
+        return entry, start, end
 
     async def with_latest(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         latest = await run_in_threadpool(store.latest, settings)
@@ -99,14 +111,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/timeseries", summary="Grafana-style rows of one series: flux {band}, flux {band} max/min")
     async def get_timeseries(source: str, series: SeriesKind = "maxi", start: datetime | None = None,
                              end: datetime | None = None) -> list[dict]:
-        rec = source_or_404(source)
-        entry = rec[store.SERIES_FIELD[series]]
-        if entry is None:
-            raise HTTPException(404, f"source '{source}' has no {series} series")
-        end = _utc(end) if end else datetime.now(timezone.utc)
-        start = _utc(start) if start else end - timedelta(days=365)
-        if start >= end:
-            raise HTTPException(422, f"start ({start.isoformat()}) must be before end ({end.isoformat()})")
+        entry, start, end = series_window(source, series, start, end)
         return await run_in_threadpool(store.timeseries, settings, entry["series"], series, start, end)
+
+    @app.get("/relevance", summary="Relevance of each point of one series, with the terms that explain it")
+    async def get_relevance(source: str, series: SeriesKind = "maxi", start: datetime | None = None,
+                            end: datetime | None = None,
+                            min_relevance: float = Query(0.0, ge=0.0, le=1.0)) -> list[dict]:
+        entry, start, end = series_window(source, series, start, end)
+        return await run_in_threadpool(store.relevance, settings, entry["series"], start, end, min_relevance)
+
+    @app.get("/alerts", summary="The newest alerts, with why each was raised")
+    async def list_alerts(source: str | None = None, limit: int = Query(100, ge=1, le=10000)) -> list[dict]:
+        if source is not None:
+            source_or_404(source)
+        return await run_in_threadpool(store.alerts, settings, source, limit)
 
     return app

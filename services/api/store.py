@@ -45,3 +45,35 @@ def timeseries(settings: Settings, series: str, kind: str, start: datetime, end:
         row[f"flux {r['band']} max"] = r["flux"] + r["error"]
         row[f"flux {r['band']} min"] = r["flux"] - r["error"]
     return list(rows.values())
+
+
+TERMS = ("model", "hardness", "flux", "trend")
+
+
+def _with_terms(row: dict[str, Any]) -> dict[str, Any]:
+    """Gathers the `{name}_term` columns of a row into its `terms` object, as in the contracts."""
+    out = {k: v for k, v in row.items() if not k.endswith("_term")}
+    out["terms"] = {name: row.get(f"{name}_term") for name in TERMS}
+    return out
+
+
+def relevance(settings: Settings, series: str, start: datetime, end: datetime,
+              min_relevance: float) -> list[dict[str, Any]]:
+    """Scores of one series with the terms behind each and the model version, oldest first."""
+    terms = ", ".join(f"{name}_term" for name in TERMS)
+    sql = (f"SELECT ts time, mjd, value, error, relevance, {terms}, model_version FROM relevance "
+           f"WHERE series = '{series}' AND ts >= '{_sql_time(start)}' AND ts < '{_sql_time(end)}' "
+           f"AND relevance >= {min_relevance} ORDER BY ts")
+    return [_with_terms(r) for r in questdb.query(settings, sql)]
+
+
+def alerts(settings: Settings, source_id: str | None, limit: int) -> list[dict[str, Any]]:
+    """The newest alerts, optionally of one source, with their reasons, terms and explanation."""
+    terms = ", ".join(f"{name}_term" for name in TERMS)
+    where = f"WHERE source_id = '{source_id}' " if source_id else ""
+    sql = (f"SELECT ts time, alert_id, source_id, series, mjd, relevance, reasons, {terms}, model_version, "
+           f"explanation FROM alerts {where}ORDER BY ts DESC LIMIT {limit}")
+    rows = [_with_terms(r) for r in questdb.query(settings, sql)]
+    for r in rows:
+        r["reasons"] = r["reasons"].split(",") if r["reasons"] else []
+    return rows

@@ -1,10 +1,15 @@
 """The relevance stream processor: one score per new point of every series.
 
-The per-series state (last points) lives in a changelog-backed Faust table keyed like the
-input topics, so a restarted worker continues exactly where it stopped. A point that is not
-newer than the last one scored for its series (a replay) is not scored again.
+Events are scored in batches. Each series' River model (services/relevance/model.py) is a
+checkpoint in a changelog-backed Faust table keyed by series, written only after the batch's
+scores are acknowledged by Kafka: a worker killed at any moment restarts from a checkpoint
+whose scores were all delivered, re-scores what came after it and emits the same scores
+again (the store keeps one row per series and time). A point that is not newer than the last
+one scored for its series (a replay) is not scored again.
 """
 from __future__ import annotations
+
+import asyncio
 
 import faust
 from pydantic import ValidationError
@@ -14,8 +19,10 @@ from flashes import topics
 from flashes.kafka import dead_letter
 from flashes.settings import Settings
 from flashes.streaming import make_app, topic
-from services.relevance import formula
+from services.relevance.model import MODEL_VERSION, SeriesModel
 from services.relevance.series import SeriesPoint, from_derived, from_lightcurve
+
+BATCH_EVENTS, BATCH_WAIT_S = 2000, 0.5
 
 
 def parse(topic_name: str, value: dict) -> SeriesPoint | None:
@@ -24,12 +31,12 @@ def parse(topic_name: str, value: dict) -> SeriesPoint | None:
     return from_lightcurve(schemas.LightcurvePoint.model_validate(value))
 
 
-def score_point(state: formula.SeriesState, point: SeriesPoint) -> schemas.RelevanceScore:
-    relevance, terms = formula.score(state, point.mjd, point.value, point.error, point.colour)
+def score_point(model: SeriesModel, point: SeriesPoint) -> schemas.RelevanceScore:
+    relevance, terms = model.score(point)
     return schemas.RelevanceScore(series=point.series, source_id=point.source_id, kind=point.kind,
                                   time=point.time, mjd=point.mjd, value=point.value, error=point.error,
                                   relevance=relevance, terms=schemas.RelevanceTerms(**terms),
-                                  model_version=formula.MODEL_VERSION)
+                                  model_version=MODEL_VERSION)
 
 
 def build(settings: Settings) -> faust.App:
@@ -37,24 +44,31 @@ def build(settings: Settings) -> faust.App:
     inputs = app.topic(topics.LIGHTCURVE.name, topics.DERIVED.name, key_serializer="raw", value_serializer="json")
     relevance = topic(app, topics.RELEVANCE)
     deadletter = topic(app, topics.DEADLETTER)
-    states = app.Table("relevance-state", default=None, partitions=topics.LIGHTCURVE.partitions)
+    checkpoints = app.Table("relevance-model", default=None, partitions=topics.LIGHTCURVE.partitions,
+                            value_serializer="raw")
 
     @app.agent(inputs)
     async def score(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            try:
-                point = parse(event.message.topic, event.value)
-            except ValidationError as exc:
-                letter = dead_letter("relevance", f"invalid input: {exc.errors()[0]['msg']}", str(event.value))
-                await deadletter.send(key=b"relevance", value=letter.model_dump(mode="json"))
-                continue
-            if point is None:
-                continue
-            state = formula.SeriesState.from_json(states.get(point.series))
-            if state.mjd and point.mjd <= state.mjd[-1]:
-                continue
-            result = score_point(state, point)
-            states[point.series] = state.to_json()
-            await relevance.send(key=event.key, value=result.model_dump(mode="json"))
+        async for events in stream.take_events(BATCH_EVENTS, within=BATCH_WAIT_S):
+            models: dict[str, SeriesModel] = {}
+            deliveries = []
+            for event in events:
+                try:
+                    point = parse(event.message.topic, event.value)
+                except ValidationError as exc:
+                    letter = dead_letter("relevance", f"invalid input: {exc.errors()[0]['msg']}", str(event.value))
+                    deliveries.append(await deadletter.send(key=b"relevance", value=letter.model_dump(mode="json")))
+                    continue
+                if point is None:
+                    continue
+                model = models.get(point.series) or SeriesModel.from_bytes(checkpoints.get(point.series))
+                if point.mjd <= model.last_scored_mjd:
+                    continue
+                models[point.series] = model
+                result = score_point(model, point)
+                deliveries.append(await relevance.send(key=event.key, value=result.model_dump(mode="json")))
+            await asyncio.gather(*deliveries)
+            for series, model in models.items():
+                checkpoints[series] = model.to_bytes()
 
     return app

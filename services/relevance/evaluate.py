@@ -1,35 +1,54 @@
 """`flashes evaluate`: the real scoring code over a mirror folder, in time order, against labelled events.
 
-For every source with files in the mirror, each series is scored point by point (no look-ahead)
-by each method; an alert is a threshold crossing from below, as in the alerts service. Per event
-(`source_id,kind,onset_mjd,reference`) the first alert of that source in the event window
-(onset − 2 d … onset + 60 d) gives the latency; alerts outside every window of their source are
-false. Methods: `model` (the relevance service's scorer), `formula` (the original FLASHES
-formula) and `median_5sigma` (flux ≥ 5σ above the running median of the previous 30 points).
+For every source with files in the mirror, each series is scored point by point (no look-ahead).
+Methods:
+- `model`: the relevance service's scorer (services/relevance/model.py); its alerts are raised
+  exactly as the alerts service raises them (services/alerts/trigger.py);
+- `formula`: the original FLASHES formula, an alert when it crosses the threshold from below;
+- `median_5sigma`: an alert when the flux crosses 5σ (its own error) above the median of the
+  previous 30 points.
+
+Per event (`source_id,kind,onset_mjd,reference`) the first alert of that source in the event
+window (onset − 2 d … onset + 60 d) gives the latency. Alerts outside every window of their
+source are false; false alerts of a source less than `EPISODE_GAP_D` days after its previous
+false alert belong to the same episode, and `false_alerts_per_source_year` counts episodes
+(one unlisted outburst is one false alarm for an astronomer, however many terms fire in it).
+`details` adds, per method, the raw false alerts, the false-alert episodes per year of every
+source (Sco X-1 and Cir X-1 behave regularly, so every alert there is false), and for each
+baseline the recall it reaches when made strict enough to raise no more false alerts than the model.
 """
 from __future__ import annotations
 
 import csv
 import re
 import statistics
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+import schemas
 from flashes import catalogue
 from flashes.settings import Settings
+from flashes.timeconv import mjd_to_datetime
+from flashes.topics import catalogue_series
 from flashes.units import MAIN_BAND
+from services.alerts import trigger
 from services.fetcher.parsers import ParsedLightcurve, parse
 from services.relevance import formula
-from services.relevance.series import maxi_colour
-import schemas
+from services.relevance.model import SeriesModel
+from services.relevance.series import SeriesPoint, maxi_colour
 
 WINDOW_BEFORE_D, WINDOW_AFTER_D = 2.0, 60.0
+EPISODE_GAP_D = 10.0
 DAYS_PER_YEAR = 365.25
+MEDIAN_HISTORY, MEDIAN_SIGMA = 30, 5.0
+REGULAR_SOURCES = ("scox-1", "cirx-1")
 FILE_PATTERNS = {"maxi": re.compile(r"^(J\d{4}[+-]\d{3})_g_lc_1day_all\.dat$"),  # the standard product only
                  "swift": re.compile(r"^(.+)\.lc\.txt$")}
+# How strict each baseline can be made: formula threshold, median sigma.
+BASELINE_LEVELS = {"formula": np.round(np.arange(0.70, 1.0001, 0.01), 2), "median_5sigma": np.round(5.0 * 1.1 ** np.arange(60), 1)}
 
 
 @dataclass(frozen=True)
@@ -54,37 +73,54 @@ def find_series(settings: Settings, mirror: Path) -> Iterator[tuple[str, str, Pa
                 yield by_id[inst][match.group(1)], inst, path
 
 
-def formula_alerts(parsed: ParsedLightcurve, instrument: str, threshold: float) -> list[float]:
-    state, alerts, above = formula.SeriesState(), [], False
+def series_points(parsed: ParsedLightcurve, instrument: str, source_id: str) -> list[SeriesPoint]:
+    """The points of a parsed provider file as the relevance service sees them, in time order."""
     flux, error = parsed.bands[MAIN_BAND[instrument]]
+    series = catalogue_series(instrument, source_id)
+    points = []
     for i, mjd in enumerate(parsed.mjd.tolist()):
         colour = None
         if instrument == "maxi":
             colour = maxi_colour({b: schemas.Measurement(flux=f[i], error=e[i]) for b, (f, e) in parsed.bands.items()})
-        relevance, _ = formula.score(state, mjd, float(flux[i]), float(error[i]), colour)
-        if relevance >= threshold and not above:
-            alerts.append(mjd)
-        above = relevance >= threshold
+        points.append(SeriesPoint(series, source_id, instrument, mjd_to_datetime(mjd), mjd, float(flux[i]),
+                                  float(error[i]), colour))
+    return points
+
+
+def model_alerts(points: list[SeriesPoint], threshold: float) -> list[float]:
+    model, alerts, previous = SeriesModel(), [], None
+    for p in points:
+        relevance, terms = model.score(p)
+        current = {**terms, "relevance": relevance}
+        if trigger.reasons(previous, current, threshold):
+            alerts.append(p.mjd)
+        previous = current
     return alerts
 
 
-def median_5sigma_alerts(parsed: ParsedLightcurve, instrument: str, threshold: float, history: int = 30) -> list[float]:
-    flux, error = parsed.bands[MAIN_BAND[instrument]]
-    alerts, above = [], False
-    for i in range(history, len(flux)):
-        median = float(np.median(flux[i - history:i]))
-        hot = error[i] > 0 and (flux[i] - median) / error[i] >= 5.0
-        if hot and not above:
-            alerts.append(float(parsed.mjd[i]))
-        above = hot
-    return alerts
+def formula_scores(points: list[SeriesPoint]) -> np.ndarray:
+    state = formula.SeriesState()
+    return np.array([formula.score(state, p.mjd, p.value, p.error, p.colour)[0] for p in points])
 
 
-METHODS: dict[str, Callable[[ParsedLightcurve, str, float], list[float]]] = {
-    "model": formula_alerts,  # the relevance service's scorer today (formula-1); issue 5 replaces it
-    "formula": formula_alerts,
-    "median_5sigma": median_5sigma_alerts,
-}
+def median_sigma_scores(points: list[SeriesPoint]) -> np.ndarray:
+    """(flux − median of the previous MEDIAN_HISTORY points) / error; −inf before that or without an error."""
+    flux = np.array([p.value for p in points])
+    error = np.array([p.error for p in points])
+    out = np.full(len(points), -np.inf)
+    if len(points) > MEDIAN_HISTORY:
+        windows = np.lib.stride_tricks.sliding_window_view(flux[:-1], MEDIAN_HISTORY)
+        median = np.median(windows, axis=1)
+        good = error[MEDIAN_HISTORY:] > 0
+        out[MEDIAN_HISTORY:][good] = (flux[MEDIAN_HISTORY:][good] - median[good]) / error[MEDIAN_HISTORY:][good]
+    return out
+
+
+def crossings(mjd: np.ndarray, score: np.ndarray, level: float) -> list[float]:
+    """Times where score reaches level after being below it (the first point counts if it does)."""
+    above = score >= level
+    rising = above & ~np.concatenate(([False], above[:-1]))
+    return mjd[rising].tolist()
 
 
 def read_events(path: Path) -> list[Event]:
@@ -92,8 +128,21 @@ def read_events(path: Path) -> list[Event]:
         return [Event(r["source_id"], r["kind"], float(r["onset_mjd"])) for r in csv.DictReader(fh)]
 
 
-def score_method(alerts: dict[str, list[float]], spans: dict[str, float], events: list[Event]) -> dict:
-    """Metrics of one method from its alert times per source and the data span (days) per source."""
+def false_episodes(alerts: dict[str, list[float]], events: list[Event]) -> dict[str, tuple[int, int]]:
+    """source -> (false-alert episodes, false alerts)."""
+    windows: dict[str, list[tuple[float, float]]] = {}
+    for ev in events:
+        windows.setdefault(ev.source_id, []).append((ev.onset_mjd - WINDOW_BEFORE_D, ev.onset_mjd + WINDOW_AFTER_D))
+    out = {}
+    for sid, times in alerts.items():
+        false = [t for t in sorted(times) if not any(lo <= t <= hi for lo, hi in windows.get(sid, []))]
+        starts = sum(1 for i, t in enumerate(false) if i == 0 or t - false[i - 1] >= EPISODE_GAP_D)
+        out[sid] = (starts, len(false))
+    return out
+
+
+def score_method(alerts: dict[str, list[float]], spans: dict[str, float], events: list[Event]) -> tuple[dict, dict]:
+    """The metrics of one method (the documented JSON) and its details."""
     rows = []
     for ev in events:
         hits = [t for t in alerts.get(ev.source_id, [])
@@ -101,43 +150,83 @@ def score_method(alerts: dict[str, list[float]], spans: dict[str, float], events
         first = min(hits) if hits else None
         rows.append({"source_id": ev.source_id, "onset_mjd": ev.onset_mjd, "first_alert_mjd": first,
                      "latency_d": None if first is None else round(first - ev.onset_mjd, 3)})
-    windows: dict[str, list[tuple[float, float]]] = {}
-    for ev in events:
-        windows.setdefault(ev.source_id, []).append((ev.onset_mjd - WINDOW_BEFORE_D, ev.onset_mjd + WINDOW_AFTER_D))
-    false = sum(1 for sid, times in alerts.items() for t in times
-                if not any(lo <= t <= hi for lo, hi in windows.get(sid, [])))
+    false = false_episodes(alerts, events)
     years = sum(spans.values()) / DAYS_PER_YEAR
     latencies = [r["latency_d"] for r in rows if r["latency_d"] is not None]
     n = len(rows) or 1
-    return {"recall_2d": sum(1 for x in latencies if x <= 2) / n, "recall_7d": sum(1 for x in latencies if x <= 7) / n,
-            "median_latency_d": statistics.median(latencies) if latencies else None,
-            "false_alerts_per_source_year": false / years if years else None, "events": rows}
+    metrics = {"recall_2d": sum(1 for x in latencies if x <= 2) / n, "recall_7d": sum(1 for x in latencies if x <= 7) / n,
+               "median_latency_d": statistics.median(latencies) if latencies else None,
+               "false_alerts_per_source_year": sum(e for e, _ in false.values()) / years if years else None,
+               "events": rows}
+    details = {"false_alerts_raw_per_source_year": sum(a for _, a in false.values()) / years if years else None,
+               "false_alert_episodes_per_year_by_source": {
+                   sid: round(false.get(sid, (0, 0))[0] / (spans[sid] / DAYS_PER_YEAR), 3) for sid in sorted(spans)}}
+    return metrics, details
+
+
+def matched_baseline(scores: dict[str, list[tuple[np.ndarray, np.ndarray]]], levels: np.ndarray, spans: dict[str, float],
+                     events: list[Event], false_rate: float) -> dict:
+    """The least strict level of a baseline whose false-alert rate is at most `false_rate`, and its recall."""
+    for level in levels:
+        alerts = {sid: [t for mjd, s in per for t in crossings(mjd, s, level)] for sid, per in scores.items()}
+        metrics, _ = score_method(alerts, spans, events)
+        if metrics["false_alerts_per_source_year"] <= false_rate:
+            return {"level": float(level), "recall_2d": metrics["recall_2d"], "recall_7d": metrics["recall_7d"],
+                    "false_alerts_per_source_year": metrics["false_alerts_per_source_year"]}
+    return {"level": None, "recall_2d": 0.0, "recall_7d": 0.0, "false_alerts_per_source_year": None}
 
 
 def evaluate(settings: Settings, mirror: Path, events_csv: Path) -> dict:
-    events = read_events(events_csv)
     threshold = settings.relevance_threshold
-    alerts: dict[str, dict[str, list[float]]] = {m: {} for m in METHODS}
+    model: dict[str, list[float]] = {}
+    scores: dict[str, dict[str, list[tuple[np.ndarray, np.ndarray]]]] = {"formula": {}, "median_5sigma": {}}
     spans: dict[str, float] = {}
     for source_id, instrument, path in find_series(settings, mirror):
         parsed = parse(instrument, path.name, path.read_bytes())
         if not len(parsed):
             continue
         spans[source_id] = max(spans.get(source_id, 0.0), float(parsed.mjd[-1] - parsed.mjd[0]))
-        for method, run in METHODS.items():
-            alerts[method].setdefault(source_id, []).extend(run(parsed, instrument, threshold))
-    for per_source in alerts.values():
-        for times in per_source.values():
-            times.sort()
-    known = [ev for ev in events if ev.source_id in spans]
-    return {"threshold": threshold, "methods": {m: score_method(a, spans, known) for m, a in alerts.items()}}
+        points = series_points(parsed, instrument, source_id)
+        model.setdefault(source_id, []).extend(model_alerts(points, threshold))
+        scores["formula"].setdefault(source_id, []).append((parsed.mjd, formula_scores(points)))
+        scores["median_5sigma"].setdefault(source_id, []).append((parsed.mjd, median_sigma_scores(points)))
+    events = [ev for ev in read_events(events_csv) if ev.source_id in spans]
+    default_level = {"formula": threshold, "median_5sigma": MEDIAN_SIGMA}
+    alerts = {"model": model, **{name: {sid: [t for mjd, s in per for t in crossings(mjd, s, default_level[name])]
+                                        for sid, per in by_source.items()}
+                                 for name, by_source in scores.items()}}
+    methods, details = {}, {}
+    for name, per_source in alerts.items():
+        methods[name], details[name] = score_method(per_source, spans, events)
+    for name, by_source in scores.items():
+        details[name]["at_model_false_alert_rate"] = matched_baseline(
+            by_source, BASELINE_LEVELS[name], spans, events, methods["model"]["false_alerts_per_source_year"])
+    return {"threshold": threshold, "methods": methods,
+            "details": {"episode_gap_d": EPISODE_GAP_D, "source_years": round(sum(spans.values()) / DAYS_PER_YEAR, 2),
+                        "methods": details}}
 
 
 def table(result: dict) -> str:
-    lines = [f"threshold {result['threshold']}",
-             f"{'method':<15}{'recall 2d':>10}{'recall 7d':>10}{'median lat. d':>15}{'false/src-yr':>14}"]
+    def fmt(x: float | None, spec: str) -> str:
+        return "-" if x is None else format(x, spec)
+
+    details = result["details"]["methods"]
+    lines = [f"threshold {result['threshold']}; false alerts are episodes "
+             f"(alerts < {result['details']['episode_gap_d']:g} d apart count once) per source-year",
+             f"{'method':<15}{'recall 2d':>10}{'recall 7d':>10}{'median lat. d':>15}{'false/src-yr':>14}"
+             + "".join(f"{sid + ' /yr':>14}" for sid in REGULAR_SOURCES)]
     for name, m in result["methods"].items():
-        latency = "-" if m["median_latency_d"] is None else f"{m['median_latency_d']:.1f}"
-        false = "-" if m["false_alerts_per_source_year"] is None else f"{m['false_alerts_per_source_year']:.2f}"
-        lines.append(f"{name:<15}{m['recall_2d']:>10.2f}{m['recall_7d']:>10.2f}{latency:>15}{false:>14}")
+        by_source = details[name]["false_alert_episodes_per_year_by_source"]
+        lines.append(f"{name:<15}{m['recall_2d']:>10.2f}{m['recall_7d']:>10.2f}{fmt(m['median_latency_d'], '.1f'):>15}"
+                     f"{fmt(m['false_alerts_per_source_year'], '.2f'):>14}"
+                     + "".join(f"{fmt(by_source.get(sid), '.2f'):>14}" for sid in REGULAR_SOURCES))
+    lines.append("baselines made as strict as needed to raise no more false alerts than the model:")
+    for name in ("formula", "median_5sigma"):
+        m = details[name]["at_model_false_alert_rate"]
+        lines.append(f"{name:<15}{m['recall_2d']:>10.2f}{m['recall_7d']:>10.2f}{'':>15}"
+                     f"{fmt(m['false_alerts_per_source_year'], '.2f'):>14}   (level {fmt(m['level'], 'g')})")
+    lines.append("per event: latency in days (model / formula / median_5sigma)")
+    for rows in zip(*(m["events"] for m in result["methods"].values())):
+        lat = " / ".join(fmt(r["latency_d"], ".1f") for r in rows)
+        lines.append(f"  {rows[0]['source_id']:<20}{rows[0]['onset_mjd']:>10.1f}   {lat}")
     return "\n".join(lines)

@@ -36,20 +36,24 @@ def derived_rows(v: dict) -> Iterator[Row]:
            {"mjd": v["mjd"], "value": v["value"], "error": v["error"]}, _micros(v["time"]))
 
 
+def term_columns(terms: dict) -> dict[str, float]:
+    return {f"{name}_term": value for name, value in terms.items()}
+
+
 def relevance_rows(v: dict) -> Iterator[Row]:
     t = v["terms"]
     yield ("relevance", {"series": v["series"], "source_id": v["source_id"], "kind": v["kind"],
                          "model_version": v["model_version"]},
            {"mjd": v["mjd"], "value": v["value"], "error": v["error"], "relevance": v["relevance"],
-            "flux_term": t["flux"], "trend_term": t["trend"], "hardness_term": t["hardness"]}, _micros(v["time"]))
+            **term_columns(t)}, _micros(v["time"]))
 
 
 def alert_rows(v: dict) -> Iterator[Row]:
     t = v["terms"]
     yield ("alerts", {"series": v["series"], "source_id": v["source_id"], "kind": v["kind"],
                       "model_version": v["model_version"]},
-           {"alert_id": v["alert_id"], "mjd": v["mjd"], "relevance": v["relevance"], "flux_term": t["flux"],
-            "trend_term": t["trend"], "hardness_term": t["hardness"], "explanation": v["explanation"]},
+           {"alert_id": v["alert_id"], "mjd": v["mjd"], "relevance": v["relevance"], **term_columns(t),
+            "reasons": ",".join(v["reasons"]), "explanation": v["explanation"]},
            _micros(v["time"]))
 
 

@@ -1,0 +1,20 @@
+"""When a score raises an alert: shared by the alerts service and `flashes evaluate`.
+
+An alert fires when the relevance reaches the threshold after being below it, or when, while
+it stays high, another of the alerting terms reaches the threshold (a state switch during an
+outburst is news of its own). It names the terms that crossed: the reason for the alert.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+ALERTING_TERMS = ("model", "hardness")
+
+
+def reasons(previous: Mapping[str, float] | None, current: Mapping[str, float], threshold: float) -> list[str]:
+    """Terms of `current` (with its "relevance") that crossed `threshold` since `previous`; [] if none."""
+    def crossed(name: str) -> bool:
+        return current[name] >= threshold and (previous is None or previous[name] < threshold)
+
+    names = [name for name in ALERTING_TERMS if crossed(name)]
+    return names or (["relevance"] if crossed("relevance") else [])
