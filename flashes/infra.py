@@ -213,22 +213,24 @@ def _wait(settings: Settings, name: str, healthy, timeout_s: float) -> None:
     raise InfraError(f"{name} did not become healthy within {timeout_s:.0f} s; see {settings.var_dir / (name + '.log')}")
 
 
-def start(settings: Settings, timeout_s: float = 90.0) -> None:
-    """Start whichever of Kafka and QuestDB is not running yet and wait until both are healthy."""
+def start(settings: Settings, timeout_s: float = 90.0, servers: tuple[str, ...] = SERVERS) -> None:
+    """Start whichever of the servers (Kafka, QuestDB) is not running yet and wait until all are healthy."""
     java = require_java()
     jars = fetch_jars(settings)
     settings.var_dir.mkdir(parents=True, exist_ok=True)
-    for name, host, port in (("kafka", settings.kafka_host, settings.kafka_port),
-                             ("questdb", settings.questdb_host, settings.questdb_http_port)):
+    plans = {"kafka": (settings.kafka_host, settings.kafka_port, "PORT", _start_kafka, kafka_healthy),
+             "questdb": (settings.questdb_host, settings.questdb_http_port, "HTTP_PORT", _start_questdb,
+                         questdb_healthy)}
+    for name in servers:
+        host, port, setting, _, _ = plans[name]
         if _running_pid(settings, name) is None and _port_open(host, port):
             raise InfraError(f"port {host}:{port} is taken by another program; "
-                             f"choose another with FLASHES_{name.upper()}_{'PORT' if name == 'kafka' else 'HTTP_PORT'}")
-    if _running_pid(settings, "kafka") is None:
-        _start_kafka(settings, java, jars)
-    if _running_pid(settings, "questdb") is None:
-        _start_questdb(settings, java, jars)
-    _wait(settings, "kafka", kafka_healthy, timeout_s)
-    _wait(settings, "questdb", questdb_healthy, timeout_s)
+                             f"choose another with FLASHES_{name.upper()}_{setting}")
+    for name in servers:
+        if _running_pid(settings, name) is None:
+            plans[name][3](settings, java, jars)
+    for name in servers:
+        _wait(settings, name, plans[name][4], timeout_s)
 
 
 def stop(settings: Settings, timeout_s: float = 30.0) -> None:

@@ -44,13 +44,12 @@ def build(settings: Settings) -> faust.App:
     inputs = app.topic(topics.LIGHTCURVE.name, topics.DERIVED.name, key_serializer="raw", value_serializer="json")
     relevance = topic(app, topics.RELEVANCE)
     deadletter = topic(app, topics.DEADLETTER)
-    checkpoints = app.Table("relevance-model", default=None, partitions=topics.LIGHTCURVE.partitions,
-                            value_serializer="raw")
+    checkpoints = app.Table("relevance-model", default=None, partitions=topics.LIGHTCURVE.partitions)
 
     @app.agent(inputs)
     async def score(stream: faust.StreamT) -> None:
         async for events in stream.take_events(BATCH_EVENTS, within=BATCH_WAIT_S):
-            models: dict[str, SeriesModel] = {}
+            models: dict[str, tuple[SeriesModel, faust.EventT]] = {}
             deliveries = []
             for event in events:
                 try:
@@ -61,14 +60,18 @@ def build(settings: Settings) -> faust.App:
                     continue
                 if point is None:
                     continue
-                model = models.get(point.series) or SeriesModel.from_bytes(checkpoints.get(point.series))
+                model = models[point.series][0] if point.series in models else \
+                    SeriesModel.from_text(checkpoints.get(point.series))
                 if point.mjd <= model.last_scored_mjd:
                     continue
-                models[point.series] = model
+                models[point.series] = model, event
                 result = score_point(model, point)
                 deliveries.append(await relevance.send(key=event.key, value=result.model_dump(mode="json")))
             await asyncio.gather(*deliveries)
-            for series, model in models.items():
-                checkpoints[series] = model.to_bytes()
+            for series, (model, event) in models.items():
+                # A table write goes to the changelog partition of the current event; a batch has
+                # none, so name the event the series came from (one series, one input partition).
+                stream._set_current_event(event)
+                checkpoints[series] = model.to_text()
 
     return app

@@ -28,8 +28,10 @@ saturate on every bright source, so they do not enter the relevance.
 """
 from __future__ import annotations
 
+import base64
 import math
 import pickle
+import zlib
 from dataclasses import dataclass, field
 
 from river import stats
@@ -56,6 +58,7 @@ class Params:
     colour_window: int = 5
     tail_quantile: float = 0.95
     tail_gaussian: float = 2.0
+    tail_min_points: int = 30
     prior_colour_spread: float = 0.05
     alert_sigma: float = 6.0
     width_sigma: float = 1.0
@@ -95,7 +98,7 @@ class Novelty(AnomalyDetector):
         """Signed deviation u of x["value"] (error x["error"]); 0 until `min_points` are known."""
         if self.n < self.params.min_points:
             return 0.0
-        usual_tail = self.tail.get() or 0.0  # the source's usual large deviations (None before any)
+        usual_tail = self.tail.get() if self.n >= self.params.min_points + self.params.tail_min_points else 0.0
         return self._raw(x) / max(1.0, usual_tail / self.params.tail_gaussian)
 
     def _raw(self, x: dict) -> float:
@@ -155,15 +158,17 @@ class SeriesModel:
     def last_scored_mjd(self) -> float:
         return self.recent.mjd[-1] if self.recent.mjd else -math.inf
 
-    def to_bytes(self) -> bytes:
-        """The checkpoint: this object pickled, tagged with the model version."""
-        return MODEL_VERSION.encode() + b"\n" + pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+    def to_text(self) -> str:
+        """The checkpoint: "{model version}:{this object pickled, zlib-compressed, base64}"."""
+        return f"{MODEL_VERSION}:" + base64.b64encode(zlib.compress(pickle.dumps(self, protocol=5))).decode()
 
     @staticmethod
-    def from_bytes(data: bytes | None) -> "SeriesModel":
+    def from_text(text: str | None) -> "SeriesModel":
         """Restore a checkpoint; a missing one, or one of another model version, starts from the prior."""
-        version, _, body = (data or b"").partition(b"\n")
-        return pickle.loads(body) if version == MODEL_VERSION.encode() else SeriesModel()
+        version, _, body = (text or "").partition(":")
+        if version != MODEL_VERSION:
+            return SeriesModel()
+        return pickle.loads(zlib.decompress(base64.b64decode(body)))
 
     def _evidence(self, u: float, previous_u: float, previous_mjd: float, mjd: float) -> float:
         if mjd - previous_mjd <= self.params.persistence_gap_d and previous_u * u > 0:
