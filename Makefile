@@ -25,6 +25,7 @@ infra: venv
 
 bench: venv infra
 	$(BIN)/python bench/pipeline_throughput.py
+	$(BIN)/python bench/relevance_scoring.py
 
 # Re-export the JSON Schemas after changing a model in schemas/.
 schemas: venv

@@ -91,3 +91,24 @@ def test_bad_timeseries_parameters_are_422(client: TestClient, params: dict) -> 
 def test_bad_list_parameters_are_422(client: TestClient) -> None:
     assert client.get("/sources", params={"limit": 0}).status_code == 422
     assert client.get("/sources", params={"instrument": "xmm"}).status_code == 422
+
+
+def test_relevance_rows_carry_the_terms_that_explain_them(client: TestClient) -> None:
+    params = {"source": "maxij1535-571", "series": "maxi", "start": "2017-08-01", "end": "2017-12-01"}
+    rows = client.get("/relevance", params=params).json()
+    assert len(rows) > 100 and all(r["model_version"] == "river-1" for r in rows)
+    high = client.get("/relevance", params={**params, "min_relevance": 0.7}).json()
+    assert high and all(r["relevance"] >= 0.7 for r in high) and len(high) < len(rows)
+    first = high[0]
+    assert 57996 <= first["mjd"] <= 58010 and first["terms"]["model"] >= 0.7  # the outburst's rise, and why
+    assert set(first["terms"]) == {"model", "hardness", "flux", "trend"}
+
+
+def test_alerts_list_their_reasons_and_explanation(client: TestClient) -> None:
+    alerts = client.get("/alerts", params={"source": "maxij1535-571"}).json()
+    outburst = [a for a in alerts if a["series"] == "maxi_maxij1535-571" and 57996 <= a["mjd"] <= 58010]
+    assert [a["mjd"] for a in outburst] == sorted((a["mjd"] for a in outburst), reverse=True)  # newest first
+    assert "model" in outburst[-1]["reasons"] and all(a["explanation"] for a in outburst)
+    assert all(a["source_id"] == "maxij1535-571" for a in alerts)
+    assert client.get("/alerts", params={"source": "no-such-source"}).status_code == 404
+    assert client.get("/relevance", params={"source": "maxij1535-571", "min_relevance": 2}).status_code == 422

@@ -9,7 +9,7 @@ import pytest
 
 from flashes.cli import main
 from flashes.settings import Settings
-from services.relevance.evaluate import evaluate
+from services.relevance.evaluate import Event, evaluate, score_method
 
 DATA = Path(__file__).resolve().parent / "data" / "maxi"
 
@@ -51,7 +51,34 @@ def test_the_maxi_j1535_outburst_is_found_in_either_layout(layout, tmp_path: Pat
 def test_json_output_has_the_documented_shape(tmp_path: Path, events: Path, capsys: pytest.CaptureFixture) -> None:
     main(["evaluate", "--mirror", str(shared_layout(tmp_path / "mirror")), "--events", str(events), "--json"])
     result = json.loads(capsys.readouterr().out)
-    assert set(result) == {"threshold", "methods"} and set(result["methods"]) == {"model", "formula", "median_5sigma"}
+    assert set(result) == {"threshold", "methods", "details"}
+    assert set(result["methods"]) == {"model", "formula", "median_5sigma"}
     method = result["methods"]["median_5sigma"]
     assert set(method) == {"recall_2d", "recall_7d", "median_latency_d", "false_alerts_per_source_year", "events"}
     assert set(method["events"][0]) == {"source_id", "onset_mjd", "first_alert_mjd", "latency_d"}
+
+
+def test_false_alerts_are_counted_in_episodes_outside_event_windows() -> None:
+    events = [Event("a", "outburst onset", 100.0)]
+    alerts = {"a": [99.0, 150.0, 170.0, 175.0, 300.0], "b": [10.0, 12.0]}  # window of a: 98 to 160
+    metrics, details = score_method(alerts, {"a": 365.25, "b": 365.25}, events)
+    assert metrics["events"][0]["latency_d"] == -1.0 and metrics["recall_2d"] == 1.0
+    # a: 170 and 175 are one episode, 300 another; b: 10 and 12 are one. 5 false alerts, 3 episodes, 2 source-years.
+    assert metrics["false_alerts_per_source_year"] == 1.5 and details["false_alerts_raw_per_source_year"] == 2.5
+    assert details["false_alert_episodes_per_year_by_source"] == {"a": 2.0, "b": 1.0}
+
+
+def test_the_model_beats_both_baselines_on_the_bundled_real_files(tmp_path: Path) -> None:
+    events = tmp_path / "events.csv"
+    events.write_text("source_id,kind,onset_mjd,reference\nmaxij1535-571,outburst onset,57998,ATel #10700\n")
+    mirror = tmp_path / "mirror" / "maxi"
+    mirror.mkdir(parents=True)
+    for name in ("J1535-572_g_lc_1day_all.dat", "J1520-571_g_lc_1day_all.dat"):  # an outburst; Cir X-1's flares
+        shutil.copy(DATA / name, mirror)
+    result = evaluate(Settings(), mirror.parent, events)
+    model, formula, median = (result["methods"][m] for m in ("model", "formula", "median_5sigma"))
+    assert model["recall_2d"] == 1.0
+    assert model["false_alerts_per_source_year"] < min(formula["false_alerts_per_source_year"],
+                                                       median["false_alerts_per_source_year"]) / 3
+    for name in ("formula", "median_5sigma"):
+        assert result["details"]["methods"][name]["at_model_false_alert_rate"]["recall_2d"] <= model["recall_2d"]

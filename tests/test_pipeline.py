@@ -71,7 +71,8 @@ def test_an_outburst_day_raises_a_signed_alert_at_the_webhook(pipeline: Settings
     assert outburst, dump([b for b, _ in bodies if b["source_id"] == "maxij1535-571"])
     assert all(verify(r["body"], pipeline.webhook_secret, r["headers"][SIGNATURE_HEADER]) for _, r in bodies)
     alert = outburst[0]
-    assert alert["relevance"] >= pipeline.relevance_threshold and "flux term" in alert["explanation"]
+    assert alert["relevance"] >= pipeline.relevance_threshold and alert["reasons"] == ["model"]
+    assert "brighter than this source's usual level" in alert["explanation"] and alert["model_version"] == "river-1"
     on_topic = [v for _, v in asyncio.run(read_topic(pipeline, "flashes.alerts.v1"))]
     assert alert["alert_id"] in {a["alert_id"] for a in on_topic}
 

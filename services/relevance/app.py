@@ -68,10 +68,13 @@ def build(settings: Settings) -> faust.App:
                 result = score_point(model, point)
                 deliveries.append(await relevance.send(key=event.key, value=result.model_dump(mode="json")))
             await asyncio.gather(*deliveries)
+            # A table write goes to the changelog partition of the stream's current event. Name
+            # the event each series came from (one series, one input partition), then restore
+            # the current event: take_events files the next buffered value under it.
+            current = stream.current_event
             for series, (model, event) in models.items():
-                # A table write goes to the changelog partition of the current event; a batch has
-                # none, so name the event the series came from (one series, one input partition).
                 stream._set_current_event(event)
                 checkpoints[series] = model.to_text()
+            stream._set_current_event(current)
 
     return app

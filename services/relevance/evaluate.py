@@ -5,8 +5,8 @@ Methods:
 - `model`: the relevance service's scorer (services/relevance/model.py); its alerts are raised
   exactly as the alerts service raises them (services/alerts/trigger.py);
 - `formula`: the original FLASHES formula, an alert when it crosses the threshold from below;
-- `median_5sigma`: an alert when the flux crosses 5σ (its own error) above the median of the
-  previous 30 points.
+- `median_5sigma`: an alert when the flux crosses 5σ above the median of the previous 30 points,
+  σ combining the point's error and the scatter (MAD) of those points.
 
 Per event (`source_id,kind,onset_mjd,reference`) the first alert of that source in the event
 window (onset − 2 d … onset + 60 d) gives the latency. Alerts outside every window of their
@@ -104,15 +104,21 @@ def formula_scores(points: list[SeriesPoint]) -> np.ndarray:
 
 
 def median_sigma_scores(points: list[SeriesPoint]) -> np.ndarray:
-    """(flux − median of the previous MEDIAN_HISTORY points) / error; −inf before that or without an error."""
+    """(flux − median of the previous MEDIAN_HISTORY points) / σ, σ² = error² + (1.4826·MAD of those points)².
+
+    The scatter term makes it a fair baseline for bright variable sources, whose error bars are
+    far smaller than their day-to-day changes. −inf before MEDIAN_HISTORY points or without σ.
+    """
     flux = np.array([p.value for p in points])
     error = np.array([p.error for p in points])
     out = np.full(len(points), -np.inf)
     if len(points) > MEDIAN_HISTORY:
         windows = np.lib.stride_tricks.sliding_window_view(flux[:-1], MEDIAN_HISTORY)
         median = np.median(windows, axis=1)
-        good = error[MEDIAN_HISTORY:] > 0
-        out[MEDIAN_HISTORY:][good] = (flux[MEDIAN_HISTORY:][good] - median[good]) / error[MEDIAN_HISTORY:][good]
+        mad = 1.4826 * np.median(np.abs(windows - median[:, None]), axis=1)
+        sigma = np.sqrt(error[MEDIAN_HISTORY:] ** 2 + mad ** 2)
+        good = np.isfinite(sigma) & (sigma > 0)
+        out[MEDIAN_HISTORY:][good] = (flux[MEDIAN_HISTORY:][good] - median[good]) / sigma[good]
     return out
 
 
@@ -223,8 +229,9 @@ def table(result: dict) -> str:
     lines.append("baselines made as strict as needed to raise no more false alerts than the model:")
     for name in ("formula", "median_5sigma"):
         m = details[name]["at_model_false_alert_rate"]
+        level = "no level reaches it" if m["level"] is None else f"level {m['level']:g}"
         lines.append(f"{name:<15}{m['recall_2d']:>10.2f}{m['recall_7d']:>10.2f}{'':>15}"
-                     f"{fmt(m['false_alerts_per_source_year'], '.2f'):>14}   (level {fmt(m['level'], 'g')})")
+                     f"{fmt(m['false_alerts_per_source_year'], '.2f'):>14}   ({level})")
     lines.append("per event: latency in days (model / formula / median_5sigma)")
     for rows in zip(*(m["events"] for m in result["methods"].values())):
         lat = " / ".join(fmt(r["latency_d"], ".1f") for r in rows)

@@ -60,7 +60,7 @@ class Params:
     tail_gaussian: float = 2.0
     tail_min_points: int = 30
     prior_colour_spread: float = 0.05
-    alert_sigma: float = 6.0
+    alert_sigma: float = 6.2
     width_sigma: float = 1.0
 
 
