@@ -44,9 +44,10 @@ def terminate(processes: dict[str, subprocess.Popen], timeout_s: float = 30.0) -
             proc.wait()
 
 
-def most_relevant(settings: Settings, limit: int = 10) -> list[dict]:
-    return questdb.query(settings, f"SELECT source_id, max(relevance) relevance, count() points FROM relevance "
-                                   f"GROUP BY source_id ORDER BY relevance DESC LIMIT {limit}")
+def alerts_by_source(settings: Settings, limit: int = 10) -> list[dict]:
+    """Sources by number of alerts, with the newest alert's explanation."""
+    return questdb.query(settings, "SELECT source_id, count() alerts, last(explanation) newest FROM alerts "
+                                   f"GROUP BY source_id ORDER BY alerts DESC LIMIT {limit}")
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -72,10 +73,11 @@ def run_stack(settings: Settings) -> None:
                            "the first relevance scores")
         observe.wait_drained(settings)
         rows = questdb.query(settings, "SELECT count() n FROM relevance")[0]["n"]
-        print(f"\n{rows} relevance scores stored. Most relevant sources:")
-        for r in most_relevant(settings):
-            print(f"  {r['source_id']:<22} max relevance {r['relevance']:.2f} over {r['points']} points")
-        print(f"\nAPI:     {settings.api_url}/docs  (e.g. {settings.api_url}/sources/{sources[0]})")
+        print(f"\n{rows} relevance scores stored. Alerts per source, with the newest:")
+        for r in alerts_by_source(settings):
+            print(f"  {r['source_id']:<22} {r['alerts']:>3} alerts; newest: {r['newest']}")
+        print(f"\nAPI:     {settings.api_url}/docs  (e.g. {settings.api_url}/sources/{sources[0]}, "
+              f"{settings.api_url}/alerts)")
         print(f"QuestDB: {settings.questdb_http_url}  (web console; tables lightcurve, derived, relevance, alerts)")
         print("Press Ctrl-C to stop everything.", flush=True)
         while True:
