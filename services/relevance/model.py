@@ -59,7 +59,7 @@ class Params:
     tail_quantile: float = 0.95
     tail_gaussian: float = 2.0
     tail_min_points: int = 30
-    prior_colour_spread: float = 0.05
+    prior_colour_spread: float = 0.03
     alert_sigma: float = 6.2
     width_sigma: float = 1.0
 
