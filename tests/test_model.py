@@ -117,8 +117,9 @@ def test_a_restored_checkpoint_continues_exactly_like_an_uninterrupted_model() -
     assert scores(points[150:], SeriesModel.from_text(checkpoint)) == uninterrupted[150:]
 
 
-def test_a_checkpoint_of_another_model_version_starts_from_the_prior() -> None:
-    restored = SeriesModel.from_text("river-0:whatever")
+@pytest.mark.parametrize("checkpoint", ["river-0:whatever", f"{MODEL_VERSION}:not base64!", f"{MODEL_VERSION}:AAAA"])
+def test_a_checkpoint_of_another_model_version_or_unreadable_starts_from_the_prior(checkpoint: str) -> None:
+    restored = SeriesModel.from_text(checkpoint)
     assert restored.last_scored_mjd == -math.inf and restored.flux.n == 0
 
 

@@ -29,6 +29,7 @@ saturate on every bright source, so they do not enter the relevance.
 from __future__ import annotations
 
 import base64
+import logging
 import math
 import pickle
 import zlib
@@ -41,10 +42,13 @@ from services.relevance import formula
 from services.relevance.series import SeriesPoint
 
 MODEL_VERSION = "river-1"
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Params:
+    """The tuning of `river-1`, described in the module docstring; changing it makes a new model version."""
+
     level_window: int = 30
     fading: float = 0.02
     winsor_sigma: float = 4.0
@@ -92,7 +96,8 @@ class Novelty(AnomalyDetector):
         p = self.params
         learned = max(self.excess.get(), 0.0)
         usual = (self.n * learned + p.prior_points * self.prior_spread ** 2) / (self.n + p.prior_points)
-        return usual * self._scale2(level) + (p.systematic * level) ** 2 * self.relative
+        calibration = (p.systematic * level) ** 2 if self.relative else 0.0
+        return usual * self._scale2(level) + calibration
 
     def deviation(self, x: dict) -> float:
         """Signed deviation u of x["value"] (error x["error"]); 0 until `min_points` are known."""
@@ -168,7 +173,11 @@ class SeriesModel:
         version, _, body = (text or "").partition(":")
         if version != MODEL_VERSION:
             return SeriesModel()
-        return pickle.loads(zlib.decompress(base64.b64decode(body)))
+        try:
+            return pickle.loads(zlib.decompress(base64.b64decode(body)))
+        except (ValueError, zlib.error, pickle.UnpicklingError, EOFError) as exc:
+            log.warning("unreadable %s checkpoint (%s): starting this series from the prior", MODEL_VERSION, exc)
+            return SeriesModel()
 
     def _evidence(self, u: float, previous_u: float, previous_mjd: float, mjd: float) -> float:
         if mjd - previous_mjd <= self.params.persistence_gap_d and previous_u * u > 0:
