@@ -65,6 +65,13 @@ def test_a_switch_from_hard_to_soft_raises_the_hardness_term() -> None:
                            {**result[100][1], "relevance": result[100][0]}, THRESHOLD) == ["hardness"]
 
 
+def test_a_pulsar_with_zero_errors_is_scored_from_its_learned_spread() -> None:
+    rng = np.random.default_rng(5)  # Fermi/GBM amplitudes often come with an error of 0
+    amplitude = [float(0.02 * (1 + rng.normal(0, 0.1))) for _ in range(300)] + [0.1, 0.3, 0.6]
+    relevance = [r for r, _ in scores([point(58000.5 + i, a, 0.0, kind="fermi") for i, a in enumerate(amplitude)])]
+    assert max(relevance[:300]) < THRESHOLD and max(relevance[300:]) >= THRESHOLD
+
+
 def test_a_bright_steady_source_is_not_unusual_for_being_new() -> None:
     rng = np.random.default_rng(3)
     points = [point(58000.5 + i, float(47.0 * (1 + rng.normal(0, 0.15))), 0.3) for i in range(200)]  # Sco X-1-like

@@ -108,14 +108,16 @@ class Novelty(AnomalyDetector):
 
     def _raw(self, x: dict) -> float:
         level = self.level.get()
-        return (x["value"] - level) / math.sqrt(x["error"] ** 2 + self._spread2(level))
+        variance = x["error"] ** 2 + self._spread2(level)
+        return (x["value"] - level) / math.sqrt(variance) if variance > 0 else 0.0
 
     def learn_one(self, x: dict) -> None:
         if self.n:
             level = self.level.get()
             limit = self.params.winsor_sigma * math.sqrt(x["error"] ** 2 + self._spread2(level))
             residual = min(max(x["value"] - level, -limit), limit)
-            self.excess.update((residual ** 2 - x["error"] ** 2) / self._scale2(level))
+            if self._scale2(level) > 0:
+                self.excess.update((residual ** 2 - x["error"] ** 2) / self._scale2(level))
             if self.n >= self.params.min_points:
                 self.tail.update(abs(self._raw(x)))
         self.level.update(x["value"])
@@ -134,7 +136,9 @@ def calibrate(evidence: float, params: Params = PARAMS) -> float:
 
 
 def _usable(value: float, error: float) -> bool:
-    return math.isfinite(value) and math.isfinite(error) and error > 0
+    """A finite value with a finite error ≥ 0: GBM pulsar amplitudes often come with an error of 0,
+    and the learned spread of their source then carries the whole uncertainty."""
+    return math.isfinite(value) and math.isfinite(error) and error >= 0
 
 
 @dataclass
@@ -195,7 +199,7 @@ class SeriesModel:
         return evidence
 
     def _colour_evidence(self, colour: tuple[float, float] | None, mjd: float) -> float:
-        if colour is None or not _usable(*colour) or colour[0] <= 0:
+        if colour is None or not _usable(*colour) or colour[0] <= 0 or colour[1] == 0:
             return 0.0
         x = {"value": math.log(colour[0]), "error": colour[1] / colour[0]}
         if x["error"] > self.params.colour_max_error:
