@@ -65,6 +65,23 @@ def test_a_switch_from_hard_to_soft_raises_the_hardness_term() -> None:
                            {**result[100][1], "relevance": result[100][0]}, THRESHOLD) == ["hardness"]
 
 
+def test_a_regular_outburster_stays_quiet_until_an_outburst_breaks_its_pattern_in_peak() -> None:
+    rng = np.random.default_rng(6)
+    flux = np.full(1600, 0.005)
+    peaks = {100 * i + 50: (3.0 if i == 12 else 1.0) for i in range(15)}  # every 100 d; the 13th is 3× brighter
+    for start, peak in peaks.items():
+        k = np.arange(25)
+        flux[start:start + 25] += peak * np.where(k < 5, np.exp(-((k - 5) / 4) ** 2), np.exp(-(k - 5) / 6))
+    points = [point(55000.5 + i, float(f + rng.normal(0, 0.012)), 0.012) for i, f in enumerate(flux)]
+    relevance = np.array([r for r, _ in scores(points)])
+    for start in peaks:
+        usual = relevance[start:start + 25].max()
+        if start == 1250:
+            assert usual >= THRESHOLD
+        elif start >= 350:  # the pattern is learned after a few outbursts
+            assert usual < THRESHOLD, start
+
+
 def test_a_pulsar_with_zero_errors_is_scored_from_its_learned_spread() -> None:
     rng = np.random.default_rng(5)  # Fermi/GBM amplitudes often come with an error of 0
     amplitude = [float(0.02 * (1 + rng.normal(0, 0.1))) for _ in range(300)] + [0.1, 0.3, 0.6]

@@ -8,6 +8,9 @@ median, exponentially weighted mean and P² quantile):
   accreting sources scales with their flux), plus `systematic` × level for the instrument's
   calibration. Deviations are then divided by how large this source's deviations usually are
   (its 95 % quantile of |u| over 2σ, when larger): a source that flares every orbit learns that.
+  A point far above the source's usual high level (its 99 % flux quantile) is unusual however
+  often the source varies: evidence (flux − q99)/(`record_margin` × q99), so a regular
+  outburster whose outburst is more than about 2.3 times brighter than usual is flagged.
 - colour: the same for ln(hard/soft) (MAXI 4-10 over 2-4 keV in mCrab, or the BAT/MAXI
   hardness ratio), with a short level window; only colours measured to better than
   `colour_max_error` count, and a colour history older than `colour_stale_d` days is forgotten.
@@ -64,7 +67,9 @@ class Params:
     tail_gaussian: float = 2.0
     tail_min_points: int = 30
     prior_colour_spread: float = 0.03
-    alert_sigma: float = 6.2
+    record_quantile: float = 0.99
+    record_margin: float = 0.2
+    alert_sigma: float = 6.3
     width_sigma: float = 1.0
 
 
@@ -87,6 +92,7 @@ class Novelty(AnomalyDetector):
         self.excess = stats.EWMean(fading_factor=params.fading)
         self.error = stats.EWMean(fading_factor=params.fading)
         self.tail = stats.Quantile(q=params.tail_quantile)
+        self.high = stats.Quantile(q=params.record_quantile)
         self.n = 0
 
     def _scale2(self, level: float) -> float:
@@ -103,8 +109,14 @@ class Novelty(AnomalyDetector):
         """Signed deviation u of x["value"] (error x["error"]); 0 until `min_points` are known."""
         if self.n < self.params.min_points:
             return 0.0
-        usual_tail = self.tail.get() if self.n >= self.params.min_points + self.params.tail_min_points else 0.0
-        return self._raw(x) / max(1.0, usual_tail / self.params.tail_gaussian)
+        learned = self.n >= self.params.min_points + self.params.tail_min_points
+        usual_tail = self.tail.get() if learned else 0.0
+        u = self._raw(x) / max(1.0, usual_tail / self.params.tail_gaussian)
+        if not (self.relative and learned and self.params.record_margin):
+            return u
+        high = self.high.get()
+        record = (x["value"] - high) / math.sqrt(x["error"] ** 2 + (self.params.record_margin * high) ** 2 + 1e-300)
+        return max(u, record)
 
     def _raw(self, x: dict) -> float:
         level = self.level.get()
@@ -121,6 +133,7 @@ class Novelty(AnomalyDetector):
             if self.n >= self.params.min_points:
                 self.tail.update(abs(self._raw(x)))
         self.level.update(x["value"])
+        self.high.update(x["value"])
         self.error.update(x["error"])
         self.n += 1
 
