@@ -94,6 +94,7 @@ class Novelty(AnomalyDetector):
         self.tail = stats.Quantile(q=params.tail_quantile)
         self.high = stats.Quantile(q=params.record_quantile)
         self.n = 0
+        self.last_u, self.last_mjd = 0.0, -math.inf
 
     def _scale2(self, level: float) -> float:
         return level ** 2 + self.error.get() ** 2 if self.relative else 1.0
@@ -112,11 +113,27 @@ class Novelty(AnomalyDetector):
         learned = self.n >= self.params.min_points + self.params.tail_min_points
         usual_tail = self.tail.get() if learned else 0.0
         u = self._raw(x) / max(1.0, usual_tail / self.params.tail_gaussian)
-        if not (self.relative and learned and self.params.record_margin):
+        if not (self.relative and learned):
             return u
         high = self.high.get()
-        record = (x["value"] - high) / math.sqrt(x["error"] ** 2 + (self.params.record_margin * high) ** 2 + 1e-300)
-        return max(u, record)
+        variance = x["error"] ** 2 + (self.params.record_margin * high) ** 2
+        return max(u, (x["value"] - high) / math.sqrt(variance)) if variance > 0 else u
+
+    def evidence(self, x: dict, mjd: float, upward_only: bool) -> float:
+        """Evidence (σ) that x, observed at mjd, is unusual; learns x afterwards.
+
+        The deviation before it counts too when it is at most `persistence_gap_d` days older and
+        of the same sign: a real change persists, noise does not.
+        """
+        u = self.deviation(x)
+        previous_u, previous_mjd = self.last_u, self.last_mjd
+        self.learn_one(x)
+        self.last_u, self.last_mjd = u, mjd
+        if upward_only and u <= 0:
+            return 0.0
+        if mjd - previous_mjd <= self.params.persistence_gap_d and previous_u * u > 0:
+            return max(abs(u), abs(u + previous_u) / math.sqrt(2.0))
+        return abs(u)
 
     def _raw(self, x: dict) -> float:
         level = self.level.get()
@@ -133,7 +150,8 @@ class Novelty(AnomalyDetector):
             if self.n >= self.params.min_points:
                 self.tail.update(abs(self._raw(x)))
         self.level.update(x["value"])
-        self.high.update(x["value"])
+        if self.relative:
+            self.high.update(x["value"])
         self.error.update(x["error"])
         self.n += 1
 
@@ -161,10 +179,6 @@ class SeriesModel:
     params: Params = PARAMS
     flux: Novelty | None = None
     colour: Novelty | None = None
-    last_mjd: float = -math.inf
-    last_u: float = 0.0
-    last_colour_mjd: float = -math.inf
-    last_c: float = 0.0
     recent: formula.SeriesState = field(default_factory=formula.SeriesState)
 
     def __post_init__(self) -> None:
@@ -196,20 +210,10 @@ class SeriesModel:
             log.warning("unreadable %s checkpoint (%s): starting this series from the prior", MODEL_VERSION, exc)
             return SeriesModel()
 
-    def _evidence(self, u: float, previous_u: float, previous_mjd: float, mjd: float) -> float:
-        if mjd - previous_mjd <= self.params.persistence_gap_d and previous_u * u > 0:
-            return max(abs(u), abs(u + previous_u) / math.sqrt(2.0))
-        return abs(u)
-
     def _flux_evidence(self, point: SeriesPoint) -> float:
         if point.kind == "hardness" or not _usable(point.value, point.error):
             return 0.0
-        x = {"value": point.value, "error": point.error}
-        u = self.flux.deviation(x)
-        evidence = self._evidence(u, self.last_u, self.last_mjd, point.mjd) if u > 0 else 0.0
-        self.flux.learn_one(x)
-        self.last_mjd, self.last_u = point.mjd, u
-        return evidence
+        return self.flux.evidence({"value": point.value, "error": point.error}, point.mjd, upward_only=True)
 
     def _colour_evidence(self, colour: tuple[float, float] | None, mjd: float) -> float:
         if colour is None or not _usable(*colour) or colour[0] <= 0 or colour[1] == 0:
@@ -217,18 +221,16 @@ class SeriesModel:
         x = {"value": math.log(colour[0]), "error": colour[1] / colour[0]}
         if x["error"] > self.params.colour_max_error:
             return 0.0
-        if mjd - self.last_colour_mjd > self.params.colour_stale_d:  # a new episode: old colours say nothing
-            self.colour, self.last_c = self._new_colour(), 0.0
-        u = self.colour.deviation(x)
-        evidence = self._evidence(u, self.last_c, self.last_colour_mjd, mjd)
-        self.colour.learn_one(x)
-        self.last_colour_mjd, self.last_c = mjd, u
-        return evidence
+        if mjd - self.colour.last_mjd > self.params.colour_stale_d:  # a new episode: old colours say nothing
+            self.colour = self._new_colour()
+        return self.colour.evidence(x, mjd, upward_only=False)
 
     def score(self, point: SeriesPoint) -> tuple[float, dict[str, float]]:
         """Relevance of a new point and its terms; learns the point afterwards (no look-ahead)."""
-        _, original = formula.score(self.recent, point.mjd, point.value, point.error, point.colour)
+        self.recent.push(point.mjd, point.value, point.error, None)  # the flux and trend terms need no colour
+        flux = formula.flux_term(point.value, point.error)
+        trend = formula.trend_term(self.recent.mjd, self.recent.value, self.recent.error)
         model = calibrate(self._flux_evidence(point), self.params)
         hardness = calibrate(self._colour_evidence(point.colour, point.mjd), self.params)
-        terms = {"flux": original["flux"], "trend": original["trend"], "hardness": hardness, "model": model}
+        terms = {"flux": flux, "trend": trend, "hardness": hardness, "model": model}
         return 1.0 - (1.0 - model) * (1.0 - hardness), terms
