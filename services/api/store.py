@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import schemas
 from flashes import questdb
 from flashes.settings import Settings
 from flashes.units import MAIN_BAND
@@ -47,7 +48,7 @@ def timeseries(settings: Settings, series: str, kind: str, start: datetime, end:
     return list(rows.values())
 
 
-TERMS = ("model", "hardness", "flux", "trend")
+TERMS = tuple(schemas.RelevanceTerms.model_fields)
 
 
 def _with_terms(row: dict[str, Any]) -> dict[str, Any]:
