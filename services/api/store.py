@@ -1,4 +1,4 @@
-"""Reads from QuestDB for the API: the latest point of every series and one series' time series."""
+"""Reads from QuestDB for the API: latest points, one series' time series, its relevance, and the alerts."""
 from __future__ import annotations
 
 from datetime import datetime
