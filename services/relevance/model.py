@@ -92,7 +92,7 @@ class Novelty(AnomalyDetector):
         self.excess = stats.EWMean(fading_factor=params.fading)
         self.error = stats.EWMean(fading_factor=params.fading)
         self.tail = stats.Quantile(q=params.tail_quantile)
-        self.high = stats.Quantile(q=params.record_quantile)
+        self.high = stats.Quantile(q=params.record_quantile) if relative else None  # flux only
         self.n = 0
         self.last_u, self.last_mjd = 0.0, -math.inf
 
@@ -106,13 +106,19 @@ class Novelty(AnomalyDetector):
         calibration = (p.systematic * level) ** 2 if self.relative else 0.0
         return usual * self._scale2(level) + calibration
 
+    def _residual(self, x: dict) -> tuple[float, float, float]:
+        """(level, value − level, error² + usual spread²) under what has been learned so far."""
+        level = self.level.get()
+        return level, x["value"] - level, x["error"] ** 2 + self._spread2(level)
+
     def deviation(self, x: dict) -> float:
         """Signed deviation u of x["value"] (error x["error"]); 0 until `min_points` are known."""
         if self.n < self.params.min_points:
             return 0.0
+        _, residual, variance = self._residual(x)
+        raw = residual / math.sqrt(variance) if variance > 0 else 0.0
         learned = self.n >= self.params.min_points + self.params.tail_min_points
-        usual_tail = self.tail.get() if learned else 0.0
-        u = self._raw(x) / max(1.0, usual_tail / self.params.tail_gaussian)
+        u = raw / max(1.0, self.tail.get() / self.params.tail_gaussian) if learned else raw
         if not (self.relative and learned):
             return u
         high = self.high.get()
@@ -135,20 +141,15 @@ class Novelty(AnomalyDetector):
             return max(abs(u), abs(u + previous_u) / math.sqrt(2.0))
         return abs(u)
 
-    def _raw(self, x: dict) -> float:
-        level = self.level.get()
-        variance = x["error"] ** 2 + self._spread2(level)
-        return (x["value"] - level) / math.sqrt(variance) if variance > 0 else 0.0
-
     def learn_one(self, x: dict) -> None:
         if self.n:
-            level = self.level.get()
-            limit = self.params.winsor_sigma * math.sqrt(x["error"] ** 2 + self._spread2(level))
-            residual = min(max(x["value"] - level, -limit), limit)
-            if self._scale2(level) > 0:
-                self.excess.update((residual ** 2 - x["error"] ** 2) / self._scale2(level))
-            if self.n >= self.params.min_points:
-                self.tail.update(abs(self._raw(x)))
+            level, residual, variance = self._residual(x)
+            if variance > 0:
+                limit = self.params.winsor_sigma * math.sqrt(variance)
+                clipped = min(max(residual, -limit), limit)
+                self.excess.update((clipped ** 2 - x["error"] ** 2) / self._scale2(level))
+                if self.n >= self.params.min_points:
+                    self.tail.update(abs(residual) / math.sqrt(variance))
         self.level.update(x["value"])
         if self.relative:
             self.high.update(x["value"])
