@@ -15,7 +15,9 @@ import socket
 import subprocess
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import httpx
 
@@ -202,7 +204,7 @@ def questdb_healthy(settings: Settings) -> bool:
         return False
 
 
-def _wait(settings: Settings, name: str, healthy, timeout_s: float) -> None:
+def _wait(settings: Settings, name: str, healthy: Callable[[Settings], bool], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if healthy(settings):
@@ -213,24 +215,34 @@ def _wait(settings: Settings, name: str, healthy, timeout_s: float) -> None:
     raise InfraError(f"{name} did not become healthy within {timeout_s:.0f} s; see {settings.var_dir / (name + '.log')}")
 
 
+class _Plan(NamedTuple):
+    """How to start one server and tell that it is up."""
+
+    host: str
+    port: int
+    port_setting: str
+    launch: Callable[[Settings, str, Path], None]
+    healthy: Callable[[Settings], bool]
+
+
 def start(settings: Settings, timeout_s: float = 90.0, servers: tuple[str, ...] = SERVERS) -> None:
     """Start whichever of the servers (Kafka, QuestDB) is not running yet and wait until all are healthy."""
     java = require_java()
     jars = fetch_jars(settings)
     settings.var_dir.mkdir(parents=True, exist_ok=True)
-    plans = {"kafka": (settings.kafka_host, settings.kafka_port, "PORT", _start_kafka, kafka_healthy),
-             "questdb": (settings.questdb_host, settings.questdb_http_port, "HTTP_PORT", _start_questdb,
-                         questdb_healthy)}
+    plans = {"kafka": _Plan(settings.kafka_host, settings.kafka_port, "PORT", _start_kafka, kafka_healthy),
+             "questdb": _Plan(settings.questdb_host, settings.questdb_http_port, "HTTP_PORT", _start_questdb,
+                              questdb_healthy)}
     for name in servers:
-        host, port, setting, _, _ = plans[name]
-        if _running_pid(settings, name) is None and _port_open(host, port):
-            raise InfraError(f"port {host}:{port} is taken by another program; "
-                             f"choose another with FLASHES_{name.upper()}_{setting}")
+        plan = plans[name]
+        if _running_pid(settings, name) is None and _port_open(plan.host, plan.port):
+            raise InfraError(f"port {plan.host}:{plan.port} is taken by another program; "
+                             f"choose another with FLASHES_{name.upper()}_{plan.port_setting}")
     for name in servers:
         if _running_pid(settings, name) is None:
-            plans[name][3](settings, java, jars)
+            plans[name].launch(settings, java, jars)
     for name in servers:
-        _wait(settings, name, plans[name][4], timeout_s)
+        _wait(settings, name, plans[name].healthy, timeout_s)
 
 
 def stop(settings: Settings, timeout_s: float = 30.0) -> None:
