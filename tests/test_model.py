@@ -61,8 +61,7 @@ def test_a_switch_from_hard_to_soft_raises_the_hardness_term() -> None:
     hardness = [t["hardness"] for _, t in result]
     assert max(hardness[:100]) < THRESHOLD
     assert max(hardness[100:102]) >= THRESHOLD
-    assert trigger.reasons({**result[99][1], "relevance": result[99][0]},
-                           {**result[100][1], "relevance": result[100][0]}, THRESHOLD) == ["hardness"]
+    assert trigger.reasons(trigger.snapshot(*result[99]), trigger.snapshot(*result[100]), THRESHOLD) == ["hardness"]
 
 
 def test_a_regular_outburster_stays_quiet_until_an_outburst_breaks_its_pattern_in_peak() -> None:

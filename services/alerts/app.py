@@ -56,7 +56,7 @@ def build(settings: Settings) -> faust.App:
     async def raise_alerts(stream: faust.StreamT) -> None:
         async for value in stream:
             score = schemas.RelevanceScore.model_validate(value)
-            current = {**score.terms.model_dump(), "relevance": score.relevance}
+            current = trigger.snapshot(score.relevance, score.terms.model_dump())
             reasons = trigger.reasons(last_scores.get(score.series), current, threshold)
             last_scores[score.series] = current
             if not reasons:

@@ -11,6 +11,11 @@ from collections.abc import Mapping
 ALERTING_TERMS = ("model", "hardness")
 
 
+def snapshot(relevance: float, terms: Mapping[str, float]) -> dict[str, float]:
+    """What the trigger keeps of one score: its terms and its relevance."""
+    return {**terms, "relevance": relevance}
+
+
 def reasons(previous: Mapping[str, float] | None, current: Mapping[str, float], threshold: float) -> list[str]:
     """Terms of `current` (with its "relevance") that crossed `threshold` since `previous`; [] if none."""
     def crossed(name: str) -> bool:

@@ -90,8 +90,7 @@ def series_points(parsed: ParsedLightcurve, instrument: str, source_id: str) -> 
 def model_alerts(points: list[SeriesPoint], threshold: float) -> list[float]:
     model, alerts, previous = SeriesModel(), [], None
     for p in points:
-        relevance, terms = model.score(p)
-        current = {**terms, "relevance": relevance}
+        current = trigger.snapshot(*model.score(p))
         if trigger.reasons(previous, current, threshold):
             alerts.append(p.mjd)
         previous = current
