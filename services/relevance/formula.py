@@ -9,13 +9,15 @@
 - hardness term: change of the colour (hardness ratio, or MAXI 4-10/2-4 keV) of the new point
   from the mean of the previous ones, in σ, z/5 clipped to 0..1.
 A term whose inputs are missing, non-finite or have no positive error is 0.
+
+The relevance service reports the flux and trend terms beside its model (services/relevance/model.py);
+`flashes evaluate` runs the whole formula as a baseline.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
 
-MODEL_VERSION = "formula-1"
 WEIGHTS = {"flux": 0.4, "trend": 0.4, "hardness": 0.2}
 HISTORY = 5
 
