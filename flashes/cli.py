@@ -8,10 +8,12 @@ import os
 import sys
 from pathlib import Path
 
+from flashes.errors import InfraError
+from flashes import services
+from flashes.services import SERVICES
 from flashes.settings import get_settings
 from flashes.topics import INSTRUMENTS
 
-SERVICES = ("fetcher", "derive", "relevance", "alerts", "sink", "api")
 
 
 def _infra(args: argparse.Namespace) -> None:
@@ -23,33 +25,13 @@ def _infra(args: argparse.Namespace) -> None:
          "start": lambda: infra.start(settings),
          "stop": lambda: infra.stop(settings),
          "status": lambda: print(infra.status(settings))}[args.action]()
-    except infra.InfraError as exc:
+    except InfraError as exc:
         sys.exit(f"flashes infra {args.action}: {exc}")
 
 
 def _run(args: argparse.Namespace) -> None:
     """Run one service in the foreground until SIGTERM/Ctrl-C."""
-    settings = get_settings()
-    if args.service in ("derive", "relevance", "alerts"):
-        from importlib import import_module
-
-        from flashes.streaming import run_worker
-
-        module = import_module(f"services.{args.service}.app")
-        run_worker(module.build(settings), settings)
-    elif args.service == "fetcher":
-        from services.fetcher.service import run_forever
-
-        asyncio.run(run_forever(settings))
-    elif args.service == "sink":
-        from services.sink.service import run_forever
-
-        asyncio.run(run_forever(settings))
-    else:
-        import uvicorn
-
-        uvicorn.run("services.api.app:create_app", factory=True, host=settings.api_host, port=settings.api_port,
-                    log_level="info")
+    services.run(args.service, get_settings())
 
 
 def _fetch(args: argparse.Namespace) -> None:

@@ -21,15 +21,12 @@ from typing import NamedTuple
 
 import httpx
 
+from flashes.errors import InfraError
 from flashes.settings import PROJECT_ROOT, Settings
 
 POM = PROJECT_ROOT / "deploy" / "maven" / "pom.xml"
 CHECKSUMS = PROJECT_ROOT / "deploy" / "maven" / "jars.sha256"
 SERVERS = ("kafka", "questdb")
-
-
-class InfraError(RuntimeError):
-    """Something the servers need is missing or they did not come up; the message says what."""
 
 
 def free_port() -> int:

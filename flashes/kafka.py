@@ -7,13 +7,16 @@ from datetime import datetime, timezone
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
-from pydantic import BaseModel
 
 import schemas
 from flashes import topics
 from flashes.settings import Settings
 
 log = logging.getLogger(__name__)
+# Compacted topics (state, subscriptions) are rewritten often: small segments, so compaction
+# keeps them near one record per key and a restarting processor reads little.
+COMPACTED = {"cleanup.policy": "compact", "segment.bytes": str(16 * 1024 * 1024), "segment.ms": "600000",
+             "min.cleanable.dirty.ratio": "0.1"}
 
 
 async def create_topics(settings: Settings, wanted: dict[str, tuple[int, bool]]) -> None:
@@ -22,7 +25,7 @@ async def create_topics(settings: Settings, wanted: dict[str, tuple[int, bool]])
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        new = [NewTopic(name, partitions, 1, topic_configs={"cleanup.policy": "compact"} if compacted else {})
+        new = [NewTopic(name, partitions, 1, topic_configs=COMPACTED if compacted else {})
                for name, (partitions, compacted) in wanted.items() if name not in existing]
         if new:
             try:
@@ -45,10 +48,6 @@ def make_producer(settings: Settings) -> AIOKafkaProducer:
                             request_timeout_ms=60_000)
 
 
-def encode(model: BaseModel) -> bytes:
-    return model.model_dump_json().encode()
-
-
 def dead_letter(origin: str, reason: str, payload: str, url: str | None = None) -> schemas.DeadLetter:
     log.warning("dead letter from %s: %s", origin, reason)
     return schemas.DeadLetter(origin=origin, reason=reason, payload=payload[:100_000], url=url,
@@ -56,4 +55,4 @@ def dead_letter(origin: str, reason: str, payload: str, url: str | None = None) 
 
 
 async def send_dead_letter(producer: AIOKafkaProducer, letter: schemas.DeadLetter) -> None:
-    await producer.send(topics.DEADLETTER.name, encode(letter), key=letter.origin.encode())
+    await producer.send(topics.DEADLETTER.name, topics.DEADLETTER.encode(letter), key=letter.origin.encode())

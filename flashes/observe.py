@@ -11,7 +11,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from flashes import questdb
 from flashes.settings import Settings
 
-GROUPS = ("flashes-sink", "flashes-derive", "flashes-relevance", "flashes-alerts")
+GROUPS = ("flashes-sink", "flashes-derive", "flashes-relevance", "flashes-alerts", "flashes-webhooks")
 
 
 async def group_lag(settings: Settings, groups: tuple[str, ...] = GROUPS) -> int:

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 from questdb import Sender
 
+from flashes.errors import QuestDBError
 from flashes.settings import Settings
 
 TABLES: dict[str, str] = {
@@ -30,15 +31,11 @@ TABLES: dict[str, str] = {
         ts TIMESTAMP, alert_id VARCHAR, series SYMBOL, source_id SYMBOL, kind SYMBOL, mjd DOUBLE,
         relevance DOUBLE, model_term DOUBLE, hardness_term DOUBLE, flux_term DOUBLE, trend_term DOUBLE,
         model_version SYMBOL, reasons VARCHAR, explanation VARCHAR
-    ) TIMESTAMP(ts) PARTITION BY YEAR WAL DEDUP UPSERT KEYS(ts, series)""",
+    ) TIMESTAMP(ts) PARTITION BY YEAR WAL DEDUP UPSERT KEYS(ts, alert_id)""",
     "deadletter": """CREATE TABLE IF NOT EXISTS deadletter (
         ts TIMESTAMP, origin SYMBOL, reason VARCHAR, payload VARCHAR, url VARCHAR
     ) TIMESTAMP(ts) PARTITION BY MONTH WAL DEDUP UPSERT KEYS(ts, origin)""",
 }
-
-
-class QuestDBError(RuntimeError):
-    """QuestDB answered with an error or could not be reached; the message says which."""
 
 
 def query(settings: Settings, sql: str, timeout_s: float = 30.0) -> list[dict[str, Any]]:

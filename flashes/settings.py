@@ -39,7 +39,7 @@ class Settings(BaseSettings):
 
     # Storage.
     sink_batch_s: float = 2.0
-    sink_batch_rows: int = 50_000
+    sink_batch_messages: int = 400  # chunks of up to 4,096 points each
 
     # Scoring and alerts.
     relevance_threshold: float = 0.7

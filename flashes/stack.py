@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 
 from flashes import catalogue, infra, mirror, observe, questdb
+from flashes.services import PIPELINE
 from flashes.settings import PROJECT_ROOT, Settings
 
 SAMPLE_MIRROR = PROJECT_ROOT / "data" / "mirror"
-PIPELINE = ("sink", "derive", "relevance", "alerts", "api")
 
 
 def mirrored_sources(settings: Settings, folder: Path) -> list[str]:

@@ -1,48 +1,74 @@
-"""Every Kafka topic, its key and value contract, and its partition count: declared once, here."""
+"""Every Kafka topic: name, key, contract, partition count, and its encode/decode, declared once here.
+
+Producers call `spec.encode(model)`, consumers `spec.decode(raw)`; nobody else turns bytes into
+contracts. A value that does not decode raises DecodeError whose message is the reason the
+dead letter carries.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
-from aiokafka.partitioner import murmur2
-from pydantic import BaseModel
+import orjson
+from pydantic import BaseModel, ValidationError
 
 import schemas
+from flashes.errors import DecodeError
+
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True)
-class TopicSpec:
+class TopicSpec(Generic[M]):
     name: str
-    model: type[BaseModel]
+    model: type[M]
     key: str
     partitions: int
     compacted: bool = False
 
+    def encode(self, value: M) -> bytes:
+        """The value as JSON (orjson; datetimes in RFC 3339)."""
+        return orjson.dumps(value.model_dump())
 
-LIGHTCURVE = TopicSpec("flashes.lightcurve.v1", schemas.LightcurvePoint,
-                       "{instrument}:{source_id}, partitioned by source_id (see source_partition)", 4)
-DERIVED = TopicSpec("flashes.derived.v1", schemas.DerivedPoint, "hardness:{source_id} | combined:{source_id}", 4)
-RELEVANCE = TopicSpec("flashes.relevance.v1", schemas.RelevanceScore, "series key", 4)
+    def decode(self, raw: bytes | None) -> M:
+        """The contract of a raw value; DecodeError with the reason if it is not one."""
+        if raw is None:
+            raise DecodeError(f"{self.name}: empty value (tombstone) where a {self.model.__name__} was expected")
+        try:
+            return self.model.model_validate(orjson.loads(raw))
+        except orjson.JSONDecodeError as exc:
+            raise DecodeError(f"{self.name}: not JSON: {exc}") from exc
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "value"
+            raise DecodeError(f"{self.name}: not a {self.model.__name__}: {where}: {first['msg']}"
+                              + (f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else "")) from exc
+
+
+# Data topics are keyed by source id, so Kafka's default partitioner (murmur2 of the key) puts
+# every series of a source, on every data topic, on the same partition number.
+DATA_PARTITIONS = 4
+LIGHTCURVE = TopicSpec("flashes.lightcurve.v2", schemas.LightcurveChunk, "{source_id}", DATA_PARTITIONS)
+DERIVED = TopicSpec("flashes.derived.v2", schemas.DerivedChunk, "{source_id}", DATA_PARTITIONS)
+RELEVANCE = TopicSpec("flashes.relevance.v2", schemas.RelevanceChunk, "{source_id}", DATA_PARTITIONS)
 ALERTS = TopicSpec("flashes.alerts.v1", schemas.Alert, "{source_id}", 1)
 SUBSCRIPTIONS = TopicSpec("flashes.subscriptions.v1", schemas.Subscription, "subscription id", 1, compacted=True)
 DEADLETTER = TopicSpec("flashes.deadletter.v1", schemas.DeadLetter, "origin", 1)
 FETCHSTATE = TopicSpec("flashes.fetchstate.v1", schemas.FetchState, "series key", 1, compacted=True)
+# Processor state, on the partition number of the input it covers (see flashes/processor.py).
+DERIVE_STATE = TopicSpec("flashes.state.derive.v1", schemas.DeriveState, "{source_id}", DATA_PARTITIONS, True)
+RELEVANCE_STATE = TopicSpec("flashes.state.relevance.v1", schemas.RelevanceState, "series key", DATA_PARTITIONS, True)
+ALERTS_STATE = TopicSpec("flashes.state.alerts.v1", schemas.AlertState, "series key", DATA_PARTITIONS, True)
 
 INSTRUMENTS = ("maxi", "swift", "fermi")
 
-ALL = (LIGHTCURVE, DERIVED, RELEVANCE, ALERTS, SUBSCRIPTIONS, DEADLETTER, FETCHSTATE)
-
-
-def source_partition(source_id: str, partitions: int) -> int:
-    """Partition of every lightcurve message of a source (Kafka's murmur2 of the source id, not of the key).
-
-    All instruments of a source share a partition, so derive joins MAXI and BAT without
-    repartitioning, and per-series state stays with its partition.
-    """
-    return (murmur2(source_id.encode()) & 0x7FFFFFFF) % partitions
+ALL = (LIGHTCURVE, DERIVED, RELEVANCE, ALERTS, SUBSCRIPTIONS, DEADLETTER, FETCHSTATE, DERIVE_STATE,
+       RELEVANCE_STATE, ALERTS_STATE)
+BY_NAME = {t.name: t for t in ALL}
 
 
 def series_key(kind: str, source_id: str) -> str:
-    """Kafka key of a series: '{kind}:{source_id}'."""
+    """Key of a series in the fetch state and dead-letter origins: '{kind}:{source_id}'."""
     return f"{kind}:{source_id}"
 
 

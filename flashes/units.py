@@ -20,3 +20,5 @@ MAIN_BAND = {"maxi": "2-20", "swift": "15-50", "fermi": "12-50"}
 def to_mcrab(instrument: str, band: str, flux: float, error: float) -> tuple[float, float]:
     factor = MCRAB_PER_UNIT[(instrument, band)]
     return flux * factor, error * factor
+
+UNITS = {"maxi": "photons/cm2/s", "swift": "counts/cm2/s", "fermi": "photons/cm2/s"}

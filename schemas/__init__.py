@@ -1,15 +1,20 @@
 """Event contracts: one versioned pydantic model per Kafka topic (see DESIGN.md).
 
-Values travel as JSON. Fluxes on `flashes.lightcurve.v1` are in the provider's units
-(counts/cm²/s or photons/cm²/s); derived values are in mCrab (hardness is a plain ratio).
-The exported JSON Schemas beside this file are checked for drift by tests/test_schemas.py.
+Values travel as JSON (encoded and decoded once, in flashes/topics.py). The data topics carry
+chunks: consecutive points of one series as columns under a small header. Fluxes on
+`flashes.lightcurve.v2` are in the provider's units (counts/cm²/s or photons/cm²/s); derived
+values are in mCrab (hardness is a plain ratio). The processors' state records (compacted
+topics) are contracts too: numbers and arrays with the input offset they cover, never pickle.
+The exported JSON Schemas beside this file are checked for drift by tests/test_contracts.py.
 """
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Instrument = Literal["maxi", "swift", "fermi"]
 DerivedKind = Literal["hardness", "combined"]
@@ -20,9 +25,8 @@ class Contract(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class Measurement(Contract):
-    flux: float
-    error: float
+MAX_CHUNK_POINTS = 4096
+MAX_CHUNK_BYTES = 512 * 1024
 
 
 class Provenance(Contract):
@@ -30,30 +34,79 @@ class Provenance(Contract):
     fetched_at: datetime
 
 
-class LightcurvePoint(Contract):
-    """One observation bin of one instrument for one source (topic flashes.lightcurve.v1)."""
+class Chunk(Contract):
+    """Consecutive points of one series as columns: the header every data topic shares.
 
-    version: Literal[1] = 1
+    `time` is the bin time in microseconds since 1970-01-01 UTC, `mjd` the same instant as in
+    the provider's file (MJD, UTC). A chunk holds at most MAX_CHUNK_POINTS points and is kept
+    under MAX_CHUNK_BYTES encoded; a daily update is a chunk of one.
+    """
+
     source_id: str
+    first_mjd: float
+    last_mjd: float
+    count: int = Field(ge=1, le=MAX_CHUNK_POINTS)
+    time: list[int] = Field(description="bin times, microseconds since 1970-01-01T00:00:00 UTC")
+    mjd: list[float] = Field(description="bin times as MJD (UTC), strictly increasing")
+
+    def _columns(self) -> dict[str, list]:
+        return {"time": self.time, "mjd": self.mjd}
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Chunk":
+        for name, column in self._columns().items():
+            if len(column) != self.count:
+                raise ValueError(f"column {name} has {len(column)} values, the header says count={self.count}")
+        if self.mjd[0] != self.first_mjd or self.mjd[-1] != self.last_mjd:
+            raise ValueError(f"first_mjd/last_mjd {self.first_mjd}/{self.last_mjd} do not match the mjd column "
+                             f"({self.mjd[0]}..{self.mjd[-1]})")
+        if any(b <= a for a, b in zip(self.mjd, self.mjd[1:])):
+            raise ValueError("mjd is not strictly increasing")
+        return self
+
+
+class LightcurveChunk(Chunk):
+    """Points of one instrument's lightcurve of one source (topic flashes.lightcurve.v2, key source_id)."""
+
+    version: Literal[2] = 2
     instrument: Instrument
-    time: datetime = Field(description="bin time, UTC")
-    mjd: float = Field(description="bin time as in the provider's file (MJD, UTC)")
-    bands: dict[str, Measurement] = Field(description="band in keV (e.g. '2-20') -> flux and 1-sigma error, provider units")
-    flags: dict[str, int] = Field(default_factory=dict, description="provider quality flags, e.g. BAT DATA_FLAG")
+    bands: list[str] = Field(min_length=1, description="bands in keV, e.g. '2-20'")
+    units: str = Field(description="unit of flux and error, the provider's (e.g. 'photons/cm2/s')")
     provenance: Provenance
+    flux: dict[str, list[float]] = Field(description="band -> flux per point, provider units")
+    error: dict[str, list[float]] = Field(description="band -> 1-sigma error per point, provider units")
+    flags: dict[str, list[int]] = Field(default_factory=dict, description="provider quality flags, e.g. BAT data_flag")
+
+    def _columns(self) -> dict[str, list]:
+        return {**super()._columns(), **{f"flux {b}": v for b, v in self.flux.items()},
+                **{f"error {b}": v for b, v in self.error.items()}, **{f"flag {f}": v for f, v in self.flags.items()}}
+
+    @model_validator(mode="after")
+    def _bands(self) -> "LightcurveChunk":
+        if set(self.flux) != set(self.bands) or set(self.error) != set(self.bands):
+            raise ValueError(f"flux/error bands {sorted(self.flux)}/{sorted(self.error)} differ from bands {self.bands}")
+        return self
 
 
-class DerivedPoint(Contract):
-    """Hardness ratio or combined flux of one source for one UTC day (topic flashes.derived.v1)."""
+class DerivedChunk(Chunk):
+    """Hardness ratio or combined flux of one source per UTC day (topic flashes.derived.v2, key source_id).
 
-    version: Literal[1] = 1
-    source_id: str
+    Both inputs are in mCrab: Swift/BAT 15-50 keV and MAXI 2-20 keV of the same UTC day.
+    """
+
+    version: Literal[2] = 2
     kind: DerivedKind
-    time: datetime = Field(description="centre of the UTC day")
-    mjd: float
-    value: float = Field(description="hardness: BAT 15-50 / MAXI 2-20 (both mCrab); combined: their sum in mCrab")
-    error: float
-    inputs: dict[str, Measurement] = Field(description="the two inputs in mCrab, keyed 'swift' and 'maxi'")
+    units: Literal["ratio", "mCrab"] = Field(description="hardness: BAT/MAXI ratio; combined: mCrab")
+    value: list[float] = Field(description="hardness: BAT 15-50 / MAXI 2-20 (both mCrab); combined: their sum")
+    error: list[float]
+    swift_flux: list[float] = Field(description="BAT 15-50 keV input, mCrab")
+    swift_error: list[float]
+    maxi_flux: list[float] = Field(description="MAXI 2-20 keV input, mCrab")
+    maxi_error: list[float]
+
+    def _columns(self) -> dict[str, list]:
+        return {**super()._columns(), "value": self.value, "error": self.error, "swift_flux": self.swift_flux,
+                "swift_error": self.swift_error, "maxi_flux": self.maxi_flux, "maxi_error": self.maxi_error}
 
 
 class RelevanceTerms(Contract):
@@ -65,20 +118,40 @@ class RelevanceTerms(Contract):
     trend: float = Field(description="original FLASHES trend term: rise over the last 5 points; context only")
 
 
-class RelevanceScore(Contract):
-    """How unusual one new point is for its series, 0..1, with the terms behind it (flashes.relevance.v1)."""
+class RelevanceTermColumns(Contract):
+    """The terms of RelevanceTerms as columns, one value per point."""
 
-    version: Literal[1] = 1
+    model: list[float]
+    hardness: list[float]
+    flux: list[float]
+    trend: list[float]
+
+
+class RelevanceChunk(Chunk):
+    """How unusual each new point of one series is, 0..1, with its terms (flashes.relevance.v2, key source_id).
+
+    One score per input point that is newer than the series' last scored point.
+    """
+
+    version: Literal[2] = 2
     series: str = Field(description="series key as in the catalogue, e.g. 'maxi_gx339-4'")
-    source_id: str
     kind: SeriesKind
-    time: datetime
-    mjd: float
-    value: float = Field(description="the scored value: main-band flux (provider units), hardness ratio or combined mCrab")
-    error: float
-    relevance: float = Field(ge=0.0, le=1.0)
-    terms: RelevanceTerms
     model_version: str
+    value: list[float] = Field(description="the scored value: main-band flux (provider units), hardness ratio or combined mCrab")
+    error: list[float]
+    relevance: list[float]
+    terms: RelevanceTermColumns
+
+    def _columns(self) -> dict[str, list]:
+        return {**super()._columns(), "value": self.value, "error": self.error, "relevance": self.relevance,
+                **{f"terms.{name}": v for name, v in self.terms}}
+
+    @model_validator(mode="after")
+    def _unit_interval(self) -> "RelevanceChunk":
+        for name, column in (("relevance", self.relevance), *((f"terms.{n}", v) for n, v in self.terms)):
+            if any(not 0.0 <= x <= 1.0 for x in column):
+                raise ValueError(f"{name} outside 0..1")
+        return self
 
 
 class Alert(Contract):
@@ -90,7 +163,7 @@ class Alert(Contract):
     series: str
     time: datetime
     mjd: float
-    relevance: float
+    relevance: float = Field(ge=0.0, le=1.0)
     kind: Literal["relevance_threshold"] = "relevance_threshold"
     reasons: list[str] = Field(description="the terms that crossed the threshold: 'model', 'hardness' or 'relevance'")
     explanation: str
@@ -137,3 +210,57 @@ class DeadLetter(Contract):
     payload: str = Field(description="the rejected input as received (a file line, a message value)")
     url: str | None = None
     received_at: datetime
+
+
+class ProcessorState(Contract):
+    """A stream processor's state for one key, with the input position it covers.
+
+    `offset` is the offset of the next message of (`topic`, `partition`) not yet applied to this
+    key: on a restart, messages below it are skipped for this key, so nothing is applied twice.
+    """
+
+    key: str
+    topic: str
+    partition: int = Field(ge=0)
+    offset: int = Field(ge=0)
+
+
+class DayColumns(Contract):
+    """One instrument's main-band values per UTC day (floor of MJD), in mCrab, days increasing."""
+
+    day: list[int] = Field(default_factory=list)
+    flux: list[float] = Field(default_factory=list)
+    error: list[float] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _lengths(self) -> "DayColumns":
+        if not len(self.day) == len(self.flux) == len(self.error):
+            raise ValueError("day, flux and error differ in length")
+        return self
+
+
+class DeriveState(ProcessorState):
+    """derive's state of one source (compacted topic flashes.state.derive.v1, key source_id):
+    the recent days of BAT 15-50 keV and MAXI 2-20 keV still waiting for, or open to revision by,
+    the other instrument."""
+
+    version: Literal[1] = 1
+    swift: DayColumns = Field(default_factory=DayColumns)
+    maxi: DayColumns = Field(default_factory=DayColumns)
+
+
+class RelevanceState(ProcessorState):
+    """relevance's state of one series (compacted topic flashes.state.relevance.v1, key series):
+    its model as numbers and arrays (services/relevance/model.py, SeriesModel.to_state)."""
+
+    version: Literal[1] = 1
+    model: dict[str, Any]
+
+
+class AlertState(ProcessorState):
+    """alerts' state of one series (compacted topic flashes.state.alerts.v1, key series): the
+    trigger's snapshot of the last score and its time."""
+
+    version: Literal[1] = 1
+    last_mjd: float
+    last: dict[str, float]

@@ -27,3 +27,19 @@ async def read_records(settings: Settings, topic: str, timeout_s: float = 5.0) -
             out += [(m.key, json.loads(m.value), m.partition) for msgs in batch.values() for m in msgs]
     finally:
         await consumer.stop()
+
+
+def lightcurve_points(settings: Settings, timeout_s: float = 5.0) -> list[dict]:
+    """Every point on flashes.lightcurve.v2, flattened from its chunk, in topic order per partition."""
+    import asyncio
+
+    from flashes import topics
+
+    out = []
+    for _, value in asyncio.run(read_topic(settings, topics.LIGHTCURVE.name, timeout_s)):
+        chunk = topics.LIGHTCURVE.decode(json.dumps(value).encode())
+        for i, mjd in enumerate(chunk.mjd):
+            out.append({"source_id": chunk.source_id, "instrument": chunk.instrument, "mjd": mjd,
+                        "bands": {b: {"flux": chunk.flux[b][i], "error": chunk.error[b][i]} for b in chunk.bands},
+                        "provenance": {"url": chunk.provenance.url}})
+    return out

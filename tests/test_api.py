@@ -20,7 +20,7 @@ def client(pipeline: Settings) -> Iterator[TestClient]:
 
 def test_health_of_kafka_and_questdb(client: TestClient) -> None:
     kafka = client.get("/health/kafka")
-    assert kafka.status_code == 200 and "flashes.lightcurve.v1" in kafka.json()["topics"]
+    assert kafka.status_code == 200 and "flashes.lightcurve.v2" in kafka.json()["topics"]
     db = client.get("/health/questdb")
     assert db.status_code == 200 and {"lightcurve", "relevance"} <= set(db.json()["tables"])
 

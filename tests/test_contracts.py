@@ -1,5 +1,6 @@
 """Topic contracts: exported JSON Schemas are current, and docker-compose.yml wires the stack."""
 import json
+import re
 import shutil
 import subprocess
 
@@ -7,6 +8,7 @@ import pytest
 import yaml
 
 from flashes import topics
+from flashes.services import SERVICES
 from flashes.schema_export import rendered
 from flashes.settings import PROJECT_ROOT
 
@@ -15,11 +17,13 @@ def test_exported_json_schemas_match_the_models() -> None:
     for path, text in rendered().items():
         assert path.exists(), f"{path.name} missing: run `make schemas`"
         assert json.loads(path.read_text()) == json.loads(text), f"{path.name} is stale: run `make schemas`"
+    exported = {p.name for p in (PROJECT_ROOT / "schemas").glob("*.schema.json")}
+    assert exported == {p.name for p in rendered()}, "a schema without a topic (remove it) or a topic without one"
 
 
 def test_every_topic_is_versioned_and_declared_once() -> None:
     names = [t.name for t in topics.ALL]
-    assert len(names) == len(set(names)) and all(n.startswith("flashes.") and n.endswith(".v1") for n in names)
+    assert len(names) == len(set(names)) and all(re.fullmatch(r"flashes\.[a-z.]+\.v\d+", n) for n in names)
     assert topics.SUBSCRIPTIONS.compacted
 
 
@@ -29,7 +33,7 @@ def test_compose_file_runs_every_service_on_kafka_questdb_grafana() -> None:
     assert services["kafka"]["image"].startswith("apache/kafka")
     assert services["questdb"]["image"].startswith("questdb/questdb")
     assert services["grafana"]["image"].startswith("grafana/grafana")
-    for name in ("fetcher", "derive", "relevance", "alerts", "sink", "api"):
+    for name in SERVICES:
         svc = services[name]
         assert svc["command"] == ["flashes", "run", name]
         assert svc["environment"]["FLASHES_KAFKA_HOST"] == "kafka" and svc["environment"]["FLASHES_QUESTDB_HOST"] == "questdb"

@@ -16,7 +16,7 @@ import pytest
 from flashes import mirror
 from flashes.settings import PROJECT_ROOT, Settings, get_settings
 from services.fetcher.service import fetch_once
-from tests.kafka_helpers import read_records, read_topic
+from tests.kafka_helpers import lightcurve_points, read_records, read_topic
 
 SOURCE = "swiftj0243.6+6124"  # MAXI, BAT (weak) and GBM pulsar series
 FILES = ["maxi/star_data/J0243+614/J0243+614_g_lc_1day_all.dat",
@@ -59,8 +59,7 @@ def provider(settings: Settings, tmp_path: Path) -> Iterator[tuple[Settings, Pat
 
 
 def published(settings: Settings, base: str) -> list[dict]:
-    return [v for _, v in asyncio.run(read_topic(settings, "flashes.lightcurve.v1"))
-            if v["provenance"]["url"].startswith(base)]
+    return [p for p in lightcurve_points(settings) if p["provenance"]["url"].startswith(base)]
 
 
 def test_second_round_costs_only_conditional_requests_and_revisions_are_republished(
@@ -72,7 +71,7 @@ def test_second_round_costs_only_conditional_requests_and_revisions_are_republis
     assert {p["instrument"] for p in points} == {"maxi", "swift", "fermi"}
     assert len(points) == first.points
     # Every instrument of the source on one partition, so that derive can join them.
-    records = asyncio.run(read_records(settings, "flashes.lightcurve.v1"))
+    records = asyncio.run(read_records(settings, "flashes.lightcurve.v2"))
     assert len({part for _, v, part in records if v["provenance"]["url"].startswith(base)}) == 1
 
     log.clear()

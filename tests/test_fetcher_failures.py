@@ -13,7 +13,7 @@ import pytest
 
 from flashes.settings import PROJECT_ROOT, Settings, get_settings
 from services.fetcher.service import fetch_once
-from tests.kafka_helpers import read_topic
+from tests.kafka_helpers import lightcurve_points, read_topic
 
 BROKEN = {"/maxi/star_data/J1820+071/": 500, "/maxi/star_data/J1520-571/": "hang"}
 
@@ -68,8 +68,7 @@ def test_failing_providers_are_retried_and_the_good_source_still_arrives(
     assert "HTTP 404 after 4 attempt(s)" in errors
     assert hits["/maxi/star_data/J1820+071/J1820+071_g_lc_1day_all.dat"] == settings.http_retries
     assert hits["/maxi/star_data/J1702-487/J1702-487_g_lc_1day_all.dat"] == settings.http_retries
-    published = [v for k, v in asyncio.run(read_topic(settings, "flashes.lightcurve.v1"))
-                 if v["provenance"]["url"].startswith(base)]
+    published = [p for p in lightcurve_points(settings) if p["provenance"]["url"].startswith(base)]
     assert len(published) == 3855 and {v["source_id"] for v in published} == {"maxij1535-571"}
     letters = [v for _, v in asyncio.run(read_topic(settings, "flashes.deadletter.v1")) if (v["url"] or "").startswith(base)]
     assert {l["origin"] for l in letters} == {"fetcher:maxi:maxij1820+070", "fetcher:maxi:cirx-1", "fetcher:maxi:gx339-4"}

@@ -37,9 +37,15 @@ def test_scores_stay_in_0_1_for_degenerate_input() -> None:
             assert all(0.0 <= t <= 1.0 for t in terms.values())
 
 
-def test_state_keeps_only_the_last_five_points_and_round_trips_through_json() -> None:
+def test_errors_too_small_to_weigh_score_in_0_1_without_raising() -> None:
+    for relevance, terms in run([1.0, 2.0, 3.0, 4.0], [1e-300, 1e-170, 0.1, 1e-300], [(1.0, 1e-300), (1.0, 0.1)] * 2):
+        assert 0.0 <= relevance <= 1.0 and all(0.0 <= t <= 1.0 for t in terms.values())
+
+
+def test_state_keeps_only_the_last_five_points() -> None:
     state = formula.SeriesState()
     for i in range(12):
         formula.score(state, 58000.0 + i, float(i), 1.0, (1.0, 0.1))
     assert state.mjd == [58007.0, 58008.0, 58009.0, 58010.0, 58011.0]
-    assert formula.SeriesState.from_json(state.to_json()) == state
+    assert state.value == [7.0, 8.0, 9.0, 10.0, 11.0] and len(state.error) == len(state.colour) == 5
+    # the model's state stores these lists: tests/test_model.py checks its round trip

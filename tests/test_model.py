@@ -1,35 +1,67 @@
-"""The River relevance model on synthetic series whose right answer is known, and its checkpoints."""
+"""The River relevance model on synthetic series whose right answer is known, its chunk scoring and its state."""
 from __future__ import annotations
 
+import copy
+import doctest
+import json
+import logging
 import math
-from datetime import datetime, timezone
+from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
+import orjson
 import pytest
 
 from services.alerts import trigger
-from services.relevance.model import MODEL_VERSION, PARAMS, SeriesModel, calibrate
-from services.relevance.series import SeriesPoint
+from services.fetcher.parsers import parse
+from services.relevance import model as model_module
+from services.relevance.evaluate import series_arrays
+from services.relevance.model import MODEL_VERSION, PARAMS, STATE_VERSION, Novelty, SeriesModel, calibrate
 
 THRESHOLD = 0.7
-T0 = datetime(2020, 1, 1, tzinfo=timezone.utc)
+REAL = Path(__file__).resolve().parent / "data" / "maxi" / "J1535-572_g_lc_1day_all.dat"
 
 
-def point(mjd: float, value: float, error: float, colour: tuple[float, float] | None = None,
-          kind: str = "maxi") -> SeriesPoint:
-    return SeriesPoint(f"{kind}_test", "test", kind, T0, mjd, value, error, colour)
+class Point(NamedTuple):
+    mjd: float
+    value: float
+    error: float
+    colour: tuple[float, float] | None = None  # (ratio, error) for the hardness term
 
 
-def quiet(n: int = 400, seed: int = 1) -> list[SeriesPoint]:
+def columns(points: list[Point]) -> tuple[np.ndarray, ...]:
+    """mjd, value, error, colour, colour_error as score_chunk takes them (NaN: no colour)."""
+    colour = [p.colour or (math.nan, math.nan) for p in points]
+    return (np.array([p.mjd for p in points]), np.array([p.value for p in points]), np.array([p.error for p in points]),
+            np.array([c for c, _ in colour]), np.array([e for _, e in colour]))
+
+
+def scores(points: list[Point], model: SeriesModel | None = None,
+           kind: str = "maxi") -> list[tuple[float, dict[str, float]]]:
+    """(relevance, terms) of every point, scored as one chunk."""
+    result = (model or SeriesModel()).score_chunk(kind, *columns(points))
+    assert result.keep.all()
+    terms = {name: column.tolist() for name, column in result.terms.items()}
+    return [(r, {name: column[i] for name, column in terms.items()}) for i, r in enumerate(result.relevance.tolist())]
+
+
+def quiet(n: int = 400, seed: int = 1) -> list[Point]:
     """A faint source seen by MAXI: 2 mCrab-ish with 10 mCrab-ish daily errors, pure noise."""
     rng = np.random.default_rng(seed)
     error = rng.uniform(0.008, 0.015, n)
-    return [point(58000.5 + i, float(0.005 + rng.normal(0, e)), float(e)) for i, e in enumerate(error)]
+    return [Point(58000.5 + i, float(0.005 + rng.normal(0, e)), float(e)) for i, e in enumerate(error)]
 
 
-def scores(points: list[SeriesPoint], model: SeriesModel | None = None) -> list[tuple[float, dict[str, float]]]:
-    model = model or SeriesModel()
-    return [model.score(p) for p in points]
+def coloured(n: int = 300, seed: int = 8) -> list[Point]:
+    """A bright source with a measured colour on most days and gaps of more than 10 days."""
+    rng = np.random.default_rng(seed)
+    points, mjd = [], 58000.5
+    for i in range(n):
+        mjd += 15.0 if i % 100 == 99 else 1.0  # the colour history goes stale twice
+        colour = 1.2 * (1 + rng.normal(0, 0.02))
+        points.append(Point(mjd, float(1.0 + rng.normal(0, 0.05)), 0.03, (colour, 0.02 * colour) if i % 7 else None))
+    return points
 
 
 def test_a_quiet_source_going_into_outburst_is_flagged_within_two_points() -> None:
@@ -37,8 +69,7 @@ def test_a_quiet_source_going_into_outburst_is_flagged_within_two_points() -> No
     onset = 300
     rise = [0.05, 0.15, 0.4, 0.8, 1.2]  # ph/cm²/s: 4σ, then far above the noise, as MAXI J1535-571 did
     for k, flux in enumerate(rise):
-        p = points[onset + k]
-        points[onset + k] = point(p.mjd, flux, 0.012 + 0.01 * flux)
+        points[onset + k] = Point(points[onset + k].mjd, flux, 0.012 + 0.01 * flux)
     relevance = [r for r, _ in scores(points)]
     assert max(relevance[:onset]) < THRESHOLD
     assert max(relevance[onset:onset + 2]) >= THRESHOLD
@@ -56,7 +87,7 @@ def test_a_switch_from_hard_to_soft_raises_the_hardness_term() -> None:
     for i in range(120):
         colour = 1.2 if i < 100 else 0.6  # 4-10 over 2-4 keV halves: the source turns soft
         measured = colour * (1 + rng.normal(0, 0.02))
-        points.append(point(58000.5 + i, float(2.0 + rng.normal(0, 0.03)), 0.03, (measured, 0.02 * measured)))
+        points.append(Point(58000.5 + i, float(2.0 + rng.normal(0, 0.03)), 0.03, (measured, 0.02 * measured)))
     result = scores(points)
     hardness = [t["hardness"] for _, t in result]
     assert max(hardness[:100]) < THRESHOLD
@@ -71,7 +102,7 @@ def test_a_regular_outburster_stays_quiet_until_an_outburst_breaks_its_pattern_i
     for start, peak in peaks.items():
         k = np.arange(25)
         flux[start:start + 25] += peak * np.where(k < 5, np.exp(-((k - 5) / 4) ** 2), np.exp(-(k - 5) / 6))
-    points = [point(55000.5 + i, float(f + rng.normal(0, 0.012)), 0.012) for i, f in enumerate(flux)]
+    points = [Point(55000.5 + i, float(f + rng.normal(0, 0.012)), 0.012) for i, f in enumerate(flux)]
     relevance = np.array([r for r, _ in scores(points)])
     for start in peaks:
         usual = relevance[start:start + 25].max()
@@ -84,13 +115,13 @@ def test_a_regular_outburster_stays_quiet_until_an_outburst_breaks_its_pattern_i
 def test_a_pulsar_with_zero_errors_is_scored_from_its_learned_spread() -> None:
     rng = np.random.default_rng(5)  # Fermi/GBM amplitudes often come with an error of 0
     amplitude = [float(0.02 * (1 + rng.normal(0, 0.1))) for _ in range(300)] + [0.1, 0.3, 0.6]
-    relevance = [r for r, _ in scores([point(58000.5 + i, a, 0.0, kind="fermi") for i, a in enumerate(amplitude)])]
+    relevance = [r for r, _ in scores([Point(58000.5 + i, a, 0.0) for i, a in enumerate(amplitude)], kind="fermi")]
     assert max(relevance[:300]) < THRESHOLD and max(relevance[300:]) >= THRESHOLD
 
 
 def test_a_bright_steady_source_is_not_unusual_for_being_new() -> None:
     rng = np.random.default_rng(3)
-    points = [point(58000.5 + i, float(47.0 * (1 + rng.normal(0, 0.15))), 0.3) for i in range(200)]  # Sco X-1-like
+    points = [Point(58000.5 + i, float(47.0 * (1 + rng.normal(0, 0.15))), 0.3) for i in range(200)]  # Sco X-1-like
     assert max(r for r, _ in scores(points)) < THRESHOLD
 
 
@@ -100,7 +131,7 @@ def test_regular_orbital_flares_are_learned_and_stay_quiet() -> None:
     for i in range(1500):
         phase = (i % 16.6) / 16.6  # Cir X-1: a flare every 16.6 days
         flux = 0.05 + (0.8 * math.exp(-phase / 0.06)) * rng.uniform(0.5, 1.5)
-        points.append(point(55000.5 + i, float(flux + rng.normal(0, 0.02)), 0.02))
+        points.append(Point(55000.5 + i, float(flux + rng.normal(0, 0.02)), 0.02))
     relevance = np.array([r for r, _ in scores(points)])
     after_first_year = relevance[365:]
     alerts = np.sum((after_first_year[1:] >= THRESHOLD) & (after_first_year[:-1] < THRESHOLD))
@@ -108,19 +139,25 @@ def test_regular_orbital_flares_are_learned_and_stay_quiet() -> None:
 
 
 @pytest.mark.parametrize("value,error", [(math.nan, 0.01), (0.1, math.nan), (0.1, 0.0), (-0.3, 0.01),
-                                         (math.inf, 0.01), (0.1, -1.0)])
+                                         (math.inf, 0.01), (0.1, -1.0), (0.1, 1e-300), (1e200, 0.01), (0.1, 1e200)])
 def test_degenerate_points_score_in_0_1_without_raising(value: float, error: float) -> None:
     model = SeriesModel()
-    for p in quiet(20):
-        model.score(p)
-    relevance, terms = model.score(point(58100.5, value, error, (math.nan, 0.0)))
+    scores(quiet(20), model)
+    (relevance, terms), = scores([Point(58100.5, value, error, (math.nan, 0.0))], model)
     assert 0.0 <= relevance <= 1.0 and all(0.0 <= t <= 1.0 for t in terms.values())
+    assert json.dumps(model.to_state(), allow_nan=False)  # unusable values of scored points are stored as None
+
+
+def test_a_flux_of_exact_zeros_with_zero_errors_scores_without_raising() -> None:
+    points = [Point(58000.5 + i, 0.0, 0.0) for i in range(50)] + [Point(58050.5, 0.1, 0.02), Point(58051.5, 0.3, 0.02)]
+    relevance = [r for r, _ in scores(points, kind="fermi")]  # no spread to measure, no level to scale by
+    assert all(0.0 <= r <= 1.0 for r in relevance) and max(relevance[:50]) < 0.05
 
 
 def test_a_single_point_series_and_a_hardness_series_score_in_0_1() -> None:
-    relevance, terms = SeriesModel().score(point(58000.5, 5.0, 0.1))
+    (relevance, terms), = scores([Point(58000.5, 5.0, 0.1)])
     assert relevance < 0.05 and set(terms) == {"model", "hardness", "flux", "trend"}
-    for r, t in scores([point(58000.5 + i, 0.5, 0.02, (0.5, 0.02), kind="hardness") for i in range(20)]):
+    for r, t in scores([Point(58000.5 + i, 0.5 + i, 0.02, (0.5, 0.02)) for i in range(40)], kind="hardness"):
         assert 0.0 <= r <= 1.0 and t["model"] < 0.05  # a hardness series has no flux term of its own
 
 
@@ -130,20 +167,146 @@ def test_the_calibration_is_monotonic_and_reaches_the_threshold_at_the_alert_evi
     assert calibrate(PARAMS.alert_sigma) == pytest.approx(0.7)
 
 
-def test_a_restored_checkpoint_continues_exactly_like_an_uninterrupted_model() -> None:
-    points = quiet(300)
+def test_chunks_give_the_same_scores_as_one_chunk_and_skip_replayed_points() -> None:
+    points = coloured()
+    whole = scores(points)
+    model = SeriesModel()
+    first = model.score_chunk("maxi", *(c[:150] for c in columns(points)))
+    replay = model.score_chunk("maxi", *(c[120:] for c in columns(points)))  # a restart re-reads 30 scored points
+    assert first.keep.all() and not replay.keep[:30].any() and replay.keep[30:].all()
+    assert np.concatenate([first.relevance, replay.relevance]).tolist() == [r for r, _ in whole]
+    assert replay.terms["hardness"].tolist() == [t["hardness"] for _, t in whole[150:]]
+
+
+def test_points_not_newer_than_the_last_scored_one_are_skipped_within_a_chunk_too() -> None:
+    mjd = np.array([1.0, 2.0, 2.0, 1.5, math.nan, math.inf, 3.0, -math.inf, 1e200, 4.0])
+    ones, none = np.ones_like(mjd), np.full_like(mjd, math.nan)
+    result = SeriesModel().score_chunk("swift", mjd, ones, 0.1 * ones, none, none)
+    assert result.keep.tolist() == [True, True, False, False, False, False, True, False, False, True]
+    assert len(result.relevance) == 4 and all(len(t) == 4 for t in result.terms.values())
+    terms = [{name: column[i] for name, column in result.terms.items()} for i in range(4)]
+    kept = [Point(t, 1.0, 0.1) for t in (1.0, 2.0, 3.0, 4.0)]
+    assert scores(kept, kind="swift") == list(zip(result.relevance.tolist(), terms))
+
+
+def test_score_chunk_rejects_an_unknown_kind_or_ragged_columns() -> None:
+    mjd, value, error, colour, colour_error = columns(quiet(5))
+    with pytest.raises(ValueError):
+        SeriesModel().score_chunk("integral", mjd, value, error, colour, colour_error)
+    with pytest.raises(ValueError):
+        SeriesModel().score_chunk("maxi", mjd, value[:3], error, colour, colour_error)
+
+
+def test_a_model_restored_from_its_json_state_continues_bit_exactly_like_an_uninterrupted_one() -> None:
+    points = coloured(400)
     uninterrupted = scores(points)
-    first = SeriesModel()
-    scores(points[:150], first)
-    checkpoint = first.to_text()
-    assert checkpoint.startswith(f"{MODEL_VERSION}:") and len(checkpoint) < 4096  # small state per series
-    assert scores(points[150:], SeriesModel.from_text(checkpoint)) == uninterrupted[150:]
+    model = SeriesModel()
+    for start in range(0, len(points), 37):  # a checkpoint through orjson after every chunk
+        state = orjson.loads(orjson.dumps(model.to_state()))
+        assert state["model_version"] == MODEL_VERSION and state["state_version"] == STATE_VERSION
+        model = SeriesModel.from_state(state)
+        assert scores(points[start:start + 37], model) == uninterrupted[start:start + 37]
+    assert json.loads(json.dumps(model.to_state(), allow_nan=False)) == model.to_state()  # plain JSON, no NaN/inf
 
 
-@pytest.mark.parametrize("checkpoint", ["river-0:whatever", f"{MODEL_VERSION}:not base64!", f"{MODEL_VERSION}:AAAA"])
-def test_a_checkpoint_of_another_model_version_or_unreadable_starts_from_the_prior(checkpoint: str) -> None:
-    restored = SeriesModel.from_text(checkpoint)
-    assert restored.last_scored_mjd == -math.inf and restored.flux.n == 0
+def test_the_state_of_a_long_real_series_is_small_and_restores_exactly() -> None:
+    series = series_arrays(parse("maxi", REAL.name, REAL.read_bytes()), "maxi")
+    data = (series.mjd, series.value, series.error, series.colour, series.colour_error)
+    expected = SeriesModel().score_chunk("maxi", *data).relevance
+    half = len(series.mjd) // 2
+    model = SeriesModel()
+    first = model.score_chunk("maxi", *(c[:half] for c in data)).relevance
+    restored = SeriesModel.from_state(orjson.loads(orjson.dumps(model.to_state())))
+    second = restored.score_chunk("maxi", *(c[half:] for c in data)).relevance
+    assert np.array_equal(np.concatenate([first, second]), expected)
+    assert restored.flux.n > 3000 and len(orjson.dumps(restored.to_state())) <= 4096
+
+
+def trained_state() -> dict:
+    model = SeriesModel()
+    scores(coloured(120), model)
+    return model.to_state()
+
+
+def mutated(path: tuple, value: object) -> dict:
+    state = copy.deepcopy(trained_state())
+    *parents, last = path
+    target = state
+    for key in parents:
+        target = target[key]
+    if value is KeyError:
+        del target[last]
+    else:
+        target[last] = value
+    return state
+
+
+MALFORMED = {
+    "not a dict": ["river-1"],
+    "another model version": mutated(("model_version",), "river-0"),
+    "another state version": mutated(("state_version",), 2),
+    "missing key": mutated(("flux", "tail"), KeyError),
+    "missing versions": mutated(("model_version",), KeyError),
+    "n not an int": mutated(("flux", "n"), "120"),
+    "n a bool": mutated(("colour", "n"), True),
+    "negative n": mutated(("flux", "n"), -1),
+    "huge n": mutated(("flux", "n"), 10 ** 400),
+    "level window of the wrong length": mutated(("flux", "level"), [1.0] * 29),
+    "level window with a string": mutated(("colour", "level"), ["1"] * 5),
+    "NaN in a quantile": mutated(("flux", "high", "p2", 17), math.nan),
+    "infinite level": mutated(("flux", "level", 0), math.inf),
+    "quantile of 20 numbers": mutated(("flux", "tail", "p2"), [0.5] * 20),
+    "quantile of another q": mutated(("flux", "tail", "p2", 0), 0.5),
+    "quantile count out of range": mutated(("flux", "tail", "count"), 7),
+    "quantile sorted before 5 values": mutated(("flux", "tail", "count"), 3),
+    "quantile sorted not a bool": mutated(("flux", "tail", "sorted"), 2),
+    "a high quantile for the colour": mutated(("colour", "high"), trained_state()["flux"]["high"]),
+    "no high quantile for the flux": mutated(("flux", "high"), None),
+    "mean not a number": mutated(("flux", "excess"), "0.1"),
+    "recent lists of different lengths": mutated(("recent", "value"), [1.0]),
+    "too many recent points": mutated(("recent", "mjd"), [1.0] * 6),
+    "recent not a dict": mutated(("recent",), [1.0]),
+}
+
+
+@pytest.mark.parametrize("name", MALFORMED)
+def test_a_malformed_state_or_one_of_another_version_starts_from_the_prior_without_raising(
+        name: str, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger=model_module.__name__):
+        restored = SeriesModel.from_state(MALFORMED[name])
+    assert restored.last_scored_mjd == -math.inf and restored.flux.n == 0 and restored.colour.n == 0
+    assert restored.to_state() == SeriesModel().to_state()
+    assert "starts from the prior" in caplog.text
+
+
+def test_no_state_is_the_prior_and_a_well_formed_state_restores() -> None:
+    assert SeriesModel.from_state(None).to_state() == SeriesModel().to_state()
+    assert SeriesModel.from_state(trained_state()).to_state() == trained_state()
+
+
+def test_a_model_whose_numbers_overflowed_stores_the_prior(caplog: pytest.LogCaptureFixture) -> None:
+    model = SeriesModel()
+    scores(quiet(10), model)
+    model.flux.last_u = math.inf
+    with caplog.at_level(logging.WARNING, logger=model_module.__name__):
+        assert model.to_state() == SeriesModel().to_state()
+    assert "restarts from the prior" in caplog.text
+
+
+def test_novelty_follows_the_river_conventions() -> None:
+    detector = Novelty(PARAMS, window=5, relative=False, prior_spread=0.03)
+    assert detector._get_params() == {"params": PARAMS, "window": 5, "relative": False, "prior_spread": 0.03}
+    for v in [0.1, 0.12, 0.09, 0.11, 0.1, 0.1]:
+        detector.learn_one({"value": v, "error": 0.01})
+    clone = detector.clone()
+    assert isinstance(clone, Novelty) and clone._get_params() == detector._get_params()
+    assert clone.n == 0 and clone.score_one({"value": 5.0, "error": 0.01}) == 0.0  # fresh: silent while new
+    assert detector.score_one({"value": 5.0, "error": 0.01}) > 10
+
+
+def test_the_novelty_docstring_example_runs() -> None:
+    result = doctest.testmod(model_module)
+    assert result.attempted > 0 and result.failed == 0
 
 
 def test_alerts_fire_on_crossings_only() -> None:

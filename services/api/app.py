@@ -13,6 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from flashes import catalogue, questdb
+from flashes.errors import QuestDBError
 from flashes.settings import Settings, get_settings
 from services.api import store
 
@@ -33,8 +34,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                               "Fluxes in mCrab unless stated; times UTC. Fermi/GBM pulsar amplitudes often "
                               "come with an error of 0 in the provider's files; they are served as they are.")
 
-    @app.exception_handler(questdb.QuestDBError)
-    async def questdb_down(request: Request, exc: questdb.QuestDBError) -> JSONResponse:
+    @app.exception_handler(QuestDBError)
+    async def questdb_down(request: Request, exc: QuestDBError) -> JSONResponse:
         return JSONResponse(status_code=503, content={"detail": f"the time-series store is unavailable: {exc}"})
 
     def source_or_404(source_id: str) -> dict[str, Any]:
@@ -81,7 +82,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def health_questdb() -> JSONResponse:
         try:
             tables = await run_in_threadpool(questdb.query, settings, "SELECT table_name FROM tables()", 5.0)
-        except questdb.QuestDBError as exc:
+        except QuestDBError as exc:
             return JSONResponse(status_code=503, content={"status": "unavailable", "detail": str(exc)})
         return JSONResponse({"status": "ok", "tables": sorted(t["table_name"] for t in tables)})
 

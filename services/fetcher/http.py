@@ -11,15 +11,12 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from flashes.errors import FetchError
 from flashes.settings import Settings
 
 log = logging.getLogger(__name__)
 USER_AGENT = "FLASHES-stream/0.1 (X-ray transient alert service; python-httpx)"
 RETRIED_STATUS = {404, 408, 429}  # besides every 5xx: mirrors and providers publish files late
-
-
-class FetchError(RuntimeError):
-    """The provider did not deliver the file after every retry; the message says why."""
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from flashes import catalogue
 from flashes.settings import Settings
-from services.fetcher.http import FetchError, Provider
+from flashes.errors import FetchError
+from services.fetcher.http import Provider
 from services.fetcher.service import FetchReport, Progress, selected_series
 
 

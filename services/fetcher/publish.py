@@ -1,60 +1,54 @@
-"""Turning parsed lightcurves into flashes.lightcurve.v1 messages, fast.
+"""Turning parsed lightcurves into flashes.lightcurve.v2 chunks and publishing them.
 
-The JSON of every point is built from column arrays (times formatted by numpy, floats with
-repr) instead of one pydantic model per point; tests check that each message validates
-against schemas.LightcurvePoint. Messages of a series go to Kafka in large batches on the
-source's partition (topics.source_partition), so the producer does not pay per message.
+A series' new points become bounded chunks of columns (flashes/chunks.py) keyed by the source
+id, so Kafka's partitioner puts every series of a source on one partition.
 """
 from __future__ import annotations
 
 import asyncio
-import json
 from datetime import datetime
 
 import numpy as np
 from aiokafka import AIOKafkaProducer
 
+import schemas
 from flashes import topics
+from flashes.chunks import spans
 from flashes.kafka import dead_letter, send_dead_letter
 from flashes.timeconv import mjd_to_unix_us
+from flashes.units import UNITS
 from services.fetcher.parsers import ParsedLightcurve
 
-def encode_points(parsed: ParsedLightcurve, rows: np.ndarray, source_id: str, instrument: str, url: str,
-                  fetched_at: datetime) -> list[bytes]:
-    """JSON values (schemas.LightcurvePoint) of the selected rows, in time order."""
+
+def make_chunks(parsed: ParsedLightcurve, rows: np.ndarray, source_id: str, instrument: str, url: str,
+                fetched_at: datetime) -> list[schemas.LightcurveChunk]:
+    """The selected rows (in time order) as bounded chunks."""
     idx = np.flatnonzero(rows)
-    times = np.datetime_as_string(mjd_to_unix_us(parsed.mjd[idx]).astype("datetime64[us]"), unit="us")
-    head = '{"version":1,"source_id":%s,"instrument":"%s","time":"' % (json.dumps(source_id), instrument)
-    provenance = ',"provenance":{"url":%s,"fetched_at":"%s"}}' % (json.dumps(url), fetched_at.isoformat())
-    columns = [times.tolist(), parsed.mjd[idx].tolist()]
-    band_parts = []
-    for band, (flux, error) in parsed.bands.items():
-        band_parts.append(f'"{band}":{{"flux":%r,"error":%r}}')
-        columns += [flux[idx].tolist(), error[idx].tolist()]
-    flag_parts = [f'"{name}":%d' for name in parsed.flags]
-    columns += [values[idx].tolist() for values in parsed.flags.values()]
-    template = (head.replace("%", "%%") + '%sZ","mjd":%r,"bands":{' + ",".join(band_parts) + '},"flags":{'
-                + ",".join(flag_parts) + "}" + provenance.replace("%", "%%"))
-    return [(template % row).encode() for row in zip(*columns)]
+    mjd = parsed.mjd[idx]
+    time = mjd_to_unix_us(mjd)
+    bands = list(parsed.bands)
+    provenance = schemas.Provenance(url=url, fetched_at=fetched_at)
+    columns = 2 + 2 * len(bands) + len(parsed.flags)
+    out = []
+    for part in spans(len(idx), columns):
+        m = mjd[part].tolist()
+        out.append(schemas.LightcurveChunk(
+            source_id=source_id, instrument=instrument, bands=bands, units=UNITS[instrument], provenance=provenance,
+            first_mjd=m[0], last_mjd=m[-1], count=len(m), time=time[part].tolist(), mjd=m,
+            flux={b: f[idx][part].tolist() for b, (f, _) in parsed.bands.items()},
+            error={b: e[idx][part].tolist() for b, (_, e) in parsed.bands.items()},
+            flags={name: v[idx][part].tolist() for name, v in parsed.flags.items()}))
+    return out
 
 
 async def publish(producer: AIOKafkaProducer, parsed: ParsedLightcurve, rows: np.ndarray, source_id: str,
                   instrument: str, url: str, fetched_at: datetime) -> int:
     """Send the selected points (in time order) and every rejected line; returns the points sent."""
-    key = topics.series_key(instrument, source_id).encode()
-    partition = topics.source_partition(source_id, len(await producer.partitions_for(topics.LIGHTCURVE.name)))
-    values = encode_points(parsed, rows, source_id, instrument, url, fetched_at)
-    pending = []
-    batch = producer.create_batch()
-    for value in values:
-        if batch.append(key=key, value=value, timestamp=None) is None:
-            pending.append(await producer.send_batch(batch, topics.LIGHTCURVE.name, partition=partition))
-            batch = producer.create_batch()
-            batch.append(key=key, value=value, timestamp=None)
-    if batch.record_count():
-        pending.append(await producer.send_batch(batch, topics.LIGHTCURVE.name, partition=partition))
+    chunks = make_chunks(parsed, rows, source_id, instrument, url, fetched_at)
+    pending = [await producer.send(topics.LIGHTCURVE.name, topics.LIGHTCURVE.encode(c), key=source_id.encode())
+               for c in chunks]
     origin = f"fetcher:{topics.series_key(instrument, source_id)}"
     for line, reason in parsed.rejected:
         await send_dead_letter(producer, dead_letter(origin, reason, line, url))
     await asyncio.gather(*pending)
-    return len(values)
+    return sum(c.count for c in chunks)

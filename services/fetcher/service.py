@@ -17,7 +17,8 @@ from flashes import catalogue, topics
 from flashes.kafka import dead_letter, ensure_topics, make_producer, send_dead_letter
 from flashes.settings import Settings
 from services.fetcher import state
-from services.fetcher.http import FetchError, Provider
+from flashes.errors import FetchError
+from services.fetcher.http import Provider
 from services.fetcher.parsers import parse
 from services.fetcher.publish import publish
 

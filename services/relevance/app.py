@@ -1,80 +1,81 @@
-"""The relevance stream processor: one score per new point of every series.
+"""The relevance stream processor: one score per new point of every series, a chunk at a time.
 
-Events are scored in batches. Each series' River model (services/relevance/model.py) is a
-checkpoint in a changelog-backed Faust table keyed by series, written only after the batch's
-scores are acknowledged by Kafka: a worker killed at any moment restarts from a checkpoint
-whose scores were all delivered, re-scores what came after it and emits the same scores
-again (the store keeps one row per series and time). A point that is not newer than the last
-one scored for its series (a replay) is not scored again.
+Each input chunk (lightcurve or derived) goes through its series' River model point by point
+(online learning is sequential, services/relevance/model.py); decoding, state and producing are
+paid once per chunk. The model of every series is explicit data (SeriesModel.to_state) in the
+compacted state topic, with the input offset it covers (flashes/processor.py). A point that is
+not newer than the last one scored for its series (a replay, a re-published point) is neither
+scored nor learned again, so duplicates upstream change nothing.
 """
 from __future__ import annotations
 
-import asyncio
-
-import faust
-from pydantic import ValidationError
+from collections.abc import Iterable
 
 import schemas
 from flashes import topics
-from flashes.kafka import dead_letter
+from flashes.chunks import spans
+from flashes.processor import Output, Processor
 from flashes.settings import Settings
-from flashes.streaming import make_app, topic
+from flashes.topics import catalogue_series
 from services.relevance.model import MODEL_VERSION, SeriesModel
-from services.relevance.series import SeriesPoint, from_derived, from_lightcurve
+from services.relevance.series import SeriesColumns, from_derived, from_lightcurve
 
-BATCH_EVENTS, BATCH_WAIT_S = 2000, 0.5
-
-
-def parse(topic_name: str, value: dict) -> SeriesPoint | None:
-    if topic_name == topics.DERIVED.name:
-        return from_derived(schemas.DerivedPoint.model_validate(value))
-    return from_lightcurve(schemas.LightcurvePoint.model_validate(value))
+Chunk = schemas.LightcurveChunk | schemas.DerivedChunk
 
 
-def score_point(model: SeriesModel, point: SeriesPoint) -> schemas.RelevanceScore:
-    relevance, terms = model.score(point)
-    return schemas.RelevanceScore(series=point.series, source_id=point.source_id, kind=point.kind,
-                                  time=point.time, mjd=point.mjd, value=point.value, error=point.error,
-                                  relevance=relevance, terms=schemas.RelevanceTerms(**terms),
-                                  model_version=MODEL_VERSION)
+def score_columns(model: SeriesModel, cols: SeriesColumns) -> list[schemas.RelevanceChunk]:
+    """Score a series' columns with its model (which learns them); the bounded relevance chunks."""
+    scores = model.score_chunk(cols.kind, cols.mjd, cols.value, cols.error, cols.colour, cols.colour_error)
+    keep = scores.keep
+    columns = [cols.time[keep], cols.mjd[keep], cols.value[keep], cols.error[keep], scores.relevance,
+               *(scores.terms[name] for name in schemas.RelevanceTermColumns.model_fields)]
+    out = []
+    for part in spans(len(columns[0]), len(columns)):
+        time, mjd, value, error, relevance, *terms = (c[part].tolist() for c in columns)
+        out.append(schemas.RelevanceChunk(
+            series=cols.series, source_id=cols.source_id, kind=cols.kind, model_version=MODEL_VERSION,
+            first_mjd=mjd[0], last_mjd=mjd[-1], count=len(mjd), time=time, mjd=mjd, value=value, error=error,
+            relevance=relevance,
+            terms=schemas.RelevanceTermColumns(**dict(zip(schemas.RelevanceTermColumns.model_fields, terms)))))
+    return out
 
 
-def build(settings: Settings) -> faust.App:
-    app = make_app("relevance", settings)
-    inputs = app.topic(topics.LIGHTCURVE.name, topics.DERIVED.name, key_serializer="raw", value_serializer="json")
-    relevance = topic(app, topics.RELEVANCE)
-    deadletter = topic(app, topics.DEADLETTER)
-    checkpoints = app.Table("relevance-model", default=None, partitions=topics.LIGHTCURVE.partitions)
+def columns_of(chunk: Chunk) -> SeriesColumns | None:
+    return from_derived(chunk) if isinstance(chunk, schemas.DerivedChunk) else from_lightcurve(chunk)
 
-    @app.agent(inputs)
-    async def score(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(BATCH_EVENTS, within=BATCH_WAIT_S):
-            models: dict[str, tuple[SeriesModel, faust.EventT]] = {}
-            deliveries = []
-            for event in events:
-                try:
-                    point = parse(event.message.topic, event.value)
-                except ValidationError as exc:
-                    letter = dead_letter("relevance", f"invalid input: {exc.errors()[0]['msg']}", str(event.value))
-                    deliveries.append(await deadletter.send(key=b"relevance", value=letter.model_dump(mode="json")))
-                    continue
-                if point is None:
-                    continue
-                model = models[point.series][0] if point.series in models else \
-                    SeriesModel.from_text(checkpoints.get(point.series))
-                if point.mjd <= model.last_scored_mjd:
-                    continue
-                models[point.series] = model, event
-                result = score_point(model, point)
-                deliveries.append(await relevance.send(key=event.key, value=result.model_dump(mode="json")))
-            await asyncio.gather(*deliveries)
-            # A table write goes to the changelog partition of the stream's current event. Name
-            # the event each series came from (one series, one input partition), then restore
-            # the current event: take_events files the next buffered value under it.
-            current = stream.current_event
-            for series, (model, event) in models.items():
-                stream._set_current_event(event)
-                checkpoints[series] = model.to_text()
-            stream._set_current_event(current)
 
-    return app
+class Relevance:
+    """The relevance `Logic` (see flashes/processor.py): state per series = its model."""
+
+    inputs = (topics.LIGHTCURVE, topics.DERIVED)
+    state = topics.RELEVANCE_STATE
+
+    def __init__(self) -> None:
+        self.models: dict[str, SeriesModel] = {}
+
+    def key(self, chunk: Chunk) -> str:
+        kind = chunk.kind if isinstance(chunk, schemas.DerivedChunk) else chunk.instrument
+        return catalogue_series(kind, chunk.source_id)
+
+    def restore(self, state: schemas.RelevanceState) -> None:
+        self.models[state.key] = SeriesModel.from_state(state.model)
+
+    def forget(self, keys: Iterable[str]) -> None:
+        for key in keys:
+            self.models.pop(key, None)
+
+    def snapshot(self, key: str, topic: str, partition: int, offset: int) -> schemas.RelevanceState:
+        model = self.models.setdefault(key, SeriesModel())
+        return schemas.RelevanceState(key=key, topic=topic, partition=partition, offset=offset,
+                                      model=model.to_state())
+
+    def apply(self, chunk: Chunk) -> list[Output]:
+        cols = columns_of(chunk)
+        if cols is None:
+            return []
+        model = self.models.setdefault(cols.series, SeriesModel())
+        return [Output(topics.RELEVANCE, chunk.source_id, c) for c in score_columns(model, cols)]
+
+
+def build(settings: Settings) -> Processor:
+    return Processor("relevance", Relevance(), settings, max_records=16)

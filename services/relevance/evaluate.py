@@ -1,9 +1,10 @@
 """`flashes evaluate`: the real scoring code over a mirror folder, in time order, against labelled events.
 
-For every source with files in the mirror, each series is scored point by point (no look-ahead).
+For every source with files in the mirror, each series is scored in time order (no look-ahead).
 Methods:
-- `model`: the relevance service's scorer (services/relevance/model.py); its alerts are raised
-  exactly as the alerts service raises them (services/alerts/trigger.py);
+- `model`: the relevance service's scorer (`SeriesModel.score_chunk`, services/relevance/model.py),
+  over the whole file as one chunk; its alerts are raised exactly as the alerts service raises
+  them (services/alerts/trigger.py);
 - `formula`: the original FLASHES formula, an alert when it crosses the threshold from below;
 - `median_5sigma`: an alert when the flux crosses 5σ above the median of the previous 30 points,
   σ combining the point's error and the scatter (MAD) of those points.
@@ -20,6 +21,7 @@ baseline the recall it reaches when made strict enough to raise no more false al
 from __future__ import annotations
 
 import csv
+import math
 import re
 import statistics
 from collections.abc import Iterator
@@ -28,17 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
-import schemas
 from flashes import catalogue
 from flashes.settings import Settings
-from flashes.timeconv import mjd_to_datetime
-from flashes.topics import catalogue_series
 from flashes.units import MAIN_BAND
 from services.alerts import trigger
 from services.fetcher.parsers import ParsedLightcurve, parse
 from services.relevance import formula
 from services.relevance.model import SeriesModel
-from services.relevance.series import SeriesPoint, maxi_colour
+from services.relevance.series import maxi_colour
 
 WINDOW_BEFORE_D, WINDOW_AFTER_D = 2.0, 60.0
 EPISODE_GAP_D = 10.0
@@ -73,45 +72,57 @@ def find_series(settings: Settings, mirror: Path) -> Iterator[tuple[str, str, Pa
                 yield by_id[inst][match.group(1)], inst, path
 
 
-def series_points(parsed: ParsedLightcurve, instrument: str, source_id: str) -> list[SeriesPoint]:
-    """The points of a parsed provider file as the relevance service sees them, in time order."""
+@dataclass(frozen=True)
+class Series:
+    """The points of one provider file as the relevance service sees them, in time order."""
+
+    kind: str
+    mjd: np.ndarray
+    value: np.ndarray
+    error: np.ndarray
+    colour: np.ndarray  # the hardness term's ratio, NaN where a point has none
+    colour_error: np.ndarray
+
+
+def series_arrays(parsed: ParsedLightcurve, instrument: str) -> Series:
     flux, error = parsed.bands[MAIN_BAND[instrument]]
-    series = catalogue_series(instrument, source_id)
-    points = []
-    for i, mjd in enumerate(parsed.mjd.tolist()):
-        colour = None
-        if instrument == "maxi":
-            colour = maxi_colour({b: schemas.Measurement(flux=f[i], error=e[i]) for b, (f, e) in parsed.bands.items()})
-        points.append(SeriesPoint(series, source_id, instrument, mjd_to_datetime(mjd), mjd, float(flux[i]),
-                                  float(error[i]), colour))
-    return points
+    if instrument == "maxi":
+        colour, colour_error = maxi_colour({b: f for b, (f, _) in parsed.bands.items()},
+                                           {b: e for b, (_, e) in parsed.bands.items()})
+    else:
+        colour, colour_error = np.full(len(parsed), math.nan), np.full(len(parsed), math.nan)
+    return Series(instrument, parsed.mjd, flux, error, colour, colour_error)
 
 
-def model_alerts(points: list[SeriesPoint], threshold: float) -> list[float]:
-    model, alerts, previous = SeriesModel(), [], None
-    for p in points:
-        current = trigger.snapshot(*model.score(p))
+def model_alerts(series: Series, threshold: float) -> list[float]:
+    scores = SeriesModel().score_chunk(series.kind, series.mjd, series.value, series.error,
+                                       series.colour, series.colour_error)
+    terms = {name: column.tolist() for name, column in scores.terms.items()}
+    alerts, previous = [], None
+    for i, (mjd, relevance) in enumerate(zip(series.mjd[scores.keep].tolist(), scores.relevance.tolist())):
+        current = trigger.snapshot(relevance, {name: column[i] for name, column in terms.items()})
         if trigger.reasons(previous, current, threshold):
-            alerts.append(p.mjd)
+            alerts.append(mjd)
         previous = current
     return alerts
 
 
-def formula_scores(points: list[SeriesPoint]) -> np.ndarray:
+def formula_scores(series: Series) -> np.ndarray:
     state = formula.SeriesState()
-    return np.array([formula.score(state, p.mjd, p.value, p.error, p.colour)[0] for p in points])
+    return np.array([formula.score(state, t, v, e, None if math.isnan(c) else (c, ce))[0]
+                     for t, v, e, c, ce in zip(series.mjd.tolist(), series.value.tolist(), series.error.tolist(),
+                                               series.colour.tolist(), series.colour_error.tolist())])
 
 
-def median_sigma_scores(points: list[SeriesPoint]) -> np.ndarray:
+def median_sigma_scores(series: Series) -> np.ndarray:
     """(flux − median of the previous MEDIAN_HISTORY points) / σ, σ² = error² + (1.4826·MAD of those points)².
 
     The scatter term makes it a fair baseline for bright variable sources, whose error bars are
     far smaller than their day-to-day changes. −inf before MEDIAN_HISTORY points or without σ.
     """
-    flux = np.array([p.value for p in points])
-    error = np.array([p.error for p in points])
-    out = np.full(len(points), -np.inf)
-    if len(points) > MEDIAN_HISTORY:
+    flux, error = series.value, series.error
+    out = np.full(len(flux), -np.inf)
+    if len(flux) > MEDIAN_HISTORY:
         windows = np.lib.stride_tricks.sliding_window_view(flux[:-1], MEDIAN_HISTORY)
         median = np.median(windows, axis=1)
         mad = 1.4826 * np.median(np.abs(windows - median[:, None]), axis=1)
@@ -191,10 +202,10 @@ def evaluate(settings: Settings, mirror: Path, events_csv: Path) -> dict:
         if not len(parsed):
             continue
         spans[source_id] = max(spans.get(source_id, 0.0), float(parsed.mjd[-1] - parsed.mjd[0]))
-        points = series_points(parsed, instrument, source_id)
-        model.setdefault(source_id, []).extend(model_alerts(points, threshold))
-        scores["formula"].setdefault(source_id, []).append((parsed.mjd, formula_scores(points)))
-        scores["median_5sigma"].setdefault(source_id, []).append((parsed.mjd, median_sigma_scores(points)))
+        series = series_arrays(parsed, instrument)
+        model.setdefault(source_id, []).extend(model_alerts(series, threshold))
+        scores["formula"].setdefault(source_id, []).append((parsed.mjd, formula_scores(series)))
+        scores["median_5sigma"].setdefault(source_id, []).append((parsed.mjd, median_sigma_scores(series)))
     events = [ev for ev in read_events(events_csv) if ev.source_id in spans]
     default_level = {"formula": threshold, "median_5sigma": MEDIAN_SIGMA}
     alerts = {"model": model, **{name: {sid: [t for mjd, s in per for t in crossings(mjd, s, default_level[name])]

@@ -30,12 +30,17 @@ def _usable(value: float, error: float) -> bool:
     return math.isfinite(value) and math.isfinite(error) and error > 0
 
 
+def _weighable(value: float, error: float) -> bool:
+    """Usable with a weight 1/error² (an error below 1e-162 squares to 0)."""
+    return _usable(value, error) and error * error > 0
+
+
 def flux_term(value: float, error: float) -> float:
     return _clip01((value / error - 3.0) / 17.0) if _usable(value, error) else 0.0
 
 
 def trend_term(mjd: list[float], value: list[float], error: list[float]) -> float:
-    pts = [(t, y, 1.0 / (e * e)) for t, y, e in zip(mjd, value, error) if _usable(y, e)]
+    pts = [(t, y, 1.0 / (e * e)) for t, y, e in zip(mjd, value, error) if _weighable(y, e)]
     if len(pts) < 3:
         return 0.0
     sw = sum(w for _, _, w in pts)
@@ -48,18 +53,18 @@ def trend_term(mjd: list[float], value: list[float], error: list[float]) -> floa
 
 
 def hardness_term(previous: list[tuple[float, float]], colour: tuple[float, float] | None) -> float:
-    prev = [(c, e) for c, e in previous if _usable(c, e)]
+    prev = [(c, e) for c, e in previous if _weighable(c, e)]
     if colour is None or not prev or not _usable(*colour):
         return 0.0
     sw = sum(1.0 / (e * e) for _, e in prev)
     mean = sum(c / (e * e) for c, e in prev) / sw
     sigma = math.sqrt(colour[1] ** 2 + 1.0 / sw)
-    return _clip01(abs(colour[0] - mean) / sigma / 5.0)
+    return _clip01(abs(colour[0] - mean) / sigma / 5.0) if sigma > 0 else 0.0
 
 
 @dataclass
 class SeriesState:
-    """The last points of one series: all the formula needs (small, JSON-serialisable)."""
+    """The last points of one series: all the formula needs (its model's state stores them, model.py)."""
 
     mjd: list[float] = field(default_factory=list)
     value: list[float] = field(default_factory=list)
@@ -70,16 +75,6 @@ class SeriesState:
         for seq, item in ((self.mjd, mjd), (self.value, value), (self.error, error), (self.colour, colour)):
             seq.append(item)
             del seq[:-HISTORY]
-
-    def to_json(self) -> dict:
-        return {"mjd": self.mjd, "value": self.value, "error": self.error,
-                "colour": [list(c) if c else None for c in self.colour]}
-
-    @classmethod
-    def from_json(cls, data: dict | None) -> "SeriesState":
-        if not data:
-            return cls()
-        return cls(data["mjd"], data["value"], data["error"], [tuple(c) if c else None for c in data["colour"]])
 
 
 def score(state: SeriesState, mjd: float, value: float, error: float,

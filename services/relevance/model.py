@@ -28,24 +28,38 @@ Calibration: a logistic maps E to 0..1, reaching 0.7 (the default alert threshol
 1 − (1 − model)(1 − hardness): the chance that at least one of them is unusual. The original
 FLASHES flux (signal-to-noise) and trend (5-point slope) terms are reported beside them; they
 saturate on every bright source, so they do not enter the relevance.
+
+State: `SeriesModel.to_state()` is plain JSON-able data (numbers, lists, dicts, None), tagged
+with the model and state versions; `SeriesModel.from_state()` rebuilds the River statistics from
+those numbers and answers anything it cannot read with the prior, so a checkpoint cannot run
+code and a restored model scores the following points exactly like the uninterrupted one.
 """
 from __future__ import annotations
 
-import base64
 import logging
 import math
-import pickle
-import zlib
+import struct
+from collections import deque
 from dataclasses import dataclass, field
 
+import numpy as np
 from river import stats
 from river.base import AnomalyDetector
 
 from services.relevance import formula
-from services.relevance.series import SeriesPoint
 
 MODEL_VERSION = "river-1"
+STATE_VERSION = 1
+KINDS = ("maxi", "swift", "fermi", "hardness", "combined")
 log = logging.getLogger(__name__)
+
+# River's P² quantile (Rust) __getstate__ is bincode of a fixed struct: q, the desired marker
+# increments, marker positions, positions and heights (5 each), then n_heights: u8 and
+# heights_sorted: bool. The state stores those numbers and rebuilds the bytes from them.
+_P2 = struct.Struct("<21dBB")
+_P2_FLOATS, _P2_CONSTANTS = 21, 6  # q and the 5 desired marker increments depend on q only
+if len(stats.Quantile(0.5)._quantile.__getstate__()) != _P2.size:  # a River upgrade changed the layout
+    raise RuntimeError("this River version stores stats.Quantile differently: see _P2 in services/relevance/model.py")
 
 
 @dataclass(frozen=True)
@@ -76,19 +90,106 @@ class Params:
 PARAMS = Params()
 
 
+def _finite(x: float) -> float:
+    """x for the state; a non-finite number (only absurd inputs lead there) cannot be stored."""
+    if not math.isfinite(x):
+        raise ValueError(f"non-finite number {x} in the model")
+    return x
+
+
+def _number(x: object) -> float:
+    """A finite number read from a state (ints accepted, bools not)."""
+    if type(x) is not float and type(x) is not int:
+        raise ValueError(f"expected a number, got {type(x).__name__}")
+    value = float(x)
+    if not math.isfinite(value):
+        raise ValueError(f"non-finite number {x!r}")
+    return value
+
+
+def _numbers(x: object, length: int | None = None, max_length: int | None = None) -> list[float]:
+    if type(x) is not list:
+        raise ValueError("expected a list of numbers")
+    if (length is not None and len(x) != length) or (max_length is not None and len(x) > max_length):
+        raise ValueError(f"a list of {len(x)} numbers where {length or max_length} were expected")
+    return [_number(v) for v in x]
+
+
+def _optional_numbers(x: object, length: int) -> list[float]:
+    """Values or errors of the recent points: None (unusable) is NaN, as far as the trend term goes."""
+    if type(x) is not list or len(x) != length:
+        raise ValueError("expected a list of the recent points' length")
+    return [math.nan if v is None else _number(v) for v in x]
+
+
+def _count(x: object, high: int) -> int:
+    if type(x) is not int or not 0 <= x <= high:
+        raise ValueError(f"expected an integer in 0..{high}, got {x!r}")
+    return x
+
+
+def _ewmean_state(ewm: stats.EWMean) -> float | None:
+    """The mean, or None for a mean never updated (River's EWMean takes its first value as the mean)."""
+    if ewm._ewmean.__getstate__() == stats.EWMean(ewm.fading_factor)._ewmean.__getstate__():
+        return None
+    return _finite(ewm.get())
+
+
+def _ewmean(fading: float, mean: object) -> stats.EWMean:
+    ewm = stats.EWMean(fading_factor=fading)
+    if mean is not None:
+        ewm.update(_number(mean))  # the first update sets mean = x exactly
+    return ewm
+
+
+def _quantile_state(quantile: stats.Quantile) -> dict:
+    *numbers, count, ordered = _P2.unpack(quantile._quantile.__getstate__())
+    return {"p2": [_finite(x) for x in numbers], "count": count, "sorted": bool(ordered)}
+
+
+def _quantile(q: float, d: object) -> stats.Quantile:
+    quantile = stats.Quantile(q=q)
+    if type(d) is not dict:
+        raise ValueError("expected a quantile state")
+    numbers = _numbers(d["p2"], length=_P2_FLOATS)
+    count, ordered = _count(d["count"], 5), d["sorted"]
+    if numbers[:_P2_CONSTANTS] != list(_P2.unpack(quantile._quantile.__getstate__())[:_P2_CONSTANTS]):
+        raise ValueError(f"a quantile state of another quantile than {q}")
+    if type(ordered) is not bool or (ordered and count != 5):
+        raise ValueError("inconsistent quantile state")
+    quantile._quantile.__setstate__(_P2.pack(*numbers, count, ordered))  # valid bincode by construction
+    quantile._is_updated = count > 0  # River's flag: set by the first update, as count is
+    return quantile
+
+
 class Novelty(AnomalyDetector):
     """How far a value lies from this series' usual level, in units of its usual spread.
 
     The spread beyond the error bars is learned as a fraction of (level² + typical error²)
     when `relative` (flux: a source back in quiescence after an outburst is quiet again), or in
-    the value's own units (colour). x is {"value": v, "error": σ}.
+    the value's own units (colour). x is {"value": v, "error": σ}. `score_one` is |u| before
+    learning x (0 until `params.min_points` are known); `evidence` adds the persistence rule and
+    learns the value. The state (`to_state`/`load_state`) is explicit numbers: the level window
+    in arrival order, the two means, the P² quantiles' markers.
+
+    >>> detector = Novelty(PARAMS, window=30, relative=True, prior_spread=0.3)
+    >>> for flux in [1.0, 1.1, 0.9, 1.0, 1.05, 0.95, 1.0, 1.02]:
+    ...     detector.learn_one({"value": flux, "error": 0.05})
+    >>> round(detector.score_one({"value": 1.0, "error": 0.05}), 2)
+    0.0
+    >>> detector.score_one({"value": 4.0, "error": 0.05}) > 6
+    True
+    >>> detector.clone().n, detector.n
+    (0, 8)
     """
 
     def __init__(self, params: Params, window: int, relative: bool, prior_spread: float) -> None:
         self.params = params
+        self.window = window
         self.relative = relative
         self.prior_spread = prior_spread
         self.level = stats.RollingQuantile(q=0.5, window_size=window)
+        self.values: deque[float] = deque(maxlen=window)  # what `level` holds, in arrival order: its state
         self.excess = stats.EWMean(fading_factor=params.fading)
         self.error = stats.EWMean(fading_factor=params.fading)
         self.tail = stats.Quantile(q=params.tail_quantile)
@@ -96,44 +197,62 @@ class Novelty(AnomalyDetector):
         self.n = 0
         self.last_u, self.last_mjd = 0.0, -math.inf
 
-    def _scale2(self, level: float) -> float:
-        return level ** 2 + self.error.get() ** 2 if self.relative else 1.0
-
-    def _spread2(self, level: float) -> float:
+    def _moments(self, value: float, error: float) -> tuple[float, float, float]:
+        """(value − level, error² + usual spread², scale²) under what has been learned (n ≥ 1)."""
         p = self.params
+        level = self.level.get()
+        scale2 = level ** 2 + self.error.get() ** 2 if self.relative else 1.0
         learned = max(self.excess.get(), 0.0)
         usual = (self.n * learned + p.prior_points * self.prior_spread ** 2) / (self.n + p.prior_points)
         calibration = (p.systematic * level) ** 2 if self.relative else 0.0
-        return usual * self._scale2(level) + calibration
+        return value - level, error ** 2 + (usual * scale2 + calibration), scale2
 
-    def _residual(self, x: dict) -> tuple[float, float, float]:
-        """(level, value − level, error² + usual spread²) under what has been learned so far."""
-        level = self.level.get()
-        return level, x["value"] - level, x["error"] ** 2 + self._spread2(level)
-
-    def deviation(self, x: dict) -> float:
-        """Signed deviation u of x["value"] (error x["error"]); 0 until `min_points` are known."""
-        if self.n < self.params.min_points:
-            return 0.0
-        _, residual, variance = self._residual(x)
+    def _deviation(self, value: float, error: float, residual: float, variance: float) -> float:
+        """Signed deviation u (needs n ≥ min_points)."""
+        p = self.params
         raw = residual / math.sqrt(variance) if variance > 0 else 0.0
-        learned = self.n >= self.params.min_points + self.params.tail_min_points
-        u = raw / max(1.0, self.tail.get() / self.params.tail_gaussian) if learned else raw
-        if not (self.relative and learned):
+        learned = self.n >= p.min_points + p.tail_min_points
+        if not learned:
+            return raw
+        tail = self.tail.get()  # None if no deviation could be measured yet (every variance 0)
+        u = raw / max(1.0, tail / p.tail_gaussian) if tail is not None else raw
+        if not self.relative:
             return u
         high = self.high.get()
-        variance = x["error"] ** 2 + (self.params.record_margin * high) ** 2
-        return max(u, (x["value"] - high) / math.sqrt(variance)) if variance > 0 else u
+        variance = error ** 2 + (p.record_margin * high) ** 2
+        return max(u, (value - high) / math.sqrt(variance)) if variance > 0 else u
 
-    def evidence(self, x: dict, mjd: float, upward_only: bool) -> float:
-        """Evidence (σ) that x, observed at mjd, is unusual; learns x afterwards.
+    def _learn(self, value: float, error: float, residual: float, variance: float, scale2: float) -> None:
+        p = self.params
+        if self.n and variance > 0:
+            root = math.sqrt(variance)
+            limit = p.winsor_sigma * root
+            clipped = min(max(residual, -limit), limit)
+            if scale2 > 0:  # 0 only for a flux whose level and typical error are both 0 so far
+                self.excess.update((clipped ** 2 - error ** 2) / scale2)
+            if self.n >= p.min_points:
+                self.tail.update(abs(residual) / root)
+        self.level.update(value)
+        self.values.append(value)
+        if self.relative:
+            self.high.update(value)
+        self.error.update(error)
+        self.n += 1
+
+    def evidence(self, value: float, error: float, mjd: float, upward_only: bool) -> float:
+        """Evidence (σ) that value ± error, observed at mjd, is unusual; learns it afterwards.
 
         The deviation before it counts too when it is at most `persistence_gap_d` days older and
         of the same sign: a real change persists, noise does not.
         """
-        u = self.deviation(x)
+        residual = variance = scale2 = 0.0
+        u = 0.0
+        if self.n:
+            residual, variance, scale2 = self._moments(value, error)
+            if self.n >= self.params.min_points:
+                u = self._deviation(value, error, residual, variance)
         previous_u, previous_mjd = self.last_u, self.last_mjd
-        self.learn_one(x)
+        self._learn(value, error, residual, variance, scale2)
         self.last_u, self.last_mjd = u, mjd
         if upward_only and u <= 0:
             return 0.0
@@ -142,22 +261,42 @@ class Novelty(AnomalyDetector):
         return abs(u)
 
     def learn_one(self, x: dict) -> None:
-        if self.n:
-            level, residual, variance = self._residual(x)
-            if variance > 0:
-                limit = self.params.winsor_sigma * math.sqrt(variance)
-                clipped = min(max(residual, -limit), limit)
-                self.excess.update((clipped ** 2 - x["error"] ** 2) / self._scale2(level))
-                if self.n >= self.params.min_points:
-                    self.tail.update(abs(residual) / math.sqrt(variance))
-        self.level.update(x["value"])
-        if self.relative:
-            self.high.update(x["value"])
-        self.error.update(x["error"])
-        self.n += 1
+        value, error = x["value"], x["error"]
+        self._learn(value, error, *(self._moments(value, error) if self.n else (0.0, 0.0, 0.0)))
 
     def score_one(self, x: dict) -> float:
-        return abs(self.deviation(x))
+        if self.n < self.params.min_points:
+            return 0.0
+        value, error = x["value"], x["error"]
+        residual, variance, _ = self._moments(value, error)
+        return abs(self._deviation(value, error, residual, variance))
+
+    def to_state(self) -> dict:
+        return {"n": self.n, "last_u": _finite(self.last_u),
+                "last_mjd": None if self.last_mjd == -math.inf else _finite(self.last_mjd),
+                "level": [_finite(v) for v in self.values],
+                "excess": _ewmean_state(self.excess), "error": _ewmean_state(self.error),
+                "tail": _quantile_state(self.tail), "high": None if self.high is None else _quantile_state(self.high)}
+
+    def load_state(self, d: dict) -> None:
+        """Take the state `to_state` wrote (on a fresh detector); ValueError/TypeError/KeyError if malformed."""
+        p = self.params
+        if type(d) is not dict:
+            raise ValueError("expected a detector state")
+        n = _count(d["n"], 2 ** 53)
+        values = _numbers(d["level"], length=min(n, self.window))
+        last_mjd = -math.inf if d["last_mjd"] is None else _number(d["last_mjd"])
+        last_u = _number(d["last_u"])
+        excess, error = _ewmean(p.fading, d["excess"]), _ewmean(p.fading, d["error"])
+        tail = _quantile(p.tail_quantile, d["tail"])
+        high = _quantile(p.record_quantile, d["high"]) if self.relative else None
+        if not self.relative and d["high"] is not None:
+            raise ValueError("a colour detector has no high quantile")
+        for v in values:
+            self.level.update(v)
+            self.values.append(v)
+        self.excess, self.error, self.tail, self.high = excess, error, tail, high
+        self.n, self.last_u, self.last_mjd = n, last_u, last_mjd
 
 
 def calibrate(evidence: float, params: Params = PARAMS) -> float:
@@ -167,15 +306,29 @@ def calibrate(evidence: float, params: Params = PARAMS) -> float:
     return 1.0 / (1.0 + math.exp(-z)) if z > -50 else 0.0
 
 
+# No measurement (flux in any unit, MJD) comes near this; the squares of larger numbers overflow,
+# so a point beyond it is not learned (flux) or not scored (MJD) rather than stopping the scorer.
+LARGEST = 1e100
+
+
 def _usable(value: float, error: float) -> bool:
     """A finite value with a finite error ≥ 0: GBM pulsar amplitudes often come with an error of 0,
     and the learned spread of their source then carries the whole uncertainty."""
     return math.isfinite(value) and math.isfinite(error) and error >= 0
 
 
+@dataclass(frozen=True)
+class ChunkScores:
+    """The scores of a chunk: which points were scored, and per scored point its relevance and terms."""
+
+    keep: np.ndarray  # bool, per input point: scored (mjd newer than the last scored point of this series)
+    relevance: np.ndarray  # float64, one per kept point
+    terms: dict[str, np.ndarray]  # "model", "hardness", "flux", "trend": one float64 per kept point
+
+
 @dataclass
 class SeriesModel:
-    """Everything one series needs to score its next point; pickled as its checkpoint."""
+    """Everything one series needs to score its next points; `to_state()` is its checkpoint."""
 
     params: Params = PARAMS
     flux: Novelty | None = None
@@ -195,43 +348,106 @@ class SeriesModel:
     def last_scored_mjd(self) -> float:
         return self.recent.mjd[-1] if self.recent.mjd else -math.inf
 
-    def to_text(self) -> str:
-        """The checkpoint: "{model version}:{this object pickled, zlib-compressed, base64}"."""
-        return f"{MODEL_VERSION}:" + base64.b64encode(zlib.compress(pickle.dumps(self, protocol=5))).decode()
+    def to_state(self) -> dict:
+        """The checkpoint: JSON-able numbers, lists, dicts and None, tagged with model and state version.
+
+        A model whose numbers overflowed (only absurd inputs, beyond 1e150, lead there) cannot be
+        stored: its state is the prior's, with a warning.
+        """
+        r = self.recent
+        try:
+            return {"model_version": MODEL_VERSION, "state_version": STATE_VERSION,
+                    "recent": {"mjd": [_finite(t) for t in r.mjd],  # unusable values and errors of scored points: None
+                               "value": [v if math.isfinite(v) else None for v in r.value],
+                               "error": [e if math.isfinite(e) else None for e in r.error]},
+                    "flux": self.flux.to_state(), "colour": self.colour.to_state()}
+        except ValueError as exc:
+            log.warning("%s state not storable (%s): this series restarts from the prior", MODEL_VERSION, exc)
+            return SeriesModel(self.params).to_state()
 
     @staticmethod
-    def from_text(text: str | None) -> "SeriesModel":
-        """Restore a checkpoint; a missing one, or one of another model version, starts from the prior."""
-        version, _, body = (text or "").partition(":")
-        if version != MODEL_VERSION:
+    def from_state(d: dict | None) -> "SeriesModel":
+        """Restore a checkpoint. None starts from the prior; so does, with a warning, a state of another
+        model or state version or anything malformed. Never raises on bad data."""
+        if d is None:
             return SeriesModel()
         try:
-            return pickle.loads(zlib.decompress(base64.b64decode(body)))
-        except (ValueError, zlib.error, pickle.UnpicklingError, EOFError) as exc:
-            log.warning("unreadable %s checkpoint (%s): starting this series from the prior", MODEL_VERSION, exc)
+            if type(d) is not dict:
+                raise ValueError(f"a state is a dict, not {type(d).__name__}")
+            if d.get("model_version") != MODEL_VERSION or d.get("state_version") != STATE_VERSION:
+                raise ValueError(f"state of {d.get('model_version')!r} version {d.get('state_version')!r}")
+            recent = d["recent"]
+            if type(recent) is not dict:
+                raise ValueError("expected the recent points")
+            mjd = _numbers(recent["mjd"], max_length=formula.HISTORY)
+            value, error = (_optional_numbers(recent[k], len(mjd)) for k in ("value", "error"))
+            model = SeriesModel()
+            model.flux.load_state(d["flux"])
+            model.colour.load_state(d["colour"])
+            model.recent = formula.SeriesState(mjd, value, error, [None] * len(mjd))
+            return model
+        except Exception as exc:  # noqa: BLE001 - whatever the data, the series carries on from the prior
+            log.warning("unreadable %s state (%s: %.200s): this series starts from the prior",
+                        MODEL_VERSION, type(exc).__name__, exc)
             return SeriesModel()
 
-    def _flux_evidence(self, point: SeriesPoint) -> float:
-        if point.kind == "hardness" or not _usable(point.value, point.error):
+    def _colour_evidence(self, colour: float, colour_error: float, mjd: float) -> float:
+        if not (_usable(colour, colour_error) and colour > 0 and colour_error != 0):
             return 0.0
-        return self.flux.evidence({"value": point.value, "error": point.error}, point.mjd, upward_only=True)
-
-    def _colour_evidence(self, colour: tuple[float, float] | None, mjd: float) -> float:
-        if colour is None or not _usable(*colour) or colour[0] <= 0 or colour[1] == 0:
-            return 0.0
-        x = {"value": math.log(colour[0]), "error": colour[1] / colour[0]}
-        if x["error"] > self.params.colour_max_error:
+        value, error = math.log(colour), colour_error / colour
+        if error > self.params.colour_max_error:
             return 0.0
         if mjd - self.colour.last_mjd > self.params.colour_stale_d:  # a new episode: old colours say nothing
             self.colour = self._new_colour()
-        return self.colour.evidence(x, mjd, upward_only=False)
+        return self.colour.evidence(value, error, mjd, upward_only=False)
 
-    def score(self, point: SeriesPoint) -> tuple[float, dict[str, float]]:
-        """Relevance of a new point and its terms; learns the point afterwards (no look-ahead)."""
-        self.recent.push(point.mjd, point.value, point.error, None)  # the flux and trend terms need no colour
-        flux = formula.flux_term(point.value, point.error)
-        trend = formula.trend_term(self.recent.mjd, self.recent.value, self.recent.error)
-        model = calibrate(self._flux_evidence(point), self.params)
-        hardness = calibrate(self._colour_evidence(point.colour, point.mjd), self.params)
-        terms = {"flux": flux, "trend": trend, "hardness": hardness, "model": model}
-        return 1.0 - (1.0 - model) * (1.0 - hardness), terms
+    def score_chunk(self, kind: str, mjd: np.ndarray, value: np.ndarray, error: np.ndarray,
+                    colour: np.ndarray, colour_error: np.ndarray) -> ChunkScores:
+        """Score the points of one series in order, learning each after scoring it (no look-ahead).
+
+        `colour`/`colour_error` are the (ratio, error) for the hardness term, NaN where a point has
+        none; a "hardness" series gives no flux evidence, nor does a value or error that is not
+        `_usable` or beyond ±`LARGEST`. A point whose mjd is not newer than the last scored one
+        (earlier in this chunk too), or not finite, or beyond ±`LARGEST`, is skipped and not learned:
+        a replay after a crash changes nothing.
+        """
+        if kind not in KINDS:
+            raise ValueError(f"unknown series kind {kind!r}")
+        columns = [np.asarray(a, dtype=np.float64) for a in (mjd, value, error, colour, colour_error)]
+        size = len(columns[0])
+        if any(c.shape != (size,) for c in columns):
+            raise ValueError("score_chunk needs five 1-d arrays of one length")
+        p, recent = self.params, self.recent
+        flux_term, trend_term, push = formula.flux_term, formula.trend_term, recent.push
+        recent_mjd, recent_value, recent_error = recent.mjd, recent.value, recent.error
+        flux_evidence = self.flux.evidence if kind != "hardness" else None
+        colour_evidence, largest = self._colour_evidence, LARGEST
+        quiet = calibrate(0.0, p)
+        last = max(self.last_scored_mjd, -largest)
+        kept: list[int] = []
+        relevance: list[float] = []
+        models: list[float] = []
+        hardnesses: list[float] = []
+        fluxes: list[float] = []
+        trends: list[float] = []
+        for i, (t, v, e, c, ce) in enumerate(zip(*(col.tolist() for col in columns))):
+            if not last < t < largest:
+                continue
+            last = t
+            kept.append(i)
+            push(t, v, e, None)  # the flux and trend terms need no colour
+            fluxes.append(flux_term(v, e))
+            trends.append(trend_term(recent_mjd, recent_value, recent_error))
+            usable = -largest < v < largest and 0.0 <= e < largest  # _usable, and no overflow
+            evidence = flux_evidence(v, e, t, True) if flux_evidence and usable else 0.0
+            model = calibrate(evidence, p) if evidence else quiet
+            evidence = colour_evidence(c, ce, t)
+            hardness = calibrate(evidence, p) if evidence else quiet
+            models.append(model)
+            hardnesses.append(hardness)
+            relevance.append(1.0 - (1.0 - model) * (1.0 - hardness))
+        keep = np.zeros(size, dtype=bool)
+        keep[kept] = True
+        terms = {"model": models, "hardness": hardnesses, "flux": fluxes, "trend": trends}
+        return ChunkScores(keep, np.array(relevance, dtype=np.float64),
+                           {name: np.array(column, dtype=np.float64) for name, column in terms.items()})

@@ -1,9 +1,9 @@
-"""What the relevance scorer reads from a lightcurve or derived message: one series point."""
+"""What the relevance scorer reads from a lightcurve or derived chunk: one series' columns."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from datetime import datetime
+
+import numpy as np
 
 import schemas
 from flashes.topics import catalogue_series
@@ -11,45 +11,54 @@ from flashes.units import MAIN_BAND, MCRAB_PER_UNIT
 
 
 @dataclass(frozen=True)
-class SeriesPoint:
+class SeriesColumns:
+    """The points of one series to score, in time order; colour is NaN where a point has none."""
+
     series: str
     source_id: str
     kind: str
-    time: datetime
-    mjd: float
-    value: float
-    error: float
-    colour: tuple[float, float] | None  # (ratio, error), for the hardness-change term
+    time: np.ndarray
+    mjd: np.ndarray
+    value: np.ndarray
+    error: np.ndarray
+    colour: np.ndarray
+    colour_error: np.ndarray
 
 
-def ratio(num: tuple[float, float], den: tuple[float, float]) -> tuple[float, float] | None:
-    """num/den with propagated error; None where either flux is not positive."""
-    (fn, en), (fd, ed) = num, den
-    if not (fn > 0 and fd > 0):
-        return None
-    r = fn / fd
-    return r, r * math.hypot(en / fn, ed / fd)
+def ratio(num: np.ndarray, num_err: np.ndarray, den: np.ndarray, den_err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """num/den with propagated error; NaN where either is not positive."""
+    defined = (num > 0) & (den > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(defined, num / den, np.nan)
+        return r, np.where(defined, r * np.hypot(num_err / num, den_err / den), np.nan)
 
 
-def maxi_colour(bands: dict[str, schemas.Measurement]) -> tuple[float, float] | None:
+def maxi_colour(flux: dict[str, np.ndarray], error: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """MAXI 4-10 keV over 2-4 keV, both in mCrab: rises in hard states, falls in soft ones."""
-    if "4-10" not in bands or "2-4" not in bands:
-        return None
-    hard, soft = bands["4-10"], bands["2-4"]
+    n = len(next(iter(flux.values())))
+    if "4-10" not in flux or "2-4" not in flux:
+        return np.full(n, np.nan), np.full(n, np.nan)
     a, b = MCRAB_PER_UNIT[("maxi", "4-10")], MCRAB_PER_UNIT[("maxi", "2-4")]
-    return ratio((hard.flux * a, hard.error * a), (soft.flux * b, soft.error * b))
+    return ratio(flux["4-10"] * a, error["4-10"] * a, flux["2-4"] * b, error["2-4"] * b)
 
 
-def from_lightcurve(p: schemas.LightcurvePoint) -> SeriesPoint | None:
-    main = p.bands.get(MAIN_BAND[p.instrument])
-    if main is None:
+def from_lightcurve(chunk: schemas.LightcurveChunk) -> SeriesColumns | None:
+    band = MAIN_BAND[chunk.instrument]
+    if band not in chunk.flux:
         return None
-    colour = maxi_colour(p.bands) if p.instrument == "maxi" else None
-    return SeriesPoint(catalogue_series(p.instrument, p.source_id), p.source_id, p.instrument, p.time, p.mjd,
-                       main.flux, main.error, colour)
+    if chunk.instrument == "maxi":
+        colour, colour_error = maxi_colour({b: np.array(v) for b, v in chunk.flux.items()},
+                                           {b: np.array(v) for b, v in chunk.error.items()})
+    else:
+        colour = colour_error = np.full(chunk.count, np.nan)
+    return SeriesColumns(catalogue_series(chunk.instrument, chunk.source_id), chunk.source_id, chunk.instrument,
+                         np.array(chunk.time), np.array(chunk.mjd), np.array(chunk.flux[band]),
+                         np.array(chunk.error[band]), colour, colour_error)
 
 
-def from_derived(d: schemas.DerivedPoint) -> SeriesPoint:
-    colour = (d.value, d.error) if d.kind == "hardness" else None
-    return SeriesPoint(catalogue_series(d.kind, d.source_id), d.source_id, d.kind, d.time, d.mjd,
-                       d.value, d.error, colour)
+def from_derived(chunk: schemas.DerivedChunk) -> SeriesColumns:
+    value, error = np.array(chunk.value), np.array(chunk.error)
+    nan = np.full(chunk.count, np.nan)
+    colour, colour_error = (value, error) if chunk.kind == "hardness" else (nan, nan)
+    return SeriesColumns(catalogue_series(chunk.kind, chunk.source_id), chunk.source_id, chunk.kind,
+                         np.array(chunk.time), np.array(chunk.mjd), value, error, colour, colour_error)

@@ -1,71 +1,80 @@
-"""One Kafka message value -> the QuestDB rows it becomes: (table, symbols, columns, timestamp µs)."""
+"""Decoded messages -> the QuestDB rows they become, as one pandas DataFrame per table (columns, no row loop).
+
+Every frame has a `ts` column (the designated timestamp, UTC); SYMBOLS names its symbol columns.
+"""
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
+import numpy as np
+import pandas as pd
+
+import schemas
 from flashes import topics
 from flashes.topics import catalogue_series
 from flashes.units import MCRAB_PER_UNIT
 
-Row = tuple[str, dict[str, str], dict[str, Any], int]
+SYMBOLS = {
+    "lightcurve": ["series", "source_id", "instrument", "band"],
+    "derived": ["series", "source_id", "kind"],
+    "relevance": ["series", "source_id", "kind", "model_version"],
+    "alerts": ["series", "source_id", "kind", "model_version"],
+    "deadletter": ["origin"],
+}
+TERMS = tuple(schemas.RelevanceTermColumns.model_fields)
 
 
-def _micros(iso: str) -> int:
-    dt = datetime.fromisoformat(iso.replace("Z", "+00:00"))
-    return int(dt.timestamp()) * 1_000_000 + dt.microsecond
+def _ts(micros: np.ndarray | list[int]) -> pd.DatetimeIndex:
+    return pd.to_datetime(np.asarray(micros, dtype=np.int64), unit="us", utc=True)
 
 
-def lightcurve_rows(v: dict) -> Iterator[Row]:
-    ts = _micros(v["time"])
-    series = catalogue_series(v["instrument"], v["source_id"])
-    fetched = _micros(v["provenance"]["fetched_at"])
-    for band, m in v["bands"].items():
-        factor = MCRAB_PER_UNIT.get((v["instrument"], band), float("nan"))
-        yield ("lightcurve",
-               {"series": series, "source_id": v["source_id"], "instrument": v["instrument"], "band": band},
-               {"mjd": v["mjd"], "flux": m["flux"], "error": m["error"], "flux_mcrab": m["flux"] * factor,
-                "error_mcrab": m["error"] * factor, "data_flag": v["flags"].get("data_flag", 0),
-                "url": v["provenance"]["url"], "fetched_at": fetched}, ts)
+def _at(t: datetime) -> pd.Timestamp:
+    return pd.Timestamp(t).tz_convert("UTC") if t.tzinfo else pd.Timestamp(t, tz="UTC")
 
 
-def derived_rows(v: dict) -> Iterator[Row]:
-    yield ("derived", {"series": catalogue_series(v["kind"], v["source_id"]), "source_id": v["source_id"],
-                       "kind": v["kind"]},
-           {"mjd": v["mjd"], "value": v["value"], "error": v["error"]}, _micros(v["time"]))
+def lightcurve_frame(c: schemas.LightcurveChunk) -> pd.DataFrame:
+    """One row per point and band (flux also in mCrab where the band has a Crab factor)."""
+    n, bands = c.count, c.bands
+    flux = np.concatenate([np.asarray(c.flux[b]) for b in bands])
+    error = np.concatenate([np.asarray(c.error[b]) for b in bands])
+    factor = np.repeat([MCRAB_PER_UNIT.get((c.instrument, b), np.nan) for b in bands], n)
+    return pd.DataFrame({
+        "ts": _ts(np.tile(c.time, len(bands))), "series": catalogue_series(c.instrument, c.source_id),
+        "source_id": c.source_id, "instrument": c.instrument, "band": np.repeat(bands, n).astype(object),
+        "mjd": np.tile(c.mjd, len(bands)), "flux": flux, "error": error, "flux_mcrab": flux * factor,
+        "error_mcrab": error * factor,
+        "data_flag": np.tile(c.flags.get("data_flag", np.zeros(n, np.int64)), len(bands)).astype(np.int64),
+        "url": c.provenance.url, "fetched_at": _at(c.provenance.fetched_at)})
 
 
-def term_columns(terms: dict) -> dict[str, float]:
-    return {f"{name}_term": value for name, value in terms.items()}
+def derived_frame(c: schemas.DerivedChunk) -> pd.DataFrame:
+    return pd.DataFrame({"ts": _ts(c.time), "series": catalogue_series(c.kind, c.source_id), "source_id": c.source_id,
+                         "kind": c.kind, "mjd": c.mjd, "value": c.value, "error": c.error})
 
 
-def relevance_rows(v: dict) -> Iterator[Row]:
-    t = v["terms"]
-    yield ("relevance", {"series": v["series"], "source_id": v["source_id"], "kind": v["kind"],
-                         "model_version": v["model_version"]},
-           {"mjd": v["mjd"], "value": v["value"], "error": v["error"], "relevance": v["relevance"],
-            **term_columns(t)}, _micros(v["time"]))
+def relevance_frame(c: schemas.RelevanceChunk) -> pd.DataFrame:
+    return pd.DataFrame({"ts": _ts(c.time), "series": c.series, "source_id": c.source_id, "kind": c.kind,
+                         "model_version": c.model_version, "mjd": c.mjd, "value": c.value, "error": c.error,
+                         "relevance": c.relevance, **{f"{name}_term": getattr(c.terms, name) for name in TERMS}})
 
 
-def alert_rows(v: dict) -> Iterator[Row]:
-    t = v["terms"]
-    yield ("alerts", {"series": v["series"], "source_id": v["source_id"], "kind": v["kind"],
-                      "model_version": v["model_version"]},
-           {"alert_id": v["alert_id"], "mjd": v["mjd"], "relevance": v["relevance"], **term_columns(t),
-            "reasons": ",".join(v["reasons"]), "explanation": v["explanation"]},
-           _micros(v["time"]))
+def alert_frame(a: schemas.Alert) -> pd.DataFrame:
+    return pd.DataFrame({"ts": [_at(a.time)], "alert_id": a.alert_id, "series": a.series, "source_id": a.source_id,
+                         "kind": a.kind, "model_version": a.model_version, "mjd": a.mjd, "relevance": a.relevance,
+                         **{f"{name}_term": getattr(a.terms, name) for name in TERMS},
+                         "reasons": ",".join(a.reasons), "explanation": a.explanation})
 
 
-def deadletter_rows(v: dict) -> Iterator[Row]:
-    yield ("deadletter", {"origin": v["origin"]},
-           {"reason": v["reason"], "payload": v["payload"], "url": v["url"]}, _micros(v["received_at"]))
+def deadletter_frame(d: schemas.DeadLetter) -> pd.DataFrame:
+    return pd.DataFrame({"ts": [_at(d.received_at)], "origin": d.origin, "reason": d.reason, "payload": d.payload,
+                         "url": d.url or ""})
 
 
-ROWS: dict[str, Callable[[dict], Iterator[Row]]] = {
-    topics.LIGHTCURVE.name: lightcurve_rows,
-    topics.DERIVED.name: derived_rows,
-    topics.RELEVANCE.name: relevance_rows,
-    topics.ALERTS.name: alert_rows,
-    topics.DEADLETTER.name: deadletter_rows,
+FRAMES: dict[str, tuple[str, Callable[..., pd.DataFrame]]] = {
+    topics.LIGHTCURVE.name: ("lightcurve", lightcurve_frame),
+    topics.DERIVED.name: ("derived", derived_frame),
+    topics.RELEVANCE.name: ("relevance", relevance_frame),
+    topics.ALERTS.name: ("alerts", alert_frame),
+    topics.DEADLETTER.name: ("deadletter", deadletter_frame),
 }

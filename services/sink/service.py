@@ -1,58 +1,55 @@
-"""The sink service: consume every data topic in batches, write them over ILP, then commit offsets.
+"""The sink service: consume every data topic in batches, write them over ILP as columns, then commit.
 
 Offsets are committed only after QuestDB accepted the batch, so a crash or a QuestDB outage
 replays the batch later (at-least-once); DEDUP UPSERT KEYS turn the replay into no new rows.
-A message that cannot be turned into rows goes to the dead-letter topic with the reason.
+A message that does not decode goes to the dead-letter topic with the reason.
 """
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
+from collections import defaultdict
 
+import pandas as pd
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from questdb import QuestDBError as IngressError, Sender, TimestampMicros
+from questdb import QuestDBError as IngressError, Sender
 
-from flashes import questdb
-from flashes.kafka import dead_letter, encode, ensure_topics, make_producer
+from flashes import questdb, topics
+from flashes.errors import DecodeError
+from flashes.kafka import dead_letter, ensure_topics, make_producer, send_dead_letter
 from flashes.settings import Settings
-from flashes import topics
-from services.sink.rows import ROWS
+from services.sink.rows import FRAMES, SYMBOLS
 
 log = logging.getLogger(__name__)
 GROUP = "flashes-sink"
+QUIET_S = 0.3
 
 
-def write_batch(sender: Sender, values: list[tuple[str, dict]]) -> list[tuple[str, str, str]]:
-    """Write the rows of a batch in one ILP request; returns (topic, value, reason) of unusable values."""
-    bad = []
-    for topic_name, value in values:
-        try:
-            rows = list(ROWS[topic_name](value))
-        except (KeyError, TypeError, ValueError) as exc:
-            bad.append((topic_name, json.dumps(value), f"cannot store: {type(exc).__name__}: {exc}"))
-            continue
-        for table, symbols, columns, ts in rows:
-            sender.row(table, symbols=symbols, columns={k: v for k, v in columns.items() if v is not None},
-                       at=TimestampMicros(ts))
+def write_frames(sender: Sender, frames: dict[str, list[pd.DataFrame]]) -> None:
+    """One ILP/HTTP request with every table's rows (QuestDB applies it per table)."""
+    for table, parts in frames.items():
+        sender.dataframe(pd.concat(parts, ignore_index=True), table_name=table, symbols=SYMBOLS[table], at="ts")
     sender.flush()
-    return bad
 
 
 async def collect(consumer: AIOKafkaConsumer, settings: Settings) -> list[tuple[TopicPartition, ConsumerRecord]]:
-    """Messages for one write: up to sink_batch_rows, gathered for at most sink_batch_s.
+    """Messages for one write: up to sink_batch_messages messages (chunks), gathered for at most sink_batch_s.
 
     Few large ILP transactions keep QuestDB's WAL apply (with out-of-order merges and dedup)
-    cheap; many small ones made QuestDB the bottleneck of the whole pipeline.
+    cheap; many small ones made QuestDB the bottleneck of the whole pipeline. A lone message
+    (a daily point) is written once nothing more arrives for QUIET_S.
     """
     out: list[tuple[TopicPartition, ConsumerRecord]] = []
     deadline = time.monotonic() + settings.sink_batch_s
-    while len(out) < settings.sink_batch_rows:
+    while len(out) < settings.sink_batch_messages:
         left = deadline - time.monotonic()
         if left <= 0:
             break
-        batches = await consumer.getmany(timeout_ms=int(left * 1000), max_records=settings.sink_batch_rows - len(out))
+        wait = left if not out else min(left, QUIET_S)
+        batches = await consumer.getmany(timeout_ms=int(wait * 1000), max_records=settings.sink_batch_messages - len(out))
+        if not batches and out:
+            break
         out += [(tp, m) for tp, messages in batches.items() for m in messages]
     return out
 
@@ -60,8 +57,9 @@ async def collect(consumer: AIOKafkaConsumer, settings: Settings) -> list[tuple[
 async def run_forever(settings: Settings) -> None:
     await ensure_topics(settings)
     questdb.ensure_tables(settings)
-    consumer = AIOKafkaConsumer(*ROWS, bootstrap_servers=settings.kafka_bootstrap, group_id=GROUP,
-                                enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=20_000)
+    consumer = AIOKafkaConsumer(*FRAMES, bootstrap_servers=settings.kafka_bootstrap, group_id=GROUP,
+                                enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=5_000,
+                                max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
     producer = make_producer(settings)
     sender = questdb.sender(settings)
     sender.establish()
@@ -69,17 +67,23 @@ async def run_forever(settings: Settings) -> None:
     await producer.start()
     try:
         while True:
-            values, unreadable = [], []
-            for tp, m in await collect(consumer, settings):
-                try:
-                    values.append((tp.topic, json.loads(m.value)))
-                except (TypeError, ValueError) as exc:
-                    unreadable.append((tp.topic, repr(m.value), f"not JSON: {exc}"))
-            if not values and not unreadable:
+            records = await collect(consumer, settings)
+            if not records:
                 continue
-            while True:
+            frames: dict[str, list[pd.DataFrame]] = defaultdict(list)
+            for tp, m in records:
+                table, frame = FRAMES[tp.topic]
                 try:
-                    bad = await asyncio.to_thread(write_batch, sender, values)
+                    frames[table].append(frame(topics.BY_NAME[tp.topic].decode(m.value)))
+                except DecodeError as exc:
+                    if tp.topic != topics.DEADLETTER.name:
+                        payload = (m.value or b"").decode("utf-8", errors="replace")
+                        await send_dead_letter(producer, dead_letter(f"sink:{tp.topic}", str(exc), payload))
+                    else:
+                        log.error("unreadable dead letter at %s offset %d: %s", tp, m.offset, exc)
+            while frames:
+                try:
+                    await asyncio.to_thread(write_frames, sender, frames)
                     break
                 except IngressError as exc:
                     log.error("QuestDB write failed, retrying in 2 s (nothing is lost): %s", exc)
@@ -87,11 +91,8 @@ async def run_forever(settings: Settings) -> None:
                     await asyncio.sleep(2)
                     sender = questdb.sender(settings)
                     sender.establish()
-            for topic_name, payload, reason in bad + unreadable:
-                if topic_name != topics.DEADLETTER.name:
-                    await producer.send(topics.DEADLETTER.name, encode(dead_letter(f"sink:{topic_name}", reason, payload)),
-                                        key=b"sink")
-            await consumer.commit()
+            await producer.flush()
+            await consumer.commit({tp: m.offset + 1 for tp, m in records})
     finally:
         sender.close(flush=False)
         await consumer.stop()

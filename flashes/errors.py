@@ -1,0 +1,22 @@
+"""Every error the project raises on purpose, in one place; each message says what went wrong."""
+from __future__ import annotations
+
+
+class FlashesError(RuntimeError):
+    """Base of the project's own errors."""
+
+
+class InfraError(FlashesError):
+    """Something the servers need is missing or they did not come up; the message says what."""
+
+
+class QuestDBError(FlashesError):
+    """QuestDB answered with an error or could not be reached; the message says which."""
+
+
+class FetchError(FlashesError):
+    """A provider file could not be downloaded; the message says why."""
+
+
+class DecodeError(FlashesError):
+    """A Kafka message does not match its topic's contract; the message is the reason (for the dead letter)."""
