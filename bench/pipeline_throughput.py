@@ -1,12 +1,36 @@
 """End-to-end throughput: fetch-parse -> Kafka -> derive -> relevance -> QuestDB, against direct ILP.
 
-Makes a provider mirror of K catalogue sources that have both MAXI and BAT (each gets one of the
-real sample MAXI files and its synthetic BAT partner), starts Kafka, QuestDB and the sink, derive
-and relevance services on free loopback ports, fetches everything, and times until every point
-is scored and stored and every consumer group has caught up. Then parses the same files and
-writes the same lightcurve rows straight into QuestDB over ILP/HTTP, for the ratio.
+Makes a provider mirror of N catalogue sources that have both MAXI and BAT (each gets one of the
+real sample MAXI files and its synthetic BAT partner), starts a private Kafka and QuestDB on free
+loopback ports and the sink, derive and K relevance services, waits until every consumer group
+has its members, then fetches everything in-process (`fetch_once`) and polls (every --poll-s)
+the consumer groups' committed offsets and QuestDB until the pipeline is done. Then it parses
+the same files and writes the same lightcurve rows straight into QuestDB, for the ratio.
 
-    .venv/bin/python bench/pipeline_throughput.py [--sources K]
+    .venv/bin/python bench/pipeline_throughput.py [--sources N] [--relevance-workers K]
+
+Figures (all rates in lightcurve points, the points the fetch published, so they compare):
+
+- points_per_s: points / (clock start -> the first poll at which every lightcurve point has its
+  relevance row visible in QuestDB, every consumer group (derive, relevance, sink) has committed
+  everything on its input topics, and QuestDB has applied every WAL transaction). The clock
+  starts just before fetch_once; the poll interval bounds the error (+0 .. +poll_s).
+- direct_points_per_s: points / (parse the files, make_chunks, lightcurve_frame, Sender.dataframe
+  into a copy of the lightcurve table, one flush per file, until QuestDB has applied the WAL).
+  direct_accepted_points_per_s stops the clock when the last flush is accepted instead.
+- ratio: points_per_s / direct_points_per_s.
+- fetch_points_per_s: points / duration of fetch_once (download, parse, diff, publish acked).
+- derive / relevance / sink_points_per_s: points / (clock start -> the first poll at which that
+  group had committed everything on its input topics, after its upstream had: fetch for derive,
+  derive for relevance, relevance for sink). The stages overlap, so these are completion rates,
+  non-increasing down the pipeline: a stage's figure is bounded by everything upstream, and the
+  first big drop from one stage to the next points at the slowest stage.
+- points_per_cpu_s: per stage, points / CPU seconds its process(es) used over the run
+  (/proc utime+stime; fetch: the bench's main thread). That is what the stage could sustain
+  with a core to itself; on a machine with fewer cores than busy processes (Kafka, QuestDB and
+  the services share them) the completion rates are lower. cpu_s also lists Kafka and QuestDB;
+  runqueue_wait_s is the time each process was runnable but waiting for a core (/proc schedstat),
+  i.e. how much of its wall time CPU contention took.
 """
 from __future__ import annotations
 
@@ -15,22 +39,33 @@ import asyncio
 import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from questdb import TimestampMicros
+import pandas as pd
 
 from flashes import catalogue, infra, mirror, observe, questdb, stack
+from flashes.kafka import ensure_topics
 from flashes.settings import PROJECT_ROOT, Settings
+from services.derive.app import Derive
 from services.fetcher.parsers import parse
-from services.fetcher.publish import encode_points
+from services.fetcher.publish import make_chunks
 from services.fetcher.service import fetch_once
-from services.sink.rows import lightcurve_rows
+from services.relevance.app import Relevance
+from services.sink.rows import FRAMES, SYMBOLS, lightcurve_frame
 
 SAMPLE = PROJECT_ROOT / "data" / "mirror"
+# Consumer group -> its input topics, as the services subscribe them.
+INPUTS = {"flashes-derive": tuple(t.name for t in Derive.inputs),
+          "flashes-relevance": tuple(t.name for t in Relevance.inputs),
+          "flashes-sink": tuple(FRAMES)}
+STAGES = (("derive", "flashes-derive"), ("relevance", "flashes-relevance"), ("sink", "flashes-sink"))
 
 
 def sample_pairs(settings: Settings) -> list[tuple[Path, Path]]:
@@ -46,73 +81,291 @@ def sample_pairs(settings: Settings) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def make_mirror(settings: Settings, served: Path, k: int) -> list[tuple[str, str, Path]]:
-    """(source id, instrument, file) for K sources, sample files copied under their provider paths."""
+def make_mirror(settings: Settings, served: Path, n: int) -> list[tuple[str, str, str, Path]]:
+    """(source id, instrument, data URL, file) for N sources, sample files copied under their provider paths."""
     pairs = sample_pairs(settings)
-    targets = [r for r in catalogue.load(settings) if r["maxi"] and r["swift"]][:k]
+    targets = [r for r in catalogue.load(settings) if r["maxi"] and r["swift"]][:n]
     files = []
     for i, rec in enumerate(targets):
         for inst, src in zip(("maxi", "swift"), pairs[i % len(pairs)]):
-            dest = served / "mirror" / inst / catalogue.path_below_base(settings, inst, rec[inst]["data_url"])
+            url = rec[inst]["data_url"]
+            dest = served / "mirror" / inst / catalogue.path_below_base(settings, inst, url)
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(src, dest)
-            files.append((rec["_id"], inst, dest))
+            files.append((rec["_id"], inst, url, dest))
     return files
 
 
-def direct_ilp(settings: Settings, files: list[tuple[str, str, Path]]) -> tuple[int, float]:
-    """Parse the files and write the lightcurve rows straight into a copy of the table; (points, seconds)."""
+def spawn_extra(service: str, label: str, log_dir: Path) -> subprocess.Popen:
+    """One more `flashes run SERVICE` process (as stack.spawn starts them), logging to log_dir/LABEL.log."""
+    exe = str(Path(sys.executable).parent / "flashes")
+    return subprocess.Popen([exe, "run", service], env=dict(os.environ), stdin=subprocess.DEVNULL,
+                            stdout=(log_dir / f"{label}.log").open("ab"), stderr=subprocess.STDOUT)
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (all its threads), in seconds; NaN if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def runqueue_wait_seconds(pid: int) -> float:
+    """Time the threads of a process spent runnable but waiting for a CPU (/proc schedstat), in seconds."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        try:
+            total += int(task.read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            pass
+    return total / 1e9
+
+
+async def group_members(settings: Settings, groups: list[str]) -> dict[str, int]:
+    """Members of each consumer group that are in a Stable state (0 while it rebalances)."""
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.errors import KafkaError
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        out = {}
+        for group in groups:
+            try:
+                descriptions = await admin.describe_consumer_groups([group])
+            except KafkaError:  # e.g. no coordinator yet while __consumer_offsets is being created
+                descriptions = []
+            for desc in descriptions:
+                for g in desc.groups:
+                    # (error_code, group_id, state, protocol_type, protocol, members[, authorized ops])
+                    out[g[1]] = len(g[5]) if g[2] == "Stable" else 0
+        return out
+    finally:
+        await admin.close()
+
+
+def wait_members(settings: Settings, expected: dict[str, int], processes: dict[str, subprocess.Popen]) -> None:
+    def ready() -> bool:
+        for name, proc in processes.items():
+            if proc.poll() is not None:
+                raise RuntimeError(f"service {name} exited with {proc.returncode} before the benchmark started")
+        members = asyncio.run(group_members(settings, list(expected)))
+        return all(members.get(g, 0) == n for g, n in expected.items())
+
+    observe.wait_until(ready, f"the consumer groups to have their members {expected}", 120, 0.5)
+
+
+class Poller(threading.Thread):
+    """Samples (time, lag per group, relevance rows of lightcurve series, WAL applied, CPU per process)."""
+
+    def __init__(self, settings: Settings, pids: dict[str, list[int]], every_s: float) -> None:
+        super().__init__(daemon=True)
+        self.settings, self.pids, self.every_s = settings, pids, every_s
+        self.samples: list[dict] = []
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+
+    def cpu(self) -> dict[str, float]:
+        return {name: sum(cpu_seconds(p) for p in pids) for name, pids in self.pids.items()}
+
+    def waits(self) -> dict[str, float]:
+        return {name: sum(runqueue_wait_seconds(p) for p in pids) for name, pids in self.pids.items()}
+
+    def run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
+            self.error = exc
+
+    async def _main(self) -> None:
+        async with observe.InputLag(self.settings) as lag:
+            while not self.stop.is_set():
+                began = time.perf_counter()
+                lags = await lag(INPUTS)
+                scored = questdb.query(self.settings, "SELECT count() n FROM relevance "
+                                                      "WHERE kind IN ('maxi', 'swift')")[0]["n"]
+                applied = questdb.wal_applied(self.settings)
+                self.samples.append({"t": time.perf_counter(), "took": time.perf_counter() - began, "lags": lags, "scored": scored, "applied": applied,
+                                     "cpu": self.cpu(), "wait": self.waits()})
+                await asyncio.sleep(self.every_s)
+
+
+def milestones(samples: list[dict], fetch_end: float, points: int) -> dict[str, float] | None:
+    """Perf-counter times at which each group caught up after its upstream, and the end; None if not yet."""
+    out: dict[str, float] = {}
+    after = fetch_end
+    for stage, group in STAGES:
+        hit = next((s for s in samples if s["t"] >= after and s["lags"][group] == 0), None)
+        if hit is None:
+            return None
+        out[stage] = after = hit["t"]
+    end = next((s for s in samples if s["t"] >= after and s["scored"] == points and s["applied"]
+                and all(v == 0 for v in s["lags"].values())), None)
+    if end is None:
+        return None
+    out["end"] = end["t"]
+    return out
+
+
+def table_applied(settings: Settings, table: str) -> bool:
+    rows = questdb.query(settings, f"SELECT writerTxn, sequencerTxn FROM wal_tables() WHERE name = '{table}'")
+    return bool(rows) and all(r["writerTxn"] == r["sequencerTxn"] for r in rows)
+
+
+def direct_ilp(settings: Settings, files: list[tuple[str, str, str, Path]]) -> tuple[int, float, float]:
+    """Parse the files and write the same lightcurve rows straight into a copy of the table.
+
+    (points, seconds until the last flush was accepted, seconds until QuestDB applied the WAL).
+    """
     questdb.query(settings, "CREATE TABLE IF NOT EXISTS bench_direct (LIKE lightcurve)")
-    start = time.perf_counter()
-    n = 0
     now = datetime.now(timezone.utc)
+    n = 0
+    start = time.perf_counter()
     with questdb.sender(settings) as sender:
-        for source_id, inst, path in files:
-            parsed = parse(inst, path.name, path.read_bytes())
-            for value in encode_points(parsed, np.ones(len(parsed), dtype=bool), source_id, inst, str(path), now):
-                n += 1
-                for _, symbols, columns, ts in lightcurve_rows(json.loads(value)):
-                    sender.row("bench_direct", symbols=symbols, columns=columns, at=TimestampMicros(ts))
+        for source_id, inst, url, path in files:
+            parsed = parse(inst, url, path.read_bytes())
+            chunks = make_chunks(parsed, np.ones(len(parsed), dtype=bool), source_id, inst, url, now)
+            frame = pd.concat([lightcurve_frame(c) for c in chunks], ignore_index=True)
+            sender.dataframe(frame, table_name="bench_direct", symbols=SYMBOLS["lightcurve"], at="ts")
             sender.flush()
-    return n, time.perf_counter() - start
+            n += sum(c.count for c in chunks)
+    accepted = time.perf_counter() - start
+    observe.wait_until(lambda: table_applied(settings, "bench_direct"), "bench_direct's WAL applied", 600, 0.05)
+    return n, accepted, time.perf_counter() - start
+
+
+def log_tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sources", type=int, default=12)
+    parser.add_argument("--sources", type=int, default=12, help="catalogue sources (MAXI + BAT each)")
+    parser.add_argument("--relevance-workers", type=int, default=1, help="relevance processes (group members)")
+    parser.add_argument("--poll-s", type=float, default=0.5, help="interval of the progress polls")
+    parser.add_argument("--timeout-s", type=float, default=3600.0)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, data)")
+    parser.add_argument("--timeline", action="store_true", help="print every progress sample")
     args = parser.parse_args()
+
     var = Path(tempfile.mkdtemp(prefix="flashes-bench-"))
     os.environ.update(infra.isolated_env(var))
     server, base = mirror.serve(var)
     os.environ.update(mirror.provider_env(f"{base}/mirror"))
     settings = Settings()
-    infra.start(settings)
-    processes = {}
+    logs = var / "logs"
+    processes: dict[str, subprocess.Popen] = {}
+    poller: Poller | None = None
+    ok = False
     try:
+        infra.start(settings)
         questdb.ensure_tables(settings)
+        asyncio.run(ensure_topics(settings))
         files = make_mirror(settings, var, args.sources)
-        sources = sorted({s for s, _, _ in files})
-        processes = stack.spawn(("sink", "derive", "relevance"), {}, var / "logs")
-        time.sleep(8)  # let the workers join their groups before the clock starts
+        sources = sorted({s for s, _, _, _ in files})
+        processes = stack.spawn(("sink", "derive", "relevance"), {}, logs)
+        for i in range(2, args.relevance_workers + 1):
+            processes[f"relevance-{i}"] = spawn_extra("relevance", f"relevance-{i}", logs)
+        wait_members(settings, {"flashes-sink": 1, "flashes-derive": 1,
+                                "flashes-relevance": args.relevance_workers}, processes)
+
+        server_pids = {name: int((var / f"{name}.pid").read_text()) for name in infra.SERVERS}
+        pids = {"derive": [processes["derive"].pid], "sink": [processes["sink"].pid],
+                "relevance": [p.pid for n, p in processes.items() if n.startswith("relevance")],
+                **{name: [pid] for name, pid in server_pids.items()}}
+        poller = Poller(settings, pids, args.poll_s)
+        cpu0, wait0 = poller.cpu(), poller.waits()
+        poller.start()
+
         start = time.perf_counter()
+        fetch_cpu0 = time.thread_time()
         report = asyncio.run(fetch_once(settings, sources, ["maxi", "swift"]))
-        observe.wait_until(lambda: sum(observe.series_counts(settings, "relevance", "WHERE kind IN ('maxi', 'swift')")
-                                       .values()) == report.points, "every point scored and stored", 1800)
-        observe.wait_drained(settings, ("flashes-sink", "flashes-derive", "flashes-relevance"))
-        elapsed = time.perf_counter() - start - 8  # wait_drained's two settling pauses are not work
-        derived = sum(observe.series_counts(settings, "derived").values())
-        direct_points, direct_s = direct_ilp(settings, files)
-        e2e, direct = report.points / elapsed, direct_points / direct_s
-        print(f"sources: {len(sources)}  lightcurve points: {report.points}  derived points: {derived}")
+        fetch_end = time.perf_counter()
+        fetch_cpu = time.thread_time() - fetch_cpu0
+        if report.errors:
+            raise RuntimeError(f"fetch errors: {report.errors}")
+        points = report.points
+
+        deadline = start + args.timeout_s
+        marks = None
+        while marks is None:
+            if poller.error:
+                raise poller.error
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"pipeline not done after {args.timeout_s:.0f} s; last sample "
+                                   f"{poller.samples[-1] if poller.samples else None}")
+            for name, proc in processes.items():
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited with {proc.returncode}:\n{log_tail(logs / f'{name}.log')}")
+            time.sleep(args.poll_s)
+            marks = milestones(list(poller.samples), fetch_end, points)
+        poller.stop.set()
+        poller.join()
+        end_sample = next(s for s in poller.samples if s["t"] == marks["end"])
+        cpu = {name: round(end_sample["cpu"][name] - cpu0[name], 2) for name in cpu0}
+        cpu["fetch"] = round(fetch_cpu, 2)
+        runq = {name: round(end_sample["wait"][name] - wait0[name], 2) for name in wait0}
+        elapsed = marks["end"] - start
+
+        derived = questdb.query(settings, "SELECT count() n FROM derived")[0]["n"]
+        direct_points, direct_accepted_s, direct_s = direct_ilp(settings, files)
+        e2e, direct = points / elapsed, direct_points / direct_s
+        stage_s = {"fetch": fetch_end - start, **{stage: marks[stage] - start for stage, _ in STAGES}}
+        figures = {
+            "sources": len(sources), "relevance_workers": args.relevance_workers, "points": points,
+            "derived_points": derived, "elapsed_s": round(elapsed, 2),
+            "points_per_s": round(e2e), "direct_points_per_s": round(direct),
+            "direct_accepted_points_per_s": round(direct_points / direct_accepted_s),
+            "ratio": round(e2e / direct, 4),
+            **{f"{stage}_points_per_s": round(points / s) for stage, s in stage_s.items()},
+            "stage_done_s": {stage: round(s, 2) for stage, s in stage_s.items()},
+            "cpu_s": cpu,
+            "runqueue_wait_s": runq,
+            "points_per_cpu_s": {stage: round(points / cpu[stage]) if cpu[stage] > 0 else None
+                                 for stage in ("fetch", "derive", "relevance", "sink")},
+            "poll_s": args.poll_s,
+        }
+        if args.timeline:
+            for smp in poller.samples:
+                print(f"t={smp['t'] - start:7.2f}s (poll {smp['took']:.2f}s) lag " +
+                      " ".join(f"{g.removeprefix('flashes-')}={v}" for g, v in smp["lags"].items()) +
+                      f" scored={smp['scored']} applied={smp['applied']} cpu " +
+                      " ".join(f"{k}={v - cpu0[k]:.1f}" for k, v in smp["cpu"].items()) + " runq " +
+                      " ".join(f"{k}={v - wait0[k]:.1f}" for k, v in smp["wait"].items()))
+        print(f"sources: {len(sources)}  lightcurve points: {points}  derived points: {derived}  "
+              f"relevance workers: {args.relevance_workers}")
         print(f"end to end (fetch-parse -> Kafka -> derive -> relevance -> QuestDB): {elapsed:.1f} s, "
               f"{e2e:,.0f} points/s")
-        print(f"parse + ILP straight into QuestDB: {direct_s:.1f} s, {direct:,.0f} points/s")
+        for stage, s in stage_s.items():
+            print(f"  {stage:<10} done at {s:6.1f} s  {points / s:>9,.0f} points/s   cpu {cpu[stage]:6.1f} s")
+        print(f"  kafka cpu {cpu['kafka']:.1f} s, questdb cpu {cpu['questdb']:.1f} s; waiting for a CPU "
+              "(runnable, s): " + ", ".join(f"{k} {v:.1f}" for k, v in runq.items()))
+        print(f"parse + ILP straight into QuestDB: {direct_s:.2f} s, {direct:,.0f} points/s "
+              f"(accepted after {direct_accepted_s:.2f} s)")
         print(f"ratio end-to-end / direct: {e2e / direct:.3f}")
+        print(json.dumps(figures), flush=True)
+        ok = True
     finally:
+        if poller is not None:
+            poller.stop.set()
+            poller.join(10)
         stack.terminate(processes)
         server.shutdown()
         infra.stop(settings)
-        shutil.rmtree(var, ignore_errors=True)
+        for name in processes:
+            text = (logs / f"{name}.log").read_text(errors="replace") if (logs / f"{name}.log").exists() else ""
+            if "Traceback" in text:
+                print(f"warning: {name} logged a traceback (see {logs / (name + '.log')})", file=sys.stderr)
+                ok = False
+        if ok and not args.keep:
+            shutil.rmtree(var, ignore_errors=True)
+        else:
+            print(f"kept {var}", file=sys.stderr)
 
 
 if __name__ == "__main__":

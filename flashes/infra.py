@@ -242,9 +242,9 @@ def start(settings: Settings, timeout_s: float = 90.0, servers: tuple[str, ...] 
         _wait(settings, name, plans[name].healthy, timeout_s)
 
 
-def stop(settings: Settings, timeout_s: float = 30.0) -> None:
+def stop(settings: Settings, timeout_s: float = 30.0, servers: tuple[str, ...] = SERVERS) -> None:
     """SIGTERM each server, wait for it to exit, SIGKILL only if it will not."""
-    for name in SERVERS:
+    for name in servers:
         pid = _running_pid(settings, name)
         if pid is None:
             continue

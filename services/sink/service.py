@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from questdb import QuestDBError as IngressError, Sender
 
 from flashes import questdb, topics
-from flashes.errors import DecodeError
+from flashes.errors import DecodeError, QuestDBError
 from flashes.kafka import dead_letter, ensure_topics, make_producer, send_dead_letter
 from flashes.settings import Settings
 from services.sink.rows import FRAMES, SYMBOLS
@@ -24,12 +24,18 @@ from services.sink.rows import FRAMES, SYMBOLS
 log = logging.getLogger(__name__)
 GROUP = "flashes-sink"
 QUIET_S = 0.3
+FLUSH_BYTES = 32 * 1024 * 1024  # QuestDB refuses ILP requests over 100 MB
+FRAMES_PER_CALL = 16
 
 
 def write_frames(sender: Sender, frames: dict[str, list[pd.DataFrame]]) -> None:
-    """One ILP/HTTP request with every table's rows (QuestDB applies it per table)."""
+    """Write every table's rows; one ILP/HTTP request (one transaction per table) per FLUSH_BYTES."""
     for table, parts in frames.items():
-        sender.dataframe(pd.concat(parts, ignore_index=True), table_name=table, symbols=SYMBOLS[table], at="ts")
+        for start in range(0, len(parts), FRAMES_PER_CALL):
+            sender.dataframe(pd.concat(parts[start:start + FRAMES_PER_CALL], ignore_index=True), table_name=table,
+                             symbols=SYMBOLS[table], at="ts")
+            if len(sender) > FLUSH_BYTES:
+                sender.flush()
     sender.flush()
 
 
@@ -56,13 +62,18 @@ async def collect(consumer: AIOKafkaConsumer, settings: Settings) -> list[tuple[
 
 async def run_forever(settings: Settings) -> None:
     await ensure_topics(settings)
-    questdb.ensure_tables(settings)
+    while True:
+        try:
+            questdb.ensure_tables(settings)
+            break
+        except QuestDBError as exc:
+            log.error("QuestDB not ready, retrying in 2 s: %s", exc)
+            await asyncio.sleep(2)
     consumer = AIOKafkaConsumer(*FRAMES, bootstrap_servers=settings.kafka_bootstrap, group_id=GROUP,
                                 enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=5_000,
                                 max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
     producer = make_producer(settings)
-    sender = questdb.sender(settings)
-    sender.establish()
+    sender: Sender | None = None  # connected at the first write, again after a failed one
     await consumer.start()
     await producer.start()
     try:
@@ -83,17 +94,21 @@ async def run_forever(settings: Settings) -> None:
                         log.error("unreadable dead letter at %s offset %d: %s", tp, m.offset, exc)
             while frames:
                 try:
+                    if sender is None:
+                        sender = questdb.sender(settings)
+                        sender.establish()
                     await asyncio.to_thread(write_frames, sender, frames)
                     break
                 except IngressError as exc:
                     log.error("QuestDB write failed, retrying in 2 s (nothing is lost): %s", exc)
-                    sender.close(flush=False)
+                    if sender:
+                        sender.close(flush=False)
+                    sender = None
                     await asyncio.sleep(2)
-                    sender = questdb.sender(settings)
-                    sender.establish()
             await producer.flush()
             await consumer.commit({tp: m.offset + 1 for tp, m in records})
     finally:
-        sender.close(flush=False)
+        if sender:
+            sender.close(flush=False)
         await consumer.stop()
         await producer.stop()

@@ -1,0 +1,45 @@
+"""The fault test N times: backlog waiting, random SIGKILLs, Kafka and QuestDB restarts (tests/faults.py).
+
+    .venv/bin/python bench/faults.py --runs 20 [--sources 14] [--kills 8]
+
+Prints one line per run, then, as its last line, one JSON object with `runs`, `lost`,
+`duplicated`, `mismatched` (summed over the runs) and the runs' details.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/ holds the harness
+
+from tests.faults import run  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--sources", type=int, default=15, help="catalogue sources (about 6,800 points each)")
+    parser.add_argument("--kills", type=int, default=8, help="random worker kills per run")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    results = []
+    for i in range(args.runs):
+        var = Path(tempfile.mkdtemp(prefix="flashes-faults-"))
+        try:
+            result = run(var / "var", sources=args.sources, kills=args.kills, seed=i)
+        finally:
+            shutil.rmtree(var, ignore_errors=True)
+        results.append(result)
+        print(f"run {i + 1}/{args.runs}: {result}", flush=True)
+    print(json.dumps({"runs": len(results), **{k: sum(r[k] for r in results) for k in ("lost", "duplicated", "mismatched")},
+                      "points_per_run": results[0]["points"] if results else 0,
+                      "kills": sum(r["kills"] for r in results), "details": results}))
+
+
+if __name__ == "__main__":
+    main()

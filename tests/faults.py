@@ -1,0 +1,243 @@
+"""The fault run: a backlog waiting, workers SIGKILLed at random, Kafka and QuestDB restarted.
+
+Used by tests/test_faults.py (one short run) and bench/faults.py (N runs).
+
+1. Real-shaped data: the sample's real MAXI files and their synthetic BAT partners, given to
+   `sources` catalogue sources that have both instruments, as the fetcher publishes them.
+2. The expected outcome is an uninterrupted in-process run of the same processor code (derive,
+   relevance, alerts) over the same chunks in the same order.
+3. The backlog is produced before any worker starts. Then derive, relevance, alerts and sink run
+   as processes; at random moments one of them is SIGKILLed (sometimes right after a start,
+   with the backlog still there) and restarted; for a while a second derive and a second
+   relevance worker run, so partitions move; Kafka is restarted once and QuestDB once. A worker
+   that exits on its own is restarted too (that is what a supervisor does).
+4. Afterwards every QuestDB table must hold exactly the expected keys, none twice; every
+   relevance value (in QuestDB and on the topic, duplicates included) must equal the
+   uninterrupted run's, and every expected alert must be there once.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import signal
+import subprocess
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+import schemas
+from flashes import catalogue, infra, observe, questdb, stack, topics
+from flashes.kafka import ensure_topics, make_producer
+from flashes.settings import PROJECT_ROOT, Settings
+from services.alerts.app import Alerts
+from services.derive.app import Derive, joinable_sources
+from services.fetcher.parsers import parse
+from services.fetcher.publish import make_chunks
+from services.relevance.app import Relevance
+from tests.kafka_helpers import read_topic
+
+log = logging.getLogger(__name__)
+SAMPLE = PROJECT_ROOT / "data" / "mirror"
+WORKERS = ("derive", "relevance", "alerts", "sink")
+EXTRA = ("derive", "relevance")  # run twice for part of the time
+
+
+@dataclass
+class Expected:
+    lightcurve: set[tuple[str, str, int]] = field(default_factory=set)  # series, band, time µs
+    derived: set[tuple[str, int]] = field(default_factory=set)
+    relevance: dict[tuple[str, int], float] = field(default_factory=dict)
+    alerts: set[str] = field(default_factory=set)
+
+
+def backlog(settings: Settings, sources: int) -> list[schemas.LightcurveChunk]:
+    """Chunks of real MAXI files and their synthetic BAT partners, given to `sources` catalogue sources."""
+    pairs = []
+    for rec in catalogue.load(settings):
+        if rec["maxi"] and rec["swift"]:
+            maxi_id = rec["maxi"]["provider_id"]
+            maxi = SAMPLE / "maxi" / "star_data" / maxi_id / f"{maxi_id}_g_lc_1day_all.dat"
+            bat = list(SAMPLE.glob(f"swift/results/transients/**/{rec['swift']['provider_id']}.lc.txt"))
+            if maxi.exists() and bat:
+                pairs.append((maxi, bat[0]))
+    targets = sorted(joinable_sources(settings))[:sources]
+    fetched = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    chunks = []
+    for i, source_id in enumerate(targets):
+        for instrument, path in zip(("maxi", "swift"), pairs[i % len(pairs)]):
+            parsed = parse(instrument, path.name, path.read_bytes())
+            chunks += make_chunks(parsed, np.ones(len(parsed), dtype=bool), source_id, instrument,
+                                  f"file://{path.name}", fetched)
+    return chunks
+
+
+def uninterrupted(settings: Settings, chunks: list[schemas.LightcurveChunk]) -> Expected:
+    """The outcome of one uninterrupted run of the processors' own code, in-process."""
+    derive, relevance, alerts = Derive(joinable_sources(settings)), Relevance(), Alerts(settings)
+    out = Expected()
+    for chunk in chunks:
+        for band in chunk.bands:
+            out.lightcurve |= {(topics.catalogue_series(chunk.instrument, chunk.source_id), band, t) for t in chunk.time}
+        derived = [o.value for o in derive.apply(chunk)]
+        for d in derived:
+            out.derived |= {(topics.catalogue_series(d.kind, d.source_id), t) for t in d.time}
+        for scored in (relevance.apply(c) for c in [chunk, *derived]):
+            for o in scored:
+                out.relevance.update(zip(((o.value.series, t) for t in o.value.time), o.value.relevance))
+                out.alerts |= {a.value.alert_id for a in alerts.apply(o.value)}
+    return out
+
+
+async def produce(settings: Settings, chunks: list[schemas.LightcurveChunk]) -> None:
+    await ensure_topics(settings)
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        futures = [await producer.send(topics.LIGHTCURVE.name, topics.LIGHTCURVE.encode(c), key=c.source_id.encode())
+                   for c in chunks]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+class Workers:
+    """The worker processes, by slot name ('derive', 'derive#2', …); restarts any that died."""
+
+    def __init__(self, env: dict[str, str], logs: Path) -> None:
+        self.env, self.logs = env, logs
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.kills = 0
+
+    def start(self, slot: str) -> None:
+        service = slot.split("#")[0]
+        self.procs[slot] = stack.spawn((service,), self.env, self.logs)[service]
+
+    def kill(self, slot: str) -> None:
+        proc = self.procs.get(slot)
+        if proc and proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            self.kills += 1
+
+    def supervise(self) -> None:
+        for slot, proc in list(self.procs.items()):
+            if proc.poll() is not None:
+                log.warning("%s exited (%s); restarting it", slot, proc.returncode)
+                self.start(slot)
+
+    def stop(self) -> None:
+        stack.terminate(self.procs)
+
+
+def stored(settings: Settings) -> dict[str, Counter]:
+    """Row keys of every table, counted (a key twice is a duplicate)."""
+    q = lambda sql: questdb.query(settings, sql, timeout_s=120)  # noqa: E731
+    lc = Counter((r["series"], r["band"], r["ts"]) for r in q("SELECT series, band, ts FROM lightcurve"))
+    dv = Counter((r["series"], r["ts"]) for r in q("SELECT series, ts FROM derived"))
+    rl = Counter((r["series"], r["ts"]) for r in q("SELECT series, ts FROM relevance"))
+    al = Counter(r["alert_id"] for r in q("SELECT alert_id FROM alerts"))
+    return {"lightcurve": lc, "derived": dv, "relevance": rl, "alerts": al}
+
+
+def _iso(micros: int) -> str:
+    return datetime.fromtimestamp(micros / 1e6, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def check(settings: Settings, expected: Expected) -> dict[str, int]:
+    """lost / duplicated / mismatched against the uninterrupted run (QuestDB and the relevance topic)."""
+    rows = stored(settings)
+    want = {"lightcurve": Counter((s, b, _iso(t)) for s, b, t in expected.lightcurve),
+            "derived": Counter((s, _iso(t)) for s, t in expected.derived),
+            "relevance": Counter((s, _iso(t)) for s, t in expected.relevance),
+            "alerts": Counter(expected.alerts)}
+    lost = sum(len(set(want[t]) - set(rows[t])) for t in want)
+    duplicated = sum(sum(n - 1 for n in rows[t].values() if n > 1) for t in want)
+    unexpected = sum(len(set(rows[t]) - set(want[t])) for t in want)
+    values = {(r["series"], r["ts"]): r["relevance"]
+              for r in questdb.query(settings, "SELECT series, ts, relevance FROM relevance", timeout_s=120)}
+    mismatched = unexpected + sum(1 for (s, t), r in expected.relevance.items()
+                                  if (s, _iso(t)) in values and abs(values[(s, _iso(t))] - r) > 1e-12)
+    for _, chunk in asyncio.run(read_topic(settings, topics.RELEVANCE.name, timeout_s=3.0)):
+        mismatched += sum(1 for t, r in zip(chunk["time"], chunk["relevance"])
+                          if expected.relevance.get((chunk["series"], t)) != r)  # bit-exact, duplicates included
+    return {"lost": lost, "duplicated": duplicated, "mismatched": mismatched}
+
+
+def complete(settings: Settings, expected: Expected) -> bool:
+    try:
+        counts = {t: questdb.query(settings, f"SELECT count() n FROM {t}")[0]["n"]
+                  for t in ("lightcurve", "derived", "relevance", "alerts")}
+        return (counts == {"lightcurve": len(expected.lightcurve), "derived": len(expected.derived),
+                           "relevance": len(expected.relevance), "alerts": len(expected.alerts)}
+                and asyncio.run(observe.group_lag(settings)) == 0 and questdb.wal_applied(settings))
+    except Exception:  # a server is restarting
+        return False
+
+
+def run(var: Path, sources: int = 15, kills: int = 8, seed: int | None = None,
+        timeout_s: float = 900.0) -> dict[str, int]:
+    """One fault run in a private stack under `var`; returns lost, duplicated, mismatched and what was done."""
+    rng = random.Random(seed)
+    env = infra.isolated_env(var)
+    settings = Settings(**{k.removeprefix("FLASHES_").lower(): v for k, v in env.items()})
+    var.mkdir(parents=True, exist_ok=True)
+    chunks = backlog(settings, sources)
+    expected = uninterrupted(settings, chunks)
+    infra.start(settings)
+    workers = Workers(env, var / "logs")
+    try:
+        questdb.ensure_tables(settings)
+        asyncio.run(produce(settings, chunks))  # the backlog waits before any worker starts
+        for slot in WORKERS:
+            workers.start(slot)
+        # The plan: kills at random moments (some right after a start), one Kafka and one QuestDB
+        # restart, and a second derive and relevance worker for part of the time.
+        events = [("kill", None)] * kills + [("kafka", None), ("questdb", None), ("extra-on", None),
+                                              ("extra-off", None)]
+        rng.shuffle(events)
+        if events.index(("extra-off", None)) < events.index(("extra-on", None)):
+            events.remove(("extra-off", None))
+            events.append(("extra-off", None))
+        started = time.monotonic()
+        for event, _ in events:
+            time.sleep(rng.uniform(0.5, 4.0))
+            workers.supervise()
+            if event == "kill":
+                slot = rng.choice(sorted(workers.procs))
+                workers.kill(slot)
+                time.sleep(rng.uniform(0.0, 2.0))
+                workers.start(slot)
+                if rng.random() < 0.5:  # and again right after its start, backlog still waiting
+                    time.sleep(rng.uniform(0.5, 3.0))
+                    workers.kill(slot)
+                    workers.start(slot)
+            elif event in ("kafka", "questdb"):
+                infra.stop(settings, servers=(event,))
+                time.sleep(rng.uniform(0.5, 3.0))
+                infra.start(settings, servers=(event,))
+            elif event == "extra-on":
+                for service in EXTRA:
+                    workers.start(f"{service}#2")
+            else:
+                for service in EXTRA:
+                    workers.kill(f"{service}#2")
+                    workers.procs.pop(f"{service}#2")
+        deadline = time.monotonic() + timeout_s
+        while not complete(settings, expected) and time.monotonic() < deadline:
+            workers.supervise()
+            time.sleep(2)
+        time.sleep(3)  # anything still arriving would show up as a duplicate
+        observe.wait_drained(settings, timeout_s=120)
+        result = check(settings, expected)
+        result.update(points=sum(c.count for c in chunks), kills=workers.kills,
+                      seconds=round(time.monotonic() - started))
+        return result
+    finally:
+        workers.stop()
+        infra.stop(settings)
