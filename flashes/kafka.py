@@ -1,12 +1,15 @@
 """Kafka plumbing shared by the services: topic creation, producers, encoding, the dead-letter path."""
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 import schemas
 from flashes import topics
@@ -17,6 +20,19 @@ log = logging.getLogger(__name__)
 # keeps them near one record per key and a restarting processor reads little.
 COMPACTED = {"cleanup.policy": "compact", "segment.bytes": str(16 * 1024 * 1024), "segment.ms": "600000",
              "min.cleanable.dirty.ratio": "0.1"}
+
+
+def run_restarting(name: str, main: Callable[[], Awaitable[None]], reset: Callable[[], None] = lambda: None) -> None:
+    """Run `main()` until it returns; after a Kafka failure (e.g. the broker restarting) `reset()` and start
+    over in 2 s, from the committed offsets and stored state, as a restarted process would."""
+    while True:
+        try:
+            asyncio.run(main())
+            return
+        except KafkaError:
+            log.exception("%s: Kafka failed; starting over in 2 s", name)
+            reset()
+            time.sleep(2)
 
 
 async def create_topics(settings: Settings, wanted: dict[str, tuple[int, bool]]) -> None:

@@ -24,20 +24,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
-from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from pydantic import BaseModel
 
 import schemas
 from flashes import topics
 from flashes.errors import DecodeError
-from flashes.kafka import dead_letter, ensure_topics, make_producer
+from flashes.kafka import dead_letter, ensure_topics, make_producer, run_restarting
 from flashes.settings import Settings
 from flashes.topics import TopicSpec
 
@@ -197,19 +196,14 @@ class Processor(ConsumerRebalanceListener):
                 log.warning("%s: commit after a rebalance refused (%s); the stored state covers it", self.name, exc)
 
     def serve(self) -> None:
-        """Run until SIGTERM/SIGINT; after a Kafka failure (e.g. the broker restarting) start over
-        from the state topic and the committed offsets, as a restarted process would."""
-        while True:
-            try:
-                asyncio.run(self.run())
-                return
-            except KafkaError:
-                log.exception("%s: Kafka failed; starting over from the stored state in 2 s", self.name)
-                for covered in self.covered.values():
-                    self.logic.forget(covered.by_key)
-                self.covered.clear()
-                self.lock = asyncio.Lock()
-                time.sleep(2)
+        """Run until SIGTERM/SIGINT, starting over from the stored state after a Kafka failure."""
+        run_restarting(self.name, self.run, self._reset)
+
+    def _reset(self) -> None:
+        for covered in self.covered.values():
+            self.logic.forget(covered.by_key)
+        self.covered.clear()
+        self.lock = asyncio.Lock()
 
     async def run(self) -> None:
         await ensure_topics(self.settings)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
+from flashes.kafka import run_restarting
 from flashes.settings import Settings
 
 SERVICES = ("fetcher", "derive", "relevance", "alerts", "sink", "api")
@@ -12,12 +13,11 @@ PIPELINE = tuple(s for s in SERVICES if s != "fetcher")  # what runs continuousl
 
 def run(name: str, settings: Settings) -> None:
     """Run one service in the foreground until SIGTERM/Ctrl-C."""
-    import asyncio
-
     if name in PROCESSORS:
         import_module(f"services.{name}.app").build(settings).serve()
     elif name in ("fetcher", "sink"):
-        asyncio.run(import_module(f"services.{name}.service").run_forever(settings))
+        main = import_module(f"services.{name}.service").run_forever
+        run_restarting(name, lambda: main(settings))
     elif name == "api":
         import uvicorn
 

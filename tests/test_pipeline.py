@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from flashes import questdb
+from flashes import questdb, topics
+from flashes.kafka import make_producer
 from flashes.settings import Settings
 from services.alerts.webhooks import SIGNATURE_HEADER, verify
 from services.fetcher.service import fetch_once
 from tests.conftest import BAD_LINES, SOURCES, data_rows, dump, maxi_path
-from flashes.observe import series_counts as counts, wait_drained
+from flashes.observe import series_counts as counts, wait_drained, wait_until
 from tests.kafka_helpers import read_topic
 
 
@@ -87,3 +88,40 @@ def test_replaying_the_sample_adds_no_rows(pipeline: Settings, webhook_receiver:
     wait_drained(pipeline)
     assert {t: counts(pipeline, t) for t in tables} == before
     assert len(webhook_receiver[1]) == alerts_before
+
+
+def test_undecodable_chunks_go_to_the_dead_letter_topic_with_the_reason_and_the_stream_goes_on(
+        pipeline: Settings, mirror_dir: Path) -> None:
+    bad_count = json.dumps({"version": 2, "source_id": "cirx-1", "instrument": "maxi", "bands": ["2-20"],
+                            "units": "photons/cm2/s", "provenance": {"url": "x", "fetched_at": "2026-01-01T00:00:00Z"},
+                            "first_mjd": 60000.5, "last_mjd": 60000.5, "count": 2, "time": [1], "mjd": [60000.5],
+                            "flux": {"2-20": [1.0]}, "error": {"2-20": [0.1]}}).encode()
+
+    async def send() -> None:
+        producer = make_producer(pipeline)
+        await producer.start()
+        for value in (b"{not json", bad_count):
+            await producer.send_and_wait(topics.LIGHTCURVE.name, value, key=b"cirx-1")
+        await producer.stop()
+
+    asyncio.run(send())
+
+    def letters() -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for key, v in asyncio.run(read_topic(pipeline, topics.DEADLETTER.name, timeout_s=1.0)):
+            if key.decode().endswith(topics.LIGHTCURVE.name):
+                out.setdefault(key.decode(), set()).add(v["reason"])
+        return out
+
+    wait_until(lambda: len(letters()) == 3, "derive, relevance and the sink to refuse both messages", 60)
+    for origin, reasons in letters().items():
+        assert len(reasons) == 2, (origin, reasons)
+        assert any("not JSON" in r for r in reasons)
+        assert any("column time has 1 values, the header says count=2" in r for r in reasons)
+    # ... and the stream goes on: the next day of Cir X-1 is scored and stored.
+    path = maxi_path(mirror_dir, "J1520-571")
+    day = data_rows(path)[-1][0] + 1
+    path.write_text(path.read_text() + f"{day:.6f} 0.5 0.05 0.2 0.03 0.2 0.03 0.1 0.02\r\n")
+    assert asyncio.run(fetch_once(pipeline, ["cirx-1"], ["maxi"])).points == 1
+    wait_until(lambda: questdb.query(pipeline, "SELECT count() n FROM relevance WHERE series = 'maxi_cirx-1' "
+                                               f"AND mjd = {day}")[0]["n"] == 1, "the next day's score", 60)

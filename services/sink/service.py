@@ -13,6 +13,7 @@ from collections import defaultdict
 
 import pandas as pd
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError
 from questdb import QuestDBError as IngressError, Sender
 
 from flashes import questdb, topics
@@ -106,7 +107,10 @@ async def run_forever(settings: Settings) -> None:
                     sender = None
                     await asyncio.sleep(2)
             await producer.flush()
-            await consumer.commit({tp: m.offset + 1 for tp, m in records})
+            try:
+                await consumer.commit({tp: m.offset + 1 for tp, m in records})
+            except CommitFailedError as exc:  # written already; the next owner rewrites the same rows
+                log.warning("commit after a rebalance refused (%s); the batch will be written again", exc)
     finally:
         if sender:
             sender.close(flush=False)
