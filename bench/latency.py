@@ -44,13 +44,14 @@ import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from benchkit import tidy
 from flashes import catalogue, infra, mirror, observe, questdb, stack, topics
 from flashes.kafka import ensure_topics
-from flashes.settings import PROJECT_ROOT, Settings
+from flashes.settings import Settings
 from flashes.topics import catalogue_series
 from services.alerts.app import Alerts
 from services.derive.app import Derive
-from services.fetcher.parsers import parse
+from flashes.parsers import parse
 from services.fetcher.service import fetch_once
 from services.relevance.app import Relevance
 from services.sink.rows import FRAMES
@@ -58,7 +59,7 @@ from services.sink.rows import FRAMES
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pipeline_throughput import log_tail, wait_members  # noqa: E402 - the sibling benchmark's helpers
 
-SAMPLE = PROJECT_ROOT / "data" / "mirror"
+
 # In pipeline order: a group's lag is read after its upstream's, so all zero in one poll means drained.
 INPUTS = {"flashes-derive": tuple(t.name for t in Derive.inputs),
           "flashes-relevance": tuple(t.name for t in Relevance.inputs),
@@ -212,7 +213,7 @@ def main() -> None:
         source, url = rec["_id"], rec["maxi"]["data_url"]
         path = folder / "maxi" / catalogue.path_below_base(settings, "maxi", url)
         path.parent.mkdir(parents=True)
-        shutil.copy(SAMPLE / "maxi" / "star_data" / args.maxi_id / path.name, path)
+        shutil.copy(stack.SAMPLE_MIRROR / "maxi" / "star_data" / args.maxi_id / path.name, path)
         maxi = MaxiFile(path)
         series = catalogue_series("maxi", source)
 
@@ -269,16 +270,7 @@ def main() -> None:
         server.shutdown()
         receiver.shutdown()
         infra.stop(settings)
-        for name in processes:
-            log = logs / f"{name}.log"
-            if log.exists() and "Traceback" in log.read_text(errors="replace"):
-                print(f"warning: {name} logged a traceback (see {log})", file=sys.stderr)
-                ok = False
-        if ok and not args.keep:
-            shutil.rmtree(var, ignore_errors=True)
-        else:
-            print(f"kept {var}", file=sys.stderr)
-
+        tidy(var, logs, processes, args.keep, ok)
 
 if __name__ == "__main__":
     main()

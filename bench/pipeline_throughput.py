@@ -29,8 +29,8 @@ Figures (all rates in lightcurve points, the points the fetch published, so they
   (/proc utime+stime; fetch: the bench's main thread). That is what the stage could sustain
   with a core to itself; on a machine with fewer cores than busy processes (Kafka, QuestDB and
   the services share them) the completion rates are lower. cpu_s also lists Kafka and QuestDB;
-  runqueue_wait_s is the time each process was runnable but waiting for a core (/proc schedstat),
-  i.e. how much of its wall time CPU contention took.
+  runqueue_wait_s is the time each process was runnable but waiting for a core (/proc schedstat,
+  summed over its threads, so a JVM's can exceed the wall time): what CPU contention cost it.
 """
 from __future__ import annotations
 
@@ -50,40 +50,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchkit import tidy
 from flashes import catalogue, infra, mirror, observe, questdb, stack
 from flashes.kafka import ensure_topics
-from flashes.settings import PROJECT_ROOT, Settings
-from services.derive.app import Derive
-from services.fetcher.parsers import parse
+from flashes.settings import Settings
+from flashes.parsers import parse
 from services.fetcher.publish import make_chunks
 from services.fetcher.service import fetch_once
-from services.relevance.app import Relevance
-from services.sink.rows import FRAMES, SYMBOLS, lightcurve_frame
+from services.sink.rows import SYMBOLS, lightcurve_frame
 
-SAMPLE = PROJECT_ROOT / "data" / "mirror"
-# Consumer group -> its input topics, as the services subscribe them.
-INPUTS = {"flashes-derive": tuple(t.name for t in Derive.inputs),
-          "flashes-relevance": tuple(t.name for t in Relevance.inputs),
-          "flashes-sink": tuple(FRAMES)}
 STAGES = (("derive", "flashes-derive"), ("relevance", "flashes-relevance"), ("sink", "flashes-sink"))
-
-
-def sample_pairs(settings: Settings) -> list[tuple[Path, Path]]:
-    """(MAXI file, BAT file) of every sample source that has both."""
-    pairs = []
-    for rec in catalogue.load(settings):
-        if rec["maxi"] and rec["swift"]:
-            maxi_id = rec["maxi"]["provider_id"]
-            maxi = SAMPLE / "maxi" / "star_data" / maxi_id / f"{maxi_id}_g_lc_1day_all.dat"
-            bat = list(SAMPLE.glob(f"swift/results/transients/**/{rec['swift']['provider_id']}.lc.txt"))
-            if maxi.exists() and bat:
-                pairs.append((maxi, bat[0]))
-    return pairs
 
 
 def make_mirror(settings: Settings, served: Path, n: int) -> list[tuple[str, str, str, Path]]:
     """(source id, instrument, data URL, file) for N sources, sample files copied under their provider paths."""
-    pairs = sample_pairs(settings)
+    pairs = stack.sample_pairs(settings)
     targets = [r for r in catalogue.load(settings) if r["maxi"] and r["swift"]][:n]
     files = []
     for i, rec in enumerate(targets):
@@ -183,7 +164,7 @@ class Poller(threading.Thread):
         async with observe.InputLag(self.settings) as lag:
             while not self.stop.is_set():
                 began = time.perf_counter()
-                lags = await lag(INPUTS)
+                lags = await lag({g: observe.group_inputs(self.settings)[g] for _, g in STAGES})
                 scored = questdb.query(self.settings, "SELECT count() n FROM relevance "
                                                       "WHERE kind IN ('maxi', 'swift')")[0]["n"]
                 applied = questdb.wal_applied(self.settings)
@@ -249,6 +230,7 @@ def main() -> None:
     parser.add_argument("--relevance-workers", type=int, default=1, help="relevance processes (group members)")
     parser.add_argument("--poll-s", type=float, default=0.5, help="interval of the progress polls")
     parser.add_argument("--timeout-s", type=float, default=3600.0)
+    parser.add_argument("--stall-s", type=float, default=120.0, help="give up after this long without progress")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, data)")
     parser.add_argument("--timeline", action="store_true", help="print every progress sample")
     args = parser.parse_args()
@@ -293,12 +275,22 @@ def main() -> None:
 
         deadline = start + args.timeout_s
         marks = None
+        progress, moved = None, time.perf_counter()
         while marks is None:
             if poller.error:
                 raise poller.error
             if time.perf_counter() > deadline:
                 raise TimeoutError(f"pipeline not done after {args.timeout_s:.0f} s; last sample "
                                    f"{poller.samples[-1] if poller.samples else None}")
+            if poller.samples:
+                last = poller.samples[-1]
+                if (last["lags"], last["scored"]) != progress:
+                    progress, moved = (last["lags"], last["scored"]), time.perf_counter()
+                elif time.perf_counter() - moved > args.stall_s:
+                    raise RuntimeError(
+                        f"no progress for {args.stall_s:.0f} s (lags {last['lags']}, {last['scored']} of {points} "
+                        "points scored in QuestDB); the services' last log lines:\n" +
+                        "\n".join(f"--- {name}\n{log_tail(logs / f'{name}.log', 5)}" for name in processes))
             for name, proc in processes.items():
                 if proc.poll() is not None:
                     raise RuntimeError(f"{name} exited with {proc.returncode}:\n{log_tail(logs / f'{name}.log')}")
@@ -328,7 +320,7 @@ def main() -> None:
             "runqueue_wait_s": runq,
             "points_per_cpu_s": {stage: round(points / cpu[stage]) if cpu[stage] > 0 else None
                                  for stage in ("fetch", "derive", "relevance", "sink")},
-            "poll_s": args.poll_s,
+            "poll_s": args.poll_s, "sink_batch_messages": settings.sink_batch_messages,
         }
         if args.timeline:
             for smp in poller.samples:
@@ -357,16 +349,7 @@ def main() -> None:
         stack.terminate(processes)
         server.shutdown()
         infra.stop(settings)
-        for name in processes:
-            text = (logs / f"{name}.log").read_text(errors="replace") if (logs / f"{name}.log").exists() else ""
-            if "Traceback" in text:
-                print(f"warning: {name} logged a traceback (see {logs / (name + '.log')})", file=sys.stderr)
-                ok = False
-        if ok and not args.keep:
-            shutil.rmtree(var, ignore_errors=True)
-        else:
-            print(f"kept {var}", file=sys.stderr)
-
+        tidy(var, logs, processes, args.keep, ok)
 
 if __name__ == "__main__":
     main()

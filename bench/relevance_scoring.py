@@ -24,7 +24,7 @@ import numpy as np
 import orjson
 
 from flashes.settings import PROJECT_ROOT, Settings
-from services.fetcher.parsers import parse
+from flashes.parsers import parse
 from services.relevance.evaluate import Series, find_series, formula_scores, series_arrays
 from services.relevance.model import SeriesModel
 

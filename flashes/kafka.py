@@ -58,9 +58,9 @@ async def ensure_topics(settings: Settings) -> None:
 
 
 def make_producer(settings: Settings) -> AIOKafkaProducer:
-    """Idempotent producer batching for throughput (linger, large batches, lz4 compression)."""
+    """Idempotent producer batching for throughput (linger, large batches, zstd: lz4 in aiokafka compresses at level 9 and cost a fifth of the processors CPU)."""
     return AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, enable_idempotence=True,
-                            linger_ms=20, max_batch_size=512 * 1024, compression_type="lz4",
+                            linger_ms=20, max_batch_size=512 * 1024, compression_type="zstd",
                             request_timeout_ms=60_000)
 
 

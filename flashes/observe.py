@@ -5,32 +5,29 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from flashes import questdb
+from flashes import questdb, topics
+from flashes.topics import BY_NAME
 from flashes.settings import Settings
 
-GROUPS = ("flashes-sink", "flashes-derive", "flashes-relevance", "flashes-alerts", "flashes-webhooks")
+def group_inputs(settings: Settings) -> dict[str, tuple[str, ...]]:
+    """Every consumer group of the services and the topics it consumes."""
+    inputs = {"flashes-sink": tuple(t.name for t in topics.STORED),
+              "flashes-derive": (topics.LIGHTCURVE.name,),
+              "flashes-relevance": (topics.LIGHTCURVE.name, topics.DERIVED.name),
+              "flashes-alerts": (topics.RELEVANCE.name,)}
+    if settings.webhooks:
+        inputs["flashes-webhooks"] = (topics.ALERTS.name,)
+    return inputs
 
 
-async def group_lag(settings: Settings, groups: tuple[str, ...] = GROUPS) -> int:
-    """Messages not yet committed by the consumer groups, summed over their partitions."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    await consumer.start()
-    try:
-        lag = 0
-        for group in groups:
-            offsets = await admin.list_consumer_group_offsets(group)
-            if offsets:
-                ends = await consumer.end_offsets(list(offsets))
-                lag += sum(ends[tp] - meta.offset for tp, meta in offsets.items())
-        return lag
-    finally:
-        await consumer.stop()
-        await admin.close()
+async def group_lag(settings: Settings, groups: tuple[str, ...] | None = None) -> int:
+    """Messages the consumer groups (default: all of group_inputs) have not committed yet, summed."""
+    inputs = group_inputs(settings)
+    async with InputLag(settings) as lag:
+        return sum((await lag({g: inputs[g] for g in groups or inputs})).values())
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 600.0, every_s: float = 1.0) -> None:
@@ -42,11 +39,11 @@ def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 600.
     raise TimeoutError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
-def wait_drained(settings: Settings, groups: tuple[str, ...] = GROUPS, timeout_s: float = 600.0) -> None:
+def wait_drained(settings: Settings, groups: tuple[str, ...] | None = None, timeout_s: float = 600.0) -> None:
     """Every consumer group has committed everything and QuestDB has applied every WAL transaction.
 
-    Checked twice, a Faust commit interval apart, so that output produced by the last committed
-    batch has been consumed too.
+    Checked three times, seconds apart: the groups are asked one after another, so output that a
+    later group produced after an earlier group was asked shows up in the next check.
     """
     def drained() -> bool:
         return asyncio.run(group_lag(settings, groups)) == 0 and questdb.wal_applied(settings)
@@ -86,10 +83,6 @@ class InputLag:
 
     async def __call__(self, inputs: dict[str, tuple[str, ...]]) -> dict[str, int]:
         """{group: lag} for {group: its input topic names} (partition counts from flashes.topics)."""
-        from aiokafka import TopicPartition
-
-        from flashes.topics import BY_NAME
-
         out = {}
         for group, names in inputs.items():
             tps = [TopicPartition(n, p) for n in names for p in range(BY_NAME[n].partitions)]

@@ -65,6 +65,7 @@ INSTRUMENTS = ("maxi", "swift", "fermi")
 ALL = (LIGHTCURVE, DERIVED, RELEVANCE, ALERTS, SUBSCRIPTIONS, DEADLETTER, FETCHSTATE, DERIVE_STATE,
        RELEVANCE_STATE, ALERTS_STATE)
 BY_NAME = {t.name: t for t in ALL}
+STORED = (LIGHTCURVE, DERIVED, RELEVANCE, ALERTS, DEADLETTER)  # what the sink writes into QuestDB
 
 
 def series_key(kind: str, source_id: str) -> str:

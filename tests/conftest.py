@@ -148,6 +148,5 @@ def pipeline(settings: Settings, mirror_dir: Path, webhook_receiver: tuple[str, 
     finally:
         stack.terminate(processes)
         server.shutdown()
-        for name in ("sink", "derive", "relevance", "alerts"):
-            log = (s.var_dir / "logs" / f"{name}.log").read_text()
-            assert "Traceback" not in log, f"{name} crashed:\n{log[-3000:]}"
+        dead = stack.crashed(s.var_dir / "logs", processes)
+        assert not dead, f"{dead} crashed: see {s.var_dir / 'logs'}"

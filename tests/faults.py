@@ -32,18 +32,17 @@ from pathlib import Path
 import numpy as np
 
 import schemas
-from flashes import catalogue, infra, observe, questdb, stack, topics
+from flashes import infra, observe, questdb, stack, topics
 from flashes.kafka import ensure_topics, make_producer
-from flashes.settings import PROJECT_ROOT, Settings
+from flashes.settings import Settings
 from services.alerts.app import Alerts
 from services.derive.app import Derive, joinable_sources
-from services.fetcher.parsers import parse
+from flashes.parsers import parse
 from services.fetcher.publish import make_chunks
 from services.relevance.app import Relevance
 from tests.kafka_helpers import read_topic
 
 log = logging.getLogger(__name__)
-SAMPLE = PROJECT_ROOT / "data" / "mirror"
 WORKERS = ("derive", "relevance", "alerts", "sink")
 EXTRA = ("derive", "relevance")  # run twice for part of the time
 
@@ -58,14 +57,7 @@ class Expected:
 
 def backlog(settings: Settings, sources: int) -> list[schemas.LightcurveChunk]:
     """Chunks of real MAXI files and their synthetic BAT partners, given to `sources` catalogue sources."""
-    pairs = []
-    for rec in catalogue.load(settings):
-        if rec["maxi"] and rec["swift"]:
-            maxi_id = rec["maxi"]["provider_id"]
-            maxi = SAMPLE / "maxi" / "star_data" / maxi_id / f"{maxi_id}_g_lc_1day_all.dat"
-            bat = list(SAMPLE.glob(f"swift/results/transients/**/{rec['swift']['provider_id']}.lc.txt"))
-            if maxi.exists() and bat:
-                pairs.append((maxi, bat[0]))
+    pairs = stack.sample_pairs(settings)
     targets = sorted(joinable_sources(settings))[:sources]
     fetched = datetime(2026, 1, 1, tzinfo=timezone.utc)
     chunks = []

@@ -21,6 +21,12 @@ def test_exported_json_schemas_match_the_models() -> None:
     assert exported == {p.name for p in rendered()}, "a schema without a topic (remove it) or a topic without one"
 
 
+def test_the_sink_stores_every_topic_it_is_said_to_store() -> None:
+    from services.sink.rows import FRAMES
+
+    assert set(FRAMES) == {t.name for t in topics.STORED}
+
+
 def test_every_topic_is_versioned_and_declared_once() -> None:
     names = [t.name for t in topics.ALL]
     assert len(names) == len(set(names)) and all(re.fullmatch(r"flashes\.[a-z.]+\.v\d+", n) for n in names)

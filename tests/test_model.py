@@ -13,8 +13,8 @@ import numpy as np
 import orjson
 import pytest
 
-from services.alerts import trigger
-from services.fetcher.parsers import parse
+from flashes import trigger
+from flashes.parsers import parse
 from services.relevance import model as model_module
 from services.relevance.evaluate import series_arrays
 from services.relevance.model import MODEL_VERSION, PARAMS, STATE_VERSION, Novelty, SeriesModel, calibrate

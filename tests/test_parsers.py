@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from services.fetcher.parsers import parse, parse_bat, parse_maxi
+from flashes.parsers import parse, parse_bat, parse_maxi
 
 DATA = Path(__file__).resolve().parent / "data" / "maxi"
 SAMPLE_BAT = Path(__file__).resolve().parent.parent / "data" / "mirror" / "swift" / "results" / "transients"

@@ -1,7 +1,7 @@
 """The alerts stream processor, and webhook delivery apart from it.
 
 An alert is raised when a series' relevance reaches the threshold after being below it, or
-when another alerting term crosses it while the relevance stays high (services/alerts/trigger.py):
+when another alerting term crosses it while the relevance stays high (flashes/trigger.py):
 one alert per episode and reason, not one per day of an outburst. Its id is the series and the
 point's time, so a batch replayed after a crash raises the same alerts with the same ids (the
 sink keeps one row per id). The trigger state of every series (the last score's snapshot) is in
@@ -25,7 +25,7 @@ from flashes.kafka import dead_letter, make_producer, send_dead_letter
 from flashes.processor import Output, Processor
 from flashes.settings import Settings
 from flashes.timeconv import mjd_to_datetime
-from services.alerts import trigger
+from flashes import trigger
 from services.alerts.webhooks import deliver
 
 log = logging.getLogger(__name__)

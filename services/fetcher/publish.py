@@ -17,7 +17,7 @@ from flashes.chunks import spans
 from flashes.kafka import dead_letter, send_dead_letter
 from flashes.timeconv import mjd_to_unix_us
 from flashes.units import UNITS
-from services.fetcher.parsers import ParsedLightcurve
+from flashes.parsers import ParsedLightcurve
 
 
 def make_chunks(parsed: ParsedLightcurve, rows: np.ndarray, source_id: str, instrument: str, url: str,

@@ -19,7 +19,7 @@ from flashes.settings import Settings
 from services.fetcher import state
 from flashes.errors import FetchError
 from services.fetcher.http import Provider
-from services.fetcher.parsers import parse
+from flashes.parsers import parse
 from services.fetcher.publish import publish
 
 log = logging.getLogger(__name__)

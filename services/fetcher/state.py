@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 import schemas
 from flashes import topics
 from flashes.settings import Settings
-from services.fetcher.parsers import ParsedLightcurve
+from flashes.parsers import ParsedLightcurve
 
 _PRIMES = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93,
                     0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53, 0x94D049BB133111EB, 0xBF58476D1CE4E5B9,

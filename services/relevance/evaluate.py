@@ -4,7 +4,7 @@ For every source with files in the mirror, each series is scored in time order (
 Methods:
 - `model`: the relevance service's scorer (`SeriesModel.score_chunk`, services/relevance/model.py),
   over the whole file as one chunk; its alerts are raised exactly as the alerts service raises
-  them (services/alerts/trigger.py);
+  them (flashes/trigger.py);
 - `formula`: the original FLASHES formula, an alert when it crosses the threshold from below;
 - `median_5sigma`: an alert when the flux crosses 5σ above the median of the previous 30 points,
   σ combining the point's error and the scatter (MAD) of those points.
@@ -33,8 +33,8 @@ import numpy as np
 from flashes import catalogue
 from flashes.settings import Settings
 from flashes.units import MAIN_BAND
-from services.alerts import trigger
-from services.fetcher.parsers import ParsedLightcurve, parse
+from flashes import trigger
+from flashes.parsers import ParsedLightcurve, parse
 from services.relevance import formula
 from services.relevance.model import SeriesModel
 from services.relevance.series import maxi_colour
