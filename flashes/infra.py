@@ -164,7 +164,9 @@ def _start_kafka(settings: Settings, java: str, jars: Path) -> None:
     classpath = ":".join(str(p) for p in sorted(jars.glob("*.jar")) if not p.name.startswith("questdb-"))
     base = [java, "-Xmx512m", "-cp", classpath, f"-Dkafka.logs.dir={home}"]
     if not (data / "meta.properties").exists():
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        cluster_id = "-"
+        while cluster_id.startswith("-"):  # the storage tool would take a leading '-' for an option
+            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         fmt = subprocess.run([*base, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
                              capture_output=True, text=True)
         if fmt.returncode != 0:
