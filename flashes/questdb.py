@@ -17,7 +17,7 @@ TABLES: dict[str, str] = {
     "lightcurve": """CREATE TABLE IF NOT EXISTS lightcurve (
         ts TIMESTAMP, series SYMBOL, source_id SYMBOL, instrument SYMBOL, band SYMBOL,
         mjd DOUBLE, flux DOUBLE, error DOUBLE, flux_mcrab DOUBLE, error_mcrab DOUBLE,
-        data_flag INT, url VARCHAR, fetched_at TIMESTAMP
+        data_flag INT, url SYMBOL, fetched_at TIMESTAMP
     ) TIMESTAMP(ts) PARTITION BY YEAR WAL DEDUP UPSERT KEYS(ts, series, band)""",
     "derived": """CREATE TABLE IF NOT EXISTS derived (
         ts TIMESTAMP, series SYMBOL, source_id SYMBOL, kind SYMBOL, mjd DOUBLE, value DOUBLE, error DOUBLE

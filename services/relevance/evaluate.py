@@ -108,10 +108,7 @@ def model_alerts(series: Series, threshold: float) -> list[float]:
 
 
 def formula_scores(series: Series) -> np.ndarray:
-    state = formula.SeriesState()
-    return np.array([formula.score(state, t, v, e, None if math.isnan(c) else (c, ce))[0]
-                     for t, v, e, c, ce in zip(series.mjd.tolist(), series.value.tolist(), series.error.tolist(),
-                                               series.colour.tolist(), series.colour_error.tolist())])
+    return formula.scores(series.mjd, series.value, series.error, series.colour, series.colour_error)
 
 
 def median_sigma_scores(series: Series) -> np.ndarray:

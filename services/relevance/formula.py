@@ -18,12 +18,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
+
 WEIGHTS = {"flux": 0.4, "trend": 0.4, "hardness": 0.2}
 HISTORY = 5
 
 
 def _clip01(x: float) -> float:
     return min(1.0, max(0.0, x)) if math.isfinite(x) else 0.0
+
+
+def _clip01_all(x: np.ndarray) -> np.ndarray:
+    return np.where(np.isfinite(x), np.minimum(1.0, np.maximum(0.0, x)), 0.0)
 
 
 def _usable(value: float, error: float) -> bool:
@@ -35,21 +41,38 @@ def _weighable(value: float, error: float) -> bool:
     return _usable(value, error) and error * error > 0
 
 
-def flux_term(value: float, error: float) -> float:
-    return _clip01((value / error - 3.0) / 17.0) if _usable(value, error) else 0.0
+def flux_terms(value: np.ndarray, error: np.ndarray) -> np.ndarray:
+    """The flux term of every point."""
+    usable = np.isfinite(value) & np.isfinite(error) & (error > 0)
+    with np.errstate(all="ignore"):
+        return np.where(usable, _clip01_all((value / error - 3.0) / 17.0), 0.0)
 
 
-def trend_term(mjd: list[float], value: list[float], error: list[float]) -> float:
-    pts = [(t, y, 1.0 / (e * e)) for t, y, e in zip(mjd, value, error) if _weighable(y, e)]
-    if len(pts) < 3:
-        return 0.0
-    sw = sum(w for _, _, w in pts)
-    t_mean = sum(w * t for t, _, w in pts) / sw
-    sxx = sum(w * (t - t_mean) ** 2 for t, _, w in pts)
-    if sxx <= 0:
-        return 0.0
-    slope = sum(w * (t - t_mean) * y for t, y, w in pts) / sxx
-    return _clip01(slope * math.sqrt(sxx) / 10.0)  # slope / σ_slope, σ_slope = 1/sqrt(Σw (t-t̄)²)
+def _sum(columns: np.ndarray) -> np.ndarray:
+    """Row sums added left to right (as a Python sum over the window would), not numpy's pairwise order."""
+    total = np.zeros(len(columns))
+    for k in range(columns.shape[1]):
+        total = total + columns[:, k]
+    return total
+
+
+def trend_terms(mjd: np.ndarray, value: np.ndarray, error: np.ndarray, start: int = 0) -> np.ndarray:
+    """The trend term of every point from index `start` on, each over itself and up to HISTORY − 1 points before it."""
+    pad = HISTORY - 1
+    t, y = (np.concatenate([np.zeros(pad), np.asarray(a, dtype=np.float64)]) for a in (mjd, value))
+    e = np.concatenate([np.full(pad, np.nan), np.asarray(error, dtype=np.float64)])
+    with np.errstate(all="ignore"):
+        ok = np.isfinite(y) & np.isfinite(e) & (e > 0) & (e * e > 0)
+        rows = np.arange(start, len(t) - pad)[:, None] + np.arange(HISTORY)[None, :]
+        good = ok[rows]
+        w = np.where(good, 1.0 / (e[rows] * e[rows]), 0.0)
+        t, y = np.where(good, t[rows], 0.0), np.where(good, y[rows], 0.0)
+        t_mean = _sum(w * t) / _sum(w)
+        d = t - t_mean[:, None]
+        sxx = _sum(w * (d * d))
+        slope = _sum(w * d * y) / sxx
+        trend = _clip01_all(slope * np.sqrt(sxx) / 10.0)  # slope / σ_slope, σ_slope = 1/sqrt(Σw (t-t̄)²)
+    return np.where((good.sum(axis=1) >= 3) & (sxx > 0), trend, 0.0)
 
 
 def hardness_term(previous: list[tuple[float, float]], colour: tuple[float, float] | None) -> float:
@@ -63,28 +86,23 @@ def hardness_term(previous: list[tuple[float, float]], colour: tuple[float, floa
 
 
 @dataclass
-class SeriesState:
-    """The last points of one series: all the formula needs (its model's state stores them, model.py)."""
+class Recent:
+    """The last HISTORY points of one series: what its trend term needs (its model's state stores them, model.py)."""
 
     mjd: list[float] = field(default_factory=list)
     value: list[float] = field(default_factory=list)
     error: list[float] = field(default_factory=list)
-    colour: list[tuple[float, float] | None] = field(default_factory=list)
-
-    def push(self, mjd: float, value: float, error: float, colour: tuple[float, float] | None) -> None:
-        for seq, item in ((self.mjd, mjd), (self.value, value), (self.error, error), (self.colour, colour)):
-            seq.append(item)
-            del seq[:-HISTORY]
 
 
-def score(state: SeriesState, mjd: float, value: float, error: float,
-          colour: tuple[float, float] | None) -> tuple[float, dict[str, float]]:
-    """Relevance of a new point given the series state; pushes the point onto the state."""
-    previous_colours = [c for c in state.colour if c is not None]
-    state.push(mjd, value, error, colour)
-    terms = {
-        "flux": flux_term(value, error),
-        "trend": trend_term(state.mjd, state.value, state.error),
-        "hardness": hardness_term(previous_colours, colour),
-    }
-    return _clip01(sum(WEIGHTS[k] * v for k, v in terms.items())), terms
+def scores(mjd: np.ndarray, value: np.ndarray, error: np.ndarray, colour: np.ndarray,
+           colour_error: np.ndarray) -> np.ndarray:
+    """The whole formula over one series in time order (`flashes evaluate`'s baseline); colour NaN where none."""
+    hardness, window = [], []  # window: the colours of the last HISTORY points, None where a point has none
+    for c, ce in zip(colour.tolist(), colour_error.tolist()):
+        now = None if math.isnan(c) else (c, ce)
+        hardness.append(hardness_term([x for x in window if x is not None], now))
+        window.append(now)
+        del window[:-HISTORY]
+    terms = {"flux": flux_terms(value, error), "trend": trend_terms(mjd, value, error),
+             "hardness": np.array(hardness, dtype=np.float64)}
+    return _clip01_all(sum(WEIGHTS[k] * v for k, v in terms.items()))

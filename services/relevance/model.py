@@ -333,7 +333,7 @@ class SeriesModel:
     params: Params = PARAMS
     flux: Novelty | None = None
     colour: Novelty | None = None
-    recent: formula.SeriesState = field(default_factory=formula.SeriesState)
+    recent: formula.Recent = field(default_factory=formula.Recent)
 
     def __post_init__(self) -> None:
         p = self.params
@@ -384,7 +384,7 @@ class SeriesModel:
             model = SeriesModel()
             model.flux.load_state(d["flux"])
             model.colour.load_state(d["colour"])
-            model.recent = formula.SeriesState(mjd, value, error, [None] * len(mjd))
+            model.recent = formula.Recent(mjd, value, error)
             return model
         except Exception as exc:  # noqa: BLE001 - whatever the data, the series carries on from the prior
             log.warning("unreadable %s state (%s: %.200s): this series starts from the prior",
@@ -417,9 +417,7 @@ class SeriesModel:
         size = len(columns[0])
         if any(c.shape != (size,) for c in columns):
             raise ValueError("score_chunk needs five 1-d arrays of one length")
-        p, recent = self.params, self.recent
-        flux_term, trend_term, push = formula.flux_term, formula.trend_term, recent.push
-        recent_mjd, recent_value, recent_error = recent.mjd, recent.value, recent.error
+        p = self.params
         flux_evidence = self.flux.evidence if kind != "hardness" else None
         colour_evidence, largest = self._colour_evidence, LARGEST
         quiet = calibrate(0.0, p)
@@ -428,16 +426,11 @@ class SeriesModel:
         relevance: list[float] = []
         models: list[float] = []
         hardnesses: list[float] = []
-        fluxes: list[float] = []
-        trends: list[float] = []
         for i, (t, v, e, c, ce) in enumerate(zip(*(col.tolist() for col in columns))):
             if not last < t < largest:
                 continue
             last = t
             kept.append(i)
-            push(t, v, e, None)  # the flux and trend terms need no colour
-            fluxes.append(flux_term(v, e))
-            trends.append(trend_term(recent_mjd, recent_value, recent_error))
             usable = -largest < v < largest and 0.0 <= e < largest  # _usable, and no overflow
             evidence = flux_evidence(v, e, t, True) if flux_evidence and usable else 0.0
             model = calibrate(evidence, p) if evidence else quiet
@@ -448,6 +441,14 @@ class SeriesModel:
             relevance.append(1.0 - (1.0 - model) * (1.0 - hardness))
         keep = np.zeros(size, dtype=bool)
         keep[kept] = True
-        terms = {"model": models, "hardness": hardnesses, "flux": fluxes, "trend": trends}
+        # The original formula's flux and trend terms, for the whole chunk at once (context only).
+        mjd, value, error = (column[keep] for column in columns[:3])
+        r = self.recent
+        history = len(r.mjd)
+        recent = [np.concatenate([np.asarray(old, dtype=np.float64), new])
+                  for old, new in ((r.mjd, mjd), (r.value, value), (r.error, error))]
+        trends = formula.trend_terms(*recent, start=history)
+        self.recent = formula.Recent(*(column[-formula.HISTORY:].tolist() for column in recent))
+        terms = {"model": models, "hardness": hardnesses, "flux": formula.flux_terms(value, error), "trend": trends}
         return ChunkScores(keep, np.array(relevance, dtype=np.float64),
                            {name: np.array(column, dtype=np.float64) for name, column in terms.items()})

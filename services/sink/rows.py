@@ -16,7 +16,7 @@ from flashes.topics import catalogue_series
 from flashes.units import MCRAB_PER_UNIT
 
 SYMBOLS = {
-    "lightcurve": ["series", "source_id", "instrument", "band"],
+    "lightcurve": ["series", "source_id", "instrument", "band", "url"],
     "derived": ["series", "source_id", "kind"],
     "relevance": ["series", "source_id", "kind", "model_version"],
     "alerts": ["series", "source_id", "kind", "model_version"],
