@@ -18,5 +18,9 @@ class FetchError(FlashesError):
     """A provider file could not be downloaded; the message says why."""
 
 
+class StateRestoreError(FlashesError):
+    """A stream processor could not read back its state; it starts over rather than go on without it."""
+
+
 class DecodeError(FlashesError):
     """A Kafka message does not match its topic's contract; the message is the reason (for the dead letter)."""

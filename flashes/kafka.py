@@ -13,6 +13,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 import schemas
 from flashes import topics
+from flashes.errors import StateRestoreError
 from flashes.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ def run_restarting(name: str, main: Callable[[], Awaitable[None]], reset: Callab
         try:
             asyncio.run(main())
             return
-        except KafkaError:
+        except (KafkaError, StateRestoreError):
             log.exception("%s: Kafka failed; starting over in 2 s", name)
             reset()
             time.sleep(2)
@@ -64,10 +65,13 @@ def make_producer(settings: Settings) -> AIOKafkaProducer:
                             request_timeout_ms=60_000)
 
 
-def dead_letter(origin: str, reason: str, payload: str, url: str | None = None) -> schemas.DeadLetter:
+def dead_letter(origin: str, reason: str, payload: str, url: str | None = None,
+                at_ms: int | None = None) -> schemas.DeadLetter:
+    """A rejected input with the reason; `at_ms`, the rejected Kafka record's timestamp, makes the letter
+    of a replayed record the same letter (the deadletter table keys on time, origin and payload)."""
     log.warning("dead letter from %s: %s", origin, reason)
-    return schemas.DeadLetter(origin=origin, reason=reason, payload=payload[:100_000], url=url,
-                              received_at=datetime.now(timezone.utc))
+    received = datetime.fromtimestamp(at_ms / 1000, timezone.utc) if at_ms is not None else datetime.now(timezone.utc)
+    return schemas.DeadLetter(origin=origin, reason=reason, payload=payload[:100_000], url=url, received_at=received)
 
 
 async def send_dead_letter(producer: AIOKafkaProducer, letter: schemas.DeadLetter) -> None:

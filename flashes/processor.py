@@ -35,7 +35,7 @@ from pydantic import BaseModel
 
 import schemas
 from flashes import topics
-from flashes.errors import DecodeError
+from flashes.errors import DecodeError, StateRestoreError
 from flashes.kafka import dead_letter, ensure_topics, make_producer, run_restarting
 from flashes.settings import Settings
 from flashes.topics import TopicSpec
@@ -93,6 +93,7 @@ class Processor(ConsumerRebalanceListener):
         self.lock = asyncio.Lock()
         self.covered: dict[TopicPartition, _Covered] = {}
         self.consumer: AIOKafkaConsumer | None = None
+        self.failure: StateRestoreError | None = None
 
     # -- rebalance -------------------------------------------------------------------------
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
@@ -103,15 +104,23 @@ class Processor(ConsumerRebalanceListener):
                     self.logic.forget(gone.by_key)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        async with self.lock:
-            for tp in assigned:
-                self.covered.setdefault(tp, _Covered())
-            await self._restore({tp.partition for tp in assigned})
+        """Restore the state of the new partitions; they are processed only once that succeeded.
 
-    async def _restore(self, partitions: set[int]) -> None:
-        """Read the state topic's `partitions` to their end; the newest record per key wins."""
+        aiokafka only logs an error raised here, so a failed restore is kept and raised by the
+        batch loop: the processor then starts over (run_restarting) instead of going on without state.
+        """
+        async with self.lock:
+            try:
+                self.covered.update(await self._restore(assigned))
+            except Exception as exc:  # noqa: BLE001 - re-raised by the batch loop
+                self.failure = StateRestoreError(f"{self.name}: restoring the state of {sorted(assigned)} failed: {exc!r}")
+
+    async def _restore(self, assigned: set[TopicPartition]) -> dict[TopicPartition, _Covered]:
+        """Read the state topic's partitions of `assigned` to their end (the newest record per key wins)."""
+        covered = {tp: _Covered() for tp in assigned}
+        partitions = {tp.partition for tp in assigned}
         if not partitions:
-            return
+            return covered
         spec = self.logic.state
         reader = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, group_id=None,
                                   enable_auto_commit=False, max_partition_fetch_bytes=8 * 1024 * 1024)
@@ -141,11 +150,12 @@ class Processor(ConsumerRebalanceListener):
                 log.error("%s: state of %s unreadable, that key starts afresh: %s", self.name, key, exc)
                 continue
             tp = TopicPartition(state.topic, state.partition)
-            if tp in self.covered:
-                self.covered[tp].by_key[state.key] = state.offset
+            if tp in covered:
+                covered[tp].by_key[state.key] = state.offset
                 self.logic.restore(state)
                 restored += 1
         log.info("%s: restored the state of %d keys from partitions %s", self.name, restored, sorted(partitions))
+        return covered
 
     # -- processing ------------------------------------------------------------------------
     def _apply(self, tp: TopicPartition, records: list) -> tuple[list[Output], dict[str, int]]:
@@ -161,9 +171,10 @@ class Processor(ConsumerRebalanceListener):
                 if r.offset < covered.get(key, 0):
                     continue  # this key's stored state already includes it
                 outputs += self.logic.apply(value)
-            except (DecodeError, ValueError) as exc:
+            except Exception as exc:  # noqa: BLE001 - a message that cannot be processed must not stop the others
+                reason = str(exc) if isinstance(exc, DecodeError) else f"cannot process: {type(exc).__name__}: {exc}"
                 payload = (r.value or b"").decode("utf-8", errors="replace")
-                letter = dead_letter(f"{self.name}:{tp.topic}", str(exc), payload)
+                letter = dead_letter(f"{self.name}:{tp.topic}", reason, payload, at_ms=r.timestamp)
                 outputs.append(Output(topics.DEADLETTER, letter.origin, letter))
                 continue
             touched[key] = covered[key] = r.offset + 1
@@ -203,6 +214,7 @@ class Processor(ConsumerRebalanceListener):
         for covered in self.covered.values():
             self.logic.forget(covered.by_key)
         self.covered.clear()
+        self.failure = None
         self.lock = asyncio.Lock()
 
     async def run(self) -> None:
@@ -228,10 +240,17 @@ class Processor(ConsumerRebalanceListener):
         try:
             while True:
                 fetch = asyncio.ensure_future(self.consumer.getmany(timeout_ms=500, max_records=self.max_records))
-                await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({fetch, stopping, *([companion] if companion else [])},
+                                   return_when=asyncio.FIRST_COMPLETED)
                 if stopping.done():  # a fetched batch is left uncommitted: the next owner takes it
                     fetch.cancel()
                     break
+                if companion and companion.done():
+                    companion.result()  # its error (Kafka's) starts the service over
+                    companion = None  # it had nothing to do
+                if self.failure:
+                    fetch.cancel()
+                    raise self.failure
                 batches = fetch.result()
                 if batches:
                     async with self.lock:

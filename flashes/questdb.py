@@ -34,7 +34,7 @@ TABLES: dict[str, str] = {
     ) TIMESTAMP(ts) PARTITION BY YEAR WAL DEDUP UPSERT KEYS(ts, alert_id)""",
     "deadletter": """CREATE TABLE IF NOT EXISTS deadletter (
         ts TIMESTAMP, origin SYMBOL, reason VARCHAR, payload VARCHAR, url VARCHAR
-    ) TIMESTAMP(ts) PARTITION BY MONTH WAL DEDUP UPSERT KEYS(ts, origin)""",
+    ) TIMESTAMP(ts) PARTITION BY MONTH WAL DEDUP UPSERT KEYS(ts, origin, payload)""",
 }
 
 

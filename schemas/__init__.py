@@ -16,16 +16,19 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from flashes.timeconv import SECONDS_PER_DAY, UNIX_EPOCH_MJD
+
 Instrument = Literal["maxi", "swift", "fermi"]
 DerivedKind = Literal["hardness", "combined"]
 SeriesKind = Literal["maxi", "swift", "fermi", "hardness", "combined"]
 
 
 class Contract(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 MAX_CHUNK_POINTS = 4096
+LAST_TIME_US = 253_402_300_800_000_000  # 10000-01-01: QuestDB's last timestamp
 MAX_CHUNK_BYTES = 512 * 1024
 
 
@@ -46,7 +49,7 @@ class Chunk(Contract):
     first_mjd: float
     last_mjd: float
     count: int = Field(ge=1, le=MAX_CHUNK_POINTS)
-    time: list[int] = Field(description="bin times, microseconds since 1970-01-01T00:00:00 UTC")
+    time: list[int] = Field(description="bin times, microseconds since 1970-01-01T00:00:00 UTC (until 9999)")
     mjd: list[float] = Field(description="bin times as MJD (UTC), strictly increasing")
 
     def _columns(self) -> dict[str, list]:
@@ -62,6 +65,9 @@ class Chunk(Contract):
                              f"({self.mjd[0]}..{self.mjd[-1]})")
         if any(b <= a for a, b in zip(self.mjd, self.mjd[1:])):
             raise ValueError("mjd is not strictly increasing")
+        for t, mjd in zip(self.time, self.mjd):
+            if not (0 <= t < LAST_TIME_US and abs(t - (mjd - UNIX_EPOCH_MJD) * SECONDS_PER_DAY * 1e6) <= 1e6):
+                raise ValueError(f"time {t} is not the mjd {mjd} (µs since 1970, before 9999) or out of range")
         return self
 
 

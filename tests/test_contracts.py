@@ -21,6 +21,24 @@ def test_exported_json_schemas_match_the_models() -> None:
     assert exported == {p.name for p in rendered()}, "a schema without a topic (remove it) or a topic without one"
 
 
+def test_a_chunk_with_infinities_or_times_that_are_not_its_mjds_does_not_decode() -> None:
+    import orjson
+
+    from flashes.errors import DecodeError
+
+    good = {"version": 2, "source_id": "gx339-4", "instrument": "maxi", "bands": ["2-20"], "units": "u",
+            "provenance": {"url": "x", "fetched_at": "2026-01-01T00:00:00Z"}, "first_mjd": 58000.5,
+            "last_mjd": 58000.5, "count": 1, "time": [1504526400000000], "mjd": [58000.5],
+            "flux": {"2-20": [1.0]}, "error": {"2-20": [0.1]}}
+    assert topics.LIGHTCURVE.decode(orjson.dumps(good)).time == [1504526400000000]  # MJD 58000.5 = 2017-09-04T12:00Z: (58000.5 − 40587) d × 86,400 s
+    for change, reason in (({"flux": {"2-20": ["inf"]}}, "finite number"),
+                           ({"time": [1504526400000000 + 86_400_000_000]}, "is not the mjd"),
+                           ({"time": [-1]}, "is not the mjd"),
+                           ({"mjd": [58000.5], "count": 2}, "the header says count=2")):
+        with pytest.raises(DecodeError, match=reason):
+            topics.LIGHTCURVE.decode(orjson.dumps({**good, **change}))
+
+
 def test_the_sink_stores_every_topic_it_is_said_to_store() -> None:
     from services.sink.rows import FRAMES
 

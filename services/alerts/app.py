@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaConsumer
 
 import schemas
 from flashes import topics
+from flashes.errors import DecodeError
 from flashes.kafka import dead_letter, make_producer, send_dead_letter
 from flashes.processor import Output, Processor
 from flashes.settings import Settings
@@ -116,7 +117,12 @@ async def deliver_webhooks(settings: Settings) -> None:
             while True:
                 for records in (await consumer.getmany(timeout_ms=500)).values():
                     for r in records:
-                        alert = topics.ALERTS.decode(r.value)
+                        try:
+                            alert = topics.ALERTS.decode(r.value)
+                        except DecodeError as exc:
+                            await send_dead_letter(producer, dead_letter("alerts:webhook", str(exc), repr(r.value),
+                                                                         at_ms=r.timestamp))
+                            continue
                         failures = await asyncio.gather(*(deliver(client, url, r.value, settings.webhook_secret,
                                                                   alert.alert_id) for url in settings.webhooks))
                         for url, failure in zip(settings.webhooks, failures):

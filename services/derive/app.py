@@ -119,7 +119,8 @@ class Derive:
                                    swift=days["swift"].columns(), maxi=days["maxi"].columns())
 
     def apply(self, chunk: schemas.LightcurveChunk) -> list[Output]:
-        if chunk.instrument not in JOINED or chunk.source_id not in self.joinable:
+        if (chunk.instrument not in JOINED or chunk.source_id not in self.joinable
+                or MAIN_BAND[chunk.instrument] not in chunk.flux):
             return []
         new = chunk_days(chunk)
         days = self.days.setdefault(chunk.source_id, {inst: Days.empty() for inst in JOINED})

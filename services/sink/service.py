@@ -2,7 +2,8 @@
 
 Offsets are committed only after QuestDB accepted the batch, so a crash or a QuestDB outage
 replays the batch later (at-least-once); DEDUP UPSERT KEYS turn the replay into no new rows.
-A message that does not decode goes to the dead-letter topic with the reason.
+A message that does not decode, or whose rows QuestDB refuses while it answers, goes to the
+dead-letter topic with the reason; the rest of the batch is written.
 """
 from __future__ import annotations
 
@@ -16,13 +17,16 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError
 from questdb import QuestDBError as IngressError, Sender
 
+import schemas
 from flashes import questdb, topics
+from flashes.infra import questdb_healthy
 from flashes.errors import DecodeError, QuestDBError
 from flashes.kafka import dead_letter, ensure_topics, make_producer, send_dead_letter
 from flashes.settings import Settings
 from services.sink.rows import FRAMES, SYMBOLS
 
 log = logging.getLogger(__name__)
+Item = tuple[str, pd.DataFrame, ConsumerRecord]  # table, rows, the message they came from
 GROUP = "flashes-sink"
 QUIET_S = 0.3
 FLUSH_BYTES = 32 * 1024 * 1024  # QuestDB refuses ILP requests over 100 MB
@@ -61,6 +65,56 @@ async def collect(consumer: AIOKafkaConsumer, settings: Settings) -> list[tuple[
     return out
 
 
+def grouped(items: list[Item]) -> dict[str, list[pd.DataFrame]]:
+    frames: dict[str, list[pd.DataFrame]] = defaultdict(list)
+    for table, frame, _ in items:
+        frames[table].append(frame)
+    return frames
+
+
+def store(settings: Settings, items: list[Item]) -> list[tuple[ConsumerRecord, str]]:
+    """Write the items' rows; wait while QuestDB is unreachable (nothing is lost). When QuestDB answers
+    but refuses the batch, write it message by message; returns the refused messages with the reason."""
+    while True:
+        try:
+            with questdb.sender(settings) as sender:
+                write_frames(sender, grouped(items))
+            return []
+        except IngressError as exc:
+            if not questdb_healthy(settings):
+                log.error("QuestDB write failed, retrying in 2 s (nothing is lost): %s", exc)
+                time.sleep(2)
+                continue
+            log.error("QuestDB refused a batch (%s); writing it message by message", exc)
+        refused = []
+        try:
+            for item in items:
+                try:
+                    with questdb.sender(settings) as sender:
+                        write_frames(sender, grouped([item]))
+                except IngressError as exc:
+                    if not questdb_healthy(settings):
+                        raise
+                    refused.append((item[2], f"QuestDB refused it: {exc}"))
+            return refused
+        except IngressError:
+            continue
+
+
+def decoded(letters: list[schemas.DeadLetter], tp: TopicPartition, m: ConsumerRecord) -> Item | None:
+    """The rows of one message, or None (and a dead letter) if it does not decode."""
+    table, frame = FRAMES[tp.topic]
+    try:
+        return table, frame(topics.BY_NAME[tp.topic].decode(m.value)), m
+    except DecodeError as exc:
+        if tp.topic != topics.DEADLETTER.name:
+            payload = (m.value or b"").decode("utf-8", errors="replace")
+            letters.append(dead_letter(f"sink:{tp.topic}", str(exc), payload, at_ms=m.timestamp))
+        else:
+            log.error("unreadable dead letter at %s offset %d: %s", tp, m.offset, exc)
+        return None
+
+
 async def run_forever(settings: Settings) -> None:
     await ensure_topics(settings)
     while True:
@@ -74,7 +128,6 @@ async def run_forever(settings: Settings) -> None:
                                 enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=5_000,
                                 max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
     producer = make_producer(settings)
-    sender: Sender | None = None  # connected at the first write, again after a failed one
     await consumer.start()
     await producer.start()
     try:
@@ -82,37 +135,18 @@ async def run_forever(settings: Settings) -> None:
             records = await collect(consumer, settings)
             if not records:
                 continue
-            frames: dict[str, list[pd.DataFrame]] = defaultdict(list)
-            for tp, m in records:
-                table, frame = FRAMES[tp.topic]
-                try:
-                    frames[table].append(frame(topics.BY_NAME[tp.topic].decode(m.value)))
-                except DecodeError as exc:
-                    if tp.topic != topics.DEADLETTER.name:
-                        payload = (m.value or b"").decode("utf-8", errors="replace")
-                        await send_dead_letter(producer, dead_letter(f"sink:{tp.topic}", str(exc), payload))
-                    else:
-                        log.error("unreadable dead letter at %s offset %d: %s", tp, m.offset, exc)
-            while frames:
-                try:
-                    if sender is None:
-                        sender = questdb.sender(settings)
-                        sender.establish()
-                    await asyncio.to_thread(write_frames, sender, frames)
-                    break
-                except IngressError as exc:
-                    log.error("QuestDB write failed, retrying in 2 s (nothing is lost): %s", exc)
-                    if sender:
-                        sender.close(flush=False)
-                    sender = None
-                    await asyncio.sleep(2)
+            letters: list[schemas.DeadLetter] = []
+            items = [item for tp, m in records if (item := decoded(letters, tp, m)) is not None]
+            for record, reason in await asyncio.to_thread(store, settings, items) if items else []:
+                payload = (record.value or b"").decode("utf-8", errors="replace")
+                letters.append(dead_letter(f"sink:{record.topic}", reason, payload, at_ms=record.timestamp))
+            for letter in letters:
+                await send_dead_letter(producer, letter)
             await producer.flush()
             try:
                 await consumer.commit({tp: m.offset + 1 for tp, m in records})
             except CommitFailedError as exc:  # written already; the next owner rewrites the same rows
                 log.warning("commit after a rebalance refused (%s); the batch will be written again", exc)
     finally:
-        if sender:
-            sender.close(flush=False)
         await consumer.stop()
         await producer.stop()
