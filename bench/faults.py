@@ -36,7 +36,7 @@ def main() -> None:
             shutil.rmtree(var, ignore_errors=True)
         results.append(result)
         print(f"run {i + 1}/{args.runs}: {result}", flush=True)
-    print(json.dumps({"runs": len(results), **{k: sum(r[k] for r in results) for k in ("lost", "duplicated", "mismatched")},
+    print(json.dumps({"runs": len(results), **{k: sum(r[k] for r in results) for k in ("lost", "duplicated", "mismatched", "crashes")},
                       "points_per_run": results[0]["points"] if results else 0,
                       "kills": sum(r["kills"] for r in results), "details": results}))
 

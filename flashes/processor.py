@@ -240,16 +240,16 @@ class Processor(ConsumerRebalanceListener):
         try:
             while True:
                 fetch = asyncio.ensure_future(self.consumer.getmany(timeout_ms=500, max_records=self.max_records))
-                await asyncio.wait({fetch, stopping, *([companion] if companion else [])},
-                                   return_when=asyncio.FIRST_COMPLETED)
+                while not (fetch.done() or stopping.done()):
+                    await asyncio.wait({fetch, stopping, *([companion] if companion else [])},
+                                       return_when=asyncio.FIRST_COMPLETED)
+                    if companion and companion.done():
+                        companion.result()  # its error (Kafka's) starts the service over
+                        companion = None  # it had nothing to do (no webhooks)
                 if stopping.done():  # a fetched batch is left uncommitted: the next owner takes it
                     fetch.cancel()
                     break
-                if companion and companion.done():
-                    companion.result()  # its error (Kafka's) starts the service over
-                    companion = None  # it had nothing to do
                 if self.failure:
-                    fetch.cancel()
                     raise self.failure
                 batches = fetch.result()
                 if batches:

@@ -10,7 +10,7 @@ Used by tests/test_faults.py (one short run) and bench/faults.py (N runs).
    as processes; at random moments one of them is SIGKILLed (sometimes right after a start,
    with the backlog still there) and restarted; for a while a second derive and a second
    relevance worker run, so partitions move; Kafka is restarted once and QuestDB once. A worker
-   that exits on its own is restarted too (that is what a supervisor does).
+   that exits on its own is restarted too (as a supervisor would) and counted as a crash.
 4. Afterwards every QuestDB table must hold exactly the expected keys, none twice; every
    relevance value (in QuestDB and on the topic, duplicates included) must equal the
    uninterrupted run's, and every expected alert must be there once.
@@ -105,6 +105,7 @@ class Workers:
         self.env, self.logs = env, logs
         self.procs: dict[str, subprocess.Popen] = {}
         self.kills = 0
+        self.crashes = 0  # exits nobody asked for
 
     def start(self, slot: str) -> None:
         service = slot.split("#")[0]
@@ -121,6 +122,7 @@ class Workers:
         for slot, proc in list(self.procs.items()):
             if proc.poll() is not None:
                 log.warning("%s exited (%s); restarting it", slot, proc.returncode)
+                self.crashes += 1
                 self.start(slot)
 
     def stop(self) -> None:
@@ -227,7 +229,8 @@ def run(var: Path, sources: int = 15, kills: int = 8, seed: int | None = None,
         time.sleep(3)  # anything still arriving would show up as a duplicate
         observe.wait_drained(settings, timeout_s=120)
         result = check(settings, expected)
-        result.update(points=sum(c.count for c in chunks), kills=workers.kills,
+        workers.supervise()
+        result.update(points=sum(c.count for c in chunks), kills=workers.kills, crashes=workers.crashes,
                       seconds=round(time.monotonic() - started))
         return result
     finally:
