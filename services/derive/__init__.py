@@ -1,1 +1,1 @@
-"""Derive: hardness ratio and combined flux per source and UTC day (flashes.derived.v1)."""
+"""Derive: hardness ratio and combined flux per source and UTC day (flashes.derived.v2)."""

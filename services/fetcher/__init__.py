@@ -1,1 +1,1 @@
-"""Fetcher: downloads provider lightcurves and publishes their points to flashes.lightcurve.v1."""
+"""Fetcher: downloads provider lightcurves and publishes their points, in chunks, to flashes.lightcurve.v2."""

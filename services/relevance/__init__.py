@@ -1,1 +1,1 @@
-"""Relevance: scores every new point of every series 0..1 (flashes.relevance.v1)."""
+"""Relevance: scores every new point of every series 0..1 (flashes.relevance.v2)."""
