@@ -7,7 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -72,6 +72,12 @@ def dead_letter(origin: str, reason: str, payload: str, url: str | None = None,
     log.warning("dead letter from %s: %s", origin, reason)
     received = datetime.fromtimestamp(at_ms / 1000, timezone.utc) if at_ms is not None else datetime.now(timezone.utc)
     return schemas.DeadLetter(origin=origin, reason=reason, payload=payload[:100_000], url=url, received_at=received)
+
+
+def rejected(origin: str, reason: str, record: ConsumerRecord) -> schemas.DeadLetter:
+    """The dead letter of a Kafka record that could not be used: its value as text, its timestamp."""
+    payload = (record.value or b"").decode("utf-8", errors="replace")
+    return dead_letter(origin, reason, payload, at_ms=record.timestamp)
 
 
 async def send_dead_letter(producer: AIOKafkaProducer, letter: schemas.DeadLetter) -> None:

@@ -25,7 +25,7 @@ import asyncio
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -36,7 +36,7 @@ from pydantic import BaseModel
 import schemas
 from flashes import topics
 from flashes.errors import DecodeError, StateRestoreError
-from flashes.kafka import dead_letter, ensure_topics, make_producer, run_restarting
+from flashes.kafka import ensure_topics, make_producer, rejected, run_restarting
 from flashes.settings import Settings
 from flashes.topics import TopicSpec
 
@@ -75,13 +75,6 @@ class Logic(Protocol):
         """Drop the state of keys whose partitions went to another worker."""
 
 
-@dataclass
-class _Covered:
-    """Per input partition: the offset each key's stored state covers."""
-
-    by_key: dict[str, int] = field(default_factory=dict)
-
-
 class Processor(ConsumerRebalanceListener):
     """Runs a `Logic` as consumer group `flashes-{name}` until SIGTERM/SIGINT."""
 
@@ -91,7 +84,7 @@ class Processor(ConsumerRebalanceListener):
         self.alongside = alongside  # a task of the same service that runs beside the processor
         self.group = f"flashes-{name}"
         self.lock = asyncio.Lock()
-        self.covered: dict[TopicPartition, _Covered] = {}
+        self.covered: dict[TopicPartition, dict[str, int]] = {}  # per input partition: the offset each key's state covers
         self.consumer: AIOKafkaConsumer | None = None
         self.failure: StateRestoreError | None = None
 
@@ -99,9 +92,7 @@ class Processor(ConsumerRebalanceListener):
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         async with self.lock:  # the batch in progress finishes (and writes its state) first
             for tp in revoked:
-                gone = self.covered.pop(tp, None)
-                if gone:
-                    self.logic.forget(gone.by_key)
+                self.logic.forget(self.covered.pop(tp, {}))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         """Restore the state of the new partitions; they are processed only once that succeeded.
@@ -115,9 +106,9 @@ class Processor(ConsumerRebalanceListener):
             except Exception as exc:  # noqa: BLE001 - re-raised by the batch loop
                 self.failure = StateRestoreError(f"{self.name}: restoring the state of {sorted(assigned)} failed: {exc!r}")
 
-    async def _restore(self, assigned: set[TopicPartition]) -> dict[TopicPartition, _Covered]:
+    async def _restore(self, assigned: set[TopicPartition]) -> dict[TopicPartition, dict[str, int]]:
         """Read the state topic's partitions of `assigned` to their end (the newest record per key wins)."""
-        covered = {tp: _Covered() for tp in assigned}
+        covered: dict[TopicPartition, dict[str, int]] = {tp: {} for tp in assigned}
         partitions = {tp.partition for tp in assigned}
         if not partitions:
             return covered
@@ -151,7 +142,7 @@ class Processor(ConsumerRebalanceListener):
                 continue
             tp = TopicPartition(state.topic, state.partition)
             if tp in covered:
-                covered[tp].by_key[state.key] = state.offset
+                covered[tp][state.key] = state.offset
                 self.logic.restore(state)
                 restored += 1
         log.info("%s: restored the state of %d keys from partitions %s", self.name, restored, sorted(partitions))
@@ -161,7 +152,7 @@ class Processor(ConsumerRebalanceListener):
     def _apply(self, tp: TopicPartition, records: list) -> tuple[list[Output], dict[str, int]]:
         """Outputs of one partition's records and the next offset of every key they touched."""
         spec = topics.BY_NAME[tp.topic]
-        covered = self.covered[tp].by_key
+        covered = self.covered[tp]
         outputs: list[Output] = []
         touched: dict[str, int] = {}
         for r in records:
@@ -173,8 +164,7 @@ class Processor(ConsumerRebalanceListener):
                 outputs += self.logic.apply(value)
             except Exception as exc:  # noqa: BLE001 - a message that cannot be processed must not stop the others
                 reason = str(exc) if isinstance(exc, DecodeError) else f"cannot process: {type(exc).__name__}: {exc}"
-                payload = (r.value or b"").decode("utf-8", errors="replace")
-                letter = dead_letter(f"{self.name}:{tp.topic}", reason, payload, at_ms=r.timestamp)
+                letter = rejected(f"{self.name}:{tp.topic}", reason, r)
                 outputs.append(Output(topics.DEADLETTER, letter.origin, letter))
                 continue
             touched[key] = covered[key] = r.offset + 1
@@ -212,7 +202,7 @@ class Processor(ConsumerRebalanceListener):
 
     def _reset(self) -> None:
         for covered in self.covered.values():
-            self.logic.forget(covered.by_key)
+            self.logic.forget(covered)
         self.covered.clear()
         self.failure = None
         self.lock = asyncio.Lock()

@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer
 import schemas
 from flashes import topics
 from flashes.errors import DecodeError
-from flashes.kafka import dead_letter, make_producer, send_dead_letter
+from flashes.kafka import dead_letter, make_producer, rejected, send_dead_letter
 from flashes.processor import Output, Processor
 from flashes.settings import Settings
 from flashes.timeconv import mjd_to_datetime
@@ -120,8 +120,7 @@ async def deliver_webhooks(settings: Settings) -> None:
                         try:
                             alert = topics.ALERTS.decode(r.value)
                         except DecodeError as exc:
-                            await send_dead_letter(producer, dead_letter("alerts:webhook", str(exc), repr(r.value),
-                                                                         at_ms=r.timestamp))
+                            await send_dead_letter(producer, rejected("alerts:webhook", str(exc), r))
                             continue
                         failures = await asyncio.gather(*(deliver(client, url, r.value, settings.webhook_secret,
                                                                   alert.alert_id) for url in settings.webhooks))

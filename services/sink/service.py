@@ -21,7 +21,7 @@ import schemas
 from flashes import questdb, topics
 from flashes.infra import questdb_healthy
 from flashes.errors import DecodeError, QuestDBError
-from flashes.kafka import dead_letter, ensure_topics, make_producer, send_dead_letter
+from flashes.kafka import ensure_topics, make_producer, rejected, send_dead_letter
 from flashes.settings import Settings
 from services.sink.rows import FRAMES, SYMBOLS
 
@@ -108,8 +108,7 @@ def decoded(letters: list[schemas.DeadLetter], tp: TopicPartition, m: ConsumerRe
         return table, frame(topics.BY_NAME[tp.topic].decode(m.value)), m
     except DecodeError as exc:
         if tp.topic != topics.DEADLETTER.name:
-            payload = (m.value or b"").decode("utf-8", errors="replace")
-            letters.append(dead_letter(f"sink:{tp.topic}", str(exc), payload, at_ms=m.timestamp))
+            letters.append(rejected(f"sink:{tp.topic}", str(exc), m))
         else:
             log.error("unreadable dead letter at %s offset %d: %s", tp, m.offset, exc)
         return None
@@ -138,8 +137,7 @@ async def run_forever(settings: Settings) -> None:
             letters: list[schemas.DeadLetter] = []
             items = [item for tp, m in records if (item := decoded(letters, tp, m)) is not None]
             for record, reason in await asyncio.to_thread(store, settings, items) if items else []:
-                payload = (record.value or b"").decode("utf-8", errors="replace")
-                letters.append(dead_letter(f"sink:{record.topic}", reason, payload, at_ms=record.timestamp))
+                letters.append(rejected(f"sink:{record.topic}", reason, record))
             for letter in letters:
                 await send_dead_letter(producer, letter)
             await producer.flush()
