@@ -24,3 +24,11 @@ class StateRestoreError(FlashesError):
 
 class DecodeError(FlashesError):
     """A Kafka message does not match its topic's contract; the message is the reason (for the dead letter)."""
+
+
+class DeliveryError(FlashesError):
+    """A webhook or an e-mail could not be delivered this time; the message says why (it is retried)."""
+
+
+class SubscriptionError(FlashesError):
+    """A subscription request is invalid (bad URL, unknown source or tag, ...); the message says which part."""

@@ -36,13 +36,16 @@ def run_restarting(name: str, main: Callable[[], Awaitable[None]], reset: Callab
             time.sleep(2)
 
 
-async def create_topics(settings: Settings, wanted: dict[str, tuple[int, bool]]) -> None:
-    """Create the topics {name: (partitions, compacted)} that do not exist yet."""
+async def create_topics(settings: Settings, wanted: dict[str, tuple[int, bool]],
+                        retention: dict[str, int] | None = None) -> None:
+    """Create the topics {name: (partitions, compacted)} that do not exist yet, with `retention` {name: ms}."""
+    retention = retention or {}
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        new = [NewTopic(name, partitions, 1, topic_configs=COMPACTED if compacted else {})
+        new = [NewTopic(name, partitions, 1, topic_configs={**(COMPACTED if compacted else {}),
+                                                            **({"retention.ms": str(retention[name])} if name in retention else {})})
                for name, (partitions, compacted) in wanted.items() if name not in existing]
         if new:
             try:
@@ -55,7 +58,8 @@ async def create_topics(settings: Settings, wanted: dict[str, tuple[int, bool]])
 
 async def ensure_topics(settings: Settings) -> None:
     """Create every declared topic with its partition count (existing topics are left alone)."""
-    await create_topics(settings, {t.name: (t.partitions, t.compacted) for t in topics.ALL})
+    await create_topics(settings, {t.name: (t.partitions, t.compacted) for t in topics.ALL},
+                        {t.name: t.retention_ms for t in topics.ALL if t.retention_ms is not None})
 
 
 def make_producer(settings: Settings) -> AIOKafkaProducer:

@@ -43,10 +43,30 @@ class Settings(BaseSettings):
 
     # Scoring and alerts.
     relevance_threshold: float = 0.7
-    webhooks: list[str] = Field(default_factory=list)
-    webhook_secret: str = "change-me"
+    episode_end_points: int = Field(default=5, description="points below the threshold, per series, that end an episode")
     api_port: int = 8000
     public_api_url: str = ""
+    grafana_url: str = "http://127.0.0.1:3000"
+
+    # Subscriptions and delivery.
+    secret_key: str = Field(default="Zmxhc2hlcy1kZXYta2V5LW5vdC1mb3ItcHJvZCEhISE=",
+                            description="Fernet key (urlsafe base64 of 32 bytes) that encrypts e-mail addresses "
+                                        "and webhook secrets and signs confirmation links; the default is for "
+                                        "development only")
+    webhook_allow_loopback: bool = Field(default=False, description="tests only: accept http://127.0.0.1 webhooks")
+    webhook_timeout_s: float = 5.0
+    delivery_backoff_s: float = Field(default=30.0, description="first retry delay; doubles at each attempt")
+    delivery_max_attempts: int = Field(default=12, description="then the dead-letter topic (12: about 17 h)")
+    delivery_concurrency: int = 256
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 8025
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_starttls: bool = False
+    mail_from: str = "FLASHES stream <flashes@localhost>"
+    email_daily_cap: int = Field(default=10, description="alert mails per subscription and UTC day; then a digest")
+    subscriptions_per_hour: int = Field(default=20, description="subscriptions one client address may create per hour")
+    heartbeat_s: float = 3.0
 
     @property
     def base_urls(self) -> dict[str, str]:

@@ -25,6 +25,7 @@ class TopicSpec(Generic[M]):
     key: str
     partitions: int
     compacted: bool = False
+    retention_ms: int | None = None  # None: the broker's default (7 days); -1: forever
 
     def encode(self, value: M) -> bytes:
         """The value as JSON (orjson; datetimes in RFC 3339)."""
@@ -51,21 +52,24 @@ DATA_PARTITIONS = 4
 LIGHTCURVE = TopicSpec("flashes.lightcurve.v2", schemas.LightcurveChunk, "{source_id}", DATA_PARTITIONS)
 DERIVED = TopicSpec("flashes.derived.v2", schemas.DerivedChunk, "{source_id}", DATA_PARTITIONS)
 RELEVANCE = TopicSpec("flashes.relevance.v2", schemas.RelevanceChunk, "{source_id}", DATA_PARTITIONS)
-ALERTS = TopicSpec("flashes.alerts.v1", schemas.Alert, "{source_id}", 1)
+ALERTS = TopicSpec("flashes.alerts.v2", schemas.Alert, "{source_id}", 1, retention_ms=-1)
 SUBSCRIPTIONS = TopicSpec("flashes.subscriptions.v1", schemas.Subscription, "subscription id", 1, compacted=True)
+DELIVERY_RETRY = TopicSpec("flashes.delivery.retry.v1", schemas.DeliveryTask, "subscription id", 4)
+DELIVERIES = TopicSpec("flashes.deliveries.v1", schemas.DeliveryRecord, "subscription id", 1)
+HEARTBEAT = TopicSpec("flashes.heartbeat.v1", schemas.Heartbeat, "service", 1, retention_ms=24 * 3600 * 1000)
 DEADLETTER = TopicSpec("flashes.deadletter.v1", schemas.DeadLetter, "origin", 1)
 FETCHSTATE = TopicSpec("flashes.fetchstate.v1", schemas.FetchState, "series key", 1, compacted=True)
 # Processor state, on the partition number of the input it covers (see flashes/processor.py).
 DERIVE_STATE = TopicSpec("flashes.state.derive.v1", schemas.DeriveState, "{source_id}", DATA_PARTITIONS, True)
 RELEVANCE_STATE = TopicSpec("flashes.state.relevance.v1", schemas.RelevanceState, "series key", DATA_PARTITIONS, True)
-ALERTS_STATE = TopicSpec("flashes.state.alerts.v1", schemas.AlertState, "series key", DATA_PARTITIONS, True)
+ALERTS_STATE = TopicSpec("flashes.state.alerts.v2", schemas.AlertState, "{source_id}", DATA_PARTITIONS, True)
 
 INSTRUMENTS = ("maxi", "swift", "fermi")
 
-ALL = (LIGHTCURVE, DERIVED, RELEVANCE, ALERTS, SUBSCRIPTIONS, DEADLETTER, FETCHSTATE, DERIVE_STATE,
-       RELEVANCE_STATE, ALERTS_STATE)
+ALL = (LIGHTCURVE, DERIVED, RELEVANCE, ALERTS, SUBSCRIPTIONS, DELIVERY_RETRY, DELIVERIES, HEARTBEAT, DEADLETTER,
+       FETCHSTATE, DERIVE_STATE, RELEVANCE_STATE, ALERTS_STATE)
 BY_NAME = {t.name: t for t in ALL}
-STORED = (LIGHTCURVE, DERIVED, RELEVANCE, ALERTS, DEADLETTER)  # what the sink writes into QuestDB
+STORED = (LIGHTCURVE, DERIVED, RELEVANCE, ALERTS, DELIVERIES, DEADLETTER)  # what the sink writes into QuestDB
 
 
 def series_key(kind: str, source_id: str) -> str:

@@ -160,34 +160,145 @@ class RelevanceChunk(Chunk):
         return self
 
 
-class Alert(Contract):
-    """What subscribers receive (topic flashes.alerts.v1)."""
+AlertType = Literal["onset", "update", "end"]
+Reason = Literal["brightening", "state_change", "unusual"]
+REASON_OF_TERM: dict[str, Reason] = {"model": "brightening", "hardness": "state_change", "relevance": "unusual"}
 
-    version: Literal[1] = 1
-    alert_id: str = Field(description="stable id: series and point time, so a replay repeats the same id")
-    source_id: str
+
+class AlertPoint(Contract):
+    """One recent point of a series in an alert: value in mCrab (hardness: the plain ratio)."""
+
     series: str
     time: datetime
     mjd: float
-    relevance: float = Field(ge=0.0, le=1.0)
-    kind: Literal["relevance_threshold"] = "relevance_threshold"
-    reasons: list[str] = Field(description="the terms that crossed the threshold: 'model', 'hardness' or 'relevance'")
-    explanation: str
+    value: float
+    error: float
+    units: Literal["mCrab", "ratio"]
+
+
+class Alert(Contract):
+    """One record of an alert episode of a source (topic flashes.alerts.v2, key source_id).
+
+    An episode opens (`onset`) when a source becomes unusual, is updated when it escalates (its
+    flux doubles since the last record, or another series or reason joins) and closes (`end`) when
+    every series in it is back to usual (services/alerts/episodes.py). `alert_id` names the episode
+    and stays the same in every record of it; (`alert_id`, `record_number`) names one record.
+    """
+
+    model_config = ConfigDict(json_schema_extra={"$id": "https://flashes.esa.int/schemas/flashes.alerts.v2.json"})
+
+    version: Literal[2] = 2
+    alert_id: str = Field(description="the episode: '{source_id}@{onset MJD:.5f}', the same in all its records")
+    record_number: int = Field(ge=1, description="1 for the onset, then 2, 3, ... for updates and the end")
+    alert_type: AlertType
+    test: bool = Field(default=False, description="true for the test alert of POST /subscriptions/{code}/test")
+    source_id: str
+    source_name: str
+    tags: list[str]
+    ra: float = Field(ge=0.0, lt=360.0, description="right ascension, degrees (ICRS)")
+    dec: float = Field(ge=-90.0, le=90.0, description="declination, degrees (ICRS)")
+    series: list[str] = Field(description="the series that agree: each was unusual during the episode")
+    trigger_series: str = Field(description="the series whose point made this record")
+    time: datetime = Field(description="UTC time of that point")
+    mjd: float = Field(description="the same instant as MJD (UTC)")
+    onset_time: datetime
+    onset_mjd: float
+    relevance: float = Field(ge=0.0, le=1.0, description="relevance of that point")
+    peak_relevance: float = Field(ge=0.0, le=1.0, description="highest relevance in the episode so far")
     terms: RelevanceTerms
+    reasons: list[Reason] = Field(description="why the source is unusual, over the episode so far")
+    change: str = Field(description="what this record reports: the onset, what escalated, or the end")
+    explanation: str
     model_version: str
-    links: dict[str, str]
+    last_points: list[AlertPoint] = Field(description="the last points of each series in the episode, oldest first")
+    freshness: dict[Instrument, datetime] = Field(description="time of the last good point of this source per instrument")
+    links: dict[str, str] = Field(description="api, source page, grafana")
+
+
+class Cone(Contract):
+    ra: float = Field(ge=0.0, lt=360.0, description="degrees")
+    dec: float = Field(ge=-90.0, le=90.0, description="degrees")
+    radius: float = Field(gt=0.0, le=180.0, description="degrees")
+
+
+class SubscriptionFilters(Contract):
+    """What a subscriber wants; an empty list means any. An alert must pass every filter given."""
+
+    sources: list[str] = Field(default_factory=list, description="source ids")
+    tags: list[str] = Field(default_factory=list, description="any of these tags")
+    instruments: list[Instrument] = Field(default_factory=list, description="alerts with a series of any of these")
+    reasons: list[Reason] = Field(default_factory=list, description="alerts with any of these reasons")
+    alert_types: list[AlertType] = Field(default_factory=list, description="onset, update, end")
+    min_relevance: float = Field(default=0.0, ge=0.0, le=1.0, description="peak relevance of the episode")
+    cone: Cone | None = Field(default=None, description="sources within this radius of a sky position")
+
+
+Channel = Literal["webhook", "email", "none"]
 
 
 class Subscription(Contract):
-    """A subscriber's wish (compacted topic flashes.subscriptions.v1; a null value revokes it)."""
+    """A subscription (compacted topic flashes.subscriptions.v1, key subscription_id; a tombstone revokes it).
+
+    `subscription_id` is the SHA-256 of the code the subscriber holds; the code itself is never
+    stored. The e-mail address and the webhook secret are encrypted (Fernet, key from the settings).
+    """
+
+    version: Literal[1] = 1
+    subscription_id: str = Field(pattern=r"^[0-9a-f]{64}$")
+    created_at: datetime
+    filters: SubscriptionFilters
+    channel: Channel
+    webhook_url: str | None = None
+    webhook_secret: str | None = Field(default=None, description="encrypted")
+    email: str | None = Field(default=None, description="encrypted")
+    email_confirmed: bool = False
+
+
+class DeliveryTask(Contract):
+    """One (alert, subscription) pair to deliver at `due` (topic flashes.delivery.retry.v1, key subscription_id)."""
 
     version: Literal[1] = 1
     subscription_id: str
-    webhook_url: str | None = None
-    email: str | None = None
-    source_ids: list[str] = Field(default_factory=list, description="empty = every source")
-    tags: list[str] = Field(default_factory=list)
-    min_relevance: float = Field(default=0.7, ge=0.0, le=1.0)
+    alert: Alert
+    attempt: int = Field(ge=1)
+    due: datetime
+    digest: bool = Field(default=False, description="held back by the daily e-mail cap, for the next digest")
+
+
+DeliveryStatus = Literal["delivered", "retrying", "dead", "held", "digested", "unconfirmed"]
+
+
+class DeliveryRecord(Contract):
+    """What happened to one delivery attempt (topic flashes.deliveries.v1, key subscription_id)."""
+
+    version: Literal[1] = 1
+    subscription_id: str
+    alert_id: str
+    record_number: int
+    test: bool
+    channel: Channel
+    attempt: int
+    status: DeliveryStatus
+    detail: str
+    at: datetime
+
+
+class Freshness(Contract):
+    time: datetime = Field(description="time of the newest point of the instrument")
+    received_at: datetime = Field(description="when that point was stored")
+
+
+class Heartbeat(Contract):
+    """A service saying it is alive (topic flashes.heartbeat.v1, key service), every few seconds."""
+
+    version: Literal[1] = 1
+    service: str
+    instance: str = Field(description="host:pid")
+    started_at: datetime
+    at: datetime
+    status: Literal["ok", "degraded"]
+    detail: str = ""
+    freshness: dict[Instrument, Freshness] = Field(default_factory=dict, description="sent by the sink")
 
 
 class FetchState(Contract):
@@ -263,10 +374,31 @@ class RelevanceState(ProcessorState):
     model: dict[str, Any]
 
 
-class AlertState(ProcessorState):
-    """alerts' state of one series (compacted topic flashes.state.alerts.v1, key series): the
-    trigger's snapshot of the last score and its time."""
+class SeriesTrack(Contract):
+    """What alerts keeps of one series: its last score's trigger snapshot and its last points."""
 
-    version: Literal[1] = 1
     last_mjd: float
     last: dict[str, float]
+    points: list[tuple[float, float, float]] = Field(description="(mjd, value, error) of the last points, oldest first")
+
+
+class Episode(Contract):
+    """An open alert episode of a source."""
+
+    alert_id: str
+    record_number: int
+    onset_mjd: float
+    series: list[str]
+    reasons: list[Reason]
+    peak_relevance: float
+    reported: dict[str, float] = Field(description="per series, the value reported in the last record (doubling = update)")
+    quiet: dict[str, int] = Field(description="per series, points below the threshold since its last unusual one")
+
+
+class AlertState(ProcessorState):
+    """alerts' state of one source (compacted topic flashes.state.alerts.v2, key source_id): each
+    series' track and the open episode, if any."""
+
+    version: Literal[2] = 2
+    series: dict[str, SeriesTrack]
+    episode: Episode | None = None
