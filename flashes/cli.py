@@ -6,10 +6,12 @@ import asyncio
 import logging
 import os
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
+import schemas
 from flashes.errors import InfraError
-from flashes import services
+from flashes import services, topics
 from flashes.services import SERVICES
 from flashes.settings import get_settings
 from flashes.topics import INSTRUMENTS
@@ -99,6 +101,51 @@ def _stack(args: argparse.Namespace) -> None:
     run_stack(get_settings())
 
 
+def _since(text: str) -> datetime:
+    """--since: ISO 8601 (no zone: UTC) or an MJD number (UTC)."""
+    from flashes.timeconv import datetime_to_mjd, mjd_to_datetime
+
+    try:
+        mjd = float(text)
+    except ValueError:
+        try:
+            t = datetime.fromisoformat(text)
+        except ValueError:
+            sys.exit(f"flashes listen: --since {text!r} is neither an ISO 8601 time (e.g. 2024-05-01T12:00:00, "
+                     "UTC unless it has a zone) nor an MJD number (e.g. 60431.5)")
+        return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    first, last = (datetime_to_mjd(datetime(y, 1, 1, tzinfo=timezone.utc)) for y in (1, 9999))
+    if not first <= mjd <= last:  # nan too
+        sys.exit(f"flashes listen: --since {text!r}: MJD {mjd} is not a time in the years 1 to 9999 "
+                 f"(MJD {first:.0f} to {last:.0f})")
+    return mjd_to_datetime(mjd)
+
+
+def _alert_line(alert: schemas.Alert) -> str:
+    time = alert.time.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return (f"{time}  {alert.alert_type} #{alert.record_number}  {alert.source_name}  "
+            f"peak {alert.peak_relevance:.2f}  {','.join(alert.reasons)}  {alert.explanation}")
+
+
+def _listen(args: argparse.Namespace) -> None:
+    """Print alerts from Kafka as they come (or replay them), one per line."""
+    from flashes.client import AlertListener
+
+    since = _since(args.since) if args.since is not None else None
+    listener = AlertListener.from_settings(get_settings(), source=args.source, tag=args.tag,
+                                           min_relevance=args.min_relevance, since=since,
+                                           from_beginning=args.from_beginning, exit_at_end=args.exit_at_end)
+
+    async def show() -> None:
+        async for alert in listener:
+            print(topics.ALERTS.encode(alert).decode() if args.json else _alert_line(alert), flush=True)
+
+    try:
+        asyncio.run(show())
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
 def _add_selection(p: argparse.ArgumentParser) -> None:
     """--source / --instrument, as fetch, backfill and mirror sync take them."""
     p.add_argument("--source", action="append", help="source id (repeatable); default: all")
@@ -138,6 +185,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--events", required=True, help="CSV with source_id,kind,onset_mjd,reference")
     p.add_argument("--json", action="store_true", help="one JSON object instead of the table")
     p.set_defaults(func=_evaluate)
+    p = sub.add_parser("listen", help="print alerts from Kafka as they come, or replay them")
+    p.add_argument("--source", action="append", help="source id (repeatable); default: all")
+    p.add_argument("--tag", action="append", help="alerts of sources with any of these tags (repeatable)")
+    p.add_argument("--min-relevance", type=float, default=0.0, help="lowest peak relevance of the episode")
+    start = p.add_mutually_exclusive_group()
+    start.add_argument("--since", metavar="TIME", help="alerts published since TIME: ISO 8601 (UTC unless it "
+                                                       "has a zone) or MJD; default: new alerts only")
+    start.add_argument("--from-beginning", action="store_true", help="every stored alert")
+    p.add_argument("--exit-at-end", action="store_true", help="stop at the last alert published before the start")
+    p.add_argument("--json", action="store_true", help="one JSON object per line, as on the topic")
+    p.set_defaults(func=_listen)
     p = sub.add_parser("stack", help="infrastructure, every service and the sample mirror, until Ctrl-C")
     p.set_defaults(func=_stack)
     return parser

@@ -36,6 +36,7 @@ from pydantic import BaseModel
 import schemas
 from flashes import topics
 from flashes.errors import DecodeError, StateRestoreError
+from flashes.heartbeat import beat
 from flashes.kafka import ensure_topics, make_producer, rejected, run_restarting
 from flashes.settings import Settings
 from flashes.topics import TopicSpec
@@ -214,6 +215,7 @@ class Processor(ConsumerRebalanceListener):
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         companion = asyncio.ensure_future(self.alongside(self.settings)) if self.alongside else None
+        heartbeat = asyncio.ensure_future(beat(self.settings, self.name))
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.kafka_bootstrap, group_id=self.group, enable_auto_commit=False,
             auto_offset_reset="earliest", partition_assignment_strategy=(RangePartitionAssignor,),
@@ -247,6 +249,7 @@ class Processor(ConsumerRebalanceListener):
                         await self._batch(producer, batches)
         finally:
             stopping.cancel()
+            heartbeat.cancel()
             if companion:
                 companion.cancel()
             await self.consumer.stop()

@@ -28,10 +28,15 @@ TABLES: dict[str, str] = {
         model_version SYMBOL
     ) TIMESTAMP(ts) PARTITION BY YEAR WAL DEDUP UPSERT KEYS(ts, series)""",
     "alerts": """CREATE TABLE IF NOT EXISTS alerts (
-        ts TIMESTAMP, alert_id VARCHAR, series SYMBOL, source_id SYMBOL, kind SYMBOL, mjd DOUBLE,
-        relevance DOUBLE, model_term DOUBLE, hardness_term DOUBLE, flux_term DOUBLE, trend_term DOUBLE,
-        model_version SYMBOL, reasons VARCHAR, explanation VARCHAR
-    ) TIMESTAMP(ts) PARTITION BY YEAR WAL DEDUP UPSERT KEYS(ts, alert_id)""",
+        ts TIMESTAMP, alert_id VARCHAR, record_number INT, alert_type SYMBOL, source_id SYMBOL,
+        trigger_series SYMBOL, mjd DOUBLE, relevance DOUBLE, peak_relevance DOUBLE, model_term DOUBLE,
+        hardness_term DOUBLE, flux_term DOUBLE, trend_term DOUBLE, model_version SYMBOL, reasons VARCHAR,
+        explanation VARCHAR, payload VARCHAR
+    ) TIMESTAMP(ts) PARTITION BY YEAR WAL DEDUP UPSERT KEYS(ts, alert_id, record_number)""",
+    "deliveries": """CREATE TABLE IF NOT EXISTS deliveries (
+        ts TIMESTAMP, subscription_id SYMBOL, channel SYMBOL, status SYMBOL, alert_id VARCHAR,
+        record_number INT, test BOOLEAN, attempt INT, detail VARCHAR
+    ) TIMESTAMP(ts) PARTITION BY MONTH WAL DEDUP UPSERT KEYS(ts, subscription_id, alert_id, record_number, attempt, status)""",
     "deadletter": """CREATE TABLE IF NOT EXISTS deadletter (
         ts TIMESTAMP, origin SYMBOL, reason VARCHAR, payload VARCHAR, url VARCHAR
     ) TIMESTAMP(ts) PARTITION BY MONTH WAL DEDUP UPSERT KEYS(ts, origin, payload)""",

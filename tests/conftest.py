@@ -9,19 +9,25 @@ import json
 import os
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import pytest
-
 import asyncio
+import email
+import email.policy
 import math
+from dataclasses import dataclass, field
+
+import httpx
+import pytest
+from aiosmtpd.controller import Controller
 
 from flashes import infra, mirror, questdb, stack
 from flashes.settings import PROJECT_ROOT, Settings, get_settings
 from services.fetcher.service import fetch_once
-from flashes.observe import series_counts as counts, wait_drained, wait_until
+from flashes.observe import PIPELINE_GROUPS, series_counts as counts, wait_drained, wait_until
 
 TEST_DATA = Path(__file__).resolve().parent / "data"
 
@@ -40,28 +46,93 @@ def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
 
 
 class Recorder(BaseHTTPRequestHandler):
-    """A webhook receiver: remembers every POST (path, headers, body)."""
+    """A webhook receiver: remembers every POST (path, headers, body, time) and answers `status`."""
 
     received: list[dict] = []
+    status = 204
 
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.received.append({"path": self.path, "headers": dict(self.headers), "body": body})
-        self.send_response(204)
+        self.received.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
+                              "body": body, "at": time.time()})
+        self.send_response(self.status)
         self.end_headers()
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
         pass
 
 
+def receiver(status: int) -> tuple[ThreadingHTTPServer, str, list[dict]]:
+    """A real HTTP receiver on loopback answering every POST with `status`."""
+    received: list[dict] = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), type("Receiver", (Recorder,), {"received": received,
+                                                                                  "status": status}))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}", received
+
+
 @pytest.fixture(scope="session")
 def webhook_receiver() -> Iterator[tuple[str, list[dict]]]:
-    received: list[dict] = []
-    handler = type("SessionRecorder", (Recorder,), {"received": received})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
+    server, url, received = receiver(204)
+    yield url, received
     server.shutdown()
+
+
+@pytest.fixture(scope="session")
+def failing_receiver() -> Iterator[tuple[str, list[dict]]]:
+    server, url, received = receiver(500)
+    yield url, received
+    server.shutdown()
+
+
+class Mailbox:
+    """aiosmtpd handler: every message received, parsed."""
+
+    def __init__(self) -> None:
+        self.messages: list[email.message.EmailMessage] = []
+
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:  # noqa: N802
+        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+        return "250 OK"
+
+    def to(self, address: str) -> list[email.message.EmailMessage]:
+        return [m for m in self.messages if m["To"] == address]
+
+
+@pytest.fixture(scope="session")
+def smtp_server() -> Iterator[tuple[int, Mailbox]]:
+    """A real SMTP server (aiosmtpd) on loopback."""
+    mailbox = Mailbox()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=infra.free_port())
+    controller.start()
+    yield controller.port, mailbox
+    controller.stop()
+
+
+@dataclass
+class Subscribers:
+    """The subscriptions the pipeline fixture makes through the API before the data flows: name -> answer."""
+
+    api: str = ""
+    made: dict[str, dict] = field(default_factory=dict)
+
+
+def subscribe(api: str, body: dict) -> dict:
+    r = httpx.post(f"{api}/subscriptions", json=body, timeout=30)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def confirm_link(message: email.message.EmailMessage) -> str:
+    text = message.get_body(("plain",)).get_content()
+    return next(w for w in text.split() if "/subscriptions/confirm?" in w)
+
+
+def _up(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def copy_mirror(sources: dict[str, str | None], dest: Path) -> Path:
@@ -127,15 +198,40 @@ def expected(mirror_dir: Path) -> dict[str, int]:
 
 
 @pytest.fixture(scope="session")
+def subscribers() -> Subscribers:
+    return Subscribers()
+
+
+@pytest.fixture(scope="session")
 def pipeline(settings: Settings, mirror_dir: Path, webhook_receiver: tuple[str, list[dict]],
+             failing_receiver: tuple[str, list[dict]], smtp_server: tuple[int, Mailbox], subscribers: Subscribers,
              expected: dict[str, int]) -> Iterator[Settings]:
+    """The services on the sample (three sources), with subscriptions made through the API first:
+    'all' (webhook, every source), 'failing' (webhook answering 500, MAXI J1535-571 onsets), 'mail'
+    (e-mail, confirmed, MAXI J1535-571, daily cap 2) and 'unconfirmed' (e-mail never confirmed)."""
     server, base = mirror.serve(mirror_dir)
-    env = {**mirror.provider_env(base), "FLASHES_WEBHOOKS": json.dumps([webhook_receiver[0]])}
+    env = {**mirror.provider_env(base), "FLASHES_WEBHOOK_ALLOW_LOOPBACK": "true", "FLASHES_DELIVERY_BACKOFF_S": "0.3",
+           "FLASHES_DELIVERY_MAX_ATTEMPTS": "3", "FLASHES_SMTP_PORT": str(smtp_server[0]),
+           "FLASHES_EMAIL_DAILY_CAP": "2"}
     os.environ.update(env)
     get_settings.cache_clear()
     s = Settings()
-    processes = stack.spawn(("sink", "derive", "relevance", "alerts"), env, s.var_dir / "logs")
+    processes = stack.spawn(("sink", "derive", "relevance", "alerts", "delivery", "api"), env, s.var_dir / "logs")
     try:
+        subscribers.api = s.api_url
+        wait_until(lambda: _up(f"{s.api_url}/health/kafka"), "the API")
+        made = subscribers.made
+        made["all"] = subscribe(s.api_url, {"channel": "webhook", "webhook_url": f"{webhook_receiver[0]}/all"})
+        made["failing"] = subscribe(s.api_url, {"channel": "webhook", "webhook_url": f"{failing_receiver[0]}/x",
+                                                "filters": {"sources": ["maxij1535-571"], "alert_types": ["onset"]}})
+        for name, address in (("mail", "astro@example.org"), ("unconfirmed", "lazy@example.org")):
+            made[name] = subscribe(s.api_url, {"channel": "email", "email": address,
+                                               "filters": {"sources": ["maxij1535-571"]}})
+        link = confirm_link(smtp_server[1].to("astro@example.org")[0])
+        page = httpx.get(link, timeout=10)
+        assert page.status_code == 200 and "<form method=post>" in page.text
+        sub_id, token = (part.split("=", 1)[1] for part in link.split("?", 1)[1].split("&"))
+        assert httpx.post(link.split("?")[0], data={"id": sub_id, "token": token}, timeout=10).status_code == 200
         report = asyncio.run(fetch_once(s, [sid for sid, _ in SOURCES.values()]))
         assert report.series == 6 and report.rejected == len(BAD_LINES), dump(report)
         lightcurve = {k: v for k, v in expected.items() if k.startswith(("maxi", "swift"))}
@@ -143,9 +239,10 @@ def pipeline(settings: Settings, mirror_dir: Path, webhook_receiver: tuple[str, 
                    "every valid lightcurve row in QuestDB")
         wait_until(lambda: counts(s, "relevance", "WHERE kind IN ('maxi', 'swift')") == lightcurve,
                    "a relevance score for every lightcurve point")
-        wait_drained(s)
+        wait_drained(s, PIPELINE_GROUPS + ("flashes-delivery",))
         yield s
     finally:
+        subscribers.api = ""
         stack.terminate(processes)
         server.shutdown()
         dead = stack.crashed(s.var_dir / "logs", processes)

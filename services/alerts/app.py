@@ -1,138 +1,143 @@
-"""The alerts stream processor, and webhook delivery apart from it.
+"""The alerts stream processor: relevance scores in, alert episodes per source out (flashes.alerts.v2).
 
-An alert is raised when a series' relevance reaches the threshold after being below it, or
-when another alerting term crosses it while the relevance stays high (flashes/trigger.py):
-one alert per episode and reason, not one per day of an outburst. Its id is the series and the
-point's time, so a batch replayed after a crash raises the same alerts with the same ids (the
-sink keeps one row per id). The trigger state of every series (the last score's snapshot) is in
-the compacted state topic with the input offset it covers (flashes/processor.py).
-
-Webhooks are delivered by a separate consumer of flashes.alerts.v1 (its own group, offsets
-committed after delivery), so a slow receiver never holds up detection.
+Its state per source (each series' trigger snapshot and last points, the open episode) is in the
+compacted state topic with the input offset it covers (flashes/processor.py), so a replayed
+batch raises the same records with the same ids. Delivery to subscribers is another service
+(services/alerts/delivery.py): detection never waits for a receiver.
 """
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import Iterable
-
-import httpx
-from aiokafka import AIOKafkaConsumer
+from typing import Any
 
 import schemas
-from flashes import topics
-from flashes.errors import DecodeError
-from flashes.kafka import dead_letter, make_producer, rejected, send_dead_letter
+from flashes import catalogue, topics, trigger
 from flashes.processor import Output, Processor
 from flashes.settings import Settings
 from flashes.timeconv import mjd_to_datetime
-from flashes import trigger
-from services.alerts.webhooks import deliver
+from flashes.units import MAIN_BAND, MCRAB_PER_UNIT
+from services.alerts.episodes import Episode, Point, Track, step
 
-log = logging.getLogger(__name__)
-WHY = {"model": "brighter than this source's usual level", "hardness": "its colour (hard/soft) switched",
-       "relevance": "several terms together"}
 TERMS = tuple(schemas.RelevanceTerms.model_fields)
+WHY = {"brightening": "brighter than its usual level", "state_change": "its colour (hard/soft) switched",
+       "unusual": "several terms together are unusual"}
+LABEL = {"maxi": "MAXI 2-20 keV", "swift": "Swift/BAT 15-50 keV", "fermi": "Fermi/GBM 12-50 keV",
+         "hardness": "hardness ratio BAT/MAXI", "combined": "combined flux BAT+MAXI"}
+DASHBOARDS = ("flashes-maxi", "flashes-swift", "flashes-swift-maxi", "flashes-swift-fermi", "flashes-swift-maxi-fermi")
 
 
-def explain(series: str, mjd: float, value: float, error: float, relevance: float, terms: schemas.RelevanceTerms,
-            model_version: str, reasons: list[str], threshold: float) -> str:
-    return (f"{series} at MJD {mjd:.2f}: {'; '.join(WHY[r] for r in reasons)}. "
-            f"Relevance {relevance:.2f} (threshold {threshold:.2f}) from model term {terms.model:.2f} and "
-            f"hardness term {terms.hardness:.2f}; flux S/N term {terms.flux:.2f}, trend term {terms.trend:.2f} "
-            f"(value {value:.4g} ± {error:.2g}, model {model_version})")
+def dashboard(record: dict[str, Any]) -> str:
+    """The Grafana dashboard uid for the instruments a source has."""
+    uid = "flashes-" + "-".join(i for i in ("swift", "maxi", "fermi") if record.get(i))
+    return uid if uid in DASHBOARDS else "flashes-swift-maxi-fermi"
 
 
-def make_alert(chunk: schemas.RelevanceChunk, i: int, reasons: list[str], settings: Settings) -> schemas.Alert:
-    """The alert for point i of a relevance chunk."""
-    api, mjd = settings.api_url, chunk.mjd[i]
-    terms = schemas.RelevanceTerms(**{name: getattr(chunk.terms, name)[i] for name in TERMS})
-    return schemas.Alert(
-        alert_id=f"{chunk.series}@{mjd:.5f}", source_id=chunk.source_id, series=chunk.series,
-        time=mjd_to_datetime(mjd), mjd=mjd, relevance=chunk.relevance[i], reasons=reasons,
-        explanation=explain(chunk.series, mjd, chunk.value[i], chunk.error[i], chunk.relevance[i], terms,
-                            chunk.model_version, reasons, settings.relevance_threshold),
-        terms=terms, model_version=chunk.model_version,
-        links={"source": f"{api}/sources/{chunk.source_id}",
-               "timeseries": f"{api}/timeseries?source={chunk.source_id}&series={chunk.kind}"})
+def in_mcrab(kind: str, values: list[float]) -> list[float]:
+    """Relevance values in mCrab: instruments score their main band in provider units."""
+    factor = MCRAB_PER_UNIT[(kind, MAIN_BAND[kind])] if kind in MAIN_BAND else 1.0
+    return [v * factor for v in values]
+
+
+def explain(name: str, alert_type: str, change: str, episode: Episode, p: Point, error: float, kind: str,
+            terms: schemas.RelevanceTerms, threshold: float) -> str:
+    units = "" if kind == "hardness" else " mCrab"
+    point = (f"{LABEL[kind]} {p.value:.4g} ± {error:.2g}{units} on {mjd_to_datetime(p.mjd):%Y-%m-%d} "
+             f"(MJD {p.mjd:.2f}), relevance {p.relevance:.2f} (threshold {threshold:.2f}; model term "
+             f"{terms.model:.2f}, hardness {terms.hardness:.2f}, flux S/N {terms.flux:.2f}, trend {terms.trend:.2f})")
+    if alert_type == "end":
+        return (f"{name} is back to its usual behaviour ({change}); the episode began on "
+                f"{mjd_to_datetime(episode.onset_mjd):%Y-%m-%d} with peak relevance {episode.peak_relevance:.2f}. "
+                f"Last: {point}.")
+    why = "; ".join(WHY[r] for r in episode.reasons)
+    return f"{name} is unusual: {why}. {change[0].upper()}{change[1:]}. {point}."
+
+
+class SourceState:
+    """One source's tracks and open episode."""
+
+    def __init__(self, tracks: dict[str, Track] | None = None, episode: Episode | None = None) -> None:
+        self.tracks = tracks or {}
+        self.episode = episode
 
 
 class Alerts:
-    """The alerts `Logic` (see flashes/processor.py): state per series = the last score's snapshot."""
+    """The alerts `Logic` (see flashes/processor.py): state per source."""
 
     inputs = (topics.RELEVANCE,)
     state = topics.ALERTS_STATE
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.last: dict[str, tuple[float, dict[str, float]]] = {}
+        self.records = {rec["_id"]: rec for rec in catalogue.load(settings)}
+        self.sources: dict[str, SourceState] = {}
 
     def key(self, chunk: schemas.RelevanceChunk) -> str:
-        return chunk.series
+        return chunk.source_id
 
     def restore(self, state: schemas.AlertState) -> None:
-        self.last[state.key] = state.last_mjd, state.last
+        tracks = {s: Track(t.last_mjd, dict(t.last), [tuple(p) for p in t.points]) for s, t in state.series.items()}
+        self.sources[state.key] = SourceState(tracks, Episode.from_state(state.episode) if state.episode else None)
 
     def forget(self, keys: Iterable[str]) -> None:
         for key in keys:
-            self.last.pop(key, None)
+            self.sources.pop(key, None)
 
     def snapshot(self, key: str, topic: str, partition: int, offset: int) -> schemas.AlertState:
-        last_mjd, last = self.last[key]
-        return schemas.AlertState(key=key, topic=topic, partition=partition, offset=offset, last_mjd=last_mjd,
-                                  last=last)
+        source = self.sources[key]
+        return schemas.AlertState(
+            key=key, topic=topic, partition=partition, offset=offset,
+            series={s: schemas.SeriesTrack(last_mjd=t.last_mjd, last=t.last, points=t.points)
+                    for s, t in source.tracks.items()},
+            episode=source.episode.to_state() if source.episode else None)
 
     def apply(self, chunk: schemas.RelevanceChunk) -> list[Output]:
-        last_mjd, previous = self.last.get(chunk.series, (float("-inf"), None))
+        if chunk.source_id not in self.records:
+            raise ValueError(f"unknown source '{chunk.source_id}': not in the catalogue")
+        source = self.sources.setdefault(chunk.source_id, SourceState())
+        columns = {name: getattr(chunk.terms, name) for name in TERMS}
+        values, errors = in_mcrab(chunk.kind, chunk.value), in_mcrab(chunk.kind, chunk.error)
         out = []
-        columns = [getattr(chunk.terms, name) for name in TERMS]
         for i, mjd in enumerate(chunk.mjd):
-            if mjd <= last_mjd:  # a replayed score
+            track = source.tracks.get(chunk.series)
+            if track and mjd <= track.last_mjd:  # a replayed score
                 continue
-            current = trigger.snapshot(chunk.relevance[i], {name: c[i] for name, c in zip(TERMS, columns)})
-            reasons = trigger.reasons(previous, current, self.settings.relevance_threshold)
-            if reasons:
-                alert = make_alert(chunk, i, reasons, self.settings)
+            current = trigger.snapshot(chunk.relevance[i], {name: c[i] for name, c in columns.items()})
+            crossed = trigger.reasons(track.last if track else None, current, self.settings.relevance_threshold)
+            if track is None:
+                track = source.tracks[chunk.series] = Track(mjd, current)
+            track.add(mjd, current, values[i], errors[i])
+            point = Point(chunk.series, chunk.kind, mjd, values[i], chunk.relevance[i], crossed)
+            episode, alert_type, change = step(source.episode, point, source.tracks, chunk.source_id,
+                                               self.settings.relevance_threshold, self.settings.episode_end_points)
+            if alert_type:
+                terms = schemas.RelevanceTerms(**{name: c[i] for name, c in columns.items()})
+                alert = self.alert(chunk, point, errors[i], terms, episode, alert_type, change, source.tracks)
                 out.append(Output(topics.ALERTS, alert.source_id, alert))
-            last_mjd, previous = mjd, current
-        if previous is not None:
-            self.last[chunk.series] = last_mjd, previous
+            source.episode = None if alert_type == "end" else episode
         return out
 
-
-async def deliver_webhooks(settings: Settings) -> None:
-    """POST every alert of flashes.alerts.v1 to every configured webhook; commit after delivery.
-
-    A webhook that keeps failing sends the alert to the dead-letter topic and delivery goes on.
-    """
-    if not settings.webhooks:
-        return
-    consumer = AIOKafkaConsumer(topics.ALERTS.name, bootstrap_servers=settings.kafka_bootstrap,
-                                group_id="flashes-webhooks", enable_auto_commit=False, auto_offset_reset="earliest")
-    producer = make_producer(settings)
-    await consumer.start()
-    await producer.start()
-    try:
-        async with httpx.AsyncClient(timeout=10.0) as client:
-            while True:
-                for records in (await consumer.getmany(timeout_ms=500)).values():
-                    for r in records:
-                        try:
-                            alert = topics.ALERTS.decode(r.value)
-                        except DecodeError as exc:
-                            await send_dead_letter(producer, rejected("alerts:webhook", str(exc), r))
-                            continue
-                        failures = await asyncio.gather(*(deliver(client, url, r.value, settings.webhook_secret,
-                                                                  alert.alert_id) for url in settings.webhooks))
-                        for url, failure in zip(settings.webhooks, failures):
-                            if failure:
-                                await send_dead_letter(producer, dead_letter("alerts:webhook", failure,
-                                                                             r.value.decode(), url))
-                await consumer.commit()
-    finally:
-        await consumer.stop()
-        await producer.stop()
+    def alert(self, chunk: schemas.RelevanceChunk, p: Point, error: float, terms: schemas.RelevanceTerms,
+              episode: Episode, alert_type: str, change: str, tracks: dict[str, Track]) -> schemas.Alert:
+        record, api = self.records[chunk.source_id], self.settings.api_url
+        name = record["integral_name"]
+        last_points = [schemas.AlertPoint(series=s, time=mjd_to_datetime(m), mjd=m, value=v, error=e,
+                                          units="ratio" if s.startswith("hardness_") else "mCrab")
+                       for s in episode.series for m, v, e in tracks[s].points]
+        freshness = {s.split("_", 1)[0]: mjd_to_datetime(t.last_mjd) for s, t in tracks.items()
+                     if s.split("_", 1)[0] in MAIN_BAND}
+        return schemas.Alert(
+            alert_id=episode.alert_id, record_number=episode.record_number, alert_type=alert_type,
+            source_id=chunk.source_id, source_name=name, tags=record["labels_constant"],
+            ra=record["coord_ra"] % 360.0, dec=record["coord_dec"], series=list(episode.series),
+            trigger_series=p.series, time=mjd_to_datetime(p.mjd), mjd=p.mjd,
+            onset_time=mjd_to_datetime(episode.onset_mjd), onset_mjd=episode.onset_mjd, relevance=p.relevance,
+            peak_relevance=episode.peak_relevance, terms=terms, reasons=list(episode.reasons), change=change,
+            explanation=explain(name, alert_type, change, episode, p, error, chunk.kind, terms,
+                                self.settings.relevance_threshold),
+            model_version=chunk.model_version, last_points=last_points, freshness=freshness,
+            links={"api": f"{api}/alerts?source={chunk.source_id}", "source": f"{api}/sources/{chunk.source_id}",
+                   "grafana": f"{self.settings.grafana_url}/d/{dashboard(record)}?var-source={chunk.source_id}"})
 
 
 def build(settings: Settings) -> Processor:
-    return Processor("alerts", Alerts(settings), settings, max_records=64, alongside=deliver_webhooks)
+    return Processor("alerts", Alerts(settings), settings, max_records=64)

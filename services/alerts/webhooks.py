@@ -1,44 +1,36 @@
-"""Signed webhook delivery.
+"""Webhooks signed as in the Standard Webhooks specification (https://www.standardwebhooks.com).
 
-Each POST carries the alert JSON and `X-Flashes-Signature: sha256=<hex HMAC-SHA256 of the body
-with the shared secret>`, so a receiver can check that the alert came from this service.
+Each POST carries the alert JSON and the headers `webhook-id` (the same on every retry of one
+message, so a receiver can drop repeats), `webhook-timestamp` (Unix seconds) and
+`webhook-signature: v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`, keyed with the
+subscription's secret (`whsec_` + base64 key, returned once when subscribing).
 """
 from __future__ import annotations
 
-import asyncio
+import base64
 import hashlib
 import hmac
-import logging
+import time
 
 import httpx
 
-log = logging.getLogger(__name__)
-SIGNATURE_HEADER = "X-Flashes-Signature"
+from flashes.errors import DeliveryError
 
 
-def sign(body: bytes, secret: str) -> str:
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    digest = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
 
 
-def verify(body: bytes, secret: str, signature: str) -> bool:
-    return hmac.compare_digest(sign(body, secret), signature)
-
-
-async def deliver(client: httpx.AsyncClient, url: str, body: bytes, secret: str, alert_id: str,
-                  attempts: int = 4, backoff_s: float = 0.5) -> str | None:
-    """POST until a 2xx answer; returns None on success, else why the last attempt failed."""
-    headers = {"Content-Type": "application/json", SIGNATURE_HEADER: sign(body, secret), "X-Flashes-Alert-Id": alert_id}
-    reason = ""
-    for attempt in range(attempts):
-        if attempt:
-            await asyncio.sleep(backoff_s * 2 ** (attempt - 1))
-        try:
-            response = await client.post(url, content=body, headers=headers)
-        except httpx.HTTPError as exc:
-            reason = f"{type(exc).__name__}: {exc}"
-            continue
-        if response.is_success:
-            return None
-        reason = f"HTTP {response.status_code}"
-    log.error("webhook %s failed for alert %s: %s", url, alert_id, reason)
-    return f"webhook {url}: {reason} after {attempts} attempts"
+async def post(client: httpx.AsyncClient, url: str, secret: str, msg_id: str, body: bytes) -> None:
+    """One signed POST; DeliveryError unless the receiver answers 2xx."""
+    timestamp = int(time.time())
+    headers = {"content-type": "application/json", "webhook-id": msg_id, "webhook-timestamp": str(timestamp),
+               "webhook-signature": sign(secret, msg_id, timestamp, body)}
+    try:
+        response = await client.post(url, content=body, headers=headers)
+    except httpx.HTTPError as exc:
+        raise DeliveryError(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
+    if not response.is_success:
+        raise DeliveryError(f"HTTP {response.status_code}")

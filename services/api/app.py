@@ -1,8 +1,13 @@
-"""The FastAPI gateway: catalogue, tags, time series, relevance, alerts and the health of Kafka and QuestDB."""
+"""The FastAPI gateway: catalogue, tags, time series, relevance, alerts, subscriptions and the health of
+Kafka and QuestDB."""
 from __future__ import annotations
 
 import asyncio
 import copy
+import logging
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
@@ -15,7 +20,9 @@ from fastapi.responses import JSONResponse
 from flashes import catalogue, questdb
 from flashes.errors import QuestDBError
 from flashes.settings import Settings, get_settings
+from flashes.heartbeat import beat
 from services.api import store
+from services.api.subscriptions import Store, router
 
 SeriesKind = Literal["maxi", "swift", "fermi", "hardness", "combined"]
 
@@ -25,11 +32,35 @@ def _utc(t: datetime) -> datetime:
     return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
 
 
+class RedactCodes(logging.Filter):
+    """Access logs show /subscriptions/<code> and link tokens as '…': no code or token reaches a log."""
+
+    SECRET = re.compile(r"(/subscriptions/)(?!confirm\b|unsubscribe\b)[^/?\s\"]+|(token=)[^&\s\"]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(self.SECRET.sub(lambda m: (m.group(1) or m.group(2)) + "…", a) if isinstance(a, str)
+                                else a for a in record.args)
+        return True
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     records = {rec["_id"]: rec for rec in catalogue.load(settings)}
     tag_counts = Counter(tag for rec in records.values() for tag in rec["labels_constant"] + rec["labels_dynamic"])
-    app = FastAPI(title="FLASHES stream API", version="1",
+    subscriptions = Store(settings)
+    logging.getLogger("uvicorn.access").addFilter(RedactCodes())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        heartbeat = asyncio.ensure_future(beat(settings, "api"))
+        try:
+            yield
+        finally:
+            heartbeat.cancel()
+            await subscriptions.close()
+
+    app = FastAPI(title="FLASHES stream API", version="1", lifespan=lifespan,
                   description="Catalogue, tags and lightcurves of the X-ray sources FLASHES watches. "
                               "Fluxes in mCrab unless stated; times UTC. Fermi/GBM pulsar amplitudes often "
                               "come with an error of 0 in the provider's files; they are served as they are.")
@@ -122,7 +153,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         entry, start, end = series_window(source, series, start, end)
         return await run_in_threadpool(store.relevance, settings, entry["series"], start, end, min_relevance)
 
-    @app.get("/alerts", summary="The newest alerts, with why each was raised")
+    app.include_router(router(settings, records, set(tag_counts), subscriptions))
+
+    @app.get("/alerts", summary="The newest alert records (flashes.alerts.v2), each with why it was raised")
     async def list_alerts(source: str | None = None, limit: int = Query(100, ge=1, le=10000)) -> list[dict]:
         if source is not None:
             source_or_404(source)

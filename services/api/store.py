@@ -4,6 +4,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import orjson
+
 import schemas
 from flashes import questdb
 from flashes.settings import Settings
@@ -69,12 +71,14 @@ def relevance(settings: Settings, series: str, start: datetime, end: datetime,
 
 
 def alerts(settings: Settings, source_id: str | None, limit: int) -> list[dict[str, Any]]:
-    """The newest alerts, optionally of one source, with their reasons, terms and explanation."""
-    terms = ", ".join(f"{name}_term" for name in TERMS)
+    """The newest alert records (as on flashes.alerts.v2), optionally of one known source."""
     where = f"WHERE source_id = '{source_id}' " if source_id else ""
-    sql = (f"SELECT ts time, alert_id, source_id, series, mjd, relevance, reasons, {terms}, model_version, "
-           f"explanation FROM alerts {where}ORDER BY ts DESC LIMIT {limit}")
-    rows = [_with_terms(r) for r in questdb.query(settings, sql)]
-    for r in rows:
-        r["reasons"] = r["reasons"].split(",") if r["reasons"] else []
-    return rows
+    sql = f"SELECT payload FROM alerts {where}ORDER BY ts DESC, record_number DESC LIMIT {limit}"
+    return [orjson.loads(r["payload"]) for r in questdb.query(settings, sql)]
+
+
+def deliveries(settings: Settings, subscription_id: str, limit: int) -> list[dict[str, Any]]:
+    """The newest delivery attempts of one subscription (its id is a SHA-256 in hex, checked by the caller)."""
+    sql = ("SELECT ts time, alert_id, record_number, test, channel, attempt, status, detail FROM deliveries "
+           f"WHERE subscription_id = '{subscription_id}' ORDER BY ts DESC LIMIT {limit}")
+    return questdb.query(settings, sql)

@@ -14,6 +14,7 @@ from croniter import croniter
 
 import schemas
 from flashes import catalogue, topics
+from flashes.heartbeat import beat
 from flashes.kafka import dead_letter, ensure_topics, make_producer, send_dead_letter
 from flashes.settings import Settings
 from services.fetcher import state
@@ -131,8 +132,12 @@ async def fetch_once(settings: Settings, sources: list[str] | None = None, instr
 async def run_forever(settings: Settings) -> None:
     """The fetcher service: a round at start, then one at every time of the cron schedule (UTC)."""
     schedule = croniter(settings.fetch_cron, datetime.now(timezone.utc))
-    while True:
-        await fetch_once(settings, settings.fetch_sources or None)
-        wait = schedule.get_next(datetime) - datetime.now(timezone.utc)
-        log.info("next fetch round in %.0f s (%s)", wait.total_seconds(), settings.fetch_cron)
-        await asyncio.sleep(max(0.0, wait.total_seconds()))
+    heartbeat = asyncio.ensure_future(beat(settings, "fetcher"))
+    try:
+        while True:
+            await fetch_once(settings, settings.fetch_sources or None)
+            wait = schedule.get_next(datetime) - datetime.now(timezone.utc)
+            log.info("next fetch round in %.0f s (%s)", wait.total_seconds(), settings.fetch_cron)
+            await asyncio.sleep(max(0.0, wait.total_seconds()))
+    finally:
+        heartbeat.cancel()

@@ -19,7 +19,8 @@ SYMBOLS = {
     "lightcurve": ["series", "source_id", "instrument", "band", "url"],
     "derived": ["series", "source_id", "kind"],
     "relevance": ["series", "source_id", "kind", "model_version"],
-    "alerts": ["series", "source_id", "kind", "model_version"],
+    "alerts": ["alert_type", "source_id", "trigger_series", "model_version"],
+    "deliveries": ["subscription_id", "channel", "status"],
     "deadletter": ["origin"],
 }
 TERMS = tuple(schemas.RelevanceTermColumns.model_fields)
@@ -60,10 +61,19 @@ def relevance_frame(c: schemas.RelevanceChunk) -> pd.DataFrame:
 
 
 def alert_frame(a: schemas.Alert) -> pd.DataFrame:
-    return pd.DataFrame({"ts": [_at(a.time)], "alert_id": a.alert_id, "series": a.series, "source_id": a.source_id,
-                         "kind": a.kind, "model_version": a.model_version, "mjd": a.mjd, "relevance": a.relevance,
-                         **{f"{name}_term": getattr(a.terms, name) for name in TERMS},
-                         "reasons": ",".join(a.reasons), "explanation": a.explanation})
+    """One row per alert record, with the whole message in `payload` (what the API serves)."""
+    return pd.DataFrame({"ts": [_at(a.time)], "alert_id": a.alert_id, "record_number": a.record_number,
+                         "alert_type": a.alert_type, "source_id": a.source_id, "trigger_series": a.trigger_series,
+                         "model_version": a.model_version, "mjd": a.mjd, "relevance": a.relevance,
+                         "peak_relevance": a.peak_relevance, **{f"{name}_term": getattr(a.terms, name) for name in TERMS},
+                         "reasons": ",".join(a.reasons), "explanation": a.explanation,
+                         "payload": topics.ALERTS.encode(a).decode()})
+
+
+def delivery_frame(d: schemas.DeliveryRecord) -> pd.DataFrame:
+    return pd.DataFrame({"ts": [_at(d.at)], "subscription_id": d.subscription_id, "channel": d.channel,
+                         "status": d.status, "alert_id": d.alert_id, "record_number": d.record_number,
+                         "test": d.test, "attempt": d.attempt, "detail": d.detail})
 
 
 def deadletter_frame(d: schemas.DeadLetter) -> pd.DataFrame:
@@ -76,5 +86,6 @@ FRAMES: dict[str, tuple[str, Callable[..., pd.DataFrame]]] = {
     topics.DERIVED.name: ("derived", derived_frame),
     topics.RELEVANCE.name: ("relevance", relevance_frame),
     topics.ALERTS.name: ("alerts", alert_frame),
+    topics.DELIVERIES.name: ("deliveries", delivery_frame),
     topics.DEADLETTER.name: ("deadletter", deadletter_frame),
 }

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
+from datetime import datetime, timezone
 
 import pandas as pd
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -21,6 +22,7 @@ import schemas
 from flashes import questdb, topics
 from flashes.infra import questdb_healthy
 from flashes.errors import DecodeError, QuestDBError
+from flashes.heartbeat import beat
 from flashes.kafka import ensure_topics, make_producer, rejected, send_dead_letter
 from flashes.settings import Settings
 from services.sink.rows import FRAMES, SYMBOLS
@@ -114,6 +116,30 @@ def decoded(letters: list[schemas.DeadLetter], tp: TopicPartition, m: ConsumerRe
         return None
 
 
+def stored_freshness(settings: Settings) -> dict[str, schemas.Freshness]:
+    """Per instrument, the newest point in QuestDB and (as when it was stored) the newest fetch time;
+    empty if QuestDB cannot say."""
+    try:
+        rows = questdb.query(settings, "SELECT instrument, max(ts) AS time, max(fetched_at) AS received_at "
+                                       "FROM lightcurve")
+    except QuestDBError as exc:
+        log.warning("freshness not read from QuestDB, it starts empty: %s", exc)
+        return {}
+    return {r["instrument"]: schemas.Freshness(time=r["time"], received_at=r["received_at"])
+            for r in rows if r["instrument"] in topics.INSTRUMENTS and r["time"] and r["received_at"]}
+
+
+def note_written(freshness: dict[str, schemas.Freshness], items: list[Item], refused: list[ConsumerRecord]) -> None:
+    """Advance each instrument's newest written lightcurve point with the rows just stored."""
+    now = datetime.now(timezone.utc)
+    for table, frame, record in items:
+        if table != "lightcurve" or any(record is r for r in refused):
+            continue
+        instrument, newest = frame["instrument"].iat[0], frame["ts"].max().to_pydatetime()
+        if instrument not in freshness or newest > freshness[instrument].time:
+            freshness[instrument] = schemas.Freshness(time=newest, received_at=now)
+
+
 async def run_forever(settings: Settings) -> None:
     await ensure_topics(settings)
     while True:
@@ -123,6 +149,8 @@ async def run_forever(settings: Settings) -> None:
         except QuestDBError as exc:
             log.error("QuestDB not ready, retrying in 2 s: %s", exc)
             await asyncio.sleep(2)
+    freshness = await asyncio.to_thread(stored_freshness, settings)
+    heartbeat = asyncio.ensure_future(beat(settings, "sink", freshness=lambda: dict(freshness)))
     consumer = AIOKafkaConsumer(*FRAMES, bootstrap_servers=settings.kafka_bootstrap, group_id=GROUP,
                                 enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=5_000,
                                 max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
@@ -136,7 +164,9 @@ async def run_forever(settings: Settings) -> None:
                 continue
             letters: list[schemas.DeadLetter] = []
             items = [item for tp, m in records if (item := decoded(letters, tp, m)) is not None]
-            for record, reason in await asyncio.to_thread(store, settings, items) if items else []:
+            refused = await asyncio.to_thread(store, settings, items) if items else []
+            note_written(freshness, items, [record for record, _ in refused])
+            for record, reason in refused:
                 letters.append(rejected(f"sink:{record.topic}", reason, record))
             for letter in letters:
                 await send_dead_letter(producer, letter)
@@ -146,5 +176,6 @@ async def run_forever(settings: Settings) -> None:
             except CommitFailedError as exc:  # written already; the next owner rewrites the same rows
                 log.warning("commit after a rebalance refused (%s); the batch will be written again", exc)
     finally:
+        heartbeat.cancel()
         await consumer.stop()
         await producer.stop()

@@ -1,0 +1,99 @@
+"""E-mail for the API and the delivery service: SMTP sending, message headers and Jinja2 templates.
+
+No e-mail address may appear in a log line or an error: `send` reports failures as a
+DeliveryError whose message has every address redacted and no chained exception.
+"""
+from __future__ import annotations
+
+import email.policy
+import email.utils
+import re
+from datetime import datetime, timezone
+from email.headerregistry import HeaderRegistry, UnstructuredHeader
+from email.message import EmailMessage
+from typing import Any, Callable
+
+import aiosmtplib
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
+from flashes.errors import DeliveryError
+from flashes.settings import Settings
+from flashes.timeconv import datetime_to_mjd
+
+SMTP_TIMEOUT_S = 10.0
+ADDRESS = re.compile(r"[^\s<>@\"',;:]+@[^\s<>@\"',;:]+")
+
+
+def utc(time: datetime) -> str:
+    return time.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def mjd(value: datetime | float) -> str:
+    return f"MJD {datetime_to_mjd(value) if isinstance(value, datetime) else value:.2f}"
+
+
+def environment(package: str, **filters: Callable[..., Any]) -> Environment:
+    """Templates `*.j2` of `{package}/templates`; the `*.html.j2` ones are autoescaped."""
+    env = Environment(loader=PackageLoader(package), autoescape=select_autoescape(["html.j2"]),
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters.update(utc=utc, mjd=mjd, **filters)
+    return env
+
+
+_ENV = environment("flashes")
+
+
+class UnencodedHeader(UnstructuredHeader):
+    """A header written as it is, on one line (RFC 5322 allows up to 998 characters).
+
+    Python folds a word longer than a line (a URL) into RFC 2047 encoded words, which mail
+    clients do not decode in List-Unsubscribe: the link would be lost.
+    """
+
+    def fold(self, *, policy: email.policy.Policy) -> str:
+        return f"{self.name}: {self}{policy.linesep}"
+
+
+_HEADERS = HeaderRegistry()
+_HEADERS.map_to_type("list-unsubscribe", UnencodedHeader)
+POLICY = email.policy.default.clone(header_factory=_HEADERS)
+
+
+def new_message(settings: Settings, to: str, subject: str, text: str, html: str) -> EmailMessage:
+    """A text + HTML (multipart/alternative) message from the service, with Date and Message-ID."""
+    msg = EmailMessage(policy=POLICY)
+    msg["From"] = settings.mail_from
+    msg["To"] = to
+    msg["Subject"] = subject
+    msg["Date"] = email.utils.format_datetime(datetime.now(timezone.utc))
+    msg["Message-ID"] = make_id(settings)
+    msg["Auto-Submitted"] = "auto-generated"
+    msg.set_content(text)
+    msg.add_alternative(html, subtype="html")
+    return msg
+
+
+def make_id(settings: Settings) -> str:
+    """A `<...@domain>` id in the sender's domain (for Message-ID and inline Content-IDs)."""
+    domain = email.utils.parseaddr(settings.mail_from)[1].rpartition("@")[2] or "localhost"
+    return email.utils.make_msgid(domain=domain)
+
+
+def confirmation_message(settings: Settings, to: str, confirm_url: str, summary: str) -> EmailMessage:
+    """The double opt-in mail: nothing is sent to `to` until `confirm_url` is opened."""
+    context = {"confirm_url": confirm_url, "summary": summary, "api_url": settings.api_url}
+    return new_message(settings, to, "Confirm your FLASHES stream alert subscription",
+                       _ENV.get_template("confirmation.txt.j2").render(context),
+                       _ENV.get_template("confirmation.html.j2").render(context))
+
+
+async def send(settings: Settings, message: EmailMessage) -> None:
+    """Send through the configured SMTP server (STARTTLS and login only when configured)."""
+    try:
+        await aiosmtplib.send(message, hostname=settings.smtp_host, port=settings.smtp_port,
+                              username=settings.smtp_user or None, password=settings.smtp_password or None,
+                              start_tls=settings.smtp_starttls, timeout=SMTP_TIMEOUT_S)
+    except (aiosmtplib.SMTPException, OSError) as exc:
+        reason = ADDRESS.sub("<address>", f"{type(exc).__name__}: {exc}")
+        # `from None`: the original exception names the refused address and would end up in tracebacks.
+        raise DeliveryError(f"mail via {settings.smtp_host}:{settings.smtp_port} failed: {reason}") from None

@@ -1,0 +1,120 @@
+"""Alert episodes per source: when one opens, escalates and ends.
+
+An episode opens (onset) when a point of any series of the source crosses the threshold
+(flashes/trigger.py: the relevance, or the model or hardness term, after being below it). While
+it is open a record (update) is sent when it escalates:
+
+- another series is unusual too (it joins the episode), or
+- another reason appears (e.g. a state change during an outburst), or
+- a flux series has doubled since the value reported in the episode's last record.
+
+It ends when each series in it has had `end_points` consecutive points below the threshold (a
+series that has sent nothing for STALE_DAYS while the source's others went on is not waited for).
+
+Points arrive per series in time order, but series are not interleaved in a backfill (a whole
+MAXI history, then a whole BAT one): a point older than the open episode's onset by more than
+JOIN_WINDOW_DAYS is the catch-up history of a lagging series and does not touch the episode.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import schemas
+from schemas import REASON_OF_TERM
+
+JOIN_WINDOW_DAYS = 3.0
+STALE_DAYS = 30.0
+DOUBLING = 2.0
+TYPE_OF = {"hardness": "ratio"}
+
+
+@dataclass
+class Track:
+    """One series of the source: its last score's trigger snapshot and its last points."""
+
+    last_mjd: float
+    last: dict[str, float]
+    points: list[tuple[float, float, float]] = field(default_factory=list)  # (mjd, value, error)
+    KEEP = 5
+
+    def add(self, mjd: float, snapshot: dict[str, float], value: float, error: float) -> None:
+        self.last_mjd, self.last = mjd, snapshot
+        self.points = [*self.points[-(self.KEEP - 1):], (mjd, value, error)]
+
+
+@dataclass
+class Episode:
+    alert_id: str
+    onset_mjd: float
+    series: list[str]
+    reasons: list[str]
+    peak_relevance: float
+    reported: dict[str, float]
+    quiet: dict[str, int]
+    record_number: int = 1
+
+    @classmethod
+    def from_state(cls, e: schemas.Episode) -> "Episode":
+        return cls(e.alert_id, e.onset_mjd, list(e.series), list(e.reasons), e.peak_relevance, dict(e.reported),
+                   dict(e.quiet), e.record_number)
+
+    def to_state(self) -> schemas.Episode:
+        return schemas.Episode(alert_id=self.alert_id, record_number=self.record_number, onset_mjd=self.onset_mjd,
+                               series=self.series, reasons=self.reasons, peak_relevance=self.peak_relevance,
+                               reported=self.reported, quiet=self.quiet)
+
+
+@dataclass(frozen=True)
+class Point:
+    """One scored point as the episode logic sees it."""
+
+    series: str
+    kind: str
+    mjd: float
+    value: float  # mCrab (hardness: ratio)
+    relevance: float
+    crossed: list[str]  # trigger terms that crossed the threshold at this point
+
+
+def step(episode: Episode | None, p: Point, tracks: dict[str, Track], source_id: str, threshold: float,
+         end_points: int) -> tuple[Episode | None, str | None, str]:
+    """Apply one point: the episode (changed in place), the alert type to send (or None) and what changed.
+
+    After an "end" the caller sends the record and drops the episode."""
+    high = p.relevance >= threshold
+    if episode is None:
+        if not p.crossed:
+            return None, None, ""
+        reasons = [REASON_OF_TERM[t] for t in p.crossed]
+        opened = Episode(f"{source_id}@{p.mjd:.5f}", p.mjd, [p.series], reasons, p.relevance, {p.series: p.value},
+                         {p.series: 0})
+        return opened, "onset", f"{p.series} became unusual ({', '.join(reasons)})"
+    if p.mjd < episode.onset_mjd - JOIN_WINDOW_DAYS:
+        return episode, None, ""
+    if not high:
+        if p.series in episode.quiet:
+            episode.quiet[p.series] += 1
+        newest = max(t.last_mjd for t in tracks.values())
+        if all(n >= end_points or tracks[s].last_mjd < newest - STALE_DAYS for s, n in episode.quiet.items()):
+            episode.record_number += 1
+            return episode, "end", f"back to usual: each series had {end_points} points below the threshold"
+        return episode, None, ""
+    episode.peak_relevance = max(episode.peak_relevance, p.relevance)
+    changes = []
+    if p.series not in episode.series:
+        episode.series.append(p.series)
+        episode.reported[p.series] = p.value
+        changes.append(f"{p.series} joined the episode")
+    episode.quiet[p.series] = 0
+    for reason in (REASON_OF_TERM[t] for t in p.crossed):
+        if reason not in episode.reasons:
+            episode.reasons.append(reason)
+            changes.append(f"new reason: {reason}")
+    reported = episode.reported[p.series]
+    if p.kind not in TYPE_OF and reported > 0 and p.value >= DOUBLING * reported:
+        changes.append(f"{p.series} doubled since the last record ({reported:.1f} -> {p.value:.1f} mCrab)")
+        episode.reported[p.series] = p.value
+    if not changes:
+        return episode, None, ""
+    episode.record_number += 1
+    return episode, "update", "; ".join(changes)

@@ -1,0 +1,90 @@
+"""Alert episodes per source (services/alerts/episodes.py) on synthetic scores of a real catalogue source."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import schemas
+from flashes.settings import Settings
+from flashes.timeconv import mjd_to_datetime, mjd_to_unix_us
+from services.alerts.app import Alerts
+
+SOURCE = "maxij1535-571"
+T = 58000.0  # MJD offset of the synthetic days
+MAXI = 312.5  # mCrab per photon/cm2/s, MAXI 2-20 keV
+
+
+def chunk(kind: str, mjd: list[float], relevance: list[float], value: list[float] | None = None,
+          hardness: list[float] | None = None) -> schemas.RelevanceChunk:
+    n = len(mjd)
+    model = [r if h is None else 0.1 for r, h in zip(relevance, hardness or [None] * n)]
+    return schemas.RelevanceChunk(
+        source_id=SOURCE, first_mjd=mjd[0], last_mjd=mjd[-1], count=n, time=mjd_to_unix_us(np.array(mjd)).tolist(),
+        mjd=mjd, series=f"{kind}_{SOURCE}", kind=kind, model_version="test", value=value or [0.1] * n,
+        error=[0.01] * n, relevance=relevance,
+        terms=schemas.RelevanceTermColumns(model=model, hardness=hardness or [0.0] * n, flux=[0.5] * n,
+                                           trend=[0.5] * n))
+
+
+@pytest.fixture(scope="module")
+def logic() -> Alerts:
+    return Alerts(Settings(relevance_threshold=0.7, episode_end_points=3))
+
+
+def records(logic: Alerts, *chunks: schemas.RelevanceChunk) -> list[schemas.Alert]:
+    return [o.value for c in chunks for o in logic.apply(c)]
+
+
+def test_an_outburst_in_two_series_is_one_episode_onset_updates_end(logic: Alerts) -> None:
+    logic.forget([SOURCE])
+    out = records(logic,
+                  chunk("maxi", [T + 100.5, T + 101.5, T + 102.5], [0.1, 0.9, 0.95], [0.1, 0.4, 0.5]),  # onset at 101.5
+                  chunk("swift", [T + 101.5, T + 102.5], [0.2, 0.8]),  # joins
+                  chunk("maxi", [T + 103.5], [0.96], [0.9]),  # 0.4 -> 0.9 photons: more than doubled
+                  chunk("hardness", [T + 103.5], [0.9], [2.0], hardness=[0.9]),  # a state change joins
+                  chunk("maxi", [T + 104.5, T + 105.5, T + 106.5], [0.2, 0.1, 0.1]),
+                  chunk("swift", [T + 103.5, T + 104.5], [0.1, 0.1]))
+    assert [(a.alert_type, a.record_number) for a in out] == [("onset", 1), ("update", 2), ("update", 3),
+                                                              ("update", 4)]
+    assert {a.alert_id for a in out} == {f"{SOURCE}@{T + 101.5:.5f}"}
+    onset, joined, doubled, state = out
+    assert onset.reasons == ["brightening"] and onset.series == [f"maxi_{SOURCE}"]
+    assert onset.last_points[-1].value == pytest.approx(0.4 * MAXI) and onset.last_points[-1].units == "mCrab"
+    assert "brighter than its usual level" in onset.explanation and "MAXI J1535-571" in onset.explanation
+    assert joined.series == [f"maxi_{SOURCE}", f"swift_{SOURCE}"] and "joined" in joined.change
+    assert "doubled" in doubled.change and "125.0 -> 281.2 mCrab" in doubled.change
+    assert state.reasons == ["brightening", "state_change"] and state.last_points[-1].units == "ratio"
+    # hardness has had no quiet point yet: one more (the third for the others already) ends it.
+    end = records(logic, chunk("hardness", [T + 104.5, T + 105.5, T + 106.5], [0.1, 0.1, 0.1], [1.0] * 3, hardness=[0.1] * 3),
+                  chunk("swift", [T + 105.5], [0.1]))
+    assert [(a.alert_type, a.record_number) for a in end] == [("end", 5)]
+    assert "back to its usual behaviour" in end[0].explanation
+    assert end[0].freshness == {"maxi": mjd_to_datetime(T + 106.5), "swift": mjd_to_datetime(T + 105.5)}
+    # a new crossing opens a new episode
+    again = records(logic, chunk("maxi", [T + 110.5], [0.8]))
+    assert [(a.alert_type, a.alert_id) for a in again] == [("onset", f"{SOURCE}@{T + 110.5:.5f}")]
+
+
+def test_replayed_scores_raise_nothing_and_state_round_trips(logic: Alerts) -> None:
+    logic.forget([SOURCE])
+    first = chunk("maxi", [T + 200.5, T + 201.5], [0.1, 0.9])
+    assert len(records(logic, first)) == 1
+    assert records(logic, first) == []
+    snapshot = logic.snapshot(SOURCE, "t", 0, 7)
+    restored = Alerts(logic.settings)
+    restored.restore(schemas.AlertState.model_validate_json(snapshot.model_dump_json()))
+    nxt = chunk("swift", [T + 201.5], [0.9])
+    assert records(restored, nxt) == records(logic, nxt)
+
+
+def test_a_lagging_series_history_does_not_join_the_open_episode(logic: Alerts) -> None:
+    logic.forget([SOURCE])
+    assert len(records(logic, chunk("maxi", [T + 300.5, T + 301.5], [0.1, 0.9]))) == 1
+    assert records(logic, chunk("swift", [T + 250.5, T + 251.5], [0.1, 0.9])) == []  # BAT history caught up later
+
+
+def test_an_unknown_source_is_refused() -> None:
+    logic = Alerts(Settings())
+    bad = chunk("maxi", [T + 1.5], [0.9]).model_copy(update={"source_id": "no-such-source"})
+    with pytest.raises(ValueError, match="unknown source 'no-such-source'"):
+        logic.apply(bad)

@@ -1,0 +1,178 @@
+"""Mails through a real SMTP server (aiosmtpd on loopback): alert, confirmation, digest, and failures."""
+from __future__ import annotations
+
+import email
+import html
+import socket
+import struct
+import traceback
+from collections.abc import Iterator
+from email import policy
+from email.message import EmailMessage
+
+import pytest
+from aiosmtpd.controller import Controller
+
+import schemas
+from flashes.errors import DeliveryError
+from flashes.mail import confirmation_message, send
+from flashes.settings import PROJECT_ROOT, Settings
+from services.alerts.mail import alert_message, digest_message, lightcurve_png, recent_points
+
+TO = "alice@example.org"
+REFUSED = "refused@example.org"
+# Longer than a header line: it must still arrive as one plain token, not as RFC 2047 words.
+UNSUBSCRIBE_URL = "https://flashes.example.org/subscriptions/" + "k" * 43 + "/unsubscribe?token=" + "t" * 40
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+EXAMPLE = PROJECT_ROOT / "schemas" / "examples" / "flashes.alerts.v2.update.json"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Recorder:
+    """An SMTP handler that keeps (envelope recipients, raw message) and refuses REFUSED."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[list[str], bytes]] = []
+
+    async def handle_RCPT(self, server, session, envelope, address: str, rcpt_options) -> str:  # noqa: N802
+        if address == REFUSED:
+            return f"550 5.1.1 <{address}>: Recipient address rejected"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802
+        self.received.append((list(envelope.rcpt_tos), envelope.content))
+        return "250 OK"
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Settings, Recorder]]:
+    recorder = Recorder()
+    controller = Controller(recorder, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield Settings(smtp_host="127.0.0.1", smtp_port=controller.port, smtp_user="", smtp_starttls=False), recorder
+    controller.stop()
+
+
+@pytest.fixture
+def alert() -> schemas.Alert:
+    return schemas.Alert.model_validate_json(EXAMPLE.read_text())
+
+
+async def deliver(settings: Settings, recorder: Recorder,
+                  message: EmailMessage) -> tuple[EmailMessage, list[bytes], str, str]:
+    """Send; return the message as the server got it, its raw header lines, its text and HTML bodies."""
+    await send(settings, message)
+    [(recipients, raw)] = recorder.received
+    assert recipients == [TO]
+    received = email.message_from_bytes(raw, policy=policy.default)
+    assert received["To"] == TO
+    return (received, raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n"),
+            received.get_body(preferencelist=("plain",)).get_content(),
+            received.get_body(preferencelist=("html",)).get_content())
+
+
+def assert_unsubscribe_headers(header_lines: list[bytes]) -> None:
+    """Both RFC 8058 headers, each exactly and on one line as sent."""
+    assert f"List-Unsubscribe: <{UNSUBSCRIBE_URL}>".encode() in header_lines
+    assert b"List-Unsubscribe-Post: List-Unsubscribe=One-Click" in header_lines
+
+
+def png_size(png: bytes) -> tuple[int, int]:
+    assert png.startswith(PNG_SIGNATURE)
+    return struct.unpack(">II", png[16:24])  # the IHDR chunk: width, height
+
+
+async def test_alert_mail_arrives_with_text_html_and_inline_lightcurve(smtp, alert) -> None:
+    settings, recorder = smtp
+    closed = settings.model_copy(update={"questdb_http_port": free_port()})
+    points = recent_points(closed, alert)  # QuestDB unreachable: the alert's own last points
+    assert points["swift_maxij1535-571"][1].tolist() == [80.5, 401.2, 1022.7]
+    assert points["maxi_maxij1535-571"][2].tolist() == [9.8, 12.5, 15.0]
+    png = lightcurve_png(alert, points)
+
+    message = alert_message(settings, TO, alert, UNSUBSCRIBE_URL, png)
+    received, headers, text, body = await deliver(settings, recorder, message)
+
+    assert received["Subject"] == "[FLASHES] update: MAXI J1535-571 brightening, relevance 0.97"
+    assert received["X-Flashes-Alert-Id"] == "maxij1535-571@57998.50000#2"
+    assert received["Message-ID"]
+    assert_unsubscribe_headers(headers)
+    for part, escape in ((text, str), (body, html.escape)):
+        assert escape(alert.explanation) in part
+        assert escape(alert.change) in part
+        assert "401.2 ± 22.7 mCrab" in part
+        assert "MJD 57998.50" in part and "2017-09-02 12:00 UTC" in part
+        assert escape(alert.links["grafana"]) in part
+        assert escape(UNSUBSCRIBE_URL) in part
+    related = received.get_body(preferencelist=("related",))
+    [image] = [p for p in related.iter_parts() if p.get_content_type() == "image/png"]
+    assert image.get_content() == png and png_size(png) == (600, 300)
+    assert f'src="cid:{image["Content-ID"].strip("<>")}"' in body
+
+
+def test_test_alert_subject_and_lightcurve_without_points(alert) -> None:
+    message = alert_message(Settings(), TO, alert.model_copy(update={"test": True}), UNSUBSCRIBE_URL, b"")
+    assert message["Subject"].startswith("[TEST] [FLASHES] update: MAXI J1535-571")
+    assert png_size(lightcurve_png(alert, {})) == (600, 300)
+
+
+async def test_confirmation_mail_carries_the_link_in_both_parts(smtp) -> None:
+    settings, recorder = smtp
+    url = "https://flashes.example.org/subscriptions/confirm?code=abc&sig=xyz"
+    summary = "MAXI J1535-571 and black holes, relevance at least 0.8"
+    received, _, text, body = await deliver(settings, recorder, confirmation_message(settings, TO, url, summary))
+    assert received["Subject"] == "Confirm your FLASHES stream alert subscription"
+    assert received["From"] == settings.mail_from
+    assert url in text and f'href="{html.escape(url)}"' in body
+    assert summary in text and summary in body
+
+
+async def test_digest_lists_every_alert(smtp, alert) -> None:
+    settings, recorder = smtp
+    alerts = [alert.model_copy(update={"alert_id": f"src{i}@5800{i}.50000", "record_number": i}) for i in range(1, 4)]
+    message = digest_message(settings, TO, alerts, UNSUBSCRIBE_URL)
+    received, headers, text, body = await deliver(settings, recorder, message)
+    assert received["Subject"] == "[FLASHES] digest: 3 more alerts"
+    assert_unsubscribe_headers(headers)
+    for a in alerts:
+        assert f"{a.alert_id}#{a.record_number}" in text and f"{a.alert_id}#{a.record_number}" in body
+
+
+async def test_send_to_a_closed_port_raises_without_the_address() -> None:
+    port = free_port()
+    settings = Settings(smtp_host="127.0.0.1", smtp_port=port, smtp_user="", smtp_starttls=False)
+    with pytest.raises(DeliveryError) as caught:
+        await send(settings, confirmation_message(settings, TO, "https://x/confirm", "everything"))
+    assert f"127.0.0.1:{port}" in str(caught.value)
+    assert TO not in "".join(traceback.format_exception(caught.value))
+
+
+async def test_refused_recipient_raises_without_the_address(smtp) -> None:
+    settings, recorder = smtp
+    with pytest.raises(DeliveryError) as caught:
+        await send(settings, confirmation_message(settings, REFUSED, "https://x/confirm", "everything"))
+    assert "550" in str(caught.value)
+    assert REFUSED not in "".join(traceback.format_exception(caught.value))
+    assert recorder.received == []
+
+
+def test_recent_points_merge_questdb_with_the_alerts_own(httpserver, alert) -> None:
+    """QuestDB's 60 days (main bands only) plus the alert's newest points, each point once."""
+    columns = [{"name": n, "type": "DOUBLE"} for n in ("series", "mjd", "value", "error")]
+    dataset = [["maxi_maxij1535-571", 57950.5, 20.0, 5.0], ["maxi_maxij1535-571", 57997.5, 30.1, 9.8]]
+    httpserver.expect_request("/exec").respond_with_json({"columns": columns, "dataset": dataset})
+    settings = Settings(questdb_host=httpserver.host, questdb_http_port=httpserver.port)
+    mjd, value, error = recent_points(settings, alert)["maxi_maxij1535-571"]
+    assert (mjd.tolist(), value.tolist(), error.tolist()) == (
+        [57950.5, 57997.5, 57998.5, 57999.5], [20.0, 30.1, 210.3, 612.8], [5.0, 9.8, 12.5, 15.0])
+    [(request, _)] = httpserver.log
+    sql = request.args["query"]
+    assert "(series = 'maxi_maxij1535-571' AND band = '2-20')" in sql
+    assert "(series = 'swift_maxij1535-571' AND band = '15-50')" in sql
+    assert "ts >= '2017-07-05T12:00:00.000000Z' AND ts <= '2017-09-03T12:00:00.000000Z'" in sql
