@@ -99,14 +99,14 @@ class AlertListener:
             await consumer.stop()
 
     async def _partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
-        """The alert topic's partitions, waiting for the topic to exist (unless exit_at_end: none then)."""
-        while True:
-            await consumer.topics()  # refreshes the cluster metadata
-            numbers = consumer.partitions_for_topic(topics.ALERTS.name)
-            if numbers or self.exit_at_end:
-                return [TopicPartition(topics.ALERTS.name, p) for p in sorted(numbers or ())]
+        """The alert topic's partitions (as declared in flashes/topics.py), once the topic exists;
+        none if it does not and the listener is to exit at the end."""
+        while topics.ALERTS.name not in await consumer.topics():
+            if self.exit_at_end:
+                return []
             log.info("topic %s does not exist yet; waiting", topics.ALERTS.name)
             await asyncio.sleep(METADATA_RETRY_S)
+        return [TopicPartition(topics.ALERTS.name, p) for p in range(topics.ALERTS.partitions)]
 
     async def _start_offsets(self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition],
                              ends: dict[TopicPartition, int]) -> dict[TopicPartition, int]:

@@ -219,7 +219,8 @@ def pipeline(settings: Settings, mirror_dir: Path, webhook_receiver: tuple[str, 
     processes = stack.spawn(("sink", "derive", "relevance", "alerts", "delivery", "api"), env, s.var_dir / "logs")
     try:
         subscribers.api = s.api_url
-        wait_until(lambda: _up(f"{s.api_url}/health/kafka"), "the API")
+        wait_until(lambda: _up(f"{s.api_url}/health/kafka") or processes["api"].poll() is not None, "the API", 120)
+        assert processes["api"].poll() is None, f"the API exited: see {s.var_dir / 'logs' / 'api.log'}"
         made = subscribers.made
         made["all"] = subscribe(s.api_url, {"channel": "webhook", "webhook_url": f"{webhook_receiver[0]}/all"})
         made["failing"] = subscribe(s.api_url, {"channel": "webhook", "webhook_url": f"{failing_receiver[0]}/x",

@@ -24,7 +24,8 @@ async def read_records(settings: Settings, topic: str, timeout_s: float = 5.0) -
             batch = await consumer.getmany(timeout_ms=int(timeout_s * 1000), max_records=50_000)
             if not batch:
                 return out
-            out += [(m.key, json.loads(m.value), m.partition) for msgs in batch.values() for m in msgs]
+            out += [(m.key, None if m.value is None else json.loads(m.value), m.partition)
+                    for msgs in batch.values() for m in msgs]
     finally:
         await consumer.stop()
 

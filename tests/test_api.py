@@ -106,9 +106,11 @@ def test_relevance_rows_carry_the_terms_that_explain_them(client: TestClient) ->
 
 def test_alerts_list_their_reasons_and_explanation(client: TestClient) -> None:
     alerts = client.get("/alerts", params={"source": "maxij1535-571"}).json()
-    outburst = [a for a in alerts if a["series"] == "maxi_maxij1535-571" and 57996 <= a["mjd"] <= 58010]
+    outburst = [a for a in alerts if 57996 <= a["onset_mjd"] <= 58010]
     assert [a["mjd"] for a in outburst] == sorted((a["mjd"] for a in outburst), reverse=True)  # newest first
-    assert "model" in outburst[-1]["reasons"] and all(a["explanation"] for a in outburst)
+    onset = outburst[-1]
+    assert onset["alert_type"] == "onset" and onset["record_number"] == 1 and "brightening" in onset["reasons"]
+    assert all(a["explanation"] and a["alert_id"] == onset["alert_id"] for a in outburst)
     assert all(a["source_id"] == "maxij1535-571" for a in alerts)
     assert client.get("/alerts", params={"source": "no-such-source"}).status_code == 404
     assert client.get("/relevance", params={"source": "maxij1535-571", "min_relevance": 2}).status_code == 422

@@ -71,3 +71,17 @@ def test_docker_compose_config_validates() -> None:
     result = subprocess.run(["docker", "compose", "-f", str(PROJECT_ROOT / "docker-compose.yml"), "config", "-q"],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("path", sorted((PROJECT_ROOT / "schemas" / "examples").glob("*.json")), ids=lambda p: p.name)
+def test_example_messages_validate_and_round_trip(path) -> None:
+    spec = topics.BY_NAME[path.name.rsplit(".", 2)[0]]
+    raw = path.read_bytes()
+    message = spec.decode(raw)
+    assert json.loads(spec.encode(message)) == json.loads(raw)
+
+
+def test_the_alert_schema_id_carries_its_version() -> None:
+    schema = json.loads((PROJECT_ROOT / "schemas" / "flashes.alerts.v2.schema.json").read_text())
+    assert schema["$id"].endswith("/flashes.alerts.v2.json")
+    assert schema["properties"]["version"]["const"] == 2

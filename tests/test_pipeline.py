@@ -15,9 +15,8 @@ import pytest
 from flashes import questdb, topics
 from flashes.kafka import make_producer
 from flashes.settings import Settings
-from services.alerts.webhooks import SIGNATURE_HEADER, verify
 from services.fetcher.service import fetch_once
-from tests.conftest import BAD_LINES, SOURCES, data_rows, dump, maxi_path
+from tests.conftest import BAD_LINES, SOURCES, data_rows, maxi_path
 from flashes.observe import series_counts as counts, wait_drained, wait_until
 from tests.kafka_helpers import read_topic
 
@@ -62,20 +61,6 @@ def test_hardness_equals_a_hand_computation_from_the_files(pipeline: Settings, m
     combined = questdb.query(pipeline, "SELECT value, error FROM derived WHERE series = 'combined_maxij1535-571' "
                                        f"AND mjd = {day + 0.5}")[0]
     assert combined["value"] == pytest.approx(fb + fm) and combined["error"] == pytest.approx(math.hypot(eb, em))
-
-
-def test_an_outburst_day_raises_a_signed_alert_at_the_webhook(pipeline: Settings,
-                                                              webhook_receiver: tuple[str, list[dict]]) -> None:
-    bodies = [(json.loads(r["body"]), r) for r in webhook_receiver[1]]
-    # MAXI J1535-571 went into outburst on MJD ~57998 (ATel #10700): an alert within the rise.
-    outburst = [b for b, _ in bodies if b["series"] == "maxi_maxij1535-571" and 57996 <= b["mjd"] <= 58010]
-    assert outburst, dump([b for b, _ in bodies if b["source_id"] == "maxij1535-571"])
-    assert all(verify(r["body"], pipeline.webhook_secret, r["headers"][SIGNATURE_HEADER]) for _, r in bodies)
-    alert = outburst[0]
-    assert alert["relevance"] >= pipeline.relevance_threshold and alert["reasons"] == ["model"]
-    assert "brighter than this source's usual level" in alert["explanation"] and alert["model_version"] == "river-1"
-    on_topic = [v for _, v in asyncio.run(read_topic(pipeline, "flashes.alerts.v1"))]
-    assert alert["alert_id"] in {a["alert_id"] for a in on_topic}
 
 
 def test_replaying_the_sample_adds_no_rows(pipeline: Settings, webhook_receiver: tuple[str, list[dict]],

@@ -109,11 +109,16 @@ class Deliverer:
             await self._retry(schemas.DeliveryTask(subscription_id=sub.subscription_id, alert=alert, attempt=1,
                                                    due=midnight, digest=True))
             return "held", f"daily cap of {self.settings.email_daily_cap} mails reached: in the digest at {midnight:%Y-%m-%d %H:%M} UTC"
-        points = await asyncio.to_thread(alert_mail.recent_points, self.settings, alert)
-        png = await asyncio.to_thread(alert_mail.lightcurve_png, alert, points)
-        to = self.vault.open(sub.email)
-        await mail.send(self.settings, alert_mail.alert_message(self.settings, to, alert, self.unsubscribe_url(sub), png))
-        self.mails[sub.subscription_id, day] += 1
+        self.mails[sub.subscription_id, day] += 1  # taken before sending: mails to one address run concurrently
+        try:
+            points = await asyncio.to_thread(alert_mail.recent_points, self.settings, alert)
+            png = await asyncio.to_thread(alert_mail.lightcurve_png, alert, points)
+            message = alert_mail.alert_message(self.settings, self.vault.open(sub.email), alert,
+                                               self.unsubscribe_url(sub), png)
+            await mail.send(self.settings, message)
+        except DeliveryError:
+            self.mails[sub.subscription_id, day] -= 1
+            raise
         return "delivered", "mail accepted by the SMTP server"
 
     async def digest(self, sub_id: str, alerts: list[schemas.Alert]) -> None:

@@ -12,8 +12,9 @@ It ends when each series in it has had `end_points` consecutive points below the
 series that has sent nothing for STALE_DAYS while the source's others went on is not waited for).
 
 Points arrive per series in time order, but series are not interleaved in a backfill (a whole
-MAXI history, then a whole BAT one): a point older than the open episode's onset by more than
-JOIN_WINDOW_DAYS is the catch-up history of a lagging series and does not touch the episode.
+MAXI history, then a whole BAT one) nor when a provider is late. A point more than LATE_DAYS
+older than the source's newest point is the catch-up history of a lagging series: it is tracked
+but opens, joins and ends nothing (its news is old, and the other series told it when it was new).
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 import schemas
 from schemas import REASON_OF_TERM
 
-JOIN_WINDOW_DAYS = 3.0
+LATE_DAYS = 10.0
 STALE_DAYS = 30.0
 DOUBLING = 2.0
 TYPE_OF = {"hardness": "ratio"}
@@ -81,7 +82,9 @@ def step(episode: Episode | None, p: Point, tracks: dict[str, Track], source_id:
     """Apply one point: the episode (changed in place), the alert type to send (or None) and what changed.
 
     After an "end" the caller sends the record and drops the episode."""
-    high = p.relevance >= threshold
+    high, newest = p.relevance >= threshold, max(t.last_mjd for t in tracks.values())
+    if p.mjd < newest - LATE_DAYS:
+        return episode, None, ""
     if episode is None:
         if not p.crossed:
             return None, None, ""
@@ -89,12 +92,9 @@ def step(episode: Episode | None, p: Point, tracks: dict[str, Track], source_id:
         opened = Episode(f"{source_id}@{p.mjd:.5f}", p.mjd, [p.series], reasons, p.relevance, {p.series: p.value},
                          {p.series: 0})
         return opened, "onset", f"{p.series} became unusual ({', '.join(reasons)})"
-    if p.mjd < episode.onset_mjd - JOIN_WINDOW_DAYS:
-        return episode, None, ""
     if not high:
         if p.series in episode.quiet:
             episode.quiet[p.series] += 1
-        newest = max(t.last_mjd for t in tracks.values())
         if all(n >= end_points or tracks[s].last_mjd < newest - STALE_DAYS for s, n in episode.quiet.items()):
             episode.record_number += 1
             return episode, "end", f"back to usual: each series had {end_points} points below the threshold"
