@@ -1,7 +1,7 @@
 """Alert latency: a new daily point in a provider file -> fetch round -> relevance -> alert -> webhook.
 
-A private stack (Kafka, QuestDB on free loopback ports; sink, derive, relevance and alerts as
-their own processes, webhooks to a loopback receiver) and a mirror holding one real MAXI
+A private stack (Kafka, QuestDB on free loopback ports; sink, derive, relevance, alerts and
+delivery as their own processes, one webhook subscription to a loopback receiver) and a mirror holding one real MAXI
 sample file, served over HTTP. The first fetch publishes the file's whole history (warm-up;
 the alerts it raises are delivered and ignored) and the stack is drained before timing.
 
@@ -10,10 +10,10 @@ fetches it again):
 
 1. --normal-points days at the source's recent level (median of the last 30 days per band,
    half an error bar below it), fetched and drained, untimed: they bring the relevance of the
-   series back below the threshold;
+   series back below the threshold and end the alert episode (episode_end_points);
 2. one bright day (--factor x that level, with the usual error bars), timed from just before
    `fetch_once` (that one source, in-process, as the fetcher service runs a round) until the
-   receiver has the alert for that point.
+   receiver has the onset alert for that point.
 
 p50_s / p99_s / max_s are over those runs (p99 interpolated, numpy's default). Where the time
 goes, per run, from the Kafka record timestamps (CreateTime, set when each stage sends, ms):
@@ -44,7 +44,7 @@ import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from benchkit import tidy
+from benchkit import tidy, webhook_subscriptions, write_subscriptions
 from flashes import catalogue, infra, mirror, observe, questdb, stack, topics
 from flashes.kafka import ensure_topics
 from flashes.settings import Settings
@@ -64,7 +64,7 @@ from pipeline_throughput import log_tail, wait_members  # noqa: E402 - the sibli
 INPUTS = {"flashes-derive": tuple(t.name for t in Derive.inputs),
           "flashes-relevance": tuple(t.name for t in Relevance.inputs),
           "flashes-alerts": tuple(t.name for t in Alerts.inputs),
-          "flashes-webhooks": (topics.ALERTS.name,),
+          "flashes-delivery": (topics.ALERTS.name,),
           "flashes-sink": tuple(FRAMES)}
 
 
@@ -80,7 +80,7 @@ class Receiver(BaseHTTPRequestHandler):
         self.send_response(204)
         self.end_headers()
         with self.arrived:
-            self.received.append((at, self.headers.get("X-Flashes-Alert-Id", ""), body))
+            self.received.append((at, self.headers.get("webhook-id", "").split("#")[0], body))
             self.arrived.notify_all()
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
@@ -184,7 +184,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--maxi-id", default="J1520-571", help="sample MAXI file (data/mirror/maxi/star_data/ID)")
-    parser.add_argument("--normal-points", type=int, default=3, help="untimed points at the usual level per run")
+    parser.add_argument("--normal-points", type=int, default=6,
+                        help="untimed points at the usual level per run (more than episode_end_points)")
     parser.add_argument("--factor", type=float, default=20.0, help="the timed point: factor x the recent level")
     parser.add_argument("--timeout-s", type=float, default=60.0, help="per run, for the webhook")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, data)")
@@ -194,7 +195,7 @@ def main() -> None:
     receiver = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     hook = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
-    env = {**infra.isolated_env(var), "FLASHES_WEBHOOKS": json.dumps([hook])}
+    env = {**infra.isolated_env(var), "FLASHES_WEBHOOK_ALLOW_LOOPBACK": "true"}
     os.environ.update(env)
     folder = var / "mirror"
     folder.mkdir()
@@ -217,7 +218,8 @@ def main() -> None:
         maxi = MaxiFile(path)
         series = catalogue_series("maxi", source)
 
-        processes = stack.spawn(("sink", "derive", "relevance", "alerts"), env, logs)
+        asyncio.run(write_subscriptions(settings, webhook_subscriptions(settings, [hook])))
+        processes = stack.spawn(("sink", "derive", "relevance", "alerts", "delivery"), env, logs)
         wait_members(settings, {g: 1 for g in INPUTS}, processes)
         warm = time.perf_counter()
         report = asyncio.run(fetch_once(settings, [source], ["maxi"]))
@@ -232,7 +234,7 @@ def main() -> None:
             asyncio.run(fetch_once(settings, [source], ["maxi"]))
             wait_drained(settings, processes, logs)
             (mjd,) = maxi.append(args.factor, 0.0, 1)
-            alert_id = f"{series}@{mjd:.5f}"
+            alert_id = f"{source}@{mjd:.5f}"  # the onset of a new episode
             since = asyncio.run(end_offsets(settings, watched))
             t0_wall, t0 = time.time(), time.perf_counter()
             asyncio.run(fetch_once(settings, [source], ["maxi"]))

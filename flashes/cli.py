@@ -129,6 +129,8 @@ def _alert_line(alert: schemas.Alert) -> str:
 
 def _listen(args: argparse.Namespace) -> None:
     """Print alerts from Kafka as they come (or replay them), one per line."""
+    from aiokafka.errors import KafkaError
+
     from flashes.client import AlertListener
 
     since = _since(args.since) if args.since is not None else None
@@ -144,6 +146,8 @@ def _listen(args: argparse.Namespace) -> None:
         asyncio.run(show())
     except KeyboardInterrupt:
         sys.exit(130)
+    except KafkaError as exc:
+        sys.exit(f"flashes listen: Kafka at {listener.bootstrap_servers}: {exc}")
 
 
 def _add_selection(p: argparse.ArgumentParser) -> None:
@@ -186,9 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="one JSON object instead of the table")
     p.set_defaults(func=_evaluate)
     p = sub.add_parser("listen", help="print alerts from Kafka as they come, or replay them")
-    p.add_argument("--source", action="append", help="source id (repeatable); default: all")
+    p.add_argument("--source", action="append", metavar="ID", help="source id (repeatable); default: all")
     p.add_argument("--tag", action="append", help="alerts of sources with any of these tags (repeatable)")
-    p.add_argument("--min-relevance", type=float, default=0.0, help="lowest peak relevance of the episode")
+    p.add_argument("--min-relevance", type=float, default=0.0, metavar="X",
+                   help="lowest peak relevance of the episode (0..1)")
     start = p.add_mutually_exclusive_group()
     start.add_argument("--since", metavar="TIME", help="alerts published since TIME: ISO 8601 (UTC unless it "
                                                        "has a zone) or MJD; default: new alerts only")

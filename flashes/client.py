@@ -73,8 +73,8 @@ class AlertListener:
     async def __aiter__(self) -> AsyncIterator[schemas.Alert]:
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, group_id=self.group_id,
                                     enable_auto_commit=False, auto_offset_reset="earliest")
-        await consumer.start()
         try:
+            await consumer.start()
             partitions = await self._partitions(consumer)
             if not partitions:
                 return
