@@ -27,7 +27,7 @@ from collections import Counter, defaultdict
 from collections.abc import Awaitable
 from datetime import date, datetime, time, timedelta, timezone
 
-import httpx
+import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
@@ -79,7 +79,7 @@ class Deliverer:
     """Sends one alert to one subscription, records the outcome, hands failures to the retry topic."""
 
     def __init__(self, settings: Settings, view: SubscriptionView, producer: AIOKafkaProducer,
-                 client: httpx.AsyncClient) -> None:
+                 client: aiohttp.ClientSession) -> None:
         self.settings, self.view, self.producer, self.client = settings, view, producer, client
         self.vault = Vault(settings)
         self.slots = asyncio.Semaphore(settings.delivery_concurrency)
@@ -278,9 +278,10 @@ async def run_forever(settings: Settings) -> None:
     producer = make_producer(settings)
     await view.start()
     await producer.start()
-    limits = httpx.Limits(max_connections=settings.delivery_concurrency, max_keepalive_connections=64)
+    connector = aiohttp.TCPConnector(limit=settings.delivery_concurrency)
     try:
-        async with httpx.AsyncClient(timeout=settings.webhook_timeout_s, limits=limits) as client:
+        async with aiohttp.ClientSession(connector=connector,
+                                         timeout=aiohttp.ClientTimeout(total=settings.webhook_timeout_s)) as client:
             deliverer = Deliverer(settings, view, producer, client)
             log.info("delivery: %d subscriptions; following %s and %s", len(view.subscriptions),
                      topics.ALERTS.name, topics.DELIVERY_RETRY.name)

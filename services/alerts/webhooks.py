@@ -7,12 +7,13 @@ subscription's secret (`whsec_` + base64 key, returned once when subscribing).
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import time
 
-import httpx
+import aiohttp
 
 from flashes.errors import DeliveryError
 
@@ -23,14 +24,18 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode()
 
 
-async def post(client: httpx.AsyncClient, url: str, secret: str, msg_id: str, body: bytes) -> None:
-    """One signed POST; DeliveryError unless the receiver answers 2xx."""
+async def post(session: aiohttp.ClientSession, url: str, secret: str, msg_id: str, body: bytes) -> None:
+    """One signed POST (redirects not followed); DeliveryError unless the receiver answers 2xx.
+
+    aiohttp rather than httpx: with hundreds of requests in flight httpx's pool delivered 250 a second.
+    """
     timestamp = int(time.time())
     headers = {"content-type": "application/json", "webhook-id": msg_id, "webhook-timestamp": str(timestamp),
                "webhook-signature": sign(secret, msg_id, timestamp, body)}
     try:
-        response = await client.post(url, content=body, headers=headers)
-    except httpx.HTTPError as exc:
+        async with session.post(url, data=body, headers=headers, allow_redirects=False) as response:
+            status = response.status
+    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
         raise DeliveryError(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
-    if not response.is_success:
-        raise DeliveryError(f"HTTP {response.status_code}")
+    if not 200 <= status < 300:
+        raise DeliveryError(f"HTTP {status}")
