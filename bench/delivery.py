@@ -29,9 +29,9 @@ import schemas
 from benchkit import tidy, webhook_subscriptions, write_subscriptions
 from flashes import infra, stack, topics
 from flashes.kafka import ensure_topics, make_producer
-from flashes.settings import PROJECT_ROOT, Settings
+from flashes.settings import Settings
 
-EXAMPLE = PROJECT_ROOT / "schemas" / "examples" / "flashes.alerts.v2.update.json"
+EXAMPLE = schemas.EXAMPLE_ALERT
 HEALTHY = 4
 
 

@@ -7,7 +7,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 
-from aiokafka import AIOKafkaProducer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -86,3 +86,25 @@ def rejected(origin: str, reason: str, record: ConsumerRecord) -> schemas.DeadLe
 
 async def send_dead_letter(producer: AIOKafkaProducer, letter: schemas.DeadLetter) -> None:
     await producer.send(topics.DEADLETTER.name, topics.DEADLETTER.encode(letter), key=letter.origin.encode())
+
+
+async def read_to_end(settings: Settings, tps: list[TopicPartition]) -> list[ConsumerRecord]:
+    """Every record of the partitions, from the beginning to the end they had when called (no group):
+    a topic written all the time still ends."""
+    reader = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
+                              max_partition_fetch_bytes=8 * 1024 * 1024)
+    await reader.start()
+    out: list[ConsumerRecord] = []
+    try:
+        reader.assign(tps)
+        await reader.seek_to_beginning(*tps)
+        ends = await reader.end_offsets(tps)
+        pending = {tp for tp in tps if ends[tp] > 0}
+        while pending:
+            for tp, records in (await reader.getmany(*pending, timeout_ms=1000)).items():
+                out += [r for r in records if r.offset < ends[tp]]
+                if records and records[-1].offset + 1 >= ends[tp]:
+                    pending.discard(tp)
+    finally:
+        await reader.stop()
+    return out

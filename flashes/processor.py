@@ -37,7 +37,7 @@ import schemas
 from flashes import topics
 from flashes.errors import DecodeError, StateRestoreError
 from flashes.heartbeat import beat
-from flashes.kafka import ensure_topics, make_producer, rejected, run_restarting
+from flashes.kafka import ensure_topics, make_producer, read_to_end, rejected, run_restarting
 from flashes.settings import Settings
 from flashes.topics import TopicSpec
 
@@ -114,24 +114,9 @@ class Processor(ConsumerRebalanceListener):
         if not partitions:
             return covered
         spec = self.logic.state
-        reader = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, group_id=None,
-                                  enable_auto_commit=False, max_partition_fetch_bytes=8 * 1024 * 1024)
-        await reader.start()
         latest: dict[str, bytes | None] = {}
-        try:
-            tps = [TopicPartition(spec.name, p) for p in sorted(partitions)]
-            reader.assign(tps)
-            await reader.seek_to_beginning(*tps)
-            ends = await reader.end_offsets(tps)
-            pending = {tp for tp in tps if ends[tp] > 0}
-            while pending:
-                for tp, records in (await reader.getmany(*pending, timeout_ms=1000)).items():
-                    for r in records:
-                        latest[r.key.decode()] = r.value
-                    if records and records[-1].offset + 1 >= ends[tp]:
-                        pending.discard(tp)
-        finally:
-            await reader.stop()
+        for r in await read_to_end(self.settings, [TopicPartition(spec.name, p) for p in sorted(partitions)]):
+            latest[r.key.decode()] = r.value
         restored = 0
         for key, raw in latest.items():
             if raw is None:

@@ -5,6 +5,7 @@ replayed topic rewrites the same rows instead of adding new ones.
 """
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import Any
 
 import httpx
@@ -41,6 +42,11 @@ TABLES: dict[str, str] = {
         ts TIMESTAMP, origin SYMBOL, reason VARCHAR, payload VARCHAR, url VARCHAR
     ) TIMESTAMP(ts) PARTITION BY MONTH WAL DEDUP UPSERT KEYS(ts, origin, payload)""",
 }
+
+
+def sql_time(t: datetime) -> str:
+    """A time as a QuestDB SQL timestamp literal (UTC)."""
+    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def query(settings: Settings, sql: str, timeout_s: float = 30.0) -> list[dict[str, Any]]:

@@ -26,6 +26,7 @@ import schemas
 from flashes import topics
 from flashes.errors import DecodeError, SubscriptionError
 from flashes.settings import Settings
+from flashes.topics import series_kind
 
 log = logging.getLogger(__name__)
 CODE_BYTES = 32
@@ -117,7 +118,7 @@ def matches(filters: schemas.SubscriptionFilters, alert: schemas.Alert) -> bool:
     return ((not filters.sources or alert.source_id in filters.sources)
             and (not filters.tags or bool(set(filters.tags) & set(alert.tags)))
             and (not filters.instruments
-                 or any(s.split("_", 1)[0] in filters.instruments for s in alert.series))
+                 or any(series_kind(s) in filters.instruments for s in alert.series))
             and (not filters.reasons or bool(set(filters.reasons) & set(alert.reasons)))
             and (not filters.alert_types or alert.alert_type in filters.alert_types)
             and alert.peak_relevance >= filters.min_relevance

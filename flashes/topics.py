@@ -80,3 +80,8 @@ def series_key(kind: str, source_id: str) -> str:
 def catalogue_series(kind: str, source_id: str) -> str:
     """The seed catalogue's (and QuestDB's) name of a series: '{kind}_{source_id}'."""
     return f"{kind}_{source_id}"
+
+
+def series_kind(series: str) -> str:
+    """The kind (maxi, swift, fermi, hardness, combined) of a catalogue series name."""
+    return series.split("_", 1)[0]

@@ -17,6 +17,17 @@ MCRAB_PER_UNIT: dict[tuple[str, str], float] = {
 MAIN_BAND = {"maxi": "2-20", "swift": "15-50", "fermi": "12-50"}
 
 
+def mcrab_factor(kind: str) -> float:
+    """mCrab per unit of a series' scored value: an instrument's main band is in provider units;
+    derived series are in mCrab already (hardness is a ratio)."""
+    return MCRAB_PER_UNIT[(kind, MAIN_BAND[kind])] if kind in MAIN_BAND else 1.0
+
+
+def value_units(kind: str) -> str:
+    """Units of a series' values once converted with mcrab_factor."""
+    return "ratio" if kind == "hardness" else "mCrab"
+
+
 def to_mcrab(instrument: str, band: str, flux: float, error: float) -> tuple[float, float]:
     factor = MCRAB_PER_UNIT[(instrument, band)]
     return flux * factor, error * factor

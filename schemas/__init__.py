@@ -10,6 +10,7 @@ The exported JSON Schemas beside this file are checked for drift by tests/test_c
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Literal
 
 from typing import Any
@@ -17,6 +18,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flashes.timeconv import SECONDS_PER_DAY, UNIX_EPOCH_MJD
+
+EXAMPLE_ALERT = Path(__file__).parent / "examples" / "flashes.alerts.v2.update.json"  # validated by the tests
 
 Instrument = Literal["maxi", "swift", "fermi"]
 DerivedKind = Literal["hardness", "combined"]

@@ -4,9 +4,10 @@ from __future__ import annotations
 import asyncio
 import json
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from flashes import topics
+from flashes.kafka import read_to_end
 
 from flashes.settings import Settings
 
@@ -17,27 +18,11 @@ async def read_topic(settings: Settings, topic: str, timeout_s: float = 5.0) -> 
 
 
 async def read_records(settings: Settings, topic: str, timeout_s: float = 5.0) -> list[tuple[bytes, dict, int]]:
-    """Every (key, value, partition) on a topic, from the beginning to the end it had when called
-    (a topic written all the time, like the heartbeats, still ends); TimeoutError after timeout_s."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False, group_id=None)
-    await consumer.start()
-    out: list[tuple[bytes, dict, int]] = []
-    try:
-        tps = [TopicPartition(topic, p) for p in range(topics.BY_NAME[topic].partitions)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
-        pending = {tp for tp in tps if ends[tp] > 0}
-        async with asyncio.timeout(timeout_s + 30):
-            while pending:
-                for tp, msgs in (await consumer.getmany(*pending, timeout_ms=500, max_records=50_000)).items():
-                    out += [(m.key, None if m.value is None else json.loads(m.value), m.partition)
-                            for m in msgs if m.offset < ends[tp]]
-                    if msgs and msgs[-1].offset + 1 >= ends[tp]:
-                        pending.discard(tp)
-        return out
-    finally:
-        await consumer.stop()
+    """Every (key, value, partition) on a topic, from the beginning to the end it had when called."""
+    tps = [TopicPartition(topic, p) for p in range(topics.BY_NAME[topic].partitions)]
+    async with asyncio.timeout(timeout_s + 30):
+        records = await read_to_end(settings, tps)
+    return [(r.key, None if r.value is None else json.loads(r.value), r.partition) for r in records]
 
 
 def lightcurve_points(settings: Settings, timeout_s: float = 5.0) -> list[dict]:

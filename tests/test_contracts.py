@@ -7,6 +7,7 @@ import subprocess
 import pytest
 import yaml
 
+import schemas
 from flashes import topics
 from flashes.services import SERVICES
 from flashes.schema_export import rendered
@@ -73,7 +74,7 @@ def test_docker_compose_config_validates() -> None:
     assert result.returncode == 0, result.stderr
 
 
-@pytest.mark.parametrize("path", sorted((PROJECT_ROOT / "schemas" / "examples").glob("*.json")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(schemas.EXAMPLE_ALERT.parent.glob("*.json")), ids=lambda p: p.name)
 def test_example_messages_validate_and_round_trip(path) -> None:
     spec = topics.BY_NAME[path.name.rsplit(".", 2)[0]]
     raw = path.read_bytes()

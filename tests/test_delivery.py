@@ -16,12 +16,11 @@ import schemas
 from flashes import questdb, topics
 from flashes.kafka import make_producer
 from flashes.observe import wait_until
-from flashes.settings import PROJECT_ROOT, Settings
+from flashes.settings import Settings
 from tests.conftest import Mailbox, Subscribers, receiver, subscribe
 from tests.kafka_helpers import read_records, read_topic
 
-EXAMPLE = schemas.Alert.model_validate_json(
-    (PROJECT_ROOT / "schemas" / "examples" / "flashes.alerts.v2.update.json").read_bytes())
+EXAMPLE = schemas.Alert.model_validate_json(schemas.EXAMPLE_ALERT.read_bytes())
 
 
 def bodies(received: list[dict], path: str) -> list[tuple[schemas.Alert, dict]]:

@@ -23,7 +23,7 @@ from flashes.settings import PROJECT_ROOT, Settings
 from tests.kafka_helpers import read_topic
 
 FLASHES = PROJECT_ROOT / ".venv" / "bin" / "flashes"
-EXAMPLE = PROJECT_ROOT / "schemas" / "examples" / "flashes.alerts.v2.update.json"
+EXAMPLE = schemas.EXAMPLE_ALERT
 STEP_MS = 1000
 
 

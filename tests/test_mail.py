@@ -16,7 +16,7 @@ from aiosmtpd.controller import Controller
 import schemas
 from flashes.errors import DeliveryError
 from flashes.mail import confirmation_message, send
-from flashes.settings import PROJECT_ROOT, Settings
+from flashes.settings import Settings
 from services.alerts.mail import alert_message, digest_message, lightcurve_png, recent_points
 
 TO = "alice@example.org"
@@ -24,7 +24,7 @@ REFUSED = "refused@example.org"
 # Longer than a header line: it must still arrive as one plain token, not as RFC 2047 words.
 UNSUBSCRIBE_URL = "https://flashes.example.org/subscriptions/" + "k" * 43 + "/unsubscribe?token=" + "t" * 40
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-EXAMPLE = PROJECT_ROOT / "schemas" / "examples" / "flashes.alerts.v2.update.json"
+EXAMPLE = schemas.EXAMPLE_ALERT
 
 
 def free_port() -> int:

@@ -15,7 +15,8 @@ from flashes import catalogue, topics, trigger
 from flashes.processor import Output, Processor
 from flashes.settings import Settings
 from flashes.timeconv import mjd_to_datetime
-from flashes.units import MAIN_BAND, MCRAB_PER_UNIT
+from flashes.topics import series_kind
+from flashes.units import mcrab_factor, value_units
 from services.alerts.episodes import Episode, Point, Track, step
 
 TERMS = tuple(schemas.RelevanceTerms.model_fields)
@@ -32,15 +33,9 @@ def dashboard(record: dict[str, Any]) -> str:
     return uid if uid in DASHBOARDS else "flashes-swift-maxi-fermi"
 
 
-def in_mcrab(kind: str, values: list[float]) -> list[float]:
-    """Relevance values in mCrab: instruments score their main band in provider units."""
-    factor = MCRAB_PER_UNIT[(kind, MAIN_BAND[kind])] if kind in MAIN_BAND else 1.0
-    return [v * factor for v in values]
-
-
 def explain(name: str, alert_type: str, change: str, episode: Episode, p: Point, error: float, kind: str,
             terms: schemas.RelevanceTerms, threshold: float) -> str:
-    units = "" if kind == "hardness" else " mCrab"
+    units = "" if value_units(kind) == "ratio" else " mCrab"
     point = (f"{LABEL[kind]} {p.value:.4g} ± {error:.2g}{units} on {mjd_to_datetime(p.mjd):%Y-%m-%d} "
              f"(MJD {p.mjd:.2f}), relevance {p.relevance:.2f} (threshold {threshold:.2f}; model term "
              f"{terms.model:.2f}, hardness {terms.hardness:.2f}, flux S/N {terms.flux:.2f}, trend {terms.trend:.2f})")
@@ -95,7 +90,8 @@ class Alerts:
             raise ValueError(f"unknown source '{chunk.source_id}': not in the catalogue")
         source = self.sources.setdefault(chunk.source_id, SourceState())
         columns = {name: getattr(chunk.terms, name) for name in TERMS}
-        values, errors = in_mcrab(chunk.kind, chunk.value), in_mcrab(chunk.kind, chunk.error)
+        factor = mcrab_factor(chunk.kind)
+        values, errors = [v * factor for v in chunk.value], [e * factor for e in chunk.error]
         out = []
         for i, mjd in enumerate(chunk.mjd):
             track = source.tracks.get(chunk.series)
@@ -121,10 +117,10 @@ class Alerts:
         record, api = self.records[chunk.source_id], self.settings.api_url
         name = record["integral_name"]
         last_points = [schemas.AlertPoint(series=s, time=mjd_to_datetime(m), mjd=m, value=v, error=e,
-                                          units="ratio" if s.startswith("hardness_") else "mCrab")
+                                          units=value_units(series_kind(s)))
                        for s in episode.series for m, v, e in tracks[s].points]
-        freshness = {s.split("_", 1)[0]: mjd_to_datetime(t.last_mjd) for s, t in tracks.items()
-                     if s.split("_", 1)[0] in MAIN_BAND}
+        freshness = {series_kind(s): mjd_to_datetime(t.last_mjd) for s, t in tracks.items()
+                     if series_kind(s) in topics.INSTRUMENTS}
         return schemas.Alert(
             alert_id=episode.alert_id, record_number=episode.record_number, alert_type=alert_type,
             source_id=chunk.source_id, source_name=name, tags=record["labels_constant"],

@@ -24,11 +24,13 @@ import heapq
 import itertools
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime, time, timedelta, timezone
+from functools import lru_cache
+from typing import Any
 
 import aiohttp
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
 import schemas
@@ -82,6 +84,7 @@ class Deliverer:
                  client: aiohttp.ClientSession) -> None:
         self.settings, self.view, self.producer, self.client = settings, view, producer, client
         self.vault = Vault(settings)
+        self.secret = lru_cache(maxsize=16_384)(self.vault.open)  # a Fernet token per webhook secret; decrypt once
         self.slots = asyncio.Semaphore(settings.delivery_concurrency)
         self.mails: Counter[tuple[str, date]] = Counter()  # alert mails per subscription and UTC day
 
@@ -93,13 +96,13 @@ class Deliverer:
             try:
                 status, detail = await self._send(sub, alert, body)
             except DeliveryError as exc:
-                await self._failed(sub, alert, attempt, str(exc))
+                await self._failed(sub, alert, attempt, str(exc), body)
                 return
         await self._record(sub, alert, attempt, status, detail)
 
     async def _send(self, sub: schemas.Subscription, alert: schemas.Alert, body: bytes) -> tuple[str, str]:
         if sub.channel == "webhook":
-            await post(self.client, sub.webhook_url, self.vault.open(sub.webhook_secret), message_id(alert), body)
+            await post(self.client, sub.webhook_url, self.secret(sub.webhook_secret), message_id(alert), body)
             return "delivered", "2xx"
         if not sub.email_confirmed:
             return "unconfirmed", "nothing is sent before the address is confirmed"
@@ -130,7 +133,7 @@ class Deliverer:
             await mail.send(self.settings, alert_mail.digest_message(self.settings, self.vault.open(sub.email), alerts,
                                                                      self.unsubscribe_url(sub)))
         except DeliveryError as exc:
-            await asyncio.gather(*(self._failed(sub, a, 1, str(exc)) for a in alerts))
+            await asyncio.gather(*(self._failed(sub, a, 1, str(exc), topics.ALERTS.encode(a)) for a in alerts))
             return
         await asyncio.gather(*(self._record(sub, a, 1, "digested", f"in a digest of {len(alerts)}") for a in alerts))
 
@@ -138,7 +141,8 @@ class Deliverer:
         token = self.vault.link_token("unsubscribe", sub.subscription_id)
         return f"{self.settings.api_url}/subscriptions/unsubscribe?id={sub.subscription_id}&token={token}"
 
-    async def _failed(self, sub: schemas.Subscription, alert: schemas.Alert, attempt: int, reason: str) -> None:
+    async def _failed(self, sub: schemas.Subscription, alert: schemas.Alert, attempt: int, reason: str,
+                      body: bytes) -> None:
         if attempt < self.settings.delivery_max_attempts:
             delay = self.settings.delivery_backoff_s * 2 ** (attempt - 1)
             await self._retry(schemas.DeliveryTask(subscription_id=sub.subscription_id, alert=alert,
@@ -146,7 +150,7 @@ class Deliverer:
             await self._record(sub, alert, attempt, "retrying", f"{reason}; attempt {attempt + 1} in {delay:.0f} s")
             return
         letter = dead_letter(f"delivery:{sub.channel}:{sub.subscription_id[:12]}",
-                             f"{reason} after {attempt} attempts", topics.ALERTS.encode(alert).decode())
+                             f"{reason} after {attempt} attempts", body.decode())
         await send_dead_letter(self.producer, letter)
         await self._record(sub, alert, attempt, "dead", f"{reason}; gave up after {attempt} attempts")
 
@@ -202,74 +206,74 @@ async def commit(consumer: AIOKafkaConsumer, offsets: Offsets) -> None:
             log.warning("delivery: commit refused (%s)", exc)
 
 
-def consumer_for(settings: Settings, spec: topics.TopicSpec, group: str) -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(spec.name, bootstrap_servers=settings.kafka_bootstrap, group_id=group,
-                            enable_auto_commit=False, auto_offset_reset="earliest")
+Decoded = list[tuple[TopicPartition, ConsumerRecord, Any]]
 
 
-async def follow_alerts(settings: Settings, view: SubscriptionView, deliverer: Deliverer) -> None:
-    consumer, offsets = consumer_for(settings, topics.ALERTS, "flashes-delivery"), Offsets()
-    jobs = Jobs(offsets)
+async def follow(settings: Settings, spec: topics.TopicSpec, group: str, producer: AIOKafkaProducer,
+                 handle: Callable[[Decoded, Jobs], Awaitable[None]], poll_ms: int) -> None:
+    """Consume `spec` as `group`: decode each batch (a record that does not decode becomes a dead letter),
+    let `handle` start its delivery jobs, then commit up to the first record whose jobs are not done."""
+    consumer = AIOKafkaConsumer(spec.name, bootstrap_servers=settings.kafka_bootstrap, group_id=group,
+                                enable_auto_commit=False, auto_offset_reset="earliest")
+    jobs = Jobs(Offsets())
     await consumer.start()
     try:
         while True:
-            batches = await consumer.getmany(timeout_ms=int(COMMIT_EVERY_S * 1000))
-            if batches:
-                await view.caught_up()
-            for tp, records in batches.items():
+            decoded: Decoded = []
+            for tp, records in (await consumer.getmany(timeout_ms=poll_ms)).items():
                 for r in records:
                     try:
-                        alert = topics.ALERTS.decode(r.value)
+                        decoded.append((tp, r, spec.decode(r.value)))
                     except DecodeError as exc:
-                        await send_dead_letter(deliverer.producer, rejected("delivery", str(exc), r))
-                        offsets.take(tp, r.offset, 0)
-                        continue
-                    published = datetime.fromtimestamp(r.timestamp / 1000, timezone.utc)
-                    subs = [s.subscription_id for s in view.subscriptions.values()
-                            if s.channel != "none" and s.created_at <= published and matches(s.filters, alert)]
-                    offsets.take(tp, r.offset, len(subs))
-                    body = topics.ALERTS.encode(alert)
-                    for sub_id in subs:
-                        jobs.start(tp, r.offset, deliverer.deliver(sub_id, alert, body, 1))
+                        await send_dead_letter(producer, rejected(group, str(exc), r))
+                        jobs.offsets.take(tp, r.offset, 0)
+            await handle(decoded, jobs)
             jobs.check()
-            await commit(consumer, offsets)
+            await commit(consumer, jobs.offsets)
     finally:
         await consumer.stop()
+
+
+async def follow_alerts(settings: Settings, view: SubscriptionView, deliverer: Deliverer) -> None:
+    """Each alert to every live subscription it matches that was made before the alert was published."""
+    async def handle(decoded: Decoded, jobs: Jobs) -> None:
+        if decoded:
+            await view.caught_up()
+        for tp, r, alert in decoded:
+            published = datetime.fromtimestamp(r.timestamp / 1000, timezone.utc)
+            subs = [s.subscription_id for s in view.subscriptions.values()
+                    if s.channel != "none" and s.created_at <= published and matches(s.filters, alert)]
+            jobs.offsets.take(tp, r.offset, len(subs))
+            for sub_id in subs:  # the record's value is the alert as encoded: it is the webhook body
+                jobs.start(tp, r.offset, deliverer.deliver(sub_id, alert, r.value, 1))
+
+    await follow(settings, topics.ALERTS, "flashes-delivery", deliverer.producer, handle,
+                 int(COMMIT_EVERY_S * 1000))
 
 
 async def follow_retries(settings: Settings, deliverer: Deliverer) -> None:
     """Retry tasks wait in a heap until due; digest tasks due together are sent as one mail per subscription."""
-    consumer, offsets = consumer_for(settings, topics.DELIVERY_RETRY, "flashes-delivery-retry"), Offsets()
-    jobs, waiting, order = Jobs(offsets), [], itertools.count()
-    await consumer.start()
-    try:
-        while True:
-            for tp, records in (await consumer.getmany(timeout_ms=200)).items():
-                for r in records:
-                    try:
-                        task = topics.DELIVERY_RETRY.decode(r.value)
-                    except DecodeError as exc:
-                        await send_dead_letter(deliverer.producer, rejected("delivery:retry", str(exc), r))
-                        offsets.take(tp, r.offset, 0)
-                        continue
-                    offsets.take(tp, r.offset)
-                    heapq.heappush(waiting, (task.due, next(order), tp, r.offset, task))
-            digests: dict[str, list[tuple[TopicPartition, int, schemas.Alert]]] = defaultdict(list)
-            while waiting and waiting[0][0] <= now():
-                _, _, tp, offset, task = heapq.heappop(waiting)
-                if task.digest:
-                    digests[task.subscription_id].append((tp, offset, task.alert))
-                else:
-                    jobs.start(tp, offset, deliverer.deliver(task.subscription_id, task.alert,
-                                                             topics.ALERTS.encode(task.alert), task.attempt))
-            for sub_id, held in digests.items():
-                done = asyncio.ensure_future(deliverer.digest(sub_id, [a for _, _, a in held]))
-                for tp, offset, _ in held:
-                    jobs.start(tp, offset, asyncio.shield(done))
-            jobs.check()
-            await commit(consumer, offsets)
-    finally:
-        await consumer.stop()
+    waiting: list[tuple[datetime, int, TopicPartition, int, schemas.DeliveryTask]] = []
+    order = itertools.count()
+
+    async def handle(decoded: Decoded, jobs: Jobs) -> None:
+        for tp, r, task in decoded:
+            jobs.offsets.take(tp, r.offset)
+            heapq.heappush(waiting, (task.due, next(order), tp, r.offset, task))
+        digests: dict[str, list[tuple[TopicPartition, int, schemas.Alert]]] = defaultdict(list)
+        while waiting and waiting[0][0] <= now():
+            _, _, tp, offset, task = heapq.heappop(waiting)
+            if task.digest:
+                digests[task.subscription_id].append((tp, offset, task.alert))
+            else:
+                jobs.start(tp, offset, deliverer.deliver(task.subscription_id, task.alert,
+                                                         topics.ALERTS.encode(task.alert), task.attempt))
+        for sub_id, held in digests.items():
+            done = asyncio.ensure_future(deliverer.digest(sub_id, [a for _, _, a in held]))
+            for tp, offset, _ in held:
+                jobs.start(tp, offset, asyncio.shield(done))
+
+    await follow(settings, topics.DELIVERY_RETRY, "flashes-delivery-retry", deliverer.producer, handle, 200)
 
 
 async def run_forever(settings: Settings) -> None:

@@ -21,12 +21,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import schemas
+from flashes.units import value_units
 from schemas import REASON_OF_TERM
 
 LATE_DAYS = 10.0
 STALE_DAYS = 30.0
 DOUBLING = 2.0
-TYPE_OF = {"hardness": "ratio"}
 
 
 @dataclass
@@ -111,7 +111,7 @@ def step(episode: Episode | None, p: Point, tracks: dict[str, Track], source_id:
             episode.reasons.append(reason)
             changes.append(f"new reason: {reason}")
     reported = episode.reported[p.series]
-    if p.kind not in TYPE_OF and reported > 0 and p.value >= DOUBLING * reported:
+    if value_units(p.kind) == "mCrab" and reported > 0 and p.value >= DOUBLING * reported:
         changes.append(f"{p.series} doubled since the last record ({reported:.1f} -> {p.value:.1f} mCrab)")
         episode.reported[p.series] = p.value
     if not changes:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import io
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from email.message import EmailMessage
 
 import numpy as np
@@ -18,6 +18,7 @@ from flashes import questdb
 from flashes.errors import QuestDBError
 from flashes.mail import environment, make_id, new_message
 from flashes.settings import Settings
+from flashes.topics import catalogue_series
 from flashes.units import MAIN_BAND
 
 log = logging.getLogger(__name__)
@@ -38,19 +39,15 @@ def _reasons(alert: schemas.Alert) -> str:
 _ENV = environment("services.alerts", point=_point, reasons=_reasons)
 
 
-def _sql_time(t: datetime) -> str:
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def recent_points(settings: Settings, alert: schemas.Alert) -> Points:
     """series -> (MJD, mCrab, error): the source's instrument series, main band, 60 days up to the alert.
 
     The alert's own last points are merged in, as the sink may not have written the newest yet,
     and stand alone when QuestDB fails, so the mail still goes out. Blocking (HTTP to QuestDB).
     """
-    series = {f"{instrument}_{alert.source_id}": band for instrument, band in MAIN_BAND.items()}
+    series = {catalogue_series(instrument, alert.source_id): band for instrument, band in MAIN_BAND.items()}
     pairs = " OR ".join(f"(series = '{name}' AND band = '{band}')" for name, band in series.items())
-    start, end = (_sql_time(t) for t in (alert.time - timedelta(days=WINDOW_DAYS), alert.time))
+    start, end = (questdb.sql_time(t) for t in (alert.time - timedelta(days=WINDOW_DAYS), alert.time))
     sql = (f"SELECT series, mjd, flux_mcrab value, error_mcrab error FROM lightcurve "
            f"WHERE ts >= '{start}' AND ts <= '{end}' AND ({pairs}) ORDER BY ts")
     try:

@@ -15,10 +15,6 @@ DERIVED = ("hardness", "combined")
 SERIES_FIELD = {"maxi": "maxi", "swift": "swift", "fermi": "fermi", "hardness": "hardness_ratio", "combined": "combined"}
 
 
-def _sql_time(t: datetime) -> str:
-    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def latest(settings: Settings) -> dict[str, dict[str, Any]]:
     """series -> {last_timestamp, last_flux, last_error} (main band, provider units; derived in mCrab)."""
     bands = ", ".join(f"'{b}'" for b in MAIN_BAND.values())
@@ -34,7 +30,7 @@ def timeseries(settings: Settings, series: str, kind: str, start: datetime, end:
     Instrument fluxes are in mCrab; a derived series has one column named after it (`flux hardness`
     is the plain ratio, `flux combined` is mCrab). max/min are value ± 1σ.
     """
-    window = f"ts >= '{_sql_time(start)}' AND ts < '{_sql_time(end)}'"
+    window = f"ts >= '{questdb.sql_time(start)}' AND ts < '{questdb.sql_time(end)}'"
     if kind in DERIVED:
         sql = (f"SELECT ts, mjd, '{kind}' band, value flux, error FROM derived "
                f"WHERE series = '{series}' AND {window} ORDER BY ts")
@@ -65,7 +61,7 @@ def relevance(settings: Settings, series: str, start: datetime, end: datetime,
     """Scores of one series with the terms behind each and the model version, oldest first."""
     terms = ", ".join(f"{name}_term" for name in TERMS)
     sql = (f"SELECT ts time, mjd, value, error, relevance, {terms}, model_version FROM relevance "
-           f"WHERE series = '{series}' AND ts >= '{_sql_time(start)}' AND ts < '{_sql_time(end)}' "
+           f"WHERE series = '{series}' AND ts >= '{questdb.sql_time(start)}' AND ts < '{questdb.sql_time(end)}' "
            f"AND relevance >= {min_relevance} ORDER BY ts")
     return [_with_terms(r) for r in questdb.query(settings, sql)]
 

@@ -24,7 +24,7 @@ from flashes.chunks import spans
 from flashes.processor import Output, Processor
 from flashes.settings import Settings
 from flashes.timeconv import mjd_to_unix_us
-from flashes.units import MAIN_BAND, MCRAB_PER_UNIT
+from flashes.units import MAIN_BAND, mcrab_factor
 from services.derive.physics import combined, hardness
 
 JOINED = ("swift", "maxi")
@@ -67,8 +67,7 @@ class Days:
 
 def chunk_days(chunk: schemas.LightcurveChunk) -> Days:
     """The chunk's main band per UTC day in mCrab (a day binned twice keeps its last bin)."""
-    band = MAIN_BAND[chunk.instrument]
-    factor = MCRAB_PER_UNIT[(chunk.instrument, band)]
+    band, factor = MAIN_BAND[chunk.instrument], mcrab_factor(chunk.instrument)
     points = Days(np.floor(np.array(chunk.mjd)).astype(np.int64), np.array(chunk.flux[band]) * factor,
                   np.array(chunk.error[band]) * factor)
     return Days.empty().merge(points)

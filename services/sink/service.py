@@ -117,11 +117,11 @@ def decoded(letters: list[schemas.DeadLetter], tp: TopicPartition, m: ConsumerRe
 
 
 def stored_freshness(settings: Settings) -> dict[str, schemas.Freshness]:
-    """Per instrument, the newest point in QuestDB and (as when it was stored) the newest fetch time;
-    empty if QuestDB cannot say."""
+    """Per instrument, the newest point in QuestDB and (as when it was stored) when it was fetched;
+    empty if QuestDB cannot say. LATEST ON reads one row per instrument, not the table."""
     try:
-        rows = questdb.query(settings, "SELECT instrument, max(ts) AS time, max(fetched_at) AS received_at "
-                                       "FROM lightcurve")
+        rows = questdb.query(settings, "SELECT instrument, ts AS time, fetched_at AS received_at FROM lightcurve "
+                                       "LATEST ON ts PARTITION BY instrument")
     except QuestDBError as exc:
         log.warning("freshness not read from QuestDB, it starts empty: %s", exc)
         return {}
