@@ -137,13 +137,16 @@ class SubscriptionView:
         self.subscriptions: dict[str, schemas.Subscription] = {}
         self.position = 0
         self.consumer: AIOKafkaConsumer | None = None
+        self.probe: AIOKafkaConsumer | None = None  # asks for the end offset on a connection of its own
         self.task: asyncio.Task | None = None
         self.tp = TopicPartition(topics.SUBSCRIPTIONS.name, 0)
 
     async def start(self) -> None:
         self.consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, group_id=None,
                                          enable_auto_commit=False)
+        self.probe = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, group_id=None)
         await self.consumer.start()
+        await self.probe.start()
         self.consumer.assign([self.tp])
         await self.consumer.seek_to_beginning(self.tp)
         self.task = asyncio.ensure_future(self._follow())
@@ -152,8 +155,9 @@ class SubscriptionView:
     async def stop(self) -> None:
         if self.task:
             self.task.cancel()
-        if self.consumer:
-            await self.consumer.stop()
+        for client in (self.consumer, self.probe):
+            if client:
+                await client.stop()
 
     async def _follow(self) -> None:
         while True:
@@ -173,7 +177,8 @@ class SubscriptionView:
             log.error("subscription record skipped: %s", exc)
 
     async def caught_up(self, timeout_s: float = 30.0) -> None:
-        end = (await self.consumer.end_offsets([self.tp]))[self.tp]
+        # Not the follower's connection: its idle long-poll fetch would hold the request up to 0.5 s.
+        end = (await self.probe.end_offsets([self.tp]))[self.tp]
         async with asyncio.timeout(timeout_s):
             while self.position < end:
                 if self.task.done():
