@@ -1,8 +1,9 @@
 """The source catalogue: data/master_table.csv turned into source records with the seed's fields.
 
 Each record has `_id` (INTEGRAL name without spaces, lower case), coordinates (equatorial from
-the table, galactic computed with astropy), alternative names, tags decoded from the HEASARC
-class code, and one object per instrument with its data URL and series key.
+the table, galactic computed with astropy), alternative names, the HEASARC class name decoded from
+its code with the seed's tags drawn from it (flashes/tags.py), and one object per instrument with
+its data URL and series key.
 """
 from __future__ import annotations
 
@@ -19,9 +20,9 @@ from astropy import units as u
 from astropy.coordinates import SkyCoord
 
 from flashes.settings import Settings
+from flashes.tags import UNCLASSIFIED, class_name, tags_of
 from flashes.topics import catalogue_series
 
-UNCLASSIFIED = "UNCLASSIFIED"
 NO_NAME = {"", "-", "-- -- --"}
 
 
@@ -51,7 +52,7 @@ class HeasarcClasses:
                 return None if meaning.startswith("(listed with no meaning") else meaning
         return None
 
-    def tags(self, code: int) -> list[str]:
+    def words(self, code: int) -> list[str]:
         """Words for a class code, e.g. 1455 -> ['LMXRB', 'QPO & black hole', 'soft transient']."""
         if code in self.majors:
             return [self.majors[code]]
@@ -115,6 +116,7 @@ def build(settings: Settings) -> list[dict[str, Any]]:
                 if _present(name.strip(), absent) and name.strip() != row["Integral Name"] and name.strip() not in names:
                     names.append(name.strip())
         code = int(row["Class"]) if row["Class"].isdigit() else 0
+        name = class_name(classes.words(code))
         both = maxi_id is not None and swift_id is not None
         records.append({
             "_id": sid,
@@ -125,7 +127,8 @@ def build(settings: Settings) -> list[dict[str, Any]]:
             "coord_glon": float(np.round(galactic.l.deg[i], 6)),
             "coord_glat": float(np.round(galactic.b.deg[i], 6)),
             "alternative_names": names,
-            "labels_constant": classes.tags(code),
+            "class_name": name,
+            "labels_constant": tags_of(name),
             "labels_dynamic": [],
             "maxi": _series("maxi", sid, urls["maxi"], maxi_id) if maxi_id else None,
             "swift": _series("swift", sid, urls["swift"], swift_id) if swift_id else None,

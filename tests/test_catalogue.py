@@ -1,7 +1,7 @@
 """The catalogue built from data/master_table.csv: ids, coordinates, tags, series and URLs."""
 import pytest
 
-from flashes import catalogue
+from flashes import catalogue, tags
 from flashes.settings import PROJECT_ROOT, Settings
 
 
@@ -27,7 +27,8 @@ def test_every_row_becomes_one_record_with_a_unique_id(records: dict[str, dict])
 def test_gx339_record(records: dict[str, dict]) -> None:
     r = records["gx339-4"]
     assert r["integral_name"] == "GX 339-4"
-    assert r["labels_constant"] == ["LMXRB", "QPO & black hole", "hard transient"]  # class 1456
+    assert r["class_name"] == "LMXRB, QPO & black hole, hard transient"  # class 1456
+    assert r["labels_constant"] == ["LMXRB", "BINARY", "BLACK HOLE", "TRANSIENT", "HARD", "QPO"]
     assert r["maxi"]["series"] == "maxi_gx339-4"
     assert r["maxi"]["data_url"] == "http://maxi.riken.jp/star_data/J1702-487/J1702-487_g_lc_1day_all.dat"
     assert r["swift"]["data_url"] == "https://swift.gsfc.nasa.gov/results/transients/weak/GX339-4.lc.txt"
@@ -55,9 +56,39 @@ def test_gbm_pulsar_url_and_no_joined_series_without_both_instruments(records: d
     (1810, ["X-ray pulsator"]),
     (1981, ["T Tauri star", "(naked)"]),
     (1635, ["CV", "AM Her (polar)", "eclipsing"]),
-    (0, [catalogue.UNCLASSIFIED]),
-    (8765, [catalogue.UNCLASSIFIED]),
+    (0, [tags.UNCLASSIFIED]),
+    (8765, [tags.UNCLASSIFIED]),
 ])
 def test_heasarc_codes_decode_as_the_worked_examples(classes: catalogue.HeasarcClasses, code: int,
                                                      words: list[str]) -> None:
-    assert classes.tags(code) == words
+    assert classes.words(code) == words
+
+
+@pytest.mark.parametrize("code, expected", [  # checked by hand against the class name of each code
+    (1456, {"LMXRB", "BINARY", "QPO", "BLACK HOLE", "TRANSIENT", "HARD"}),     # GX 339-4
+    (1316, {"HMXRB", "BINARY", "BE STAR", "PULSAR", "TRANSIENT", "HARD"}),     # Swift J0243.6+6124
+    (1213, {"HMXRB", "BINARY", "SUPERGIANT", "PULSAR"}),                       # eclipsing supergiant pulsar
+    (1526, {"LMXRB", "BINARY", "GLOBULAR CLUSTER", "CLUSTER", "BURSTER", "TRANSIENT", "HARD"}),
+    (1480, {"LMXRB", "BINARY", "QPO", "PULSAR", "BURSTER"}),                   # "QPO,pulsar,bursts"
+    (1721, {"GAMMA RAY SOURCE", "REPEATER", "PULSAR"}),                        # soft gamma repeater
+    (1810, {"PULSATOR"}),                                                      # X-ray pulsator, not a pulsar
+    (7106, {"SEYFERT GALAXY", "AGN"}),                                         # Seyfert type 2
+    (7900, {"SEYFERT GALAXY", "AGN"}),                                         # narrow-line Seyfert 1
+    (7204, {"QSO", "AGN"}),
+    (7311, {"BL LAC", "AGN"}),
+    (7000, {"AGN"}),                                                           # "AGN Unclassified"
+    (5000, {"GALAXY CLUSTER", "CLUSTER"}),
+    (3600, {"CLUSTER"}),                                                       # open star cluster
+    (1640, {"BINARY"}),                                                        # CV, intermediate polar
+    (9999, {"UNIDENTIFIED"}),
+    (2900, {tags.UNCLASSIFIED}),                                               # "Star": no seed word
+    (0, {tags.UNCLASSIFIED}),
+])
+def test_seed_tags_from_the_class_name(classes: catalogue.HeasarcClasses, code: int, expected: set[str]) -> None:
+    assert set(tags.tags_of(tags.class_name(classes.words(code)))) == expected
+
+
+def test_every_source_has_seed_tags_only(records: dict[str, dict]) -> None:
+    used = {t for r in records.values() for t in r["labels_constant"]}
+    assert used <= set(tags.TAGS) and len(tags.TAGS) == 23
+    assert all(r["labels_constant"] and r["class_name"] for r in records.values())
