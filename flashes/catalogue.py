@@ -141,7 +141,7 @@ def build(settings: Settings) -> list[dict[str, Any]]:
 
 def _built_for(settings: Settings) -> dict[str, str]:
     """What a stored catalogue depends on besides the table: the provider base URLs."""
-    return {**settings.base_urls, "master_table": str(settings.master_table)}
+    return {**settings.base_urls, "master_table": str(settings.master_table), "format": "2 (seed tags)"}
 
 
 def write(settings: Settings) -> Path:

@@ -19,6 +19,8 @@ class Settings(BaseSettings):
     kafka_controller_port: int = 9093
     questdb_http_port: int = 9000
     questdb_pg_port: int = 8812
+    questdb_user: str = "admin"
+    questdb_password: str = "quest"
     questdb_ilp_tcp_port: int = 9009
     questdb_min_http_port: int = 9003
     var_dir: Path = PROJECT_ROOT / "var"
@@ -45,6 +47,7 @@ class Settings(BaseSettings):
     relevance_threshold: float = 0.7
     episode_end_points: int = Field(default=5, description="points below the threshold, per series, that end an episode")
     api_port: int = 8000
+    api_db_connections: int = Field(default=8, description="the API's PostgreSQL-wire connections to QuestDB")
     public_api_url: str = ""
     grafana_url: str = "http://127.0.0.1:3000"
 

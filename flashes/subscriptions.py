@@ -94,10 +94,14 @@ async def check_webhook_url(url: str, allow_loopback: bool) -> None:
                                 f"or reserved address ({', '.join(bad)}); webhooks go to public addresses only")
 
 
+def separation(cone: schemas.Cone, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
+    """Angular distance (degrees) of positions (degrees) from the cone's centre."""
+    return np.degrees(angular_separation(*np.radians([cone.ra, cone.dec]), np.radians(ra), np.radians(dec)))
+
+
 def in_cone(cone: schemas.Cone, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
     """Which positions (degrees) lie within the cone."""
-    sep = angular_separation(*np.radians([cone.ra, cone.dec]), np.radians(ra), np.radians(dec))
-    return np.degrees(sep) <= cone.radius
+    return separation(cone, ra, dec) <= cone.radius
 
 
 def sources_of(filters: schemas.SubscriptionFilters, records: dict[str, dict[str, Any]]) -> list[str]:

@@ -1,13 +1,21 @@
 """The API on the real QuestDB and Kafka, after the sample went through the pipeline."""
 from __future__ import annotations
 
+import io
+import math
 from collections.abc import Iterator
+
+import pandas as pd
+from astropy.io import votable
 
 import pytest
 from fastapi.testclient import TestClient
+from pytest_httpserver import HTTPServer
 
 from flashes.settings import Settings
 from services.api.app import create_app
+from flashes.infra import free_port
+from flashes.tags import TAGS
 from tests.conftest import maxi_path, data_rows
 from flashes.settings import PROJECT_ROOT
 
@@ -15,6 +23,7 @@ from flashes.settings import PROJECT_ROOT
 @pytest.fixture(scope="module")
 def client(pipeline: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(pipeline)) as c:
+        c.app_settings = pipeline
         yield c
 
 
@@ -31,20 +40,60 @@ def test_source_record_carries_the_latest_point(client: TestClient) -> None:
     assert body["maxi"]["last_timestamp"] == "2020-10-19T12:00:00.000000Z"  # MJD 59141.5
     assert body["maxi"]["last_flux"] == last[1] and body["maxi"]["last_error"] == last[2]
     assert body["hardness_ratio"]["last_timestamp"] is not None
-    assert body["labels_constant"] == ["HMXRB Be star", "black hole"]
+    assert body["labels_constant"] == ["HMXRB", "BINARY", "BE STAR", "BLACK HOLE"]  # class 1330
+    assert body["class_name"] == "HMXRB Be star, black hole"
+    assert body["maxi"]["last_flux_mcrab"] == pytest.approx(last[1] * 312.5)
 
 
 def test_sources_filter_by_tag_and_instrument(client: TestClient) -> None:
-    with_bat = client.get("/sources", params={"instrument": "swift", "tag": "black hole"}).json()
-    assert with_bat and all(r["swift"] and "black hole" in r["labels_constant"] for r in with_bat)
-    assert len(client.get("/sources", params={"limit": 5}).json()) == 5
+    page = client.get("/sources", params={"instrument": "swift", "tag": "BLACK HOLE", "limit": 3000}).json()
+    with_bat = page["items"]
+    assert with_bat and page["total"] == len(with_bat)
+    assert all(r["swift"] and "BLACK HOLE" in r["labels_constant"] for r in with_bat)
+    every = client.get("/sources", params={"limit": 3000}).json()["items"]
+    assert len(with_bat) == sum(1 for r in every if r["swift"] and "BLACK HOLE" in r["labels_constant"])
+    assert len(with_bat) < len(every)
+
+
+def test_sources_search_names_and_alternative_names(client: TestClient) -> None:
+    assert [r["_id"] for r in client.get("/sources", params={"q": "gx 339"}).json()["items"]] == ["gx339-4"]
+    # "4U 1658-48" is only an alternative name of GX 339-4
+    assert [r["_id"] for r in client.get("/sources", params={"q": "4u1658"}).json()["items"]] == ["gx339-4"]
+    assert client.get("/sources", params={"q": "no such name at all"}).json() == \
+        {"total": 0, "offset": 0, "limit": 100, "items": []}
+
+
+def test_cone_search_sorted_by_distance(client: TestClient) -> None:
+    # Around Sgr A* (RA 266.417, Dec -29.008): the nearest catalogued sources, nearest first.
+    page = client.get("/sources", params={"ra": 266.417, "dec": -29.008, "radius": 1.0, "sort": "distance"}).json()
+    distances = [r["distance_deg"] for r in page["items"]]
+    assert page["total"] == len(distances) > 3 and distances == sorted(distances) and distances[-1] <= 1.0
+    # Every source within 1 degree, by the haversine formula worked independently here.
+    every = client.get("/sources", params={"limit": 3000}).json()["items"]
+    ra0, dec0 = math.radians(266.417), math.radians(-29.008)
+
+    def sep(r: dict) -> float:
+        ra, dec = math.radians(r["coord_ra"]), math.radians(r["coord_dec"])
+        h = math.sin((dec - dec0) / 2) ** 2 + math.cos(dec) * math.cos(dec0) * math.sin((ra - ra0) / 2) ** 2
+        return math.degrees(2 * math.asin(math.sqrt(h)))
+    assert {r["_id"] for r in page["items"]} == {r["_id"] for r in every if sep(r) <= 1.0}
+
+
+def test_pagination_reports_the_total(client: TestClient) -> None:
+    first = client.get("/sources", params={"limit": 5, "sort": "ra"}).json()
+    second = client.get("/sources", params={"limit": 5, "offset": 5, "sort": "ra"}).json()
+    assert first["total"] == second["total"] == 2410 and len(first["items"]) == len(second["items"]) == 5
+    ras = [r["coord_ra"] for r in first["items"] + second["items"]]
+    assert ras == sorted(ras)
+    beyond = client.get("/sources", params={"offset": 5000}).json()
+    assert beyond["total"] == 2410 and beyond["items"] == []
 
 
 def test_tags(client: TestClient) -> None:
-    tags = {t["tag"]: t["sources"] for t in client.get("/tags").json()}
-    assert tags["LMXRB"] > 100
-    members = client.get("/tags/black hole").json()["sources"]
-    assert "maxij1535-571" in members and len(members) == tags["black hole"]
+    tags = {t["tag"]: t["sources"] for t in client.get("/tags").json() if not t["temporary"]}
+    assert set(tags) == set(TAGS) and tags["LMXRB"] == 333 and tags["BINARY"] > tags["LMXRB"] + tags["HMXRB"] - 1
+    members = client.get("/tags/BLACK HOLE").json()["sources"]
+    assert "maxij1535-571" in members and len(members) == tags["BLACK HOLE"]
 
 
 def test_timeseries_rows_in_mcrab_with_error_band(client: TestClient) -> None:
@@ -65,6 +114,81 @@ def test_timeseries_rows_in_mcrab_with_error_band(client: TestClient) -> None:
 
 def test_timeseries_defaults_to_the_last_year(client: TestClient) -> None:
     assert client.get("/timeseries", params={"source": "maxij1535-571"}).json() == []  # the sample ends in 2020
+    # ... and the same query over the last year of the sample has its points
+    last_year = client.get("/timeseries", params={"source": "maxij1535-571", "end": "2020-10-20"}).json()
+    assert 250 < len(last_year) <= 366
+
+
+def test_timeseries_takes_the_seed_grafana_parameters(client: TestClient) -> None:
+    seed = client.get("/timeseries", params={"influx_key": "maxi_maxij1535-571", "channel": "2-20",
+                                             "start": "2017-09-20", "end": "2017-09-22"}).json()
+    ours = client.get("/timeseries", params={"source": "maxij1535-571", "series": "maxi",
+                                             "start": "2017-09-20", "end": "2017-09-22"}).json()
+    assert len(seed) == 2 and [set(r) for r in seed] == [{"time", "mjd", "flux 2-20", "flux 2-20 max",
+                                                           "flux 2-20 min"}] * 2
+    assert [r["flux 2-20"] for r in seed] == [r["flux 2-20"] for r in ours]
+    bad = client.get("/timeseries", params={"influx_key": "maxi_maxij1535-571", "channel": "15-50"})
+    assert bad.status_code == 422 and "2-20" in bad.json()["detail"]
+
+
+def test_download_csv_has_provider_units_and_mcrab(client: TestClient) -> None:
+    r = client.get("/download/maxi_maxij1535-571", params={"start": "2017-09-20", "end": "2017-09-21"})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+    assert 'filename="maxi_maxij1535-571.csv"' in r.headers["content-disposition"]
+    frame = pd.read_csv(io.StringIO(r.text), comment="#")
+    assert len(frame) == 1
+    row = frame.iloc[0]
+    # File line: 58016.500000 7.411582 0.061271 4.610519 0.057688 2.674983 0.030062 0.350699 0.014271
+    assert row["mjd"] == 58016.5 and row["time"] == "2017-09-20T12:00:00.000000Z"
+    assert row["flux 2-20 keV [photons/cm2/s]"] == pytest.approx(7.411582)
+    assert row["flux 2-20 keV [mCrab]"] == pytest.approx(2316.119375)       # 7.411582 x 312.5
+    assert row["error 2-20 keV [mCrab]"] == pytest.approx(19.1471875)       # 0.061271 x 312.5
+    assert row["flux 10-20 keV [mCrab]"] == pytest.approx(876.7475)         # 0.350699 x 2500
+    assert row["flux 2-4 keV [mCrab]"] == pytest.approx(4.610519 * 476.1905)
+    assert "maxi 2-20 keV x312.5" in r.text.splitlines()[3]
+
+
+def test_download_swift_and_whole_history_by_default(client: TestClient) -> None:
+    frame = pd.read_csv(io.StringIO(client.get("/download/swift_maxij1535-571").text), comment="#")
+    bat = data_rows(PROJECT_ROOT / "data" / "mirror" / "swift/results/transients/weak/MAXIJ1535-571.lc.txt")
+    assert len(frame) == len(bat)
+    assert frame["flux 15-50 keV [counts/cm2/s]"].iloc[0] == pytest.approx(bat[0][1])
+    assert frame["flux 15-50 keV [mCrab]"].iloc[0] == pytest.approx(bat[0][1] * 4545.4545)
+
+
+def test_download_hid_as_json_and_votable(client: TestClient) -> None:
+    path = "/download/hid/hardness_maxij1535-571/combined_maxij1535-571"
+    rows = client.get(path, params={"start": "2017-09-20", "end": "2017-09-21", "format": "json"}).json()
+    assert len(rows) == 1
+    bat = next(r for r in data_rows(PROJECT_ROOT / "data" / "mirror" /
+                                    "swift/results/transients/weak/MAXIJ1535-571.lc.txt") if r[0] == 58016.0)
+    bat_mcrab, maxi_mcrab = bat[1] * 4545.4545, 7.411582 * 312.5
+    assert rows[0]["hardness"] == pytest.approx(bat_mcrab / maxi_mcrab)
+    assert rows[0]["combined [mCrab]"] == pytest.approx(bat_mcrab + maxi_mcrab)
+    assert rows[0]["combined error [mCrab]"] == pytest.approx(math.hypot(bat[2] * 4545.4545, 0.061271 * 312.5))
+    xml = client.get(path, params={"start": "2017-09-20", "end": "2017-09-23", "format": "votable"})
+    table = votable.parse_single_table(io.BytesIO(xml.content)).to_table(use_names_over_ids=True)
+    assert len(table) == 3 and {"hardness", "combined [mCrab]"} <= set(table.colnames)
+    assert client.get("/download/hid/combined_maxij1535-571/hardness_maxij1535-571").status_code == 422
+
+
+def test_plots_redirect_to_the_dashboard_of_the_instruments(client: TestClient) -> None:
+    r = client.get("/plots/maxij1535-571", follow_redirects=False)
+    assert r.status_code == 307
+    assert r.headers["location"].startswith(f"{client.app_settings.grafana_url}/d/flashes-swift-maxi")
+    assert "var-source=maxij1535-571" in r.headers["location"]
+    only_maxi = client.get("/plots/maxij1631-478", follow_redirects=False).headers["location"]
+    assert "/d/flashes-maxi" in only_maxi and "/d/flashes-swift" not in only_maxi
+
+
+def test_relevance_top_is_ordered_and_names_the_source(client: TestClient) -> None:
+    top = client.get("/relevance/top", params={"limit": 50}).json()
+    assert len(top) == 3  # the three sample sources, one row each
+    assert [t["relevance"] for t in top] == sorted((t["relevance"] for t in top), reverse=True)
+    first = top[0]
+    newest = client.get("/relevance", params={"source": first["source_id"], "series": first["kind"],
+                                              "start": "2009-01-01", "end": "2030-01-01"}).json()[-1]
+    assert newest["relevance"] == first["relevance"] and newest["time"] == first["time"]
 
 
 def test_unknown_source_and_tag_are_404_with_a_message(client: TestClient) -> None:
@@ -105,7 +229,7 @@ def test_relevance_rows_carry_the_terms_that_explain_them(client: TestClient) ->
 
 
 def test_alerts_list_their_reasons_and_explanation(client: TestClient) -> None:
-    alerts = client.get("/alerts", params={"source": "maxij1535-571"}).json()
+    alerts = client.get("/alerts", params={"source": "maxij1535-571", "limit": 1000}).json()["items"]
     outburst = [a for a in alerts if 57996 <= a["onset_mjd"] <= 58010]
     assert [a["mjd"] for a in outburst] == sorted((a["mjd"] for a in outburst), reverse=True)  # newest first
     onset = outburst[-1]
@@ -114,3 +238,70 @@ def test_alerts_list_their_reasons_and_explanation(client: TestClient) -> None:
     assert all(a["source_id"] == "maxij1535-571" for a in alerts)
     assert client.get("/alerts", params={"source": "no-such-source"}).status_code == 404
     assert client.get("/relevance", params={"source": "maxij1535-571", "min_relevance": 2}).status_code == 422
+
+
+def test_alert_filters_and_pages(client: TestClient) -> None:
+    every = client.get("/alerts", params={"limit": 1000}).json()
+    assert every["total"] == len(every["items"]) > 3
+    onsets = client.get("/alerts", params={"alert_type": "onset", "limit": 1000}).json()
+    assert onsets["items"] == [a for a in every["items"] if a["alert_type"] == "onset"] and onsets["total"] > 0
+    bright = client.get("/alerts", params={"reason": "brightening", "min_relevance": 0.9, "limit": 1000}).json()
+    assert bright["items"] == [a for a in every["items"] if "brightening" in a["reasons"] and a["relevance"] >= 0.9]
+    page = client.get("/alerts", params={"limit": 2, "offset": 1}).json()
+    assert page["total"] == every["total"] and page["items"] == every["items"][1:3]
+    tagged = client.get("/alerts", params={"tag": "BLACK HOLE", "limit": 1000}).json()["items"]
+    assert tagged and all("BLACK HOLE" in a["tags"] for a in tagged)
+    window = client.get("/alerts", params={"start": "2017-09-01", "end": "2017-10-01", "limit": 1000}).json()
+    assert window["items"] == [a for a in every["items"] if "2017-09-01" <= a["time"][:10] < "2017-10-01"]
+    assert client.get("/alerts", params={"alert_type": "sideways"}).status_code == 422
+
+
+def test_temporary_labels_follow_the_open_episodes(client: TestClient) -> None:
+    every = client.get("/alerts", params={"limit": 1000}).json()["items"]
+    newest = {}
+    for a in every:  # newest first
+        newest.setdefault(a["source_id"], a)
+    for sid, alert in newest.items():
+        labels = client.get(f"/sources/{sid}").json()["labels_dynamic"]
+        if alert["alert_type"] == "end":
+            assert labels == []
+        else:  # an open episode: named by its reasons
+            named = {"brightening": "OUTBURST", "state_change": "STATE CHANGE", "unusual": "UNUSUAL"}
+            assert labels == sorted({named[r] for r in alert["reasons"]})
+            assert sid in client.get(f"/tags/{labels[0]}").json()["sources"]
+    assert any(a["alert_type"] != "end" for a in newest.values())  # the sample leaves an episode open
+
+
+@pytest.mark.parametrize("path, params", [
+    ("/sources/x'; DROP TABLE lightcurve; --", {}),
+    ("/timeseries", {"source": "maxij1535-571'; DROP TABLE lightcurve; --"}),
+    ("/timeseries", {"influx_key": "maxi_x' OR '1'='1"}),
+    ("/download/maxi_maxij1535-571' OR '1'='1", {}),
+    ("/alerts", {"source": "'; DELETE FROM alerts; --"}),
+    ("/tags/x\"; DROP TABLE relevance;", {}),
+])
+def test_quotes_and_semicolons_reach_no_sql(client: TestClient, path: str, params: dict) -> None:
+    before = client.get("/timeseries", params={"source": "maxij1535-571", "start": "2017-01-01"}).json()
+    r = client.get(path, params=params)
+    assert r.status_code == 404 and r.json()["error"] == "not_found" and r.json()["see"]
+    assert client.get("/timeseries", params={"source": "maxij1535-571", "start": "2017-01-01"}).json() == before
+    assert {"lightcurve", "relevance", "alerts"} <= set(client.get("/health/questdb").json()["tables"])
+
+
+def test_every_error_has_the_same_shape(client: TestClient) -> None:
+    for path, params, status in (("/sources/nope", {}, 404), ("/sources", {"radius": 500}, 422),
+                                 ("/timeseries", {"source": "maxij1535-571", "start": "yesterday"}, 422),
+                                 ("/download/maxi_maxij1535-571", {"start": "2020-01-02", "end": "2020-01-01"}, 422)):
+        body = client.get(path, params=params).json()
+        assert set(body) == {"status", "error", "detail", "see"} and body["status"] == status, body
+    assert client.get("/sources/nope").json()["see"] == "/sources"
+
+
+def test_grafana_health_when_configured_down_or_not(pipeline: Settings, httpserver: HTTPServer) -> None:
+    # A stand-in for Grafana (it cannot be installed on these machines) answering its documented /api/health.
+    httpserver.expect_request("/api/health").respond_with_json({"database": "ok", "version": "12.2.0"})
+    for url, status, word in ((httpserver.url_for("/").rstrip("/"), 200, "ok"), ("", 200, "not configured"),
+                              (f"http://127.0.0.1:{free_port()}", 503, "unavailable")):
+        with TestClient(create_app(pipeline.model_copy(update={"grafana_url": url}))) as c:
+            r = c.get("/health/grafana")
+            assert r.status_code == status and r.json()["status"] == word, r.text

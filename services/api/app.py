@@ -1,35 +1,63 @@
-"""The FastAPI gateway: catalogue, tags, time series, relevance, alerts, subscriptions and the health of
-Kafka and QuestDB."""
+"""The FastAPI gateway: catalogue, tags, time series, downloads, relevance, alerts, subscriptions, the
+Grafana redirect, the health of Kafka, QuestDB and Grafana, and the web pages (services/api/pages.py)."""
 from __future__ import annotations
 
 import asyncio
-import copy
 import logging
 import re
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from collections import Counter
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+import httpx
 from aiokafka.admin import AIOKafkaAdminClient
-from fastapi import FastAPI, HTTPException, Query, Request
-from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, HTTPException, Path, Query
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from pydantic import BaseModel
 
-from flashes import catalogue, questdb
-from flashes.errors import QuestDBError
-from flashes.settings import Settings, get_settings
+import schemas
+from flashes import catalogue, grafana
 from flashes.heartbeat import beat
-from services.api import store
+from flashes.settings import Settings, get_settings
+from flashes.tags import TAGS
+from flashes.units import MCRAB_PER_UNIT
+from services.api import downloads, problems
+from services.api.sources import SortKey, SourceIndex
+from services.api.store import SERIES_FIELD, AlertQuery, Reader
 from services.api.subscriptions import Store, router
 
 SeriesKind = Literal["maxi", "swift", "fermi", "hardness", "combined"]
+AlertType = Literal["onset", "update", "end"]
+Reason = Literal["brightening", "state_change", "unusual"]
+Start = Annotated[datetime | None, Query(description="UTC (ISO 8601); a time without a zone is UTC",
+                                         examples=["2017-09-01T00:00:00Z"])]
+End = Annotated[datetime | None, Query(description="UTC, exclusive (default: now)", examples=["2017-12-01T00:00:00Z"])]
+DYNAMIC_TTL_S = 5.0
 
 
-def _utc(t: datetime) -> datetime:
+class Page(BaseModel):
+    """One page of a list: `total` matches the filters; `items` are those from `offset`, at most `limit`."""
+
+    total: int
+    offset: int
+    limit: int
+    items: list[dict[str, Any]]
+
+
+def utc(t: datetime) -> datetime:
     """Query times without a zone are UTC."""
     return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+
+
+def window(start: datetime | None, end: datetime | None, default: timedelta | None) -> tuple[datetime, datetime]:
+    """The UTC window asked for: `end` defaults to now, `start` to `default` before it (None: the beginning)."""
+    end = utc(end) if end else datetime.now(timezone.utc)
+    start = utc(start) if start else (end - default if default else datetime(1990, 1, 1, tzinfo=timezone.utc))
+    if start >= end:
+        raise HTTPException(422, f"start ({start.isoformat()}) must be before end ({end.isoformat()})")
+    return start, end
 
 
 class RedactCodes(logging.Filter):
@@ -44,10 +72,23 @@ class RedactCodes(logging.Filter):
         return True
 
 
+class Labels:
+    """The temporary labels of sources with an open alert episode, read at most every few seconds."""
+
+    def __init__(self, reader: Reader) -> None:
+        self.reader, self.value, self.at = reader, {}, -DYNAMIC_TTL_S
+
+    async def get(self) -> dict[str, list[str]]:
+        if time.monotonic() - self.at > DYNAMIC_TTL_S:
+            self.value, self.at = await self.reader.open_episodes(), time.monotonic()
+        return self.value
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
-    records = {rec["_id"]: rec for rec in catalogue.load(settings)}
-    tag_counts = Counter(tag for rec in records.values() for tag in rec["labels_constant"] + rec["labels_dynamic"])
+    index = SourceIndex(catalogue.load(settings))
+    reader = Reader(settings)
+    labels = Labels(reader)
     subscriptions = Store(settings)
     logging.getLogger("uvicorn.access").addFilter(RedactCodes())
 
@@ -59,45 +100,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             heartbeat.cancel()
             await subscriptions.close()
+            await reader.close()
 
-    app = FastAPI(title="FLASHES stream API", version="1", lifespan=lifespan,
-                  description="Catalogue, tags and lightcurves of the X-ray sources FLASHES watches. "
-                              "Fluxes in mCrab unless stated; times UTC. Fermi/GBM pulsar amplitudes often "
+    app = FastAPI(title="FLASHES stream API", version="2", lifespan=lifespan,
+                  responses=problems.RESPONSES,
+                  description="Catalogue, tags, lightcurves, relevance and alerts of the X-ray sources FLASHES "
+                              "watches (MAXI/GSC, Swift/BAT, Fermi/GBM). Fluxes in mCrab unless stated; times UTC. "
+                              "Every error answers with the same shape (Problem). Fermi/GBM pulsar amplitudes often "
                               "come with an error of 0 in the provider's files; they are served as they are.")
+    problems.install(app)
 
-    @app.exception_handler(QuestDBError)
-    async def questdb_down(request: Request, exc: QuestDBError) -> JSONResponse:
-        return JSONResponse(status_code=503, content={"detail": f"the time-series store is unavailable: {exc}"})
-
-    def source_or_404(source_id: str) -> dict[str, Any]:
-        if source_id not in records:
-            raise HTTPException(404, f"unknown source '{source_id}'; list the known ones at /sources")
-        return records[source_id]
-
-    def series_window(source: str, series: str, start: datetime | None,
-                      end: datetime | None) -> tuple[dict[str, Any], datetime, datetime]:
-        """The catalogue entry of a source's series and the UTC window asked for (default: the last year)."""
-        entry = source_or_404(source)[store.SERIES_FIELD[series]]
+    def series_entry(source: str, kind: str) -> dict[str, Any]:
+        entry = index.get(source)[SERIES_FIELD[kind]]
         if entry is None:
-            raise HTTPException(404, f"source '{source}' has no {series} series")
-        end = _utc(end) if end else datetime.now(timezone.utc)
-        start = _utc(start) if start else end - timedelta(days=365)
-        if start >= end:
-            raise HTTPException(422, f"start ({start.isoformat()}) must be before end ({end.isoformat()})")
-        return entry, start, end
+            raise problems.NotFound(f"source '{source}' has no {kind} series", f"/sources/{source}")
+        return entry
 
-    async def with_latest(recs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        latest = await run_in_threadpool(store.latest, settings)
-        out = []
-        for rec in recs:
-            rec = copy.deepcopy(rec)
-            for field in store.SERIES_FIELD.values():
-                if rec[field] and rec[field]["series"] in latest:
-                    rec[field].update(latest[rec[field]["series"]])
-            out.append(rec)
-        return out
-
-    @app.get("/health/kafka", summary="Is the Kafka broker reachable?")
+    @app.get("/health/kafka", summary="Is the Kafka broker reachable?", tags=["health"])
     async def health_kafka() -> JSONResponse:
         admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=5000)
         try:
@@ -109,56 +128,167 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await admin.close()
         return JSONResponse({"status": "ok", "topics": sorted(n for n in names if n.startswith("flashes."))})
 
-    @app.get("/health/questdb", summary="Is QuestDB reachable?")
+    @app.get("/health/questdb", summary="Is QuestDB reachable?", tags=["health"])
     async def health_questdb() -> JSONResponse:
         try:
-            tables = await run_in_threadpool(questdb.query, settings, "SELECT table_name FROM tables()", 5.0)
-        except QuestDBError as exc:
+            tables = await reader.tables()
+        except Exception as exc:  # noqa: BLE001 - reported as unhealthy
             return JSONResponse(status_code=503, content={"status": "unavailable", "detail": str(exc)})
-        return JSONResponse({"status": "ok", "tables": sorted(t["table_name"] for t in tables)})
+        return JSONResponse({"status": "ok", "tables": tables})
 
-    @app.get("/sources", summary="Catalogue sources, with the latest point of each series")
-    async def list_sources(tag: str | None = None, instrument: SeriesKind | None = None,
-                           limit: int = Query(3000, ge=1, le=3000), offset: int = Query(0, ge=0)) -> list[dict]:
-        selected = [r for r in records.values()
-                    if (tag is None or tag in r["labels_constant"] + r["labels_dynamic"])
-                    and (instrument is None or r[store.SERIES_FIELD[instrument]] is not None)]
-        return await with_latest(selected[offset:offset + limit])
+    @app.get("/health/grafana", summary="Grafana's own health endpoint, when a Grafana is configured", tags=["health"])
+    async def health_grafana() -> JSONResponse:
+        if not settings.grafana_url:
+            return JSONResponse({"status": "not configured", "detail": "set FLASHES_GRAFANA_URL"})
+        try:
+            async with httpx.AsyncClient(timeout=5) as client:
+                r = await client.get(f"{settings.grafana_url.rstrip('/')}/api/health")
+            r.raise_for_status()
+            return JSONResponse({"status": "ok", "url": settings.grafana_url, "grafana": r.json()})
+        except (httpx.HTTPError, ValueError) as exc:
+            return JSONResponse(status_code=503, content={"status": "unavailable", "url": settings.grafana_url,
+                                                          "detail": f"{type(exc).__name__}: {exc}"})
 
-    @app.get("/sources/{source_id}", summary="One source")
-    async def get_source(source_id: str) -> dict:
-        return (await with_latest([source_or_404(source_id)]))[0]
+    @app.get("/sources", summary="Search the catalogue; each source with the newest point of each series",
+             tags=["catalogue"], response_model=Page)
+    async def list_sources(
+            q: str | None = Query(None, max_length=100, description="part of a name or alternative name",
+                                  examples=["gx 339"]),
+            tag: str | None = Query(None, examples=["BLACK HOLE"]),
+            instrument: SeriesKind | None = None,
+            ra: float | None = Query(None, ge=0, lt=360, description="cone centre, degrees (J2000)"),
+            dec: float | None = Query(None, ge=-90, le=90, description="cone centre, degrees (J2000)"),
+            radius: float | None = Query(None, gt=0, le=180, description="cone radius, degrees"),
+            sort: SortKey = "name", order: Literal["asc", "desc"] = "asc",
+            limit: int = Query(100, ge=1, le=3000), offset: int = Query(0, ge=0)) -> dict[str, Any]:
+        cone_given = [x is not None for x in (ra, dec, radius)]
+        if any(cone_given) and not all(cone_given):
+            raise HTTPException(422, "a cone search needs all of ra, dec and radius")
+        if sort == "distance" and not all(cone_given):
+            raise HTTPException(422, "sort=distance needs a cone (ra, dec, radius)")
+        dynamic = await labels.get()
+        if tag is not None and tag not in index.tag_counts(dynamic):
+            raise problems.NotFound(f"unknown tag '{tag}'; list the known ones at /tags", "/tags")
+        cone = schemas.Cone(ra=ra, dec=dec, radius=radius) if all(cone_given) else None
+        hits = index.search(q, tag, instrument, cone, dynamic, sort, order == "desc")
+        latest = await reader.latest()
+        items = [index.view(sid, latest, dynamic, d) for sid, d in hits[offset:offset + limit]]
+        return {"total": len(hits), "offset": offset, "limit": limit, "items": items}
 
-    @app.get("/tags", summary="Every tag with its number of sources")
-    async def list_tags() -> list[dict]:
-        return [{"tag": t, "sources": n} for t, n in sorted(tag_counts.items())]
+    @app.get("/sources/{source_id}", summary="One source", tags=["catalogue"])
+    async def get_source(source_id: str = Path(examples=["maxij1535-571"])) -> dict[str, Any]:
+        index.get(source_id)
+        return index.view(source_id, await reader.latest(), await labels.get())
 
-    @app.get("/tags/{tag}", summary="The ids of the sources with a tag")
-    async def get_tag(tag: str) -> dict:
-        if tag not in tag_counts:
-            raise HTTPException(404, f"unknown tag '{tag}'; list the known ones at /tags")
-        return {"tag": tag, "sources": sorted(i for i, r in records.items()
-                                              if tag in r["labels_constant"] + r["labels_dynamic"])}
+    @app.get("/tags", summary="Every tag (constant, and the temporary labels of open episodes) with its number "
+                              "of sources", tags=["catalogue"])
+    async def list_tags() -> list[dict[str, Any]]:
+        counts = index.tag_counts(await labels.get())
+        return [{"tag": t, "sources": n, "temporary": t not in TAGS} for t, n in sorted(counts.items())]
 
-    @app.get("/timeseries", summary="Grafana-style rows of one series: flux {band}, flux {band} max/min")
-    async def get_timeseries(source: str, series: SeriesKind = "maxi", start: datetime | None = None,
-                             end: datetime | None = None) -> list[dict]:
-        entry, start, end = series_window(source, series, start, end)
-        return await run_in_threadpool(store.timeseries, settings, entry["series"], series, start, end)
+    @app.get("/tags/{tag}", summary="The ids of the sources with a tag", tags=["catalogue"])
+    async def get_tag(tag: str = Path(examples=["BLACK HOLE"])) -> dict[str, Any]:
+        dynamic = await labels.get()
+        if tag not in index.tag_counts(dynamic):
+            raise problems.NotFound(f"unknown tag '{tag}'; list the known ones at /tags", "/tags")
+        return {"tag": tag, "sources": [sid for sid, _ in index.search(None, tag, None, None, dynamic, "name", False)]}
 
-    @app.get("/relevance", summary="Relevance of each point of one series, with the terms that explain it")
-    async def get_relevance(source: str, series: SeriesKind = "maxi", start: datetime | None = None,
-                            end: datetime | None = None,
-                            min_relevance: float = Query(0.0, ge=0.0, le=1.0)) -> list[dict]:
-        entry, start, end = series_window(source, series, start, end)
-        return await run_in_threadpool(store.relevance, settings, entry["series"], start, end, min_relevance)
+    @app.get("/timeseries", summary="Grafana-style rows of one series: flux {band}, flux {band} max/min (±1σ)",
+             tags=["data"], description="Give `source` and `series`, or the seed's Grafana parameters `influx_key` "
+                                        "(the series key) and `channel` (a band). Default window: the last year.")
+    async def get_timeseries(
+            source: str | None = Query(None, examples=["maxij1535-571"]), series: SeriesKind = "maxi",
+            influx_key: str | None = Query(None, description="series key, as in the seed", examples=["maxi_gx339-4"]),
+            channel: str | None = Query(None, description="band in keV, e.g. 2-20", examples=["2-20"]),
+            start: Start = None, end: End = None) -> list[dict[str, Any]]:
+        if influx_key is not None:
+            source, series = index.series_of(influx_key)
+        elif source is None:
+            raise HTTPException(422, "give source (and series) or influx_key")
+        entry = series_entry(source, series)
+        if channel is not None and (series, channel) not in MCRAB_PER_UNIT:
+            bands = sorted(b for i, b in MCRAB_PER_UNIT if i == series)
+            raise HTTPException(422, f"channel {channel!r} is not a band of the {series} series; "
+                                     f"its bands: {', '.join(bands) or 'none (a derived series has no channel)'}")
+        t0, t1 = window(start, end, timedelta(days=365))
+        return await reader.timeseries(entry["series"], series, t0, t1, channel)
 
-    app.include_router(router(settings, records, set(tag_counts), subscriptions))
+    @app.get("/download/{series_key}", summary="One series as a file: provider units and mCrab per band",
+             tags=["data"], response_class=Response,
+             responses={200: {"content": {m: {} for m in downloads.MEDIA.values()}}})
+    async def download(series_key: str = Path(examples=["maxi_maxij1535-571"]), start: Start = None, end: End = None,
+                       format: downloads.Format = "csv") -> Response:  # noqa: A002 - the public parameter name
+        source, kind = index.series_of(series_key)
+        t0, t1 = window(start, end, None)
+        rows = await reader.download(series_key, kind, t0, t1)
+        title = f"{series_key} ({index.get(source)['integral_name']}, {kind})"
+        return downloads.file(rows, format, series_key, downloads.header(title, t0.isoformat(), t1.isoformat()))
 
-    @app.get("/alerts", summary="The newest alert records (flashes.alerts.v2), each with why it was raised")
-    async def list_alerts(source: str | None = None, limit: int = Query(100, ge=1, le=10000)) -> list[dict]:
-        if source is not None:
-            source_or_404(source)
-        return await run_in_threadpool(store.alerts, settings, source, limit)
+    @app.get("/download/hid/{hardness_key}/{combined_key}", tags=["data"], response_class=Response,
+             summary="Hardness ratio and combined flux on the days both exist (hardness–intensity diagram)",
+             responses={200: {"content": {m: {} for m in downloads.MEDIA.values()}}})
+    async def download_hid(hardness_key: str = Path(examples=["hardness_maxij1535-571"]),
+                           combined_key: str = Path(examples=["combined_maxij1535-571"]),
+                           start: Start = None, end: End = None, format: downloads.Format = "csv") -> Response:  # noqa: A002
+        (h_source, h_kind), (c_source, c_kind) = index.series_of(hardness_key), index.series_of(combined_key)
+        if (h_kind, c_kind) != ("hardness", "combined") or h_source != c_source:
+            raise HTTPException(422, "give the hardness key and then the combined key of one source, "
+                                     f"e.g. /download/hid/hardness_{h_source}/combined_{h_source}")
+        t0, t1 = window(start, end, None)
+        rows = await reader.hid(hardness_key, combined_key, t0, t1)
+        title = f"hardness-intensity of {index.get(h_source)['integral_name']}"
+        return downloads.file(rows, format, f"hid_{h_source}", downloads.header(title, t0.isoformat(), t1.isoformat()))
+
+    @app.get("/plots/{source_id}", summary="Redirect to the Grafana dashboard of the source's instruments",
+             tags=["catalogue"], status_code=307, response_class=RedirectResponse)
+    async def plots(source_id: str = Path(examples=["maxij1535-571"]), start: Start = None,
+                    end: End = None) -> RedirectResponse:
+        if not settings.grafana_url:
+            raise HTTPException(503, "no Grafana is configured (FLASHES_GRAFANA_URL)")
+        return RedirectResponse(grafana.dashboard_url(settings, index.get(source_id), start and utc(start),
+                                                      end and utc(end)), status_code=307)
+
+    @app.get("/relevance", summary="Relevance of each point of one series, with the terms that explain it",
+             tags=["relevance"])
+    async def get_relevance(source: str = Query(examples=["maxij1535-571"]), series: SeriesKind = "maxi",
+                            start: Start = None, end: End = None,
+                            min_relevance: float = Query(0.0, ge=0.0, le=1.0)) -> list[dict[str, Any]]:
+        entry = series_entry(source, series)
+        t0, t1 = window(start, end, timedelta(days=365))
+        return await reader.relevance(entry["series"], t0, t1, min_relevance)
+
+    @app.get("/relevance/top", summary="The most unusual sources now: each source's series with the highest "
+                                       "relevance at its newest point", tags=["relevance"])
+    async def relevance_top(limit: int = Query(20, ge=1, le=1000)) -> list[dict[str, Any]]:
+        top = await reader.top(limit)
+        for row in top:
+            row["source_name"] = index.get(row["source_id"])["integral_name"]
+        return top
+
+    app.include_router(router(settings, index.records, set(TAGS), subscriptions, reader))
+
+    @app.get("/alerts", summary="Alert records (flashes.alerts.v2), newest first, each with why it was raised",
+             tags=["alerts"], response_model=Page)
+    async def list_alerts(source: list[str] = Query([], examples=[["maxij1535-571"]]),
+                          tag: str | None = Query(None, description="alerts of sources with this tag"),
+                          alert_type: list[AlertType] = Query([]), reason: list[Reason] = Query([]),
+                          min_relevance: float = Query(0.0, ge=0.0, le=1.0), start: Start = None, end: End = None,
+                          limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0)) -> dict[str, Any]:
+        for sid in source:
+            index.get(sid)
+        if tag is not None:
+            dynamic = await labels.get()
+            if tag not in index.tag_counts(dynamic):
+                raise problems.NotFound(f"unknown tag '{tag}'; list the known ones at /tags", "/tags")
+            tagged = [sid for sid, _ in index.search(None, tag, None, None, dynamic, "name", False)]
+            source = [s for s in source if s in tagged] if source else tagged
+            if not source:
+                return {"total": 0, "offset": offset, "limit": limit, "items": []}
+        if start and end and utc(start) >= utc(end):
+            raise HTTPException(422, "start must be before end")
+        query = AlertQuery(sources=source, alert_types=alert_type, reasons=reason, min_relevance=min_relevance,
+                           start=start and utc(start), end=end and utc(end))
+        items, total = await reader.alerts(query, limit, offset)
+        return {"total": total, "offset": offset, "limit": limit, "items": items}
 
     return app

@@ -1,80 +1,214 @@
-"""Reads from QuestDB for the API: latest points, one series' time series, its relevance, and the alerts."""
+"""Reads from QuestDB for the API over the PostgreSQL wire (asyncpg, one pool).
+
+Every value that comes from a request is a bind parameter ($1, $2, …); the SQL text holds only
+names written here. Times are UTC; a row's time is written as QuestDB writes it over HTTP
+(`2017-09-20T12:00:00.000000Z`).
+"""
 from __future__ import annotations
 
-from datetime import datetime
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
+import asyncpg
 import orjson
 
 import schemas
-from flashes import questdb
+from flashes.errors import QuestDBError
 from flashes.settings import Settings
-from flashes.units import MAIN_BAND
+from flashes.units import MAIN_BAND, UNITS
 
 DERIVED = ("hardness", "combined")
 SERIES_FIELD = {"maxi": "maxi", "swift": "swift", "fermi": "fermi", "hardness": "hardness_ratio", "combined": "combined"}
-
-
-def latest(settings: Settings) -> dict[str, dict[str, Any]]:
-    """series -> {last_timestamp, last_flux, last_error} (main band, provider units; derived in mCrab)."""
-    bands = ", ".join(f"'{b}'" for b in MAIN_BAND.values())
-    rows = questdb.query(settings, f"SELECT series, ts, flux, error FROM lightcurve WHERE band IN ({bands}) "
-                                   "LATEST ON ts PARTITION BY series")
-    rows += questdb.query(settings, "SELECT series, ts, value flux, error FROM derived LATEST ON ts PARTITION BY series")
-    return {r["series"]: {"last_timestamp": r["ts"], "last_flux": r["flux"], "last_error": r["error"]} for r in rows}
-
-
-def timeseries(settings: Settings, series: str, kind: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
-    """Grafana-style rows: time, mjd and for each band `flux {band}`, `flux {band} max`, `flux {band} min`.
-
-    Instrument fluxes are in mCrab; a derived series has one column named after it (`flux hardness`
-    is the plain ratio, `flux combined` is mCrab). max/min are value ± 1σ.
-    """
-    window = f"ts >= '{questdb.sql_time(start)}' AND ts < '{questdb.sql_time(end)}'"
-    if kind in DERIVED:
-        sql = (f"SELECT ts, mjd, '{kind}' band, value flux, error FROM derived "
-               f"WHERE series = '{series}' AND {window} ORDER BY ts")
-    else:
-        sql = (f"SELECT ts, mjd, band, flux_mcrab flux, error_mcrab error FROM lightcurve "
-               f"WHERE series = '{series}' AND {window} ORDER BY ts")
-    rows: dict[str, dict[str, Any]] = {}
-    for r in questdb.query(settings, sql):
-        row = rows.setdefault(r["ts"], {"time": r["ts"], "mjd": r["mjd"]})
-        row[f"flux {r['band']}"] = r["flux"]
-        row[f"flux {r['band']} max"] = r["flux"] + r["error"]
-        row[f"flux {r['band']} min"] = r["flux"] - r["error"]
-    return list(rows.values())
-
-
 TERMS = tuple(schemas.RelevanceTerms.model_fields)
+TERM_COLUMNS = ", ".join(f"{name}_term" for name in TERMS)
+# The temporary label a source carries while an alert episode of it is open, by the episode's reasons.
+EPISODE_LABELS = {"brightening": "OUTBURST", "state_change": "STATE CHANGE", "unusual": "UNUSUAL"}
 
 
-def _with_terms(row: dict[str, Any]) -> dict[str, Any]:
-    """Gathers the `{name}_term` columns of a row into its `terms` object, as in the contracts."""
-    out = {k: v for k, v in row.items() if not k.endswith("_term")}
-    out["terms"] = {name: row.get(f"{name}_term") for name in TERMS}
-    return out
+def iso(t: datetime) -> str:
+    """A QuestDB timestamp (naive UTC from asyncpg) as QuestDB's own text form."""
+    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def relevance(settings: Settings, series: str, start: datetime, end: datetime,
-              min_relevance: float) -> list[dict[str, Any]]:
-    """Scores of one series with the terms behind each and the model version, oldest first."""
-    terms = ", ".join(f"{name}_term" for name in TERMS)
-    sql = (f"SELECT ts time, mjd, value, error, relevance, {terms}, model_version FROM relevance "
-           f"WHERE series = '{series}' AND ts >= '{questdb.sql_time(start)}' AND ts < '{questdb.sql_time(end)}' "
-           f"AND relevance >= {min_relevance} ORDER BY ts")
-    return [_with_terms(r) for r in questdb.query(settings, sql)]
+def naive_utc(t: datetime) -> datetime:
+    """A bind parameter for a TIMESTAMP column: naive, in UTC."""
+    return t.astimezone(timezone.utc).replace(tzinfo=None) if t.tzinfo else t
 
 
-def alerts(settings: Settings, source_id: str | None, limit: int) -> list[dict[str, Any]]:
-    """The newest alert records (as on flashes.alerts.v2), optionally of one known source."""
-    where = f"WHERE source_id = '{source_id}' " if source_id else ""
-    sql = f"SELECT payload FROM alerts {where}ORDER BY ts DESC, record_number DESC LIMIT {limit}"
-    return [orjson.loads(r["payload"]) for r in questdb.query(settings, sql)]
+@dataclass(frozen=True)
+class AlertQuery:
+    """Filters of /alerts; every one optional."""
+
+    sources: Sequence[str] = ()
+    alert_types: Sequence[str] = ()
+    reasons: Sequence[str] = ()
+    min_relevance: float = 0.0
+    start: datetime | None = None
+    end: datetime | None = None
 
 
-def deliveries(settings: Settings, subscription_id: str, limit: int) -> list[dict[str, Any]]:
-    """The newest delivery attempts of one subscription (its id is a SHA-256 in hex, checked by the caller)."""
-    sql = ("SELECT ts time, alert_id, record_number, test, channel, attempt, status, detail FROM deliveries "
-           f"WHERE subscription_id = '{subscription_id}' ORDER BY ts DESC LIMIT {limit}")
-    return questdb.query(settings, sql)
+@dataclass
+class Reader:
+    """The API's reads. The pool is made at the first query, so the API starts while QuestDB is down."""
+
+    settings: Settings
+    pool: asyncpg.Pool | None = None
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        s = self.settings
+        try:
+            if self.pool is None:
+                async with self._lock:
+                    if self.pool is None:
+                        self.pool = await asyncpg.create_pool(
+                            host=s.questdb_host, port=s.questdb_pg_port, user=s.questdb_user,
+                            password=s.questdb_password, database="qdb", min_size=1, max_size=s.api_db_connections,
+                            timeout=10)
+            return await self.pool.fetch(sql, *args, timeout=30)
+        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise QuestDBError(f"QuestDB at {s.questdb_host}:{s.questdb_pg_port}: {type(exc).__name__}: {exc}") from exc
+
+    async def close(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
+
+    async def tables(self) -> list[str]:
+        return sorted(r["table_name"] for r in await self.fetch("SELECT table_name FROM tables()"))
+
+    async def latest(self) -> dict[str, dict[str, Any]]:
+        """series -> {last_timestamp, last_flux, last_error} (main band, provider units; derived in mCrab)."""
+        rows = await self.fetch("SELECT series, ts, flux, error FROM lightcurve WHERE band IN ($1, $2, $3) "
+                                "LATEST ON ts PARTITION BY series", *MAIN_BAND.values())
+        rows += await self.fetch("SELECT series, ts, value flux, error FROM derived LATEST ON ts PARTITION BY series")
+        return {r["series"]: {"last_timestamp": iso(r["ts"]), "last_flux": r["flux"], "last_error": r["error"]}
+                for r in rows}
+
+    async def timeseries(self, series: str, kind: str, start: datetime, end: datetime,
+                         band: str | None = None) -> list[dict[str, Any]]:
+        """Grafana-style rows: time, mjd and for each band `flux {band}`, `flux {band} max`, `flux {band} min`.
+
+        Instrument fluxes are in mCrab; a derived series has one column named after it (`flux hardness`
+        is the plain ratio, `flux combined` is mCrab). max/min are value ± 1σ.
+        """
+        if kind in DERIVED:
+            sql = ("SELECT ts, mjd, kind band, value flux, error FROM derived "
+                   "WHERE series = $1 AND ts >= $2 AND ts < $3 ORDER BY ts")
+            args: tuple[Any, ...] = (series, naive_utc(start), naive_utc(end))
+        else:
+            sql = ("SELECT ts, mjd, band, flux_mcrab flux, error_mcrab error FROM lightcurve "
+                   "WHERE series = $1 AND ts >= $2 AND ts < $3" + (" AND band = $4" if band else "") + " ORDER BY ts")
+            args = (series, naive_utc(start), naive_utc(end)) + ((band,) if band else ())
+        rows: dict[datetime, dict[str, Any]] = {}
+        for ts, mjd, b, flux, error in await self.fetch(sql, *args):
+            row = rows.get(ts)
+            if row is None:
+                row = rows[ts] = {"time": iso(ts), "mjd": mjd}
+            row[f"flux {b}"] = flux
+            row[f"flux {b} max"] = flux + error
+            row[f"flux {b} min"] = flux - error
+        return list(rows.values())
+
+    async def download(self, series: str, kind: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        """One row per time with, per band, the provider's flux and error (with units) and both in mCrab.
+
+        A derived series has its value and error (hardness: a ratio of mCrab; combined: mCrab).
+        """
+        window = (series, naive_utc(start), naive_utc(end))
+        if kind in DERIVED:
+            unit = "ratio" if kind == "hardness" else "mCrab"
+            return [{"time": iso(r["ts"]), "mjd": r["mjd"], f"{kind} [{unit}]": r["value"],
+                     f"{kind} error [{unit}]": r["error"]}
+                    for r in await self.fetch("SELECT ts, mjd, value, error FROM derived "
+                                              "WHERE series = $1 AND ts >= $2 AND ts < $3 ORDER BY ts", *window)]
+        unit = UNITS[kind]
+        rows: dict[datetime, dict[str, Any]] = {}
+        for r in await self.fetch("SELECT ts, mjd, band, flux, error, flux_mcrab, error_mcrab, data_flag FROM lightcurve "
+                                  "WHERE series = $1 AND ts >= $2 AND ts < $3 ORDER BY ts, band", *window):
+            row = rows.get(r["ts"])
+            if row is None:
+                row = rows[r["ts"]] = {"time": iso(r["ts"]), "mjd": r["mjd"]}
+            b = r["band"]
+            row.update({f"flux {b} keV [{unit}]": r["flux"], f"error {b} keV [{unit}]": r["error"],
+                        f"flux {b} keV [mCrab]": r["flux_mcrab"], f"error {b} keV [mCrab]": r["error_mcrab"]})
+            if r["data_flag"] is not None:
+                row["data_flag"] = r["data_flag"]
+        return list(rows.values())
+
+    async def hid(self, hardness: str, combined: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        """Hardness and combined flux on the days both exist, for a hardness–intensity diagram."""
+        window = (naive_utc(start), naive_utc(end))
+        rows = await self.fetch("SELECT ts, mjd, series, value, error FROM derived WHERE series IN ($1, $2) "
+                                "AND ts >= $3 AND ts < $4 ORDER BY ts", hardness, combined, *window)
+        columns = {hardness: ("hardness", "hardness error"), combined: ("combined [mCrab]", "combined error [mCrab]")}
+        by_time: dict[datetime, dict[str, Any]] = {}
+        for r in rows:
+            value, error = columns[r["series"]]
+            row = by_time.setdefault(r["ts"], {"time": iso(r["ts"]), "mjd": r["mjd"]})
+            row[value], row[error] = r["value"], r["error"]
+        return [r for r in by_time.values() if "hardness" in r and "combined [mCrab]" in r]
+
+    async def relevance(self, series: str, start: datetime, end: datetime,
+                        min_relevance: float) -> list[dict[str, Any]]:
+        """Scores of one series with the terms behind each and the model version, oldest first."""
+        rows = await self.fetch(f"SELECT ts, mjd, value, error, relevance, {TERM_COLUMNS}, model_version FROM relevance "
+                                "WHERE series = $1 AND ts >= $2 AND ts < $3 AND relevance >= $4 ORDER BY ts",
+                                series, naive_utc(start), naive_utc(end), min_relevance)
+        return [{"time": iso(r["ts"]), "mjd": r["mjd"], "value": r["value"], "error": r["error"],
+                 "relevance": r["relevance"], "terms": {name: r[f"{name}_term"] for name in TERMS},
+                 "model_version": r["model_version"]} for r in rows]
+
+    async def top(self, limit: int) -> list[dict[str, Any]]:
+        """The sources whose newest point is the most unusual: per source its series with the highest
+        relevance at its newest point, highest first."""
+        rows = await self.fetch(f"SELECT ts, series, source_id, kind, mjd, value, relevance, {TERM_COLUMNS} "
+                                "FROM relevance LATEST ON ts PARTITION BY series")
+        best: dict[str, asyncpg.Record] = {}
+        for r in rows:
+            if r["source_id"] not in best or r["relevance"] > best[r["source_id"]]["relevance"]:
+                best[r["source_id"]] = r
+        ranked = sorted(best.values(), key=lambda r: (-r["relevance"], r["source_id"]))[:limit]
+        return [{"source_id": r["source_id"], "series": r["series"], "kind": r["kind"], "time": iso(r["ts"]),
+                 "mjd": r["mjd"], "value": r["value"], "relevance": r["relevance"],
+                 "terms": {name: r[f"{name}_term"] for name in TERMS}} for r in ranked]
+
+    async def alerts(self, q: AlertQuery, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
+        """The alert records (as on flashes.alerts.v2) that pass the filters, newest first, and their total."""
+        where, args = ["relevance >= $1"], [q.min_relevance]
+
+        def bind(value: Any) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        if q.sources:
+            where.append(f"source_id IN ({', '.join(bind(s) for s in q.sources)})")
+        if q.alert_types:
+            where.append(f"alert_type IN ({', '.join(bind(t) for t in q.alert_types)})")
+        if q.reasons:  # the column holds the reasons joined by commas
+            where.append("(" + " OR ".join(f"reasons LIKE {bind(f'%{r}%')}" for r in q.reasons) + ")")
+        if q.start:
+            where.append(f"ts >= {bind(naive_utc(q.start))}")
+        if q.end:
+            where.append(f"ts < {bind(naive_utc(q.end))}")
+        clause = " AND ".join(where)
+        total = (await self.fetch(f"SELECT count() n FROM alerts WHERE {clause}", *args))[0]["n"]
+        page = await self.fetch(f"SELECT payload FROM alerts WHERE {clause} "
+                                f"ORDER BY ts DESC, record_number DESC LIMIT {bind(offset)}, {bind(offset + limit)}",
+                                *args)
+        return [orjson.loads(r["payload"]) for r in page], total
+
+    async def open_episodes(self) -> dict[str, list[str]]:
+        """source_id -> the labels of its open alert episode (its newest record is not an `end`)."""
+        rows = await self.fetch("SELECT source_id, alert_type, reasons FROM alerts LATEST ON ts PARTITION BY source_id")
+        return {r["source_id"]: sorted({EPISODE_LABELS[x] for x in r["reasons"].split(",") if x in EPISODE_LABELS})
+                or ["ALERT"] for r in rows if r["alert_type"] != "end"}
+
+    async def deliveries(self, subscription_id: str, limit: int) -> list[dict[str, Any]]:
+        """The newest delivery attempts of one subscription."""
+        rows = await self.fetch("SELECT ts, alert_id, record_number, test, channel, attempt, status, detail "
+                                "FROM deliveries WHERE subscription_id = $1 ORDER BY ts DESC LIMIT $2",
+                                subscription_id, limit)
+        return [{"time": iso(r["ts"]), **{k: r[k] for k in r.keys() if k != "ts"}} for r in rows]

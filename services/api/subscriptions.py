@@ -16,19 +16,18 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, Form, HTTPException, Query, Request, Response
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, EmailStr
 
 import schemas
-from flashes import mail, topics
+from flashes import links, mail, topics
 from flashes.errors import DeliveryError, SubscriptionError
 from flashes.kafka import make_producer
 from flashes.settings import Settings
 from flashes.subscriptions import (SubscriptionView, Vault, check_webhook_url, new_code, new_webhook_secret,
                                    sources_of, subscription_id)
 from flashes.timeconv import datetime_to_mjd
-from services.api import store
+from services.api.store import Reader
 
 CODE = re.compile(r"^[A-Za-z0-9_-]{20,100}$")
 SUB_ID = re.compile(r"^[0-9a-f]{64}$")
@@ -113,7 +112,8 @@ class Store:
         return sub
 
 
-def router(settings: Settings, records: dict[str, dict[str, Any]], tags: set[str], subs: Store) -> APIRouter:
+def router(settings: Settings, records: dict[str, dict[str, Any]], tags: set[str], subs: Store,
+           reader: Reader) -> APIRouter:
     api = APIRouter(prefix="/subscriptions", tags=["subscriptions"])
     vault = Vault(settings)
     limit = RateLimit(settings.subscriptions_per_hour)
@@ -245,7 +245,7 @@ def router(settings: Settings, records: dict[str, dict[str, Any]], tags: set[str
     @api.get("/{code}/deliveries", summary="The delivery log: every attempt, newest first")
     async def deliveries(code: str, limit: int = Query(100, ge=1, le=10000)) -> list[dict]:
         sub = await subs.by_code(code)
-        return await run_in_threadpool(store.deliveries, settings, sub.subscription_id, limit)
+        return await reader.deliveries(sub.subscription_id, limit)
 
     @api.post("/{code}/test", status_code=202, summary="Send a test alert (marked test) through the channel")
     async def test(code: str) -> dict[str, str]:
@@ -263,7 +263,7 @@ def router(settings: Settings, records: dict[str, dict[str, Any]], tags: set[str
 def test_alert(settings: Settings, record: dict[str, Any]) -> schemas.Alert:
     """An alert marked as a test, about one of the subscription's sources, now."""
     at = datetime.now(timezone.utc)
-    source, api = record["_id"], settings.api_url
+    source = record["_id"]
     return schemas.Alert(
         alert_id=f"{source}@test-{uuid.uuid4().hex[:12]}", record_number=1, alert_type="onset", test=True,
         source_id=source, source_name=record["integral_name"], tags=record["labels_constant"],
@@ -272,4 +272,4 @@ def test_alert(settings: Settings, record: dict[str, Any]) -> schemas.Alert:
         terms=schemas.RelevanceTerms(model=0.0, hardness=0.0, flux=0.0, trend=0.0), reasons=[],
         change="a test of this subscription's channel", model_version="test",
         explanation=f"This is a test alert about {record['integral_name']}: nothing happened to the source.",
-        last_points=[], freshness={}, links={"api": f"{api}/alerts?source={source}", "source": f"{api}/sources/{source}"})
+        last_points=[], freshness={}, links={"api": links.source_alerts(settings, source), "source": links.source_page(settings, source)})

@@ -1,0 +1,92 @@
+"""The catalogue in the API's memory: lookup, search, tags, and records merged with the newest points
+and the temporary labels of open alert episodes."""
+from __future__ import annotations
+
+import re
+from collections import Counter
+from typing import Any, Literal
+
+import numpy as np
+
+import schemas
+from flashes.subscriptions import separation
+from flashes.tags import TAGS
+from flashes.topics import series_kind
+from flashes.units import mcrab_factor
+from services.api.problems import NotFound
+from services.api.store import DERIVED, SERIES_FIELD
+
+SortKey = Literal["name", "ra", "dec", "glon", "glat", "distance"]
+SORT_FIELD = {"name": "integral_name", "ra": "coord_ra", "dec": "coord_dec", "glon": "coord_glon", "glat": "coord_glat"}
+
+
+def _folded(text: str) -> str:
+    """Names compared without case, spaces or punctuation: 'GX 339-4' ~ 'gx339 4'."""
+    return re.sub(r"[^a-z0-9+]", "", text.lower())
+
+
+class SourceIndex:
+    def __init__(self, records: list[dict[str, Any]]) -> None:
+        self.records = {r["_id"]: r for r in records}
+        self.ids = list(self.records)
+        self.ra = np.array([r["coord_ra"] for r in records])
+        self.dec = np.array([r["coord_dec"] for r in records])
+        self.names = [" ".join(_folded(n) for n in (r["_id"], r["integral_name"], *r["alternative_names"]))
+                      for r in records]
+        self.series = {entry["series"]: (r["_id"], kind) for r in records for kind, f in SERIES_FIELD.items()
+                       if (entry := r[f]) is not None}
+
+    def get(self, source_id: str) -> dict[str, Any]:
+        if source_id not in self.records:
+            raise NotFound(f"unknown source '{source_id}'; list the known ones at /sources", "/sources")
+        return self.records[source_id]
+
+    def series_of(self, key: str) -> tuple[str, str]:
+        """(source id, kind) of a series key such as maxi_gx339-4."""
+        if key not in self.series:
+            raise NotFound(f"unknown series key '{key}'; a source's keys are in its record at /sources/{{id}}",
+                           "/sources")
+        return self.series[key]
+
+    def tag_counts(self, dynamic: dict[str, list[str]]) -> Counter[str]:
+        counts = Counter({t: 0 for t in TAGS})
+        counts.update(t for r in self.records.values() for t in r["labels_constant"])
+        counts.update(t for labels in dynamic.values() for t in labels)
+        return counts
+
+    def search(self, q: str | None, tag: str | None, instrument: str | None, cone: schemas.Cone | None,
+               dynamic: dict[str, list[str]], sort: SortKey, descending: bool) -> list[tuple[str, float | None]]:
+        """(source id, distance from the cone's centre in degrees) of the sources that pass every filter."""
+        keep = np.ones(len(self.ids), dtype=bool)
+        distance = None
+        if cone is not None:
+            distance = separation(cone, self.ra, self.dec)
+            keep &= distance <= cone.radius
+        needle = _folded(q) if q else ""
+        field = SERIES_FIELD.get(instrument or "")
+        hits = [i for i, sid in enumerate(self.ids) if keep[i]
+                and (not needle or needle in self.names[i])
+                and (tag is None or tag in self.records[sid]["labels_constant"] or tag in dynamic.get(sid, ()))
+                and (field is None or self.records[sid][field] is not None)]
+        if sort == "distance" and distance is not None:
+            hits.sort(key=lambda i: distance[i], reverse=descending)
+        else:
+            key = SORT_FIELD.get(sort, "integral_name")
+            hits.sort(key=lambda i: self.records[self.ids[i]][key], reverse=descending)
+        return [(self.ids[i], None if distance is None else float(distance[i])) for i in hits]
+
+    def view(self, source_id: str, latest: dict[str, dict[str, Any]], dynamic: dict[str, list[str]],
+             distance: float | None = None) -> dict[str, Any]:
+        """A source record with each series' newest point (also in mCrab) and its temporary labels."""
+        rec = dict(self.records[source_id], labels_dynamic=dynamic.get(source_id, []))
+        for field in SERIES_FIELD.values():
+            entry = rec[field]
+            if entry is not None and entry["series"] in latest:
+                entry = rec[field] = {**entry, **latest[entry["series"]]}
+                kind = series_kind(entry["series"])
+                if kind not in DERIVED:  # provider units; derived series are in mCrab (or a ratio) already
+                    entry["last_flux_mcrab"] = entry["last_flux"] * mcrab_factor(kind)
+                    entry["last_error_mcrab"] = entry["last_error"] * mcrab_factor(kind)
+        if distance is not None:
+            rec["distance_deg"] = distance
+        return rec
