@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     relevance_threshold: float = 0.7
     episode_end_points: int = Field(default=5, description="points below the threshold, per series, that end an episode")
     api_port: int = 8000
+    api_cache_s: float = Field(default=10.0, description="how long the API serves a series from memory")
     api_db_connections: int = Field(default=8, description="the API's PostgreSQL-wire connections to QuestDB")
     public_api_url: str = ""
     grafana_url: str = "http://127.0.0.1:3000"

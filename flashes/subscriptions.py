@@ -67,7 +67,7 @@ class Vault:
         return hmac.new(self.mac_key, f"{purpose}:{sub_id}".encode(), hashlib.sha256).hexdigest()
 
     def check_link(self, purpose: str, sub_id: str, token: str) -> bool:
-        return hmac.compare_digest(self.link_token(purpose, sub_id), token)
+        return hmac.compare_digest(self.link_token(purpose, sub_id).encode(), token.encode())  # bytes: any text
 
 
 async def check_webhook_url(url: str, allow_loopback: bool) -> None:

@@ -15,6 +15,7 @@ import httpx
 from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import FastAPI, HTTPException, Path, Query
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
 import schemas
@@ -23,7 +24,7 @@ from flashes.heartbeat import beat
 from flashes.settings import Settings, get_settings
 from flashes.tags import TAGS
 from flashes.units import MCRAB_PER_UNIT
-from services.api import downloads, problems
+from services.api import downloads, pages, problems
 from services.api.sources import SortKey, SourceIndex
 from services.api.store import SERIES_FIELD, AlertQuery, Reader
 from services.api.subscriptions import Store, router
@@ -194,13 +195,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"tag": tag, "sources": [sid for sid, _ in index.search(None, tag, None, None, dynamic, "name", False)]}
 
     @app.get("/timeseries", summary="Grafana-style rows of one series: flux {band}, flux {band} max/min (±1σ)",
-             tags=["data"], description="Give `source` and `series`, or the seed's Grafana parameters `influx_key` "
-                                        "(the series key) and `channel` (a band). Default window: the last year.")
+             tags=["data"], response_model=list[dict[str, Any]],
+             description="Give `source` and `series`, or the seed's Grafana parameters `influx_key` "
+                         "(the series key) and `channel` (a band). Default window: the last year.")
     async def get_timeseries(
             source: str | None = Query(None, examples=["maxij1535-571"]), series: SeriesKind = "maxi",
             influx_key: str | None = Query(None, description="series key, as in the seed", examples=["maxi_gx339-4"]),
             channel: str | None = Query(None, description="band in keV, e.g. 2-20", examples=["2-20"]),
-            start: Start = None, end: End = None) -> list[dict[str, Any]]:
+            start: Start = None, end: End = None) -> Response:
         if influx_key is not None:
             source, series = index.series_of(influx_key)
         elif source is None:
@@ -211,7 +213,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise HTTPException(422, f"channel {channel!r} is not a band of the {series} series; "
                                      f"its bands: {', '.join(bands) or 'none (a derived series has no channel)'}")
         t0, t1 = window(start, end, timedelta(days=365))
-        return await reader.timeseries(entry["series"], series, t0, t1, channel)
+        return Response(await reader.timeseries(entry["series"], series, t0, t1, channel),
+                        media_type="application/json")
 
     @app.get("/download/{series_key}", summary="One series as a file: provider units and mCrab per band",
              tags=["data"], response_class=Response,
@@ -291,4 +294,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         items, total = await reader.alerts(query, limit, offset)
         return {"total": total, "offset": offset, "limit": limit, "items": items}
 
+    app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")
+    app.include_router(pages.router(settings, index, reader, labels))
     return app

@@ -7,12 +7,15 @@ names written here. Times are UTC; a row's time is written as QuestDB writes it 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import asyncpg
+import numpy as np
 import orjson
 
 import schemas
@@ -21,6 +24,7 @@ from flashes.settings import Settings
 from flashes.units import MAIN_BAND, UNITS
 
 DERIVED = ("hardness", "combined")
+EPOCH, ONE_US = datetime(1970, 1, 1), timedelta(microseconds=1)
 SERIES_FIELD = {"maxi": "maxi", "swift": "swift", "fermi": "fermi", "hardness": "hardness_ratio", "combined": "combined"}
 TERMS = tuple(schemas.RelevanceTerms.model_fields)
 TERM_COLUMNS = ", ".join(f"{name}_term" for name in TERMS)
@@ -31,6 +35,11 @@ EPISODE_LABELS = {"brightening": "OUTBURST", "state_change": "STATE CHANGE", "un
 def iso(t: datetime) -> str:
     """A QuestDB timestamp (naive UTC from asyncpg) as QuestDB's own text form."""
     return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def micros(t: datetime) -> int:
+    """Microseconds since 1970 of a time (naive: UTC)."""
+    return (naive_utc(t) - EPOCH) // ONE_US
 
 
 def naive_utc(t: datetime) -> datetime:
@@ -50,6 +59,81 @@ class AlertQuery:
     end: datetime | None = None
 
 
+@dataclass(frozen=True)
+class Series:
+    """One series in memory, oldest first: its Grafana-style rows, built once, sliced by time."""
+
+    ts: np.ndarray                      # microseconds since 1970, one per row
+    rows_all: list[dict[str, Any]]      # time, mjd, "flux {band}", "flux {band} max", "flux {band} min"
+    encoded: dict[tuple[int, int, str | None], bytes] = field(default_factory=dict)  # the windows asked for
+
+    @classmethod
+    def of(cls, rows: list[asyncpg.Record]) -> "Series":
+        """From (ts, mjd, band, flux, error) rows ordered by time (one row per band and time)."""
+        out: dict[datetime, dict[str, Any]] = {}
+        for ts, mjd, band, flux, error in rows:
+            row = out.get(ts)
+            if row is None:
+                row = out[ts] = {"time": iso(ts), "mjd": mjd}
+            row[f"flux {band}"] = flux
+            row[f"flux {band} max"] = flux + error
+            row[f"flux {band} min"] = flux - error
+        return cls(np.array([micros(t) for t in out], dtype=np.int64), list(out.values()))
+
+    def json(self, start: datetime, end: datetime, band: str | None) -> bytes:
+        """The rows in [start, end) as JSON; a window asked for again is not encoded again."""
+        lo, hi = (int(i) for i in np.searchsorted(self.ts, [micros(start), micros(end)]))
+        key = (lo, hi, band)
+        if key not in self.encoded:
+            if len(self.encoded) >= 64:
+                self.encoded.clear()
+            rows = self.rows_all[lo:hi]
+            if band is not None:
+                names = ("time", "mjd", f"flux {band}", f"flux {band} max", f"flux {band} min")
+                rows = [{n: row[n] for n in names} for row in rows if names[2] in row]
+            self.encoded[key] = orjson.dumps(rows)
+        return self.encoded[key]
+
+
+class TTLCache:
+    """Values by key (at most `size`), loaded again in the background once older than `ttl_s`: until the
+    new value is in, the old one is served, so a reload never holds a request, and a failed reload
+    (QuestDB down) keeps it. Concurrent first requests for a key load it once."""
+
+    def __init__(self, ttl_s: float, size: int) -> None:
+        self.ttl_s, self.size = ttl_s, size
+        self.entries: OrderedDict[str, tuple[float, asyncio.Future]] = OrderedDict()
+        self.refreshing: set[str] = set()
+
+    async def get(self, key: str, load: Callable[[], Awaitable[Any]]) -> Any:
+        now = time.monotonic()
+        entry = self.entries.get(key)
+        if entry is None or (entry[1].done() and entry[1].exception()):
+            entry = self._put(key, now, asyncio.ensure_future(load()))
+        elif now - entry[0] > self.ttl_s and entry[1].done() and key not in self.refreshing:
+            self.refreshing.add(key)
+            asyncio.ensure_future(self._refresh(key, load))
+        self.entries.move_to_end(key)
+        return await asyncio.shield(entry[1])
+
+    async def _refresh(self, key: str, load: Callable[[], Awaitable[Any]]) -> None:
+        try:
+            value = await load()
+        except QuestDBError:
+            return  # the old value stays; the next request tries again
+        finally:
+            self.refreshing.discard(key)
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(value)
+        self._put(key, time.monotonic(), done)
+
+    def _put(self, key: str, at: float, value: asyncio.Future) -> tuple[float, asyncio.Future]:
+        entry = self.entries[key] = (at, value)
+        while len(self.entries) > self.size:
+            self.entries.popitem(last=False)
+        return entry
+
+
 @dataclass
 class Reader:
     """The API's reads. The pool is made at the first query, so the API starts while QuestDB is down."""
@@ -57,6 +141,10 @@ class Reader:
     settings: Settings
     pool: asyncpg.Pool | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    cache: TTLCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.cache = TTLCache(self.settings.api_cache_s, 512)
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         s = self.settings
@@ -88,29 +176,22 @@ class Reader:
                 for r in rows}
 
     async def timeseries(self, series: str, kind: str, start: datetime, end: datetime,
-                         band: str | None = None) -> list[dict[str, Any]]:
-        """Grafana-style rows: time, mjd and for each band `flux {band}`, `flux {band} max`, `flux {band} min`.
+                         band: str | None = None) -> bytes:
+        """Grafana-style rows as JSON: time, mjd and for each band `flux {band}`, `flux {band} max`, `flux {band} min`.
 
         Instrument fluxes are in mCrab; a derived series has one column named after it (`flux hardness`
-        is the plain ratio, `flux combined` is mCrab). max/min are value ± 1σ.
+        is the plain ratio, `flux combined` is mCrab). max/min are value ± 1σ. Served from the series
+        held in memory for `api_cache_s` (the data change once a day).
         """
+        return (await self.cache.get(series, lambda: self._series(series, kind))).json(start, end, band)
+
+    async def _series(self, series: str, kind: str) -> Series:
         if kind in DERIVED:
-            sql = ("SELECT ts, mjd, kind band, value flux, error FROM derived "
-                   "WHERE series = $1 AND ts >= $2 AND ts < $3 ORDER BY ts")
-            args: tuple[Any, ...] = (series, naive_utc(start), naive_utc(end))
+            sql = "SELECT ts, mjd, kind band, value flux, error FROM derived WHERE series = $1 ORDER BY ts"
         else:
-            sql = ("SELECT ts, mjd, band, flux_mcrab flux, error_mcrab error FROM lightcurve "
-                   "WHERE series = $1 AND ts >= $2 AND ts < $3" + (" AND band = $4" if band else "") + " ORDER BY ts")
-            args = (series, naive_utc(start), naive_utc(end)) + ((band,) if band else ())
-        rows: dict[datetime, dict[str, Any]] = {}
-        for ts, mjd, b, flux, error in await self.fetch(sql, *args):
-            row = rows.get(ts)
-            if row is None:
-                row = rows[ts] = {"time": iso(ts), "mjd": mjd}
-            row[f"flux {b}"] = flux
-            row[f"flux {b} max"] = flux + error
-            row[f"flux {b} min"] = flux - error
-        return list(rows.values())
+            sql = ("SELECT ts, mjd, band, flux_mcrab flux, error_mcrab error FROM lightcurve WHERE series = $1 "
+                   "ORDER BY ts")
+        return Series.of(await self.fetch(sql, series))
 
     async def download(self, series: str, kind: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
         """One row per time with, per band, the provider's flux and error (with units) and both in mCrab.

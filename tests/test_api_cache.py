@@ -1,0 +1,55 @@
+"""The API's in-memory series cache: one load for concurrent first requests, the old value served while
+a newer one loads, and kept when the reload fails."""
+from __future__ import annotations
+
+import asyncio
+
+from flashes.errors import QuestDBError
+from services.api.store import TTLCache
+
+
+async def test_concurrent_first_requests_load_once() -> None:
+    cache, calls = TTLCache(ttl_s=60, size=4), []
+
+    async def load() -> int:
+        calls.append(1)
+        await asyncio.sleep(0.05)
+        return 7
+
+    assert await asyncio.gather(*(cache.get("k", load) for _ in range(50))) == [7] * 50
+    assert len(calls) == 1
+
+
+async def test_a_stale_value_is_served_while_the_new_one_loads_and_kept_if_that_fails() -> None:
+    cache, version, release = TTLCache(ttl_s=0.01, size=4), [1], asyncio.Event()
+
+    async def load() -> int:
+        if version[0] > 1:
+            await release.wait()
+        if version[0] == 3:
+            raise QuestDBError("down")
+        return version[0]
+
+    assert await cache.get("k", load) == 1
+    version[0] = 2
+    await asyncio.sleep(0.02)
+    assert await cache.get("k", load) == 1  # stale: the reload waits, the request does not
+    release.set()
+    await asyncio.sleep(0.01)
+    assert await cache.get("k", load) == 2  # the reload is in
+    version[0] = 3
+    await asyncio.sleep(0.02)
+    await cache.get("k", load)
+    await asyncio.sleep(0.01)
+    assert await cache.get("k", load) == 2  # the failed reload kept the value
+
+
+async def test_at_most_size_keys() -> None:
+    cache = TTLCache(ttl_s=60, size=2)
+
+    async def load() -> str:
+        return "v"
+
+    for key in "abc":
+        await cache.get(key, load)
+    assert list(cache.entries) == ["b", "c"]
