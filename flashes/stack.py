@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from flashes import catalogue, infra, mirror, observe, questdb
+from flashes import catalogue, infra, links, mirror, observe, questdb
 from flashes.services import PIPELINE
 from flashes.settings import PROJECT_ROOT, Settings
 
@@ -97,9 +97,13 @@ def run_stack(settings: Settings) -> None:
         print(f"\n{rows} relevance scores stored. Alerts per source, with the newest:")
         for r in alerts_by_source(settings):
             print(f"  {r['source_id']:<22} {r['alerts']:>3} alerts; newest: {r['newest']}")
-        print(f"\nAPI:     {settings.api_url}/docs  (e.g. {settings.api_url}/sources/{sources[0]}, "
-              f"{settings.api_url}/alerts)")
+        print(f"\nPages:   {settings.api_url}/  (what is unusual now, the newest alerts, the sky map), "
+              f"{links.source_page(settings, sources[0])}")
+        print(f"API:     {settings.api_url}/docs  (e.g. {settings.api_url}/sources?q={sources[0]}, "
+              f"{settings.api_url}/download/maxi_{sources[0]}, {settings.api_url}/alerts)")
         print(f"QuestDB: {settings.questdb_http_url}  (web console; tables lightcurve, derived, relevance, alerts)")
+        print(f"Grafana: not run here (no Grafana on this machine); `docker compose up` serves the dashboards at "
+              f"{settings.grafana_url or 'http://localhost:3000'}, and {settings.api_url}/plots/{{id}} leads there")
         print("Press Ctrl-C to stop everything.", flush=True)
         while True:
             signal.pause()

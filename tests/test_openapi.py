@@ -41,7 +41,7 @@ def test_no_generated_request_makes_a_server_error(pipeline: Settings, httpserve
         run = subprocess.run([str(Path(sys.executable).parent / "st"), "run", f"{api}/openapi.json",
                               "--checks", "not_a_server_error", "--phases", "examples,coverage,fuzzing",
                               "--max-examples", "25", "--workers", "2", "--no-color"],
-                             capture_output=True, text=True, timeout=600)
+                             capture_output=True, text=True, timeout=600, cwd=pipeline.var_dir)
         assert run.returncode == 0, run.stdout[-6000:]
         selected = re.search(r"Selected: (\d+)/(\d+)", run.stdout)
         tested = re.search(r"Tested: (\d+)", run.stdout)

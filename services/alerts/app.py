@@ -8,10 +8,10 @@ batch raises the same records with the same ids. Delivery to subscribers is anot
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 import schemas
-from flashes import catalogue, topics, trigger
+from flashes import catalogue, links, topics, trigger
+from flashes.grafana import dashboard_url
 from flashes.processor import Output, Processor
 from flashes.settings import Settings
 from flashes.timeconv import mjd_to_datetime
@@ -24,13 +24,6 @@ WHY = {"brightening": "brighter than its usual level", "state_change": "its colo
        "unusual": "several terms together are unusual"}
 LABEL = {"maxi": "MAXI 2-20 keV", "swift": "Swift/BAT 15-50 keV", "fermi": "Fermi/GBM 12-50 keV",
          "hardness": "hardness ratio BAT/MAXI", "combined": "combined flux BAT+MAXI"}
-DASHBOARDS = ("flashes-maxi", "flashes-swift", "flashes-swift-maxi", "flashes-swift-fermi", "flashes-swift-maxi-fermi")
-
-
-def dashboard(record: dict[str, Any]) -> str:
-    """The Grafana dashboard uid for the instruments a source has."""
-    uid = "flashes-" + "-".join(i for i in ("swift", "maxi", "fermi") if record.get(i))
-    return uid if uid in DASHBOARDS else "flashes-swift-maxi-fermi"
 
 
 def explain(name: str, alert_type: str, change: str, episode: Episode, p: Point, error: float, kind: str,
@@ -114,7 +107,7 @@ class Alerts:
 
     def alert(self, chunk: schemas.RelevanceChunk, p: Point, error: float, terms: schemas.RelevanceTerms,
               episode: Episode, alert_type: str, change: str, tracks: dict[str, Track]) -> schemas.Alert:
-        record, api = self.records[chunk.source_id], self.settings.api_url
+        record = self.records[chunk.source_id]
         name = record["integral_name"]
         last_points = [schemas.AlertPoint(series=s, time=mjd_to_datetime(m), mjd=m, value=v, error=e,
                                           units=value_units(series_kind(s)))
@@ -131,8 +124,9 @@ class Alerts:
             explanation=explain(name, alert_type, change, episode, p, error, chunk.kind, terms,
                                 self.settings.relevance_threshold),
             model_version=chunk.model_version, last_points=last_points, freshness=freshness,
-            links={"api": f"{api}/alerts?source={chunk.source_id}", "source": f"{api}/sources/{chunk.source_id}",
-                   "grafana": f"{self.settings.grafana_url}/d/{dashboard(record)}?var-source={chunk.source_id}"})
+            links={"api": links.source_alerts(self.settings, chunk.source_id),
+                   "source": links.source_page(self.settings, chunk.source_id),
+                   "grafana": dashboard_url(self.settings, record)})
 
 
 def build(settings: Settings) -> Processor:
