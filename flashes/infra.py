@@ -186,6 +186,9 @@ def _start_questdb(settings: Settings, java: str, jars: Path) -> None:
         "QDB_LINE_TCP_NET_BIND_TO": f"{h}:{settings.questdb_ilp_tcp_port}",
         "QDB_LINE_UDP_ENABLED": "false",
         "QDB_TELEMETRY_ENABLED": "false",
+        "QDB_PG_READONLY_USER_ENABLED": "true",
+        "QDB_PG_READONLY_USER": settings.questdb_reader_user,
+        "QDB_PG_READONLY_PASSWORD": settings.questdb_reader_password,
     }
     _spawn(settings, "questdb", [java, "-Xmx1g", "-p", str(jar), "-m", "io.questdb/io.questdb.ServerMain",
                                  "-d", str(data)], env)

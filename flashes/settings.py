@@ -19,8 +19,9 @@ class Settings(BaseSettings):
     kafka_controller_port: int = 9093
     questdb_http_port: int = 9000
     questdb_pg_port: int = 8812
-    questdb_user: str = "admin"
-    questdb_password: str = "quest"
+    questdb_reader_user: str = Field(default="reader", description="QuestDB's read-only PG-wire user: the API and "
+                                                                   "Grafana read as it")
+    questdb_reader_password: str = "quest"
     questdb_ilp_tcp_port: int = 9009
     questdb_min_http_port: int = 9003
     var_dir: Path = PROJECT_ROOT / "var"

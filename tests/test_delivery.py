@@ -132,7 +132,7 @@ def test_subscriptions_match_by_cone_tag_reason_and_relevance(pipeline: Settings
     server, url, received = receiver(204)
     cone = {"ra": EXAMPLE.ra, "dec": EXAMPLE.dec, "radius": 0.5}  # around MAXI J1535-571
     made = {name: subscribe(subscribers.api, {"channel": "webhook", "webhook_url": f"{url}/{name}", "filters": f})
-            for name, f in {"cone": {"cone": cone}, "tag": {"tags": ["black hole"]},
+            for name, f in {"cone": {"cone": cone}, "tag": {"tags": ["BLACK HOLE"]},
                             "state": {"reasons": ["state_change"]}, "high": {"min_relevance": 0.99}}.items()}
     try:
         assert "maxij1535-571" in made["cone"]["sources"] and len(made["cone"]["sources"]) < 10

@@ -99,7 +99,7 @@ async def test_listener_tag_filter_and_start_positions(settings: Settings, publi
     alerts, stamps, sources = published
     replay = {"source": sources, "exit_at_end": True}
     before_last = datetime.fromtimestamp((stamps[2] + stamps[3]) / 2000, timezone.utc)
-    tagged = AlertListener.from_settings(settings, tag=["black hole", "no such tag"], since=before_last, **replay)
+    tagged = AlertListener.from_settings(settings, tag=["BLACK HOLE", "no such tag"], since=before_last, **replay)
     assert await collect(tagged) == [alerts[3]]
     assert await collect(AlertListener.from_settings(settings, tag=["no such tag"], from_beginning=True, **replay)) == []
     assert await collect(AlertListener.from_settings(settings, **replay)) == []  # from the end: new alerts only

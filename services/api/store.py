@@ -153,8 +153,8 @@ class Reader:
                 async with self._lock:
                     if self.pool is None:
                         self.pool = await asyncpg.create_pool(
-                            host=s.questdb_host, port=s.questdb_pg_port, user=s.questdb_user,
-                            password=s.questdb_password, database="qdb", min_size=1, max_size=s.api_db_connections,
+                            host=s.questdb_host, port=s.questdb_pg_port, user=s.questdb_reader_user,
+                            password=s.questdb_reader_password, database="qdb", min_size=1, max_size=s.api_db_connections,
                             timeout=10)
             return await self.pool.fetch(sql, *args, timeout=30)
         except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
