@@ -3,12 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test venv infra bench schemas clean
+.PHONY: run test venv infra browser bench schemas clean
 
 run: venv infra
 	$(BIN)/flashes stack
 
-test: venv infra
+test: venv infra browser
 	$(BIN)/pytest -q
 
 venv: $(VENV)/.installed
@@ -22,6 +22,11 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 # Kafka and QuestDB jars from Maven Central into the cache (checksummed; downloads once).
 infra: venv
 	$(BIN)/flashes infra fetch
+
+# Debian's Chromium for the browser tests (tests/test_pages.py); Playwright never downloads browsers of its own.
+browser:
+	@[ -x /usr/bin/chromium ] || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 
 bench: venv infra
 	$(BIN)/python bench/pipeline_throughput.py

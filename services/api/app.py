@@ -67,9 +67,10 @@ class RedactCodes(logging.Filter):
     SECRET = re.compile(r"(/subscriptions/)(?!confirm\b|unsubscribe\b)[^/?\s\"]+|(token=)[^&\s\"]+")
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if isinstance(record.args, tuple):
-            record.args = tuple(self.SECRET.sub(lambda m: (m.group(1) or m.group(2)) + "…", a) if isinstance(a, str)
-                                else a for a in record.args)
+        if isinstance(record.args, tuple):  # str() also for URL objects (httpx logs them, e.g. the pages' calls)
+            record.args = tuple(a if isinstance(a, int | float) else
+                                self.SECRET.sub(lambda m: (m.group(1) or m.group(2)) + "…", str(a))
+                                for a in record.args)
         return True
 
 
@@ -91,7 +92,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     reader = Reader(settings)
     labels = Labels(reader)
     subscriptions = Store(settings)
-    logging.getLogger("uvicorn.access").addFilter(RedactCodes())
+    for logger in ("uvicorn.access", "httpx"):
+        logging.getLogger(logger).addFilter(RedactCodes())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
