@@ -18,24 +18,30 @@ import argparse
 import asyncio
 import json
 import random
-import os
 import subprocess
 import sys
-import tempfile
 import time
 from datetime import date
-from pathlib import Path
 
 import aiohttp
 import httpx
 import numpy as np
 
-from benchkit import tidy
-from flashes import infra, mirror, observe, questdb, stack
-from flashes.settings import Settings
+from benchkit import private_stack
+from flashes import infra, observe, questdb, stack
 from services.fetcher.service import fetch_once
 
 SOURCE = "maxij1535-571"
+
+
+def windows(query: str, year: int, vary: bool) -> list[str]:
+    """The URLs asked for: the calendar year `year`, or (vary) a year starting on any day of 2012-2018,
+    2,557 windows, so that few answers are encoded twice."""
+    if not vary:
+        return [f"{query}&start={year}-01-01T00:00:00Z&end={year + 1}-01-01T00:00:00Z"]
+    first = date(2012, 1, 1).toordinal()
+    return [f"{query}&start={date.fromordinal(d)}T00:00:00Z&end={date.fromordinal(d + 365)}T00:00:00Z"
+            for d in range(first, first + 7 * 365 + 2)]
 
 
 async def load(urls: list[str], clients: int, seconds: float, warmup_s: float) -> dict[str, float]:
@@ -76,55 +82,38 @@ def main() -> None:
     parser.add_argument("--warmup-s", type=float, default=3.0)
     parser.add_argument("--series", default="maxi", choices=["maxi", "swift", "hardness", "combined"])
     parser.add_argument("--year", type=int, default=2017)
-    parser.add_argument("--load-only", metavar="URL", nargs="+", help=argparse.SUPPRESS)  # the load generator
+    parser.add_argument("--load-only", metavar="URL", help=argparse.SUPPRESS)  # the load generator's own process
+    parser.add_argument("--vary", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, data)")
     args = parser.parse_args()
     if args.load_only:
-        print(json.dumps(asyncio.run(load(args.load_only, args.clients, args.seconds, args.warmup_s))))
+        urls = windows(args.load_only, args.year, args.vary)
+        print(json.dumps(asyncio.run(load(urls, args.clients, args.seconds, args.warmup_s))))
         return
 
-    var = Path(tempfile.mkdtemp(prefix="flashes-api-load-"))
-    env = {**infra.isolated_env(var), "FLASHES_API_PORT": str(infra.free_port())}
-    os.environ.update(env)
-    server, base = mirror.serve(stack.SAMPLE_MIRROR)
-    env.update(mirror.provider_env(base))
-    os.environ.update(env)
-    settings = Settings()
-    logs = var / "logs"
-    processes: dict[str, subprocess.Popen] = {}
-    ok = False
-    try:
-        infra.start(settings)
-        questdb.ensure_tables(settings)
-        processes = stack.spawn(("sink", "derive", "api"), env, logs)
+    with private_stack("flashes-api-load-", {"FLASHES_API_PORT": str(infra.free_port())}, stack.SAMPLE_MIRROR,
+                       args.keep) as run:
+        settings = run.settings
+        run.spawn(("sink", "derive", "api"))
         report = asyncio.run(fetch_once(settings, [SOURCE]))
         table = "derived" if args.series in ("hardness", "combined") else "lightcurve"
         observe.wait_until(lambda: observe.series_counts(settings, table).get(f"{args.series}_{SOURCE}", 0) > 1000
                            and questdb.wal_applied(settings), "the sample in QuestDB", 300)
         query = f"{settings.api_url}/timeseries?source={SOURCE}&series={args.series}"
-        url = f"{query}&start={args.year}-01-01T00:00:00Z&end={args.year + 1}-01-01T00:00:00Z"
+        (url,) = windows(query, args.year, vary=False)
         observe.wait_until(lambda: httpx.get(url, timeout=5).status_code == 200, "the API", 60)
         rows = len(httpx.get(url).json())
         print(f"{report.points} points of {SOURCE} stored; {url} -> {rows} rows", flush=True)
-        # Varied: a year starting on any day of 2012-2018 (2,557 windows), so few answers are encoded twice.
-        first = date(2012, 1, 1).toordinal()
-        varied = [f"{query}&start={date.fromordinal(d)}T00:00:00Z&end={date.fromordinal(d + 365)}T00:00:00Z"
-                  for d in range(first, first + 7 * 365 + 2)]
         figures = {}
-        for name, urls in (("same_window", [url]), ("varied_windows", varied)):
-            run = subprocess.run([sys.executable, __file__, "--load-only", *urls, "--clients", str(args.clients),
-                                  "--seconds", str(args.seconds), "--warmup-s", str(args.warmup_s)],
-                                 capture_output=True, text=True, check=True)
-            figures[name] = json.loads(run.stdout.strip().splitlines()[-1])
+        for name, vary in (("same_window", []), ("varied_windows", ["--vary"])):
+            done = subprocess.run([sys.executable, __file__, "--load-only", query, *vary, "--year", str(args.year),
+                                   "--clients", str(args.clients), "--seconds", str(args.seconds),
+                                   "--warmup-s", str(args.warmup_s)], capture_output=True, text=True, check=True)
+            figures[name] = json.loads(done.stdout.strip().splitlines()[-1])
             print(f"{name}: {figures[name]}", flush=True)
-        ok = all(f["failures"] == 0 for f in figures.values())
+        run.ok = all(f["failures"] == 0 for f in figures.values())
         print(json.dumps({"endpoint": "/timeseries", "series": args.series, "rows_per_response": rows,
                           "clients": args.clients, "seconds": args.seconds, **figures}))
-    finally:
-        stack.terminate(processes)
-        server.shutdown()
-        infra.stop(settings)
-        tidy(var, logs, processes, args.keep, ok)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,19 @@
 """What the benchmarks share (importable from a script in bench/, whose folder Python puts on sys.path)."""
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 import sys
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import schemas
-from flashes import stack, topics
+from flashes import infra, mirror, questdb, stack, topics
 from flashes.kafka import make_producer
 from flashes.settings import Settings
 from flashes.subscriptions import Vault, new_code, new_webhook_secret, subscription_id
@@ -24,6 +29,50 @@ def tidy(var: Path, logs: Path, services: Iterable[str], keep: bool, ok: bool) -
         shutil.rmtree(var, ignore_errors=True)
     else:
         print(f"kept {var}", file=sys.stderr)
+
+
+@dataclass
+class Private:
+    """A private stack: its folder, settings and environment, the mirror it serves, the services spawned."""
+
+    var: Path
+    settings: Settings
+    env: dict[str, str]
+    folder: Path
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    ok: bool = False  # set when the run succeeded: then the folder is removed (unless kept)
+
+    @property
+    def logs(self) -> Path:
+        return self.var / "logs"
+
+    def spawn(self, services: tuple[str, ...]) -> None:
+        self.processes.update(stack.spawn(services, self.env, self.logs))
+
+
+@contextmanager
+def private_stack(prefix: str, env: dict[str, str], folder: Path | None, keep: bool) -> Iterator[Private]:
+    """Kafka and QuestDB on free loopback ports under a new temporary folder, the provider mirror `folder`
+    (None: an empty one in that folder) served over HTTP, every setting in the environment; on leaving,
+    the services and servers stopped and the folder tidied."""
+    var = Path(tempfile.mkdtemp(prefix=prefix))
+    if folder is None:
+        folder = var / "mirror"
+        folder.mkdir()
+    env = {**infra.isolated_env(var), **env}
+    server, base = mirror.serve(folder)
+    env.update(mirror.provider_env(base))
+    os.environ.update(env)
+    run = Private(var, Settings(), env, folder)
+    try:
+        infra.start(run.settings)
+        questdb.ensure_tables(run.settings)
+        yield run
+    finally:
+        stack.terminate(run.processes)
+        server.shutdown()
+        infra.stop(run.settings)
+        tidy(var, run.logs, run.processes, keep, run.ok)
 
 
 def webhook_subscriptions(settings: Settings, urls: list[str]) -> list[schemas.Subscription]:

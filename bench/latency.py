@@ -34,7 +34,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -44,8 +43,8 @@ import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from benchkit import tidy, webhook_subscriptions, write_subscriptions
-from flashes import catalogue, infra, mirror, observe, questdb, stack, topics
+from benchkit import private_stack, webhook_subscriptions, write_subscriptions
+from flashes import catalogue, observe, stack, topics
 from flashes.kafka import ensure_topics
 from flashes.settings import Settings
 from flashes.topics import catalogue_series
@@ -191,24 +190,11 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, data)")
     args = parser.parse_args()
 
-    var = Path(tempfile.mkdtemp(prefix="flashes-latency-"))
     receiver = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     hook = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
-    env = {**infra.isolated_env(var), "FLASHES_WEBHOOK_ALLOW_LOOPBACK": "true"}
-    os.environ.update(env)
-    folder = var / "mirror"
-    folder.mkdir()
-    server, base = mirror.serve(folder)
-    env.update(mirror.provider_env(base))
-    os.environ.update(env)
-    settings = Settings()
-    logs = var / "logs"
-    processes: dict[str, subprocess.Popen] = {}
-    ok = False
-    try:
-        infra.start(settings)
-        questdb.ensure_tables(settings)
+    with private_stack("flashes-latency-", {"FLASHES_WEBHOOK_ALLOW_LOOPBACK": "true"}, None, args.keep) as run:
+        settings, folder, logs, processes = run.settings, run.folder, run.logs, run.processes
         asyncio.run(ensure_topics(settings))
         rec = next(r for r in catalogue.load(settings) if r["maxi"] and r["maxi"]["provider_id"] == args.maxi_id)
         source, url = rec["_id"], rec["maxi"]["data_url"]
@@ -219,7 +205,7 @@ def main() -> None:
         series = catalogue_series("maxi", source)
 
         asyncio.run(write_subscriptions(settings, webhook_subscriptions(settings, [hook])))
-        processes = stack.spawn(("sink", "derive", "relevance", "alerts", "delivery"), env, logs)
+        run.spawn(("sink", "derive", "relevance", "alerts", "delivery"))
         wait_members(settings, {g: 1 for g in INPUTS}, processes)
         warm = time.perf_counter()
         report = asyncio.run(fetch_once(settings, [source], ["maxi"]))
@@ -266,13 +252,9 @@ def main() -> None:
         print(f"alert latency over {len(runs)} runs: p50 {figures['p50_s']:.3f} s, p99 {figures['p99_s']:.3f} s, "
               f"max {figures['max_s']:.3f} s")
         print(json.dumps(figures), flush=True)
-        ok = True
-    finally:
-        stack.terminate(processes)
-        server.shutdown()
-        receiver.shutdown()
-        infra.stop(settings)
-        tidy(var, logs, processes, args.keep, ok)
+        run.ok = True
+    receiver.shutdown()
+
 
 if __name__ == "__main__":
     main()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
@@ -26,7 +25,7 @@ from flashes.tags import TAGS
 from flashes.units import MCRAB_PER_UNIT
 from services.api import downloads, pages, problems
 from services.api.sources import SortKey, SourceIndex
-from services.api.store import SERIES_FIELD, AlertQuery, Reader
+from services.api.store import SERIES_FIELD, AlertQuery, Labels, Reader
 from services.api.subscriptions import Store, router
 
 SeriesKind = Literal["maxi", "swift", "fermi", "hardness", "combined"]
@@ -35,7 +34,6 @@ Reason = Literal["brightening", "state_change", "unusual"]
 Start = Annotated[datetime | None, Query(description="UTC (ISO 8601); a time without a zone is UTC",
                                          examples=["2017-09-01T00:00:00Z"])]
 End = Annotated[datetime | None, Query(description="UTC, exclusive (default: now)", examples=["2017-12-01T00:00:00Z"])]
-DYNAMIC_TTL_S = 5.0
 
 
 class Page(BaseModel):
@@ -72,18 +70,6 @@ class RedactCodes(logging.Filter):
                                 self.SECRET.sub(lambda m: (m.group(1) or m.group(2)) + "…", str(a))
                                 for a in record.args)
         return True
-
-
-class Labels:
-    """The temporary labels of sources with an open alert episode, read at most every few seconds."""
-
-    def __init__(self, reader: Reader) -> None:
-        self.reader, self.value, self.at = reader, {}, -DYNAMIC_TTL_S
-
-    async def get(self) -> dict[str, list[str]]:
-        if time.monotonic() - self.at > DYNAMIC_TTL_S:
-            self.value, self.at = await self.reader.open_episodes(), time.monotonic()
-        return self.value
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

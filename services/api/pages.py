@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
 import httpx
@@ -28,7 +28,7 @@ from flashes.tags import TAGS
 from flashes.timeconv import datetime_to_mjd
 from flashes.units import MAIN_BAND, MCRAB_PER_UNIT, UNITS
 from services.api.sources import SORT_FIELD, SourceIndex
-from services.api.store import DERIVED, EPISODE_LABELS, SERIES_FIELD, AlertQuery, Reader
+from services.api.store import DERIVED, EPISODE_LABELS, SERIES_FIELD, AlertQuery, Labels, Reader
 from services.api.subscriptions import CODE
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -190,12 +190,6 @@ def environment(settings: Settings) -> Environment:
 
 
 # ---------------------------------------------------------------------------------------------- router
-class Labels(Protocol):
-    """The temporary labels of sources with an open alert episode (services/api/app.py's Labels)."""
-
-    async def get(self) -> dict[str, list[str]]: ...
-
-
 def router(settings: Settings, index: SourceIndex, reader: Reader, labels: Labels) -> APIRouter:
     web = APIRouter(include_in_schema=False)
     env = environment(settings)

@@ -29,6 +29,7 @@ SERIES_FIELD = {"maxi": "maxi", "swift": "swift", "fermi": "fermi", "hardness": 
 TERMS = tuple(schemas.RelevanceTerms.model_fields)
 TERM_COLUMNS = ", ".join(f"{name}_term" for name in TERMS)
 # The temporary label a source carries while an alert episode of it is open, by the episode's reasons.
+LABELS_TTL_S = 5.0
 EPISODE_LABELS = {"brightening": "OUTBURST", "state_change": "STATE CHANGE", "unusual": "UNUSUAL"}
 
 
@@ -293,3 +294,15 @@ class Reader:
                                 "FROM deliveries WHERE subscription_id = $1 ORDER BY ts DESC LIMIT $2",
                                 subscription_id, limit)
         return [{"time": iso(r["ts"]), **{k: r[k] for k in r.keys() if k != "ts"}} for r in rows]
+
+
+class Labels:
+    """The temporary labels of sources with an open alert episode, read at most every few seconds."""
+
+    def __init__(self, reader: Reader) -> None:
+        self.reader, self.value, self.at = reader, {}, -LABELS_TTL_S
+
+    async def get(self) -> dict[str, list[str]]:
+        if time.monotonic() - self.at > LABELS_TTL_S:
+            self.value, self.at = await self.reader.open_episodes(), time.monotonic()
+        return self.value
