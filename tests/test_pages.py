@@ -307,3 +307,9 @@ def test_unknown_pages_answer_404_in_html(pipeline: Settings, context: BrowserCo
         if "sources" in path:
             shoot(v.page, "not-found", shots)
         v.page.close()
+
+
+def test_page_numbers_past_the_end_answer_a_page(pipeline: Settings) -> None:
+    for path in ("/web/alerts", "/web/sources"):
+        r = httpx.get(f"{pipeline.api_url}{path}", params={"page": str(10 ** 30)}, timeout=30)
+        assert r.status_code == 200 and "unavailable" not in r.text, path

@@ -149,7 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             dec: float | None = Query(None, ge=-90, le=90, description="cone centre, degrees (J2000)"),
             radius: float | None = Query(None, gt=0, le=180, description="cone radius, degrees"),
             sort: SortKey = "name", order: Literal["asc", "desc"] = "asc",
-            limit: int = Query(100, ge=1, le=3000), offset: int = Query(0, ge=0)) -> dict[str, Any]:
+            limit: int = Query(100, ge=1, le=3000), offset: int = Query(0, ge=0, le=1_000_000)) -> dict[str, Any]:
         cone_given = [x is not None for x in (ra, dec, radius)]
         if any(cone_given) and not all(cone_given):
             raise HTTPException(422, "a cone search needs all of ra, dec and radius")
@@ -264,7 +264,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                           tag: str | None = Query(None, description="alerts of sources with this tag"),
                           alert_type: list[AlertType] = Query([]), reason: list[Reason] = Query([]),
                           min_relevance: float = Query(0.0, ge=0.0, le=1.0), start: Start = None, end: End = None,
-                          limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0)) -> dict[str, Any]:
+                          limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0, le=1_000_000)) -> dict[str, Any]:
         for sid in source:
             index.get(sid)
         if tag is not None:

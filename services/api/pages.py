@@ -81,6 +81,9 @@ MAP_CLASSES = (("BLACK HOLE", "#d62728"), ("PULSAR", "#9467bd"), ("LMXRB", "#1f7
 
 
 # ---------------------------------------------------------------------------------------------- sky map
+MAX_PAGE = 20_000  # an offset QuestDB takes (a larger page number is the last one asked for)
+
+
 def hammer(glon: np.ndarray, glat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Hammer-Aitoff projection in units of the map's half width: x in [-1, 1] (l = 0 at the centre,
     l increasing to the left), y in [-0.5, 0.5] (b = +90 at the top)."""
@@ -303,7 +306,7 @@ def router(settings: Settings, index: SourceIndex, reader: Reader, labels: Label
         sid = catalogue.source_id(text) if text else ""
         alert_type = p.get("alert_type", "") if p.get("alert_type") in ALERT_TYPES else ""
         reason = p.get("reason", "") if p.get("reason") in REASONS else ""
-        number = max(1, int(p["page"]) if p.get("page", "").isdigit() else 1)
+        number = min(max(1, int(p["page"]) if p.get("page", "").isdigit() else 1), MAX_PAGE)
         form = {"source": text, "alert_type": alert_type, "reason": reason}
         if sid and sid not in index.records:
             return page("alerts.html.j2", title="Alerts", items=[], total=0, page_number=1, pages=1, form=form,
