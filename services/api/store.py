@@ -62,17 +62,18 @@ class AlertQuery:
 
 @dataclass(frozen=True)
 class Series:
-    """One series in memory, oldest first: its Grafana-style rows, built once, sliced by time."""
+    """One series in memory, oldest first: its Grafana-style rows, each encoded as JSON once, so that a
+    window is a slice joined (per band asked for, built at its first request)."""
 
     ts: np.ndarray                      # microseconds since 1970, one per row
-    rows_all: list[dict[str, Any]]      # time, mjd, "flux {band}", "flux {band} max", "flux {band} min"
-    encoded: dict[tuple[int, int, str | None], bytes] = field(default_factory=dict)  # the windows asked for
+    rows: list[dict[str, Any]]          # time, mjd, "flux {band}", "flux {band} max", "flux {band} min"
+    views: dict[str | None, tuple[np.ndarray, list[bytes]]] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, rows: list[asyncpg.Record]) -> "Series":
+    def of(cls, records: list[asyncpg.Record]) -> "Series":
         """From (ts, mjd, band, flux, error) rows ordered by time (one row per band and time)."""
         out: dict[datetime, dict[str, Any]] = {}
-        for ts, mjd, band, flux, error in rows:
+        for ts, mjd, band, flux, error in records:
             row = out.get(ts)
             if row is None:
                 row = out[ts] = {"time": iso(ts), "mjd": mjd}
@@ -81,19 +82,23 @@ class Series:
             row[f"flux {band} min"] = flux - error
         return cls(np.array([micros(t) for t in out], dtype=np.int64), list(out.values()))
 
-    def json(self, start: datetime, end: datetime, band: str | None) -> bytes:
-        """The rows in [start, end) as JSON; a window asked for again is not encoded again."""
-        lo, hi = (int(i) for i in np.searchsorted(self.ts, [micros(start), micros(end)]))
-        key = (lo, hi, band)
-        if key not in self.encoded:
-            if len(self.encoded) >= 64:
-                self.encoded.clear()
-            rows = self.rows_all[lo:hi]
-            if band is not None:
+    def view(self, band: str | None) -> tuple[np.ndarray, list[bytes]]:
+        """Times and encoded rows of every band (None) or of one band's columns."""
+        if band not in self.views:
+            if band is None:
+                ts, rows = self.ts, self.rows
+            else:
                 names = ("time", "mjd", f"flux {band}", f"flux {band} max", f"flux {band} min")
-                rows = [{n: row[n] for n in names} for row in rows if names[2] in row]
-            self.encoded[key] = orjson.dumps(rows)
-        return self.encoded[key]
+                keep = [i for i, row in enumerate(self.rows) if names[2] in row]
+                ts, rows = self.ts[keep], [{n: self.rows[i][n] for n in names} for i in keep]
+            self.views[band] = (ts, [orjson.dumps(r) for r in rows])
+        return self.views[band]
+
+    def json(self, start: datetime, end: datetime, band: str | None) -> bytes:
+        """The rows in [start, end) as a JSON array."""
+        ts, encoded = self.view(band)
+        lo, hi = np.searchsorted(ts, [micros(start), micros(end)])
+        return b"[" + b",".join(encoded[lo:hi]) + b"]"
 
 
 class TTLCache:
