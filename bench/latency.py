@@ -193,8 +193,8 @@ def main() -> None:
     receiver = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     hook = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
-    with private_stack("flashes-latency-", {"FLASHES_WEBHOOK_ALLOW_LOOPBACK": "true"}, None, args.keep) as run:
-        settings, folder, logs, processes = run.settings, run.folder, run.logs, run.processes
+    with private_stack("flashes-latency-", {"FLASHES_WEBHOOK_ALLOW_LOOPBACK": "true"}, None, args.keep) as stacked:
+        settings, folder, logs, processes = stacked.settings, stacked.folder, stacked.logs, stacked.processes
         asyncio.run(ensure_topics(settings))
         rec = next(r for r in catalogue.load(settings) if r["maxi"] and r["maxi"]["provider_id"] == args.maxi_id)
         source, url = rec["_id"], rec["maxi"]["data_url"]
@@ -205,7 +205,7 @@ def main() -> None:
         series = catalogue_series("maxi", source)
 
         asyncio.run(write_subscriptions(settings, webhook_subscriptions(settings, [hook])))
-        run.spawn(("sink", "derive", "relevance", "alerts", "delivery"))
+        stacked.spawn(("sink", "derive", "relevance", "alerts", "delivery"))
         wait_members(settings, {g: 1 for g in INPUTS}, processes)
         warm = time.perf_counter()
         report = asyncio.run(fetch_once(settings, [source], ["maxi"]))
@@ -252,7 +252,7 @@ def main() -> None:
         print(f"alert latency over {len(runs)} runs: p50 {figures['p50_s']:.3f} s, p99 {figures['p99_s']:.3f} s, "
               f"max {figures['max_s']:.3f} s")
         print(json.dumps(figures), flush=True)
-        run.ok = True
+        stacked.ok = True
     receiver.shutdown()
 
 
