@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from flashes.settings import PROJECT_ROOT, Settings
-from flashes.units import MAIN_BAND
+from flashes.units import MAIN_BAND, SERIES_TITLES, series_label
 
 DASHBOARDS = ("flashes-maxi", "flashes-swift", "flashes-swift-maxi", "flashes-swift-fermi", "flashes-swift-maxi-fermi")
 ORDER = ("swift", "maxi", "fermi")  # instrument order in a dashboard uid
@@ -26,8 +26,6 @@ GAP_MS = 3 * 86_400_000  # lines break across gaps longer than 3 days
 TIME_RANGE = {"from": "now-1y", "to": "now"}  # a source's last year; the time picker or from/to in the URL widen it
 API = "http://localhost:8000"  # default of the `api` textbox: the FLASHES API that serves the CSV downloads
 RELEVANCE_THRESHOLD = Settings.model_fields["relevance_threshold"].default
-LABELS = {"maxi": "MAXI", "swift": "Swift/BAT", "fermi": "Fermi/GBM", "hardness": "Hardness BAT/MAXI",
-          "combined": "Combined BAT+MAXI"}
 COLOURS = {"maxi": "blue", "swift": "orange", "fermi": "green", "hardness": "purple", "combined": "red"}
 HIDDEN = {"legend": True, "tooltip": True, "viz": False}
 Json = dict[str, Any]
@@ -57,7 +55,7 @@ def dashboard_url(settings: Settings, record: dict[str, Any], start: datetime | 
 
 def label(kind: str, band: str | None = None) -> str:
     """A series' legend name: the instrument and band in keV, or the derived series' name."""
-    return f"{LABELS[kind]} {band or MAIN_BAND[kind]} keV" if kind in MAIN_BAND else LABELS[kind]
+    return series_label(kind, band)
 
 
 def target(ref: str, sql: str) -> Json:
@@ -82,7 +80,7 @@ def curve(ref: str, kind: str, band: str | None = None) -> tuple[Json, list[Json
     table, value, error, where = (("lightcurve", "flux_mcrab", "error_mcrab", f" AND band = '{band or MAIN_BAND[kind]}'")
                                   if kind in MAIN_BAND else ("derived", "value", "error", ""))
     sql = (f'SELECT ts AS time, {value} AS "{name}", {value} + {error} AS "{name} upper", '
-           f'{value} - {error} AS "{name} lower" FROM {table} WHERE series = \'{kind}_${{source}}\'{where} '
+           f'{value} - {error} AS "{name} lower" FROM {table} WHERE series = concat(\'{kind}_\', ${{source:sqlstring}}){where} '
            f"AND $__timeFilter(ts) ORDER BY ts")
     colour = ("color", {"mode": "fixed", "fixedColor": COLOURS[kind]})
     return target(ref, sql), [override(name, colour),
@@ -107,8 +105,8 @@ def timeseries(title: str, queries: list[tuple[Json, list[Json]]], links: list[J
 
 def hid() -> Json:
     """The hardness-intensity diagram: combined flux against hardness, both log, non-positive rows dropped."""
-    sql = ("WITH h AS (SELECT ts, value FROM derived WHERE series = 'hardness_${source}' AND value > 0 "
-           "AND $__timeFilter(ts)), c AS (SELECT ts, value FROM derived WHERE series = 'combined_${source}' "
+    sql = ("WITH h AS (SELECT ts, value FROM derived WHERE series = concat('hardness_', ${source:sqlstring}) AND value > 0 "
+           "AND $__timeFilter(ts)), c AS (SELECT ts, value FROM derived WHERE series = concat('combined_', ${source:sqlstring}) "
            "AND value > 0 AND $__timeFilter(ts)) "
            "SELECT h.ts AS time, h.value AS hardness, c.value AS combined FROM h JOIN c ON h.ts = c.ts ORDER BY time")
     log = ("custom.scaleDistribution", {"type": "log", "log": 10})
@@ -130,7 +128,7 @@ def hid() -> Json:
 def hardness() -> Json:
     """The hardness ratio over time on a log axis (non-positive values dropped, so no error band)."""
     name = label("hardness")
-    sql = (f'SELECT ts AS time, value AS "{name}" FROM derived WHERE series = \'hardness_${{source}}\' '
+    sql = (f'SELECT ts AS time, value AS "{name}" FROM derived WHERE series = concat(\'hardness_\', ${{source:sqlstring}}) '
            "AND value > 0 AND $__timeFilter(ts) ORDER BY ts")
     colour = ("color", {"mode": "fixed", "fixedColor": COLOURS["hardness"]})
     return timeseries("Hardness ratio BAT/MAXI (log; non-positive values dropped)",
@@ -141,7 +139,7 @@ def hardness() -> Json:
 def relevance(kinds: list[str]) -> Json:
     """Relevance (0..1) of every scored series, with the alert threshold as a dashed line."""
     queries = [(target(chr(65 + i), f'SELECT ts AS time, relevance AS "{label(k)}" FROM relevance '
-                                    f"WHERE series = '{k}_${{source}}' AND $__timeFilter(ts) ORDER BY ts"),
+                                    f"WHERE series = concat('{k}_', ${{source:sqlstring}}) AND $__timeFilter(ts) ORDER BY ts"),
                 [override(label(k), ("color", {"mode": "fixed", "fixedColor": COLOURS[k]}))]) for i, k in enumerate(kinds)]
     panel = timeseries(f"Relevance (alert threshold {RELEVANCE_THRESHOLD:g})", queries, [], unit="none",
                        axis="relevance", min=0, max=1, thresholds={"mode": "absolute", "steps": [
@@ -162,7 +160,7 @@ def source_variable(uid: str) -> Json:
     sql = (f"SELECT source_id FROM (SELECT source_id, {counts} FROM lightcurve WHERE band IN ({bands}) "
            f"GROUP BY source_id) WHERE {when} ORDER BY source_id")
     return {"type": "query", "name": "source", "label": "Source", "datasource": DATASOURCE, "query": sql,
-            "definition": sql, "refresh": 1, "sort": 1, "multi": False, "includeAll": False, "allowCustomValue": True,
+            "definition": sql, "refresh": 1, "sort": 1, "multi": False, "includeAll": False, "allowCustomValue": False,
             "current": {}, "options": []}
 
 
@@ -196,15 +194,15 @@ def build(uid: str) -> Json:
     if "maxi" in inst:
         rows.append(("MAXI", [(timeseries(f"MAXI {b} keV (mCrab)", [curve("A", "maxi", b)], [download("maxi")]), 8, 8)
                               for b in ("2-4", "4-10", "10-20")]))
-    rows += [(LABELS[k], [(timeseries(f"{label(k)} (mCrab)", [curve("A", k)], [download(k)]), 24, 8)])
+    rows += [(SERIES_TITLES[k], [(timeseries(f"{label(k)} (mCrab)", [curve("A", k)], [download(k)]), 24, 8)])
              for k in ("swift", "fermi") if k in inst]
     if joined:
         rows.append(("Hardness", [(hardness(), 24, 8)]))
     rows.append(("Relevance", [(relevance([*inst, *derived]), 24, 8)]))
     alerts = ("SELECT ts AS time, concat(alert_type, ': ', explanation) AS text, alert_type AS tags FROM alerts "
-              "WHERE source_id = '${source}' AND $__timeFilter(ts) ORDER BY ts")
+              "WHERE source_id = ${source:sqlstring} AND $__timeFilter(ts) ORDER BY ts")
     return {
-        "uid": uid, "title": "FLASHES: " + " + ".join(LABELS[i] for i in inst), "tags": ["flashes"],
+        "uid": uid, "title": "FLASHES: " + " + ".join(SERIES_TITLES[i] for i in inst), "tags": ["flashes"],
         "description": "Lightcurves, hardness and relevance of one source (variable `source`); "
                        "generated by flashes/grafana.py, do not edit by hand.",
         "editable": False, "graphTooltip": 1, "timezone": "utc", "time": TIME_RANGE, "refresh": "",

@@ -33,3 +33,10 @@ def to_mcrab(instrument: str, band: str, flux: float, error: float) -> tuple[flo
     return flux * factor, error * factor
 
 UNITS = {"maxi": "photons/cm2/s", "swift": "counts/cm2/s", "fermi": "photons/cm2/s"}
+INSTRUMENTS = {"maxi": "MAXI/GSC", "swift": "Swift/BAT", "fermi": "Fermi/GBM"}
+SERIES_TITLES = {**INSTRUMENTS, "hardness": "Hardness ratio (BAT/MAXI)", "combined": "Combined flux (BAT + MAXI)"}
+
+
+def series_label(kind: str, band: str | None = None) -> str:
+    """A series as it is named in alerts, plots and dashboards, e.g. 'MAXI/GSC 2-20 keV'."""
+    return f"{INSTRUMENTS[kind]} {band or MAIN_BAND[kind]} keV" if kind in MAIN_BAND else SERIES_TITLES[kind]

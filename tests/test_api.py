@@ -1,8 +1,10 @@
 """The API on the real QuestDB and Kafka, after the sample went through the pipeline."""
 from __future__ import annotations
 
+import asyncio
 import io
 import math
+from datetime import datetime
 from collections.abc import Iterator
 
 import pandas as pd
@@ -14,6 +16,7 @@ from pytest_httpserver import HTTPServer
 
 from flashes.settings import Settings
 from services.api.app import create_app
+from services.api.store import AlertQuery, Reader
 from flashes.infra import free_port
 from flashes.tags import TAGS
 from tests.conftest import maxi_path, data_rows
@@ -166,6 +169,8 @@ def test_download_hid_as_json_and_votable(client: TestClient) -> None:
     assert rows[0]["hardness"] == pytest.approx(bat_mcrab / maxi_mcrab)
     assert rows[0]["combined [mCrab]"] == pytest.approx(bat_mcrab + maxi_mcrab)
     assert rows[0]["combined error [mCrab]"] == pytest.approx(math.hypot(bat[2] * 4545.4545, 0.061271 * 312.5))
+    assert rows[0]["hardness error"] == pytest.approx(rows[0]["hardness"] * math.hypot(bat[2] / bat[1],
+                                                                                       0.061271 / 7.411582))
     xml = client.get(path, params={"start": "2017-09-20", "end": "2017-09-23", "format": "votable"})
     table = votable.parse_single_table(io.BytesIO(xml.content)).to_table(use_names_over_ids=True)
     assert len(table) == 3 and {"hardness", "combined [mCrab]"} <= set(table.colnames)
@@ -179,6 +184,10 @@ def test_plots_redirect_to_the_dashboard_of_the_instruments(client: TestClient) 
     assert "var-source=maxij1535-571" in r.headers["location"]
     only_maxi = client.get("/plots/maxij1631-478", follow_redirects=False).headers["location"]
     assert "/d/flashes-maxi" in only_maxi and "/d/flashes-swift" not in only_maxi
+    every = client.get("/sources", params={"limit": 3000}).json()["items"]
+    no_data = next(r["_id"] for r in every if not (r["maxi"] or r["swift"] or r["fermi"]))
+    r = client.get(f"/plots/{no_data}", follow_redirects=False)
+    assert r.status_code == 404 and "no lightcurve" in r.json()["detail"]
 
 
 def test_relevance_top_is_ordered_and_names_the_source(client: TestClient) -> None:
@@ -290,10 +299,31 @@ def test_quotes_and_semicolons_reach_no_sql(client: TestClient, path: str, param
     assert {"lightcurve", "relevance", "alerts"} <= set(client.get("/health/questdb").json()["tables"])
 
 
+def test_request_values_are_bind_parameters_in_the_store(pipeline: Settings) -> None:
+    """Below the catalogue checks: the reader itself takes quotes and semicolons as plain values."""
+    async def run() -> tuple:
+        reader = Reader(pipeline)
+        try:
+            evil = "maxij1535-571' OR '1'='1"
+            return (await reader.alerts(AlertQuery(sources=[evil, "x'; DROP TABLE alerts; --"]), 10, 0),
+                    await reader.alerts(AlertQuery(sources=["maxij1535-571"]), 10, 0),
+                    await reader.timeseries(f"maxi_{evil}", "maxi", datetime(2017, 1, 1), datetime(2018, 1, 1)),
+                    await reader.deliveries("'; DELETE FROM deliveries; --", 10), await reader.tables())
+        finally:
+            await reader.close()
+    (evil_items, evil_total), (items, total), series, deliveries, tables = asyncio.run(run())
+    assert (evil_items, evil_total, series, deliveries) == ([], 0, b"[]", []) and total > 0 and items
+    assert {"alerts", "deliveries", "lightcurve"} <= set(tables)
+
+
 def test_every_error_has_the_same_shape(client: TestClient) -> None:
     for path, params, status in (("/sources/nope", {}, 404), ("/sources", {"radius": 500}, 422),
                                  ("/timeseries", {"source": "maxij1535-571", "start": "yesterday"}, 422),
-                                 ("/download/maxi_maxij1535-571", {"start": "2020-01-02", "end": "2020-01-01"}, 422)):
+                                 ("/download/maxi_maxij1535-571", {"start": "2020-01-02", "end": "2020-01-01"}, 422),
+                                 # times whose conversion to UTC overflowed (500) before they were bounded
+                                 ("/timeseries", {"source": "maxij1535-571", "end": "0001-06-01T00:00:00Z"}, 422),
+                                 ("/alerts", {"start": "0001-01-01T00:00:00+01:00"}, 422),
+                                 ("/plots/maxij1535-571", {"end": "9999-12-31T23:59:59-01:00"}, 422)):
         body = client.get(path, params=params).json()
         assert set(body) == {"status", "error", "detail", "see"} and body["status"] == status, body
     assert client.get("/sources/nope").json()["see"] == "/sources"

@@ -27,7 +27,7 @@ SAMPLE = "maxij1535-571"  # MAXI and BAT in the pipeline's sample (so hardness a
 SAMPLE_KINDS = {"maxi", "swift", "hardness", "combined"}
 START, END = datetime(2017, 1, 1, tzinfo=timezone.utc), datetime(2021, 1, 1, tzinfo=timezone.utc)
 DAYS_3_MS = 3 * 86_400_000
-SERIES_KEY = re.compile(r"(\w+)_\$\{source\}")
+SERIES_KEY = re.compile(r"(\w+)_\$\{source\}|concat\('(\w+)_', \$\{source:sqlstring\}\)")
 
 
 def as_reader(settings: Settings, sql: str) -> list[dict]:
@@ -77,13 +77,13 @@ def expected_fields(panel: dict) -> set[str]:
 
 def kinds(sql: str) -> set[str]:
     """The series kinds (maxi, swift, fermi, hardness, combined) a query or link reads."""
-    return set(SERIES_KEY.findall(sql))
+    return {a or b for a, b in SERIES_KEY.findall(sql)}
 
 
 def interpolate(sql: str, source: str = SAMPLE) -> str:
     """The SQL that reaches QuestDB: Grafana's variables, then the plugin's time macro."""
     micros = {"from": int(START.timestamp() * 1e6), "to": int(END.timestamp() * 1e6)}
-    sql = sql.replace("${source}", source)
+    sql = sql.replace("${source:sqlstring}", "'" + source.replace("'", "''") + "'")  # Grafana's sqlstring format
     sql = re.sub(r"\$__timeFilter\(([\w.]+)\)", lambda m: f"{m[1]} >= cast({micros['from']} as timestamp) "
                                                          f"AND {m[1]} <= cast({micros['to']} as timestamp)", sql)
     assert "$" not in sql, sql
@@ -103,7 +103,8 @@ def test_five_dashboards_with_fixed_uids_variables_and_the_questdb_datasource() 
             assert panel["datasource"] == {"type": "questdb-questdb-datasource", "uid": "flashes-questdb"}, panel["title"]
             assert panel["targets"] and all(t["datasource"]["uid"] == "flashes-questdb" and t["queryType"] == "sql"
                                             for t in panel["targets"])
-            assert all(re.search(r"'(\w+_)?\$\{source\}'", t["rawSql"]) for t in panel["targets"]), panel["title"]
+            assert all("${source:sqlstring}" in t["rawSql"] and "'${source}'" not in t["rawSql"]
+                       for t in panel["targets"]), panel["title"]
         assert len({p["id"] for p in board["panels"]}) == len(board["panels"])
 
 
@@ -157,7 +158,7 @@ def test_alerts_are_annotations_and_panels_link_to_csv_downloads_of_the_shown_ra
     for board in BOARDS.values():
         (alerts,) = board["annotations"]["list"]
         sql = alerts["target"]["rawSql"]
-        assert "FROM alerts" in sql and "source_id = '${source}'" in sql and "$__timeFilter(ts)" in sql
+        assert "FROM alerts" in sql and "source_id = ${source:sqlstring}" in sql and "$__timeFilter(ts)" in sql
         assert " AS time" in sql and " AS text" in sql and "alert_type" in sql and "explanation" in sql
         for panel in panels(board):
             urls = [link["url"] for link in panel["links"]]
@@ -244,6 +245,14 @@ def test_every_panel_annotation_and_variable_query_runs_on_questdb(pipeline: Set
         listed = {r["source_id"] for r in as_reader(pipeline, variable(board, "source")["query"])}
         assert (SAMPLE in listed) == (set(grafana.instruments(uid)) <= {"maxi", "swift"}), (uid, listed)
 
+
+
+def test_a_quote_in_the_source_variable_stays_inside_the_string(pipeline: Settings) -> None:
+    board = BOARDS["flashes-swift-maxi"]
+    sql = board["annotations"]["list"][0]["target"]["rawSql"]
+    assert as_reader(pipeline, interpolate(sql)), "the sample source has alerts"
+    assert as_reader(pipeline, interpolate(sql, "x' OR '1'='1")) == []  # compared as one odd name: no rows
+    assert not variable(board, "source")["allowCustomValue"]
 
 
 def test_the_grafana_user_cannot_change_the_data(pipeline: Settings) -> None:

@@ -16,20 +16,18 @@ from flashes.processor import Output, Processor
 from flashes.settings import Settings
 from flashes.timeconv import mjd_to_datetime
 from flashes.topics import series_kind
-from flashes.units import mcrab_factor, value_units
+from flashes.units import mcrab_factor, series_label, value_units
 from services.alerts.episodes import Episode, Point, Track, step
 
 TERMS = tuple(schemas.RelevanceTerms.model_fields)
 WHY = {"brightening": "brighter than its usual level", "state_change": "its colour (hard/soft) switched",
        "unusual": "several terms together are unusual"}
-LABEL = {"maxi": "MAXI 2-20 keV", "swift": "Swift/BAT 15-50 keV", "fermi": "Fermi/GBM 12-50 keV",
-         "hardness": "hardness ratio BAT/MAXI", "combined": "combined flux BAT+MAXI"}
 
 
 def explain(name: str, alert_type: str, change: str, episode: Episode, p: Point, error: float, kind: str,
             terms: schemas.RelevanceTerms, threshold: float) -> str:
     units = "" if value_units(kind) == "ratio" else " mCrab"
-    point = (f"{LABEL[kind]} {p.value:.4g} ± {error:.2g}{units} on {mjd_to_datetime(p.mjd):%Y-%m-%d} "
+    point = (f"{series_label(kind)} {p.value:.4g} ± {error:.2g}{units} on {mjd_to_datetime(p.mjd):%Y-%m-%d} "
              f"(MJD {p.mjd:.2f}), relevance {p.relevance:.2f} (threshold {threshold:.2f}; model term "
              f"{terms.model:.2f}, hardness {terms.hardness:.2f}, flux S/N {terms.flux:.2f}, trend {terms.trend:.2f})")
     if alert_type == "end":

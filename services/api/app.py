@@ -15,7 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import FastAPI, HTTPException, Path, Query
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel
 
 import schemas
 from flashes import catalogue, grafana
@@ -31,11 +31,6 @@ from services.api.subscriptions import Store, router
 SeriesKind = Literal["maxi", "swift", "fermi", "hardness", "combined"]
 AlertType = Literal["onset", "update", "end"]
 Reason = Literal["brightening", "state_change", "unusual"]
-Start = Annotated[datetime | None, Query(description="UTC (ISO 8601); a time without a zone is UTC",
-                                         examples=["2017-09-01T00:00:00Z"])]
-End = Annotated[datetime | None, Query(description="UTC, exclusive (default: now)", examples=["2017-12-01T00:00:00Z"])]
-
-
 class Page(BaseModel):
     """One page of a list: `total` matches the filters; `items` are those from `offset`, at most `limit`."""
 
@@ -45,18 +40,35 @@ class Page(BaseModel):
     items: list[dict[str, Any]]
 
 
-def utc(t: datetime) -> datetime:
-    """Query times without a zone are UTC."""
-    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+EARLIEST, LATEST = datetime(1950, 1, 1, tzinfo=timezone.utc), datetime(2200, 1, 1, tzinfo=timezone.utc)
+
+
+def utc_time(t: datetime | None) -> datetime | None:
+    """A query time in UTC (no zone: UTC), between 1950 and 2200."""
+    if t is None:
+        return None
+    try:
+        t = t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+    except OverflowError:
+        raise ValueError("time out of range") from None
+    if not EARLIEST <= t <= LATEST:
+        raise ValueError("time must be between 1950 and 2200")
+    return t
 
 
 def window(start: datetime | None, end: datetime | None, default: timedelta | None) -> tuple[datetime, datetime]:
     """The UTC window asked for: `end` defaults to now, `start` to `default` before it (None: the beginning)."""
-    end = utc(end) if end else datetime.now(timezone.utc)
-    start = utc(start) if start else (end - default if default else datetime(1990, 1, 1, tzinfo=timezone.utc))
+    end = end or datetime.now(timezone.utc)
+    start = start or (end - default if default else EARLIEST)
     if start >= end:
         raise HTTPException(422, f"start ({start.isoformat()}) must be before end ({end.isoformat()})")
     return start, end
+
+
+Start = Annotated[datetime | None, AfterValidator(utc_time),
+                  Query(description="UTC (ISO 8601); a time without a zone is UTC", examples=["2017-09-01T00:00:00Z"])]
+End = Annotated[datetime | None, AfterValidator(utc_time),
+                Query(description="UTC, exclusive (default: now)", examples=["2017-12-01T00:00:00Z"])]
 
 
 class RedactCodes(logging.Filter):
@@ -156,8 +168,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if sort == "distance" and not all(cone_given):
             raise HTTPException(422, "sort=distance needs a cone (ra, dec, radius)")
         dynamic = await labels.get()
-        if tag is not None and tag not in index.tag_counts(dynamic):
-            raise problems.NotFound(f"unknown tag '{tag}'; list the known ones at /tags", "/tags")
+        if tag is not None:
+            index.check_tag(tag, dynamic)
         cone = schemas.Cone(ra=ra, dec=dec, radius=radius) if all(cone_given) else None
         hits = index.search(q, tag, instrument, cone, dynamic, sort, order == "desc")
         latest = await reader.latest()
@@ -178,9 +190,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/tags/{tag}", summary="The ids of the sources with a tag", tags=["catalogue"])
     async def get_tag(tag: str = Path(examples=["BLACK HOLE"])) -> dict[str, Any]:
         dynamic = await labels.get()
-        if tag not in index.tag_counts(dynamic):
-            raise problems.NotFound(f"unknown tag '{tag}'; list the known ones at /tags", "/tags")
-        return {"tag": tag, "sources": [sid for sid, _ in index.search(None, tag, None, None, dynamic, "name", False)]}
+        return {"tag": tag, "sources": index.tagged(tag, dynamic)}
 
     @app.get("/timeseries", summary="Grafana-style rows of one series: flux {band}, flux {band} max/min (±1σ)",
              tags=["data"], response_model=list[dict[str, Any]],
@@ -236,8 +246,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     end: End = None) -> RedirectResponse:
         if not settings.grafana_url:
             raise HTTPException(503, "no Grafana is configured (FLASHES_GRAFANA_URL)")
-        return RedirectResponse(grafana.dashboard_url(settings, index.get(source_id), start and utc(start),
-                                                      end and utc(end)), status_code=307)
+        record = index.get(source_id)
+        if not any(record[i] for i in ("maxi", "swift", "fermi")):
+            raise problems.NotFound(f"source '{source_id}' has no lightcurve, so no dashboard", f"/sources/{source_id}")
+        return RedirectResponse(grafana.dashboard_url(settings, record, start, end), status_code=307)
 
     @app.get("/relevance", summary="Relevance of each point of one series, with the terms that explain it",
              tags=["relevance"])
@@ -251,9 +263,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/relevance/top", summary="The most unusual sources now: each source's series with the highest "
                                        "relevance at its newest point", tags=["relevance"])
     async def relevance_top(limit: int = Query(20, ge=1, le=1000)) -> list[dict[str, Any]]:
-        top = await reader.top(limit)
+        top = [row for row in await reader.top(limit) if row["source_id"] in index.records]
         for row in top:
-            row["source_name"] = index.get(row["source_id"])["integral_name"]
+            row["source_name"] = index.records[row["source_id"]]["integral_name"]
         return top
 
     app.include_router(router(settings, index.records, set(TAGS), subscriptions, reader))
@@ -268,17 +280,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         for sid in source:
             index.get(sid)
         if tag is not None:
-            dynamic = await labels.get()
-            if tag not in index.tag_counts(dynamic):
-                raise problems.NotFound(f"unknown tag '{tag}'; list the known ones at /tags", "/tags")
-            tagged = [sid for sid, _ in index.search(None, tag, None, None, dynamic, "name", False)]
+            tagged = index.tagged(tag, await labels.get())
             source = [s for s in source if s in tagged] if source else tagged
             if not source:
                 return {"total": 0, "offset": offset, "limit": limit, "items": []}
-        if start and end and utc(start) >= utc(end):
-            raise HTTPException(422, "start must be before end")
+        if start and end:
+            window(start, end, None)
         query = AlertQuery(sources=source, alert_types=alert_type, reasons=reason, min_relevance=min_relevance,
-                           start=start and utc(start), end=end and utc(end))
+                           start=start, end=end)
         items, total = await reader.alerts(query, limit, offset)
         return {"total": total, "offset": offset, "limit": limit, "items": items}
 

@@ -17,7 +17,7 @@ MEDIA = {"csv": "text/csv; charset=utf-8", "json": "application/json", "votable"
 
 
 def header(title: str, start: str, end: str) -> list[str]:
-    factors = "; ".join(f"{inst} {band} keV x{f:g}" for (inst, band), f in MCRAB_PER_UNIT.items())
+    factors = "; ".join(f"{inst} {band} keV x{f:.10g}" for (inst, band), f in MCRAB_PER_UNIT.items())
     return [f"FLASHES stream: {title}", f"time range (UTC): {start} .. {end}",
             "time: UTC; mjd: Modified Julian Date (UTC)", f"mCrab = factor x provider flux: {factors}",
             "hardness = BAT 15-50 / MAXI 2-20 (both in mCrab); combined = BAT + MAXI in mCrab, "

@@ -26,7 +26,7 @@ from flashes.errors import QuestDBError
 from flashes.settings import Settings
 from flashes.tags import TAGS
 from flashes.timeconv import datetime_to_mjd
-from flashes.units import MAIN_BAND, MCRAB_PER_UNIT, UNITS
+from flashes.units import INSTRUMENTS, MAIN_BAND, MCRAB_PER_UNIT, SERIES_TITLES, UNITS
 from services.api.sources import SORT_FIELD, SourceIndex
 from services.api.store import DERIVED, EPISODE_LABELS, SERIES_FIELD, AlertQuery, Labels, Reader
 from services.api.subscriptions import CODE
@@ -36,8 +36,6 @@ STATIC = Path(__file__).resolve().parent / "static"
 PER_PAGE = 50
 MANAGE_ROWS = 500
 HISTORY_START = "2009-01-01"  # MAXI's first light; the plots show a source's whole history by default
-INSTRUMENTS = {"maxi": "MAXI/GSC", "swift": "Swift/BAT", "fermi": "Fermi/GBM"}
-SERIES_TITLES = {**INSTRUMENTS, "hardness": "Hardness ratio (BAT/MAXI)", "combined": "Combined flux (BAT + MAXI)"}
 IMPORTANT_TAGS = ("BINARY", "BLACK HOLE", "BURSTER", "PULSAR")
 SORTS = {"name": "name", "ra": "RA", "dec": "Dec", "glon": "galactic l", "glat": "galactic b"}
 REASONS = {"brightening": "brightening", "state_change": "state change", "unusual": "unusual"}
@@ -166,12 +164,19 @@ def unit(text: str) -> str:
     return text.replace("cm2", "cm²")
 
 
+def page_number(text: str) -> int:
+    """A page number from a query parameter: 1 unless it is a plain number, at most MAX_PAGE."""
+    return min(max(1, int(text)), MAX_PAGE) if text.isascii() and text.isdigit() and len(text) <= 6 else 1
+
+
 def hms(ra: float, dec: float) -> str:
-    """RA and Dec as sexagesimal text (J2000)."""
-    h = (ra % 360.0) / 15.0
-    sign, d = ("-" if dec < 0 else "+"), abs(dec)
-    return (f"{int(h):02d}h {int(h * 60 % 60):02d}m {h * 3600 % 60:04.1f}s  "
-            f"{sign}{int(d):02d}° {int(d * 60 % 60):02d}′ {d * 3600 % 60:04.1f}″")
+    """RA and Dec as sexagesimal text (J2000), rounded to 0.1 s and 0.1″."""
+    tenths_s = round((ra % 360.0) / 15.0 * 36000) % (24 * 36000)
+    tenths_as = round(abs(dec) * 36000)
+    h, m, sec = tenths_s // 36000, tenths_s // 600 % 60, tenths_s % 600 / 10
+    d, am, asec = tenths_as // 36000, tenths_as // 600 % 60, tenths_as % 600 / 10
+    sign = "-" if dec < 0 else "+"
+    return f"{h:02d}h {m:02d}m {sec:04.1f}s  {sign}{d:02d}° {am:02d}′ {asec:04.1f}″"
 
 
 def link(path: str, **params: Any) -> str:
@@ -233,7 +238,7 @@ def router(settings: Settings, index: SourceIndex, reader: Reader, labels: Label
         if instrument == "any":
             hits = [sid for sid in hits if any(index.records[sid][k] for k in INSTRUMENTS)]
         pages = max(1, math.ceil(len(hits) / PER_PAGE))
-        number = min(max(1, int(p["page"]) if p.get("page", "").isdigit() else 1), pages)
+        number = min(page_number(p.get("page", "")), pages)
         rows, problem = await views(hits[(number - 1) * PER_PAGE:number * PER_PAGE])
         tags = sorted(index.tag_counts(dynamic))
         form = {"q": q, "tag": tag or "", "instrument": instrument, "sort": sort, "order": order}
@@ -306,7 +311,7 @@ def router(settings: Settings, index: SourceIndex, reader: Reader, labels: Label
         sid = catalogue.source_id(text) if text else ""
         alert_type = p.get("alert_type", "") if p.get("alert_type") in ALERT_TYPES else ""
         reason = p.get("reason", "") if p.get("reason") in REASONS else ""
-        number = min(max(1, int(p["page"]) if p.get("page", "").isdigit() else 1), MAX_PAGE)
+        number = page_number(p.get("page", ""))
         form = {"source": text, "alert_type": alert_type, "reason": reason}
         if sid and sid not in index.records:
             return page("alerts.html.j2", title="Alerts", items=[], total=0, page_number=1, pages=1, form=form,

@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException
 from flashes.errors import QuestDBError
 
 CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 409: "conflict", 422: "invalid",
-         429: "too_many_requests", 503: "unavailable"}
+         429: "too_many_requests", 500: "internal", 503: "unavailable"}
 
 
 class Problem(BaseModel):
@@ -54,3 +54,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(QuestDBError)
     async def store_down(request: Request, exc: QuestDBError) -> JSONResponse:
         return answer(503, f"the time-series store is unavailable: {exc}")
+
+    @app.exception_handler(Exception)
+    async def bug(request: Request, exc: Exception) -> JSONResponse:  # logged with its traceback by the server
+        return answer(500, f"internal error ({type(exc).__name__}); it is logged, please report it")

@@ -11,7 +11,6 @@ import numpy as np
 import schemas
 from flashes.subscriptions import separation
 from flashes.tags import TAGS
-from flashes.topics import series_kind
 from flashes.units import mcrab_factor
 from services.api.problems import NotFound
 from services.api.store import DERIVED, SERIES_FIELD
@@ -54,6 +53,15 @@ class SourceIndex:
         counts.update(t for labels in dynamic.values() for t in labels)
         return counts
 
+    def check_tag(self, tag: str, dynamic: dict[str, list[str]]) -> None:
+        if tag not in self.tag_counts(dynamic):
+            raise NotFound(f"unknown tag '{tag}'; list the known ones at /tags", "/tags")
+
+    def tagged(self, tag: str, dynamic: dict[str, list[str]]) -> list[str]:
+        """The ids of the sources with a tag (a constant one or a temporary label), by name."""
+        self.check_tag(tag, dynamic)
+        return [sid for sid, _ in self.search(None, tag, None, None, dynamic, "name", False)]
+
     def search(self, q: str | None, tag: str | None, instrument: str | None, cone: schemas.Cone | None,
                dynamic: dict[str, list[str]], sort: SortKey, descending: bool) -> list[tuple[str, float | None]]:
         """(source id, distance from the cone's centre in degrees) of the sources that pass every filter."""
@@ -79,11 +87,10 @@ class SourceIndex:
              distance: float | None = None) -> dict[str, Any]:
         """A source record with each series' newest point (also in mCrab) and its temporary labels."""
         rec = dict(self.records[source_id], labels_dynamic=dynamic.get(source_id, []))
-        for field in SERIES_FIELD.values():
+        for kind, field in SERIES_FIELD.items():
             entry = rec[field]
             if entry is not None and entry["series"] in latest:
                 entry = rec[field] = {**entry, **latest[entry["series"]]}
-                kind = series_kind(entry["series"])
                 if kind not in DERIVED:  # provider units; derived series are in mCrab (or a ratio) already
                     entry["last_flux_mcrab"] = entry["last_flux"] * mcrab_factor(kind)
                     entry["last_error_mcrab"] = entry["last_error"] * mcrab_factor(kind)

@@ -7,6 +7,7 @@ names written here. Times are UTC; a row's time is written as QuestDB writes it 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
@@ -21,7 +22,7 @@ import orjson
 import schemas
 from flashes.errors import QuestDBError
 from flashes.settings import Settings
-from flashes.units import MAIN_BAND, UNITS
+from flashes.units import MAIN_BAND, UNITS, value_units
 
 DERIVED = ("hardness", "combined")
 EPOCH, ONE_US = datetime(1970, 1, 1), timedelta(microseconds=1)
@@ -29,7 +30,9 @@ SERIES_FIELD = {"maxi": "maxi", "swift": "swift", "fermi": "fermi", "hardness": 
 TERMS = tuple(schemas.RelevanceTerms.model_fields)
 TERM_COLUMNS = ", ".join(f"{name}_term" for name in TERMS)
 # The temporary label a source carries while an alert episode of it is open, by the episode's reasons.
+log = logging.getLogger(__name__)
 LABELS_TTL_S = 5.0
+TOP_RECENT_D = 30.0
 EPISODE_LABELS = {"brightening": "OUTBURST", "state_change": "STATE CHANGE", "unusual": "UNUSUAL"}
 
 
@@ -61,13 +64,32 @@ class AlertQuery:
 
 
 @dataclass(frozen=True)
-class Series:
-    """One series in memory, oldest first: its Grafana-style rows, each encoded as JSON once, so that a
-    window is a slice joined (per band asked for, built at its first request)."""
+class Encoded:
+    """Rows encoded as JSON once, joined by commas in one buffer; row i is buf[start[i]:start[i + 1] - 1]."""
 
-    ts: np.ndarray                      # microseconds since 1970, one per row
-    rows: list[dict[str, Any]]          # time, mjd, "flux {band}", "flux {band} max", "flux {band} min"
-    views: dict[str | None, tuple[np.ndarray, list[bytes]]] = field(default_factory=dict)
+    ts: np.ndarray      # microseconds since 1970, one per row
+    start: np.ndarray   # where each row begins in buf, and len(buf) + 1 at the end
+    buf: bytes
+
+    @classmethod
+    def of(cls, ts: np.ndarray, rows: list[dict[str, Any]]) -> "Encoded":
+        encoded = [orjson.dumps(r) for r in rows]
+        start = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum([len(e) + 1 for e in encoded], out=start[1:])
+        return cls(ts, start, b",".join(encoded))
+
+    def json(self, start: datetime, end: datetime) -> bytes:
+        """The rows in [start, end) as a JSON array."""
+        lo, hi = np.searchsorted(self.ts, [micros(start), micros(end)])
+        return b"[" + self.buf[self.start[lo]:max(self.start[lo], self.start[hi] - 1)] + b"]"
+
+
+@dataclass(frozen=True)
+class Series:
+    """One series in memory, oldest first, as Grafana-style rows (time, mjd, "flux {band}", "flux {band} max",
+    "flux {band} min"), encoded for every band together and for each band alone."""
+
+    views: dict[str | None, Encoded]
 
     @classmethod
     def of(cls, records: list[asyncpg.Record]) -> "Series":
@@ -80,25 +102,17 @@ class Series:
             row[f"flux {band}"] = flux
             row[f"flux {band} max"] = flux + error
             row[f"flux {band} min"] = flux - error
-        return cls(np.array([micros(t) for t in out], dtype=np.int64), list(out.values()))
-
-    def view(self, band: str | None) -> tuple[np.ndarray, list[bytes]]:
-        """Times and encoded rows of every band (None) or of one band's columns."""
-        if band not in self.views:
-            if band is None:
-                ts, rows = self.ts, self.rows
-            else:
-                names = ("time", "mjd", f"flux {band}", f"flux {band} max", f"flux {band} min")
-                keep = [i for i, row in enumerate(self.rows) if names[2] in row]
-                ts, rows = self.ts[keep], [{n: self.rows[i][n] for n in names} for i in keep]
-            self.views[band] = (ts, [orjson.dumps(r) for r in rows])
-        return self.views[band]
+        ts, rows = np.array([micros(t) for t in out], dtype=np.int64), list(out.values())
+        views = {None: Encoded.of(ts, rows)}
+        for band in dict.fromkeys(r[2] for r in records):
+            names = ("time", "mjd", f"flux {band}", f"flux {band} max", f"flux {band} min")
+            keep = [i for i, row in enumerate(rows) if names[2] in row]
+            views[band] = Encoded.of(ts[keep], [{n: rows[i][n] for n in names} for i in keep])
+        return cls(views)
 
     def json(self, start: datetime, end: datetime, band: str | None) -> bytes:
-        """The rows in [start, end) as a JSON array."""
-        ts, encoded = self.view(band)
-        lo, hi = np.searchsorted(ts, [micros(start), micros(end)])
-        return b"[" + b",".join(encoded[lo:hi]) + b"]"
+        view = self.views.get(band)
+        return view.json(start, end) if view else b"[]"
 
 
 class TTLCache:
@@ -114,7 +128,7 @@ class TTLCache:
     async def get(self, key: str, load: Callable[[], Awaitable[Any]]) -> Any:
         now = time.monotonic()
         entry = self.entries.get(key)
-        if entry is None or (entry[1].done() and entry[1].exception()):
+        if entry is None or (entry[1].done() and (entry[1].cancelled() or entry[1].exception())):
             entry = self._put(key, now, asyncio.ensure_future(load()))
         elif now - entry[0] > self.ttl_s and entry[1].done() and key not in self.refreshing:
             self.refreshing.add(key)
@@ -125,8 +139,9 @@ class TTLCache:
     async def _refresh(self, key: str, load: Callable[[], Awaitable[Any]]) -> None:
         try:
             value = await load()
-        except QuestDBError:
-            return  # the old value stays; the next request tries again
+        except Exception as exc:  # noqa: BLE001 - the old value stays; the next request tries again
+            log.warning("reloading %s failed (%s: %s); serving the previous value", key, type(exc).__name__, exc)
+            return
         finally:
             self.refreshing.discard(key)
         done = asyncio.get_running_loop().create_future()
@@ -150,7 +165,7 @@ class Reader:
     cache: TTLCache = field(init=False)
 
     def __post_init__(self) -> None:
-        self.cache = TTLCache(self.settings.api_cache_s, 512)
+        self.cache = TTLCache(self.settings.api_cache_s, 64)  # a whole-history MAXI series holds 4.4 MB
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         s = self.settings
@@ -206,7 +221,7 @@ class Reader:
         """
         window = (series, naive_utc(start), naive_utc(end))
         if kind in DERIVED:
-            unit = "ratio" if kind == "hardness" else "mCrab"
+            unit = value_units(kind)
             return [{"time": iso(r["ts"]), "mjd": r["mjd"], f"{kind} [{unit}]": r["value"],
                      f"{kind} error [{unit}]": r["error"]}
                     for r in await self.fetch("SELECT ts, mjd, value, error FROM derived "
@@ -250,11 +265,15 @@ class Reader:
 
     async def top(self, limit: int) -> list[dict[str, Any]]:
         """The sources whose newest point is the most unusual: per source its series with the highest
-        relevance at its newest point, highest first."""
+        relevance at its newest point, highest first. Only series with a point in the last `TOP_RECENT_D`
+        days of the data count (a series that stopped years ago is not news)."""
         rows = await self.fetch(f"SELECT ts, series, source_id, kind, mjd, value, relevance, {TERM_COLUMNS} "
                                 "FROM relevance LATEST ON ts PARTITION BY series")
+        newest = max((r["mjd"] for r in rows), default=0.0)
         best: dict[str, asyncpg.Record] = {}
         for r in rows:
+            if r["mjd"] < newest - TOP_RECENT_D:
+                continue
             if r["source_id"] not in best or r["relevance"] > best[r["source_id"]]["relevance"]:
                 best[r["source_id"]] = r
         ranked = sorted(best.values(), key=lambda r: (-r["relevance"], r["source_id"]))[:limit]
@@ -283,7 +302,7 @@ class Reader:
         clause = " AND ".join(where)
         total = (await self.fetch(f"SELECT count() n FROM alerts WHERE {clause}", *args))[0]["n"]
         page = await self.fetch(f"SELECT payload FROM alerts WHERE {clause} "
-                                f"ORDER BY ts DESC, record_number DESC LIMIT {bind(offset)}, {bind(offset + limit)}",
+                                f"ORDER BY ts DESC, alert_id, record_number DESC LIMIT {bind(offset)}, {bind(offset + limit)}",
                                 *args)
         return [orjson.loads(r["payload"]) for r in page], total
 
