@@ -26,7 +26,7 @@ import orjson
 from flashes.settings import PROJECT_ROOT, Settings
 from flashes.parsers import parse
 from services.relevance.evaluate import Series, find_series, formula_scores, series_arrays
-from services.relevance.model import SeriesModel
+from services.relevance.model import MODEL_VERSION, SeriesModel
 
 
 def score(series: Series, model: SeriesModel, start: int = 0, stop: int | None = None) -> np.ndarray:
@@ -77,7 +77,7 @@ def main() -> None:
               "state_save_us": round(1e6 * save_s / checkpoints, 1),
               "state_restore_us": round(1e6 * restore_s / checkpoints, 1)}
     print(f"{len(series)} MAXI series, {n} points, best of {args.repeat} (CPU time of this one process)")
-    print(f"model river-1 (score_chunk): {result['points_per_s']:,} points/s per core "
+    print(f"model {MODEL_VERSION} (score_chunk): {result['points_per_s']:,} points/s per core "
           f"(median {result['points_per_s_median']:,})")
     print(f"original formula:            {result['formula_points_per_s']:,} points/s per core")
     print(f"state (orjson of to_state()) at {checkpoints} checkpoints every {args.checkpoint_every} points: "

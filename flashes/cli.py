@@ -89,9 +89,18 @@ def _schemas(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     import json
 
-    from services.relevance.evaluate import evaluate, table
+    from services.relevance.evaluate import TARGET_FALSE_RATE, evaluate, table
 
-    result = evaluate(get_settings(), Path(args.mirror), Path(args.events))
+    if args.target_false_rate is not None and not args.cv:
+        sys.exit("flashes evaluate: --target-false-rate is the level selection of --cv; add --cv")
+    target = TARGET_FALSE_RATE if args.target_false_rate is None else args.target_false_rate
+    if not target >= 0:  # nan too
+        sys.exit(f"flashes evaluate: --target-false-rate {args.target_false_rate} is not a rate (≥ 0)")
+    try:
+        result = evaluate(get_settings(), Path(args.mirror), Path(args.events), cv=args.cv, target_false_rate=target,
+                          progress=True)
+    except ValueError as exc:
+        sys.exit(f"flashes evaluate: {exc}")
     print(json.dumps(result, indent=1) if args.json else table(result))
 
 
@@ -188,6 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mirror", required=True, help="a folder per instrument, or the providers' site layout")
     p.add_argument("--events", required=True, help="CSV with source_id,kind,onset_mjd,reference")
     p.add_argument("--json", action="store_true", help="one JSON object instead of the table")
+    p.add_argument("--cv", action="store_true",
+                   help="also leave-one-source-out cross-validation: every level (model alert_sigma, formula "
+                        "threshold, median σ) chosen on the other sources, then the held-out source scored with it")
+    p.add_argument("--target-false-rate", type=float, metavar="X",
+                   help="with --cv: each level is the least strict whose false-alert episodes per source-year on "
+                        "the training sources are ≤ X, else the strictest (default 0.5)")
     p.set_defaults(func=_evaluate)
     p = sub.add_parser("listen", help="print alerts from Kafka as they come, or replay them")
     p.add_argument("--source", action="append", metavar="ID", help="source id (repeatable); default: all")

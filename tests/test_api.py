@@ -17,6 +17,7 @@ from pytest_httpserver import HTTPServer
 from flashes.settings import Settings
 from services.api.app import create_app
 from services.api.store import AlertQuery, Reader
+from services.relevance.model import MODEL_VERSION
 from flashes.infra import free_port
 from flashes.tags import TAGS
 from tests.conftest import maxi_path, data_rows
@@ -231,7 +232,7 @@ def test_bad_list_parameters_are_422(client: TestClient) -> None:
 def test_relevance_rows_carry_the_terms_that_explain_them(client: TestClient) -> None:
     params = {"source": "maxij1535-571", "series": "maxi", "start": "2017-08-01", "end": "2017-12-01"}
     rows = client.get("/relevance", params=params).json()
-    assert len(rows) > 100 and all(r["model_version"] == "river-1" for r in rows)
+    assert len(rows) > 100 and all(r["model_version"] == MODEL_VERSION for r in rows)
     high = client.get("/relevance", params={**params, "min_relevance": 0.7}).json()
     assert high and all(r["relevance"] >= 0.7 for r in high) and len(high) < len(rows)
     first = high[0]

@@ -1,4 +1,4 @@
-"""The relevance model `river-1`: per-series online River models of the usual flux and colour.
+"""The relevance model `river-2`: per-series online River models of the usual flux and colour.
 
 Each series keeps two `Novelty` detectors (River anomaly detectors built on River's rolling
 median, exponentially weighted mean and P² quantile):
@@ -22,6 +22,13 @@ source is never unusual merely for being new.
 Evidence in σ combines the new deviation u with the one before it when that is at most
 `persistence_gap_d` days older and of the same sign (a real change persists, noise does not):
 E = max(|u_t|, |u_t + u_{t−1}|/√2). Flux counts only upwards (brightening); colour both ways.
+
+A rise out of quiescence also accumulates (river-2): while the flux level is quiescent (below
+`quiescent_snr` typical errors), the CUSUM S = max(0, S + u − k) of the deviations from it
+(k = `cusum_drift`) is the log-likelihood ratio of a rise by 2k σ against none, evidence √(4kS) σ.
+The rolling median follows a slow rise, so the point evidence never sees a rise of 2 mCrab a day over
+5 mCrab errors; the CUSUM flags it within about 11 days (`tests/test_model.py`). It stays off for
+bright persistent sources, whose level wanders for days (on the shared files it cost recall there).
 
 Calibration: a logistic maps E to 0..1, reaching 0.7 (the default alert threshold) at
 `alert_sigma` σ with a width of `width_sigma` σ. The relevance is the noisy-OR of the two,
@@ -48,8 +55,8 @@ from river.base import AnomalyDetector
 
 from services.relevance import formula
 
-MODEL_VERSION = "river-1"
-STATE_VERSION = 1
+MODEL_VERSION = "river-2"
+STATE_VERSION = 2
 KINDS = ("maxi", "swift", "fermi", "hardness", "combined")
 log = logging.getLogger(__name__)
 
@@ -64,7 +71,7 @@ if len(stats.Quantile(0.5)._quantile.__getstate__()) != _P2.size:  # a River upg
 
 @dataclass(frozen=True)
 class Params:
-    """The tuning of `river-1`, described in the module docstring; changing it makes a new model version."""
+    """The tuning of `river-2`, described in the module docstring; changing it makes a new model version."""
 
     level_window: int = 30
     fading: float = 0.02
@@ -83,6 +90,10 @@ class Params:
     prior_colour_spread: float = 0.03
     record_quantile: float = 0.99
     record_margin: float = 0.2
+    cusum_drift: float = 1.0
+    quiescent_snr: float = 3.0
+    cusum_cap_sigma: float = 9.0
+    cusum_gap_d: float = 10.0
     alert_sigma: float = 6.3
     width_sigma: float = 1.0
 
@@ -196,6 +207,7 @@ class Novelty(AnomalyDetector):
         self.high = stats.Quantile(q=params.record_quantile) if relative else None  # flux only
         self.n = 0
         self.last_u, self.last_mjd = 0.0, -math.inf
+        self.rise = 0.0  # the CUSUM of u above the drift, while rising out of quiescence
 
     def _moments(self, value: float, error: float) -> tuple[float, float, float]:
         """(value − level, error² + usual spread², scale²) under what has been learned (n ≥ 1)."""
@@ -207,20 +219,21 @@ class Novelty(AnomalyDetector):
         calibration = (p.systematic * level) ** 2 if self.relative else 0.0
         return value - level, error ** 2 + (usual * scale2 + calibration), scale2
 
-    def _deviation(self, value: float, error: float, residual: float, variance: float) -> float:
-        """Signed deviation u (needs n ≥ min_points)."""
+    def _deviation(self, value: float, error: float, residual: float, variance: float) -> tuple[float, float]:
+        """Signed deviations (needs n ≥ min_points): u from the usual level, and u or the evidence of a
+        record (above the usual high level), whichever is larger."""
         p = self.params
         raw = residual / math.sqrt(variance) if variance > 0 else 0.0
         learned = self.n >= p.min_points + p.tail_min_points
         if not learned:
-            return raw
+            return raw, raw
         tail = self.tail.get()  # None if no deviation could be measured yet (every variance 0)
         u = raw / max(1.0, tail / p.tail_gaussian) if tail is not None else raw
         if not self.relative:
-            return u
+            return u, u
         high = self.high.get()
         variance = error ** 2 + (p.record_margin * high) ** 2
-        return max(u, (value - high) / math.sqrt(variance)) if variance > 0 else u
+        return u, (max(u, (value - high) / math.sqrt(variance)) if variance > 0 else u)
 
     def _learn(self, value: float, error: float, residual: float, variance: float, scale2: float) -> None:
         p = self.params
@@ -246,19 +259,38 @@ class Novelty(AnomalyDetector):
         of the same sign: a real change persists, noise does not.
         """
         residual = variance = scale2 = 0.0
-        u = 0.0
+        level_u = u = 0.0
+        quiet = self.n > 0 and self.level.get() < self.params.quiescent_snr * self.error.get()
         if self.n:
             residual, variance, scale2 = self._moments(value, error)
             if self.n >= self.params.min_points:
-                u = self._deviation(value, error, residual, variance)
+                level_u, u = self._deviation(value, error, residual, variance)
         previous_u, previous_mjd = self.last_u, self.last_mjd
         self._learn(value, error, residual, variance, scale2)
         self.last_u, self.last_mjd = u, mjd
+        cusum = self._accumulate(level_u, mjd - previous_mjd, quiet) if self.relative else 0.0
         if upward_only and u <= 0:
-            return 0.0
+            return cusum
         if mjd - previous_mjd <= self.params.persistence_gap_d and previous_u * u > 0:
-            return max(abs(u), abs(u + previous_u) / math.sqrt(2.0))
-        return abs(u)
+            return max(abs(u), abs(u + previous_u) / math.sqrt(2.0), cusum)
+        return max(abs(u), cusum)
+
+    def _accumulate(self, u: float, gap_d: float, quiet: bool) -> float:
+        """Evidence (σ) of a rise out of quiescence that builds up over days: the CUSUM S of u beyond k
+        (k = `cusum_drift`); the log-likelihood ratio of a rise by 2k against none is 2kS, i.e. √(4kS) σ.
+        It counts only while the level it started from is quiescent (`quiet`): a bright persistent
+        source wanders for days on end, which is not news. S is capped where the evidence reaches
+        `cusum_cap_sigma`, so that it falls back within a few points once the rise has been learned or
+        is over; a gap longer than `cusum_gap_d` days starts it again."""
+        p = self.params
+        if gap_d > p.cusum_gap_d or not (quiet or self.rise > 0):
+            self.rise = 0.0
+            return 0.0
+        self.rise = min(self._rise_cap(), max(0.0, self.rise + u - p.cusum_drift))
+        return math.sqrt(4.0 * p.cusum_drift * self.rise)
+
+    def _rise_cap(self) -> float:
+        return self.params.cusum_cap_sigma ** 2 / (4.0 * self.params.cusum_drift)
 
     def learn_one(self, x: dict) -> None:
         value, error = x["value"], x["error"]
@@ -269,10 +301,10 @@ class Novelty(AnomalyDetector):
             return 0.0
         value, error = x["value"], x["error"]
         residual, variance, _ = self._moments(value, error)
-        return abs(self._deviation(value, error, residual, variance))
+        return abs(self._deviation(value, error, residual, variance)[1])
 
     def to_state(self) -> dict:
-        return {"n": self.n, "last_u": _finite(self.last_u),
+        return {"n": self.n, "last_u": _finite(self.last_u), "rise": _finite(self.rise),
                 "last_mjd": None if self.last_mjd == -math.inf else _finite(self.last_mjd),
                 "level": [_finite(v) for v in self.values],
                 "excess": _ewmean_state(self.excess), "error": _ewmean_state(self.error),
@@ -287,6 +319,9 @@ class Novelty(AnomalyDetector):
         values = _numbers(d["level"], length=min(n, self.window))
         last_mjd = -math.inf if d["last_mjd"] is None else _number(d["last_mjd"])
         last_u = _number(d["last_u"])
+        rise = _number(d["rise"])
+        if not 0 <= rise <= self._rise_cap():
+            raise ValueError(f"a CUSUM of {rise} outside 0..{self._rise_cap()}")
         excess, error = _ewmean(p.fading, d["excess"]), _ewmean(p.fading, d["error"])
         tail = _quantile(p.tail_quantile, d["tail"])
         high = _quantile(p.record_quantile, d["high"]) if self.relative else None
@@ -296,7 +331,7 @@ class Novelty(AnomalyDetector):
             self.level.update(v)
             self.values.append(v)
         self.excess, self.error, self.tail, self.high = excess, error, tail, high
-        self.n, self.last_u, self.last_mjd = n, last_u, last_mjd
+        self.n, self.last_u, self.last_mjd, self.rise = n, last_u, last_mjd, rise
 
 
 def calibrate(evidence: float, params: Params = PARAMS) -> float:
