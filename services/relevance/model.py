@@ -283,7 +283,7 @@ class Novelty(AnomalyDetector):
         `cusum_cap_sigma`, so that it falls back within a few points once the rise has been learned or
         is over; a gap longer than `cusum_gap_d` days starts it again."""
         p = self.params
-        if gap_d > p.cusum_gap_d or not (quiet or self.rise > 0):
+        if gap_d > p.cusum_gap_d or not quiet:
             self.rise = 0.0
             return 0.0
         self.rise = min(self._rise_cap(), max(0.0, self.rise + u - p.cusum_drift))
