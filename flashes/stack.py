@@ -9,8 +9,11 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+import orjson
+
 from flashes import catalogue, infra, links, mirror, observe, questdb
 from flashes.services import PIPELINE
+from flashes.topics import series_kind
 from flashes.settings import PROJECT_ROOT, Settings
 
 SAMPLE_MIRROR = PROJECT_ROOT / "data" / "mirror"
@@ -65,10 +68,30 @@ def terminate(processes: dict[str, subprocess.Popen], timeout_s: float = 30.0) -
             proc.wait()
 
 
-def alerts_by_source(settings: Settings, limit: int = 10) -> list[dict]:
-    """Sources by number of alerts, with the newest alert's explanation."""
-    return questdb.query(settings, "SELECT source_id, count() alerts, last(explanation) newest FROM alerts "
-                                   f"GROUP BY source_id ORDER BY alerts DESC LIMIT {limit}")
+def episodes(settings: Settings) -> list[dict]:
+    """Every alert episode (all its records), those most instruments agree on first, then by peak relevance:
+    source, onset time, the series in it, its reasons and its newest explanation."""
+    rows = questdb.query(settings, "SELECT alert_id, source_id, min(ts) onset, max(peak_relevance) peak, "
+                                   "count() records, last(payload) payload FROM alerts GROUP BY alert_id, source_id")
+    out = []
+    for r in rows:
+        alert = orjson.loads(r["payload"])
+        out.append({"source_id": r["source_id"], "name": alert["source_name"], "onset": r["onset"][:10],
+                    "peak": r["peak"], "records": r["records"], "series": sorted(map(series_kind, alert["series"])),
+                    "reasons": alert["reasons"], "explanation": alert["explanation"]})
+    return sorted(out, key=lambda e: (-len(e["series"]), -e["peak"], e["onset"]))
+
+
+def print_episodes(settings: Settings, sources: list[str], limit: int = 12) -> None:
+    """What `make run` shows: the strongest episodes first, and the sample sources that raised none."""
+    found = episodes(settings)
+    print(f"\n{len(found)} alert episodes; the ones most series agree on first:")
+    for e in found[:limit]:
+        print(f"  {e['name']:<20} {e['onset']}  {', '.join(e['reasons']):<24} in {'+'.join(e['series'])}, "
+              f"peak relevance {e['peak']:.2f} ({e['records']} records)")
+    quiet = sorted(set(sources) - {e["source_id"] for e in found})
+    if quiet:
+        print(f"  no alert at all: {', '.join(quiet)} (behaving as usual throughout)")
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -94,9 +117,8 @@ def run_stack(settings: Settings) -> None:
                            "the first relevance scores")
         observe.wait_drained(settings)
         rows = questdb.query(settings, "SELECT count() n FROM relevance")[0]["n"]
-        print(f"\n{rows} relevance scores stored. Alerts per source, with the newest:")
-        for r in alerts_by_source(settings):
-            print(f"  {r['source_id']:<22} {r['alerts']:>3} alerts; newest: {r['newest']}")
+        print(f"\n{rows} relevance scores stored.")
+        print_episodes(settings, sources)
         print(f"\nPages:   {settings.api_url}/  (what is unusual now, the newest alerts, the sky map), "
               f"{links.source_page(settings, sources[0])}")
         print(f"API:     {settings.api_url}/docs  (e.g. {settings.api_url}/sources?q={sources[0]}, "

@@ -13,7 +13,7 @@ from flashes.subscriptions import separation
 from flashes.tags import TAGS
 from flashes.units import mcrab_factor
 from services.api.problems import NotFound
-from services.api.store import DERIVED, SERIES_FIELD
+from services.api.store import DERIVED, EPISODE_LABELS, SERIES_FIELD
 
 SortKey = Literal["name", "ra", "dec", "glon", "glat", "distance"]
 SORT_FIELD = {"name": "integral_name", "ra": "coord_ra", "dec": "coord_dec", "glon": "coord_glon", "glat": "coord_glat"}
@@ -48,7 +48,7 @@ class SourceIndex:
         return self.series[key]
 
     def tag_counts(self, dynamic: dict[str, list[str]]) -> Counter[str]:
-        counts = Counter({t: 0 for t in TAGS})
+        counts = Counter({t: 0 for t in (*TAGS, *EPISODE_LABELS.values())})  # a label may have no source now
         counts.update(t for r in self.records.values() for t in r["labels_constant"])
         counts.update(t for labels in dynamic.values() for t in labels)
         return counts
