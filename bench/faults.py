@@ -1,6 +1,6 @@
 """The fault test N times: backlog waiting, random SIGKILLs, Kafka and QuestDB restarts (tests/faults.py).
 
-    .venv/bin/python bench/faults.py --runs 20 [--sources 14] [--kills 8]
+    .venv/bin/python bench/faults.py --runs 20 [--sources 16] [--kills 8]
 
 Prints one line per run, then, as its last line, one JSON object with `runs`, `lost`,
 `duplicated`, `mismatched` (summed over the runs) and the runs' details.
@@ -23,7 +23,7 @@ from tests.faults import run  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=20)
-    parser.add_argument("--sources", type=int, default=15, help="catalogue sources (about 6,800 points each)")
+    parser.add_argument("--sources", type=int, default=16, help="catalogue sources (about 6,600 points each)")
     parser.add_argument("--kills", type=int, default=8, help="random worker kills per run")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)

@@ -9,7 +9,7 @@ from tests.faults import run
 
 
 def test_random_kills_and_restarts_lose_nothing_double_nothing_change_nothing(tmp_path: Path) -> None:
-    result = run(tmp_path / "var", sources=15, kills=5)
+    result = run(tmp_path / "var", sources=16, kills=5)
     assert result["points"] >= 100_000 and result["kills"] >= 5, result
     assert (result["lost"], result["duplicated"], result["mismatched"]) == (0, 0, 0), result
     assert result["crashes"] == 0, result  # a worker exiting on its own (not killed) is a bug, even if restarted
