@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -69,8 +70,8 @@ def terminate(processes: dict[str, subprocess.Popen], timeout_s: float = 30.0) -
 
 
 def episodes(settings: Settings) -> list[dict]:
-    """Every alert episode (all its records), those most instruments agree on first, then by peak relevance:
-    source, onset time, the series in it, its reasons and its newest explanation."""
+    """Every alert episode: those most series agree on first, then those with most records (it escalated:
+    brighter, a state change), then by peak relevance; source, onset, series, reasons, newest explanation."""
     rows = questdb.query(settings, "SELECT alert_id, source_id, min(ts) onset, max(peak_relevance) peak, "
                                    "count() records, last(payload) payload FROM alerts GROUP BY alert_id, source_id")
     out = []
@@ -79,19 +80,19 @@ def episodes(settings: Settings) -> list[dict]:
         out.append({"source_id": r["source_id"], "name": alert["source_name"], "onset": r["onset"][:10],
                     "peak": r["peak"], "records": r["records"], "series": sorted(map(series_kind, alert["series"])),
                     "reasons": alert["reasons"], "explanation": alert["explanation"]})
-    return sorted(out, key=lambda e: (-len(e["series"]), -e["peak"], e["onset"]))
+    return sorted(out, key=lambda e: (-len(e["series"]), -e["records"], -e["peak"], e["onset"]))
 
 
 def print_episodes(settings: Settings, sources: list[str], limit: int = 12) -> None:
     """What `make run` shows: the strongest episodes first, and the sample sources that raised none."""
     found = episodes(settings)
-    print(f"\n{len(found)} alert episodes; the ones most series agree on first:")
+    print(f"\n{len(found)} alert episodes; the ones most series agree on and that escalated most first:")
     for e in found[:limit]:
         print(f"  {e['name']:<20} {e['onset']}  {', '.join(e['reasons']):<24} in {'+'.join(e['series'])}, "
               f"peak relevance {e['peak']:.2f} ({e['records']} records)")
-    quiet = sorted(set(sources) - {e["source_id"] for e in found})
-    if quiet:
-        print(f"  no alert at all: {', '.join(quiet)} (behaving as usual throughout)")
+    per_source = Counter(e["source_id"] for e in found)
+    print("  episodes per source: " + ", ".join(f"{s} {per_source[s]}" for s in sorted(sources, key=per_source.get))
+          + "; each alert explains itself: GET /alerts?source=ID")
 
 
 def _interrupt(signum: int, frame: object) -> None:
