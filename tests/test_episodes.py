@@ -88,36 +88,3 @@ def test_an_unknown_source_is_refused() -> None:
     bad = chunk("maxi", [T + 1.5], [0.9]).model_copy(update={"source_id": "no-such-source"})
     with pytest.raises(ValueError, match="unknown source 'no-such-source'"):
         logic.apply(bad)
-
-
-def test_one_instruments_glitch_alone_opens_nothing(logic: Alerts) -> None:
-    """BAT jumps for one day while MAXI, a day away, sees nothing: no alert; the next BAT point is usual."""
-    logic.forget([SOURCE])
-    out = records(logic, chunk("maxi", [T + 200.5, T + 201.5, T + 202.5], [0.1, 0.1, 0.1]),
-                  chunk("swift", [T + 200.0, T + 201.0, T + 202.0], [0.1, 0.8, 0.1]))
-    assert out == []
-
-
-def test_a_lone_crossing_that_persists_opens_on_its_second_point(logic: Alerts) -> None:
-    logic.forget([SOURCE])
-    out = records(logic, chunk("maxi", [T + 300.5, T + 301.5, T + 302.5], [0.1, 0.1, 0.1]),
-                  chunk("swift", [T + 300.0, T + 301.0, T + 302.0], [0.1, 0.8, 0.85]))
-    assert [(a.alert_type, a.mjd, a.trigger_series) for a in out] == [("onset", T + 302.0, f"swift_{SOURCE}")]
-    assert "two points in a row" in out[0].change and out[0].reasons == ["brightening"]
-
-
-@pytest.mark.parametrize("maxi, swift", [
-    ([0.1, 0.1, 0.6], [0.1, 0.8, 0.1]),    # MAXI agrees (0.6 ≥ 0.5) on the same day
-    ([0.1, 0.1, 0.1], [0.1, 0.97, 0.1]),   # BAT alone but decisive
-])
-def test_agreement_or_a_decisive_score_opens_at_once(logic: Alerts, maxi: list[float], swift: list[float]) -> None:
-    logic.forget([SOURCE])
-    out = records(logic, chunk("maxi", [T + 400.5, T + 401.5, T + 401.9], maxi),
-                  chunk("swift", [T + 400.0, T + 401.0, T + 402.0], swift))
-    assert [(a.alert_type, a.mjd) for a in out][:1] == [("onset", T + 401.0)]
-
-
-def test_a_source_seen_by_one_instrument_needs_no_agreement(logic: Alerts) -> None:
-    logic.forget([SOURCE])
-    out = records(logic, chunk("maxi", [T + 500.5, T + 501.5, T + 502.5], [0.1, 0.8, 0.1]))
-    assert [(a.alert_type, a.mjd) for a in out] == [("onset", T + 501.5)]

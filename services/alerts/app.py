@@ -88,17 +88,14 @@ class Alerts:
             track = source.tracks.get(chunk.series)
             if track and mjd <= track.last_mjd:  # a replayed score
                 continue
-            threshold = self.settings.relevance_threshold
             current = trigger.snapshot(chunk.relevance[i], {name: c[i] for name, c in columns.items()})
-            crossed = trigger.reasons(track.last if track else None, current, threshold)
-            was_high = track is not None and track.last["relevance"] >= threshold
+            crossed = trigger.reasons(track.last if track else None, current, self.settings.relevance_threshold)
             if track is None:
                 track = source.tracks[chunk.series] = Track(mjd, current)
             track.add(mjd, current, values[i], errors[i])
-            point = Point(chunk.series, chunk.kind, mjd, values[i], chunk.relevance[i], crossed, was_high,
-                          tuple(t for t in trigger.ALERTING_TERMS if current[t] >= threshold))
-            episode, alert_type, change = step(source.episode, point, source.tracks, chunk.source_id, threshold,
-                                               self.settings.episode_end_points)
+            point = Point(chunk.series, chunk.kind, mjd, values[i], chunk.relevance[i], crossed)
+            episode, alert_type, change = step(source.episode, point, source.tracks, chunk.source_id,
+                                               self.settings.relevance_threshold, self.settings.episode_end_points)
             if alert_type:
                 terms = schemas.RelevanceTerms(**{name: c[i] for name, c in columns.items()})
                 alert = self.alert(chunk, point, errors[i], terms, episode, alert_type, change, source.tracks)

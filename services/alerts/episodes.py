@@ -11,13 +11,6 @@ it is open a record (update) is sent when it escalates:
 It ends when each series in it has had `end_points` consecutive points below the threshold (a
 series that has sent nothing for STALE_DAYS while the source's others went on is not waited for).
 
-Fusion per source: one instrument's glitch alone does not open an episode. When another
-instrument of the source has a point within FUSION_DAYS and that point is not unusual too
-(relevance below AGREE), a crossing below DECISIVE waits for the series' next point and opens the
-episode only if that one is still above the threshold; agreement, a decisive score, or a source
-seen by one instrument only open it at once. (Hardness and combined flux are made of both
-instruments, so they always need the instruments' agreement or a second point.)
-
 Points arrive per series in time order, but series are not interleaved in a backfill (a whole
 MAXI history, then a whole BAT one) nor when a provider is late. A point more than LATE_DAYS
 older than the source's newest point is the catch-up history of a lagging series: it is tracked
@@ -28,15 +21,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import schemas
-from flashes.topics import series_kind
 from flashes.units import value_units
 from schemas import REASON_OF_TERM
 
 LATE_DAYS = 10.0
 STALE_DAYS = 30.0
 DOUBLING = 2.0
-FUSION_DAYS, AGREE, DECISIVE = 2.0, 0.5, 0.95
-INSTRUMENTS = ("maxi", "swift", "fermi")
 
 
 @dataclass
@@ -85,17 +75,6 @@ class Point:
     value: float  # mCrab (hardness: ratio)
     relevance: float
     crossed: list[str]  # trigger terms that crossed the threshold at this point
-    was_high: bool = False  # the series' point before was above the threshold too
-    high_terms: tuple[str, ...] = ()  # the trigger terms above the threshold at this point
-
-
-def alone(p: Point, tracks: dict[str, Track]) -> bool:
-    """Is this crossing one instrument's word against another's that sees nothing (see the module doc)?"""
-    if p.relevance >= DECISIVE:
-        return False
-    others = [t for s, t in tracks.items() if series_kind(s) in INSTRUMENTS and series_kind(s) != p.kind
-              and t.last_mjd >= p.mjd - FUSION_DAYS]
-    return bool(others) and all(t.last["relevance"] < AGREE for t in others)
 
 
 def step(episode: Episode | None, p: Point, tracks: dict[str, Track], source_id: str, threshold: float,
@@ -107,17 +86,12 @@ def step(episode: Episode | None, p: Point, tracks: dict[str, Track], source_id:
     if p.mjd < newest - LATE_DAYS:
         return episode, None, ""
     if episode is None:
-        if p.crossed and not alone(p, tracks):
-            reasons = [REASON_OF_TERM[t] for t in p.crossed]
-            change = f"{p.series} became unusual ({', '.join(reasons)})"
-        elif high and p.was_high and not p.crossed:  # a crossing that waited for this point
-            reasons = [REASON_OF_TERM[t] for t in p.high_terms or ("relevance",)]
-            change = f"{p.series} unusual on two points in a row ({', '.join(reasons)})"
-        else:
+        if not p.crossed:
             return None, None, ""
+        reasons = [REASON_OF_TERM[t] for t in p.crossed]
         opened = Episode(f"{source_id}@{p.mjd:.5f}", p.mjd, [p.series], reasons, p.relevance, {p.series: p.value},
                          {p.series: 0})
-        return opened, "onset", change
+        return opened, "onset", f"{p.series} became unusual ({', '.join(reasons)})"
     if not high:
         if p.series in episode.quiet:
             episode.quiet[p.series] += 1
