@@ -179,7 +179,12 @@ def check(settings: Settings, expected: Expected) -> dict[str, int]:
         mismatched += sum(1 for t, r in zip(chunk["time"], chunk["relevance"])
                           if expected.relevance.get((chunk["series"], t)) != r)  # bit-exact, duplicates included
     alerts = alert_faults(settings, rows["alerts"], expected.alerts)
-    return {"lost": lost + alerts[0], "duplicated": duplicated + alerts[1], "mismatched": mismatched + alerts[2]}
+    twice = {k for k, n in rows["alerts"].items() if n > 1}
+    dup = [r for r in questdb.query(settings, "SELECT ts, alert_id, record_number, alert_type, trigger_series, mjd, "
+                                              "relevance, explanation FROM alerts", timeout_s=120)
+           if (r["alert_id"], r["record_number"]) in twice]
+    return {"lost": lost + alerts[0], "duplicated": duplicated + alerts[1], "mismatched": mismatched + alerts[2],
+            "duplicate_alerts": dup}
 
 
 def complete(settings: Settings, expected: Expected) -> bool:
