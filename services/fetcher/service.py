@@ -99,7 +99,12 @@ async def fetch_series(provider: Provider, producer: AIOKafkaProducer, publishin
 
 async def fetch_once(settings: Settings, sources: list[str] | None = None, instruments: list[str] | None = None,
                      full: bool = False, progress: bool = False) -> FetchReport:
-    """One round: every selected series, incremental (or everything again with `full`)."""
+    """One round: every selected series, incremental (or everything again with `full`).
+
+    Sources are fetched concurrently, but a source's series in a fixed order (topics.INSTRUMENTS): in a
+    backfill the alert episodes come from the history published first (a series more than 10 days
+    behind the source's newest point opens nothing), so they must not depend on which download
+    finished first."""
     records = catalogue.load(settings)
     unknown = sorted(set(sources or []) - {rec["_id"] for rec in records})
     if unknown:
@@ -119,7 +124,14 @@ async def fetch_once(settings: Settings, sources: list[str] | None = None, instr
                                    source_id, instrument, url, report, full)
                 bar.update()
 
-            await asyncio.gather(*(one(*s) for s in series))
+            async def in_order(items: list[tuple[str, str, str]]) -> None:
+                for item in items:
+                    await one(*item)
+
+            by_source: dict[str, list[tuple[str, str, str]]] = {}
+            for item in series:  # a source's series one after the other, MAXI first: see fetch_once's doc
+                by_source.setdefault(item[0], []).append(item)
+            await asyncio.gather(*(in_order(items) for items in by_source.values()))
         await producer.flush()
     finally:
         await producer.stop()
