@@ -83,7 +83,7 @@ async def publish(settings: Settings, alerts: list[schemas.Alert]) -> dict[str, 
     try:
         sent = {}
         for alert in alerts:
-            sent[f"{alert.alert_id}#{alert.record_number}"] = time.time()
+            sent[alert.message_id] = time.time()
             await producer.send(topics.ALERTS.name, topics.ALERTS.encode(alert), key=alert.source_id.encode())
         await producer.flush()
         return sent

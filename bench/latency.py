@@ -48,23 +48,14 @@ from flashes import catalogue, observe, stack, topics
 from flashes.kafka import ensure_topics
 from flashes.settings import Settings
 from flashes.topics import catalogue_series
-from services.alerts.app import Alerts
-from services.derive.app import Derive
 from flashes.parsers import parse
 from services.fetcher.service import fetch_once
-from services.relevance.app import Relevance
-from services.sink.rows import FRAMES
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pipeline_throughput import log_tail, wait_members  # noqa: E402 - the sibling benchmark's helpers
 
 
-# In pipeline order: a group's lag is read after its upstream's, so all zero in one poll means drained.
-INPUTS = {"flashes-derive": tuple(t.name for t in Derive.inputs),
-          "flashes-relevance": tuple(t.name for t in Relevance.inputs),
-          "flashes-alerts": tuple(t.name for t in Alerts.inputs),
-          "flashes-delivery": (topics.ALERTS.name,),
-          "flashes-sink": tuple(FRAMES)}
+INPUTS = observe.GROUP_INPUTS
 
 
 class Receiver(BaseHTTPRequestHandler):

@@ -164,7 +164,7 @@ class Poller(threading.Thread):
         async with observe.InputLag(self.settings) as lag:
             while not self.stop.is_set():
                 began = time.perf_counter()
-                lags = await lag({g: observe.group_inputs(self.settings)[g] for _, g in STAGES})
+                lags = await lag({g: observe.GROUP_INPUTS[g] for _, g in STAGES})
                 scored = questdb.query(self.settings, "SELECT count() n FROM relevance "
                                                       "WHERE kind IN ('maxi', 'swift')")[0]["n"]
                 applied = questdb.wal_applied(self.settings)

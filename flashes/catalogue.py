@@ -21,7 +21,10 @@ from astropy.coordinates import SkyCoord
 
 from flashes.settings import Settings
 from flashes.tags import UNCLASSIFIED, class_name, tags_of
-from flashes.topics import catalogue_series
+from flashes.topics import DERIVED_KINDS, catalogue_series
+
+# The record field of each series kind (the seed's names).
+SERIES_FIELD = {"maxi": "maxi", "swift": "swift", "fermi": "fermi", "hardness": "hardness_ratio", "combined": "combined"}
 
 NO_NAME = {"", "-", "-- -- --"}
 
@@ -133,8 +136,7 @@ def build(settings: Settings) -> list[dict[str, Any]]:
             "maxi": _series("maxi", sid, urls["maxi"], maxi_id) if maxi_id else None,
             "swift": _series("swift", sid, urls["swift"], swift_id) if swift_id else None,
             "fermi": _series("fermi", sid, urls["fermi"], fermi_id) if fermi_id else None,
-            "hardness_ratio": _series("hardness", sid, None, None) if both else None,
-            "combined": _series("combined", sid, None, None) if both else None,
+            **{SERIES_FIELD[kind]: _series(kind, sid, None, None) if both else None for kind in DERIVED_KINDS},
         })
     return records
 

@@ -53,11 +53,6 @@ def dashboard_url(settings: Settings, record: dict[str, Any], start: datetime | 
     return url + "".join(f"&{k}={_epoch_ms(t)}" for k, t in (("from", start), ("to", end)) if t is not None)
 
 
-def label(kind: str, band: str | None = None) -> str:
-    """A series' legend name: the instrument and band in keV, or the derived series' name."""
-    return series_label(kind, band)
-
-
 def target(ref: str, sql: str) -> Json:
     """A raw-SQL query of the QuestDB plugin, as a table (format 1): one column per field, `time` first."""
     return {"refId": ref, "datasource": DATASOURCE, "queryType": "sql", "rawSql": sql, "format": 1}
@@ -76,7 +71,7 @@ def download(*kinds: str, title: str = "Download shown range (CSV)") -> Json:
 
 def curve(ref: str, kind: str, band: str | None = None) -> tuple[Json, list[Json]]:
     """One series in mCrab with its error band: the query (value, value ± error) and the overrides that shade it."""
-    name = label(kind, band)
+    name = series_label(kind, band)
     table, value, error, where = (("lightcurve", "flux_mcrab", "error_mcrab", f" AND band = '{band or MAIN_BAND[kind]}'")
                                   if kind in MAIN_BAND else ("derived", "value", "error", ""))
     sql = (f'SELECT ts AS time, {value} AS "{name}", {value} + {error} AS "{name} upper", '
@@ -127,7 +122,7 @@ def hid() -> Json:
 
 def hardness() -> Json:
     """The hardness ratio over time on a log axis (non-positive values dropped, so no error band)."""
-    name = label("hardness")
+    name = series_label("hardness")
     sql = (f'SELECT ts AS time, value AS "{name}" FROM derived WHERE series = concat(\'hardness_\', ${{source:sqlstring}}) '
            "AND value > 0 AND $__timeFilter(ts) ORDER BY ts")
     colour = ("color", {"mode": "fixed", "fixedColor": COLOURS["hardness"]})
@@ -138,9 +133,9 @@ def hardness() -> Json:
 
 def relevance(kinds: list[str]) -> Json:
     """Relevance (0..1) of every scored series, with the alert threshold as a dashed line."""
-    queries = [(target(chr(65 + i), f'SELECT ts AS time, relevance AS "{label(k)}" FROM relevance '
+    queries = [(target(chr(65 + i), f'SELECT ts AS time, relevance AS "{series_label(k)}" FROM relevance '
                                     f"WHERE series = concat('{k}_', ${{source:sqlstring}}) AND $__timeFilter(ts) ORDER BY ts"),
-                [override(label(k), ("color", {"mode": "fixed", "fixedColor": COLOURS[k]}))]) for i, k in enumerate(kinds)]
+                [override(series_label(k), ("color", {"mode": "fixed", "fixedColor": COLOURS[k]}))]) for i, k in enumerate(kinds)]
     panel = timeseries(f"Relevance (alert threshold {RELEVANCE_THRESHOLD:g})", queries, [], unit="none",
                        axis="relevance", min=0, max=1, thresholds={"mode": "absolute", "steps": [
                            {"color": "transparent", "value": None}, {"color": "red", "value": RELEVANCE_THRESHOLD}]})
@@ -186,7 +181,7 @@ def build(uid: str) -> Json:
     joined = {"swift", "maxi"} <= set(inst)
     derived = ["hardness", "combined"] if joined else []
     overview = [(timeseries("Lightcurves (main bands, mCrab)", [curve(chr(65 + n), k) for n, k in enumerate(inst)],
-                            [download(k, title=f"Download shown range (CSV): {label(k)}") for k in inst]), 24, 9)]
+                            [download(k, title=f"Download shown range (CSV): {series_label(k)}") for k in inst]), 24, 9)]
     if joined:
         overview += [(hid(), 12, 10), (timeseries("Combined flux BAT+MAXI (mCrab)", [curve("A", "combined")],
                                                   [download("combined")]), 12, 10)]
@@ -194,7 +189,7 @@ def build(uid: str) -> Json:
     if "maxi" in inst:
         rows.append(("MAXI", [(timeseries(f"MAXI {b} keV (mCrab)", [curve("A", "maxi", b)], [download("maxi")]), 8, 8)
                               for b in ("2-4", "4-10", "10-20")]))
-    rows += [(SERIES_TITLES[k], [(timeseries(f"{label(k)} (mCrab)", [curve("A", k)], [download(k)]), 24, 8)])
+    rows += [(SERIES_TITLES[k], [(timeseries(f"{series_label(k)} (mCrab)", [curve("A", k)], [download(k)]), 24, 8)])
              for k in ("swift", "fermi") if k in inst]
     if joined:
         rows.append(("Hardness", [(hardness(), 24, 8)]))

@@ -12,11 +12,12 @@ from flashes import questdb, topics
 from flashes.topics import BY_NAME
 from flashes.settings import Settings
 
-GROUP_INPUTS = {"flashes-sink": tuple(t.name for t in topics.STORED),
-                "flashes-derive": (topics.LIGHTCURVE.name,),
+# In pipeline order: a group's lag is read after its upstream's, so all zero in one poll means drained.
+GROUP_INPUTS = {"flashes-derive": (topics.LIGHTCURVE.name,),
                 "flashes-relevance": (topics.LIGHTCURVE.name, topics.DERIVED.name),
                 "flashes-alerts": (topics.RELEVANCE.name,),
-                "flashes-delivery": (topics.ALERTS.name,)}
+                "flashes-delivery": (topics.ALERTS.name,),
+                "flashes-sink": tuple(t.name for t in topics.STORED)}
 # Delivery's retry group is left out: tasks due later (backoff, tomorrow's digest) keep it behind on purpose.
 PIPELINE_GROUPS = ("flashes-sink", "flashes-derive", "flashes-relevance", "flashes-alerts")
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -79,10 +79,8 @@ class Logic(Protocol):
 class Processor(ConsumerRebalanceListener):
     """Runs a `Logic` as consumer group `flashes-{name}` until SIGTERM/SIGINT."""
 
-    def __init__(self, name: str, logic: Logic, settings: Settings, max_records: int = 64,
-                 alongside: Callable[[Settings], Awaitable[None]] | None = None) -> None:
+    def __init__(self, name: str, logic: Logic, settings: Settings, max_records: int = 64) -> None:
         self.name, self.logic, self.settings, self.max_records = name, logic, settings, max_records
-        self.alongside = alongside  # a task of the same service that runs beside the processor
         self.group = f"flashes-{name}"
         self.lock = asyncio.Lock()
         self.covered: dict[TopicPartition, dict[str, int]] = {}  # per input partition: the offset each key's state covers
@@ -199,7 +197,6 @@ class Processor(ConsumerRebalanceListener):
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        companion = asyncio.ensure_future(self.alongside(self.settings)) if self.alongside else None
         heartbeat = asyncio.ensure_future(beat(self.settings, self.name))
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.kafka_bootstrap, group_id=self.group, enable_auto_commit=False,
@@ -217,12 +214,7 @@ class Processor(ConsumerRebalanceListener):
         try:
             while True:
                 fetch = asyncio.ensure_future(self.consumer.getmany(timeout_ms=500, max_records=self.max_records))
-                while not (fetch.done() or stopping.done()):
-                    await asyncio.wait({fetch, stopping, *([companion] if companion else [])},
-                                       return_when=asyncio.FIRST_COMPLETED)
-                    if companion and companion.done():
-                        companion.result()  # its error (Kafka's) starts the service over
-                        companion = None  # it had nothing to do (no webhooks)
+                await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
                 if stopping.done():  # a fetched batch is left uncommitted: the next owner takes it
                     fetch.cancel()
                     break
@@ -235,8 +227,6 @@ class Processor(ConsumerRebalanceListener):
         finally:
             stopping.cancel()
             heartbeat.cancel()
-            if companion:
-                companion.cancel()
             await self.consumer.stop()
             await producer.stop()
             log.info("%s: stopped", self.name)

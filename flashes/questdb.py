@@ -45,8 +45,8 @@ TABLES: dict[str, str] = {
 
 
 def sql_time(t: datetime) -> str:
-    """A time as a QuestDB SQL timestamp literal (UTC)."""
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """A time as QuestDB writes a timestamp (UTC; a time without a zone is UTC, as asyncpg returns them)."""
+    return (t.astimezone(timezone.utc) if t.tzinfo else t).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def query(settings: Settings, sql: str, timeout_s: float = 30.0) -> list[dict[str, Any]]:

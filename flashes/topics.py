@@ -7,7 +7,7 @@ dead letter carries.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, get_args
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -64,7 +64,9 @@ DERIVE_STATE = TopicSpec("flashes.state.derive.v1", schemas.DeriveState, "{sourc
 RELEVANCE_STATE = TopicSpec("flashes.state.relevance.v1", schemas.RelevanceState, "series key", DATA_PARTITIONS, True)
 ALERTS_STATE = TopicSpec("flashes.state.alerts.v2", schemas.AlertState, "{source_id}", DATA_PARTITIONS, True)
 
-INSTRUMENTS = ("maxi", "swift", "fermi")
+INSTRUMENTS: tuple[str, ...] = get_args(schemas.Instrument)
+DERIVED_KINDS: tuple[str, ...] = get_args(schemas.DerivedKind)  # made by derive from BAT and MAXI
+SERIES_KINDS = INSTRUMENTS + DERIVED_KINDS
 
 ALL = (LIGHTCURVE, DERIVED, RELEVANCE, ALERTS, SUBSCRIPTIONS, DELIVERY_RETRY, DELIVERIES, HEARTBEAT, DEADLETTER,
        FETCHSTATE, DERIVE_STATE, RELEVANCE_STATE, ALERTS_STATE)

@@ -217,6 +217,11 @@ class Alert(Contract):
     freshness: dict[Instrument, datetime] = Field(description="time of the last good point of this source per instrument")
     links: dict[str, str] = Field(description="api, source page, grafana")
 
+    @property
+    def message_id(self) -> str:
+        """One per alert record, the same on every retry: the Standard Webhooks `webhook-id` and the mail's id."""
+        return f"{self.alert_id}#{self.record_number}"
+
 
 class Cone(Contract):
     ra: float = Field(ge=0.0, lt=360.0, description="degrees")

@@ -11,7 +11,6 @@ from collections.abc import Iterable
 
 import schemas
 from flashes import catalogue, links, topics, trigger
-from flashes.grafana import dashboard_url
 from flashes.processor import Output, Processor
 from flashes.settings import Settings
 from flashes.timeconv import mjd_to_datetime
@@ -114,17 +113,13 @@ class Alerts:
                      if series_kind(s) in topics.INSTRUMENTS}
         return schemas.Alert(
             alert_id=episode.alert_id, record_number=episode.record_number, alert_type=alert_type,
-            source_id=chunk.source_id, source_name=name, tags=record["labels_constant"],
-            ra=record["coord_ra"] % 360.0, dec=record["coord_dec"], series=list(episode.series),
+            **links.alert_source(self.settings, record), series=list(episode.series),
             trigger_series=p.series, time=mjd_to_datetime(p.mjd), mjd=p.mjd,
             onset_time=mjd_to_datetime(episode.onset_mjd), onset_mjd=episode.onset_mjd, relevance=p.relevance,
             peak_relevance=episode.peak_relevance, terms=terms, reasons=list(episode.reasons), change=change,
             explanation=explain(name, alert_type, change, episode, p, error, chunk.kind, terms,
                                 self.settings.relevance_threshold),
-            model_version=chunk.model_version, last_points=last_points, freshness=freshness,
-            links={"api": links.source_alerts(self.settings, chunk.source_id),
-                   "source": links.source_page(self.settings, chunk.source_id),
-                   "grafana": dashboard_url(self.settings, record)})
+            model_version=chunk.model_version, last_points=last_points, freshness=freshness)
 
 
 def build(settings: Settings) -> Processor:

@@ -23,7 +23,7 @@ import asyncio
 import heapq
 import itertools
 import logging
-from collections import Counter, defaultdict
+from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime, time, timedelta, timezone
 from functools import lru_cache
@@ -45,15 +45,11 @@ from services.alerts.webhooks import post
 
 log = logging.getLogger(__name__)
 COMMIT_EVERY_S = 1.0
+CHARTS = 64
 
 
 def now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def message_id(alert: schemas.Alert) -> str:
-    """The Standard Webhooks `webhook-id`: one per alert record, the same on every retry."""
-    return f"{alert.alert_id}#{alert.record_number}"
 
 
 class Offsets:
@@ -62,6 +58,7 @@ class Offsets:
     def __init__(self) -> None:
         self.pending: dict[TopicPartition, Counter[int]] = defaultdict(Counter)
         self.next: dict[TopicPartition, int] = {}
+        self.committed: dict[TopicPartition, int] = {}  # what this consumer last committed
 
     def take(self, tp: TopicPartition, offset: int, jobs: int = 1) -> None:
         if jobs:
@@ -84,7 +81,8 @@ class Deliverer:
                  client: aiohttp.ClientSession) -> None:
         self.settings, self.view, self.producer, self.client = settings, view, producer, client
         self.vault = Vault(settings)
-        self.secret = lru_cache(maxsize=16_384)(self.vault.open)  # a Fernet token per webhook secret; decrypt once
+        self.secret = lru_cache(maxsize=16_384)(self.vault.open)  # webhook secrets and addresses: decrypt once
+        self.charts: OrderedDict[str, asyncio.Task[bytes]] = OrderedDict()  # per alert record: one chart for all
         self.slots = asyncio.Semaphore(settings.delivery_concurrency)
         self.mails: Counter[tuple[str, date]] = Counter()  # alert mails per subscription and UTC day
 
@@ -102,7 +100,7 @@ class Deliverer:
 
     async def _send(self, sub: schemas.Subscription, alert: schemas.Alert, body: bytes) -> tuple[str, str]:
         if sub.channel == "webhook":
-            await post(self.client, sub.webhook_url, self.secret(sub.webhook_secret), message_id(alert), body)
+            await post(self.client, sub.webhook_url, self.secret(sub.webhook_secret), alert.message_id, body)
             return "delivered", "2xx"
         if not sub.email_confirmed:
             return "unconfirmed", "nothing is sent before the address is confirmed"
@@ -114,15 +112,27 @@ class Deliverer:
             return "held", f"daily cap of {self.settings.email_daily_cap} mails reached: in the digest at {midnight:%Y-%m-%d %H:%M} UTC"
         self.mails[sub.subscription_id, day] += 1  # taken before sending: mails to one address run concurrently
         try:
-            points = await asyncio.to_thread(alert_mail.recent_points, self.settings, alert)
-            png = await asyncio.to_thread(alert_mail.lightcurve_png, alert, points)
-            message = alert_mail.alert_message(self.settings, self.vault.open(sub.email), alert,
-                                               self.unsubscribe_url(sub), png)
+            message = alert_mail.alert_message(self.settings, self.secret(sub.email), alert,
+                                               self.unsubscribe_url(sub), await asyncio.shield(self.chart(alert)))
             await mail.send(self.settings, message)
         except DeliveryError:
             self.mails[sub.subscription_id, day] -= 1
             raise
         return "delivered", "mail accepted by the SMTP server"
+
+    def chart(self, alert: schemas.Alert) -> asyncio.Task[bytes]:
+        """The PNG of the source's recent points for an alert record: queried and drawn once however many
+        addresses it goes to (the last CHARTS records are kept)."""
+        key = alert.message_id
+        task = self.charts.get(key)
+        if task is None or (task.done() and (task.cancelled() or task.exception())):  # a failure is tried again
+            async def draw() -> bytes:
+                points = await asyncio.to_thread(alert_mail.recent_points, self.settings, alert)
+                return await asyncio.to_thread(alert_mail.lightcurve_png, alert, points)
+            self.charts[key] = asyncio.ensure_future(draw())
+            while len(self.charts) > CHARTS:
+                self.charts.popitem(last=False)
+        return self.charts[key]
 
     async def digest(self, sub_id: str, alerts: list[schemas.Alert]) -> None:
         """One mail with the alerts held back by the daily cap (a failure retries them one by one)."""
@@ -130,7 +140,7 @@ class Deliverer:
         if sub is None:
             return
         try:
-            await mail.send(self.settings, alert_mail.digest_message(self.settings, self.vault.open(sub.email), alerts,
+            await mail.send(self.settings, alert_mail.digest_message(self.settings, self.secret(sub.email), alerts,
                                                                      self.unsubscribe_url(sub)))
         except DeliveryError as exc:
             await asyncio.gather(*(self._failed(sub, a, 1, str(exc), topics.ALERTS.encode(a)) for a in alerts))
@@ -198,10 +208,12 @@ class Jobs:
 
 
 async def commit(consumer: AIOKafkaConsumer, offsets: Offsets) -> None:
-    points = {tp: n for tp, n in offsets.commit_points().items() if tp in consumer.assignment()}
+    points = {tp: n for tp, n in offsets.commit_points().items()
+              if tp in consumer.assignment() and offsets.committed.get(tp) != n}  # an idle poll commits nothing
     if points:
         try:
             await consumer.commit(points)
+            offsets.committed.update(points)
         except (CommitFailedError, IllegalStateError) as exc:  # after a rebalance: the new owner delivers again
             log.warning("delivery: commit refused (%s)", exc)
 

@@ -105,7 +105,7 @@ def alert_message(settings: Settings, to: str, alert: schemas.Alert, unsubscribe
     text, html = _render("alert", alert=alert, unsubscribe_url=unsubscribe_url, cid=cid[1:-1])
     message = new_message(settings, to, _subject(alert), text, html)
     _add_unsubscribe(message, unsubscribe_url)
-    message["X-Flashes-Alert-Id"] = f"{alert.alert_id}#{alert.record_number}"
+    message["X-Flashes-Alert-Id"] = alert.message_id
     message.get_body(preferencelist=("html",)).add_related(
         png, "image", "png", cid=cid, filename=f"{alert.source_id}-lightcurve.png")
     return message

@@ -22,10 +22,11 @@ from flashes import catalogue, grafana
 from flashes.heartbeat import beat
 from flashes.settings import Settings, get_settings
 from flashes.tags import TAGS
+from flashes.topics import INSTRUMENTS
 from flashes.units import MCRAB_PER_UNIT
 from services.api import downloads, pages, problems
 from services.api.sources import SortKey, SourceIndex
-from services.api.store import SERIES_FIELD, AlertQuery, Labels, Reader
+from services.api.store import AlertQuery, Labels, Reader
 from services.api.subscriptions import Store, router
 
 SeriesKind = Literal["maxi", "swift", "fermi", "hardness", "combined"]
@@ -112,7 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app)
 
     def series_entry(source: str, kind: str) -> dict[str, Any]:
-        entry = index.get(source)[SERIES_FIELD[kind]]
+        entry = index.get(source)[catalogue.SERIES_FIELD[kind]]
         if entry is None:
             raise problems.NotFound(f"source '{source}' has no {kind} series", f"/sources/{source}")
         return entry
@@ -247,7 +248,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not settings.grafana_url:
             raise HTTPException(503, "no Grafana is configured (FLASHES_GRAFANA_URL)")
         record = index.get(source_id)
-        if not any(record[i] for i in ("maxi", "swift", "fermi")):
+        if not any(record[i] for i in INSTRUMENTS):
             raise problems.NotFound(f"source '{source_id}' has no lightcurve, so no dashboard", f"/sources/{source_id}")
         return RedirectResponse(grafana.dashboard_url(settings, record, start, end), status_code=307)
 
@@ -263,10 +264,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/relevance/top", summary="The most unusual sources now: each source's series with the highest "
                                        "relevance at its newest point", tags=["relevance"])
     async def relevance_top(limit: int = Query(20, ge=1, le=1000)) -> list[dict[str, Any]]:
-        top = [row for row in await reader.top(limit) if row["source_id"] in index.records]
-        for row in top:
-            row["source_name"] = index.records[row["source_id"]]["integral_name"]
-        return top
+        return index.named(await reader.top(limit))
 
     app.include_router(router(settings, index.records, set(TAGS), subscriptions, reader))
 

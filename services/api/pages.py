@@ -26,9 +26,10 @@ from flashes.errors import QuestDBError
 from flashes.settings import Settings
 from flashes.tags import TAGS
 from flashes.timeconv import datetime_to_mjd
+from flashes.topics import DERIVED_KINDS
 from flashes.units import INSTRUMENTS, MAIN_BAND, MCRAB_PER_UNIT, SERIES_TITLES, UNITS
 from services.api.sources import SORT_FIELD, SourceIndex
-from services.api.store import DERIVED, EPISODE_LABELS, SERIES_FIELD, AlertQuery, Labels, Reader
+from services.api.store import EPISODE_LABELS, AlertQuery, Labels, Reader
 from services.api.subscriptions import CODE
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -191,7 +192,7 @@ def environment(settings: Settings) -> Environment:
     base = urlsplit(settings.api_url).path.rstrip("/")
     env.globals.update(base=base, link=lambda path, **p: link(base + path, **p), instruments=INSTRUMENTS,
                        units=UNITS, main_band=MAIN_BAND, series_titles=SERIES_TITLES, tag_text=TAG_TEXT | LABEL_TEXT,
-                       api_url=settings.api_url, fields=SERIES_FIELD, hms=hms)
+                       api_url=settings.api_url, fields=catalogue.SERIES_FIELD, hms=hms)
     env.filters.update(num=num, utc=utc, mjd=mjd, unit=unit, q=lambda s: quote(str(s), safe=""),
                        pairs=lambda xs: [(x, x) for x in xs])
     return env
@@ -256,9 +257,8 @@ def router(settings: Settings, index: SourceIndex, reader: Reader, labels: Label
     @web.get("/", response_class=HTMLResponse)
     async def home() -> HTMLResponse:
         top, problem = await read(reader.top(8), [])
+        top = index.named(top)
         newest, _ = await read(reader.alerts(AlertQuery(), 5, 0), ([], 0))
-        for row in top:
-            row["source_name"] = index.get(row["source_id"])["integral_name"]
         counts = {k: sum(1 for r in records if r[k]) for k in INSTRUMENTS}
         with_data = sum(1 for r in records if any(r[k] for k in INSTRUMENTS))
         return page("home.html.j2", title="FLASHES stream", skymap=home_map, sky_svg=home_svg, top=top,
@@ -292,7 +292,7 @@ def router(settings: Settings, index: SourceIndex, reader: Reader, labels: Label
         if source_id not in index.records:
             return not_found(f"There is no source '{source_id}' in the catalogue.", "/web/sources",
                              "the list of sources")
-        kinds = [k for k, f in SERIES_FIELD.items() if index.records[source_id][f] is not None]
+        kinds = [k for k, f in catalogue.SERIES_FIELD.items() if index.records[source_id][f] is not None]
         if kinds:
             (view,), problem = await views([source_id])
             alerts, _ = await read(reader.alerts(AlertQuery(sources=[source_id]), 20, 0), ([], 0))
@@ -301,7 +301,7 @@ def router(settings: Settings, index: SourceIndex, reader: Reader, labels: Label
         bands = {k: [b for i, b in MCRAB_PER_UNIT if i == k] for k in INSTRUMENTS}
         return page("source.html.j2", title=view["integral_name"], s=view, skymap=sky_map([], 360, view),
                     external=external_links(view),
-                    kinds=kinds, bands=bands, derived=DERIVED, alerts=alerts[0], alert_total=alerts[1],
+                    kinds=kinds, bands=bands, derived=DERIVED_KINDS, alerts=alerts[0], alert_total=alerts[1],
                     start=HISTORY_START, threshold=settings.relevance_threshold, problem=problem)
 
     @web.get("/web/alerts", response_class=HTMLResponse)

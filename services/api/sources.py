@@ -9,11 +9,13 @@ from typing import Any, Literal
 import numpy as np
 
 import schemas
+from flashes.catalogue import SERIES_FIELD
 from flashes.subscriptions import separation
 from flashes.tags import TAGS
+from flashes.topics import DERIVED_KINDS
 from flashes.units import mcrab_factor
 from services.api.problems import NotFound
-from services.api.store import DERIVED, EPISODE_LABELS, SERIES_FIELD
+from services.api.store import EPISODE_LABELS
 
 SortKey = Literal["name", "ra", "dec", "glon", "glat", "distance"]
 SORT_FIELD = {"name": "integral_name", "ra": "coord_ra", "dec": "coord_dec", "glon": "coord_glon", "glat": "coord_glat"}
@@ -53,6 +55,11 @@ class SourceIndex:
         counts.update(t for labels in dynamic.values() for t in labels)
         return counts
 
+    def named(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Rows of catalogued sources only (QuestDB may hold one the catalogue has dropped), each with its name."""
+        return [dict(r, source_name=self.records[r["source_id"]]["integral_name"]) for r in rows
+                if r["source_id"] in self.records]
+
     def check_tag(self, tag: str, dynamic: dict[str, list[str]]) -> None:
         if tag not in self.tag_counts(dynamic):
             raise NotFound(f"unknown tag '{tag}'; list the known ones at /tags", "/tags")
@@ -91,7 +98,7 @@ class SourceIndex:
             entry = rec[field]
             if entry is not None and entry["series"] in latest:
                 entry = rec[field] = {**entry, **latest[entry["series"]]}
-                if kind not in DERIVED:  # provider units; derived series are in mCrab (or a ratio) already
+                if kind not in DERIVED_KINDS:  # provider units; derived series are in mCrab (or a ratio) already
                     entry["last_flux_mcrab"] = entry["last_flux"] * mcrab_factor(kind)
                     entry["last_error_mcrab"] = entry["last_error"] * mcrab_factor(kind)
         if distance is not None:

@@ -21,24 +21,19 @@ import orjson
 
 import schemas
 from flashes.errors import QuestDBError
+from flashes.questdb import sql_time
 from flashes.settings import Settings
+from flashes.topics import DERIVED_KINDS
 from flashes.units import MAIN_BAND, UNITS, value_units
 
-DERIVED = ("hardness", "combined")
 EPOCH, ONE_US = datetime(1970, 1, 1), timedelta(microseconds=1)
-SERIES_FIELD = {"maxi": "maxi", "swift": "swift", "fermi": "fermi", "hardness": "hardness_ratio", "combined": "combined"}
 TERMS = tuple(schemas.RelevanceTerms.model_fields)
 TERM_COLUMNS = ", ".join(f"{name}_term" for name in TERMS)
-# The temporary label a source carries while an alert episode of it is open, by the episode's reasons.
 log = logging.getLogger(__name__)
 LABELS_TTL_S = 5.0
 TOP_RECENT_D = 30.0
+# The temporary label a source carries while an alert episode of it is open, by the episode's reasons.
 EPISODE_LABELS = {"brightening": "OUTBURST", "state_change": "STATE CHANGE", "unusual": "UNUSUAL"}
-
-
-def iso(t: datetime) -> str:
-    """A QuestDB timestamp (naive UTC from asyncpg) as QuestDB's own text form."""
-    return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def micros(t: datetime) -> int:
@@ -98,7 +93,7 @@ class Series:
         for ts, mjd, band, flux, error in records:
             row = out.get(ts)
             if row is None:
-                row = out[ts] = {"time": iso(ts), "mjd": mjd}
+                row = out[ts] = {"time": sql_time(ts), "mjd": mjd}
             row[f"flux {band}"] = flux
             row[f"flux {band} max"] = flux + error
             row[f"flux {band} min"] = flux - error
@@ -193,7 +188,7 @@ class Reader:
         rows = await self.fetch("SELECT series, ts, flux, error FROM lightcurve WHERE band IN ($1, $2, $3) "
                                 "LATEST ON ts PARTITION BY series", *MAIN_BAND.values())
         rows += await self.fetch("SELECT series, ts, value flux, error FROM derived LATEST ON ts PARTITION BY series")
-        return {r["series"]: {"last_timestamp": iso(r["ts"]), "last_flux": r["flux"], "last_error": r["error"]}
+        return {r["series"]: {"last_timestamp": sql_time(r["ts"]), "last_flux": r["flux"], "last_error": r["error"]}
                 for r in rows}
 
     async def timeseries(self, series: str, kind: str, start: datetime, end: datetime,
@@ -207,7 +202,7 @@ class Reader:
         return (await self.cache.get(series, lambda: self._series(series, kind))).json(start, end, band)
 
     async def _series(self, series: str, kind: str) -> Series:
-        if kind in DERIVED:
+        if kind in DERIVED_KINDS:
             sql = "SELECT ts, mjd, kind band, value flux, error FROM derived WHERE series = $1 ORDER BY ts"
         else:
             sql = ("SELECT ts, mjd, band, flux_mcrab flux, error_mcrab error FROM lightcurve WHERE series = $1 "
@@ -220,9 +215,9 @@ class Reader:
         A derived series has its value and error (hardness: a ratio of mCrab; combined: mCrab).
         """
         window = (series, naive_utc(start), naive_utc(end))
-        if kind in DERIVED:
+        if kind in DERIVED_KINDS:
             unit = value_units(kind)
-            return [{"time": iso(r["ts"]), "mjd": r["mjd"], f"{kind} [{unit}]": r["value"],
+            return [{"time": sql_time(r["ts"]), "mjd": r["mjd"], f"{kind} [{unit}]": r["value"],
                      f"{kind} error [{unit}]": r["error"]}
                     for r in await self.fetch("SELECT ts, mjd, value, error FROM derived "
                                               "WHERE series = $1 AND ts >= $2 AND ts < $3 ORDER BY ts", *window)]
@@ -232,7 +227,7 @@ class Reader:
                                   "WHERE series = $1 AND ts >= $2 AND ts < $3 ORDER BY ts, band", *window):
             row = rows.get(r["ts"])
             if row is None:
-                row = rows[r["ts"]] = {"time": iso(r["ts"]), "mjd": r["mjd"]}
+                row = rows[r["ts"]] = {"time": sql_time(r["ts"]), "mjd": r["mjd"]}
             b = r["band"]
             row.update({f"flux {b} keV [{unit}]": r["flux"], f"error {b} keV [{unit}]": r["error"],
                         f"flux {b} keV [mCrab]": r["flux_mcrab"], f"error {b} keV [mCrab]": r["error_mcrab"]})
@@ -249,7 +244,7 @@ class Reader:
         by_time: dict[datetime, dict[str, Any]] = {}
         for r in rows:
             value, error = columns[r["series"]]
-            row = by_time.setdefault(r["ts"], {"time": iso(r["ts"]), "mjd": r["mjd"]})
+            row = by_time.setdefault(r["ts"], {"time": sql_time(r["ts"]), "mjd": r["mjd"]})
             row[value], row[error] = r["value"], r["error"]
         return [r for r in by_time.values() if "hardness" in r and "combined [mCrab]" in r]
 
@@ -259,7 +254,7 @@ class Reader:
         rows = await self.fetch(f"SELECT ts, mjd, value, error, relevance, {TERM_COLUMNS}, model_version FROM relevance "
                                 "WHERE series = $1 AND ts >= $2 AND ts < $3 AND relevance >= $4 ORDER BY ts",
                                 series, naive_utc(start), naive_utc(end), min_relevance)
-        return [{"time": iso(r["ts"]), "mjd": r["mjd"], "value": r["value"], "error": r["error"],
+        return [{"time": sql_time(r["ts"]), "mjd": r["mjd"], "value": r["value"], "error": r["error"],
                  "relevance": r["relevance"], "terms": {name: r[f"{name}_term"] for name in TERMS},
                  "model_version": r["model_version"]} for r in rows]
 
@@ -277,7 +272,7 @@ class Reader:
             if r["source_id"] not in best or r["relevance"] > best[r["source_id"]]["relevance"]:
                 best[r["source_id"]] = r
         ranked = sorted(best.values(), key=lambda r: (-r["relevance"], r["source_id"]))[:limit]
-        return [{"source_id": r["source_id"], "series": r["series"], "kind": r["kind"], "time": iso(r["ts"]),
+        return [{"source_id": r["source_id"], "series": r["series"], "kind": r["kind"], "time": sql_time(r["ts"]),
                  "mjd": r["mjd"], "value": r["value"], "relevance": r["relevance"],
                  "terms": {name: r[f"{name}_term"] for name in TERMS}} for r in ranked]
 
@@ -317,7 +312,7 @@ class Reader:
         rows = await self.fetch("SELECT ts, alert_id, record_number, test, channel, attempt, status, detail "
                                 "FROM deliveries WHERE subscription_id = $1 ORDER BY ts DESC LIMIT $2",
                                 subscription_id, limit)
-        return [{"time": iso(r["ts"]), **{k: r[k] for k in r.keys() if k != "ts"}} for r in rows]
+        return [{"time": sql_time(r["ts"]), **{k: r[k] for k in r.keys() if k != "ts"}} for r in rows]
 
 
 class Labels:

@@ -263,13 +263,12 @@ def router(settings: Settings, records: dict[str, dict[str, Any]], tags: set[str
 def test_alert(settings: Settings, record: dict[str, Any]) -> schemas.Alert:
     """An alert marked as a test, about one of the subscription's sources, now."""
     at = datetime.now(timezone.utc)
-    source = record["_id"]
     return schemas.Alert(
-        alert_id=f"{source}@test-{uuid.uuid4().hex[:12]}", record_number=1, alert_type="onset", test=True,
-        source_id=source, source_name=record["integral_name"], tags=record["labels_constant"],
-        ra=record["coord_ra"] % 360.0, dec=record["coord_dec"], series=[], trigger_series="", time=at,
+        **links.alert_source(settings, record),
+        alert_id=f"{record['_id']}@test-{uuid.uuid4().hex[:12]}", record_number=1, alert_type="onset", test=True,
+        series=[], trigger_series="", time=at,
         mjd=datetime_to_mjd(at), onset_time=at, onset_mjd=datetime_to_mjd(at), relevance=0.0, peak_relevance=0.0,
         terms=schemas.RelevanceTerms(model=0.0, hardness=0.0, flux=0.0, trend=0.0), reasons=[],
         change="a test of this subscription's channel", model_version="test",
         explanation=f"This is a test alert about {record['integral_name']}: nothing happened to the source.",
-        last_points=[], freshness={}, links={"api": links.source_alerts(settings, source), "source": links.source_page(settings, source)})
+        last_points=[], freshness={})

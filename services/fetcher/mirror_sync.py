@@ -12,28 +12,27 @@ from flashes import catalogue
 from flashes.settings import Settings
 from flashes.errors import FetchError
 from services.fetcher.http import Provider
-from services.fetcher.service import FetchReport, Progress, selected_series
+from flashes.progress import progress_bar
+from services.fetcher.service import FetchReport, selected_series
 
 
 async def sync(settings: Settings, folder: Path, sources: list[str] | None = None,
                instruments: list[str] | None = None) -> FetchReport:
     series = selected_series(catalogue.load(settings), sources, instruments)
     report = FetchReport()
-    bar = Progress(len(series), report, enabled=True)
-
     async with Provider(settings) as provider:
-        async def one(source_id: str, instrument: str, url: str) -> None:
-            try:
-                download = await provider.get(url)
-            except FetchError as exc:
-                report.errors.append(str(exc))
-                return
-            dest = folder / instrument / catalogue.path_below_base(settings, instrument, url)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            dest.write_bytes(download.content or b"")
-            report.series += 1
-            bar.update()
+        with progress_bar(len(series), "copying", enabled=True) as advance:
+            async def one(source_id: str, instrument: str, url: str) -> None:
+                try:
+                    download = await provider.get(url)
+                except FetchError as exc:
+                    report.errors.append(str(exc))
+                else:
+                    dest = folder / instrument / catalogue.path_below_base(settings, instrument, url)
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    dest.write_bytes(download.content or b"")
+                    report.series += 1
+                advance(f"copied {report.series}  errors {len(report.errors)}")
 
-        await asyncio.gather(*(one(*s) for s in series))
-    bar.update(final=True)
+            await asyncio.gather(*(one(*s) for s in series))
     return report

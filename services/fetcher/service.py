@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
-import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -20,6 +18,7 @@ from flashes.settings import Settings
 from services.fetcher import state
 from flashes.errors import FetchError
 from services.fetcher.http import Provider
+from flashes.progress import progress_bar
 from flashes.parsers import parse
 from services.fetcher.publish import publish
 
@@ -33,23 +32,6 @@ class FetchReport:
     points: int = 0
     rejected: int = 0
     errors: list[str] = field(default_factory=list)
-
-
-class Progress:
-    """One status line on stderr (series, points, errors), redrawn at most every 0.5 s."""
-
-    def __init__(self, total: int, report: FetchReport, enabled: bool) -> None:
-        self.total, self.report, self.enabled, self.shown = total, report, enabled, 0.0
-
-    def update(self, final: bool = False) -> None:
-        if not self.enabled or (not final and time.monotonic() - self.shown < 0.5):
-            return
-        self.shown = time.monotonic()
-        r = self.report
-        done = r.series + r.unchanged + len(r.errors)
-        sys.stderr.write(f"\rseries {done}/{self.total}  points {r.points:,}  bad lines {r.rejected:,}  "
-                         f"errors {len(r.errors)}" + ("\n" if final else ""))
-        sys.stderr.flush()
 
 
 def selected_series(records: list[dict[str, Any]], sources: list[str] | None,
@@ -113,29 +95,27 @@ async def fetch_once(settings: Settings, sources: list[str] | None = None, instr
     states = await state.load_all(settings)
     series = selected_series(records, sources, instruments)
     report = FetchReport()
-    bar = Progress(len(series), report, progress)
     producer = make_producer(settings)
     publishing = asyncio.Semaphore(topics.LIGHTCURVE.partitions)
     await producer.start()
     try:
         async with Provider(settings) as provider:
-            async def one(source_id: str, instrument: str, url: str) -> None:
-                await fetch_series(provider, producer, publishing, states.get(topics.series_key(instrument, source_id)),
-                                   source_id, instrument, url, report, full)
-                bar.update()
+            with progress_bar(len(series), "fetching", progress) as advance:
+                async def in_order(items: list[tuple[str, str, str]]) -> None:
+                    for source_id, instrument, url in items:
+                        await fetch_series(provider, producer, publishing,
+                                           states.get(topics.series_key(instrument, source_id)),
+                                           source_id, instrument, url, report, full)
+                        advance(f"points {report.points:,}  bad lines {report.rejected:,}  "
+                                f"errors {len(report.errors)}")
 
-            async def in_order(items: list[tuple[str, str, str]]) -> None:
-                for item in items:
-                    await one(*item)
-
-            by_source: dict[str, list[tuple[str, str, str]]] = {}
-            for item in series:  # a source's series one after the other, MAXI first: see fetch_once's doc
-                by_source.setdefault(item[0], []).append(item)
-            await asyncio.gather(*(in_order(items) for items in by_source.values()))
+                by_source: dict[str, list[tuple[str, str, str]]] = {}
+                for item in series:  # a source's series one after the other, MAXI first: see the doc above
+                    by_source.setdefault(item[0], []).append(item)
+                await asyncio.gather(*(in_order(items) for items in by_source.values()))
         await producer.flush()
     finally:
         await producer.stop()
-    bar.update(final=True)
     log.info("%d series published, %d unchanged, %d points, %d bad lines, %d failures", report.series,
              report.unchanged, report.points, report.rejected, len(report.errors))
     return report

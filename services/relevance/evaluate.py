@@ -37,7 +37,6 @@ import dataclasses
 import math
 import re
 import statistics
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +47,7 @@ from flashes import catalogue
 from flashes.settings import Settings
 from flashes.units import MAIN_BAND
 from flashes import trigger
+from flashes.progress import progress_bar
 from flashes.parsers import ParsedLightcurve, parse
 from services.relevance import formula
 from services.relevance.model import PARAMS, Params, SeriesModel
@@ -67,7 +67,6 @@ MODEL_LEVELS = np.round(np.arange(4.0, 9.0001, 0.25), 2)
 TARGET_FALSE_RATE = 0.5  # false-alert episodes per source-year that --cv's level selection aims at
 METHODS = ("model", "formula", "median_5sigma")
 EVENT_KINDS = ("onset", "state transition", "flare")
-PROGRESS_DELAY_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -253,11 +252,6 @@ def select_level(alerts_by_level: AlertsByLevel, spans: Mapping[str, float], eve
     return max(alerts_by_level) if level is None else level
 
 
-def baseline_alerts(scores: dict[str, list[tuple[np.ndarray, np.ndarray]]], level: float) -> dict[str, list[float]]:
-    """source -> times where its (mjd, score) series cross `level`."""
-    return {sid: [t for mjd, s in per for t in crossings(mjd, s, level)] for sid, per in scores.items()}
-
-
 def _at_false_rate(alerts_by_level: AlertsByLevel, spans: dict[str, float], events: list[Event], rate: float | None) -> dict:
     level = least_strict_level(alerts_by_level, spans, events, rate)
     if level is None:
@@ -265,12 +259,6 @@ def _at_false_rate(alerts_by_level: AlertsByLevel, spans: dict[str, float], even
     metrics, _ = score_method(dict(alerts_by_level[level]), spans, events)
     return {"level": float(level), "recall_2d": metrics["recall_2d"], "recall_7d": metrics["recall_7d"],
             "false_alerts_per_source_year": metrics["false_alerts_per_source_year"]}
-
-
-def matched_baseline(scores: dict[str, list[tuple[np.ndarray, np.ndarray]]], levels: np.ndarray, spans: dict[str, float],
-                     events: list[Event], false_rate: float) -> dict:
-    """The least strict level of a baseline whose false-alert rate is at most `false_rate`, and its recall."""
-    return _at_false_rate({float(level): baseline_alerts(scores, level) for level in levels}, spans, events, false_rate)
 
 
 def default_levels(threshold: float) -> dict[str, float]:
@@ -296,37 +284,6 @@ class Scored:
     alerts: dict[str, dict[float, dict[str, list[float]]]]  # method -> level -> source -> alert MJDs
 
 
-class _Progress:
-    """A rich progress bar on stderr that appears only once the work has taken PROGRESS_DELAY_S seconds."""
-
-    def __init__(self, total: int, description: str, enabled: bool) -> None:
-        self.total, self.description, self.enabled = total, description, enabled
-        self.done, self.started, self.bar, self.task = 0, time.monotonic(), None, None
-
-    def __enter__(self) -> "_Progress":
-        return self
-
-    def advance(self) -> None:
-        self.done += 1
-        if self.bar is not None:
-            self.bar.update(self.task, completed=self.done)
-        elif self.enabled and self.done < self.total and time.monotonic() - self.started >= PROGRESS_DELAY_S:
-            from rich.console import Console
-            from rich.progress import Progress
-
-            console = Console(stderr=True)
-            if not console.is_interactive:  # a bar in a log file is noise
-                self.enabled = False
-                return
-            self.bar = Progress(console=console, transient=True)
-            self.bar.start()
-            self.task = self.bar.add_task(self.description, total=self.total, completed=self.done)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-
 def score_mirror(settings: Settings, mirror: Path, events_csv: Path, model_grid: bool = False,
                  progress: bool = False) -> Scored:
     """Score every series once per level: the baselines at every level of their grids (one score series each,
@@ -350,12 +307,12 @@ def score_mirror(settings: Settings, mirror: Path, events_csv: Path, model_grid:
         for name, score in (("formula", formula_scores(ser)), ("median_5sigma", median_sigma_scores(ser))):
             for level in levels[name]:
                 alerts[name][level][sid].extend(crossings(ser.mjd, score, level))
-    with _Progress(len(levels["model"]) * len(series), "model, per alert_sigma", progress) as bar:
+    with progress_bar(len(levels["model"]) * len(series), "model, per alert_sigma", progress) as advance:
         for level in levels["model"]:
             params = dataclasses.replace(PARAMS, alert_sigma=level)
             for sid, ser in series:
                 alerts["model"][level][sid].extend(model_alerts(ser, threshold, params))
-                bar.advance()
+                advance()
     events = [ev for ev in read_events(events_csv) if ev.source_id in spans]
     return Scored(threshold, spans, events, defaults, alerts)
 

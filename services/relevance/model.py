@@ -53,11 +53,12 @@ import numpy as np
 from river import stats
 from river.base import AnomalyDetector
 
+from flashes.topics import SERIES_KINDS
 from services.relevance import formula
 
 MODEL_VERSION = "river-2"
 STATE_VERSION = 2
-KINDS = ("maxi", "swift", "fermi", "hardness", "combined")
+KINDS = SERIES_KINDS
 log = logging.getLogger(__name__)
 
 # River's P² quantile (Rust) __getstate__ is bincode of a fixed struct: q, the desired marker
@@ -260,9 +261,10 @@ class Novelty(AnomalyDetector):
         """
         residual = variance = scale2 = 0.0
         level_u = u = 0.0
-        quiet = self.n > 0 and self.level.get() < self.params.quiescent_snr * self.error.get()
+        quiet = False
         if self.n:
             residual, variance, scale2 = self._moments(value, error)
+            quiet = value - residual < self.params.quiescent_snr * self.error.get()  # the level, as _moments read it
             if self.n >= self.params.min_points:
                 level_u, u = self._deviation(value, error, residual, variance)
         previous_u, previous_mjd = self.last_u, self.last_mjd
