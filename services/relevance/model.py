@@ -1,4 +1,4 @@
-"""The relevance model `river-2`: per-series online River models of the usual flux and colour.
+"""The relevance model `river-3`: per-series online River models of the usual flux and colour.
 
 Each series keeps two `Novelty` detectors (River anomaly detectors built on River's rolling
 median, exponentially weighted mean and P² quantile):
@@ -6,8 +6,12 @@ median, exponentially weighted mean and P² quantile):
 - flux: usual level = median of the last `level_window` points; usual spread = the source's
   own variability beyond its error bars, learned as a fraction of the level (variability of
   accreting sources scales with their flux), plus `systematic` × level for the instrument's
-  calibration. Deviations are then divided by how large this source's deviations usually are
-  (its 95 % quantile of |u| over 2σ, when larger): a source that flares every orbit learns that.
+  calibration. While the level is quiescent (below `quiescent_snr` typical errors) the spread is
+  a second one, learned from quiescent points only (river-3): what a bright outburst taught is
+  not the usual scatter once the source is back in quiescence, so a faint re-flare months later
+  is news again. Deviations are then divided by how large this source's deviations usually are
+  (its 95 % quantile of |u| over 2σ, when larger, each |u| counted up to `tail_cap_sigma`, so that
+  a few points of a new flare cannot make it usual): a source that flares every orbit learns that.
   A point far above the source's usual high level (its 99 % flux quantile) is unusual however
   often the source varies: evidence (flux − q99)/(`record_margin` × q99), so a regular
   outburster whose outburst is more than about 2.3 times brighter than usual is flagged.
@@ -23,12 +27,25 @@ Evidence in σ combines the new deviation u with the one before it when that is 
 `persistence_gap_d` days older and of the same sign (a real change persists, noise does not):
 E = max(|u_t|, |u_t + u_{t−1}|/√2). Flux counts only upwards (brightening); colour both ways.
 
-A rise out of quiescence also accumulates (river-2): while the flux level is quiescent (below
+A rise out of quiescence also accumulates (since river-2): while the flux level is quiescent (below
 `quiescent_snr` typical errors), the CUSUM S = max(0, S + u − k) of the deviations from it
 (k = `cusum_drift`) is the log-likelihood ratio of a rise by 2k σ against none, evidence √(4kS) σ.
 The rolling median follows a slow rise, so the point evidence never sees a rise of 2 mCrab a day over
 5 mCrab errors; the CUSUM flags it within about 11 days (`tests/test_model.py`). It stays off for
 bright persistent sources, whose level wanders for days (on the shared files it cost recall there).
+
+Recurrence (river-3): the flux detector remembers the source's last `recurrence_memory`
+excursions (from a point `excursion_sigma` above the usual level, for as long as the flux stays
+above the level that was then) with their start and peak. What the source does routinely is not
+news, and the flux evidence is then at most that of a record above the routine peak,
+(flux − peak)/(`record_margin` × peak):
+- a regular outburster (at least `recurrence_min` excursions, `recurrence_share` of the intervals
+  between their starts a whole number of periods P within `recurrence_tolerance` of a cycle) is
+  routine up to its median peak during an excursion that started on schedule; one that starts
+  early or late is news, whatever its peak;
+- a source without such a timing pattern that reached a flux in at least `frequent_count`
+  excursions of the last `frequent_window_d` days (Cir X-1's flares) is routine up to it.
+A source that has never done it before is news.
 
 Calibration: a logistic maps E to 0..1, reaching 0.7 (the default alert threshold) at
 `alert_sigma` σ with a width of `width_sigma` σ. The relevance is the noisy-OR of the two,
@@ -45,6 +62,7 @@ from __future__ import annotations
 
 import logging
 import math
+import statistics
 import struct
 from collections import deque
 from dataclasses import dataclass, field
@@ -56,8 +74,8 @@ from river.base import AnomalyDetector
 from flashes.topics import SERIES_KINDS
 from services.relevance import formula
 
-MODEL_VERSION = "river-2"
-STATE_VERSION = 2
+MODEL_VERSION = "river-3"
+STATE_VERSION = 3
 KINDS = SERIES_KINDS
 log = logging.getLogger(__name__)
 
@@ -72,7 +90,7 @@ if len(stats.Quantile(0.5)._quantile.__getstate__()) != _P2.size:  # a River upg
 
 @dataclass(frozen=True)
 class Params:
-    """The tuning of `river-2`, described in the module docstring; changing it makes a new model version."""
+    """The tuning of `river-3`, described in the module docstring; changing it makes a new model version."""
 
     level_window: int = 30
     fading: float = 0.02
@@ -88,6 +106,7 @@ class Params:
     tail_quantile: float = 0.95
     tail_gaussian: float = 2.0
     tail_min_points: int = 30
+    tail_cap_sigma: float = 8.0
     prior_colour_spread: float = 0.03
     record_quantile: float = 0.99
     record_margin: float = 0.2
@@ -95,6 +114,14 @@ class Params:
     quiescent_snr: float = 3.0
     cusum_cap_sigma: float = 9.0
     cusum_gap_d: float = 10.0
+    excursion_sigma: float = 4.0
+    excursion_gap_d: float = 5.0
+    recurrence_min: int = 4
+    recurrence_memory: int = 12
+    recurrence_tolerance: float = 0.15
+    recurrence_share: float = 0.8
+    frequent_window_d: float = 365.0
+    frequent_count: int = 3
     alert_sigma: float = 6.3
     width_sigma: float = 1.0
 
@@ -174,6 +201,30 @@ def _quantile(q: float, d: object) -> stats.Quantile:
     return quantile
 
 
+def _on_schedule(starts: list[float], start: float, params: Params) -> bool | None:
+    """None if the excursions that began at `starts` were not regular; else whether one beginning at
+    `start` is on their schedule. Regular: at least `recurrence_share` of the intervals lie within
+    `recurrence_tolerance` cycles of a whole number of periods, the period being the median interval
+    (a cycle may be skipped). On schedule: the last start + a whole number of periods, as closely.
+
+    >>> _on_schedule([0.0, 100.0, 201.0, 299.0, 500.0], 600.0, PARAMS), _on_schedule([0.0, 100.0, 201.0, 299.0], 350.0, PARAMS)
+    (True, False)
+    >>> _on_schedule([0.0, 30.0, 201.0, 250.0], 300.0, PARAMS) is None
+    True
+    """
+    period = statistics.median(b - a for a, b in zip(starts, starts[1:]))
+    if period <= 0:
+        return None
+
+    def off_cycle(days: float) -> float:
+        return abs(days / period - max(1, round(days / period)))
+
+    regular = sum(off_cycle(b - a) <= params.recurrence_tolerance for a, b in zip(starts, starts[1:]))
+    if regular < params.recurrence_share * (len(starts) - 1):
+        return None
+    return off_cycle(start - starts[-1]) <= params.recurrence_tolerance
+
+
 class Novelty(AnomalyDetector):
     """How far a value lies from this series' usual level, in units of its usual spread.
 
@@ -203,22 +254,29 @@ class Novelty(AnomalyDetector):
         self.level = stats.RollingQuantile(q=0.5, window_size=window)
         self.values: deque[float] = deque(maxlen=window)  # what `level` holds, in arrival order: its state
         self.excess = stats.EWMean(fading_factor=params.fading)
+        self.quiet_excess = stats.EWMean(fading_factor=params.fading)  # flux: the same, learned only in quiescence
         self.error = stats.EWMean(fading_factor=params.fading)
         self.tail = stats.Quantile(q=params.tail_quantile)
         self.high = stats.Quantile(q=params.record_quantile) if relative else None  # flux only
         self.n = 0
         self.last_u, self.last_mjd = 0.0, -math.inf
         self.rise = 0.0  # the CUSUM of u above the drift, while rising out of quiescence
+        # flux: the source's last excursions, [start MJD, MJD of the last point above, peak, threshold]
+        self.excursions: deque[list[float]] = deque(maxlen=params.recurrence_memory)
 
     def _moments(self, value: float, error: float) -> tuple[float, float, float]:
         """(value − level, error² + usual spread², scale²) under what has been learned (n ≥ 1)."""
         p = self.params
         level = self.level.get()
         scale2 = level ** 2 + self.error.get() ** 2 if self.relative else 1.0
-        learned = max(self.excess.get(), 0.0)
+        learned = max((self.quiet_excess if self._quiet(level) else self.excess).get(), 0.0)
         usual = (self.n * learned + p.prior_points * self.prior_spread ** 2) / (self.n + p.prior_points)
         calibration = (p.systematic * level) ** 2 if self.relative else 0.0
         return value - level, error ** 2 + (usual * scale2 + calibration), scale2
+
+    def _quiet(self, level: float) -> bool:
+        """Whether a flux level is quiescent: below `quiescent_snr` typical errors (never for colour)."""
+        return self.relative and level < self.params.quiescent_snr * self.error.get()
 
     def _deviation(self, value: float, error: float, residual: float, variance: float) -> tuple[float, float]:
         """Signed deviations (needs n ≥ min_points): u from the usual level, and u or the evidence of a
@@ -243,9 +301,13 @@ class Novelty(AnomalyDetector):
             limit = p.winsor_sigma * root
             clipped = min(max(residual, -limit), limit)
             if scale2 > 0:  # 0 only for a flux whose level and typical error are both 0 so far
-                self.excess.update((clipped ** 2 - error ** 2) / scale2)
+                excess = (clipped ** 2 - error ** 2) / scale2
+                if not self._quiet(self.level.get()):
+                    self.excess.update(excess)
+                elif self._quiet(value):  # quiescent scatter is learned from quiescent points only
+                    self.quiet_excess.update(excess)
             if self.n >= p.min_points:
-                self.tail.update(abs(residual) / root)
+                self.tail.update(min(abs(residual) / root, p.tail_cap_sigma))
         self.level.update(value)
         self.values.append(value)
         if self.relative:
@@ -264,7 +326,7 @@ class Novelty(AnomalyDetector):
         quiet = False
         if self.n:
             residual, variance, scale2 = self._moments(value, error)
-            quiet = value - residual < self.params.quiescent_snr * self.error.get()  # the level, as _moments read it
+            quiet = self._quiet(value - residual)  # the level, as _moments read it
             if self.n >= self.params.min_points:
                 level_u, u = self._deviation(value, error, residual, variance)
         previous_u, previous_mjd = self.last_u, self.last_mjd
@@ -272,10 +334,52 @@ class Novelty(AnomalyDetector):
         self.last_u, self.last_mjd = u, mjd
         cusum = self._accumulate(level_u, mjd - previous_mjd, quiet) if self.relative else 0.0
         if upward_only and u <= 0:
-            return cusum
-        if mjd - previous_mjd <= self.params.persistence_gap_d and previous_u * u > 0:
-            return max(abs(u), abs(u + previous_u) / math.sqrt(2.0), cusum)
-        return max(abs(u), cusum)
+            found = cusum
+        elif mjd - previous_mjd <= self.params.persistence_gap_d and previous_u * u > 0:
+            found = max(abs(u), abs(u + previous_u) / math.sqrt(2.0), cusum)
+        else:
+            found = max(abs(u), cusum)
+        if self.relative:
+            found = self._unless_routine(found, value, error, mjd)
+            self._track_excursion(residual / math.sqrt(variance) if variance > 0 else 0.0, value, mjd,
+                                  value - residual + self.params.excursion_sigma * math.sqrt(variance))
+        return found
+
+    def _unless_routine(self, evidence: float, value: float, error: float, mjd: float) -> float:
+        """The evidence, or at most that of a record above the flux below which mjd is routine."""
+        if evidence <= 0:
+            return evidence
+        routine = self._routine_peak(mjd)
+        if routine is None:
+            return evidence
+        variance = error ** 2 + (self.params.record_margin * routine) ** 2
+        return min(evidence, max(0.0, (value - routine) / math.sqrt(variance)) if variance > 0 else 0.0)
+
+    def _routine_peak(self, mjd: float) -> float | None:
+        """Below which flux a point at mjd is routine for this source (None: nothing is); see the module
+        docstring. The ongoing excursion, if any, is judged against the ones before it."""
+        p = self.params
+        ongoing = bool(self.excursions) and mjd - self.excursions[-1][1] <= p.excursion_gap_d
+        past = list(self.excursions)[:-1] if ongoing else list(self.excursions)
+        if len(past) < p.recurrence_min:
+            return None
+        start = self.excursions[-1][0] if ongoing else mjd
+        on_schedule = _on_schedule([s for s, *_ in past], start, p)
+        if on_schedule is not None:
+            return statistics.median(peak for _, _, peak, _ in past) if on_schedule else None
+        peaks = sorted(peak for s, _, peak, _ in past if mjd - s <= p.frequent_window_d)
+        return peaks[-p.frequent_count] if len(peaks) >= p.frequent_count else None
+
+    def _track_excursion(self, u: float, value: float, mjd: float, threshold: float) -> None:
+        """Excursions: from a point at least `excursion_sigma` above the usual level, as long as the flux
+        stays above the level that was (`threshold`) then, with gaps of at most `excursion_gap_d` days.
+        Each is remembered as [start, MJD of its last point above, peak, threshold]."""
+        p = self.params
+        last = self.excursions[-1] if self.excursions else None
+        if last and mjd - last[1] <= p.excursion_gap_d and value >= last[3]:
+            last[1], last[2] = mjd, max(last[2], value)
+        elif u >= p.excursion_sigma:
+            self.excursions.append([mjd, mjd, value, threshold])
 
     def _accumulate(self, u: float, gap_d: float, quiet: bool) -> float:
         """Evidence (σ) of a rise out of quiescence that builds up over days: the CUSUM S of u beyond k
@@ -309,7 +413,8 @@ class Novelty(AnomalyDetector):
         return {"n": self.n, "last_u": _finite(self.last_u), "rise": _finite(self.rise),
                 "last_mjd": None if self.last_mjd == -math.inf else _finite(self.last_mjd),
                 "level": [_finite(v) for v in self.values],
-                "excess": _ewmean_state(self.excess), "error": _ewmean_state(self.error),
+                "excess": _ewmean_state(self.excess), "quiet_excess": _ewmean_state(self.quiet_excess),
+                "error": _ewmean_state(self.error), "excursions": [[_finite(x) for x in e] for e in self.excursions],
                 "tail": _quantile_state(self.tail), "high": None if self.high is None else _quantile_state(self.high)}
 
     def load_state(self, d: dict) -> None:
@@ -325,6 +430,12 @@ class Novelty(AnomalyDetector):
         if not 0 <= rise <= self._rise_cap():
             raise ValueError(f"a CUSUM of {rise} outside 0..{self._rise_cap()}")
         excess, error = _ewmean(p.fading, d["excess"]), _ewmean(p.fading, d["error"])
+        quiet_excess = _ewmean(p.fading, d["quiet_excess"])
+        if type(d["excursions"]) is not list or len(d["excursions"]) > (p.recurrence_memory if self.relative else 0):
+            raise ValueError("expected at most recurrence_memory excursions (none for a colour)")
+        excursions = [_numbers(e, length=4) for e in d["excursions"]]
+        if any(start > end for start, end, *_ in excursions):
+            raise ValueError("an excursion that ends before it starts")
         tail = _quantile(p.tail_quantile, d["tail"])
         high = _quantile(p.record_quantile, d["high"]) if self.relative else None
         if not self.relative and d["high"] is not None:
@@ -332,8 +443,9 @@ class Novelty(AnomalyDetector):
         for v in values:
             self.level.update(v)
             self.values.append(v)
-        self.excess, self.error, self.tail, self.high = excess, error, tail, high
+        self.excess, self.quiet_excess, self.error, self.tail, self.high = excess, quiet_excess, error, tail, high
         self.n, self.last_u, self.last_mjd, self.rise = n, last_u, last_mjd, rise
+        self.excursions.extend(excursions)
 
 
 def calibrate(evidence: float, params: Params = PARAMS) -> float:
