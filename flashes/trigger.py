@@ -23,3 +23,9 @@ def reasons(previous: Mapping[str, float] | None, current: Mapping[str, float], 
 
     names = [name for name in ALERTING_TERMS if crossed(name)]
     return names or (["relevance"] if crossed("relevance") else [])
+
+
+def above(current: Mapping[str, float], threshold: float) -> list[str]:
+    """Terms of `current` at or above `threshold` (["relevance"] if only the relevance is): why it is high."""
+    names = [name for name in ALERTING_TERMS if current[name] >= threshold]
+    return names or (["relevance"] if current["relevance"] >= threshold else [])

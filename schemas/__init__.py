@@ -388,6 +388,8 @@ class SeriesTrack(Contract):
     last_mjd: float
     last: dict[str, float]
     points: list[tuple[float, float, float]] = Field(description="(mjd, value, error) of the last points, oldest first")
+    held: bool = Field(False, description="its last point was a lone instrument's crossing, waiting for the next one "
+                                          "(services/alerts/episodes.py); absent in states written before it existed")
 
 
 class Episode(Contract):

@@ -88,3 +88,46 @@ def test_an_unknown_source_is_refused() -> None:
     bad = chunk("maxi", [T + 1.5], [0.9]).model_copy(update={"source_id": "no-such-source"})
     with pytest.raises(ValueError, match="unknown source 'no-such-source'"):
         logic.apply(bad)
+
+
+def test_one_instruments_glitch_alone_opens_nothing(logic: Alerts) -> None:
+    """BAT jumps for one day while MAXI, a day away, sees nothing: no alert; the next BAT point is usual."""
+    logic.forget([SOURCE])
+    out = records(logic, chunk("maxi", [T + 600.5, T + 601.5, T + 602.5], [0.1, 0.1, 0.1]),
+                  chunk("swift", [T + 600.0, T + 601.0, T + 602.0], [0.1, 0.8, 0.1]))
+    assert out == []
+
+
+def test_a_lone_crossing_that_persists_opens_on_its_second_point_also_after_a_restart(logic: Alerts) -> None:
+    logic.forget([SOURCE])
+    assert records(logic, chunk("maxi", [T + 700.5, T + 701.5, T + 702.5], [0.1, 0.1, 0.1]),
+                   chunk("swift", [T + 700.0, T + 701.0], [0.1, 0.8])) == []
+    restored = Alerts(logic.settings)  # the hold is in the state: a restart between the two points keeps it
+    restored.restore(schemas.AlertState.model_validate_json(logic.snapshot(SOURCE, "t", 0, 9).model_dump_json()))
+    for alerts in (logic, restored):
+        out = records(alerts, chunk("swift", [T + 702.0], [0.85]))
+        assert [(a.alert_type, a.mjd, a.trigger_series) for a in out] == [("onset", T + 702.0, f"swift_{SOURCE}")]
+        assert "two points in a row" in out[0].change and out[0].reasons == ["brightening"]
+    # A series that stays high after its episode ended opens nothing by staying high.
+    quiet = chunk("maxi", [T + 703.5, T + 704.5, T + 705.5], [0.1, 0.1, 0.1])
+    assert [a.alert_type for a in records(logic, chunk("swift", [T + 703.0, T + 704.0, T + 705.0], [0.1] * 3), quiet)] == ["end"]
+    assert records(logic, chunk("swift", [T + 706.0, T + 707.0, T + 708.0], [0.1, 0.8, 0.9]),
+                   chunk("maxi", [T + 708.5], [0.1])) != []  # held at 707, confirmed at 708
+    assert records(logic, chunk("swift", [T + 709.0, T + 710.0], [0.9, 0.9])) == []  # in the open episode
+
+
+@pytest.mark.parametrize("maxi, swift", [
+    ([0.1, 0.1, 0.6], [0.1, 0.8, 0.1]),    # MAXI agrees (0.6 ≥ 0.5) before the BAT point arrives
+    ([0.1, 0.1, 0.1], [0.1, 0.97, 0.1]),   # BAT alone but decisive
+])
+def test_agreement_or_a_decisive_score_opens_at_once(logic: Alerts, maxi: list[float], swift: list[float]) -> None:
+    logic.forget([SOURCE])
+    out = records(logic, chunk("maxi", [T + 800.5, T + 801.5, T + 801.9], maxi),
+                  chunk("swift", [T + 800.0, T + 801.0, T + 802.0], swift))
+    assert [(a.alert_type, a.mjd) for a in out][:1] == [("onset", T + 801.0)]
+
+
+def test_a_source_seen_by_one_instrument_needs_no_agreement(logic: Alerts) -> None:
+    logic.forget([SOURCE])
+    out = records(logic, chunk("maxi", [T + 900.5, T + 901.5, T + 902.5], [0.1, 0.8, 0.1]))
+    assert [(a.alert_type, a.mjd) for a in out] == [("onset", T + 901.5)]

@@ -60,7 +60,7 @@ class Alerts:
         return chunk.source_id
 
     def restore(self, state: schemas.AlertState) -> None:
-        tracks = {s: Track(t.last_mjd, dict(t.last), [tuple(p) for p in t.points]) for s, t in state.series.items()}
+        tracks = {s: Track(t.last_mjd, dict(t.last), [tuple(p) for p in t.points], t.held) for s, t in state.series.items()}
         self.sources[state.key] = SourceState(tracks, Episode.from_state(state.episode) if state.episode else None)
 
     def forget(self, keys: Iterable[str]) -> None:
@@ -71,7 +71,7 @@ class Alerts:
         source = self.sources[key]
         return schemas.AlertState(
             key=key, topic=topic, partition=partition, offset=offset,
-            series={s: schemas.SeriesTrack(last_mjd=t.last_mjd, last=t.last, points=t.points)
+            series={s: schemas.SeriesTrack(last_mjd=t.last_mjd, last=t.last, points=t.points, held=t.held)
                     for s, t in source.tracks.items()},
             episode=source.episode.to_state() if source.episode else None)
 
@@ -87,14 +87,16 @@ class Alerts:
             track = source.tracks.get(chunk.series)
             if track and mjd <= track.last_mjd:  # a replayed score
                 continue
+            threshold = self.settings.relevance_threshold
             current = trigger.snapshot(chunk.relevance[i], {name: c[i] for name, c in columns.items()})
-            crossed = trigger.reasons(track.last if track else None, current, self.settings.relevance_threshold)
+            crossed = trigger.reasons(track.last if track else None, current, threshold)
             if track is None:
                 track = source.tracks[chunk.series] = Track(mjd, current)
             track.add(mjd, current, values[i], errors[i])
-            point = Point(chunk.series, chunk.kind, mjd, values[i], chunk.relevance[i], crossed)
-            episode, alert_type, change = step(source.episode, point, source.tracks, chunk.source_id,
-                                               self.settings.relevance_threshold, self.settings.episode_end_points)
+            point = Point(chunk.series, chunk.kind, mjd, values[i], chunk.relevance[i], crossed,
+                          trigger.above(current, threshold))
+            episode, alert_type, change = step(source.episode, point, source.tracks, chunk.source_id, threshold,
+                                               self.settings.episode_end_points)
             if alert_type:
                 terms = schemas.RelevanceTerms(**{name: c[i] for name, c in columns.items()})
                 alert = self.alert(chunk, point, errors[i], terms, episode, alert_type, change, source.tracks)

@@ -11,6 +11,15 @@ it is open a record (update) is sent when it escalates:
 It ends when each series in it has had `end_points` consecutive points below the threshold (a
 series that has sent nothing for STALE_DAYS while the source's others went on is not waited for).
 
+Fusion per source: one instrument's glitch alone does not open an episode. A crossing below
+DECISIVE while another instrument of the source has a point at most FUSION_DAYS older that is not
+unusual (relevance below AGREE) is held: it opens the episode only if the series' next point is
+still above the threshold. Agreement (another instrument's newest point at AGREE or more), a
+decisive score, or a source without a recent point of another instrument opens it at once. Hardness
+and combined flux are made of both instruments, so they are held like a lone instrument. The hold
+is the series' `held` flag in the alerts state: a decision reads only that state and the point, so a
+replayed input raises the same records.
+
 Points arrive per series in time order, but series are not interleaved in a backfill (a whole
 MAXI history, then a whole BAT one) nor when a provider is late. A point more than LATE_DAYS
 older than the source's newest point is the catch-up history of a lagging series: it is tracked
@@ -21,12 +30,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import schemas
+from flashes.topics import INSTRUMENTS, series_kind
 from flashes.units import value_units
 from schemas import REASON_OF_TERM
 
 LATE_DAYS = 10.0
 STALE_DAYS = 30.0
 DOUBLING = 2.0
+FUSION_DAYS, AGREE, DECISIVE = 2.0, 0.5, 0.95
 
 
 @dataclass
@@ -36,6 +47,7 @@ class Track:
     last_mjd: float
     last: dict[str, float]
     points: list[tuple[float, float, float]] = field(default_factory=list)  # (mjd, value, error)
+    held: bool = False  # its last point was a lone crossing, waiting for this series' next point
     KEEP = 5
 
     def add(self, mjd: float, snapshot: dict[str, float], value: float, error: float) -> None:
@@ -75,6 +87,16 @@ class Point:
     value: float  # mCrab (hardness: ratio)
     relevance: float
     crossed: list[str]  # trigger terms that crossed the threshold at this point
+    high_terms: list[str] = field(default_factory=list)  # trigger terms at or above the threshold at this point
+
+
+def alone(p: Point, tracks: dict[str, Track]) -> bool:
+    """Is this crossing one instrument's word while another instrument of the source sees nothing?"""
+    if p.relevance >= DECISIVE:
+        return False
+    others = [t for s, t in tracks.items() if series_kind(s) in INSTRUMENTS and series_kind(s) != p.kind
+              and t.last_mjd >= p.mjd - FUSION_DAYS]
+    return bool(others) and all(t.last["relevance"] < AGREE for t in others)
 
 
 def step(episode: Episode | None, p: Point, tracks: dict[str, Track], source_id: str, threshold: float,
@@ -85,13 +107,23 @@ def step(episode: Episode | None, p: Point, tracks: dict[str, Track], source_id:
     high, newest = p.relevance >= threshold, max(t.last_mjd for t in tracks.values())
     if p.mjd < newest - LATE_DAYS:
         return episode, None, ""
+    track = tracks[p.series]
+    held, track.held = track.held, False
     if episode is None:
-        if not p.crossed:
+        if p.crossed and alone(p, tracks):
+            track.held = True
             return None, None, ""
-        reasons = [REASON_OF_TERM[t] for t in p.crossed]
+        if p.crossed:
+            reasons = [REASON_OF_TERM[t] for t in p.crossed]
+            change = f"{p.series} became unusual ({', '.join(reasons)})"
+        elif held and high:
+            reasons = [REASON_OF_TERM[t] for t in p.high_terms]
+            change = f"{p.series} unusual on two points in a row, another instrument not ({', '.join(reasons)})"
+        else:
+            return None, None, ""
         opened = Episode(f"{source_id}@{p.mjd:.5f}", p.mjd, [p.series], reasons, p.relevance, {p.series: p.value},
                          {p.series: 0})
-        return opened, "onset", f"{p.series} became unusual ({', '.join(reasons)})"
+        return opened, "onset", change
     if not high:
         if p.series in episode.quiet:
             episode.quiet[p.series] += 1
