@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -84,15 +83,17 @@ def episodes(settings: Settings) -> list[dict]:
 
 
 def print_episodes(settings: Settings, sources: list[str], limit: int = 12) -> None:
-    """What `make run` shows: the strongest episodes first, and the sample sources that raised none."""
+    """What `make run` shows: the strongest episodes first, then why each sample source raised what it raised."""
     found = episodes(settings)
     print(f"\n{len(found)} alert episodes; the ones most series agree on and that escalated most first:")
     for e in found[:limit]:
         print(f"  {e['name']:<20} {e['onset']}  {', '.join(e['reasons']):<24} in {'+'.join(e['series'])}, "
               f"peak relevance {e['peak']:.2f} ({e['records']} records)")
-    per_source = Counter(e["source_id"] for e in found)
-    print("  episodes per source: " + ", ".join(f"{s} {per_source[s]}" for s in sorted(sources, key=per_source.get))
-          + "; each alert explains itself: GET /alerts?source=ID")
+    print("Per source, each episode's onset and reasons (each alert explains itself: GET /alerts?source=ID):")
+    for source in sorted(sources, key=lambda s: sum(e["source_id"] == s for e in found)):
+        own = sorted((e for e in found if e["source_id"] == source), key=lambda e: e["onset"])
+        what = "; ".join(f"{e['onset']} {'+'.join(e['reasons'])}" for e in own[:8]) + ("; …" if len(own) > 8 else "")
+        print(f"  {source:<20} {len(own):>2}  {what or 'none'}")
 
 
 def _interrupt(signum: int, frame: object) -> None:

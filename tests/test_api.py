@@ -362,3 +362,26 @@ def test_grafana_health_when_configured_down_or_not(pipeline: Settings, httpserv
         with TestClient(create_app(pipeline.model_copy(update={"grafana_url": url}))) as c:
             r = c.get("/health/grafana")
             assert r.status_code == status and r.json()["status"] == word, r.text
+
+
+def test_make_runs_episode_list_leads_with_the_real_outburst_and_says_why_per_source(
+        pipeline: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    """`make run`'s summary (flashes/stack.py) on the sample: the MAXI J1535-571 outburst, which escalated most, first;
+    then every sample source with its episodes' onsets and reasons, or 'none'."""
+    from flashes import stack
+    from tests.conftest import SOURCES
+
+    sources = [sid for sid, _ in SOURCES.values()]
+    stack.print_episodes(pipeline, sources)
+    lines = capsys.readouterr().out.splitlines()
+    first = lines[2]
+    assert first.split()[:2] == ["MAXI", "J1535-571"] and "2017-09-0" in first and "brightening" in first, lines
+    header = next(i for i, line in enumerate(lines) if line.startswith("Per source"))
+    per_source = {line.split()[0]: line for line in lines[header + 1:]}
+    assert set(per_source) == set(sources)
+    found = stack.episodes(pipeline)
+    for sid in sources:
+        count = sum(e["source_id"] == sid for e in found)
+        assert per_source[sid].split()[1] == str(count)
+        reasons = {"brightening", "state_change", "unusual"}
+        assert per_source[sid].endswith("none") if count == 0 else any(r in per_source[sid] for r in reasons)
