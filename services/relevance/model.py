@@ -122,7 +122,7 @@ class Params:
     recurrence_share: float = 0.8
     frequent_window_d: float = 365.0
     frequent_count: int = 3
-    alert_sigma: float = 6.3
+    alert_sigma: float = 6.75
     width_sigma: float = 1.0
 
 
