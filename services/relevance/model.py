@@ -201,28 +201,25 @@ def _quantile(q: float, d: object) -> stats.Quantile:
     return quantile
 
 
-def _on_schedule(starts: list[float], start: float, params: Params) -> bool | None:
-    """None if the excursions that began at `starts` were not regular; else whether one beginning at
-    `start` is on their schedule. Regular: at least `recurrence_share` of the intervals lie within
-    `recurrence_tolerance` cycles of a whole number of periods, the period being the median interval
-    (a cycle may be skipped). On schedule: the last start + a whole number of periods, as closely.
+def _off_cycle(days: float, period: float) -> float:
+    """How far `days` is from a whole number (at least 1) of periods, in cycles."""
+    return abs(days / period - max(1, round(days / period)))
 
-    >>> _on_schedule([0.0, 100.0, 201.0, 299.0, 500.0], 600.0, PARAMS), _on_schedule([0.0, 100.0, 201.0, 299.0], 350.0, PARAMS)
-    (True, False)
-    >>> _on_schedule([0.0, 30.0, 201.0, 250.0], 300.0, PARAMS) is None
-    True
+
+def _period(starts: tuple[float, ...], params: Params) -> float | None:
+    """The period of excursions that began at `starts`, or None if they were not regular: at least
+    `recurrence_share` of the intervals within `recurrence_tolerance` cycles of a whole number of
+    periods, the period being the median interval (a cycle may be skipped).
+
+    >>> _period((0.0, 100.0, 201.0, 299.0, 500.0), PARAMS), _period((0.0, 30.0, 201.0, 250.0), PARAMS)
+    (100.5, None)
     """
-    period = statistics.median(b - a for a, b in zip(starts, starts[1:]))
+    intervals = [b - a for a, b in zip(starts, starts[1:])]
+    period = statistics.median(intervals)
     if period <= 0:
         return None
-
-    def off_cycle(days: float) -> float:
-        return abs(days / period - max(1, round(days / period)))
-
-    regular = sum(off_cycle(b - a) <= params.recurrence_tolerance for a, b in zip(starts, starts[1:]))
-    if regular < params.recurrence_share * (len(starts) - 1):
-        return None
-    return off_cycle(start - starts[-1]) <= params.recurrence_tolerance
+    regular = sum(_off_cycle(days, period) <= params.recurrence_tolerance for days in intervals)
+    return period if regular >= params.recurrence_share * len(intervals) else None
 
 
 class Novelty(AnomalyDetector):
@@ -263,6 +260,7 @@ class Novelty(AnomalyDetector):
         self.rise = 0.0  # the CUSUM of u above the drift, while rising out of quiescence
         # flux: the source's last excursions, [start MJD, MJD of the last point above, peak, threshold]
         self.excursions: deque[list[float]] = deque(maxlen=params.recurrence_memory)
+        self._pattern: tuple[tuple[float, ...], float | None] = ((), None)  # (their starts, their period): a cache
 
     def _moments(self, value: float, error: float) -> tuple[float, float, float]:
         """(value − level, error² + usual spread², scale²) under what has been learned (n ≥ 1)."""
@@ -363,9 +361,13 @@ class Novelty(AnomalyDetector):
         past = list(self.excursions)[:-1] if ongoing else list(self.excursions)
         if len(past) < p.recurrence_min:
             return None
-        start = self.excursions[-1][0] if ongoing else mjd
-        on_schedule = _on_schedule([s for s, *_ in past], start, p)
-        if on_schedule is not None:
+        starts = tuple(start for start, *_ in past)
+        if self._pattern[0] != starts:  # the period changes only with the excursions: computed once for them
+            self._pattern = (starts, _period(starts, p))
+        period = self._pattern[1]
+        if period is not None:
+            start = self.excursions[-1][0] if ongoing else mjd
+            on_schedule = _off_cycle(start - starts[-1], period) <= p.recurrence_tolerance
             return statistics.median(peak for _, _, peak, _ in past) if on_schedule else None
         peaks = sorted(peak for s, _, peak, _ in past if mjd - s <= p.frequent_window_d)
         return peaks[-p.frequent_count] if len(peaks) >= p.frequent_count else None
