@@ -108,12 +108,44 @@ def test_a_lone_crossing_that_persists_opens_on_its_second_point_also_after_a_re
         out = records(alerts, chunk("swift", [T + 702.0], [0.85]))
         assert [(a.alert_type, a.mjd, a.trigger_series) for a in out] == [("onset", T + 702.0, f"swift_{SOURCE}")]
         assert "two points in a row" in out[0].change and out[0].reasons == ["brightening"]
-    # A series that stays high after its episode ended opens nothing by staying high.
+    # After the episode ended, a new lone crossing is held again, and its next high point opens the next episode.
     quiet = chunk("maxi", [T + 703.5, T + 704.5, T + 705.5], [0.1, 0.1, 0.1])
     assert [a.alert_type for a in records(logic, chunk("swift", [T + 703.0, T + 704.0, T + 705.0], [0.1] * 3), quiet)] == ["end"]
-    assert records(logic, chunk("swift", [T + 706.0, T + 707.0, T + 708.0], [0.1, 0.8, 0.9]),
-                   chunk("maxi", [T + 708.5], [0.1])) != []  # held at 707, confirmed at 708
-    assert records(logic, chunk("swift", [T + 709.0, T + 710.0], [0.9, 0.9])) == []  # in the open episode
+    out = records(logic, chunk("swift", [T + 706.0, T + 707.0, T + 708.0], [0.1, 0.8, 0.9]), chunk("maxi", [T + 708.5], [0.1]))
+    assert [(a.alert_type, a.mjd) for a in out] == [("onset", T + 708.0)]
+
+
+@pytest.mark.parametrize("derived", ["combined", "hardness"])
+def test_a_lone_instruments_glitch_does_not_agree_with_the_derived_series_made_of_it(logic: Alerts, derived: str) -> None:
+    """MAXI jumps for one day while BAT sees nothing: the combined flux or hardness of that day jumps with it, but
+    a held MAXI crossing is no agreement for them; both stay held and the next, usual points end it."""
+    logic.forget([SOURCE])
+    out = records(logic, chunk("swift", [T + 1000.0, T + 1001.0, T + 1002.0], [0.1, 0.1, 0.1]),
+                  chunk("maxi", [T + 1000.5, T + 1001.5], [0.1, 0.8]),
+                  chunk(derived, [T + 1000.5, T + 1001.5], [0.1, 0.8]),
+                  chunk("maxi", [T + 1002.5], [0.1]), chunk(derived, [T + 1002.5], [0.1]))
+    assert out == []
+
+
+def test_a_hold_is_answered_by_the_next_point_only_within_two_days(logic: Alerts) -> None:
+    """A held BAT crossing whose next point comes 60 days later, or is a late catch-up point, opens nothing."""
+    logic.forget([SOURCE])
+    assert records(logic, chunk("maxi", [T + 1100.5, T + 1101.5], [0.1, 0.1]), chunk("swift", [T + 1101.0], [0.8]),
+                   chunk("swift", [T + 1161.0], [0.8])) == []
+    logic.forget([SOURCE])
+    assert records(logic, chunk("maxi", [T + 1200.5, T + 1201.5], [0.1, 0.1]), chunk("swift", [T + 1201.0], [0.8]),
+                   chunk("maxi", [T + 1230.5], [0.1]),  # MAXI ahead: BAT's next points are catch-up history
+                   chunk("swift", [T + 1202.0, T + 1203.0, T + 1219.0, T + 1221.0], [0.1, 0.1, 0.8, 0.8])) == []
+
+
+def test_a_held_series_whose_next_point_is_high_opens_even_if_another_term_crosses_there(logic: Alerts) -> None:
+    logic.forget([SOURCE])
+    maxi = chunk("maxi", [T + 1300.5, T + 1301.5, T + 1302.5], [0.1, 0.1, 0.1])
+    swift = schemas.RelevanceChunk(**{**chunk("swift", [T + 1301.0, T + 1302.0], [0.75, 0.8]).model_dump(),
+                                      "terms": schemas.RelevanceTermColumns(model=[0.75, 0.1], hardness=[0.1, 0.78],
+                                                                            flux=[0.5] * 2, trend=[0.5] * 2)})
+    out = records(logic, maxi, swift)
+    assert [(a.alert_type, a.mjd, a.reasons) for a in out] == [("onset", T + 1302.0, ["state_change"])]
 
 
 @pytest.mark.parametrize("maxi, swift", [

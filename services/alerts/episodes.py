@@ -12,13 +12,15 @@ It ends when each series in it has had `end_points` consecutive points below the
 series that has sent nothing for STALE_DAYS while the source's others went on is not waited for).
 
 Fusion per source: one instrument's glitch alone does not open an episode. A crossing below
-DECISIVE while another instrument of the source has a point at most FUSION_DAYS older that is not
-unusual (relevance below AGREE) is held: it opens the episode only if the series' next point is
-still above the threshold. Agreement (another instrument's newest point at AGREE or more), a
-decisive score, or a source without a recent point of another instrument opens it at once. Hardness
-and combined flux are made of both instruments, so they are held like a lone instrument. The hold
-is the series' `held` flag in the alerts state: a decision reads only that state and the point, so a
-replayed input raises the same records.
+DECISIVE while every other instrument of the source with a newest point within FUSION_DAYS of it
+is not unusual (relevance below AGREE) is held: it opens the episode only if the series' next
+point, at most FUSION_DAYS later, is still above the threshold. Agreement (another instrument's
+newest point at AGREE or more), a decisive score, or a source without such a point of another
+instrument opens it at once. Hardness and combined flux are made of both instruments: they are held
+like a lone instrument, and an instrument whose own crossing is held does not agree with them. The
+hold is the series' `held` flag in the alerts state: a decision reads only that state and the point,
+so a replayed input raises the same records. AGREE and DECISIVE are relevances, whatever the alert
+threshold (at a threshold of DECISIVE or more nothing is held).
 
 Points arrive per series in time order, but series are not interleaved in a backfill (a whole
 MAXI history, then a whole BAT one) nor when a provider is late. A point more than LATE_DAYS
@@ -91,12 +93,16 @@ class Point:
 
 
 def alone(p: Point, tracks: dict[str, Track]) -> bool:
-    """Is this crossing one instrument's word while another instrument of the source sees nothing?"""
+    """Is this crossing one instrument's word while another instrument of the source sees nothing?
+
+    A derived series (hardness, combined) is made of the instruments' points, so an instrument whose
+    own crossing is held does not agree with it: that would be the glitch agreeing with itself."""
     if p.relevance >= DECISIVE:
         return False
+    derived = p.kind not in INSTRUMENTS
     others = [t for s, t in tracks.items() if series_kind(s) in INSTRUMENTS and series_kind(s) != p.kind
-              and t.last_mjd >= p.mjd - FUSION_DAYS]
-    return bool(others) and all(t.last["relevance"] < AGREE for t in others)
+              and abs(t.last_mjd - p.mjd) <= FUSION_DAYS]
+    return bool(others) and all(t.last["relevance"] < AGREE or (derived and t.held) for t in others)
 
 
 def step(episode: Episode | None, p: Point, tracks: dict[str, Track], source_id: str, threshold: float,
@@ -105,20 +111,21 @@ def step(episode: Episode | None, p: Point, tracks: dict[str, Track], source_id:
 
     After an "end" the caller sends the record and drops the episode."""
     high, newest = p.relevance >= threshold, max(t.last_mjd for t in tracks.values())
+    track = tracks[p.series]  # p is its newest point already
+    held = track.held and len(track.points) > 1 and p.mjd - track.points[-2][0] <= FUSION_DAYS
+    track.held = False  # a hold is answered by the series' next point, whatever it is
     if p.mjd < newest - LATE_DAYS:
         return episode, None, ""
-    track = tracks[p.series]
-    held, track.held = track.held, False
     if episode is None:
-        if p.crossed and alone(p, tracks):
-            track.held = True
-            return None, None, ""
-        if p.crossed:
-            reasons = [REASON_OF_TERM[t] for t in p.crossed]
-            change = f"{p.series} became unusual ({', '.join(reasons)})"
-        elif held and high:
+        if held and high:
             reasons = [REASON_OF_TERM[t] for t in p.high_terms]
             change = f"{p.series} unusual on two points in a row, another instrument not ({', '.join(reasons)})"
+        elif p.crossed and alone(p, tracks):
+            track.held = True
+            return None, None, ""
+        elif p.crossed:
+            reasons = [REASON_OF_TERM[t] for t in p.crossed]
+            change = f"{p.series} became unusual ({', '.join(reasons)})"
         else:
             return None, None, ""
         opened = Episode(f"{source_id}@{p.mjd:.5f}", p.mjd, [p.series], reasons, p.relevance, {p.series: p.value},

@@ -7,7 +7,8 @@ median, exponentially weighted mean and P² quantile):
   own variability beyond its error bars, learned as a fraction of the level (variability of
   accreting sources scales with their flux), plus `systematic` × level for the instrument's
   calibration. While the level is quiescent (below `quiescent_snr` typical errors) the spread is
-  a second one, learned from quiescent points only (river-3): what a bright outburst taught is
+  a second one, learned from quiescent points only (below `quiescent_snr` typical errors; the
+  first one learns only while the level is not quiescent) (river-3): what a bright outburst taught is
   not the usual scatter once the source is back in quiescence, so a faint re-flare months later
   is news again. Deviations are then divided by how large this source's deviations usually are
   (its 95 % quantile of |u| over 2σ, when larger, each |u| counted up to `tail_cap_sigma`, so that
@@ -36,7 +37,9 @@ bright persistent sources, whose level wanders for days (on the shared files it 
 
 Recurrence (river-3): the flux detector remembers the source's last `recurrence_memory`
 excursions (from a point `excursion_sigma` above the usual level, for as long as the flux stays
-above the level that was then) with their start and peak. What the source does routinely is not
+above that usual level + `excursion_sigma` σ of its start, with gaps of at most `excursion_gap_d`
+days) with their start and peak. Only excursions over more than one point count for the frequent
+rule: a lone high point is no flare. What the source does routinely is not
 news, and the flux evidence is then at most that of a record above the routine peak,
 (flux − peak)/(`record_margin` × peak):
 - a regular outburster (at least `recurrence_min` excursions, `recurrence_share` of the intervals
@@ -122,7 +125,7 @@ class Params:
     recurrence_share: float = 0.8
     frequent_window_d: float = 365.0
     frequent_count: int = 3
-    alert_sigma: float = 6.75
+    alert_sigma: float = 7.25
     width_sigma: float = 1.0
 
 
@@ -230,7 +233,7 @@ class Novelty(AnomalyDetector):
     the value's own units (colour). x is {"value": v, "error": σ}. `score_one` is |u| before
     learning x (0 until `params.min_points` are known); `evidence` adds the persistence rule and
     learns the value. The state (`to_state`/`load_state`) is explicit numbers: the level window
-    in arrival order, the two means, the P² quantiles' markers.
+    in arrival order, the three means, the P² quantiles' markers, the excursions (flux).
 
     >>> detector = Novelty(PARAMS, window=30, relative=True, prior_spread=0.3)
     >>> for flux in [1.0, 1.1, 0.9, 1.0, 1.05, 0.95, 1.0, 1.02]:
@@ -369,7 +372,7 @@ class Novelty(AnomalyDetector):
             start = self.excursions[-1][0] if ongoing else mjd
             on_schedule = _off_cycle(start - starts[-1], period) <= p.recurrence_tolerance
             return statistics.median(peak for _, _, peak, _ in past) if on_schedule else None
-        peaks = sorted(peak for s, _, peak, _ in past if mjd - s <= p.frequent_window_d)
+        peaks = sorted(peak for s, e, peak, _ in past if mjd - s <= p.frequent_window_d and e > s)
         return peaks[-p.frequent_count] if len(peaks) >= p.frequent_count else None
 
     def _track_excursion(self, u: float, value: float, mjd: float, threshold: float) -> None:
@@ -435,9 +438,15 @@ class Novelty(AnomalyDetector):
         quiet_excess = _ewmean(p.fading, d["quiet_excess"])
         if type(d["excursions"]) is not list or len(d["excursions"]) > (p.recurrence_memory if self.relative else 0):
             raise ValueError("expected at most recurrence_memory excursions (none for a colour)")
+        if not self.relative and d["quiet_excess"] is not None:
+            raise ValueError("a colour detector has no quiescent spread")
         excursions = [_numbers(e, length=4) for e in d["excursions"]]
-        if any(start > end for start, end, *_ in excursions):
-            raise ValueError("an excursion that ends before it starts")
+        if any(abs(x) > LARGEST for e in excursions for x in e):
+            raise ValueError("an excursion beyond any measurement")
+        times = [t for start, end, *_ in excursions for t in (start, end)]
+        if any(a > b for a, b in zip(times, times[1:])) or (times and times[-1] > last_mjd) or \
+                any(a[0] >= b[0] for a, b in zip(excursions, excursions[1:])):
+            raise ValueError("excursions out of time order, or after the last point")
         tail = _quantile(p.tail_quantile, d["tail"])
         high = _quantile(p.record_quantile, d["high"]) if self.relative else None
         if not self.relative and d["high"] is not None:
