@@ -263,7 +263,7 @@ class Novelty(AnomalyDetector):
         self.rise = 0.0  # the CUSUM of u above the drift, while rising out of quiescence
         # flux: the source's last excursions, [start MJD, MJD of the last point above, peak, threshold]
         self.excursions: deque[list[float]] = deque(maxlen=params.recurrence_memory)
-        self._pattern: tuple[tuple[float, ...], float | None] = ((), None)  # (their starts, their period): a cache
+        self._pattern: tuple[tuple[int, float, float], float | None] = ((0, 0.0, 0.0), None)  # a cache of the period
 
     def _moments(self, value: float, error: float) -> tuple[float, float, float]:
         """(value − level, error² + usual spread², scale²) under what has been learned (n ≥ 1)."""
@@ -364,13 +364,15 @@ class Novelty(AnomalyDetector):
         past = list(self.excursions)[:-1] if ongoing else list(self.excursions)
         if len(past) < p.recurrence_min:
             return None
-        starts = tuple(start for start, *_ in past)
-        if self._pattern[0] != starts:  # the period changes only with the excursions: computed once for them
-            self._pattern = (starts, _period(starts, p))
+        # Excursions are only appended (the oldest falling out), so their count and first and last starts
+        # name their starts: the period is computed once for them.
+        key = (len(past), past[0][0], past[-1][0])
+        if self._pattern[0] != key:
+            self._pattern = (key, _period(tuple(start for start, *_ in past), p))
         period = self._pattern[1]
         if period is not None:
             start = self.excursions[-1][0] if ongoing else mjd
-            on_schedule = _off_cycle(start - starts[-1], period) <= p.recurrence_tolerance
+            on_schedule = _off_cycle(start - past[-1][0], period) <= p.recurrence_tolerance
             return statistics.median(peak for _, _, peak, _ in past) if on_schedule else None
         peaks = sorted(peak for s, e, peak, _ in past if mjd - s <= p.frequent_window_d and e > s)
         return peaks[-p.frequent_count] if len(peaks) >= p.frequent_count else None
