@@ -69,8 +69,9 @@ def terminate(processes: dict[str, subprocess.Popen], timeout_s: float = 30.0) -
 
 
 def episodes(settings: Settings) -> list[dict]:
-    """Every alert episode: those most series agree on first, then those with most records (it escalated:
-    brighter, a state change), then by peak relevance; source, onset, series, reasons, newest explanation."""
+    """Every alert episode: those with most records first (it escalated: another series joined, brighter, a state
+    change), then those most series agree on, then by peak relevance; source, onset, series, reasons, newest
+    explanation."""
     rows = questdb.query(settings, "SELECT alert_id, source_id, min(ts) onset, max(peak_relevance) peak, "
                                    "count() records, last(payload) payload FROM alerts GROUP BY alert_id, source_id")
     out = []
@@ -79,13 +80,13 @@ def episodes(settings: Settings) -> list[dict]:
         out.append({"source_id": r["source_id"], "name": alert["source_name"], "onset": r["onset"][:10],
                     "peak": r["peak"], "records": r["records"], "series": sorted(map(series_kind, alert["series"])),
                     "reasons": alert["reasons"], "explanation": alert["explanation"]})
-    return sorted(out, key=lambda e: (-len(e["series"]), -e["records"], -e["peak"], e["onset"]))
+    return sorted(out, key=lambda e: (-e["records"], -len(e["series"]), -e["peak"], e["onset"]))
 
 
 def print_episodes(settings: Settings, sources: list[str], limit: int = 12) -> None:
     """What `make run` shows: the strongest episodes first, then why each sample source raised what it raised."""
     found = episodes(settings)
-    print(f"\n{len(found)} alert episodes; the ones most series agree on and that escalated most first:")
+    print(f"\n{len(found)} alert episodes; the ones that escalated most (records) and most series agree on first:")
     for e in found[:limit]:
         print(f"  {e['name']:<20} {e['onset']}  {', '.join(e['reasons']):<24} in {'+'.join(e['series'])}, "
               f"peak relevance {e['peak']:.2f} ({e['records']} records)")

@@ -210,7 +210,7 @@ def pipeline(settings: Settings, mirror_dir: Path, webhook_receiver: tuple[str, 
     'all' (webhook, every source), 'failing' (webhook answering 500, MAXI J1535-571 onsets), 'mail'
     (e-mail, confirmed, MAXI J1535-571, daily cap 2) and 'unconfirmed' (e-mail never confirmed)."""
     server, base = mirror.serve(mirror_dir)
-    env = {**mirror.provider_env(base), "FLASHES_WEBHOOK_ALLOW_LOOPBACK": "true", "FLASHES_DELIVERY_BACKOFF_S": "0.3",
+    env = {**mirror.provider_env(base), "FLASHES_WEBHOOK_ALLOW_LOOPBACK": "true", "FLASHES_DELIVERY_BACKOFF_S": "1.0",
            "FLASHES_DELIVERY_MAX_ATTEMPTS": "3", "FLASHES_SMTP_PORT": str(smtp_server[0]),
            "FLASHES_EMAIL_DAILY_CAP": "2"}
     os.environ.update(env)

@@ -83,9 +83,11 @@ def test_a_failing_receiver_is_retried_then_dead_lettered_while_another_receives
     first_id = attempts[0]["headers"]["webhook-id"]
     tries = [r for r in attempts if r["headers"]["webhook-id"] == first_id]
     assert len(tries) == pipeline.delivery_max_attempts == 3  # same message id on every retry
-    assert tries[1]["at"] - tries[0]["at"] >= 0.25 and tries[2]["at"] - tries[1]["at"] >= 0.5  # backoff doubles
+    assert tries[1]["at"] - tries[0]["at"] >= 0.95 and tries[2]["at"] - tries[1]["at"] >= 1.95  # backoff doubles
     healthy = next(r for r in webhook_receiver[1] if r["headers"]["webhook-id"] == first_id)
-    assert healthy["at"] < tries[1]["at"]  # the healthy one did not wait for the retries
+    # The healthy receiver did not wait for the retries (3 s of back-off; the alert can queue behind the backlog's
+    # other deliveries to it for a second on a loaded machine, so not "before the first retry").
+    assert healthy["at"] < tries[2]["at"]
     sub_id = subscribers.made["failing"]["subscription_id"]
     wait_until(lambda: any(k == f"delivery:webhook:{sub_id[:12]}".encode()
                            for k, _ in asyncio.run(read_topic(pipeline, topics.DEADLETTER.name, 1.0))),
