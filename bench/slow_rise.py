@@ -17,7 +17,8 @@ from dataclasses import replace
 
 import numpy as np
 
-from services.relevance.model import PARAMS, Params, SeriesModel
+from services.relevance.evaluate import flag_latency
+from services.relevance.model import PARAMS, Params
 
 SLOPES = (1.0, 2.0, 3.0, 5.0)
 
@@ -26,10 +27,7 @@ def latency(params: Params, slope: float, seed: int, start: int = 1000, after: i
     rng = np.random.default_rng(seed)
     t = np.arange(start + after)
     flux = 5.0 + np.where(t >= start, (t - start) * slope, 0.0) + rng.normal(0.0, 5.0, len(t))
-    scores = SeriesModel(params).score_chunk("maxi", 55000.5 + t, flux / 312.5, np.full(len(t), 5.0 / 312.5),
-                                             np.full(len(t), np.nan), np.full(len(t), np.nan))
-    above = np.flatnonzero((t >= start) & (scores.relevance >= 0.7))
-    return int(above[0]) - start if len(above) else None
+    return flag_latency(params, flux, start)
 
 
 def main() -> None:

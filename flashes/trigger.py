@@ -16,16 +16,13 @@ def snapshot(relevance: float, terms: Mapping[str, float]) -> dict[str, float]:
     return {**terms, "relevance": relevance}
 
 
-def reasons(previous: Mapping[str, float] | None, current: Mapping[str, float], threshold: float) -> list[str]:
-    """Terms of `current` (with its "relevance") that crossed `threshold` since `previous`; [] if none."""
-    def crossed(name: str) -> bool:
-        return current[name] >= threshold and (previous is None or previous[name] < threshold)
-
-    names = [name for name in ALERTING_TERMS if crossed(name)]
-    return names or (["relevance"] if crossed("relevance") else [])
-
-
 def above(current: Mapping[str, float], threshold: float) -> list[str]:
     """Terms of `current` at or above `threshold` (["relevance"] if only the relevance is): why it is high."""
     names = [name for name in ALERTING_TERMS if current[name] >= threshold]
     return names or (["relevance"] if current["relevance"] >= threshold else [])
+
+
+def reasons(previous: Mapping[str, float] | None, current: Mapping[str, float], threshold: float) -> list[str]:
+    """Terms of `current` (with its "relevance") that crossed `threshold` since `previous`; [] if none: why it
+    is high now and was not before. (The relevance is at least each term, so "relevance" stands alone.)"""
+    return [name for name in above(current, threshold) if previous is None or previous[name] < threshold]

@@ -17,7 +17,7 @@ import pytest
 from flashes import trigger
 from flashes.parsers import parse
 from services.relevance import model as model_module
-from services.relevance.evaluate import model_alerts, series_arrays
+from services.relevance.evaluate import flag_latency, model_alerts, series_arrays
 from services.relevance.model import MODEL_VERSION, PARAMS, STATE_VERSION, Novelty, Params, SeriesModel, calibrate
 
 THRESHOLD = 0.7
@@ -335,12 +335,7 @@ def test_alerts_fire_on_crossings_only() -> None:
 
 def _latency(params: Params, flux: np.ndarray, start: int, error: float = 5.0) -> int | None:
     """Days from `start` to the first relevance ≥ 0.7 of a daily MAXI series given in mCrab."""
-    n = len(flux)
-    mjd = 55000.5 + np.arange(n)
-    scores = SeriesModel(params).score_chunk("maxi", mjd, flux / 312.5, np.full(n, error / 312.5),
-                                             np.full(n, np.nan), np.full(n, np.nan))
-    above = np.flatnonzero((np.arange(n) >= start) & (scores.relevance >= 0.7))
-    return int(above[0]) - start if len(above) else None
+    return flag_latency(params, flux, start, error, THRESHOLD)
 
 
 @pytest.mark.parametrize("seed", range(5))

@@ -93,8 +93,7 @@ class Alerts:
             if track is None:
                 track = source.tracks[chunk.series] = Track(mjd, current)
             track.add(mjd, current, values[i], errors[i])
-            point = Point(chunk.series, chunk.kind, mjd, values[i], chunk.relevance[i], crossed,
-                          trigger.above(current, threshold))
+            point = Point(chunk.series, chunk.kind, mjd, values[i], chunk.relevance[i], crossed)
             episode, alert_type, change = step(source.episode, point, source.tracks, chunk.source_id, threshold,
                                                self.settings.episode_end_points)
             if alert_type:

@@ -32,7 +32,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import schemas
-from flashes.topics import INSTRUMENTS, series_kind
+from flashes import trigger
+from flashes.topics import DERIVED_KINDS, INSTRUMENTS, series_kind
 from flashes.units import value_units
 from schemas import REASON_OF_TERM
 
@@ -89,7 +90,6 @@ class Point:
     value: float  # mCrab (hardness: ratio)
     relevance: float
     crossed: list[str]  # trigger terms that crossed the threshold at this point
-    high_terms: list[str] = field(default_factory=list)  # trigger terms at or above the threshold at this point
 
 
 def alone(p: Point, tracks: dict[str, Track]) -> bool:
@@ -99,7 +99,7 @@ def alone(p: Point, tracks: dict[str, Track]) -> bool:
     own crossing is held does not agree with it: that would be the glitch agreeing with itself."""
     if p.relevance >= DECISIVE:
         return False
-    derived = p.kind not in INSTRUMENTS
+    derived = p.kind in DERIVED_KINDS
     others = [t for s, t in tracks.items() if series_kind(s) in INSTRUMENTS and series_kind(s) != p.kind
               and abs(t.last_mjd - p.mjd) <= FUSION_DAYS]
     return bool(others) and all(t.last["relevance"] < AGREE or (derived and t.held) for t in others)
@@ -118,7 +118,7 @@ def step(episode: Episode | None, p: Point, tracks: dict[str, Track], source_id:
         return episode, None, ""
     if episode is None:
         if held and high:
-            reasons = [REASON_OF_TERM[t] for t in p.high_terms]
+            reasons = [REASON_OF_TERM[t] for t in trigger.above(track.last, threshold)]
             change = f"{p.series} unusual on two points in a row, another instrument not ({', '.join(reasons)})"
         elif p.crossed and alone(p, tracks):
             track.held = True

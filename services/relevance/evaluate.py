@@ -3,8 +3,9 @@
 For every source with files in the mirror, each series is scored in time order (no look-ahead).
 Methods:
 - `model`: the relevance service's scorer (`SeriesModel.score_chunk`, services/relevance/model.py),
-  over the whole file as one chunk; its alerts are raised exactly as the alerts service raises
-  them (flashes/trigger.py);
+  over the whole file as one chunk; its alerts are the crossings the alerts service sees in one
+  series (flashes/trigger.py); the service's episodes and fusion across a source's instruments
+  (services/alerts/episodes.py) are not applied: each provider file is scored on its own;
 - `formula`: the original FLASHES formula, an alert when it crosses the threshold from below;
 - `median_5sigma`: an alert when the flux crosses 5σ above the median of the previous 30 points,
   σ combining the point's error and the scatter (MAD) of those points.
@@ -26,9 +27,10 @@ method's level is chosen on the other sources only (`select_level`: the least st
 false-alert episodes per source-year are at most the target, else the strictest), then S is
 scored at that level; the held-out results of all folds are pooled (false episodes summed over
 sources, divided by the summed source-years). Every (source, level) is scored once
-(`score_mirror`); the folds only re-aggregate those alert times. The model is rescored per
-alert_sigma (its calibration may change anything downstream); the baselines' scores do not depend
-on the level, so they are computed once and only their crossings are taken per level.
+(`score_mirror`); the folds only re-aggregate those alert times. Nothing a series' model learns
+depends on alert_sigma, only the calibration of its evidence (`model.calibrated`), so the model
+scores each series once and its evidence is calibrated per level; the baselines' scores do not
+depend on the level either, and only their crossings are taken per level.
 """
 from __future__ import annotations
 
@@ -45,12 +47,12 @@ import numpy as np
 
 from flashes import catalogue
 from flashes.settings import Settings
-from flashes.units import MAIN_BAND
+from flashes.units import MAIN_BAND, mcrab_factor
 from flashes import trigger
 from flashes.progress import progress_bar
 from flashes.parsers import ParsedLightcurve, parse
 from services.relevance import formula
-from services.relevance.model import PARAMS, Params, SeriesModel
+from services.relevance.model import PARAMS, ChunkScores, Params, SeriesModel, calibrated
 from services.relevance.series import maxi_colour
 
 WINDOW_BEFORE_D, WINDOW_AFTER_D = 2.0, 60.0
@@ -113,17 +115,38 @@ def series_arrays(parsed: ParsedLightcurve, instrument: str) -> Series:
     return Series(instrument, parsed.mjd, flux, error, colour, colour_error)
 
 
-def model_alerts(series: Series, threshold: float, params: Params = PARAMS) -> list[float]:
-    scores = SeriesModel(params=params).score_chunk(series.kind, series.mjd, series.value, series.error,
-                                       series.colour, series.colour_error)
-    terms = {name: column.tolist() for name, column in scores.terms.items()}
+def model_scores(series: Series, params: Params = PARAMS) -> ChunkScores:
+    return SeriesModel(params=params).score_chunk(series.kind, series.mjd, series.value, series.error,
+                                                  series.colour, series.colour_error)
+
+
+def model_alerts(series: Series, threshold: float, params: Params = PARAMS,
+                 scores: ChunkScores | None = None) -> list[float]:
+    """Alert times of the model on a series, its scores calibrated at `params.alert_sigma`: from `scores` if given
+    (the same series scored with any alert_sigma: the evidence does not depend on it), else scored here."""
+    scores = scores or model_scores(series, params)
+    models, hardnesses, relevances = calibrated(scores.evidence["model"].tolist(), scores.evidence["hardness"].tolist(),
+                                                params)
+    terms = {**{name: column.tolist() for name, column in scores.terms.items()}, "model": models, "hardness": hardnesses}
     alerts, previous = [], None
-    for i, (mjd, relevance) in enumerate(zip(series.mjd[scores.keep].tolist(), scores.relevance.tolist())):
+    for i, (mjd, relevance) in enumerate(zip(series.mjd[scores.keep].tolist(), relevances)):
         current = trigger.snapshot(relevance, {name: column[i] for name, column in terms.items()})
         if trigger.reasons(previous, current, threshold):
             alerts.append(mjd)
         previous = current
     return alerts
+
+
+def flag_latency(params: Params, flux_mcrab: np.ndarray, start: int, error_mcrab: float = 5.0,
+                 threshold: float = Settings.model_fields["relevance_threshold"].default) -> int | None:
+    """Days from day `start` to the first relevance at or above `threshold` of a synthetic daily MAXI series
+    given in mCrab (None: never): how soon the model flags a lightcurve (tests and bench/slow_rise.py)."""
+    n = len(flux_mcrab)
+    factor = mcrab_factor("maxi")
+    scores = SeriesModel(params).score_chunk("maxi", 55000.5 + np.arange(n), flux_mcrab / factor,
+                                             np.full(n, error_mcrab / factor), np.full(n, np.nan), np.full(n, np.nan))
+    above = np.flatnonzero((np.arange(n) >= start) & (scores.relevance >= threshold))
+    return int(above[0]) - start if len(above) else None
 
 
 def formula_scores(series: Series) -> np.ndarray:
@@ -286,9 +309,9 @@ class Scored:
 
 def score_mirror(settings: Settings, mirror: Path, events_csv: Path, model_grid: bool = False,
                  progress: bool = False) -> Scored:
-    """Score every series once per level: the baselines at every level of their grids (one score series each,
-    crossed per level), the model at every alert_sigma of its grid (`model_grid`, rescored per value) or at the
-    one in service only."""
+    """Score every series once and take its alerts per level: the baselines at every level of their grids
+    (crossings of one score series), the model at every alert_sigma of its grid (`model_grid`; its evidence
+    calibrated per value) or at the one in service only."""
     threshold = settings.relevance_threshold
     defaults = default_levels(threshold)
     levels = level_grids(threshold)
@@ -307,12 +330,13 @@ def score_mirror(settings: Settings, mirror: Path, events_csv: Path, model_grid:
         for name, score in (("formula", formula_scores(ser)), ("median_5sigma", median_sigma_scores(ser))):
             for level in levels[name]:
                 alerts[name][level][sid].extend(crossings(ser.mjd, score, level))
-    with progress_bar(len(levels["model"]) * len(series), "model, per alert_sigma", progress) as advance:
-        for level in levels["model"]:
-            params = dataclasses.replace(PARAMS, alert_sigma=level)
-            for sid, ser in series:
-                alerts["model"][level][sid].extend(model_alerts(ser, threshold, params))
-                advance()
+    with progress_bar(len(series), "model", progress) as advance:
+        for sid, ser in series:
+            scores = model_scores(ser)  # once: the levels only calibrate its evidence
+            for level in levels["model"]:
+                alerts["model"][level][sid].extend(
+                    model_alerts(ser, threshold, dataclasses.replace(PARAMS, alert_sigma=level), scores))
+            advance()
     events = [ev for ev in read_events(events_csv) if ev.source_id in spans]
     return Scored(threshold, spans, events, defaults, alerts)
 

@@ -265,15 +265,17 @@ class Novelty(AnomalyDetector):
         self.excursions: deque[list[float]] = deque(maxlen=params.recurrence_memory)
         self._pattern: tuple[tuple[int, float, float], float | None] = ((0, 0.0, 0.0), None)  # a cache of the period
 
-    def _moments(self, value: float, error: float) -> tuple[float, float, float]:
-        """(value − level, error² + usual spread², scale²) under what has been learned (n ≥ 1)."""
+    def _moments(self, value: float, error: float) -> tuple[float, float, float, bool]:
+        """(value − level, error² + usual spread², scale², whether the level is quiescent) under what has
+        been learned (n ≥ 1)."""
         p = self.params
         level = self.level.get()
+        quiet = self._quiet(level)
         scale2 = level ** 2 + self.error.get() ** 2 if self.relative else 1.0
-        learned = max((self.quiet_excess if self._quiet(level) else self.excess).get(), 0.0)
+        learned = max((self.quiet_excess if quiet else self.excess).get(), 0.0)
         usual = (self.n * learned + p.prior_points * self.prior_spread ** 2) / (self.n + p.prior_points)
         calibration = (p.systematic * level) ** 2 if self.relative else 0.0
-        return value - level, error ** 2 + (usual * scale2 + calibration), scale2
+        return value - level, error ** 2 + (usual * scale2 + calibration), scale2, quiet
 
     def _quiet(self, level: float) -> bool:
         """Whether a flux level is quiescent: below `quiescent_snr` typical errors (never for colour)."""
@@ -295,7 +297,8 @@ class Novelty(AnomalyDetector):
         variance = error ** 2 + (p.record_margin * high) ** 2
         return u, (max(u, (value - high) / math.sqrt(variance)) if variance > 0 else u)
 
-    def _learn(self, value: float, error: float, residual: float, variance: float, scale2: float) -> None:
+    def _learn(self, value: float, error: float, residual: float, variance: float, scale2: float,
+               quiet: bool) -> None:
         p = self.params
         if self.n and variance > 0:
             root = math.sqrt(variance)
@@ -303,7 +306,7 @@ class Novelty(AnomalyDetector):
             clipped = min(max(residual, -limit), limit)
             if scale2 > 0:  # 0 only for a flux whose level and typical error are both 0 so far
                 excess = (clipped ** 2 - error ** 2) / scale2
-                if not self._quiet(self.level.get()):
+                if not quiet:
                     self.excess.update(excess)
                 elif self._quiet(value):  # quiescent scatter is learned from quiescent points only
                     self.quiet_excess.update(excess)
@@ -326,12 +329,11 @@ class Novelty(AnomalyDetector):
         level_u = u = 0.0
         quiet = False
         if self.n:
-            residual, variance, scale2 = self._moments(value, error)
-            quiet = self._quiet(value - residual)  # the level, as _moments read it
+            residual, variance, scale2, quiet = self._moments(value, error)
             if self.n >= self.params.min_points:
                 level_u, u = self._deviation(value, error, residual, variance)
         previous_u, previous_mjd = self.last_u, self.last_mjd
-        self._learn(value, error, residual, variance, scale2)
+        self._learn(value, error, residual, variance, scale2, quiet)
         self.last_u, self.last_mjd = u, mjd
         cusum = self._accumulate(level_u, mjd - previous_mjd, quiet) if self.relative else 0.0
         if upward_only and u <= 0:
@@ -342,8 +344,9 @@ class Novelty(AnomalyDetector):
             found = max(abs(u), cusum)
         if self.relative:
             found = self._unless_routine(found, value, error, mjd)
-            self._track_excursion(residual / math.sqrt(variance) if variance > 0 else 0.0, value, mjd,
-                                  value - residual + self.params.excursion_sigma * math.sqrt(variance))
+            root = math.sqrt(variance)
+            self._track_excursion(residual / root if root > 0 else 0.0, value, mjd,
+                                  value - residual + self.params.excursion_sigma * root)
         return found
 
     def _unless_routine(self, evidence: float, value: float, error: float, mjd: float) -> float:
@@ -407,13 +410,13 @@ class Novelty(AnomalyDetector):
 
     def learn_one(self, x: dict) -> None:
         value, error = x["value"], x["error"]
-        self._learn(value, error, *(self._moments(value, error) if self.n else (0.0, 0.0, 0.0)))
+        self._learn(value, error, *(self._moments(value, error) if self.n else (0.0, 0.0, 0.0, False)))
 
     def score_one(self, x: dict) -> float:
         if self.n < self.params.min_points:
             return 0.0
         value, error = x["value"], x["error"]
-        residual, variance, _ = self._moments(value, error)
+        residual, variance, *_ = self._moments(value, error)
         return abs(self._deviation(value, error, residual, variance)[1])
 
     def to_state(self) -> dict:
@@ -486,6 +489,17 @@ class ChunkScores:
     keep: np.ndarray  # bool, per input point: scored (mjd newer than the last scored point of this series)
     relevance: np.ndarray  # float64, one per kept point
     terms: dict[str, np.ndarray]  # "model", "hardness", "flux", "trend": one float64 per kept point
+    evidence: dict[str, np.ndarray]  # "model", "hardness": the evidence (σ) the two terms calibrate
+
+
+def calibrated(flux: list[float], colour: list[float], params: Params = PARAMS) -> tuple[list[float], list[float], list[float]]:
+    """The model and hardness terms of flux and colour evidence (σ, 0 for none), and their relevance
+    1 − (1 − model)(1 − hardness). The evidence does not depend on `alert_sigma`, so `flashes evaluate`
+    scores a series once and calibrates it at every level."""
+    quiet = calibrate(0.0, params)
+    models = [calibrate(e, params) if e else quiet for e in flux]
+    hardnesses = [calibrate(e, params) if e else quiet for e in colour]
+    return models, hardnesses, [1.0 - (1.0 - m) * (1.0 - h) for m, h in zip(models, hardnesses)]
 
 
 @dataclass
@@ -579,28 +593,21 @@ class SeriesModel:
         size = len(columns[0])
         if any(c.shape != (size,) for c in columns):
             raise ValueError("score_chunk needs five 1-d arrays of one length")
-        p = self.params
         flux_evidence = self.flux.evidence if kind != "hardness" else None
         colour_evidence, largest = self._colour_evidence, LARGEST
-        quiet = calibrate(0.0, p)
         last = max(self.last_scored_mjd, -largest)
         kept: list[int] = []
-        relevance: list[float] = []
-        models: list[float] = []
-        hardnesses: list[float] = []
+        fluxes: list[float] = []
+        colours: list[float] = []
         for i, (t, v, e, c, ce) in enumerate(zip(*(col.tolist() for col in columns))):
             if not last < t < largest:
                 continue
             last = t
             kept.append(i)
             usable = -largest < v < largest and 0.0 <= e < largest  # _usable, and no overflow
-            evidence = flux_evidence(v, e, t, True) if flux_evidence and usable else 0.0
-            model = calibrate(evidence, p) if evidence else quiet
-            evidence = colour_evidence(c, ce, t)
-            hardness = calibrate(evidence, p) if evidence else quiet
-            models.append(model)
-            hardnesses.append(hardness)
-            relevance.append(1.0 - (1.0 - model) * (1.0 - hardness))
+            fluxes.append(flux_evidence(v, e, t, True) if flux_evidence and usable else 0.0)
+            colours.append(colour_evidence(c, ce, t))
+        models, hardnesses, relevance = calibrated(fluxes, colours, self.params)
         keep = np.zeros(size, dtype=bool)
         keep[kept] = True
         # The original formula's flux and trend terms, for the whole chunk at once (context only).
@@ -613,4 +620,5 @@ class SeriesModel:
         self.recent = formula.Recent(*(column[-formula.HISTORY:].tolist() for column in recent))
         terms = {"model": models, "hardness": hardnesses, "flux": formula.flux_terms(value, error), "trend": trends}
         return ChunkScores(keep, np.array(relevance, dtype=np.float64),
-                           {name: np.array(column, dtype=np.float64) for name, column in terms.items()})
+                           {name: np.array(column, dtype=np.float64) for name, column in terms.items()},
+                           {"model": np.array(fluxes, dtype=np.float64), "hardness": np.array(colours, dtype=np.float64)})
