@@ -64,10 +64,10 @@ from astropy.time import Time
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
-from flashes.units import MCRAB_PER_UNIT  # noqa: E402
+from flashes.parsers import MAXI_BANDS, ParsedLightcurve, parse  # noqa: E402
+from flashes.units import MCRAB_PER_UNIT, to_mcrab  # noqa: E402
 
 MCRAB_BAT = MCRAB_PER_UNIT[("swift", "15-50")]
-MAXI_BANDS = {"2-20": ("f", "e"), "2-4": ("f2_4", "e2_4"), "4-10": ("f4_10", "e4_10"), "10-20": ("f10_20", "e10_20")}
 G_CRAB, G_MIN, G_MAX = 2.1, 1.4, 3.5
 WINDOWS_D = (7, 15, 31, 61)
 MIN_SNR = 10.0
@@ -141,14 +141,14 @@ def spectral_factor(daily: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     return factor, gamma
 
 
-def daily_grid(maxi: pd.DataFrame) -> pd.DataFrame:
+def daily_grid(maxi: ParsedLightcurve) -> pd.DataFrame:
     """MAXI band fluxes (m{band}) and variances (v{band}) in mCrab on every day from the first to the last."""
-    day = np.floor(maxi["mjd"].to_numpy()).astype(int)
+    day = np.floor(maxi.mjd).astype(int)
     cols = {}
-    for band, (f, e) in MAXI_BANDS.items():
-        k = MCRAB_PER_UNIT[("maxi", band)]
-        cols[f"m{band}"] = maxi[f].to_numpy() * k
-        cols[f"v{band}"] = (maxi[e].to_numpy() * k) ** 2
+    for band in MAXI_BANDS:
+        flux, error = to_mcrab("maxi", band, *maxi.bands[band])
+        cols[f"m{band}"] = flux
+        cols[f"v{band}"] = error ** 2
     frame = pd.DataFrame(cols, index=day)
     frame = frame[~frame.index.duplicated(keep="last")]
     return frame.reindex(np.arange(day.min(), day.max() + 1))
@@ -185,7 +185,7 @@ def source_longitude_deg(ra: float, dec: float) -> float:
     return float(sky.lon.deg)
 
 
-def synthesise(maxi: pd.DataFrame, longitude: float, rng: np.random.Generator) -> pd.DataFrame:
+def synthesise(maxi: ParsedLightcurve, longitude: float, rng: np.random.Generator) -> pd.DataFrame:
     daily = daily_grid(maxi)
     bat_mcrab, _ = true_bat_mcrab(daily)
     day = daily.index.to_numpy().astype(float)
@@ -212,11 +212,6 @@ def synthesise(maxi: pd.DataFrame, longitude: float, rng: np.random.Generator) -
     })
 
 
-def read_maxi(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, sep=r"\s+", header=None,
-                       names=["mjd", "f", "e", "f2_4", "e2_4", "f4_10", "e4_10", "f10_20", "e10_20"])
-
-
 def main() -> None:
     table = pd.read_csv(ROOT / "master_table.csv", dtype=str, keep_default_na=False)
     by_maxi = {row["Maxi ID"]: row for row in table.to_dict("records")}
@@ -226,7 +221,7 @@ def main() -> None:
             continue
         longitude = source_longitude_deg(float(row["Ra Obj"]), float(row["Dec Obj"]))
         rng = np.random.default_rng(zlib.crc32(row["Swift ID"].encode()))
-        bat = synthesise(read_maxi(path), longitude, rng)
+        bat = synthesise(parse("maxi", path.name, path.read_bytes()), longitude, rng)
         folder = ROOT / "mirror" / "swift" / "results" / "transients" / ("weak" if row["Swift Weak"] == "yes" else "")
         folder.mkdir(parents=True, exist_ok=True)
         out = folder / f"{row['Swift ID']}.lc.txt"

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from flashes.settings import PROJECT_ROOT, Settings
-from flashes.units import MAIN_BAND, SERIES_TITLES, series_label
+from flashes.units import BANDS, MAIN_BAND, SERIES_TITLES, series_label
 
 DASHBOARDS = ("flashes-maxi", "flashes-swift", "flashes-swift-maxi", "flashes-swift-fermi", "flashes-swift-maxi-fermi")
 ORDER = ("swift", "maxi", "fermi")  # instrument order in a dashboard uid
@@ -188,7 +188,7 @@ def build(uid: str) -> Json:
     rows = [("Overview", overview)]
     if "maxi" in inst:
         rows.append(("MAXI", [(timeseries(f"MAXI {b} keV (mCrab)", [curve("A", "maxi", b)], [download("maxi")]), 8, 8)
-                              for b in ("2-4", "4-10", "10-20")]))
+                              for b in BANDS["maxi"] if b != MAIN_BAND["maxi"]]))
     rows += [(SERIES_TITLES[k], [(timeseries(f"{series_label(k)} (mCrab)", [curve("A", k)], [download(k)]), 24, 8)])
              for k in ("swift", "fermi") if k in inst]
     if joined:

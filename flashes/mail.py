@@ -24,19 +24,30 @@ SMTP_TIMEOUT_S = 10.0
 ADDRESS = re.compile(r"[^\s<>@\"',;:]+@[^\s<>@\"',;:]+")
 
 
-def utc(time: datetime) -> str:
-    return time.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+def as_datetime(time: str | datetime) -> datetime:
+    """A datetime, or an ISO 8601 text (as the API's rows and QuestDB's answers carry) read as one."""
+    return datetime.fromisoformat(time.replace("Z", "+00:00")) if isinstance(time, str) else time
 
 
-def mjd(value: datetime | float) -> str:
-    return f"MJD {datetime_to_mjd(value) if isinstance(value, datetime) else value:.2f}"
+def utc(time: str | datetime | None) -> str:
+    return as_datetime(time).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if time else "–"
+
+
+def mjd_number(value: str | datetime | float | None) -> str:
+    if value is None or value == "":
+        return "–"
+    return f"{value if isinstance(value, float | int) else datetime_to_mjd(as_datetime(value)):.2f}"
+
+
+def mjd(value: str | datetime | float) -> str:
+    return f"MJD {mjd_number(value)}"
 
 
 def environment(package: str, **filters: Callable[..., Any]) -> Environment:
     """Templates `*.j2` of `{package}/templates`; the `*.html.j2` ones are autoescaped."""
     env = Environment(loader=PackageLoader(package), autoescape=select_autoescape(["html.j2"]),
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(utc=utc, mjd=mjd, **filters)
+    env.filters.update({"utc": utc, "mjd": mjd, **filters})  # a caller may format MJDs its own way
     return env
 
 

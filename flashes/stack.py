@@ -72,13 +72,13 @@ def episodes(settings: Settings) -> list[dict]:
     """Every alert episode: those with most records first (it escalated: another series joined, brighter, a state
     change), then those most series agree on, then by peak relevance; source, onset, series, reasons, newest
     explanation."""
-    rows = questdb.query(settings, "SELECT alert_id, source_id, min(ts) onset, max(peak_relevance) peak, "
-                                   "count() records, last(payload) payload FROM alerts GROUP BY alert_id, source_id")
+    rows = questdb.query(settings, "SELECT alert_id, source_id, count() records, last(payload) payload FROM alerts "
+                                   "GROUP BY alert_id, source_id")
     out = []
     for r in rows:
-        alert = orjson.loads(r["payload"])
-        out.append({"source_id": r["source_id"], "name": alert["source_name"], "onset": r["onset"][:10],
-                    "peak": r["peak"], "records": r["records"], "series": sorted(map(series_kind, alert["series"])),
+        alert = orjson.loads(r["payload"])  # the newest record: it carries the onset and the peak so far
+        out.append({"source_id": r["source_id"], "name": alert["source_name"], "onset": alert["onset_time"][:10],
+                    "peak": alert["peak_relevance"], "records": r["records"], "series": sorted(map(series_kind, alert["series"])),
                     "reasons": alert["reasons"], "explanation": alert["explanation"]})
     return sorted(out, key=lambda e: (-e["records"], -len(e["series"]), -e["peak"], e["onset"]))
 

@@ -15,6 +15,7 @@ MCRAB_PER_UNIT: dict[tuple[str, str], float] = {
 }
 
 MAIN_BAND = {"maxi": "2-20", "swift": "15-50", "fermi": "12-50"}
+BANDS = {inst: tuple(band for i, band in MCRAB_PER_UNIT if i == inst) for inst in MAIN_BAND}  # main band first
 
 
 def mcrab_factor(kind: str) -> float:

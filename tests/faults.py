@@ -182,7 +182,7 @@ def check(settings: Settings, expected: Expected) -> dict[str, int]:
     twice = {k for k, n in rows["alerts"].items() if n > 1}
     dup = [r for r in questdb.query(settings, "SELECT ts, alert_id, record_number, alert_type, trigger_series, mjd, "
                                               "relevance, explanation FROM alerts", timeout_s=120)
-           if (r["alert_id"], r["record_number"]) in twice]
+           if (r["alert_id"], r["record_number"]) in twice] if twice else []
     return {"lost": lost + alerts[0], "duplicated": duplicated + alerts[1], "mismatched": mismatched + alerts[2],
             "duplicate_alerts": dup}
 

@@ -22,8 +22,7 @@ from flashes import catalogue, grafana
 from flashes.heartbeat import beat
 from flashes.settings import Settings, get_settings
 from flashes.tags import TAGS
-from flashes.topics import INSTRUMENTS
-from flashes.units import MCRAB_PER_UNIT
+from flashes.units import BANDS, MCRAB_PER_UNIT
 from services.api import downloads, pages, problems
 from services.api.sources import SortKey, SourceIndex
 from services.api.store import AlertQuery, Labels, Reader
@@ -168,9 +167,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise HTTPException(422, "a cone search needs all of ra, dec and radius")
         if sort == "distance" and not all(cone_given):
             raise HTTPException(422, "sort=distance needs a cone (ra, dec, radius)")
-        dynamic = await labels.get()
         if tag is not None:
-            index.check_tag(tag, dynamic)
+            index.check_tag(tag)
+        dynamic = await labels.get()
         cone = schemas.Cone(ra=ra, dec=dec, radius=radius) if all(cone_given) else None
         hits = index.search(q, tag, instrument, cone, dynamic, sort, order == "desc")
         latest = await reader.latest()
@@ -208,7 +207,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise HTTPException(422, "give source (and series) or influx_key")
         entry = series_entry(source, series)
         if channel is not None and (series, channel) not in MCRAB_PER_UNIT:
-            bands = sorted(b for i, b in MCRAB_PER_UNIT if i == series)
+            bands = sorted(BANDS.get(series, ()))
             raise HTTPException(422, f"channel {channel!r} is not a band of the {series} series; "
                                      f"its bands: {', '.join(bands) or 'none (a derived series has no channel)'}")
         t0, t1 = window(start, end, timedelta(days=365))
@@ -248,7 +247,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not settings.grafana_url:
             raise HTTPException(503, "no Grafana is configured (FLASHES_GRAFANA_URL)")
         record = index.get(source_id)
-        if not any(record[i] for i in INSTRUMENTS):
+        if source_id not in index.with_lightcurve:
             raise problems.NotFound(f"source '{source_id}' has no lightcurve, so no dashboard", f"/sources/{source_id}")
         return RedirectResponse(grafana.dashboard_url(settings, record, start, end), status_code=307)
 

@@ -9,38 +9,36 @@ appears in a URL or an access log.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 from urllib.parse import quote, urlencode, urlsplit
 
 import httpx
 import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from jinja2 import Environment
 from markupsafe import Markup
 
-from flashes import catalogue
+import schemas
+from flashes import catalogue, mail
 from flashes.errors import QuestDBError
 from flashes.settings import Settings
 from flashes.tags import TAGS
-from flashes.timeconv import datetime_to_mjd
 from flashes.topics import DERIVED_KINDS
-from flashes.units import INSTRUMENTS, MAIN_BAND, MCRAB_PER_UNIT, SERIES_TITLES, UNITS
+from flashes.units import BANDS, INSTRUMENTS, MAIN_BAND, MCRAB_PER_UNIT, SERIES_TITLES, UNITS
 from services.api.sources import SORT_FIELD, SourceIndex
-from services.api.store import EPISODE_LABELS, AlertQuery, Labels, Reader
+from services.api.store import EPISODE_LABELS, OPEN_LABEL, AlertQuery, Labels, Reader
 from services.api.subscriptions import CODE
 
-TEMPLATES = Path(__file__).resolve().parent / "templates"
 STATIC = Path(__file__).resolve().parent / "static"
 PER_PAGE = 50
 MANAGE_ROWS = 500
 HISTORY_START = "2009-01-01"  # MAXI's first light; the plots show a source's whole history by default
 IMPORTANT_TAGS = ("BINARY", "BLACK HOLE", "BURSTER", "PULSAR")
 SORTS = {"name": "name", "ra": "RA", "dec": "Dec", "glon": "galactic l", "glat": "galactic b"}
-REASONS = {"brightening": "brightening", "state_change": "state change", "unusual": "unusual"}
-ALERT_TYPES = ("onset", "update", "end")
+REASONS = {reason: reason.replace("_", " ") for reason in get_args(schemas.Reason)}
+ALERT_TYPES = get_args(schemas.AlertType)
 # The seed README's tag table, in its words.
 TAG_TEXT = {
     "LMXRB": "Low-Mass X-Ray Binary: a black hole or neutron star accretes matter from a low-mass companion; "
@@ -72,7 +70,7 @@ TAG_TEXT = {
     "UNCLASSIFIED": "Classification not done or not possible; the default tag.",
 }
 LABEL_TEXT = {label: f"Temporary: the source is in an open alert episode ({reason.replace('_', ' ')})."
-              for reason, label in EPISODE_LABELS.items()} | {"ALERT": "Temporary: an open alert episode."}
+              for reason, label in EPISODE_LABELS.items()} | {OPEN_LABEL: "Temporary: an open alert episode."}
 # Sky-map colours: each source takes the first of these tags it has.
 MAP_CLASSES = (("BLACK HOLE", "#d62728"), ("PULSAR", "#9467bd"), ("LMXRB", "#1f77b4"), ("HMXRB", "#17becf"),
                ("BINARY", "#2ca02c"), ("AGN", "#ff7f0e"), ("CLUSTER", "#8c564b"), ("GAMMA RAY SOURCE", "#e377c2"),
@@ -146,21 +144,6 @@ def num(value: float | None, digits: int = 3) -> str:
     return f"{value:.2e}"
 
 
-def as_datetime(t: str | datetime) -> datetime:
-    return datetime.fromisoformat(t.replace("Z", "+00:00")) if isinstance(t, str) else t
-
-
-def utc(t: str | datetime | None) -> str:
-    if not t:
-        return "–"
-    dt = as_datetime(t).astimezone(timezone.utc)
-    return dt.strftime("%Y-%m-%d %H:%M UTC")
-
-
-def mjd(t: str | datetime | None) -> str:
-    return f"{datetime_to_mjd(as_datetime(t)):.2f}" if t else "–"
-
-
 def unit(text: str) -> str:
     return text.replace("cm2", "cm²")
 
@@ -187,14 +170,13 @@ def link(path: str, **params: Any) -> str:
 
 
 def environment(settings: Settings) -> Environment:
-    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined,
-                      trim_blocks=True, lstrip_blocks=True)
+    """The pages' templates (services/api/templates), with the mails' filters: `mjd` is the bare number here."""
+    env = mail.environment("services.api", num=num, mjd=mail.mjd_number, unit=unit, q=lambda s: quote(str(s), safe=""),
+                           pairs=lambda xs: [(x, x) for x in xs])
     base = urlsplit(settings.api_url).path.rstrip("/")
     env.globals.update(base=base, link=lambda path, **p: link(base + path, **p), instruments=INSTRUMENTS,
                        units=UNITS, main_band=MAIN_BAND, series_titles=SERIES_TITLES, tag_text=TAG_TEXT | LABEL_TEXT,
                        api_url=settings.api_url, fields=catalogue.SERIES_FIELD, hms=hms)
-    env.filters.update(num=num, utc=utc, mjd=mjd, unit=unit, q=lambda s: quote(str(s), safe=""),
-                       pairs=lambda xs: [(x, x) for x in xs])
     return env
 
 
@@ -203,6 +185,7 @@ def router(settings: Settings, index: SourceIndex, reader: Reader, labels: Label
     web = APIRouter(include_in_schema=False)
     env = environment(settings)
     records = list(index.records.values())
+    instrument_counts = {k: sum(1 for r in records if r[k]) for k in INSTRUMENTS}
     home_map = sky_map(records, 900)
     home_svg = Markup(env.from_string('{% from "macros.html.j2" import sky_svg %}{{ sky_svg(m) }}').render(m=home_map))
 
@@ -237,11 +220,11 @@ def router(settings: Settings, index: SourceIndex, reader: Reader, labels: Label
         hits = [sid for sid, _ in index.search(q or None, tag, instrument if instrument in INSTRUMENTS else None,
                                                None, dynamic, sort, order == "desc")]
         if instrument == "any":
-            hits = [sid for sid in hits if any(index.records[sid][k] for k in INSTRUMENTS)]
+            hits = [sid for sid in hits if sid in index.with_lightcurve]
         pages = max(1, math.ceil(len(hits) / PER_PAGE))
         number = min(page_number(p.get("page", "")), pages)
         rows, problem = await views(hits[(number - 1) * PER_PAGE:number * PER_PAGE])
-        tags = sorted(index.tag_counts(dynamic))
+        tags = sorted(index.constant_counts)  # every tag and label, whether a source has it now or not
         form = {"q": q, "tag": tag or "", "instrument": instrument, "sort": sort, "order": order}
         return page("sources.html.j2", title=title, intro=intro, path=path, rows=rows, total=len(hits),
                     page_number=number, pages=pages, form=form, fixed_tag=tag, tags=tags, sorts=SORTS,
@@ -258,18 +241,16 @@ def router(settings: Settings, index: SourceIndex, reader: Reader, labels: Label
     async def home() -> HTMLResponse:
         top, problem = await read(reader.top(8), [])
         top = index.named(top)
-        newest, _ = await read(reader.alerts(AlertQuery(), 5, 0), ([], 0))
-        counts = {k: sum(1 for r in records if r[k]) for k in INSTRUMENTS}
-        with_data = sum(1 for r in records if any(r[k] for k in INSTRUMENTS))
+        newest, _ = await read(reader.alerts(AlertQuery(), 5, 0, with_total=False), ([], None))
         return page("home.html.j2", title="FLASHES stream", skymap=home_map, sky_svg=home_svg, top=top,
-                    alerts=newest[0], problem=problem, counts=counts, total=len(records), with_data=with_data,
-                    important=IMPORTANT_TAGS)
+                    alerts=newest[0], problem=problem, counts=instrument_counts, total=len(records),
+                    with_data=len(index.with_lightcurve), important=IMPORTANT_TAGS)
 
     @web.get("/web/sources", response_class=HTMLResponse)
     async def sources(request: Request) -> HTMLResponse:
         if request.query_params.get("tag"):
             tag = request.query_params["tag"]
-            if tag not in index.tag_counts((await read(labels.get(), {}))[0]):
+            if tag not in index.constant_counts:
                 return not_found(f"There is no tag '{tag}'.", "/web/tags", "the list of tags")
         return await source_list(request, "/web/sources", request.query_params.get("tag") or None, "Sources")
 
@@ -282,7 +263,7 @@ def router(settings: Settings, index: SourceIndex, reader: Reader, labels: Label
 
     @web.get("/web/tags/{tag}", response_class=HTMLResponse)
     async def tag_page(tag: str, request: Request) -> HTMLResponse:
-        if tag not in index.tag_counts((await read(labels.get(), {}))[0]):
+        if tag not in index.constant_counts:
             return not_found(f"There is no tag '{tag}'.", "/web/tags", "the list of tags")
         return await source_list(request, f"/web/tags/{quote(tag)}", tag, f"Tag {tag}",
                                  intro=(TAG_TEXT | LABEL_TEXT).get(tag))
@@ -298,10 +279,9 @@ def router(settings: Settings, index: SourceIndex, reader: Reader, labels: Label
             alerts, _ = await read(reader.alerts(AlertQuery(sources=[source_id]), 20, 0), ([], 0))
         else:  # catalogue only: no series, so no points and no alerts to read
             view, problem, alerts = index.view(source_id, {}, {}), None, ([], 0)
-        bands = {k: [b for i, b in MCRAB_PER_UNIT if i == k] for k in INSTRUMENTS}
         return page("source.html.j2", title=view["integral_name"], s=view, skymap=sky_map([], 360, view),
                     external=external_links(view),
-                    kinds=kinds, bands=bands, derived=DERIVED_KINDS, alerts=alerts[0], alert_total=alerts[1],
+                    kinds=kinds, bands=BANDS, derived=DERIVED_KINDS, alerts=alerts[0], alert_total=alerts[1],
                     start=HISTORY_START, threshold=settings.relevance_threshold, problem=problem)
 
     @web.get("/web/alerts", response_class=HTMLResponse)
@@ -428,7 +408,7 @@ def subscription_body(v: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
             filters["cone"] = dict(zip(("ra", "dec", "radius"), map(float, cone)))
     except ValueError:
         return {}, "relevance, RA, Dec and radius are numbers"
-    channel = v["channel"] if v["channel"] in ("webhook", "email", "none") else "none"
+    channel = v["channel"] if v["channel"] in get_args(schemas.Channel) else "none"
     body: dict[str, Any] = {"channel": channel, "filters": filters}
     if channel == "webhook":
         body["webhook_url"] = v["webhook_url"].strip()

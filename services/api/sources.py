@@ -12,10 +12,10 @@ import schemas
 from flashes.catalogue import SERIES_FIELD
 from flashes.subscriptions import separation
 from flashes.tags import TAGS
-from flashes.topics import DERIVED_KINDS
+from flashes.topics import DERIVED_KINDS, INSTRUMENTS
 from flashes.units import mcrab_factor
 from services.api.problems import NotFound
-from services.api.store import EPISODE_LABELS
+from services.api.store import TEMPORARY_LABELS
 
 SortKey = Literal["name", "ra", "dec", "glon", "glat", "distance"]
 SORT_FIELD = {"name": "integral_name", "ra": "coord_ra", "dec": "coord_dec", "glon": "coord_glon", "glat": "coord_glat"}
@@ -36,6 +36,10 @@ class SourceIndex:
                       for r in records]
         self.series = {entry["series"]: (r["_id"], kind) for r in records for kind, f in SERIES_FIELD.items()
                        if (entry := r[f]) is not None}
+        self.with_lightcurve = {r["_id"] for r in records if any(r[k] for k in INSTRUMENTS)}
+        # The constant tags' counts; every tag, temporary labels too, is there (a label may have no source now).
+        self.constant_counts = Counter({t: 0 for t in (*TAGS, *TEMPORARY_LABELS)})
+        self.constant_counts.update(t for r in records for t in r["labels_constant"])
 
     def get(self, source_id: str) -> dict[str, Any]:
         if source_id not in self.records:
@@ -50,8 +54,7 @@ class SourceIndex:
         return self.series[key]
 
     def tag_counts(self, dynamic: dict[str, list[str]]) -> Counter[str]:
-        counts = Counter({t: 0 for t in (*TAGS, *EPISODE_LABELS.values())})  # a label may have no source now
-        counts.update(t for r in self.records.values() for t in r["labels_constant"])
+        counts = self.constant_counts.copy()
         counts.update(t for labels in dynamic.values() for t in labels)
         return counts
 
@@ -60,13 +63,13 @@ class SourceIndex:
         return [dict(r, source_name=self.records[r["source_id"]]["integral_name"]) for r in rows
                 if r["source_id"] in self.records]
 
-    def check_tag(self, tag: str, dynamic: dict[str, list[str]]) -> None:
-        if tag not in self.tag_counts(dynamic):
+    def check_tag(self, tag: str) -> None:
+        if tag not in self.constant_counts:
             raise NotFound(f"unknown tag '{tag}'; list the known ones at /tags", "/tags")
 
     def tagged(self, tag: str, dynamic: dict[str, list[str]]) -> list[str]:
         """The ids of the sources with a tag (a constant one or a temporary label), by name."""
-        self.check_tag(tag, dynamic)
+        self.check_tag(tag)
         return [sid for sid, _ in self.search(None, tag, None, None, dynamic, "name", False)]
 
     def search(self, q: str | None, tag: str | None, instrument: str | None, cone: schemas.Cone | None,

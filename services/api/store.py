@@ -34,6 +34,8 @@ LABELS_TTL_S = 5.0
 TOP_RECENT_D = 30.0
 # The temporary label a source carries while an alert episode of it is open, by the episode's reasons.
 EPISODE_LABELS = {"brightening": "OUTBURST", "state_change": "STATE CHANGE", "unusual": "UNUSUAL"}
+OPEN_LABEL = "ALERT"  # an open episode none of whose reasons has a label of its own
+TEMPORARY_LABELS = (*EPISODE_LABELS.values(), OPEN_LABEL)
 
 
 def micros(t: datetime) -> int:
@@ -99,7 +101,11 @@ class Series:
             row[f"flux {band} min"] = flux - error
         ts, rows = np.array([micros(t) for t in out], dtype=np.int64), list(out.values())
         views = {None: Encoded.of(ts, rows)}
-        for band in dict.fromkeys(r[2] for r in records):
+        bands = list(dict.fromkeys(r[2] for r in records))
+        if len(bands) == 1:  # BAT, GBM and derived series: the band alone is the whole series
+            views[bands[0]] = views[None]
+            return cls(views)
+        for band in bands:
             names = ("time", "mjd", f"flux {band}", f"flux {band} max", f"flux {band} min")
             keep = [i for i, row in enumerate(rows) if names[2] in row]
             views[band] = Encoded.of(ts[keep], [{n: rows[i][n] for n in names} for i in keep])
@@ -158,9 +164,11 @@ class Reader:
     pool: asyncpg.Pool | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     cache: TTLCache = field(init=False)
+    newest: TTLCache = field(init=False)
 
     def __post_init__(self) -> None:
         self.cache = TTLCache(self.settings.api_cache_s, 64)  # a whole-history MAXI series holds 4.4 MB
+        self.newest = TTLCache(self.settings.api_cache_s, 8)  # every series' newest point, the top sources
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         s = self.settings
@@ -184,7 +192,11 @@ class Reader:
         return sorted(r["table_name"] for r in await self.fetch("SELECT table_name FROM tables()"))
 
     async def latest(self) -> dict[str, dict[str, Any]]:
-        """series -> {last_timestamp, last_flux, last_error} (main band, provider units; derived in mCrab)."""
+        """series -> {last_timestamp, last_flux, last_error} (main band, provider units; derived in mCrab); read
+        at most every `api_cache_s`, as the series are."""
+        return await self.newest.get("latest", self._latest)
+
+    async def _latest(self) -> dict[str, dict[str, Any]]:
         rows = await self.fetch("SELECT series, ts, flux, error FROM lightcurve WHERE band IN ($1, $2, $3) "
                                 "LATEST ON ts PARTITION BY series", *MAIN_BAND.values())
         rows += await self.fetch("SELECT series, ts, value flux, error FROM derived LATEST ON ts PARTITION BY series")
@@ -261,7 +273,10 @@ class Reader:
     async def top(self, limit: int) -> list[dict[str, Any]]:
         """The sources whose newest point is the most unusual: per source its series with the highest
         relevance at its newest point, highest first. Only series with a point in the last `TOP_RECENT_D`
-        days of the data count (a series that stopped years ago is not news)."""
+        days of the data count (a series that stopped years ago is not news). Read at most every `api_cache_s`."""
+        return await self.newest.get(f"top {limit}", lambda: self._top(limit))
+
+    async def _top(self, limit: int) -> list[dict[str, Any]]:
         rows = await self.fetch(f"SELECT ts, series, source_id, kind, mjd, value, relevance, {TERM_COLUMNS} "
                                 "FROM relevance LATEST ON ts PARTITION BY series")
         newest = max((r["mjd"] for r in rows), default=0.0)
@@ -276,8 +291,10 @@ class Reader:
                  "mjd": r["mjd"], "value": r["value"], "relevance": r["relevance"],
                  "terms": {name: r[f"{name}_term"] for name in TERMS}} for r in ranked]
 
-    async def alerts(self, q: AlertQuery, limit: int, offset: int) -> tuple[list[dict[str, Any]], int]:
-        """The alert records (as on flashes.alerts.v2) that pass the filters, newest first, and their total."""
+    async def alerts(self, q: AlertQuery, limit: int, offset: int,
+                     with_total: bool = True) -> tuple[list[dict[str, Any]], int | None]:
+        """The alert records (as on flashes.alerts.v2) that pass the filters, newest first, and their total
+        (None without `with_total`: a page that shows no total need not count them)."""
         where, args = ["relevance >= $1"], [q.min_relevance]
 
         def bind(value: Any) -> str:
@@ -295,7 +312,7 @@ class Reader:
         if q.end:
             where.append(f"ts < {bind(naive_utc(q.end))}")
         clause = " AND ".join(where)
-        total = (await self.fetch(f"SELECT count() n FROM alerts WHERE {clause}", *args))[0]["n"]
+        total = (await self.fetch(f"SELECT count() n FROM alerts WHERE {clause}", *args))[0]["n"] if with_total else None
         page = await self.fetch(f"SELECT payload FROM alerts WHERE {clause} "
                                 f"ORDER BY ts DESC, alert_id, record_number DESC LIMIT {bind(offset)}, {bind(offset + limit)}",
                                 *args)
@@ -305,7 +322,7 @@ class Reader:
         """source_id -> the labels of its open alert episode (its newest record is not an `end`)."""
         rows = await self.fetch("SELECT source_id, alert_type, reasons FROM alerts LATEST ON ts PARTITION BY source_id")
         return {r["source_id"]: sorted({EPISODE_LABELS[x] for x in r["reasons"].split(",") if x in EPISODE_LABELS})
-                or ["ALERT"] for r in rows if r["alert_type"] != "end"}
+                or [OPEN_LABEL] for r in rows if r["alert_type"] != "end"}
 
     async def deliveries(self, subscription_id: str, limit: int) -> list[dict[str, Any]]:
         """The newest delivery attempts of one subscription."""
@@ -316,12 +333,11 @@ class Reader:
 
 
 class Labels:
-    """The temporary labels of sources with an open alert episode, read at most every few seconds."""
+    """The temporary labels of sources with an open alert episode, read at most every few seconds (a
+    `TTLCache`: concurrent requests read them once, and a failed read keeps the labels read before)."""
 
     def __init__(self, reader: Reader) -> None:
-        self.reader, self.value, self.at = reader, {}, -LABELS_TTL_S
+        self.reader, self.cache = reader, TTLCache(LABELS_TTL_S, 1)
 
     async def get(self) -> dict[str, list[str]]:
-        if time.monotonic() - self.at > LABELS_TTL_S:
-            self.value, self.at = await self.reader.open_episodes(), time.monotonic()
-        return self.value
+        return await self.cache.get("labels", self.reader.open_episodes)
