@@ -32,7 +32,7 @@ TABLES: dict[str, str] = {
         ts TIMESTAMP, alert_id VARCHAR, record_number INT, alert_type SYMBOL, source_id SYMBOL,
         trigger_series SYMBOL, mjd DOUBLE, relevance DOUBLE, peak_relevance DOUBLE, model_term DOUBLE,
         hardness_term DOUBLE, flux_term DOUBLE, trend_term DOUBLE, model_version SYMBOL, reasons VARCHAR,
-        explanation VARCHAR, payload VARCHAR
+        explanation VARCHAR, payload VARCHAR, live BOOLEAN, raised_at TIMESTAMP
     ) TIMESTAMP(ts) PARTITION BY YEAR WAL DEDUP UPSERT KEYS(ts, alert_id, record_number)""",
     "deliveries": """CREATE TABLE IF NOT EXISTS deliveries (
         ts TIMESTAMP, subscription_id SYMBOL, channel SYMBOL, status SYMBOL, alert_id VARCHAR,

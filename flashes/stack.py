@@ -72,21 +72,24 @@ def episodes(settings: Settings) -> list[dict]:
     """Every alert episode: those with most records first (it escalated: another series joined, brighter, a state
     change), then those most series agree on, then by peak relevance; source, onset, series, reasons, newest
     explanation."""
-    rows = questdb.query(settings, "SELECT alert_id, source_id, count() records, last(payload) payload FROM alerts "
-                                   "GROUP BY alert_id, source_id")
+    rows = questdb.query(settings, "SELECT alert_id, source_id, count() records, sum(live::int) news, "
+                                   "last(payload) payload FROM alerts GROUP BY alert_id, source_id")
     out = []
     for r in rows:
         alert = orjson.loads(r["payload"])  # the newest record: it carries the onset and the peak so far
         out.append({"source_id": r["source_id"], "name": alert["source_name"], "onset": alert["onset_time"][:10],
                     "peak": alert["peak_relevance"], "records": r["records"], "series": sorted(map(series_kind, alert["series"])),
-                    "reasons": alert["reasons"], "explanation": alert["explanation"]})
+                    "reasons": alert["reasons"], "explanation": alert["explanation"], "news": r["news"]})
     return sorted(out, key=lambda e: (-e["records"], -len(e["series"]), -e["peak"], e["onset"]))
 
 
 def print_episodes(settings: Settings, sources: list[str], limit: int = 12) -> None:
     """What `make run` shows: the strongest episodes first, then why each sample source raised what it raised."""
     found = episodes(settings)
-    print(f"\n{len(found)} alert episodes; the ones that escalated most (records) and most series agree on first:")
+    news = sum(e["news"] > 0 for e in found)
+    print(f"\n{len(found)} alert episodes, {len(found) - news} of them history (raised from data older than "
+          f"{settings.live_days:g} days: stored and shown, never pushed to subscribers), {news} news; "
+          "the ones that escalated most (records) and most series agree on first:")
     for e in found[:limit]:
         print(f"  {e['name']:<20} {e['onset']}  {', '.join(e['reasons']):<24} in {'+'.join(e['series'])}, "
               f"peak relevance {e['peak']:.2f} ({e['records']} records)")

@@ -52,7 +52,7 @@ DATA_PARTITIONS = 4
 LIGHTCURVE = TopicSpec("flashes.lightcurve.v2", schemas.LightcurveChunk, "{source_id}", DATA_PARTITIONS)
 DERIVED = TopicSpec("flashes.derived.v2", schemas.DerivedChunk, "{source_id}", DATA_PARTITIONS)
 RELEVANCE = TopicSpec("flashes.relevance.v2", schemas.RelevanceChunk, "{source_id}", DATA_PARTITIONS)
-ALERTS = TopicSpec("flashes.alerts.v2", schemas.Alert, "{source_id}", 1, retention_ms=-1)
+ALERTS = TopicSpec("flashes.alerts.v3", schemas.Alert, "{source_id}", 1, retention_ms=-1)
 SUBSCRIPTIONS = TopicSpec("flashes.subscriptions.v1", schemas.Subscription, "subscription id", 1, compacted=True)
 DELIVERY_RETRY = TopicSpec("flashes.delivery.retry.v1", schemas.DeliveryTask, "subscription id", 4)
 DELIVERIES = TopicSpec("flashes.deliveries.v1", schemas.DeliveryRecord, "subscription id", 1)

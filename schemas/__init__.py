@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flashes.timeconv import SECONDS_PER_DAY, UNIX_EPOCH_MJD
 
-EXAMPLE_ALERT = Path(__file__).parent / "examples" / "flashes.alerts.v2.update.json"  # validated by the tests
+EXAMPLE_ALERT = Path(__file__).parent / "examples" / "flashes.alerts.v3.update.json"  # validated by the tests
 
 Instrument = Literal["maxi", "swift", "fermi"]
 DerivedKind = Literal["hardness", "combined"]
@@ -180,21 +180,26 @@ class AlertPoint(Contract):
 
 
 class Alert(Contract):
-    """One record of an alert episode of a source (topic flashes.alerts.v2, key source_id).
+    """One record of an alert episode of a source (topic flashes.alerts.v3, key source_id).
 
     An episode opens (`onset`) when a source becomes unusual, is updated when it escalates (its
     flux doubles since the last record, or another series or reason joins) and closes (`end`) when
     every series in it is back to usual (services/alerts/episodes.py). `alert_id` names the episode
     and stays the same in every record of it; (`alert_id`, `record_number`) names one record.
+    `live` tells news from history: only news is pushed to webhooks and e-mail (v3 added it).
     """
 
-    model_config = ConfigDict(json_schema_extra={"$id": "https://flashes.esa.int/schemas/flashes.alerts.v2.json"})
+    model_config = ConfigDict(json_schema_extra={"$id": "https://flashes.esa.int/schemas/flashes.alerts.v3.json"})
 
-    version: Literal[2] = 2
+    version: Literal[3] = 3
     alert_id: str = Field(description="the episode: '{source_id}@{onset MJD:.5f}', the same in all its records")
     record_number: int = Field(ge=1, description="1 for the onset, then 2, 3, ... for updates and the end")
     alert_type: AlertType
     test: bool = Field(default=False, description="true for the test alert of POST /subscriptions/{code}/test")
+    live: bool = Field(description="news: the triggering point was at most FLASHES_LIVE_DAYS old (wall clock) when "
+                                   "this record was raised; false: history (a backfill, an added source, a "
+                                   "re-published archive, a rebuilt model), stored and shown but not pushed")
+    raised_at: datetime = Field(description="UTC wall-clock time at which the alerts service raised this record")
     source_id: str
     source_name: str
     tags: list[str]
@@ -239,6 +244,7 @@ class SubscriptionFilters(Contract):
     alert_types: list[AlertType] = Field(default_factory=list, description="onset, update, end")
     min_relevance: float = Field(default=0.0, ge=0.0, le=1.0, description="peak relevance of the episode")
     cone: Cone | None = Field(default=None, description="sources within this radius of a sky position")
+    history: bool = Field(default=False, description="also push history (alerts about old data); news only if false")
 
 
 Channel = Literal["webhook", "email", "none"]

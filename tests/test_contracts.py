@@ -83,6 +83,6 @@ def test_example_messages_validate_and_round_trip(path) -> None:
 
 
 def test_the_alert_schema_id_carries_its_version() -> None:
-    schema = json.loads((PROJECT_ROOT / "schemas" / "flashes.alerts.v2.schema.json").read_text())
-    assert schema["$id"].endswith("/flashes.alerts.v2.json")
-    assert schema["properties"]["version"]["const"] == 2
+    schema = json.loads((PROJECT_ROOT / "schemas" / "flashes.alerts.v3.schema.json").read_text())
+    assert schema["$id"].endswith("/flashes.alerts.v3.json")
+    assert schema["properties"]["version"]["const"] == 3

@@ -28,7 +28,8 @@ def chunk(kind: str, mjd: list[float], relevance: list[float], value: list[float
 
 @pytest.fixture(scope="module")
 def logic() -> Alerts:
-    return Alerts(Settings(relevance_threshold=0.7, episode_end_points=3))
+    raised = mjd_to_datetime(T + 1000.0)  # one clock, so that two runs raise equal records
+    return Alerts(Settings(relevance_threshold=0.7, episode_end_points=3), now=lambda: raised)
 
 
 def records(logic: Alerts, *chunks: schemas.RelevanceChunk) -> list[schemas.Alert]:
@@ -71,7 +72,7 @@ def test_replayed_scores_raise_nothing_and_state_round_trips(logic: Alerts) -> N
     assert len(records(logic, first)) == 1
     assert records(logic, first) == []
     snapshot = logic.snapshot(SOURCE, "t", 0, 7)
-    restored = Alerts(logic.settings)
+    restored = Alerts(logic.settings, logic.now)
     restored.restore(schemas.AlertState.model_validate_json(snapshot.model_dump_json()))
     nxt = chunk("swift", [T + 201.5], [0.9])
     assert records(restored, nxt) == records(logic, nxt)
@@ -102,7 +103,7 @@ def test_a_lone_crossing_that_persists_opens_on_its_second_point_also_after_a_re
     logic.forget([SOURCE])
     assert records(logic, chunk("maxi", [T + 700.5, T + 701.5, T + 702.5], [0.1, 0.1, 0.1]),
                    chunk("swift", [T + 700.0, T + 701.0], [0.1, 0.8])) == []
-    restored = Alerts(logic.settings)  # the hold is in the state: a restart between the two points keeps it
+    restored = Alerts(logic.settings, logic.now)  # the hold is in the state: a restart between the two points keeps it
     restored.restore(schemas.AlertState.model_validate_json(logic.snapshot(SOURCE, "t", 0, 9).model_dump_json()))
     for alerts in (logic, restored):
         out = records(alerts, chunk("swift", [T + 702.0], [0.85]))
@@ -163,3 +164,23 @@ def test_a_source_seen_by_one_instrument_needs_no_agreement(logic: Alerts) -> No
     logic.forget([SOURCE])
     out = records(logic, chunk("maxi", [T + 900.5, T + 901.5, T + 902.5], [0.1, 0.8, 0.1]))
     assert [(a.alert_type, a.mjd) for a in out] == [("onset", T + 901.5)]
+
+
+@pytest.mark.parametrize(("age_days", "live"), [(0.5, True), (2.99, True), (3.01, False), (4000.0, False)])
+def test_an_alert_is_news_only_while_its_triggering_point_is_at_most_live_days_old(age_days: float, live: bool) -> None:
+    onset_mjd = T + 101.5
+    raised = mjd_to_datetime(onset_mjd + age_days)
+    logic = Alerts(Settings(relevance_threshold=0.7, live_days=3.0), now=lambda: raised)
+    (onset,) = records(logic, chunk("maxi", [T + 100.5, onset_mjd], [0.1, 0.9], [0.1, 0.4]))
+    assert onset.live is live and onset.raised_at == raised
+    assert onset.time == mjd_to_datetime(onset_mjd)
+
+
+def test_news_and_history_of_one_episode_follow_each_records_own_point() -> None:
+    """A backfill opens an episode as history; the same episode's record about today's point is news."""
+    now = mjd_to_datetime(T + 200.0)
+    logic = Alerts(Settings(relevance_threshold=0.7), now=lambda: now)
+    onset, update = records(logic, chunk("maxi", [T + 190.5, T + 191.5], [0.1, 0.9], [0.1, 0.4]),
+                            chunk("maxi", [T + 199.5], [0.95], [1.0]))  # more than doubled, half a day old
+    assert (onset.alert_type, onset.live) == ("onset", False)
+    assert (update.alert_type, update.live, update.alert_id) == ("update", True, onset.alert_id)

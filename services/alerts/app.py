@@ -1,4 +1,11 @@
-"""The alerts stream processor: relevance scores in, alert episodes per source out (flashes.alerts.v2).
+"""The alerts stream processor: relevance scores in, alert episodes per source out (flashes.alerts.v3).
+
+News or history: a record is `live` (news, pushed to subscribers) when its triggering point is at
+most `live_days` old by the wall clock at the moment the record is raised; otherwise it is history
+(a backfill, an added source, a re-published archive, a model rebuilt from stored data), stored and
+shown but not pushed. The rule reads only the point's time and the clock, so it is the same for
+every way old data can arrive. A replay can turn a record raised as news into history only when
+it is replayed after its point has aged past `live_days`, never the other way round.
 
 Its state per source (each series' trigger snapshot and last points, the open episode) is in the
 compacted state topic with the input offset it covers (flashes/processor.py), so a replayed
@@ -7,10 +14,11 @@ batch raises the same records with the same ids. Delivery to subscribers is anot
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
 
 import schemas
-from flashes import catalogue, links, topics, trigger
+from flashes import catalogue, clock, links, topics, trigger
 from flashes.processor import Output, Processor
 from flashes.settings import Settings
 from flashes.timeconv import mjd_to_datetime
@@ -51,8 +59,9 @@ class Alerts:
     inputs = (topics.RELEVANCE,)
     state = topics.ALERTS_STATE
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, now: Callable[[], datetime] | None = None) -> None:
         self.settings = settings
+        self.now = now or (lambda: clock.now(settings))
         self.records = {rec["_id"]: rec for rec in catalogue.load(settings)}
         self.sources: dict[str, SourceState] = {}
 
@@ -112,10 +121,12 @@ class Alerts:
                        for s in episode.series for m, v, e in tracks[s].points]
         freshness = {series_kind(s): mjd_to_datetime(t.last_mjd) for s, t in tracks.items()
                      if series_kind(s) in topics.INSTRUMENTS}
+        raised_at, time = self.now(), mjd_to_datetime(p.mjd)
         return schemas.Alert(
             alert_id=episode.alert_id, record_number=episode.record_number, alert_type=alert_type,
+            live=raised_at - time <= timedelta(days=self.settings.live_days), raised_at=raised_at,
             **links.alert_source(self.settings, record), series=list(episode.series),
-            trigger_series=p.series, time=mjd_to_datetime(p.mjd), mjd=p.mjd,
+            trigger_series=p.series, time=time, mjd=p.mjd,
             onset_time=mjd_to_datetime(episode.onset_mjd), onset_mjd=episode.onset_mjd, relevance=p.relevance,
             peak_relevance=episode.peak_relevance, terms=terms, reasons=list(episode.reasons), change=change,
             explanation=explain(name, alert_type, change, episode, p, error, chunk.kind, terms,

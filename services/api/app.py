@@ -267,12 +267,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(router(settings, index.records, set(TAGS), subscriptions, reader))
 
-    @app.get("/alerts", summary="Alert records (flashes.alerts.v2), newest first, each with why it was raised",
+    @app.get("/alerts", summary="Alert records (flashes.alerts.v3), newest first, each with why it was raised",
              tags=["alerts"], response_model=Page)
     async def list_alerts(source: list[str] = Query([], examples=[["maxij1535-571"]]),
                           tag: str | None = Query(None, description="alerts of sources with this tag"),
                           alert_type: list[AlertType] = Query([]), reason: list[Reason] = Query([]),
                           min_relevance: float = Query(0.0, ge=0.0, le=1.0), start: Start = None, end: End = None,
+                          live: bool | None = Query(None, description="true: news only; false: history only "
+                                                                       "(alerts about old data, never pushed)"),
                           limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0, le=1_000_000)) -> dict[str, Any]:
         for sid in source:
             index.get(sid)
@@ -284,7 +286,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if start and end:
             window(start, end, None)
         query = AlertQuery(sources=source, alert_types=alert_type, reasons=reason, min_relevance=min_relevance,
-                           start=start, end=end)
+                           start=start, end=end, live=live)
         items, total = await reader.alerts(query, limit, offset)
         return {"total": total, "offset": offset, "limit": limit, "items": items}
 

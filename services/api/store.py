@@ -58,6 +58,7 @@ class AlertQuery:
     min_relevance: float = 0.0
     start: datetime | None = None
     end: datetime | None = None
+    live: bool | None = None  # news only (True), history only (False), or both
 
 
 @dataclass(frozen=True)
@@ -293,7 +294,7 @@ class Reader:
 
     async def alerts(self, q: AlertQuery, limit: int, offset: int,
                      with_total: bool = True) -> tuple[list[dict[str, Any]], int | None]:
-        """The alert records (as on flashes.alerts.v2) that pass the filters, newest first, and their total
+        """The alert records (as on flashes.alerts.v3) that pass the filters, newest first, and their total
         (None without `with_total`: a page that shows no total need not count them)."""
         where, args = ["relevance >= $1"], [q.min_relevance]
 
@@ -311,6 +312,8 @@ class Reader:
             where.append(f"ts >= {bind(naive_utc(q.start))}")
         if q.end:
             where.append(f"ts < {bind(naive_utc(q.end))}")
+        if q.live is not None:  # QuestDB booleans have no null: records stored before v3 read as history
+            where.append(f"live = {bind(q.live)}")
         clause = " AND ".join(where)
         total = (await self.fetch(f"SELECT count() n FROM alerts WHERE {clause}", *args))[0]["n"] if with_total else None
         page = await self.fetch(f"SELECT payload FROM alerts WHERE {clause} "

@@ -266,7 +266,7 @@ def test_alert(settings: Settings, record: dict[str, Any]) -> schemas.Alert:
     return schemas.Alert(
         **links.alert_source(settings, record),
         alert_id=f"{record['_id']}@test-{uuid.uuid4().hex[:12]}", record_number=1, alert_type="onset", test=True,
-        series=[], trigger_series="", time=at,
+        live=True, raised_at=at, series=[], trigger_series="", time=at,
         mjd=datetime_to_mjd(at), onset_time=at, onset_mjd=datetime_to_mjd(at), relevance=0.0, peak_relevance=0.0,
         terms=schemas.RelevanceTerms(model=0.0, hardness=0.0, flux=0.0, trend=0.0), reasons=[],
         change="a test of this subscription's channel", model_version="test",

@@ -66,8 +66,8 @@ def alert_frame(a: schemas.Alert) -> pd.DataFrame:
                          "alert_type": a.alert_type, "source_id": a.source_id, "trigger_series": a.trigger_series,
                          "model_version": a.model_version, "mjd": a.mjd, "relevance": a.relevance,
                          "peak_relevance": a.peak_relevance, **{f"{name}_term": getattr(a.terms, name) for name in TERMS},
-                         "reasons": ",".join(a.reasons), "explanation": a.explanation,
-                         "payload": topics.ALERTS.encode(a).decode()})
+                         "reasons": ",".join(a.reasons), "explanation": a.explanation, "live": a.live,
+                         "raised_at": [_at(a.raised_at)], "payload": topics.ALERTS.encode(a).decode()})
 
 
 def delivery_frame(d: schemas.DeliveryRecord) -> pd.DataFrame:
