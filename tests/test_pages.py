@@ -134,6 +134,7 @@ def test_subscribe_form_becomes_the_api_body() -> None:
     assert error is None and body == {"channel": "webhook", "webhook_url": "https://example.org/hook", "filters": {
         "sources": ["maxij1535-571", "gx339-4"], "tags": ["BLACK HOLE"], "alert_types": ["onset"],
         "min_relevance": 0.8}}
+    assert subscription_body({**fields, "history": "on"})[0]["filters"]["history"] is True
     assert subscription_body({**fields, "ra": "10"})[1] == "a cone needs RA, Dec and radius"
     assert subscription_body({**fields, "min_relevance": "high"})[1] == "relevance, RA, Dec and radius are numbers"
 

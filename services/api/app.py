@@ -1,5 +1,6 @@
 """The FastAPI gateway: catalogue, tags, time series, downloads, relevance, alerts, subscriptions, the
-Grafana redirect, the health of Kafka, QuestDB and Grafana, and the web pages (services/api/pages.py)."""
+Grafana redirect, the health of Kafka, QuestDB and Grafana, the web pages (services/api/pages.py), and for
+operators its metrics and the data's freshness (services/api/ops.py)."""
 from __future__ import annotations
 
 import asyncio
@@ -23,7 +24,7 @@ from flashes.heartbeat import beat
 from flashes.settings import Settings, get_settings
 from flashes.tags import TAGS
 from flashes.units import BANDS, MCRAB_PER_UNIT
-from services.api import downloads, pages, problems
+from services.api import downloads, ops, pages, problems
 from services.api.sources import SortKey, SourceIndex
 from services.api.store import AlertQuery, Labels, Reader
 from services.api.subscriptions import Store, router
@@ -292,4 +293,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")
     app.include_router(pages.router(settings, index, reader, labels))
+    app.include_router(ops.router(settings, reader))
     return app

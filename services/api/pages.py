@@ -318,7 +318,7 @@ def router(settings: Settings, index: SourceIndex, reader: Reader, labels: Label
         form = await request.form()
         values = {k: form.getlist(k) if k in ("tags", "instruments", "reasons", "alert_types") else str(form.get(k, ""))
                   for k in ("sources", "tags", "instruments", "reasons", "alert_types", "min_relevance", "ra", "dec",
-                            "radius", "channel", "webhook_url", "email")}
+                            "radius", "channel", "webhook_url", "email", "history")}
         body, error = subscription_body(values)
         if error:
             return subscribe_form(error, values, 422)
@@ -395,6 +395,8 @@ def external_links(record: dict[str, Any]) -> dict[str, str]:
 def subscription_body(v: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
     """The POST /subscriptions body from the subscribe form's fields, or what is wrong with them."""
     filters: dict[str, Any] = {k: v[k] for k in ("tags", "instruments", "reasons", "alert_types") if v[k]}
+    if v.get("history"):
+        filters["history"] = True
     names = [n.strip() for n in v["sources"].replace(";", ",").split(",") if n.strip()]
     if names:
         filters["sources"] = [catalogue.source_id(n) for n in names]

@@ -1,0 +1,50 @@
+"""A month of operation, simulated (tests/operation.py): news delivered once, history never pushed.
+
+    .venv/bin/python bench/operation.py --days 30 [--no-compare] [--keep]
+
+Runs the month with every fault, then (unless --no-compare) the same month without faults, and
+compares the alert records raised (the newcomer source of the faulted run left out). The last
+line printed is one JSON object: days, news_delivered, history_pushed, duplicates, exits, ...
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from tests.operation import Operation  # noqa: E402 - the harness lives beside the test that runs it short
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--no-compare", action="store_true", help="skip the fault-free run")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary folders")
+    args = parser.parse_args()
+    t0 = time.perf_counter()
+    var = Path(tempfile.mkdtemp(prefix="flashes-operation-"))
+    faulted = Operation(var, args.days, faults=True)
+    outcome = faulted.run()
+    figures = outcome.figures()
+    if not args.no_compare:
+        clean_var = Path(tempfile.mkdtemp(prefix="flashes-operation-clean-"))
+        clean = Operation(clean_var, args.days, faults=False).run()
+        if not args.keep:
+            shutil.rmtree(clean_var, ignore_errors=True)
+        newcomer = faulted.newcomer["_id"]
+        mine = {r for r in outcome.records if not r[0].startswith(f"{newcomer}@")}
+        figures["alerts_differing_from_the_fault_free_month"] = len(mine ^ clean.records)
+        figures["fault_free_news_records"] = clean.news_records
+    figures["seconds"] = round(time.perf_counter() - t0, 1)
+    if not args.keep:
+        shutil.rmtree(var, ignore_errors=True)
+    print(json.dumps(figures), flush=True)
+
+
+if __name__ == "__main__":
+    main()

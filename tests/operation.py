@@ -1,0 +1,432 @@
+"""A month of operation, simulated: the sample backfilled, then its last days released one a day.
+
+Used by tests/test_operation.py (a short run) and bench/operation.py (`--days N`).
+
+1. The sample's real MAXI files and their synthetic BAT partners are re-dated by a whole number of
+   days so that their last day is yesterday (UTC). The mirror holds everything before the last
+   `days` days; the stack backfills it (history: stored, never pushed). Two outbursts are
+   injected into the released days of quiet sources (the same mCrab in every band, 1-day rise,
+   5-day decay), so that there is news to deliver.
+2. Each simulated day releases the next day of every file and runs one fetch round (the
+   fetcher's own `fetch_once`). The services judge news by `flashes.clock` set to that day's
+   morning (`FLASHES_CLOCK_OFFSET_DAYS`): alerts and the API are restarted with it each day, the
+   harness's only way to move a running process's clock.
+3. Faults, with `faults=True`: the MAXI file of one source is malformed for a day; the BAT
+   provider answers 503 for two days; one MAXI row is dated MJD 96000.5 for a day; delivery is
+   SIGKILLed as soon as an outburst's onset is on the alerts topic (mail pending); the stored
+   relevance states are rewritten as of the previous state version and relevance restarted (an
+   upgrade); a new source arrives with its whole history (a copy of a sample file: not that
+   source's own data).
+4. A webhook receiver and an SMTP server (aiosmtpd) subscribe to everything. Afterwards: every
+   live alert record is received once per channel (`news_delivered`, `duplicates`); no history
+   record is pushed (`history_pushed`); no service exited on its own (`exits`); the freshness
+   check was red while BAT was down and green after (`freshness`).
+"""
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import functools
+import math
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import orjson
+from aiokafka import TopicPartition
+from aiosmtpd.controller import Controller
+
+import schemas
+from flashes import catalogue, infra, observe, questdb, stack, topics
+from flashes.kafka import ensure_topics, make_producer, read_to_end
+from flashes.settings import Settings
+from flashes.subscriptions import Vault, new_code, new_webhook_secret, subscription_id
+from flashes.timeconv import datetime_to_mjd
+from flashes.units import MCRAB_PER_UNIT
+from services.fetcher.service import fetch_once
+
+SERVICES = ("sink", "derive", "relevance", "alerts", "delivery", "api")
+CLOCKED = ("alerts", "api")  # the services whose verdicts read the clock: restarted each simulated day
+MAXI_BANDS = ("2-20", "2-4", "4-10", "10-20")  # the columns after MJD: flux, error per band
+OUTBURSTS = {"maxij1820+070": 300.0, "4u1630-47": 200.0}  # source -> peak mCrab added, quiet at the sample's end
+MAIL_TO = "operator@example.org"
+PUBLISHED_HOUR = 2.0  # a day's data is fetched at 02:00 UTC the next day
+
+
+class FaultyMirror(SimpleHTTPRequestHandler):
+    """The provider mirror; paths under a prefix in `down` answer 503 (conditional GETs are served: 304)."""
+
+    down: set[str] = set()
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        if any(self.path.startswith(prefix) for prefix in self.down):
+            self.send_error(503, "provider down")
+            return
+        super().do_GET()
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+class Hooks(BaseHTTPRequestHandler):
+    """Webhook receiver: the `webhook-id` of every POST."""
+
+    ids: list[str] = []
+
+    def do_POST(self) -> None:  # noqa: N802
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.ids.append(self.headers.get("webhook-id", ""))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+class Mailbox:
+    """aiosmtpd handler: the Message-ID header's alert record of every mail received."""
+
+    def __init__(self) -> None:
+        self.messages: list[email.message.EmailMessage] = []
+
+    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:  # noqa: N802
+        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+        return "250 OK"
+
+
+@dataclass
+class SampleFile:
+    """One mirrored provider file, re-dated: its header lines and its rows (MJD, the rest of the line)."""
+
+    path: Path  # in the mirror
+    instrument: str
+    source_id: str
+    header: list[str]
+    rows: list[tuple[float, str]]
+
+    def write(self, until_mjd: float, extra: list[tuple[float, str]] = (), broken: bool = False) -> None:
+        rows = [r for r in self.rows if r[0] < until_mjd] + list(extra)
+        text = "\n".join(self.header + [f"{mjd:.6f} {rest}" for mjd, rest in rows]) + "\n"
+        if broken:  # cut in the middle of a row, then HTML: what a proxy's error page in a file looks like
+            text = text[: len(text) // 2] + "\n<html><body>502 Bad Gateway</body></html>\n"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(text)
+        stamp = time.time() + 0.0
+        os.utime(self.path, (stamp, stamp))
+
+
+def read_sample(path: Path, shift: int) -> tuple[list[str], list[tuple[float, str]]]:
+    header, rows = [], []
+    for line in path.read_text().splitlines():
+        first, _, rest = line.strip().partition(" ")
+        try:
+            rows.append((float(first) + shift, rest.strip()))
+        except ValueError:
+            header.append(line)
+    return header, rows
+
+
+def inject(rows: list[tuple[float, str]], instrument: str, start: float, peak_mcrab: float) -> list[tuple[float, str]]:
+    """An outburst from day `start`: half the peak on the first day, the peak on the second, then e-folding in
+    5 days; the same mCrab in every band (a Crab-like spectrum), errors unchanged."""
+    out = []
+    for mjd, rest in rows:
+        days = math.floor(mjd) - math.floor(start)
+        if days < 0:
+            out.append((mjd, rest))
+            continue
+        extra = peak_mcrab * (0.5 if days == 0 else math.exp(-(days - 1) / 5.0))
+        cols = rest.split()
+        if instrument == "maxi":
+            for i, band in enumerate(MAXI_BANDS):
+                cols[2 * i] = f"{float(cols[2 * i]) + extra / MCRAB_PER_UNIT['maxi', band]:.6f}"
+        else:
+            cols[0] = f"{float(cols[0]) + extra / MCRAB_PER_UNIT['swift', '15-50']:.6f}"
+        out.append((mjd, " ".join(cols)))
+    return out
+
+
+@dataclass
+class Outcome:
+    days: int
+    news_records: int = 0
+    news_delivered: int = 0
+    history_pushed: int = 0
+    duplicates: int = 0
+    missing: int = 0
+    exits: int = 0
+    kills: int = 0
+    dead_letters: dict[str, int] = field(default_factory=dict)
+    freshness: list[int] = field(default_factory=list)  # /health/freshness status per simulated day
+    records: set[tuple[str, int, str]] = field(default_factory=set)  # (alert_id, record_number, type) raised
+
+    def figures(self) -> dict:
+        return {"days": self.days, "news_records": self.news_records, "news_delivered": self.news_delivered,
+                "history_pushed": self.history_pushed, "duplicates": self.duplicates, "missing": self.missing,
+                "exits": self.exits, "kills": self.kills, "dead_letters": self.dead_letters,
+                "freshness": self.freshness}
+
+
+class Operation:
+    """One simulated run on a private stack under `var`."""
+
+    def __init__(self, var: Path, days: int, faults: bool) -> None:
+        self.var, self.days, self.faults = var, days, faults
+        self.mailbox = Mailbox()
+        self.smtp = Controller(self.mailbox, hostname="127.0.0.1", port=infra.free_port())
+        self.hooks = ThreadingHTTPServer(("127.0.0.1", 0), type("H", (Hooks,), {"ids": []}))
+        self.mirror_dir = var / "mirror"
+        self.mirror_dir.mkdir(parents=True, exist_ok=True)
+        handler = type("M", (FaultyMirror,), {"down": set()})
+        self.handler = handler
+        self.mirror = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(self.mirror_dir)))
+        base = f"http://127.0.0.1:{self.mirror.server_address[1]}"
+        self.env = {**infra.isolated_env(var), "FLASHES_WEBHOOK_ALLOW_LOOPBACK": "true",
+                    "FLASHES_SMTP_PORT": str(self.smtp.port), "FLASHES_EMAIL_DAILY_CAP": "1000",
+                    "FLASHES_DELIVERY_BACKOFF_S": "1", "FLASHES_HTTP_RETRIES": "1", "FLASHES_HTTP_BACKOFF_S": "0.05",
+                    **{f"FLASHES_{i.upper()}_BASE_URL": f"{base}/{i}/" for i in topics.INSTRUMENTS}}
+        self.settings = Settings(**{k.removeprefix("FLASHES_").lower(): v for k, v in self.env.items()})
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.outcome = Outcome(days)
+        self.files: list[SampleFile] = []
+        self.sources: list[str] = []
+
+    # -- the data ------------------------------------------------------------------------------
+    def prepare(self) -> float:
+        """Re-dated sample files in the mirror; the MJD of the first released day."""
+        records = catalogue.load(self.settings)
+        pairs = []
+        for rec in records:
+            if rec["maxi"] and rec["swift"]:
+                maxi_id = rec["maxi"]["provider_id"]
+                maxi = stack.SAMPLE_MIRROR / "maxi" / "star_data" / maxi_id / f"{maxi_id}_g_lc_1day_all.dat"
+                bat = list(stack.SAMPLE_MIRROR.glob(f"swift/results/transients/**/{rec['swift']['provider_id']}.lc.txt"))
+                if maxi.exists() and bat:
+                    pairs.append((rec, maxi, bat[0]))
+        last = max(math.floor(read_sample(p, 0)[1][-1][0]) for _, m, b in pairs for p in (m, b))
+        today = math.floor(datetime_to_mjd(datetime.now(timezone.utc)))
+        shift = today - 1 - last  # the sample's last day becomes yesterday
+        first_day = today - self.days
+        for rec, maxi, bat in pairs:
+            for instrument, path in (("maxi", maxi), ("swift", bat)):
+                header, rows = read_sample(path, shift)
+                if rec["_id"] in OUTBURSTS:
+                    start = first_day + (1 if rec["_id"] == "maxij1820+070" else max(2, self.days - 2))
+                    rows = inject(rows, instrument, start, OUTBURSTS[rec["_id"]])
+                target = self.mirror_dir / instrument / catalogue.path_below_base(self.settings, instrument,
+                                                                                   rec[instrument]["data_url"])
+                self.files.append(SampleFile(target, instrument, rec["_id"], header, rows))
+            self.sources.append(rec["_id"])
+        self.newcomer = next(r for r in records if r["maxi"] and not r["swift"] and not r["fermi"])
+        header, rows = read_sample(pairs[0][1], shift)
+        self.newcomer_file = SampleFile(
+            self.mirror_dir / "maxi" / catalogue.path_below_base(self.settings, "maxi", self.newcomer["maxi"]["data_url"]),
+            "maxi", self.newcomer["_id"], header, rows)
+        return float(first_day)
+
+    # -- the services --------------------------------------------------------------------------
+    def spawn(self, name: str, offset_days: float = 0.0) -> None:
+        env = {**self.env, "FLASHES_CLOCK_OFFSET_DAYS": repr(offset_days)}
+        self.procs[name] = stack.spawn((name,), env, self.var / "logs")[name]
+
+    def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
+        proc = self.procs.pop(name)
+        if proc.poll() is None:
+            proc.send_signal(sig)
+            proc.wait(60)
+        else:
+            self.outcome.exits += 1
+
+    def check_alive(self) -> None:
+        for name, proc in list(self.procs.items()):
+            if proc.poll() is not None:
+                self.outcome.exits += 1
+                self.procs.pop(name)
+                self.spawn(name)
+
+    def drained(self) -> None:
+        def done() -> bool:
+            self.check_alive()
+            return asyncio.run(observe.group_lag(self.settings, observe.PIPELINE_GROUPS + ("flashes-delivery",))) == 0
+        observe.wait_until(done, "the pipeline to catch up", 300, 0.5)
+
+    async def subscribe(self) -> None:
+        vault, now = Vault(self.settings), datetime.now(timezone.utc)
+        hook = f"http://127.0.0.1:{self.hooks.server_address[1]}/hook"
+        subs = [schemas.Subscription(subscription_id=subscription_id(new_code()), created_at=now,
+                                     filters=schemas.SubscriptionFilters(), channel="webhook", webhook_url=hook,
+                                     webhook_secret=vault.seal(new_webhook_secret())),
+                schemas.Subscription(subscription_id=subscription_id(new_code()), created_at=now,
+                                     filters=schemas.SubscriptionFilters(), channel="email",
+                                     email=vault.seal(MAIL_TO), email_confirmed=True)]
+        producer = make_producer(self.settings)
+        await producer.start()
+        try:
+            for sub in subs:
+                await producer.send_and_wait(topics.SUBSCRIPTIONS.name, topics.SUBSCRIPTIONS.encode(sub),
+                                             key=sub.subscription_id.encode())
+        finally:
+            await producer.stop()
+
+    async def upgrade_relevance_states(self) -> int:
+        """Rewrite every stored relevance state as written by the previous state version (an upgrade)."""
+        spec = topics.RELEVANCE_STATE
+        latest = {}
+        for r in await read_to_end(self.settings, [TopicPartition(spec.name, p) for p in range(spec.partitions)]):
+            latest[(r.partition, r.key)] = r.value
+        producer = make_producer(self.settings)
+        await producer.start()
+        try:
+            for (partition, key), raw in latest.items():
+                if raw is None:
+                    continue
+                state = orjson.loads(raw)
+                state["model"]["state_version"] = state["model"]["state_version"] - 1
+                await producer.send_and_wait(spec.name, orjson.dumps(state), key=key, partition=partition)
+        finally:
+            await producer.stop()
+        return len(latest)
+
+    def onset_published(self, since: dict[TopicPartition, int], source_id: str) -> bool:
+        async def look() -> bool:
+            records = await read_to_end(self.settings, list(since))
+            return any(r.offset >= since[TopicPartition(r.topic, r.partition)]
+                       and orjson.loads(r.value)["source_id"] == source_id for r in records)
+        return asyncio.run(look())
+
+    def freshness(self) -> int:
+        return httpx.get(f"{self.settings.api_url}/health/freshness", timeout=30).status_code
+
+    # -- the run -------------------------------------------------------------------------------
+    def run(self) -> Outcome:
+        self.smtp.start()
+        threading.Thread(target=self.hooks.serve_forever, daemon=True).start()
+        threading.Thread(target=self.mirror.serve_forever, daemon=True).start()
+        infra.start(self.settings)
+        try:
+            questdb.ensure_tables(self.settings)
+            asyncio.run(ensure_topics(self.settings))
+            self._run()
+        finally:
+            for name in list(self.procs):
+                self.stop(name)
+            self.smtp.stop()
+            self.hooks.shutdown()
+            self.mirror.shutdown()
+            infra.stop(self.settings)
+        return self.outcome
+
+    def _run(self) -> None:
+        first = self.prepare()
+        for f in self.files:
+            f.write(first)
+        asyncio.run(self.subscribe())
+        for name in SERVICES:
+            self.spawn(name, self._offset(first - 1))
+        observe.wait_until(lambda: self._up(), "the API", 120)
+        asyncio.run(fetch_once(self._clocked(first - 1), self.sources, ["maxi", "swift"]))
+        self.drained()
+        kill_day = max(2, self.days - 2)  # the second outburst's onset
+        upgrade_day, newcomer_day = min(3, self.days - 1), min(4, self.days - 1)
+        for day in range(self.days):
+            mjd = first + day
+            offset = self._offset(mjd)
+            for name in CLOCKED:  # a new day on the services' clock
+                self.stop(name)
+                self.spawn(name, offset)
+            if self.faults and day == upgrade_day:
+                asyncio.run(self.upgrade_relevance_states())
+                self.stop("relevance")
+                self.spawn("relevance", offset)
+            self.handler.down = {"/swift/"} if self.faults and day in (1, 2) else set()
+            for f in self.files:
+                broken = self.faults and day == 0 and f.instrument == "maxi" and f.source_id == "cirx-1"
+                future = [(96000.5, f.rows[-1][1])] if self.faults and day == 1 and f.source_id == "scox-1" \
+                    and f.instrument == "maxi" else []
+                f.write(mjd + 1, future, broken)
+            sources = list(self.sources)
+            if self.faults and day >= newcomer_day:
+                self.newcomer_file.write(mjd + 1)
+                sources.append(self.newcomer["_id"])
+            observe.wait_until(self._up, "the API", 120)
+            since = asyncio.run(self._alert_ends())
+            asyncio.run(fetch_once(self._clocked(mjd), sources, ["maxi", "swift"]))
+            if self.faults and day == kill_day:
+                observe.wait_until(lambda: self.onset_published(since, "4u1630-47"),
+                                   "an alert record of 4U 1630-47's injected outburst", 120, 0.05)
+                self.stop("delivery", signal.SIGKILL)
+                self.outcome.kills += 1
+                self.spawn("delivery", offset)
+            self.drained()
+            self.outcome.freshness.append(self.freshness())
+        self.settle()
+
+    def settle(self) -> None:
+        """Wait for every news record to reach both channels, then count."""
+        alerts = [orjson.loads(r.value) for r in asyncio.run(read_to_end(
+            self.settings, [TopicPartition(topics.ALERTS.name, p) for p in range(topics.ALERTS.partitions)]))]
+        self.outcome.records = {(a["alert_id"], a["record_number"], a["alert_type"]) for a in alerts}
+        news = {f"{a['alert_id']}#{a['record_number']}" for a in alerts if a["live"] and not a["test"]}
+        history = {f"{a['alert_id']}#{a['record_number']}" for a in alerts if not a["live"]}
+        self.outcome.news_records = len(news)
+
+        def mail_ids() -> list[str]:
+            return [m["X-Flashes-Alert-Id"] or "" for m in self.mailbox.messages]
+
+        def arrived() -> bool:
+            self.check_alive()
+            return news <= set(self.hooks.RequestHandlerClass.ids) and news <= set(mail_ids())
+        try:
+            observe.wait_until(arrived, "every news record by webhook and e-mail", 120, 0.5)
+        except TimeoutError:
+            pass  # counted as missing below
+        hooks, mails = Counter(self.hooks.RequestHandlerClass.ids), Counter(mail_ids())
+        self.outcome.news_delivered = sum(1 for n in news if hooks[n] >= 1) + sum(1 for n in news if mails[n] >= 1)
+        self.outcome.missing = 2 * len(news) - self.outcome.news_delivered
+        self.outcome.duplicates = sum(c - 1 for c in hooks.values() if c > 1) + sum(c - 1 for c in mails.values() if c > 1)
+        self.outcome.history_pushed = sum(hooks[h] + mails[h] for h in history)
+        letters = [orjson.loads(r.value) for r in asyncio.run(read_to_end(
+            self.settings, [TopicPartition(topics.DEADLETTER.name, 0)]))]
+        self.outcome.dead_letters = dict(Counter(letter["origin"].split(":")[0] for letter in letters))
+        self.outcome.exits += len(stack.crashed(self.var / "logs", SERVICES))
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _morning(self, mjd: float) -> datetime:
+        """The simulated wall time at which day `mjd`'s data is fetched: the next day at PUBLISHED_HOUR."""
+        return datetime(1858, 11, 17, tzinfo=timezone.utc) + timedelta(days=math.floor(mjd) + 1,
+                                                                          hours=PUBLISHED_HOUR)
+
+    def _offset(self, mjd: float) -> float:
+        return (self._morning(mjd) - datetime.now(timezone.utc)) / timedelta(days=1)
+
+    def _clocked(self, mjd: float) -> Settings:
+        return self.settings.model_copy(update={"clock_offset_days": self._offset(mjd)})
+
+    def _up(self) -> bool:
+        try:
+            return httpx.get(f"{self.settings.api_url}/health/kafka", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    async def _alert_ends(self) -> dict[TopicPartition, int]:
+        from aiokafka import AIOKafkaConsumer
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap)
+        await consumer.start()
+        try:
+            tps = [TopicPartition(topics.ALERTS.name, p) for p in range(topics.ALERTS.partitions)]
+            return await consumer.end_offsets(tps)
+        finally:
+            await consumer.stop()
+
+
+def run(var: Path, days: int, faults: bool = True) -> Outcome:
+    return Operation(var, days, faults).run()
