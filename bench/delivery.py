@@ -29,6 +29,7 @@ import schemas
 from benchkit import tidy, webhook_subscriptions, write_subscriptions
 from flashes import infra, stack, topics
 from flashes.kafka import ensure_topics, make_producer
+from flashes.observe import positioned, wait_until
 from flashes.settings import Settings
 
 EXAMPLE = schemas.EXAMPLE_ALERT
@@ -122,6 +123,8 @@ def main() -> None:
         asyncio.run(ensure_topics(settings))
         asyncio.run(write_subscriptions(settings, subs))
         processes = stack.spawn(("delivery",), env, var / "logs")
+        wait_until(lambda: asyncio.run(positioned(settings, "flashes-delivery", topics.ALERTS.name)),
+                   "the delivery service to join at the end of the alerts", 120, 0.2)
         warm = asyncio.run(publish(settings, alerts[:1]))
         wait_for(receivers, set(warm), len(subs) - 1, 120)
         start = len(receivers.received)

@@ -104,6 +104,31 @@ def _evaluate(args: argparse.Namespace) -> None:
     print(json.dumps(result, indent=1) if args.json else table(result))
 
 
+def _rescore(args: argparse.Namespace) -> None:
+    """Rebuild the relevance models of the selected sources from their stored history (relevance stopped)."""
+    from aiokafka.errors import KafkaError
+
+    from flashes.errors import StateRestoreError
+    from services.relevance.rescore import WorkersRunning, rescore
+
+    try:
+        report = asyncio.run(rescore(get_settings(), args.source))
+    except (WorkersRunning, StateRestoreError, KafkaError) as exc:
+        sys.exit(f"flashes rescore: {exc}")
+    points = sum(report.rebuilt.values())
+    print(f"{len(report.rebuilt)} series rebuilt from {points} stored points in {report.seconds:.1f} s")
+    for series, n in report.rebuilt.items():
+        print(f"  {series}: {n} points")
+    problems = [*(f"{s}: no stored state (its workers rebuild it before its next point)" for s in report.unknown),
+                *(f"{s}: the stored history ends before what its state had scored (the sink is behind); "
+                  "left as it is, run rescore again later" for s in report.behind),
+                *(f"{s}: its state record does not decode; left as it is" for s in report.unreadable)]
+    for problem in problems:
+        print(f"  {problem}")
+    if report.behind or report.unreadable:
+        sys.exit(1)
+
+
 def _stack(args: argparse.Namespace) -> None:
     from flashes.stack import run_stack
 
@@ -216,6 +241,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exit-at-end", action="store_true", help="stop at the last alert published before the start")
     p.add_argument("--json", action="store_true", help="one JSON object per line, as on the topic")
     p.set_defaults(func=_listen)
+    p = sub.add_parser("rescore", help="rebuild relevance models from the stored history (stop relevance first)")
+    p.add_argument("--source", action="append", metavar="ID", help="source id (repeatable); default: all")
+    p.set_defaults(func=_rescore)
     p = sub.add_parser("stack", help="infrastructure, every service and the sample mirror, until Ctrl-C")
     p.set_defaults(func=_stack)
     return parser

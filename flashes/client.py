@@ -89,6 +89,8 @@ class AlertListener:
                     if self.exit_at_end:
                         records = [r for r in records if r.offset < ends[tp]]
                     for record in records:
+                        if record.timestamp < self.since_ms:  # record times need not grow with the offset
+                            continue
                         if (alert := self._decoded(record)) is not None and self.wanted(alert):
                             yield alert
                     if self.group_id is not None and records:  # the caller has taken these
@@ -97,6 +99,14 @@ class AlertListener:
                         pending.discard(tp)
         finally:
             await consumer.stop()
+
+    @property
+    def since_ms(self) -> int:
+        """`since` as Kafka record time (ms; naive means UTC); 0 without it."""
+        if self.since is None:
+            return 0
+        since = self.since if self.since.tzinfo else self.since.replace(tzinfo=timezone.utc)
+        return max(0, int(since.timestamp() * 1000))
 
     async def _partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
         """The alert topic's partitions (as declared in flashes/topics.py), once the topic exists;
@@ -115,9 +125,7 @@ class AlertListener:
         if self.from_beginning:
             return await consumer.beginning_offsets(partitions)
         if self.since is not None:
-            since = self.since if self.since.tzinfo else self.since.replace(tzinfo=timezone.utc)
-            ms = max(0, int(since.timestamp() * 1000))
-            found = await consumer.offsets_for_times({tp: ms for tp in partitions})
+            found = await consumer.offsets_for_times({tp: self.since_ms for tp in partitions})
             return {tp: found[tp].offset if found.get(tp) is not None else ends[tp] for tp in partitions}
         if self.group_id is not None:
             committed = {tp: await consumer.committed(tp) for tp in partitions}

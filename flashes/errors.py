@@ -18,8 +18,13 @@ class FetchError(FlashesError):
     """A provider file could not be downloaded; the message says why."""
 
 
+class RefusedFile(FetchError, ValueError):
+    """A provider file refused as a whole (too large, not a lightcurve, unreadable); the message is the reason."""
+
+
 class StateRestoreError(FlashesError):
-    """A stream processor could not read back its state; it starts over rather than go on without it."""
+    """A stream processor could not read back its state (from its state topic, or a model's stored history
+    from QuestDB); it starts over from its stored state rather than go on without it."""
 
 
 class DecodeError(FlashesError):

@@ -16,12 +16,14 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 from pathlib import Path
 from typing import NamedTuple
 
 import httpx
 
 from flashes.errors import InfraError
+from flashes.services import SERVICES
 from flashes.settings import PROJECT_ROOT, Settings
 
 POM = PROJECT_ROOT / "deploy" / "maven" / "pom.xml"
@@ -35,12 +37,27 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def free_ports(n: int) -> int:
+    """The first of `n` consecutive free loopback ports."""
+    while True:
+        first = free_port()
+        try:
+            with ExitStack() as held:
+                for port in range(first + 1, first + n):
+                    held.enter_context(socket.socket()).bind(("127.0.0.1", port))
+            return first
+        except (OSError, OverflowError):  # one of them is taken, or past 65535: another start
+            continue
+
+
 def isolated_env(var_dir: Path) -> dict[str, str]:
-    """FLASHES_* settings for a private stack (tests, benchmarks): free loopback ports, own data folder."""
+    """FLASHES_* settings for a private stack (tests, benchmarks): free loopback ports (a run of them for the
+    services' metrics), own data folder."""
     ports = ("KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "QUESTDB_HTTP_PORT", "QUESTDB_PG_PORT", "QUESTDB_ILP_TCP_PORT",
              "QUESTDB_MIN_HTTP_PORT", "API_PORT")
     return {"FLASHES_VAR_DIR": str(var_dir), "FLASHES_CACHE_DIR": str(PROJECT_ROOT / ".cache"),
-            **{f"FLASHES_{name}": str(free_port()) for name in ports}}
+            **{f"FLASHES_{name}": str(free_port()) for name in ports},
+            "FLASHES_METRICS_PORT": str(free_ports(len(SERVICES)))}
 
 
 def jar_dir(settings: Settings) -> Path:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import email.policy
 import email.utils
+import hashlib
 import re
 from datetime import datetime, timezone
 from email.headerregistry import HeaderRegistry, UnstructuredHeader
@@ -70,24 +71,30 @@ _HEADERS.map_to_type("list-unsubscribe", UnencodedHeader)
 POLICY = email.policy.default.clone(header_factory=_HEADERS)
 
 
-def new_message(settings: Settings, to: str, subject: str, text: str, html: str) -> EmailMessage:
-    """A text + HTML (multipart/alternative) message from the service, with Date and Message-ID."""
+def new_message(settings: Settings, to: str, subject: str, text: str, html: str,
+                message_id: str | None = None) -> EmailMessage:
+    """A text + HTML (multipart/alternative) message from the service, with Date and Message-ID (new unless
+    given)."""
     msg = EmailMessage(policy=POLICY)
     msg["From"] = settings.mail_from
     msg["To"] = to
     msg["Subject"] = subject
     msg["Date"] = email.utils.format_datetime(datetime.now(timezone.utc))
-    msg["Message-ID"] = make_id(settings)
+    msg["Message-ID"] = message_id or make_id(settings)
     msg["Auto-Submitted"] = "auto-generated"
     msg.set_content(text)
     msg.add_alternative(html, subtype="html")
     return msg
 
 
-def make_id(settings: Settings) -> str:
-    """A `<...@domain>` id in the sender's domain (for Message-ID and inline Content-IDs)."""
+def make_id(settings: Settings, seed: str | None = None) -> str:
+    """A `<...@domain>` id in the sender's domain (for Message-ID and inline Content-IDs): new each time, or
+    the same for the same `seed`, so that a mail sent again is recognisably the same message (Gmail and
+    duplicate filters such as `formail -D` drop a repeated Message-ID)."""
     domain = email.utils.parseaddr(settings.mail_from)[1].rpartition("@")[2] or "localhost"
-    return email.utils.make_msgid(domain=domain)
+    if seed is None:
+        return email.utils.make_msgid(domain=domain)
+    return f"<{hashlib.sha256(seed.encode()).hexdigest()[:32]}@{domain}>"
 
 
 def confirmation_message(settings: Settings, to: str, confirm_url: str, summary: str) -> EmailMessage:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import CoordinatorLoadInProgressError, GroupCoordinatorNotAvailableError
 
 from flashes import questdb, topics
 from flashes.topics import BY_NAME
@@ -28,6 +29,21 @@ async def group_lag(settings: Settings, groups: tuple[str, ...] | None = None) -
     groups = groups or PIPELINE_GROUPS
     async with InputLag(settings) as lag:
         return sum((await lag({g: inputs[g] for g in groups})).values())
+
+
+async def positioned(settings: Settings, group: str, topic: str) -> bool:
+    """Has `group` a committed offset on every partition of `topic`? The delivery service, which starts a new
+    group at the end of the alerts, commits that position as it joins: from then on nothing published is missed."""
+    tps = [TopicPartition(topic, p) for p in range(BY_NAME[topic].partitions)]
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        committed = await admin.list_consumer_group_offsets(group, partitions=tps)
+    except (GroupCoordinatorNotAvailableError, CoordinatorLoadInProgressError):  # a new broker: no group yet
+        return False
+    finally:
+        await admin.close()
+    return all(tp in committed and committed[tp].offset >= 0 for tp in tps)
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 600.0, every_s: float = 1.0) -> None:

@@ -17,7 +17,8 @@ the sink keys every row, so nothing is doubled in QuestDB. A crash between 4 and
 committed offset behind the state: the restarted worker skips, per key, the messages its state
 already covers. When partitions move, the leaving worker finishes its batch before it gives them
 up (the revoke callback waits on the same lock) and the new owner reads the state topic's
-partitions to their end before it processes anything.
+partitions to their end before it processes anything. Points in and out, dead letters and, after
+every poll, the lag of the partitions it owns are exported as Prometheus metrics (flashes/metrics.py).
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from pydantic import BaseModel
 
 import schemas
-from flashes import topics
+from flashes import metrics, topics
 from flashes.errors import DecodeError, StateRestoreError
 from flashes.heartbeat import beat
 from flashes.kafka import ensure_topics, make_producer, read_to_end, rejected, run_restarting
@@ -146,11 +147,16 @@ class Processor(ConsumerRebalanceListener):
                 if r.offset < covered.get(key, 0):
                     continue  # this key's stored state already includes it
                 outputs += self.logic.apply(value)
+            except StateRestoreError:
+                raise  # a state that cannot be read back now (a model's history, QuestDB down): start over, no dead letter
             except Exception as exc:  # noqa: BLE001 - a message that cannot be processed must not stop the others
-                reason = str(exc) if isinstance(exc, DecodeError) else f"cannot process: {type(exc).__name__}: {exc}"
+                undecodable = isinstance(exc, DecodeError)
+                reason = str(exc) if undecodable else f"cannot process: {type(exc).__name__}: {exc}"
                 letter = rejected(f"{self.name}:{tp.topic}", reason, r)
                 outputs.append(Output(topics.DEADLETTER, letter.origin, letter))
+                metrics.DEAD_LETTERS.labels(self.name, "undecodable" if undecodable else "cannot_process").inc()
                 continue
+            metrics.POINTS_IN.labels(self.name, tp.topic).inc(metrics.points(value))
             touched[key] = covered[key] = r.offset + 1
         return outputs, touched
 
@@ -173,6 +179,9 @@ class Processor(ConsumerRebalanceListener):
                        for key, offset in touched.items()]
             commits[tp] = records[-1].offset + 1
         await self._produce(producer, outputs)
+        for o in outputs:
+            if o.spec is not topics.DEADLETTER:
+                metrics.POINTS_OUT.labels(self.name, o.spec.name).inc(metrics.points(o.value))
         await self._produce(producer, states)
         if commits:
             try:
@@ -224,6 +233,7 @@ class Processor(ConsumerRebalanceListener):
                 if batches:
                     async with self.lock:
                         await self._batch(producer, batches)
+                await metrics.observe_lag(self.consumer, self.group, [spec.name for spec in self.logic.inputs])
         finally:
             stopping.cancel()
             heartbeat.cancel()

@@ -55,7 +55,10 @@ def query(settings: Settings, sql: str, timeout_s: float = 30.0) -> list[dict[st
         r = httpx.get(f"{settings.questdb_http_url}/exec", params={"query": sql}, timeout=timeout_s)
     except httpx.HTTPError as exc:
         raise QuestDBError(f"QuestDB at {settings.questdb_http_url} unreachable: {exc!r}") from exc
-    body = r.json()
+    try:
+        body = r.json()
+    except ValueError as exc:  # a proxy's error page, a cut-off answer
+        raise QuestDBError(f"QuestDB answered HTTP {r.status_code} with something that is not JSON: {exc}") from exc
     if r.status_code != 200 or "error" in body:
         raise QuestDBError(f"QuestDB rejected {sql!r}: {body.get('error', r.text)}")
     names = [c["name"] for c in body.get("columns", [])]

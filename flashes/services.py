@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
+from flashes import metrics
 from flashes.kafka import run_restarting
 from flashes.settings import Settings
 
@@ -12,8 +13,15 @@ PIPELINE = tuple(s for s in SERVICES if s != "fetcher")  # what runs continuousl
 LOOPS = {"fetcher": "services.fetcher.service", "sink": "services.sink.service", "delivery": "services.alerts.delivery"}
 
 
+def metrics_port(settings: Settings, name: str) -> int:
+    """Where service `name` serves Prometheus metrics: metrics_port + its place in SERVICES (the API: its own port)."""
+    return settings.api_port if name == "api" else settings.metrics_port + SERVICES.index(name)
+
+
 def run(name: str, settings: Settings) -> None:
-    """Run one service in the foreground until SIGTERM/Ctrl-C."""
+    """Run one service in the foreground until SIGTERM/Ctrl-C, its metrics served beside it."""
+    if name in SERVICES and name != "api":  # the API serves GET /metrics itself
+        metrics.serve(settings, metrics_port(settings, name))
     if name in PROCESSORS:
         import_module(f"services.{name}.app").build(settings).serve()
     elif name in LOOPS:

@@ -34,7 +34,12 @@ class Settings(BaseSettings):
     swift_base_url: str = "https://swift.gsfc.nasa.gov/"
     fermi_base_url: str = "https://gammaray.nsstc.nasa.gov/gbm/science/pulsars/lightcurves/"
     fetch_sources: list[str] = Field(default_factory=list, description="limit fetching to these source ids")
-    fetch_cron: str = Field(default="30 2 * * *", description="UTC schedule of the fetcher service (cron syntax)")
+    fetch_every_s: dict[str, float] = Field(
+        default_factory=lambda: {"maxi": 3600.0, "swift": 3600.0, "fermi": 3600.0},
+        description="poll interval of each provider (conditional requests make an unchanged file a 304)")
+    fetch_jitter_s: float = Field(default=300.0, description="random delay added to each poll, up to this")
+    max_download_bytes: int = Field(default=64 * 1024 * 1024, description="a larger provider file is refused")
+    max_decompressed_bytes: int = Field(default=256 * 1024 * 1024, description="a gzip that inflates beyond is refused")
     http_per_host: int = 4
     http_timeout_s: float = 30.0
     http_retries: int = 4
@@ -46,6 +51,13 @@ class Settings(BaseSettings):
 
     # Scoring and alerts.
     relevance_threshold: float = 0.7
+    relevance_history_wait_s: float = Field(default=600.0, description="how long a model rebuilt from QuestDB after "
+                                                                       "an upgrade waits for the sink to store what "
+                                                                       "its old state had scored")
+    clock_offset_days: float = Field(default=0.0, description="simulations only: every service's clock "
+                                                                "(flashes.clock.now) runs this many days off UTC")
+    live_days: float = Field(default=3.0, description="an alert whose triggering point is at most this old when it "
+                                                      "is raised is news (pushed); older is history (stored, shown)")
     episode_end_points: int = Field(default=5, description="points below the threshold, per series, that end an episode")
     api_port: int = 8000
     api_cache_s: float = Field(default=10.0, description="how long the API serves a series from memory")
@@ -71,7 +83,18 @@ class Settings(BaseSettings):
     mail_from: str = "FLASHES stream <flashes@localhost>"
     email_daily_cap: int = Field(default=10, description="alert mails per subscription and UTC day; then a digest")
     subscriptions_per_hour: int = Field(default=20, description="subscriptions one client address may create per hour")
+    secret_keys: list[str] = Field(default_factory=list,
+                                   description="Fernet keys, newest first: the first encrypts and signs, every one "
+                                               "decrypts and verifies (key rotation); empty: [secret_key]")
     heartbeat_s: float = 3.0
+    metrics_port: int = Field(default=9400, description="Prometheus metrics: service i of flashes.services.SERVICES "
+                                                        "listens on metrics_port + i (the API on its own port, /metrics)")
+    metrics_host: str = Field(default="127.0.0.1", description="where the services' metrics listen (compose: 0.0.0.0, "
+                                                               "inside its network only)")
+    freshness_days: dict[str, float] = Field(
+        default_factory=lambda: {"maxi": 2.0, "swift": 2.0, "fermi": 7.0},
+        description="GET /health/freshness: an instrument whose newest point is older is stale (503); "
+                    "an instrument not listed is not judged")
 
     @property
     def base_urls(self) -> dict[str, str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 
 from flashes import catalogue, infra, links, mirror, observe, questdb
-from flashes.services import PIPELINE
+from flashes.services import PIPELINE, metrics_port
 from flashes.topics import series_kind
 from flashes.settings import PROJECT_ROOT, Settings
 
@@ -130,6 +130,10 @@ def run_stack(settings: Settings) -> None:
         print(f"API:     {settings.api_url}/docs  (e.g. {settings.api_url}/sources?q={sources[0]}, "
               f"{settings.api_url}/download/maxi_{sources[0]}, {settings.api_url}/alerts)")
         print(f"QuestDB: {settings.questdb_http_url}  (web console; tables lightcurve, derived, relevance, alerts)")
+        print(f"Health:  {settings.api_url}/health/freshness answers 503 here, naming each instrument: the bundled "
+              f"sample ends in 2020 (live providers bring a point a day); Prometheus metrics of each service at "
+              f"http://{settings.metrics_host}:{metrics_port(settings, 'fetcher')}/metrics … "
+              f":{metrics_port(settings, 'sink')} (fetcher … sink) and {settings.api_url}/metrics")
         print(f"Grafana: not run here (no Grafana on this machine); `docker compose up` serves the dashboards at "
               f"{settings.grafana_url or 'http://localhost:3000'}, and {settings.api_url}/plots/{{id}} leads there")
         print("Press Ctrl-C to stop everything.", flush=True)

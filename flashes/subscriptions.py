@@ -1,7 +1,7 @@
 """Subscriptions without accounts: codes, secrets at rest, webhook URL checks, matching, and the live view.
 
 A subscriber holds a random code (256 bits); only its SHA-256 (`subscription_id`) is stored.
-E-mail addresses and webhook secrets are stored encrypted with the settings' Fernet key; links
+E-mail addresses and webhook secrets are stored encrypted with the settings' Fernet keys; links
 in mails (confirm, unsubscribe) carry an HMAC of the subscription id, so they need no storage.
 """
 from __future__ import annotations
@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from astropy.coordinates import angular_separation
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 import numpy as np
 
 import schemas
@@ -47,11 +47,17 @@ def new_webhook_secret() -> str:
 
 
 class Vault:
-    """Encrypts what must be readable again (e-mail addresses, webhook secrets) with the settings' key."""
+    """Encrypts what must be readable again (e-mail addresses, webhook secrets) and signs mail links.
+
+    Key rotation: `secret_keys` lists Fernet keys newest first (empty: [secret_key]). The newest seals
+    and signs; every one opens and verifies (cryptography's MultiFernet), so secrets stored and links
+    mailed before a new key was put first keep working for as long as their key stays in the list.
+    """
 
     def __init__(self, settings: Settings) -> None:
-        self.fernet = Fernet(settings.secret_key.encode())
-        self.mac_key = hashlib.sha256(b"flashes-links:" + settings.secret_key.encode()).digest()
+        keys = [k.encode() for k in settings.secret_keys or [settings.secret_key]]
+        self.fernet = MultiFernet([Fernet(k) for k in keys])
+        self.mac_keys = [hashlib.sha256(b"flashes-links:" + k).digest() for k in keys]
 
     def seal(self, text: str) -> str:
         return self.fernet.encrypt(text.encode()).decode()
@@ -60,14 +66,21 @@ class Vault:
         try:
             return self.fernet.decrypt(token.encode()).decode()
         except InvalidToken as exc:
-            raise SubscriptionError("a stored secret does not decrypt with this key (was secret_key changed?)") from exc
+            raise SubscriptionError("a stored secret does not decrypt with any of the keys in "
+                                    "FLASHES_SECRET_KEYS (was its key removed?)") from exc
 
     def link_token(self, purpose: str, sub_id: str) -> str:
-        """The token of a confirm or unsubscribe link for one subscription."""
-        return hmac.new(self.mac_key, f"{purpose}:{sub_id}".encode(), hashlib.sha256).hexdigest()
+        """The token of a confirm or unsubscribe link for one subscription, signed with the newest key."""
+        return self._mac(self.mac_keys[0], purpose, sub_id)
 
     def check_link(self, purpose: str, sub_id: str, token: str) -> bool:
-        return hmac.compare_digest(self.link_token(purpose, sub_id).encode(), token.encode())  # bytes: any text
+        """Does the token verify under any of the keys?"""
+        return any(hmac.compare_digest(self._mac(key, purpose, sub_id).encode(), token.encode())  # bytes: any text
+                   for key in self.mac_keys)
+
+    @staticmethod
+    def _mac(key: bytes, purpose: str, sub_id: str) -> str:
+        return hmac.new(key, f"{purpose}:{sub_id}".encode(), hashlib.sha256).hexdigest()
 
 
 async def check_webhook_url(url: str, allow_loopback: bool) -> None:
@@ -118,8 +131,9 @@ def sources_of(filters: schemas.SubscriptionFilters, records: dict[str, dict[str
 
 
 def matches(filters: schemas.SubscriptionFilters, alert: schemas.Alert) -> bool:
-    """Does an alert pass every filter given?"""
-    return ((not filters.sources or alert.source_id in filters.sources)
+    """Does an alert pass every filter given? History (`live` false) only if the subscription asks for it."""
+    return ((alert.live or filters.history)
+            and (not filters.sources or alert.source_id in filters.sources)
             and (not filters.tags or bool(set(filters.tags) & set(alert.tags)))
             and (not filters.instruments
                  or any(series_kind(s) in filters.instruments for s in alert.series))
@@ -167,7 +181,10 @@ class SubscriptionView:
         while True:
             for records in (await self.consumer.getmany(timeout_ms=200)).values():
                 for r in records:
-                    self.apply(r.key.decode(), r.value)
+                    if r.key is None:  # not written by the API: no subscription id to file it under
+                        log.error("subscription record at offset %d skipped: it has no key", r.offset)
+                    else:
+                        self.apply(r.key.decode(errors="replace"), r.value)
                     self.position = r.offset + 1
 
     def apply(self, key: str, value: bytes | None) -> None:

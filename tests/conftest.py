@@ -24,10 +24,10 @@ import httpx
 import pytest
 from aiosmtpd.controller import Controller
 
-from flashes import infra, mirror, questdb, stack
+from flashes import infra, mirror, questdb, stack, topics
 from flashes.settings import PROJECT_ROOT, Settings, get_settings
 from services.fetcher.service import fetch_once
-from flashes.observe import PIPELINE_GROUPS, series_counts as counts, wait_drained, wait_until
+from flashes.observe import PIPELINE_GROUPS, positioned, series_counts as counts, wait_drained, wait_until
 
 TEST_DATA = Path(__file__).resolve().parent / "data"
 
@@ -208,7 +208,8 @@ def pipeline(settings: Settings, mirror_dir: Path, webhook_receiver: tuple[str, 
              expected: dict[str, int]) -> Iterator[Settings]:
     """The services on the sample (three sources), with subscriptions made through the API first:
     'all' (webhook, every source), 'failing' (webhook answering 500, MAXI J1535-571 onsets), 'mail'
-    (e-mail, confirmed, MAXI J1535-571, daily cap 2) and 'unconfirmed' (e-mail never confirmed)."""
+    (e-mail, confirmed, MAXI J1535-571, daily cap 2) and 'unconfirmed' (e-mail never confirmed); all ask
+    for history too, as the sample's alerts are about data years old."""
     server, base = mirror.serve(mirror_dir)
     env = {**mirror.provider_env(base), "FLASHES_WEBHOOK_ALLOW_LOOPBACK": "true", "FLASHES_DELIVERY_BACKOFF_S": "1.0",
            "FLASHES_DELIVERY_MAX_ATTEMPTS": "3", "FLASHES_SMTP_PORT": str(smtp_server[0]),
@@ -222,17 +223,21 @@ def pipeline(settings: Settings, mirror_dir: Path, webhook_receiver: tuple[str, 
         wait_until(lambda: _up(f"{s.api_url}/health/kafka") or processes["api"].poll() is not None, "the API", 120)
         assert processes["api"].poll() is None, f"the API exited: see {s.var_dir / 'logs' / 'api.log'}"
         made = subscribers.made
-        made["all"] = subscribe(s.api_url, {"channel": "webhook", "webhook_url": f"{webhook_receiver[0]}/all"})
+        made["all"] = subscribe(s.api_url, {"channel": "webhook", "webhook_url": f"{webhook_receiver[0]}/all",
+                                            "filters": {"history": True}})
         made["failing"] = subscribe(s.api_url, {"channel": "webhook", "webhook_url": f"{failing_receiver[0]}/x",
-                                                "filters": {"sources": ["maxij1535-571"], "alert_types": ["onset"]}})
+                                                "filters": {"sources": ["maxij1535-571"], "alert_types": ["onset"],
+                                                            "history": True}})
         for name, address in (("mail", "astro@example.org"), ("unconfirmed", "lazy@example.org")):
             made[name] = subscribe(s.api_url, {"channel": "email", "email": address,
-                                               "filters": {"sources": ["maxij1535-571"]}})
+                                               "filters": {"sources": ["maxij1535-571"], "history": True}})
         link = confirm_link(smtp_server[1].to("astro@example.org")[0])
         page = httpx.get(link, timeout=10)
         assert page.status_code == 200 and "<form method=post>" in page.text
         sub_id, token = (part.split("=", 1)[1] for part in link.split("?", 1)[1].split("&"))
         assert httpx.post(link.split("?")[0], data={"id": sub_id, "token": token}, timeout=10).status_code == 200
+        wait_until(lambda: asyncio.run(positioned(s, "flashes-delivery", topics.ALERTS.name)),
+                   "the delivery service to join at the end of the alerts", 120)
         report = asyncio.run(fetch_once(s, [sid for sid, _ in SOURCES.values()]))
         assert report.series == 6 and report.rejected == len(BAD_LINES), dump(report)
         lightcurve = {k: v for k, v in expected.items() if k.startswith(("maxi", "swift"))}

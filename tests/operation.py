@@ -13,7 +13,8 @@ Used by tests/test_operation.py (a short run) and bench/operation.py (`--days N`
    harness's only way to move a running process's clock.
 3. Faults, with `faults=True`: the MAXI file of one source is malformed for a day; the BAT
    provider answers 503 for two days; one MAXI row is dated MJD 96000.5 for a day; delivery is
-   SIGKILLed as soon as an outburst's onset is on the alerts topic (mail pending); the stored
+   SIGKILLed while an outburst's webhook and mail are in flight (the receivers hold them, then
+   answer with a temporary failure and keep nothing: the mail is pending, not delivered); the stored
    relevance states are rewritten as of the previous state version and relevance restarted (an
    upgrade); a new source arrives with its whole history (a copy of a sample file: not that
    source's own data).
@@ -77,15 +78,32 @@ class FaultyMirror(SimpleHTTPRequestHandler):
         pass
 
 
+class Gate:
+    """Holds deliveries in flight while closed: the receivers then answer them with a temporary failure
+    and keep nothing (their sender was killed meanwhile), so 'killed with mail pending' is deterministic."""
+
+    def __init__(self) -> None:
+        self.open = threading.Event()
+        self.open.set()
+        self.held: list[str] = []  # alert record ids that arrived while closed
+
+
 class Hooks(BaseHTTPRequestHandler):
-    """Webhook receiver: the `webhook-id` of every POST."""
+    """Webhook receiver: the `webhook-id` of every POST answered 204."""
 
     ids: list[str] = []
+    gate = Gate()
 
     def do_POST(self) -> None:  # noqa: N802
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.ids.append(self.headers.get("webhook-id", ""))
-        self.send_response(204)
+        webhook_id = self.headers.get("webhook-id", "")
+        if not self.gate.open.is_set():
+            self.gate.held.append(webhook_id)
+            self.gate.open.wait()
+            self.send_response(503)
+        else:
+            self.ids.append(webhook_id)
+            self.send_response(204)
         self.end_headers()
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
@@ -97,9 +115,15 @@ class Mailbox:
 
     def __init__(self) -> None:
         self.messages: list[email.message.EmailMessage] = []
+        self.gate = Gate()
 
     async def handle_DATA(self, server: object, session: object, envelope: object) -> str:  # noqa: N802
-        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        if not self.gate.open.is_set():
+            self.gate.held.append(message["X-Flashes-Alert-Id"] or "")
+            await asyncio.get_running_loop().run_in_executor(None, self.gate.open.wait)
+            return "451 4.3.0 try again later"
+        self.messages.append(message)
         return "250 OK"
 
 
@@ -168,11 +192,12 @@ class Outcome:
     dead_letters: dict[str, int] = field(default_factory=dict)
     freshness: list[int] = field(default_factory=list)  # /health/freshness status per simulated day
     records: set[tuple[str, int, str]] = field(default_factory=set)  # (alert_id, record_number, type) raised
+    doubled: dict[str, int] = field(default_factory=dict)  # "channel:webhook-id" -> times received, if more than once
 
     def figures(self) -> dict:
         return {"days": self.days, "news_records": self.news_records, "news_delivered": self.news_delivered,
                 "history_pushed": self.history_pushed, "duplicates": self.duplicates, "missing": self.missing,
-                "exits": self.exits, "kills": self.kills, "dead_letters": self.dead_letters,
+                "exits": self.exits, "kills": self.kills, "doubled": self.doubled, "dead_letters": self.dead_letters,
                 "freshness": self.freshness}
 
 
@@ -183,7 +208,7 @@ class Operation:
         self.var, self.days, self.faults = var, days, faults
         self.mailbox = Mailbox()
         self.smtp = Controller(self.mailbox, hostname="127.0.0.1", port=infra.free_port())
-        self.hooks = ThreadingHTTPServer(("127.0.0.1", 0), type("H", (Hooks,), {"ids": []}))
+        self.hooks = ThreadingHTTPServer(("127.0.0.1", 0), type("H", (Hooks,), {"ids": [], "gate": Gate()}))
         self.mirror_dir = var / "mirror"
         self.mirror_dir.mkdir(parents=True, exist_ok=True)
         handler = type("M", (FaultyMirror,), {"down": set()})
@@ -199,6 +224,7 @@ class Operation:
         self.outcome = Outcome(days)
         self.files: list[SampleFile] = []
         self.sources: list[str] = []
+        self.kill_day = max(3, days - 2)  # the day 4U 1630-47's injected outburst peaks: delivery is killed
 
     # -- the data ------------------------------------------------------------------------------
     def prepare(self) -> float:
@@ -220,7 +246,7 @@ class Operation:
             for instrument, path in (("maxi", maxi), ("swift", bat)):
                 header, rows = read_sample(path, shift)
                 if rec["_id"] in OUTBURSTS:
-                    start = first_day + (1 if rec["_id"] == "maxij1820+070" else max(2, self.days - 2))
+                    start = first_day + (1 if rec["_id"] == "maxij1820+070" else self.kill_day - 1)
                     rows = inject(rows, instrument, start, OUTBURSTS[rec["_id"]])
                 target = self.mirror_dir / instrument / catalogue.path_below_base(self.settings, instrument,
                                                                                    rec[instrument]["data_url"])
@@ -296,12 +322,10 @@ class Operation:
             await producer.stop()
         return len(latest)
 
-    def onset_published(self, since: dict[TopicPartition, int], source_id: str) -> bool:
-        async def look() -> bool:
-            records = await read_to_end(self.settings, list(since))
-            return any(r.offset >= since[TopicPartition(r.topic, r.partition)]
-                       and orjson.loads(r.value)["source_id"] == source_id for r in records)
-        return asyncio.run(look())
+    def wait_positioned(self) -> None:
+        """Delivery starts a new group at the end of the alerts topic: news must come after it has a position."""
+        observe.wait_until(lambda: asyncio.run(observe.positioned(self.settings, "flashes-delivery", topics.ALERTS.name)),
+                           "delivery's position on the alerts topic", 120, 0.2)
 
     def freshness(self) -> int:
         return httpx.get(f"{self.settings.api_url}/health/freshness", timeout=30).status_code
@@ -333,9 +357,9 @@ class Operation:
         for name in SERVICES:
             self.spawn(name, self._offset(first - 1))
         observe.wait_until(lambda: self._up(), "the API", 120)
+        self.wait_positioned()
         asyncio.run(fetch_once(self._clocked(first - 1), self.sources, ["maxi", "swift"]))
         self.drained()
-        kill_day = max(2, self.days - 2)  # the second outburst's onset
         upgrade_day, newcomer_day = min(3, self.days - 1), min(4, self.days - 1)
         for day in range(self.days):
             mjd = first + day
@@ -358,13 +382,18 @@ class Operation:
                 self.newcomer_file.write(mjd + 1)
                 sources.append(self.newcomer["_id"])
             observe.wait_until(self._up, "the API", 120)
-            since = asyncio.run(self._alert_ends())
+            gates = (self.hooks.RequestHandlerClass.gate, self.mailbox.gate)
+            if self.faults and day == self.kill_day:  # its deliveries are held in flight, then delivery is killed
+                for gate in gates:
+                    gate.open.clear()
             asyncio.run(fetch_once(self._clocked(mjd), sources, ["maxi", "swift"]))
-            if self.faults and day == kill_day:
-                observe.wait_until(lambda: self.onset_published(since, "4u1630-47"),
-                                   "an alert record of 4U 1630-47's injected outburst", 120, 0.05)
+            if self.faults and day == self.kill_day:
+                observe.wait_until(lambda: all(any(i.startswith("4u1630-47@") for i in g.held) for g in gates),
+                                   "4U 1630-47's outburst alert in flight to both receivers", 120, 0.05)
                 self.stop("delivery", signal.SIGKILL)
                 self.outcome.kills += 1
+                for gate in gates:
+                    gate.open.set()
                 self.spawn("delivery", offset)
             self.drained()
             self.outcome.freshness.append(self.freshness())
@@ -392,7 +421,9 @@ class Operation:
         hooks, mails = Counter(self.hooks.RequestHandlerClass.ids), Counter(mail_ids())
         self.outcome.news_delivered = sum(1 for n in news if hooks[n] >= 1) + sum(1 for n in news if mails[n] >= 1)
         self.outcome.missing = 2 * len(news) - self.outcome.news_delivered
-        self.outcome.duplicates = sum(c - 1 for c in hooks.values() if c > 1) + sum(c - 1 for c in mails.values() if c > 1)
+        self.outcome.doubled = {f"{channel}:{i}": c for channel, seen in (("webhook", hooks), ("email", mails))
+                                for i, c in seen.items() if c > 1}
+        self.outcome.duplicates = sum(c - 1 for c in self.outcome.doubled.values())
         self.outcome.history_pushed = sum(hooks[h] + mails[h] for h in history)
         letters = [orjson.loads(r.value) for r in asyncio.run(read_to_end(
             self.settings, [TopicPartition(topics.DEADLETTER.name, 0)]))]
@@ -416,16 +447,6 @@ class Operation:
             return httpx.get(f"{self.settings.api_url}/health/kafka", timeout=5).status_code == 200
         except httpx.HTTPError:
             return False
-
-    async def _alert_ends(self) -> dict[TopicPartition, int]:
-        from aiokafka import AIOKafkaConsumer
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap)
-        await consumer.start()
-        try:
-            tps = [TopicPartition(topics.ALERTS.name, p) for p in range(topics.ALERTS.partitions)]
-            return await consumer.end_offsets(tps)
-        finally:
-            await consumer.stop()
 
 
 def run(var: Path, days: int, faults: bool = True) -> Outcome:

@@ -6,17 +6,22 @@ The `pipeline` fixture subscribes through the API before the sample flows (see c
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
+from datetime import datetime, timezone
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from cryptography.fernet import Fernet
 from standardwebhooks import Webhook
 
 import schemas
-from flashes import questdb, topics
+from flashes import infra, questdb, topics
 from flashes.kafka import make_producer
 from flashes.observe import wait_until
 from flashes.settings import Settings
+from flashes.subscriptions import Vault, new_code, new_webhook_secret, subscription_id
 from tests.conftest import Mailbox, Subscribers, receiver, subscribe
 from tests.kafka_helpers import read_records, read_topic
 
@@ -130,6 +135,11 @@ def test_a_revoked_subscription_gets_nothing_more_and_the_test_button_works(pipe
         server.shutdown()
 
 
+def paths(received: list[dict], alert: schemas.Alert) -> set[str]:
+    """Where an alert was received."""
+    return {r["path"] for r in received if r["headers"]["webhook-id"] == alert.message_id}
+
+
 def test_subscriptions_match_by_cone_tag_reason_and_relevance(pipeline: Settings, subscribers: Subscribers) -> None:
     server, url, received = receiver(204)
     cone = {"ra": EXAMPLE.ra, "dec": EXAMPLE.dec, "radius": 0.5}  # around MAXI J1535-571
@@ -139,12 +149,95 @@ def test_subscriptions_match_by_cone_tag_reason_and_relevance(pipeline: Settings
     try:
         assert "maxij1535-571" in made["cone"]["sources"] and len(made["cone"]["sources"]) < 10
         alert = EXAMPLE.model_copy(update={"alert_id": f"maxij1535-571@{uuid.uuid4().hex}", "peak_relevance": 0.98})
+        after = EXAMPLE.model_copy(update={"alert_id": f"maxij1535-571@{uuid.uuid4().hex}", "peak_relevance": 0.995,
+                                           "reasons": ["state_change"]})
         asyncio.run(publish(pipeline, alert))
-        wait_until(lambda: {"/cone", "/tag"} <= {r["path"] for r in received}, "the matching subscribers", 30)
-        asyncio.run(asyncio.sleep(2))
-        assert {r["path"] for r in received} == {"/cone", "/tag"}  # not: another reason, too low, elsewhere
+        asyncio.run(publish(pipeline, after))
+        # One partition, matched in order: once `after` reached every subscriber, `alert` has been matched with all.
+        wait_until(lambda: len(paths(received, after)) == 4 and {"/cone", "/tag"} <= paths(received, alert),
+                   "the matching subscribers", 30)
+        assert paths(received, alert) == {"/cone", "/tag"}  # not: another reason, too low, elsewhere
     finally:
         server.shutdown()
+
+
+def test_history_is_pushed_only_to_those_who_ask_and_a_test_alert_always(pipeline: Settings,
+                                                                         subscribers: Subscribers) -> None:
+    server, url, received = receiver(204)
+    filters = {"sources": ["maxij1820+070"]}
+    news = subscribe(subscribers.api, {"channel": "webhook", "webhook_url": f"{url}/news", "filters": filters})
+    both = subscribe(subscribers.api, {"channel": "webhook", "webhook_url": f"{url}/both",
+                                       "filters": {**filters, "history": True}})
+    try:
+        old, new = (EXAMPLE.model_copy(update={"source_id": "maxij1820+070", "live": live,
+                                               "alert_id": f"maxij1820+070@{uuid.uuid4().hex}"})
+                    for live in (False, True))
+        asyncio.run(publish(pipeline, old))
+        asyncio.run(publish(pipeline, new))
+        assert httpx.post(f"{subscribers.api}/subscriptions/{news['code']}/test").status_code == 202
+        wait_until(lambda: paths(received, old) == {"/both"} and paths(received, new) == {"/news", "/both"}
+                   and any(a.test for a, _ in bodies(received, "/news")), "the alerts and the test alert", 30)
+        # One partition, matched in order: `new` reached /news after `old` was matched (and not for /news).
+        assert [a.alert_id for a, _ in bodies(received, "/news") if not a.test] == [new.alert_id]
+    finally:
+        server.shutdown()
+        for made in (news, both):
+            httpx.delete(f"{subscribers.api}/subscriptions/{made['code']}")
+
+
+def test_a_job_that_fails_fails_alone_with_its_reason_while_the_others_are_served(
+        pipeline: Settings, subscribers: Subscribers) -> None:
+    """A subscription sealed under a key the service does not have (an exception that used to stop the
+    service) and a receiver that refuses connections: each retried, then a dead letter with its reason."""
+    server, url, received = receiver(204)
+    filters = {"sources": ["gx339-4"]}
+    refused_url = f"http://127.0.0.1:{infra.free_port()}/private-path"
+    good = subscribe(subscribers.api, {"channel": "webhook", "webhook_url": f"{url}/good", "filters": filters})
+    refused = subscribe(subscribers.api, {"channel": "webhook", "webhook_url": refused_url, "filters": filters})
+    code = new_code()
+    lost = schemas.Subscription(
+        subscription_id=subscription_id(code), created_at=datetime.now(timezone.utc), channel="webhook",
+        filters=schemas.SubscriptionFilters(**filters), webhook_url=f"{url}/lost",
+        webhook_secret=Vault(Settings(secret_keys=[Fernet.generate_key().decode()])).seal(new_webhook_secret()))
+    asyncio.run(write_subscription(pipeline, lost))
+    try:
+        first, second = (EXAMPLE.model_copy(update={"source_id": "gx339-4", "alert_id": f"gx339-4@{uuid.uuid4().hex}"})
+                         for _ in range(2))
+        asyncio.run(publish(pipeline, first))
+        origins = {f"delivery:webhook:{s[:12]}".encode(): s for s in (lost.subscription_id, refused["subscription_id"])}
+
+        def letters() -> dict[str, str]:
+            return {origins[k]: v["reason"] for k, v in asyncio.run(read_topic(pipeline, topics.DEADLETTER.name, 1.0))
+                    if k in origins}
+
+        wait_until(lambda: len(letters()) == 2, "both dead letters", 60)
+        asyncio.run(publish(pipeline, second))  # and the service goes on
+        wait_until(lambda: paths(received, second) == {"/good"}, "the next alert", 30)
+        assert paths(received, first) == {"/good"}  # never /lost: its secret does not open
+        log = [v for _, v in asyncio.run(read_topic(pipeline, topics.DELIVERIES.name, 1.0)) if v["alert_id"] == first.alert_id]
+        for sub_id, reason in (
+                (lost.subscription_id, "SubscriptionError: a stored secret does not decrypt with any of the keys"),
+                (refused["subscription_id"], "ClientConnectorError: Connection refused")):
+            mine = [r for r in log if r["subscription_id"] == sub_id]
+            assert [(r["attempt"], r["status"]) for r in mine] == [(1, "retrying"), (2, "retrying"), (3, "dead")]
+            assert all(r["detail"].startswith(reason) for r in mine), mine
+            assert letters()[sub_id].startswith(reason)
+        text = json.dumps([[r["detail"] for r in log], letters()])  # the reasons: no part of the subscriber's URL
+        assert all(part not in text for part in ("127.0.0.1", str(urlsplit(refused_url).port), "private-path"))
+    finally:
+        server.shutdown()
+        asyncio.run(write_subscription(pipeline, lost, revoke=True))
+        for made in (good, refused):
+            httpx.delete(f"{subscribers.api}/subscriptions/{made['code']}")
+
+
+async def write_subscription(settings: Settings, sub: schemas.Subscription, revoke: bool = False) -> None:
+    """As the API writes (or revokes) a subscription."""
+    producer = make_producer(settings)
+    await producer.start()
+    await producer.send_and_wait(topics.SUBSCRIPTIONS.name, None if revoke else topics.SUBSCRIPTIONS.encode(sub),
+                                 key=sub.subscription_id.encode())
+    await producer.stop()
 
 
 @pytest.mark.parametrize("body, status, words", [

@@ -1,16 +1,20 @@
-"""A provider answering 404, 500 or nothing: retried with backoff, reported, and the others carry on."""
+"""A provider answering 404, 500, nothing or too much: retried with backoff or refused, reported, and
+the others carry on."""
 from __future__ import annotations
 
 import asyncio
 import functools
+import gzip
 import os
 import threading
 import time
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from prometheus_client import REGISTRY
 
+from flashes import mirror
 from flashes.settings import PROJECT_ROOT, Settings, get_settings
 from services.fetcher.service import fetch_once
 from tests.kafka_helpers import lightcurve_points, read_topic
@@ -77,3 +81,66 @@ def test_failing_providers_are_retried_and_the_good_source_still_arrives(
 def test_unknown_source_is_refused_with_its_name(settings: Settings) -> None:
     with pytest.raises(ValueError, match="unknown source id\\(s\\): no-such-source"):
         asyncio.run(fetch_once(settings, ["no-such-source"]))
+
+
+class FixedFiles(BaseHTTPRequestHandler):
+    """Serves fixed bodies by path; a path in `unsized` is sent without Content-Length (the
+    connection's end delimits it), so that only counting the body can bound it."""
+
+    files: dict[str, bytes] = {}
+    unsized: set[str] = set()
+
+    def do_GET(self) -> None:  # noqa: N802
+        body = self.files.get(self.path)
+        if body is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        if self.path not in self.unsized:
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+def fetches(provider: str, outcome: str) -> float:
+    return REGISTRY.get_sample_value("flashes_fetches_total", {"provider": provider, "outcome": outcome}) or 0.0
+
+
+def test_downloads_and_gzip_beyond_their_limits_are_refused_and_the_other_series_arrive(settings: Settings) -> None:
+    sample = PROJECT_ROOT / "data" / "mirror"
+    good = (sample / "maxi/star_data/J1535-572/J1535-572_g_lc_1day_all.dat").read_bytes()
+    files = {"/maxi/star_data/J0243+614/J0243+614_g_lc_1day_all.dat": good * 4,  # 1.3 MB, streamed unsized
+             "/swift/results/transients/weak/SwiftJ0243.6p6124.lc.txt": b"#" * 1_200_000,  # declared 1.2 MB
+             "/fermi/swiftj0243_old.fits.gz": gzip.compress(b"\0" * 3_000_000),  # 3 kB inflating to 3 MB
+             "/maxi/star_data/J1535-572/J1535-572_g_lc_1day_all.dat": good,
+             "/swift/results/transients/weak/MAXIJ1535-571.lc.txt":
+                 (sample / "swift/results/transients/weak/MAXIJ1535-571.lc.txt").read_bytes()}
+    handler = type("Fixed", (FixedFiles,), {"files": files, "unsized": {next(iter(files))}})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    saved = dict(os.environ)
+    os.environ.update(mirror.provider_env(base))
+    get_settings.cache_clear()
+    before = {p: fetches(p, "refused") for p in ("maxi", "swift", "fermi")}
+    try:
+        bounded = Settings().model_copy(update={"max_download_bytes": 1_000_000, "max_decompressed_bytes": 2_000_000})
+        report = asyncio.run(fetch_once(bounded, ["swiftj0243.6+6124", "maxij1535-571"]))
+    finally:
+        server.shutdown()
+        os.environ.clear()
+        os.environ.update(saved)
+        get_settings.cache_clear()
+    assert sorted(report.errors) == [
+        "fermi:swiftj0243.6+6124: gzip inflates beyond FLASHES_MAX_DECOMPRESSED_BYTES (2,000,000 bytes)",
+        "maxi:swiftj0243.6+6124: larger than FLASHES_MAX_DOWNLOAD_BYTES (1,000,000 bytes)",
+        "swift:swiftj0243.6+6124: larger than FLASHES_MAX_DOWNLOAD_BYTES (1,000,000 bytes)"]
+    assert {p: fetches(p, "refused") - before[p] for p in before} == {"maxi": 1, "swift": 1, "fermi": 1}
+    published = [p for p in lightcurve_points(settings) if p["provenance"]["url"].startswith(base)]
+    assert len(published) == report.points == 3855 + 3180  # MAXI J1535-571's MAXI and BAT series, whole
+    assert {(p["source_id"], p["instrument"]) for p in published} == {("maxij1535-571", "maxi"), ("maxij1535-571", "swift")}
+    letters = [v for _, v in asyncio.run(read_topic(settings, "flashes.deadletter.v1")) if (v["url"] or "").startswith(base)]
+    assert sorted(l["reason"] for l in letters) == sorted(e.split(": ", 1)[1] for e in report.errors)

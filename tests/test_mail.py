@@ -15,7 +15,7 @@ from aiosmtpd.controller import Controller
 
 import schemas
 from flashes.errors import DeliveryError
-from flashes.mail import confirmation_message, send
+from flashes.mail import confirmation_message, make_id, send
 from flashes.settings import Settings
 from services.alerts.mail import alert_message, digest_message, lightcurve_png, recent_points
 
@@ -96,12 +96,14 @@ async def test_alert_mail_arrives_with_text_html_and_inline_lightcurve(smtp, ale
     assert points["maxi_maxij1535-571"][2].tolist() == [9.8, 12.5, 15.0]
     png = lightcurve_png(alert, points)
 
-    message = alert_message(settings, TO, alert, UNSUBSCRIBE_URL, png)
+    message = alert_message(settings, TO, alert, UNSUBSCRIBE_URL, png, make_id(settings, "sub/" + alert.message_id))
     received, headers, text, body = await deliver(settings, recorder, message)
 
     assert received["Subject"] == "[FLASHES] update: MAXI J1535-571 brightening, relevance 0.97"
     assert received["X-Flashes-Alert-Id"] == "maxij1535-571@57998.50000#2"
-    assert received["Message-ID"]
+    # The same Message-ID for the same subscription and alert record, so a repeat is recognisably the same mail.
+    assert received["Message-ID"] == make_id(settings, "sub/" + alert.message_id) != make_id(settings, "other")
+    assert received["Message-ID"].endswith("@localhost>")
     assert_unsubscribe_headers(headers)
     for part, escape in ((text, str), (body, html.escape)):
         assert escape(alert.explanation) in part
@@ -117,7 +119,7 @@ async def test_alert_mail_arrives_with_text_html_and_inline_lightcurve(smtp, ale
 
 
 def test_test_alert_subject_and_lightcurve_without_points(alert) -> None:
-    message = alert_message(Settings(), TO, alert.model_copy(update={"test": True}), UNSUBSCRIBE_URL, b"")
+    message = alert_message(Settings(), TO, alert.model_copy(update={"test": True}), UNSUBSCRIBE_URL, b"", "<t@x>")
     assert message["Subject"].startswith("[TEST] [FLASHES] update: MAXI J1535-571")
     assert png_size(lightcurve_png(alert, {})) == (600, 300)
 
@@ -136,7 +138,7 @@ async def test_confirmation_mail_carries_the_link_in_both_parts(smtp) -> None:
 async def test_digest_lists_every_alert(smtp, alert) -> None:
     settings, recorder = smtp
     alerts = [alert.model_copy(update={"alert_id": f"src{i}@5800{i}.50000", "record_number": i}) for i in range(1, 4)]
-    message = digest_message(settings, TO, alerts, UNSUBSCRIBE_URL)
+    message = digest_message(settings, TO, alerts, UNSUBSCRIBE_URL, make_id(settings))
     received, headers, text, body = await deliver(settings, recorder, message)
     assert received["Subject"] == "[FLASHES] digest: 3 more alerts"
     assert_unsubscribe_headers(headers)
@@ -176,3 +178,12 @@ def test_recent_points_merge_questdb_with_the_alerts_own(httpserver, alert) -> N
     assert "(series = 'maxi_maxij1535-571' AND band = '2-20')" in sql
     assert "(series = 'swift_maxij1535-571' AND band = '15-50')" in sql
     assert "ts >= '2017-07-05T12:00:00.000000Z' AND ts <= '2017-09-03T12:00:00.000000Z'" in sql
+
+
+def test_recent_points_stand_alone_when_questdb_answers_something_that_is_not_json(httpserver, alert) -> None:
+    """A proxy's error page instead of QuestDB's JSON: the mail still gets its chart, from the alert's own points."""
+    httpserver.expect_request("/exec").respond_with_data("<html>502 Bad Gateway</html>", status=502)
+    settings = Settings(questdb_host=httpserver.host, questdb_http_port=httpserver.port)
+    points = recent_points(settings, alert)
+    assert points["maxi_maxij1535-571"][1].tolist() == [30.1, 210.3, 612.8]
+    assert points["swift_maxij1535-571"][1].tolist() == [80.5, 401.2, 1022.7]

@@ -282,19 +282,68 @@ MALFORMED = {
 }
 
 
+# What a malformed state still says it scored last (its recent MJDs), where that differs from the trained state's.
+SCORED_UNTIL = {"not a dict": None, "recent not a dict": None, "too many recent points": 1.0}
+
+
 @pytest.mark.parametrize("name", MALFORMED)
-def test_a_malformed_state_or_one_of_another_version_starts_from_the_prior_without_raising(
+def test_a_malformed_state_or_one_of_another_version_is_the_prior_flagged_for_a_rebuild_without_raising(
         name: str, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger=model_module.__name__):
-        restored = SeriesModel.from_state(MALFORMED[name])
-    assert restored.last_scored_mjd == -math.inf and restored.flux.n == 0 and restored.colour.n == 0
-    assert restored.to_state() == SeriesModel().to_state()
-    assert "starts from the prior" in caplog.text
+        restored = SeriesModel.restore(MALFORMED[name])
+    model = restored.model
+    assert model.last_scored_mjd == -math.inf and model.flux.n == 0 and model.colour.n == 0
+    assert model.to_state() == SeriesModel().to_state()
+    assert restored.rebuild, "the prior must not score before the series is rebuilt from its history"
+    assert restored.scored_until == SCORED_UNTIL.get(name, trained_state()["recent"]["mjd"][-1])
+    assert "rebuilt from its stored history" in caplog.text
+    assert SeriesModel.from_state(MALFORMED[name]).to_state() == SeriesModel().to_state()
 
 
 def test_no_state_is_the_prior_and_a_well_formed_state_restores() -> None:
     assert SeriesModel.from_state(None).to_state() == SeriesModel().to_state()
     assert SeriesModel.from_state(trained_state()).to_state() == trained_state()
+    restored = SeriesModel.restore(trained_state())
+    assert not restored.rebuild and restored.model.to_state() == trained_state()
+    assert restored.scored_until == trained_state()["recent"]["mjd"][-1]
+    assert not SeriesModel.restore(None).rebuild and SeriesModel.restore(None).scored_until is None
+
+
+def _future_repro() -> tuple[np.ndarray, ...]:
+    """The issue's repro: a quiet MAXI series at MJD 60000-60039, one row dated MJD 95000, then a bright
+    outburst from MJD 60040 (as MAXI J1535-571 rose)."""
+    points = [p._replace(mjd=60000.5 + i) for i, p in enumerate(quiet(40))]
+    points.append(Point(95000.0, 0.01, 0.01))
+    points += [Point(60040.5 + k, flux, 0.012 + 0.01 * flux) for k, flux in enumerate([0.05, 0.15, 0.4, 0.8, 1.2])]
+    return columns(points)
+
+
+def test_a_point_dated_after_the_clock_is_neither_scored_nor_learned_and_the_outburst_after_it_is_flagged() -> None:
+    data = _future_repro()
+    now = 60046.0  # the wall clock (MJD): a day after the outburst's last point
+    model = SeriesModel()
+    result = model.score_chunk("maxi", *data, now=now)
+    assert np.flatnonzero(result.future).tolist() == [40] and not result.keep[40]
+    assert result.keep.sum() == 45  # every real point scored, the outburst included
+    assert max(result.relevance[40:]) >= THRESHOLD
+    assert model.last_scored_mjd == 60044.5 and 95000.0 not in model.to_state()["recent"]["mjd"]
+    # The same points without the bad row score the same: it was not learned.
+    clean = SeriesModel().score_chunk("maxi", *(np.delete(c, 40) for c in data), now=now)
+    assert clean.relevance.tolist() == result.relevance.tolist()
+    # Arriving in a chunk of its own, it silences nothing either.
+    split = SeriesModel()
+    parts = [split.score_chunk("maxi", *(c[a:b] for c in data), now=now) for a, b in ((0, 40), (40, 41), (41, 46))]
+    assert parts[1].keep.sum() == 0 and parts[1].future.all()
+    assert np.concatenate([p.relevance for p in parts]).tolist() == result.relevance.tolist()
+
+
+def test_a_point_up_to_a_day_after_the_clock_is_scored_and_without_a_clock_the_system_clock_judges() -> None:
+    mjd = np.array([60000.5, 60001.4, 60001.6])
+    ones, none = np.ones(3), np.full(3, np.nan)
+    result = SeriesModel().score_chunk("swift", mjd, ones, 0.1 * ones, none, none, now=60000.5)
+    assert result.keep.tolist() == [True, True, False] and result.future.tolist() == [False, False, True]
+    assert not SeriesModel().score_chunk("swift", mjd, ones, 0.1 * ones, none, none).future.any()  # 2023: the past
+    assert SeriesModel().score_chunk("swift", mjd + 1e5, ones, 0.1 * ones, none, none).future.all()  # 2297
 
 
 def test_a_model_whose_numbers_overflowed_stores_the_prior(caplog: pytest.LogCaptureFixture) -> None:

@@ -1,12 +1,14 @@
 """Provider file readers on real MAXI files (values checked by hand) and on bad input."""
 import gzip
 import io
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from flashes.parsers import parse, parse_bat, parse_maxi
+from flashes.errors import RefusedFile
+from flashes.parsers import LINE_REASONS, parse, parse_bat, parse_maxi
 
 DATA = Path(__file__).resolve().parent / "data" / "maxi"
 SAMPLE_BAT = Path(__file__).resolve().parent.parent / "data" / "mirror" / "swift" / "results" / "transients"
@@ -38,12 +40,12 @@ def test_malformed_lines_are_rejected_with_reasons_and_the_rest_kept() -> None:
     text = "\n".join(lines[:2000] + bad + lines[2000:])
     parsed = parse_maxi(text)
     assert len(parsed) == 3855
-    reasons = [reason for _, reason in parsed.rejected]
+    reasons = [reason for _, reason, _ in parsed.rejected]
     assert len(reasons) == 5
     assert "expected 9 columns, found 3" in reasons
     assert any(r.startswith("not a number") for r in reasons)
     assert "non-finite value" in reasons and "negative error" in reasons
-    assert any("duplicate or out of order" in r for r in reasons)
+    assert "time out of order or a duplicate" in reasons
 
 
 def test_bat_text_with_comment_header_and_flags() -> None:
@@ -67,7 +69,7 @@ def test_bat_header_variant_with_hash_and_reordered_columns() -> None:
 
 
 def test_a_file_without_the_needed_columns_is_not_a_lightcurve() -> None:
-    with pytest.raises(ValueError, match="missing column"):
+    with pytest.raises(RefusedFile, match="missing column"):
         parse_bat("TIME FLUX\n53414.0 0.01\n")
 
 
@@ -91,14 +93,14 @@ def test_bat_fits_read_with_astropy_and_flags_kept() -> None:
 def test_bat_fits_time_in_mission_seconds_is_converted_to_mjd() -> None:
     from astropy.io import fits
 
-    cols = [fits.Column("TIME", "D", unit="s", array=[86400.0 * 100]), fits.Column("RATE", "E", array=[0.01]),
+    cols = [fits.Column("TIME", "D", unit="s", array=[86400.0 * 5000]), fits.Column("RATE", "E", array=[0.01]),
             fits.Column("ERROR", "E", array=[0.002])]
     hdul = fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(cols)])
     hdul[1].header["MJDREFI"], hdul[1].header["MJDREFF"] = 51910, 0.00074287037
     buf = io.BytesIO()
     hdul.writeto(buf)
     parsed = parse("swift", "x.lc.fits", buf.getvalue())
-    assert parsed.mjd[0] == pytest.approx(51910.00074287037 + 100)
+    assert parsed.mjd[0] == pytest.approx(51910.00074287037 + 5000)
 
 
 def test_gbm_pulsar_fits_gz_with_zero_errors_kept() -> None:
@@ -129,7 +131,7 @@ def test_files_that_are_not_lightcurves_are_refused_with_the_reason(name: str, c
         content = gzip.compress(buf.getvalue())
     url = "https://x/swiftj0243_old.fits.gz" if name in ("not gzip", "truncated gzip", "fits without columns") else "x.dat"
     instrument = "fermi" if url.endswith(".gz") else "maxi"
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(RefusedFile, match=message):
         parse(instrument, url, content)
 
 
@@ -146,6 +148,119 @@ def test_inf_and_out_of_order_times_are_rejected() -> None:
     lines[10] = lines[10].replace(lines[10].split()[1], "inf", 1)
     lines[20], lines[21] = lines[21], lines[20]
     parsed = parse("maxi", "x.dat", "\n".join(lines).encode())
-    reasons = sorted(r for _, r in parsed.rejected)
-    assert reasons == ["non-finite value", "time not after the previous row (duplicate or out of order)"]
+    reasons = sorted(r for _, r, _ in parsed.rejected)
+    assert reasons == ["non-finite value", "time out of order or a duplicate"]
     assert len(parsed) == len(lines) - 2
+
+
+FETCHED = datetime(2020, 10, 20, 12, tzinfo=timezone.utc)  # MJD 59142.5, the day after the sample's last bin
+ROW = "{:.6f} 1.0 0.1 0.5 0.05 0.4 0.04 0.1 0.01"
+
+
+def test_a_future_typo_is_refused_alone_and_every_real_row_after_it_kept() -> None:
+    lines = MAXI_TEXT.decode().splitlines()
+    text = "\n".join(lines[:3000] + [ROW.format(96000.5)] + lines[3000:]).encode()
+    parsed = parse("maxi", "x.dat", text, fetched_at=FETCHED)
+    assert len(parsed) == len(lines) and parsed.mjd.max() == 59141.5  # never the typo
+    [(line, reason, label)] = parsed.rejected
+    assert line.startswith("96000.5") and label == "future"
+    assert reason == "time after the fetch time plus one day (MJD 59143.50)"
+
+
+def test_the_upper_bound_is_the_fetch_time_passed_in_plus_one_day() -> None:
+    text = "\n".join(ROW.format(m) for m in (59142.5, 59143.5, 59143.6)).encode()
+    parsed = parse("maxi", "x.dat", text, fetched_at=FETCHED)
+    assert list(parsed.mjd) == [59142.5, 59143.5]
+    assert [r.label for r in parsed.rejected] == ["future"]
+    assert len(parse("maxi", "x.dat", text)) == 3  # an archive read offline: no fetch time, no upper bound
+
+
+@pytest.mark.parametrize("instrument, launch", [("maxi", 55028), ("swift", 53329)])
+def test_a_row_dated_before_the_instrument_was_launched_is_refused(instrument: str, launch: int) -> None:
+    if instrument == "maxi":
+        text = "\n".join(ROW.format(m) for m in (launch - 0.5, launch + 0.5))
+    else:
+        text = "\n".join(f"{m:.1f} 0.01 0.002 2009 1 0.002 0 0 100 90 95" for m in (launch - 1, launch))
+    parsed = parse(instrument, "x.txt", text.encode(), fetched_at=FETCHED)
+    assert list(parsed.mjd) == [launch + (0.5 if instrument == "maxi" else 0)]
+    [(_, reason, label)] = parsed.rejected
+    assert label == "before_launch" and reason == f"time before the instrument's launch (MJD {launch})"
+
+
+def test_absurd_values_and_flags_are_refused_with_a_label_for_each_reason() -> None:
+    bat = ["55100.0 0.01 0.002 2009 1 0.002 0 0 100 90 95",
+           "55101.0 5e300 0.002 2009 1 0.002 0 0 100 90 95",  # flux beyond any source
+           "55102.0 0.01 0.002 2009 1 0.002 0 1.5 100 90 95",  # a flag that is not an integer
+           "55103.0 0.01 0.002 2009 1 0.002 0 1e30 100 90 95",  # a flag no integer type holds
+           "55104.0 0.01 0.002 2009 1 0.002 0 1 100 90 95"]
+    parsed = parse("swift", "x.lc.txt", "\n".join(bat).encode(), fetched_at=FETCHED)
+    assert list(parsed.mjd) == [55100.0, 55104.0] and list(parsed.flags["data_flag"]) == [0, 1]
+    assert [r.label for r in parsed.rejected] == ["out_of_range", "flag", "flag"]
+    assert all(r.reason.startswith(LINE_REASONS[r.label]) for r in parsed.rejected)
+
+
+def test_a_file_of_mostly_junk_is_refused_whole_not_line_by_line() -> None:
+    junk = "\n".join(f"junk line {i}" for i in range(1002))  # the first is taken for a header line
+    with pytest.raises(RefusedFile, match="1,001 bad lines, more than 1,000"):
+        parse("maxi", "x.dat", (junk + "\n" + ROW.format(59000.5)).encode())
+
+
+def test_a_gzip_bomb_is_refused_at_the_limit_and_several_members_are_read() -> None:
+    bomb = gzip.compress(b"0" * 50_000_000)  # 49 kB that inflate to 50 MB
+    with pytest.raises(RefusedFile, match=r"inflates beyond FLASHES_MAX_DECOMPRESSED_BYTES \(10,000,000 bytes\)"):
+        parse("fermi", "x_old.fits.gz", bomb, max_decompressed_bytes=10_000_000)
+    half = len(MAXI_TEXT) // 2
+    cut = MAXI_TEXT.rindex(b"\n", 0, half) + 1
+    members = gzip.compress(MAXI_TEXT[:cut]) + gzip.compress(MAXI_TEXT[cut:]) + b"\0" * 8
+    assert len(parse("maxi", "x.dat.gz", members, max_decompressed_bytes=len(MAXI_TEXT))) == 3855
+    with pytest.raises(RefusedFile, match="not gzip after its end"):
+        parse("maxi", "x.dat.gz", gzip.compress(MAXI_TEXT) + b"trailing")
+
+
+def _card(content: bytes, keyword: bytes, value: bytes) -> bytes:
+    """The FITS file with one header card's value replaced (columns 11-30 of the card)."""
+    at = content.index(keyword)
+    return content[: at + 10] + (value.ljust(20) if value[:1] == b"'" else value.rjust(20)) + content[at + 30:]
+
+
+@pytest.mark.parametrize("keyword, value, message", [
+    (b"TUNIT2  =", b"'count/cm2/s", r"unreadable swift file: VerifyError: Unparsable card \(TUNIT2\)"),
+    (b"TTYPE2  =", b"3", "unreadable swift file: AssertionError: Column name must be a string"),
+    (b"TFORM1  =", b"'8A      '", "unreadable swift file: ValueError: could not convert string to float"),
+    (b"TTYPE1  =", b"''", "unreadable swift file: AttributeError"),
+])
+def test_whatever_astropy_raises_on_a_damaged_fits_refuses_the_file_with_the_exception(
+        keyword: bytes, value: bytes, message: str) -> None:
+    with pytest.raises(RefusedFile, match=message):
+        parse("swift", "x.lc.fits", _card(BAT_FITS.read_bytes(), keyword, value))
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda c: c[: len(c) // 2], r"FITS header declares 185,136 bytes of data, the file holds 89,280"),  # astropy: TypeError
+    (lambda c: _card(c, b"NAXIS   =", b"2147483648"), r"NAXIS = '2147483648' is not an integer in 0..999"),  # hours
+    (lambda c: _card(c, b"TFORM1  =", b"9999999999"), r"TFORM = '9999999999' is not one of the standard's"),  # GBs
+    (lambda c: _card(c, b"TFORM1  =", b"'99999999D'"), r"FITS table rows of 48 bytes, columns \(TFORMn\) of 800"),
+    (lambda c: _card(c, b"NAXIS2  =", b"3901"), r"declares 187,248 bytes of data, the file holds 187,200"),
+    (lambda c: c[: c.index(b"END     ")], r"a FITS header without END"),
+])
+def test_fits_sizes_the_file_cannot_hold_are_refused_before_astropy_believes_them(damage, message: str) -> None:
+    with pytest.raises(RefusedFile, match=message):
+        parse("swift", "x.lc.fits", damage(BAT_FITS.read_bytes()))
+
+
+def test_a_line_copied_from_further_down_is_refused_alone() -> None:
+    lines = MAXI_TEXT.decode().splitlines()
+    parsed = parse("maxi", "x.dat", "\n".join(lines[:10] + [lines[3000]] + lines[10:]).encode(), fetched_at=FETCHED)
+    assert len(parsed) == len(lines)  # the fewest rows refused: the copy, not the 2,990 real rows after it
+    assert [(float(r.line.split()[0]), r.label) for r in parsed.rejected] == [(float(lines[3000].split()[0]), "order")]
+
+
+def test_an_extra_text_column_in_a_fits_table_is_not_read() -> None:
+    from astropy.io import fits
+
+    cols = [fits.Column("PSRTIME", "D", array=[56000.5, 56001.5]), fits.Column("AMPLITUDE", "E", array=[1.0, 2.0]),
+            fits.Column("AMPLITUDE_ERR", "E", array=[0.0, 0.1]), fits.Column("NOTE", "10A", array=["ok", "late"])]
+    buf = io.BytesIO()
+    fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(cols)]).writeto(buf)
+    parsed = parse("fermi", "x_old.fits.gz", gzip.compress(buf.getvalue()), fetched_at=FETCHED)
+    assert list(parsed.mjd) == [56000.5, 56001.5] and list(parsed.bands["12-50"][0]) == [1.0, 2.0]

@@ -99,11 +99,11 @@ def _render(name: str, **context: object) -> tuple[str, str]:
 
 
 def alert_message(settings: Settings, to: str, alert: schemas.Alert, unsubscribe_url: str,
-                  png: bytes) -> EmailMessage:
+                  png: bytes, message_id: str) -> EmailMessage:
     """Text + HTML with the lightcurve PNG inline (multipart/alternative, the HTML in multipart/related)."""
     cid = make_id(settings)
     text, html = _render("alert", alert=alert, unsubscribe_url=unsubscribe_url, cid=cid[1:-1])
-    message = new_message(settings, to, _subject(alert), text, html)
+    message = new_message(settings, to, _subject(alert), text, html, message_id)
     _add_unsubscribe(message, unsubscribe_url)
     message["X-Flashes-Alert-Id"] = alert.message_id
     message.get_body(preferencelist=("html",)).add_related(
@@ -111,10 +111,11 @@ def alert_message(settings: Settings, to: str, alert: schemas.Alert, unsubscribe
     return message
 
 
-def digest_message(settings: Settings, to: str, alerts: list[schemas.Alert], unsubscribe_url: str) -> EmailMessage:
+def digest_message(settings: Settings, to: str, alerts: list[schemas.Alert], unsubscribe_url: str,
+                   message_id: str) -> EmailMessage:
     """One mail listing the alerts held back by the daily cap, oldest first as given."""
     count = f"{len(alerts)} more alert{'' if len(alerts) == 1 else 's'}"
     text, html = _render("digest", alerts=alerts, count=count, unsubscribe_url=unsubscribe_url)
-    message = new_message(settings, to, f"[FLASHES] digest: {count}", text, html)
+    message = new_message(settings, to, f"[FLASHES] digest: {count}", text, html, message_id)
     _add_unsubscribe(message, unsubscribe_url)
     return message

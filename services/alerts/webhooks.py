@@ -11,6 +11,7 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import os
 import time
 
 import aiohttp
@@ -35,7 +36,13 @@ async def post(session: aiohttp.ClientSession, url: str, secret: str, msg_id: st
     try:
         async with session.post(url, data=body, headers=headers, allow_redirects=False) as response:
             status = response.status
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except asyncio.TimeoutError as exc:
+        raise DeliveryError("TimeoutError: no answer in time") from exc
+    except aiohttp.ClientConnectorError as exc:  # its text (and asyncio's) names the address: the errno's words only
+        cause = exc.os_error
+        raise DeliveryError(f"{type(exc).__name__}: "
+                            f"{os.strerror(cause.errno) if cause.errno else type(cause).__name__}") from exc
+    except aiohttp.ClientError as exc:
         raise DeliveryError(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
     if not 200 <= status < 300:
         raise DeliveryError(f"HTTP {status}")

@@ -1,5 +1,5 @@
 """Polite HTTP downloads: one shared client, a per-host concurrency limit, timeouts, conditional
-requests (ETag / If-Modified-Since), and retries with exponential backoff and jitter."""
+requests (ETag / If-Modified-Since), retries with exponential backoff and jitter, bounded bodies."""
 from __future__ import annotations
 
 import asyncio
@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from flashes.errors import FetchError
+from flashes.errors import FetchError, RefusedFile
 from flashes.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -52,20 +52,40 @@ class Provider:
                 log.info("retrying %s in %.1f s (%s)", url, delay, reason)
                 await asyncio.sleep(delay)
             try:
-                async with self._limits[urlsplit(url).netloc]:
-                    response = await self.client.get(url, headers=headers)
+                async with (self._limits[urlsplit(url).netloc],
+                            self.client.stream("GET", url, headers=headers) as response):
+                    if response.status_code == 304:
+                        return Download(None, etag, last_modified)
+                    if response.status_code == 200:
+                        return Download(await self._body(response), response.headers.get("ETag"),
+                                        response.headers.get("Last-Modified"))
             except httpx.TimeoutException:
                 reason = "timed out"
                 continue
             except httpx.TransportError as exc:
                 reason = f"connection failed: {exc!r}"
                 continue
-            if response.status_code == 304:
-                return Download(None, etag, last_modified)
-            if response.status_code == 200:
-                return Download(response.content, response.headers.get("ETag"), response.headers.get("Last-Modified"))
+            except httpx.HTTPError as exc:  # a broken Content-Encoding, a redirect loop: asking again won't help
+                reason = f"{type(exc).__name__}: {exc}"
+                attempts = attempt + 1
+                break
             reason = f"HTTP {response.status_code}"
             if response.status_code not in RETRIED_STATUS and response.status_code < 500:
                 attempts = attempt + 1
                 break
         raise FetchError(f"{url}: {reason} after {attempts} attempt(s)")
+
+    async def _body(self, response: httpx.Response) -> bytes:
+        """The body, read in pieces and refused beyond max_download_bytes (counted after any
+        Content-Encoding is undone, so a compressed transfer is bounded by what it inflates to)."""
+        limit = self.settings.max_download_bytes
+        refusal = f"larger than FLASHES_MAX_DOWNLOAD_BYTES ({limit:,} bytes)"
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise RefusedFile(refusal)
+        body = bytearray()
+        async for piece in response.aiter_bytes():
+            body += piece
+            if len(body) > limit:
+                raise RefusedFile(refusal)
+        return bytes(body)

@@ -12,7 +12,7 @@ import numpy as np
 from aiokafka import AIOKafkaProducer
 
 import schemas
-from flashes import topics
+from flashes import metrics, topics
 from flashes.chunks import spans
 from flashes.kafka import dead_letter, send_dead_letter
 from flashes.timeconv import mjd_to_unix_us
@@ -48,7 +48,9 @@ async def publish(producer: AIOKafkaProducer, parsed: ParsedLightcurve, rows: np
     pending = [await producer.send(topics.LIGHTCURVE.name, topics.LIGHTCURVE.encode(c), key=source_id.encode())
                for c in chunks]
     origin = f"fetcher:{topics.series_key(instrument, source_id)}"
-    for line, reason in parsed.rejected:
+    for line, reason, label in parsed.rejected:
+        metrics.DEAD_LETTERS.labels(service="fetcher", reason=label).inc()
         await send_dead_letter(producer, dead_letter(origin, reason, line, url))
     await asyncio.gather(*pending)
+    metrics.POINTS_OUT.labels("fetcher", topics.LIGHTCURVE.name).inc(sum(c.count for c in chunks))
     return sum(c.count for c in chunks)

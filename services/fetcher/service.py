@@ -3,20 +3,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from croniter import croniter
 
 import schemas
-from flashes import catalogue, topics
+from flashes import catalogue, metrics, topics
 from flashes.heartbeat import beat
 from flashes.kafka import dead_letter, ensure_topics, make_producer, send_dead_letter
 from flashes.settings import Settings
 from services.fetcher import state
-from flashes.errors import FetchError
+from flashes.errors import FetchError, RefusedFile
 from services.fetcher.http import Provider
 from flashes.progress import progress_bar
 from flashes.parsers import parse
@@ -48,35 +49,54 @@ async def fetch_series(provider: Provider, producer: AIOKafkaProducer, publishin
                        report: FetchReport, full: bool) -> None:
     """Download one series, publish what is new or revised, and remember what was published."""
     key = topics.series_key(instrument, source_id)
-    known = previous if previous is not None and previous.url == url and not full else None
-    content = b""
+    stored = previous if previous is not None and previous.url == url else None
+    known = None if full else stored
+    content, download = b"", None
     try:
         download = await provider.get(url, known.etag if known else None, known.last_modified if known else None)
         if download.content is None:
             report.unchanged += 1
+            metrics.FETCHES.labels(provider=instrument, outcome="unchanged").inc()
             return
         content = download.content
-        parsed = parse(instrument, url, content)
-    except (FetchError, ValueError) as exc:
+        fetched_at = datetime.now(timezone.utc)
+        parsed = parse(instrument, url, content, fetched_at=fetched_at,
+                       max_decompressed_bytes=provider.settings.max_decompressed_bytes)
+    except FetchError as exc:  # RefusedFile too: every other series carries on
+        refused = isinstance(exc, RefusedFile)
         report.errors.append(f"{key}: {exc}")
         log.error("%s: %s", key, exc)
+        metrics.FETCHES.labels(provider=instrument, outcome="refused" if refused else "failed").inc()
+        metrics.DEAD_LETTERS.labels(service="fetcher", reason="refused_file" if refused else "download_failed").inc()
         head = content[:2000].decode("utf-8", errors="replace")  # enough of a refused file to see what it was
         await send_dead_letter(producer, dead_letter(f"fetcher:{key}", str(exc), head, url))
+        if refused and download is not None:
+            # Remember the refused file's validators (keeping what was published), so that the next
+            # poll costs a 304 and refuses nothing again until the provider changes the file.
+            await _send_state(producer, (stored or schemas.FetchState(series=key, url=url)).model_copy(
+                update={"etag": download.etag, "last_modified": download.last_modified}))
         return
     digests = state.row_digests(parsed)
     rows = state.changed_rows(known, parsed.mjd, digests)
     async with publishing:  # a few series at a time, so that no batch waits in the producer's queue for long
-        sent = await publish(producer, parsed, rows, source_id, instrument, url, datetime.now(timezone.utc))
+        sent = await publish(producer, parsed, rows, source_id, instrument, url, fetched_at)
     report.rejected += len(parsed.rejected)
     report.points += sent
     if sent:
         report.series += 1
     else:
         report.unchanged += 1
-    new_state = schemas.FetchState(series=key, url=url, etag=download.etag, last_modified=download.last_modified,
-                                   last_mjd=float(parsed.mjd.max()) if len(parsed) else None, points=len(parsed),
-                                   digests=state.encode_digests(parsed.mjd, digests))
-    await producer.send(topics.FETCHSTATE.name, new_state.model_dump_json().encode(), key=key.encode())
+    metrics.FETCHES.labels(provider=instrument, outcome="new" if sent else "unchanged").inc()
+    # parsed holds accepted rows only: a refused row (a future typo) never becomes last_mjd.
+    await _send_state(producer, schemas.FetchState(
+        series=key, url=url, etag=download.etag, last_modified=download.last_modified,
+        last_mjd=float(parsed.mjd.max()) if len(parsed) else None, points=len(parsed),
+        digests=state.encode_digests(parsed.mjd, digests)))
+
+
+async def _send_state(producer: AIOKafkaProducer, fetch_state: schemas.FetchState) -> None:
+    await producer.send(topics.FETCHSTATE.name, fetch_state.model_dump_json().encode(),
+                        key=fetch_state.series.encode())
 
 
 async def fetch_once(settings: Settings, sources: list[str] | None = None, instruments: list[str] | None = None,
@@ -121,15 +141,31 @@ async def fetch_once(settings: Settings, sources: list[str] | None = None, instr
     return report
 
 
-async def run_forever(settings: Settings) -> None:
-    """The fetcher service: a round at start, then one at every time of the cron schedule (UTC)."""
-    schedule = croniter(settings.fetch_cron, datetime.now(timezone.utc))
+Sleep = Callable[[float], Awaitable[None]]
+
+
+async def poll(settings: Settings, instrument: str, sleep: Sleep = asyncio.sleep,
+               rng: random.Random | None = None) -> None:
+    """One provider's schedule, forever: wait fetch_every_s[instrument] plus up to fetch_jitter_s
+    (so that the providers, and several fetchers, do not ask at the same moment), then a round of
+    that provider's series. A file unchanged since the last poll costs a 304."""
+    rng = rng or random.Random()
+    while True:
+        delay = settings.fetch_every_s[instrument] + rng.uniform(0.0, settings.fetch_jitter_s)
+        log.info("next %s poll in %.0f s", instrument, delay)
+        await sleep(delay)
+        await fetch_once(settings, settings.fetch_sources or None, [instrument])
+
+
+async def run_forever(settings: Settings, sleep: Sleep = asyncio.sleep) -> None:
+    """The fetcher service: a round of every provider at start (a source's series in order, see
+    fetch_once), then each provider polled on its own schedule (`poll`)."""
+    unscheduled = [i for i in topics.INSTRUMENTS if settings.fetch_every_s.get(i, 0) <= 0]
+    if unscheduled:
+        raise ValueError(f"FLASHES_FETCH_EVERY_S needs a positive interval for {', '.join(unscheduled)}")
     heartbeat = asyncio.ensure_future(beat(settings, "fetcher"))
     try:
-        while True:
-            await fetch_once(settings, settings.fetch_sources or None)
-            wait = schedule.get_next(datetime) - datetime.now(timezone.utc)
-            log.info("next fetch round in %.0f s (%s)", wait.total_seconds(), settings.fetch_cron)
-            await asyncio.sleep(max(0.0, wait.total_seconds()))
+        await fetch_once(settings, settings.fetch_sources or None)
+        await asyncio.gather(*(poll(settings, instrument, sleep) for instrument in topics.INSTRUMENTS))
     finally:
         heartbeat.cancel()

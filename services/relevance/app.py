@@ -5,64 +5,153 @@ Each input chunk (lightcurve or derived) goes through its series' River model po
 paid once per chunk. The model of every series is explicit data (SeriesModel.to_state) in the
 compacted state topic, with the input offset it covers (flashes/processor.py). A point that is
 not newer than the last one scored for its series (a replay, a re-published point) is neither
-scored nor learned again, so duplicates upstream change nothing.
+scored nor learned again, so duplicates upstream change nothing. A point dated more than a day
+after the clock is neither scored nor learned: it goes to the dead-letter topic with the reason.
+
+Models learn from history before they speak: a series met without a state, or whose state is of
+another model or state version (an upgrade) or does not read, or whose last point lies in the
+future (written before that rule), is first rebuilt by replaying its stored points from QuestDB
+(services/relevance/history.py) through a fresh model, in time order, with the same code as live;
+the scores of that replay are emitted too (history: the alerts processor skips what it has seen).
+The replay reads the points strictly before the incoming chunk's first one, and, for a restored
+state, every point up to the last one that state had scored. Why that keeps replays identical: the
+runtime writes a key's state only after its outputs and commits only after the states, so a series
+without a state has every earlier chunk of it still ahead on the topic, and QuestDB can hold points
+before the chunk only from outside the topic's retained data. A QuestDB that cannot answer, or
+whose history ends before what the state had scored (the sink still behind), raises
+StateRestoreError: the runtime starts over from the stored state instead of scoring without the
+history (after `relevance_history_wait_s` of the latter, the model is rebuilt from what is stored).
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import numpy as np
+import orjson
 
 import schemas
-from flashes import topics
+from flashes import clock, metrics, topics
 from flashes.chunks import spans
+from flashes.errors import StateRestoreError
+from flashes.kafka import dead_letter
 from flashes.processor import Output, Processor
 from flashes.settings import Settings
+from flashes.timeconv import datetime_to_mjd
 from flashes.topics import catalogue_series
-from services.relevance.model import MODEL_VERSION, SeriesModel
+from services.relevance.history import History
+from services.relevance.model import FUTURE_TOLERANCE_D, MODEL_VERSION, SeriesModel
 from services.relevance.series import SeriesColumns, from_derived, from_lightcurve
 
 Chunk = schemas.LightcurveChunk | schemas.DerivedChunk
+NAME = "relevance"
+log = logging.getLogger(__name__)
 
 
-def score_columns(model: SeriesModel, cols: SeriesColumns) -> list[schemas.RelevanceChunk]:
-    """Score a series' columns with its model (which learns them); the bounded relevance chunks."""
-    scores = model.score_chunk(cols.kind, cols.mjd, cols.value, cols.error, cols.colour, cols.colour_error)
+def score_columns(model: SeriesModel, cols: SeriesColumns, now: float) -> tuple[list[schemas.RelevanceChunk], np.ndarray]:
+    """Score a series' columns with its model (which learns them): the bounded relevance chunks, and which
+    points were refused for being dated more than FUTURE_TOLERANCE_D after `now` (MJD)."""
+    scores = model.score_chunk(cols.kind, cols.mjd, cols.value, cols.error, cols.colour, cols.colour_error, now=now)
     keep = scores.keep
     columns = [cols.time[keep], cols.mjd[keep], cols.value[keep], cols.error[keep], scores.relevance,
                *(scores.terms[name] for name in schemas.RelevanceTermColumns.model_fields)]
     out = []
     for part in spans(len(columns[0]), len(columns)):
-        time, mjd, value, error, relevance, *terms = (c[part].tolist() for c in columns)
+        stamps, mjd, value, error, relevance, *terms = (c[part].tolist() for c in columns)
         out.append(schemas.RelevanceChunk(
             series=cols.series, source_id=cols.source_id, kind=cols.kind, model_version=MODEL_VERSION,
-            first_mjd=mjd[0], last_mjd=mjd[-1], count=len(mjd), time=time, mjd=mjd, value=value, error=error,
+            first_mjd=mjd[0], last_mjd=mjd[-1], count=len(mjd), time=stamps, mjd=mjd, value=value, error=error,
             relevance=relevance,
             terms=schemas.RelevanceTermColumns(**dict(zip(schemas.RelevanceTermColumns.model_fields, terms)))))
-    return out
+    return out, scores.future
 
 
 def columns_of(chunk: Chunk) -> SeriesColumns | None:
     return from_derived(chunk) if isinstance(chunk, schemas.DerivedChunk) else from_lightcurve(chunk)
 
 
+@dataclass
+class Rebuilt:
+    """A model rebuilt from stored history, the scores the replay raised, and how far the history went."""
+
+    model: SeriesModel = field(default_factory=SeriesModel)
+    chunks: list[schemas.RelevanceChunk] = field(default_factory=list)
+    points: int = 0
+    stored_until: float = -math.inf  # the newest stored point read (scored, or refused as a replay or future)
+
+    def reaches(self, until: float | None, now: float) -> bool:
+        """Whether the history read reaches the last point a state had scored (nothing to reach if the
+        state does not say, or if that point was dated in the future: no stored history holds it)."""
+        return until is None or until > now + FUTURE_TOLERANCE_D or self.stored_until >= until
+
+
+def rebuild(history: History, kind: str, source_id: str, now: float, before_us: int | None = None,
+            until: float | None = None) -> Rebuilt:
+    """Replay a series' stored points before `before_us` (µs) and up to `until` (MJD) through a fresh model,
+    in time order, page by page with the live scoring code. StateRestoreError if QuestDB cannot answer."""
+    out = Rebuilt()
+    for page in history.pages(kind, source_id, before_us, until):
+        chunks, _ = score_columns(out.model, page, now)  # a future point was dead-lettered when it arrived
+        out.chunks += chunks
+        out.points += len(page.mjd)
+        out.stored_until = float(page.mjd[-1])
+    return out
+
+
+def future_letter(chunk: Chunk, cols: SeriesColumns, refused: np.ndarray, now: float) -> schemas.DeadLetter:
+    """The dead letter of a chunk's points dated more than FUTURE_TOLERANCE_D after `now` (MJD)."""
+    topic = topics.DERIVED if isinstance(chunk, schemas.DerivedChunk) else topics.LIGHTCURVE
+    mjd = cols.mjd[refused]
+    reason = (f"{len(mjd)} point(s) of {cols.series} dated MJD {mjd[0]:.5f}{'…' if len(mjd) > 1 else ''}, more "
+              f"than {FUTURE_TOLERANCE_D:g} day after the clock (MJD {now:.5f}): neither scored nor learned")
+    payload = orjson.dumps({"series": cols.series, "time": cols.time[refused].tolist(), "mjd": mjd.tolist(),
+                            "value": cols.value[refused].tolist(), "error": cols.error[refused].tolist()}).decode()
+    # The fetch time makes the letter of a replayed chunk the same letter (derived chunks carry none).
+    fetched = chunk.provenance.fetched_at if isinstance(chunk, schemas.LightcurveChunk) else None
+    return dead_letter(f"{NAME}:{topic.name}", reason, payload,
+                       at_ms=None if fetched is None else int(fetched.timestamp() * 1000))
+
+
 class Relevance:
-    """The relevance `Logic` (see flashes/processor.py): state per series = its model."""
+    """The relevance `Logic` (see flashes/processor.py): state per series = its model.
+
+    Without `settings` there is no stored history (an in-process run over a whole topic) and the
+    clock is the system's; `now` replaces the clock (tests, simulations).
+    """
 
     inputs = (topics.LIGHTCURVE, topics.DERIVED)
     state = topics.RELEVANCE_STATE
 
-    def __init__(self) -> None:
+    def __init__(self, settings: Settings | None = None, now: Callable[[], datetime] | None = None) -> None:
+        self.settings = settings
+        self.history = History(settings) if settings else None
+        self.now = now or ((lambda: clock.now(settings)) if settings else (lambda: datetime.now(timezone.utc)))
         self.models: dict[str, SeriesModel] = {}
+        self.stale: dict[str, float | None] = {}  # restored states to rebuild: the last MJD each had scored
+        # Series whose stored history lags their state: since when (monotonic). Kept across the
+        # runtime's restarts (forget), which is what bounds the wait.
+        self.waiting: dict[str, float] = {}
 
     def key(self, chunk: Chunk) -> str:
         kind = chunk.kind if isinstance(chunk, schemas.DerivedChunk) else chunk.instrument
         return catalogue_series(kind, chunk.source_id)
 
     def restore(self, state: schemas.RelevanceState) -> None:
-        self.models[state.key] = SeriesModel.from_state(state.model)
+        restored = SeriesModel.restore(state.model)
+        self.models[state.key] = restored.model
+        if restored.rebuild:
+            self.stale[state.key] = restored.scored_until
+        else:
+            self.stale.pop(state.key, None)
 
     def forget(self, keys: Iterable[str]) -> None:
         for key in keys:
             self.models.pop(key, None)
+            self.stale.pop(key, None)
 
     def snapshot(self, key: str, topic: str, partition: int, offset: int) -> schemas.RelevanceState:
         model = self.models.setdefault(key, SeriesModel())
@@ -73,9 +162,44 @@ class Relevance:
         cols = columns_of(chunk)
         if cols is None:
             return []
-        model = self.models.setdefault(cols.series, SeriesModel())
-        return [Output(topics.RELEVANCE, chunk.source_id, c) for c in score_columns(model, cols)]
+        now = datetime_to_mjd(self.now())
+        out: list[Output] = []
+        model = self.models.get(cols.series)
+        if model is None or cols.series in self.stale or model.last_scored_mjd > now + FUTURE_TOLERANCE_D:
+            model, history = self._rebuilt(cols, now)
+            out += [Output(topics.RELEVANCE, chunk.source_id, c) for c in history]
+        scored, refused = score_columns(model, cols, now)
+        out += [Output(topics.RELEVANCE, chunk.source_id, c) for c in scored]
+        if refused.any():
+            letter = future_letter(chunk, cols, refused, now)
+            out.append(Output(topics.DEADLETTER, letter.origin, letter))
+            metrics.DEAD_LETTERS.labels(NAME, "future_dated").inc()
+        return out
+
+    def _rebuilt(self, cols: SeriesColumns, now: float) -> tuple[SeriesModel, list[schemas.RelevanceChunk]]:
+        """The series' model rebuilt from its stored history before this chunk (and up to what its restored
+        state had scored), and the replay's scores; StateRestoreError to have the runtime retry."""
+        series = cols.series
+        if self.history is None:
+            done = Rebuilt()
+        else:
+            until = self.stale.get(series)
+            done = rebuild(self.history, cols.kind, cols.source_id, now, before_us=int(cols.time[0]), until=until)
+            if not done.reaches(until, now):
+                since = self.waiting.setdefault(series, time.monotonic())
+                waited = time.monotonic() - since
+                lag = (f"{series}: the stored history ends at MJD {done.stored_until}, before MJD {until}, the last "
+                       "point its state had scored")
+                if waited < self.settings.relevance_history_wait_s:
+                    raise StateRestoreError(f"{lag}; waiting for the sink to store it")
+                log.error("%s; rebuilt from what is stored after waiting %.0f s", lag, waited)
+            if done.points:
+                log.info("%s rebuilt from %d stored points (%s)", series, done.points, MODEL_VERSION)
+        self.waiting.pop(series, None)
+        self.stale.pop(series, None)
+        self.models[series] = done.model
+        return done.model, done.chunks
 
 
 def build(settings: Settings) -> Processor:
-    return Processor("relevance", Relevance(), settings, max_records=16)
+    return Processor(NAME, Relevance(settings), settings, max_records=16)

@@ -60,6 +60,12 @@ State: `SeriesModel.to_state()` is plain JSON-able data (numbers, lists, dicts, 
 with the model and state versions; `SeriesModel.from_state()` rebuilds the River statistics from
 those numbers and answers anything it cannot read with the prior, so a checkpoint cannot run
 code and a restored model scores the following points exactly like the uninterrupted one.
+`SeriesModel.restore()` also says when that prior must not score yet: a state of another version
+(an upgrade) or one that does not read is rebuilt from the series' stored history first
+(services/relevance/app.py).
+
+Time: a point dated more than `FUTURE_TOLERANCE_D` after the wall clock (`now`, passed in) is
+neither scored nor learned and never becomes the series' last time.
 """
 from __future__ import annotations
 
@@ -69,11 +75,13 @@ import statistics
 import struct
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 import numpy as np
 from river import stats
 from river.base import AnomalyDetector
 
+from flashes.timeconv import datetime_to_mjd
 from flashes.topics import SERIES_KINDS
 from services.relevance import formula
 
@@ -474,6 +482,10 @@ def calibrate(evidence: float, params: Params = PARAMS) -> float:
 # No measurement (flux in any unit, MJD) comes near this; the squares of larger numbers overflow,
 # so a point beyond it is not learned (flux) or not scored (MJD) rather than stopping the scorer.
 LARGEST = 1e100
+# A point dated more than this after the wall clock is no measurement (the fetcher refuses such rows
+# too): scored, it would become its series' last time, and every real point after it would be
+# skipped as not newer, silencing the source for good.
+FUTURE_TOLERANCE_D = 1.0
 
 
 def _usable(value: float, error: float) -> bool:
@@ -487,6 +499,7 @@ class ChunkScores:
     """The scores of a chunk: which points were scored, and per scored point its relevance and terms."""
 
     keep: np.ndarray  # bool, per input point: scored (mjd newer than the last scored point of this series)
+    future: np.ndarray  # bool, per input point: refused, dated more than FUTURE_TOLERANCE_D after now
     relevance: np.ndarray  # float64, one per kept point
     terms: dict[str, np.ndarray]  # "model", "hardness", "flux", "trend": one float64 per kept point
     evidence: dict[str, np.ndarray]  # "model", "hardness": the evidence (σ) the two terms calibrate
@@ -500,6 +513,14 @@ def calibrated(flux: list[float], colour: list[float], params: Params = PARAMS) 
     models = [calibrate(e, params) if e else quiet for e in flux]
     hardnesses = [calibrate(e, params) if e else quiet for e in colour]
     return models, hardnesses, [1.0 - (1.0 - m) * (1.0 - h) for m, h in zip(models, hardnesses)]
+
+
+def _scored_until(d: object) -> float | None:
+    """The newest MJD a state of any version says it scored (its recent points), or None."""
+    try:
+        return _number(d["recent"]["mjd"][-1])  # type: ignore[index]
+    except (TypeError, KeyError, IndexError, ValueError):
+        return None
 
 
 @dataclass
@@ -545,8 +566,15 @@ class SeriesModel:
     def from_state(d: dict | None) -> "SeriesModel":
         """Restore a checkpoint. None starts from the prior; so does, with a warning, a state of another
         model or state version or anything malformed. Never raises on bad data."""
+        return SeriesModel.restore(d).model
+
+    @staticmethod
+    def restore(d: dict | None) -> "Restored":
+        """Restore a checkpoint and say whether the series must be rebuilt from its stored history: a state
+        of another model or state version (an upgrade) or one that does not read gives the prior, flagged,
+        with the newest MJD it says it scored. Never raises on bad data."""
         if d is None:
-            return SeriesModel()
+            return Restored(SeriesModel(), rebuild=False, scored_until=None)
         try:
             if type(d) is not dict:
                 raise ValueError(f"a state is a dict, not {type(d).__name__}")
@@ -561,11 +589,11 @@ class SeriesModel:
             model.flux.load_state(d["flux"])
             model.colour.load_state(d["colour"])
             model.recent = formula.Recent(mjd, value, error)
-            return model
+            return Restored(model, rebuild=False, scored_until=_scored_until(d))
         except Exception as exc:  # noqa: BLE001 - whatever the data, the series carries on from the prior
-            log.warning("unreadable %s state (%s: %.200s): this series starts from the prior",
+            log.warning("unreadable %s state (%s: %.200s): this series is rebuilt from its stored history",
                         MODEL_VERSION, type(exc).__name__, exc)
-            return SeriesModel()
+            return Restored(SeriesModel(), rebuild=True, scored_until=_scored_until(d))
 
     def _colour_evidence(self, colour: float, colour_error: float, mjd: float) -> float:
         if not (_usable(colour, colour_error) and colour > 0 and colour_error != 0):
@@ -578,14 +606,15 @@ class SeriesModel:
         return self.colour.evidence(value, error, mjd, upward_only=False)
 
     def score_chunk(self, kind: str, mjd: np.ndarray, value: np.ndarray, error: np.ndarray,
-                    colour: np.ndarray, colour_error: np.ndarray) -> ChunkScores:
+                    colour: np.ndarray, colour_error: np.ndarray, now: float | None = None) -> ChunkScores:
         """Score the points of one series in order, learning each after scoring it (no look-ahead).
 
         `colour`/`colour_error` are the (ratio, error) for the hardness term, NaN where a point has
         none; a "hardness" series gives no flux evidence, nor does a value or error that is not
         `_usable` or beyond ±`LARGEST`. A point whose mjd is not newer than the last scored one
         (earlier in this chunk too), or not finite, or beyond ±`LARGEST`, is skipped and not learned:
-        a replay after a crash changes nothing.
+        a replay after a crash changes nothing. A point dated more than `FUTURE_TOLERANCE_D` after
+        `now` (MJD, UTC; None: the system clock) is neither scored nor learned and is marked in `future`.
         """
         if kind not in KINDS:
             raise ValueError(f"unknown series kind {kind!r}")
@@ -596,10 +625,15 @@ class SeriesModel:
         flux_evidence = self.flux.evidence if kind != "hardness" else None
         colour_evidence, largest = self._colour_evidence, LARGEST
         last = max(self.last_scored_mjd, -largest)
+        horizon = (datetime_to_mjd(datetime.now(timezone.utc)) if now is None else now) + FUTURE_TOLERANCE_D
         kept: list[int] = []
+        future: list[int] = []
         fluxes: list[float] = []
         colours: list[float] = []
         for i, (t, v, e, c, ce) in enumerate(zip(*(col.tolist() for col in columns))):
+            if t > horizon:
+                future.append(i)
+                continue
             if not last < t < largest:
                 continue
             last = t
@@ -608,8 +642,8 @@ class SeriesModel:
             fluxes.append(flux_evidence(v, e, t, True) if flux_evidence and usable else 0.0)
             colours.append(colour_evidence(c, ce, t))
         models, hardnesses, relevance = calibrated(fluxes, colours, self.params)
-        keep = np.zeros(size, dtype=bool)
-        keep[kept] = True
+        keep, refused = np.zeros(size, dtype=bool), np.zeros(size, dtype=bool)
+        keep[kept], refused[future] = True, True
         # The original formula's flux and trend terms, for the whole chunk at once (context only).
         mjd, value, error = (column[keep] for column in columns[:3])
         r = self.recent
@@ -619,6 +653,15 @@ class SeriesModel:
         trends = formula.trend_terms(*recent, start=history)
         self.recent = formula.Recent(*(column[-formula.HISTORY:].tolist() for column in recent))
         terms = {"model": models, "hardness": hardnesses, "flux": formula.flux_terms(value, error), "trend": trends}
-        return ChunkScores(keep, np.array(relevance, dtype=np.float64),
+        return ChunkScores(keep, refused, np.array(relevance, dtype=np.float64),
                            {name: np.array(column, dtype=np.float64) for name, column in terms.items()},
                            {"model": np.array(fluxes, dtype=np.float64), "hardness": np.array(colours, dtype=np.float64)})
+
+
+@dataclass(frozen=True)
+class Restored:
+    """A checkpoint read back (`SeriesModel.restore`)."""
+
+    model: SeriesModel
+    rebuild: bool  # the state was of another model or state version, or unreadable: rebuild from history
+    scored_until: float | None  # the newest MJD the state says it scored (any version), if it says

@@ -3,7 +3,8 @@
 Offsets are committed only after QuestDB accepted the batch, so a crash or a QuestDB outage
 replays the batch later (at-least-once); DEDUP UPSERT KEYS turn the replay into no new rows.
 A message that does not decode, or whose rows QuestDB refuses while it answers, goes to the
-dead-letter topic with the reason; the rest of the batch is written.
+dead-letter topic with the reason; the rest of the batch is written. Metrics: points in per topic,
+points written per table, dead letters, the group's lag and the newest stored point per instrument.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import logging
 import time
 from collections import defaultdict
 from datetime import datetime, timezone
+from typing import NamedTuple
 
 import pandas as pd
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -19,7 +21,7 @@ from aiokafka.errors import CommitFailedError
 from questdb import QuestDBError as IngressError, Sender
 
 import schemas
-from flashes import questdb, topics
+from flashes import metrics, questdb, topics
 from flashes.infra import questdb_healthy
 from flashes.errors import DecodeError, QuestDBError
 from flashes.heartbeat import beat
@@ -28,11 +30,19 @@ from flashes.settings import Settings
 from services.sink.rows import FRAMES, SYMBOLS
 
 log = logging.getLogger(__name__)
-Item = tuple[str, pd.DataFrame, ConsumerRecord]  # table, rows, the message they came from
 GROUP = "flashes-sink"
 QUIET_S = 0.3
 FLUSH_BYTES = 32 * 1024 * 1024  # QuestDB refuses ILP requests over 100 MB
 FRAMES_PER_CALL = 16
+
+
+class Item(NamedTuple):
+    """The rows of one message for one table, the message, and the points it carried."""
+
+    table: str
+    rows: pd.DataFrame
+    record: ConsumerRecord
+    points: int
 
 
 def write_frames(sender: Sender, frames: dict[str, list[pd.DataFrame]]) -> None:
@@ -69,8 +79,8 @@ async def collect(consumer: AIOKafkaConsumer, settings: Settings) -> list[tuple[
 
 def grouped(items: list[Item]) -> dict[str, list[pd.DataFrame]]:
     frames: dict[str, list[pd.DataFrame]] = defaultdict(list)
-    for table, frame, _ in items:
-        frames[table].append(frame)
+    for item in items:
+        frames[item.table].append(item.rows)
     return frames
 
 
@@ -97,7 +107,7 @@ def store(settings: Settings, items: list[Item]) -> list[tuple[ConsumerRecord, s
                 except IngressError as exc:
                     if not questdb_healthy(settings):
                         raise
-                    refused.append((item[2], f"QuestDB refused it: {exc}"))
+                    refused.append((item.record, f"QuestDB refused it: {exc}"))
             return refused
         except IngressError:
             continue
@@ -107,10 +117,12 @@ def decoded(letters: list[schemas.DeadLetter], tp: TopicPartition, m: ConsumerRe
     """The rows of one message, or None (and a dead letter) if it does not decode."""
     table, frame = FRAMES[tp.topic]
     try:
-        return table, frame(topics.BY_NAME[tp.topic].decode(m.value)), m
+        value = topics.BY_NAME[tp.topic].decode(m.value)
+        return Item(table, frame(value), m, metrics.points(value))
     except DecodeError as exc:
         if tp.topic != topics.DEADLETTER.name:
             letters.append(rejected(f"sink:{tp.topic}", str(exc), m))
+            metrics.DEAD_LETTERS.labels("sink", "undecodable").inc()
         else:
             log.error("unreadable dead letter at %s offset %d: %s", tp, m.offset, exc)
         return None
@@ -132,12 +144,22 @@ def stored_freshness(settings: Settings) -> dict[str, schemas.Freshness]:
 def note_written(freshness: dict[str, schemas.Freshness], items: list[Item], refused: list[ConsumerRecord]) -> None:
     """Advance each instrument's newest written lightcurve point with the rows just stored."""
     now = datetime.now(timezone.utc)
-    for table, frame, record in items:
-        if table != "lightcurve" or any(record is r for r in refused):
+    for item in items:
+        if item.table != "lightcurve" or any(item.record is r for r in refused):
             continue
-        instrument, newest = frame["instrument"].iat[0], frame["ts"].max().to_pydatetime()
+        instrument, newest = item.rows["instrument"].iat[0], item.rows["ts"].max().to_pydatetime()
         if instrument not in freshness or newest > freshness[instrument].time:
             freshness[instrument] = schemas.Freshness(time=newest, received_at=now)
+
+
+def count(items: list[Item], refused: list[ConsumerRecord], freshness: dict[str, schemas.Freshness]) -> None:
+    """Metrics of one written batch: points in per topic, points written per table, the newest point per instrument."""
+    for item in items:
+        metrics.POINTS_IN.labels("sink", item.record.topic).inc(item.points)
+        if not any(item.record is r for r in refused):
+            metrics.POINTS_OUT.labels("sink", f"questdb:{item.table}").inc(item.points)
+    for instrument, newest in freshness.items():
+        metrics.NEWEST_POINT.labels(instrument).set(newest.time.timestamp())
 
 
 async def run_forever(settings: Settings) -> None:
@@ -157,17 +179,22 @@ async def run_forever(settings: Settings) -> None:
     producer = make_producer(settings)
     await consumer.start()
     await producer.start()
+    count([], [], freshness)
     try:
         while True:
             records = await collect(consumer, settings)
+            await metrics.observe_lag(consumer, GROUP, FRAMES)
             if not records:
                 continue
             letters: list[schemas.DeadLetter] = []
             items = [item for tp, m in records if (item := decoded(letters, tp, m)) is not None]
             refused = await asyncio.to_thread(store, settings, items) if items else []
-            note_written(freshness, items, [record for record, _ in refused])
+            kept_out = [record for record, _ in refused]
+            note_written(freshness, items, kept_out)
+            count(items, kept_out, freshness)
             for record, reason in refused:
                 letters.append(rejected(f"sink:{record.topic}", reason, record))
+                metrics.DEAD_LETTERS.labels("sink", "refused_by_questdb").inc()
             for letter in letters:
                 await send_dead_letter(producer, letter)
             await producer.flush()

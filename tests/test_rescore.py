@@ -1,0 +1,323 @@
+"""Models that learn from history before they speak, on a private Kafka and QuestDB of this module.
+
+The stored history is written by the sink's own code (services/sink); a model rebuilt from it
+must equal, state for state, the model that scored the same points live. The processor part runs
+the real relevance service: an old-version state is rebuilt before the next point, which then
+scores as `flashes evaluate` scores the whole file; `flashes rescore` refuses to run beside a
+worker and, once it is stopped, rebuilds the selected source only. The module has its own stack
+because the suite's shared one runs the pipeline's relevance worker in the same consumer group.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+from aiokafka import TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+import schemas
+from flashes import infra, questdb, stack, topics
+from flashes.errors import StateRestoreError
+from flashes.kafka import ensure_topics, make_producer
+from flashes.observe import wait_until
+from flashes.parsers import parse
+from flashes.processor import Processor
+from flashes.settings import Settings
+from flashes.timeconv import datetime_to_mjd, mjd_to_unix_us
+from services.fetcher.publish import make_chunks
+from services.relevance.app import Relevance, columns_of, rebuild, score_columns
+from services.relevance.evaluate import model_scores, series_arrays
+from services.relevance.history import History
+from services.relevance.model import MODEL_VERSION, SeriesModel
+from services.sink.rows import derived_frame, lightcurve_frame
+from services.sink.service import write_frames
+from tests.kafka_helpers import read_records
+
+DATA = Path(__file__).resolve().parent / "data"
+MAXI = DATA / "maxi" / "J1535-572_g_lc_1day_all.dat"
+BAT = DATA / "bat" / "CirX-1.lc.fits"
+FETCHED = datetime(2026, 1, 1, tzinfo=timezone.utc)
+NOW = datetime(2026, 1, 2, tzinfo=timezone.utc)  # the clock of the in-process runs
+
+
+@pytest.fixture(scope="module")
+def own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, dict[str, str]]]:
+    var = tmp_path_factory.mktemp("rescore")
+    env = infra.isolated_env(var)
+    s = Settings(**{k.removeprefix("FLASHES_").lower(): v for k, v in env.items()})
+    infra.start(s)
+    try:
+        questdb.ensure_tables(s)
+        asyncio.run(ensure_topics(s))
+        yield s, env
+    finally:
+        infra.stop(s)
+
+
+@pytest.fixture()
+def qdb(own: tuple[Settings, dict[str, str]]) -> Settings:
+    return own[0]
+
+
+def lightcurve(instrument: str, path: Path, source_id: str) -> list[schemas.LightcurveChunk]:
+    """A real provider file as the fetcher publishes it (bounded chunks, in time order)."""
+    parsed = parse(instrument, path.name, path.read_bytes())
+    return make_chunks(parsed, np.ones(len(parsed), dtype=bool), source_id, instrument, f"file://{path.name}", FETCHED)
+
+
+def split(chunk: schemas.LightcurveChunk, at: list[int]) -> list[schemas.LightcurveChunk]:
+    """A chunk cut into consecutive chunks at the given point indices."""
+    out, bounds = [], [0, *at, chunk.count]
+    for a, b in zip(bounds, bounds[1:]):
+        mjd = chunk.mjd[a:b]
+        out.append(chunk.model_copy(update=dict(
+            first_mjd=mjd[0], last_mjd=mjd[-1], count=b - a, time=chunk.time[a:b], mjd=mjd,
+            flux={k: v[a:b] for k, v in chunk.flux.items()}, error={k: v[a:b] for k, v in chunk.error.items()},
+            flags={k: v[a:b] for k, v in chunk.flags.items()})))
+    return out
+
+
+def points(chunks: list[schemas.LightcurveChunk]) -> list[schemas.LightcurveChunk]:
+    """The same points, cut before each one after the first of the last chunk (daily updates)."""
+    *rest, last = chunks
+    return [*rest, *split(last, list(range(1, last.count)))]
+
+
+def derived(kind: str, source_id: str, n: int, seed: int) -> schemas.DerivedChunk:
+    """A derived series with awkward doubles (the exact round trip through QuestDB is what is tested)."""
+    rng = np.random.default_rng(seed)
+    mjd = (58000.5 + np.arange(n) + rng.integers(0, 2, n).cumsum()).tolist()
+    swift, maxi = rng.lognormal(3, 1, n), rng.lognormal(4, 1, n)
+    swift_error, maxi_error = swift * rng.uniform(0.01, 0.2, n), maxi * rng.uniform(0.01, 0.2, n)
+    value = swift / maxi if kind == "hardness" else swift + maxi
+    error = value * np.hypot(swift_error / swift, maxi_error / maxi) if kind == "hardness" else np.hypot(swift_error, maxi_error)
+    return schemas.DerivedChunk(source_id=source_id, kind=kind, units="ratio" if kind == "hardness" else "mCrab",
+                                first_mjd=mjd[0], last_mjd=mjd[-1], count=n, time=mjd_to_unix_us(mjd).tolist(),
+                                mjd=mjd, value=value.tolist(), error=error.tolist(), swift_flux=swift.tolist(),
+                                swift_error=swift_error.tolist(), maxi_flux=maxi.tolist(), maxi_error=maxi_error.tolist())
+
+
+def stored(settings: Settings, chunks: list) -> None:
+    """Write chunks as the sink writes them, and wait until QuestDB shows them."""
+    frames: dict[str, list] = {"lightcurve": [], "derived": []}
+    for c in chunks:
+        if isinstance(c, schemas.DerivedChunk):
+            frames["derived"].append(derived_frame(c))
+        else:
+            frames["lightcurve"].append(lightcurve_frame(c))
+    with questdb.sender(settings) as sender:
+        write_frames(sender, {table: rows for table, rows in frames.items() if rows})
+    wait_until(lambda: questdb.wal_applied(settings), "QuestDB to apply the rows", 60, 0.2)
+
+
+def live(chunks: list) -> tuple[SeriesModel, list[float]]:
+    """The model that scored the chunks live, and its relevance of every point."""
+    model, relevance = SeriesModel(), []
+    for chunk in chunks:
+        scored, _ = score_columns(model, columns_of(chunk), datetime_to_mjd(NOW))
+        relevance += [r for c in scored for r in c.relevance]
+    return model, relevance
+
+
+def relevance_of(outputs: list) -> list[float]:
+    return [r for o in outputs if o.spec is topics.RELEVANCE for r in o.value.relevance]
+
+
+@pytest.mark.parametrize("page_rows", [30_000, 1_000])
+def test_a_model_rebuilt_from_questdb_equals_the_model_that_scored_the_same_points_live(
+        qdb: Settings, page_rows: int) -> None:
+    tag = f"p{page_rows}"
+    series = {"maxi": lightcurve("maxi", MAXI, f"rebuilt-maxi-{tag}"),
+              "swift": lightcurve("swift", BAT, f"rebuilt-swift-{tag}"),
+              "hardness": [derived("hardness", f"rebuilt-derived-{tag}", 700, 1)],
+              "combined": [derived("combined", f"rebuilt-derived-{tag}", 700, 2)]}
+    stored(qdb, [c for chunks in series.values() for c in chunks])
+    history = History(qdb, page_rows=page_rows)
+    for kind, chunks in series.items():
+        model, relevance = live(chunks)
+        logic = Relevance(qdb, now=lambda: NOW)
+        last = chunks[-1]
+        following = split(last, [last.count - 1])[-1] if kind in ("maxi", "swift") else None
+        if following is None:  # a derived series: the rebuild alone
+            done = rebuild(history, kind, chunks[0].source_id, datetime_to_mjd(NOW), until=chunks[-1].last_mjd)
+            assert done.points == sum(c.count for c in chunks), kind
+            assert done.model.to_state() == model.to_state(), kind
+            assert [r for c in done.chunks for r in c.relevance] == relevance, kind
+            continue
+        # A series met without a state while its history is stored: rebuilt up to the chunk, then scored.
+        out = logic.apply(following)
+        assert logic.models[f"{kind}_{chunks[0].source_id}"].to_state() == model.to_state(), kind
+        assert relevance_of(out) == relevance, kind  # the replay's scores, then the chunk's own
+
+
+def test_a_series_without_state_reads_nothing_of_the_chunks_still_ahead_on_the_topic(qdb: Settings) -> None:
+    """The rule that keeps a worker's replay identical: points at or after the chunk are never history."""
+    chunks = points(lightcurve("maxi", MAXI, "ahead"))[:-5]
+    stored(qdb, chunks)  # the sink stored everything, the worker died before writing the series' state
+    replayed, fresh = Relevance(qdb, now=lambda: NOW), Relevance(now=lambda: NOW)
+    for chunk in chunks[:3]:
+        assert [o.value for o in replayed.apply(chunk)] == [o.value for o in fresh.apply(chunk)]
+
+
+def test_the_next_point_of_a_series_met_first_with_its_history_stored_scores_as_the_whole_file(qdb: Settings) -> None:
+    chunks = points(lightcurve("maxi", MAXI, "met-late"))
+    stored(qdb, chunks[:-1])
+    whole = model_scores(series_arrays(parse("maxi", MAXI.name, MAXI.read_bytes()), "maxi")).relevance.tolist()
+    out = Relevance(qdb, now=lambda: NOW).apply(chunks[-1])
+    assert relevance_of(out) == whole  # the history as scored by the current model, then the new point
+    assert {o.value.model_version for o in out} == {MODEL_VERSION}
+
+
+def old_state(model: SeriesModel) -> dict:
+    """The state an earlier model version wrote (only its tags differ; its numbers mean nothing to river-3)."""
+    return {**model.to_state(), "model_version": "river-2", "state_version": 2}
+
+
+def test_questdb_unreachable_during_a_rebuild_is_a_retry_of_the_runtime_not_a_dead_letter(qdb: Settings) -> None:
+    dead = qdb.model_copy(update={"questdb_http_port": infra.free_port()})
+    chunk = lightcurve("maxi", MAXI, "unreachable")[0]
+    processor = Processor("relevance", Relevance(dead, now=lambda: NOW), dead)
+    tp = TopicPartition(topics.LIGHTCURVE.name, 0)
+    processor.covered[tp] = {}
+    raw = topics.LIGHTCURVE.encode(chunk)
+    record = ConsumerRecord(tp.topic, 0, 7, 0, 0, chunk.source_id.encode(), raw, None, 0, len(raw), ())
+    with pytest.raises(StateRestoreError, match="stored history cannot be read"):
+        processor._apply(tp, [record])
+    assert processor.covered[tp] == {}  # nothing applied, so the restarted runtime takes the chunk again
+
+
+def test_a_rebuild_waits_for_the_sink_to_store_what_the_old_state_had_scored(
+        qdb: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    chunks = points(lightcurve("maxi", MAXI, "sink-behind"))
+    model, _ = live(chunks[:-1])
+    stored(qdb, chunks[:-11])  # the sink is ten points behind what the old model scored
+    state = schemas.RelevanceState(key="maxi_sink-behind", topic=topics.LIGHTCURVE.name, partition=0, offset=9,
+                                   model=old_state(model))
+    waiting = Relevance(qdb, now=lambda: NOW)
+    waiting.restore(state)
+    with pytest.raises(StateRestoreError, match="waiting for the sink"):
+        waiting.apply(chunks[-1])
+    impatient = Relevance(qdb.model_copy(update={"relevance_history_wait_s": 0.0}), now=lambda: NOW)
+    impatient.restore(state)
+    with caplog.at_level(logging.ERROR):
+        out = impatient.apply(chunks[-1])
+    assert "rebuilt from what is stored" in caplog.text
+    assert len(relevance_of(out)) == sum(c.count for c in chunks[:-11]) + 1
+
+
+def test_a_point_dated_after_the_clock_is_a_dead_letter_and_a_state_it_silenced_is_rebuilt(qdb: Settings) -> None:
+    chunk = lightcurve("maxi", MAXI, "future")[0]
+    quiet, future, rest = split(chunk, [40, 41])
+    bad = future.model_copy(update=dict(mjd=[95000.0], first_mjd=95000.0, last_mjd=95000.0,
+                                        time=mjd_to_unix_us([95000.0]).tolist()))
+    logic = Relevance(qdb, now=lambda: NOW)
+    logic.apply(quiet)
+    out = logic.apply(bad)
+    [letter] = [o.value for o in out if o.spec is topics.DEADLETTER]
+    assert relevance_of(out) == [] and letter.origin == f"relevance:{topics.LIGHTCURVE.name}"
+    assert "MJD 95000.00000" in letter.reason and "neither scored nor learned" in letter.reason
+    assert orjson.loads(letter.payload)["mjd"] == [95000.0] and letter.received_at == FETCHED
+    assert len(relevance_of(logic.apply(rest))) == rest.count, "the points after the bad one are scored"
+    # A state the code before this rule wrote: 95000 learned as the last time, every point after skipped.
+    poisoned = SeriesModel()
+    for c in (quiet, bad):
+        poisoned.score_chunk("maxi", *(getattr(columns_of(c), n) for n in ("mjd", "value", "error", "colour",
+                                                                               "colour_error")), now=math.inf)
+    assert poisoned.last_scored_mjd == 95000.0
+    stored(qdb, [quiet, bad])
+    healed = Relevance(qdb, now=lambda: NOW)
+    healed.restore(schemas.RelevanceState(key="maxi_future", topic=topics.LIGHTCURVE.name, partition=0, offset=3,
+                                          model=poisoned.to_state()))
+    expected = Relevance(now=lambda: NOW)
+    assert relevance_of(healed.apply(rest)) == relevance_of(expected.apply(quiet) + expected.apply(rest))
+
+
+def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(Path(sys.executable).parent / "flashes"), *args], env={**os.environ, **env},
+                          capture_output=True, text=True, timeout=300)
+
+
+async def send(settings: Settings, spec: topics.TopicSpec, key: str, value: object, partition: int | None = None):
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        return await producer.send_and_wait(spec.name, spec.encode(value), key=key.encode(), partition=partition)
+    finally:
+        await producer.stop()
+
+
+def scores(settings: Settings, series: str) -> list[tuple[int, float, str]]:
+    """(time, relevance, model version) of every score of a series on the relevance topic, in order."""
+    records = asyncio.run(read_records(settings, topics.RELEVANCE.name, timeout_s=1.0))
+    return [(t, r, v["model_version"]) for _, v, _ in records if v["series"] == series
+            for t, r in zip(v["time"], v["relevance"])]
+
+
+def states(settings: Settings, key: str) -> list[dict]:
+    return [v for k, v, _ in asyncio.run(read_records(settings, topics.RELEVANCE_STATE.name, timeout_s=1.0))
+            if k == key.encode()]
+
+
+def test_an_upgrade_and_flashes_rescore_on_the_running_relevance_service(
+        own: tuple[Settings, dict[str, str]]) -> None:
+    settings, env = own
+    chunks = points(lightcurve("maxi", MAXI, "upgrade"))
+    history, following, after = chunks[:-2], chunks[-2], chunks[-1]
+    whole = model_scores(series_arrays(parse("maxi", MAXI.name, MAXI.read_bytes()), "maxi")).relevance.tolist()
+    n = sum(c.count for c in history)
+    # Before the upgrade: the history scored by the old model and stored; its state of the old version.
+    old, _ = live(history)
+    stored(settings, history)
+    other = lightcurve("swift", BAT, "untouched")
+    meta = asyncio.run(send(settings, topics.LIGHTCURVE, "upgrade", following))
+    asyncio.run(send(settings, topics.RELEVANCE_STATE, "maxi_upgrade", schemas.RelevanceState(
+        key="maxi_upgrade", topic=topics.LIGHTCURVE.name, partition=meta.partition, offset=meta.offset,
+        model=old_state(old)), partition=meta.partition))
+    for chunk in other:
+        asyncio.run(send(settings, topics.LIGHTCURVE, "untouched", chunk))
+    logs = settings.var_dir / "logs"
+    workers = stack.spawn(("relevance",), env, logs)
+    try:
+        # The upgraded worker rebuilds the series from QuestDB before the next point, which then scores
+        # as `flashes evaluate` scores the whole file.
+        wait_until(lambda: len(scores(settings, "maxi_upgrade")) == n + 1, "the rebuilt history and the next point", 120)
+        got = scores(settings, "maxi_upgrade")
+        assert [r for _, r, _ in got] == whole[:n + 1]
+        assert {v for _, _, v in got} == {MODEL_VERSION}
+        wait_until(lambda: len(scores(settings, "swift_untouched")) == sum(c.count for c in other), "the BAT series", 60)
+        result = run_cli(env, "rescore", "--source", "upgrade")
+        assert result.returncode != 0 and "stop the relevance service" in result.stderr, result
+    finally:
+        stack.terminate(workers)
+    assert not stack.crashed(logs, workers), (logs / "relevance.log").read_text()[-3000:]
+    # The sink stores the scored point; rescore (relevance stopped) rebuilds the selected source only.
+    stored(settings, [following])
+    untouched = states(settings, "swift_untouched")
+    result = run_cli(env, "rescore", "--source", "upgrade", "--source", "nosuch")
+    assert result.returncode == 0, result
+    assert f"1 series rebuilt from {n + 1} stored points" in result.stdout
+    assert "nosuch: no stored state" in result.stdout
+    assert states(settings, "swift_untouched") == untouched
+    rebuilt, _ = live([*history, following])
+    assert states(settings, "maxi_upgrade")[-1]["model"] == rebuilt.to_state()
+    assert states(settings, "maxi_upgrade")[-1]["offset"] == meta.offset + 1
+    assert [r for _, r, _ in scores(settings, "maxi_upgrade")[n + 1:]] == whole[:n + 1]  # rescored: history
+    # Started again, the worker goes on from the rebuilt state: the point after scores as the whole file.
+    asyncio.run(send(settings, topics.LIGHTCURVE, "upgrade", after))
+    workers = stack.spawn(("relevance",), env, logs)
+    try:
+        wait_until(lambda: len(scores(settings, "maxi_upgrade")) == 2 * (n + 1) + 1, "the point after", 120)
+        assert scores(settings, "maxi_upgrade")[-1][1] == whole[n + 1]
+    finally:
+        stack.terminate(workers)
+    assert not stack.crashed(logs, workers), (logs / "relevance.log").read_text()[-3000:]
