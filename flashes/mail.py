@@ -1,7 +1,8 @@
 """E-mail for the API and the delivery service: SMTP sending, message headers and Jinja2 templates.
 
 No e-mail address may appear in a log line or an error: `send` reports failures as a
-DeliveryError whose message has every address redacted and no chained exception.
+DeliveryError whose message has every address redacted and no chained exception; `reason` is
+that redaction, also for the delivery service's reasons.
 """
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ import email.policy
 import email.utils
 import hashlib
 import re
+from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from email.headerregistry import HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
-from typing import Any, Callable
+from typing import Any
 
 import aiosmtplib
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
@@ -23,6 +25,16 @@ from flashes.timeconv import datetime_to_mjd
 
 SMTP_TIMEOUT_S = 10.0
 ADDRESS = re.compile(r"[^\s<>@\"',;:]+@[^\s<>@\"',;:]+")
+
+
+def reason(exc: Exception, private: Iterable[str | None] = ()) -> str:
+    """Why something failed, fit for a log, a table or a dead letter: '<ExceptionClass>: <message>' (a
+    DeliveryError's message alone: it says it already), with the `private` values (a subscriber's address, URL,
+    host; longest first) and anything like an e-mail address taken out."""
+    text = str(exc) if isinstance(exc, DeliveryError) else f"{type(exc).__name__}: {exc}"
+    for value in sorted({v for v in private if v}, key=len, reverse=True):
+        text = text.replace(value, "<subscriber>")
+    return ADDRESS.sub("<address>", text)
 
 
 def as_datetime(time: str | datetime) -> datetime:
@@ -112,6 +124,5 @@ async def send(settings: Settings, message: EmailMessage) -> None:
                               username=settings.smtp_user or None, password=settings.smtp_password or None,
                               start_tls=settings.smtp_starttls, timeout=SMTP_TIMEOUT_S)
     except (aiosmtplib.SMTPException, OSError) as exc:
-        reason = ADDRESS.sub("<address>", f"{type(exc).__name__}: {exc}")
         # `from None`: the original exception names the refused address and would end up in tracebacks.
-        raise DeliveryError(f"mail via {settings.smtp_host}:{settings.smtp_port} failed: {reason}") from None
+        raise DeliveryError(f"mail via {settings.smtp_host}:{settings.smtp_port} failed: {reason(exc)}") from None

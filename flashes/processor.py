@@ -17,7 +17,8 @@ the sink keys every row, so nothing is doubled in QuestDB. A crash between 4 and
 committed offset behind the state: the restarted worker skips, per key, the messages its state
 already covers. When partitions move, the leaving worker finishes its batch before it gives them
 up (the revoke callback waits on the same lock) and the new owner reads the state topic's
-partitions to their end before it processes anything. Points in and out, dead letters and, after
+partitions to their end before it processes anything. The records are applied in a thread, so
+that the consumer's heartbeats go on meanwhile. Points in and out, dead letters and, after
 every poll, the lag of the partitions it owns are exported as Prometheus metrics (flashes/metrics.py).
 """
 from __future__ import annotations
@@ -172,7 +173,9 @@ class Processor(ConsumerRebalanceListener):
         for tp, records in batches.items():
             if tp not in self.covered or not records:  # no longer ours
                 continue
-            out, touched = self._apply(tp, records)
+            # In a thread: a logic that reads a database (relevance's rebuilds from QuestDB) must not stop the
+            # event loop, which sends the consumer's heartbeats (a 10 s session). The lock keeps it alone.
+            out, touched = await asyncio.to_thread(self._apply, tp, records)
             outputs += out
             states += [Output(self.logic.state, key,
                               self.logic.snapshot(key, tp.topic, tp.partition, offset), tp.partition)

@@ -2,10 +2,11 @@
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+POLL_EVERY_S = {"maxi": 3600.0, "swift": 3600.0, "fermi": 3600.0}  # BAT publishes about every 6 h, MAXI 4-hourly
 
 
 class Settings(BaseSettings):
@@ -35,8 +36,9 @@ class Settings(BaseSettings):
     fermi_base_url: str = "https://gammaray.nsstc.nasa.gov/gbm/science/pulsars/lightcurves/"
     fetch_sources: list[str] = Field(default_factory=list, description="limit fetching to these source ids")
     fetch_every_s: dict[str, float] = Field(
-        default_factory=lambda: {"maxi": 3600.0, "swift": 3600.0, "fermi": 3600.0},
-        description="poll interval of each provider (conditional requests make an unchanged file a 304)")
+        default_factory=lambda: dict(POLL_EVERY_S),
+        description="poll interval of each provider (conditional requests make an unchanged file a 304); "
+                    "providers not given keep the default")
     fetch_jitter_s: float = Field(default=300.0, description="random delay added to each poll, up to this")
     max_download_bytes: int = Field(default=64 * 1024 * 1024, description="a larger provider file is refused")
     max_decompressed_bytes: int = Field(default=256 * 1024 * 1024, description="a gzip that inflates beyond is refused")
@@ -51,9 +53,9 @@ class Settings(BaseSettings):
 
     # Scoring and alerts.
     relevance_threshold: float = 0.7
-    relevance_history_wait_s: float = Field(default=600.0, description="how long a model rebuilt from QuestDB after "
-                                                                       "an upgrade waits for the sink to store what "
-                                                                       "its old state had scored")
+    relevance_history_wait_s: float = Field(default=600.0, description="how long in all a relevance worker waits "
+                                                                       "for QuestDB to answer and hold what old states "
+                                                                       "had scored, before it rebuilds from what is stored")
     clock_offset_days: float = Field(default=0.0, description="simulations only: every service's clock "
                                                                 "(flashes.clock.now) runs this many days off UTC")
     live_days: float = Field(default=3.0, description="an alert whose triggering point is at most this old when it "
@@ -95,6 +97,12 @@ class Settings(BaseSettings):
         default_factory=lambda: {"maxi": 2.0, "swift": 2.0, "fermi": 7.0},
         description="GET /health/freshness: an instrument whose newest point is older is stale (503); "
                     "an instrument not listed is not judged")
+
+    @field_validator("fetch_every_s")
+    @classmethod
+    def _every_provider_polled(cls, given: dict[str, float]) -> dict[str, float]:
+        """`{"maxi": 600}` changes MAXI's interval only."""
+        return {**POLL_EVERY_S, **given}
 
     @property
     def base_urls(self) -> dict[str, str]:

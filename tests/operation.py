@@ -58,7 +58,10 @@ from services.fetcher.service import fetch_once
 SERVICES = ("sink", "derive", "relevance", "alerts", "delivery", "api")
 CLOCKED = ("alerts", "api")  # the services whose verdicts read the clock: restarted each simulated day
 MAXI_BANDS = ("2-20", "2-4", "4-10", "10-20")  # the columns after MJD: flux, error per band
-OUTBURSTS = {"maxij1820+070": 300.0, "4u1630-47": 200.0}  # source -> peak mCrab added, quiet at the sample's end
+# Source -> (peak mCrab added, rise days); both sources are quiet at the sample's end and have not been in
+# outburst for two years (4U 1630-47, a recurrent transient, would find a moderate outburst routine).
+OUTBURSTS = {"maxij1820+070": (300.0, 1), "maxij1535-571": (500.0, 0)}
+KILLED = "maxij1535-571"  # delivery is killed while this source's outburst onset is in flight
 MAIL_TO = "operator@example.org"
 PUBLISHED_HOUR = 2.0  # a day's data is fetched at 02:00 UTC the next day
 
@@ -159,16 +162,17 @@ def read_sample(path: Path, shift: int) -> tuple[list[str], list[tuple[float, st
     return header, rows
 
 
-def inject(rows: list[tuple[float, str]], instrument: str, start: float, peak_mcrab: float) -> list[tuple[float, str]]:
-    """An outburst from day `start`: half the peak on the first day, the peak on the second, then e-folding in
-    5 days; the same mCrab in every band (a Crab-like spectrum), errors unchanged."""
+def inject(rows: list[tuple[float, str]], instrument: str, start: float, peak_mcrab: float,
+           rise_days: int) -> list[tuple[float, str]]:
+    """An outburst from day `start`: half the peak on the first day if it rises for a day, the peak, then
+    e-folding in 5 days; the same mCrab in every band (a Crab-like spectrum), errors unchanged."""
     out = []
     for mjd, rest in rows:
         days = math.floor(mjd) - math.floor(start)
         if days < 0:
             out.append((mjd, rest))
             continue
-        extra = peak_mcrab * (0.5 if days == 0 else math.exp(-(days - 1) / 5.0))
+        extra = peak_mcrab * (0.5 if days < rise_days else math.exp(-(days - rise_days) / 5.0))
         cols = rest.split()
         if instrument == "maxi":
             for i, band in enumerate(MAXI_BANDS):
@@ -224,7 +228,7 @@ class Operation:
         self.outcome = Outcome(days)
         self.files: list[SampleFile] = []
         self.sources: list[str] = []
-        self.kill_day = max(3, days - 2)  # the day 4U 1630-47's injected outburst peaks: delivery is killed
+        self.kill_day = max(3, days - 2)  # the day KILLED's outburst starts
 
     # -- the data ------------------------------------------------------------------------------
     def prepare(self) -> float:
@@ -246,8 +250,8 @@ class Operation:
             for instrument, path in (("maxi", maxi), ("swift", bat)):
                 header, rows = read_sample(path, shift)
                 if rec["_id"] in OUTBURSTS:
-                    start = first_day + (1 if rec["_id"] == "maxij1820+070" else self.kill_day - 1)
-                    rows = inject(rows, instrument, start, OUTBURSTS[rec["_id"]])
+                    start = first_day + (self.kill_day if rec["_id"] == KILLED else 1)
+                    rows = inject(rows, instrument, start, *OUTBURSTS[rec["_id"]])
                 target = self.mirror_dir / instrument / catalogue.path_below_base(self.settings, instrument,
                                                                                    rec[instrument]["data_url"])
                 self.files.append(SampleFile(target, instrument, rec["_id"], header, rows))
@@ -388,8 +392,8 @@ class Operation:
                     gate.open.clear()
             asyncio.run(fetch_once(self._clocked(mjd), sources, ["maxi", "swift"]))
             if self.faults and day == self.kill_day:
-                observe.wait_until(lambda: all(any(i.startswith("4u1630-47@") for i in g.held) for g in gates),
-                                   "4U 1630-47's outburst alert in flight to both receivers", 120, 0.05)
+                observe.wait_until(lambda: all(any(i.startswith(f"{KILLED}@") for i in g.held) for g in gates),
+                                   f"{KILLED}'s outburst alert in flight to both receivers", 120, 0.05)
                 self.stop("delivery", signal.SIGKILL)
                 self.outcome.kills += 1
                 for gate in gates:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socketserver
+import threading
 import uuid
 from datetime import datetime, timezone
 from urllib.parse import urlsplit
@@ -229,6 +231,63 @@ def test_a_job_that_fails_fails_alone_with_its_reason_while_the_others_are_serve
         asyncio.run(write_subscription(pipeline, lost, revoke=True))
         for made in (good, refused):
             httpx.delete(f"{subscribers.api}/subscriptions/{made['code']}")
+
+
+class Garbage(socketserver.StreamRequestHandler):
+    """Reads a whole request, answers with bytes that are not HTTP."""
+
+    def handle(self) -> None:
+        length = 0
+        while (line := self.rfile.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            length = int(value) if name.strip().lower() == "content-length" else length
+        self.rfile.read(length)
+        self.wfile.write(b"garbage, not a status line\r\n\r\n")
+
+
+def test_a_receiver_answering_malformed_http_leaves_nothing_of_its_url_anywhere(
+        pipeline: Settings, subscribers: Subscribers) -> None:
+    """aiohttp's ClientResponseError quotes yarl's normalised URL (here SECRET%7eTOKEN becomes SECRET~TOKEN, which
+    no replacement of the stored URL finds): the reason in the delivery log, the service's log and the dead letter
+    are the exception's class alone."""
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Garbage)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    host, port = server.server_address
+    made = subscribe(subscribers.api, {"channel": "webhook", "webhook_url":
+                                       f"http://{host}:{port}/incoming/T0B0X9/SECRET%7eTOKEN",
+                                       "filters": {"sources": ["scox-1"]}})
+    sub_id = made["subscription_id"]
+    try:
+        alert = EXAMPLE.model_copy(update={"source_id": "scox-1", "alert_id": f"scox-1@{uuid.uuid4().hex}"})
+        asyncio.run(publish(pipeline, alert))
+
+        def records() -> list[dict]:
+            return [v for _, v in asyncio.run(read_topic(pipeline, topics.DELIVERIES.name, 1.0))
+                    if v["subscription_id"] == sub_id]
+
+        def served() -> list[dict]:
+            return httpx.get(f"{subscribers.api}/subscriptions/{made['code']}/deliveries").json()
+
+        # the dead letter is sent before the "dead" record, which the API serves once the sink has stored it
+        wait_until(lambda: "dead" in {r["status"] for r in served()}, "the delivery log", 60)
+        mine = records()
+        assert [(r["attempt"], r["status"]) for r in mine] == [(1, "retrying"), (2, "retrying"), (3, "dead")]
+        origin = f"delivery:webhook:{sub_id[:12]}".encode()
+        letter = next(v for k, v in asyncio.run(read_topic(pipeline, topics.DEADLETTER.name, 1.0)) if k == origin)
+        reason = "ClientResponseError: the answer is not valid HTTP"
+        assert all(r["detail"].startswith(reason) for r in mine) and letter["reason"].startswith(reason)
+        logged = [line for line in (pipeline.var_dir / "logs" / "delivery.log").read_text().splitlines()
+                  if sub_id[:12] in line]
+        assert len(logged) >= 3 and all(reason in line for line in logged)  # each retry and the dead letter
+        assert letter["url"] is None
+        text = json.dumps([[r["detail"] for r in mine + served()], letter["origin"], letter["reason"], logged])
+        for part in (host, str(port), "incoming", "T0B0X9", "SECRET", "TOKEN"):
+            assert part not in text, part
+    finally:
+        server.shutdown()
+        server.server_close()
+        httpx.delete(f"{subscribers.api}/subscriptions/{made['code']}")
 
 
 async def write_subscription(settings: Settings, sub: schemas.Subscription, revoke: bool = False) -> None:

@@ -15,6 +15,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,6 +24,7 @@ import numpy as np
 import orjson
 import pytest
 from aiokafka import TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 from aiokafka.structs import ConsumerRecord
 
 import schemas
@@ -35,7 +37,7 @@ from flashes.processor import Processor
 from flashes.settings import Settings
 from flashes.timeconv import datetime_to_mjd, mjd_to_unix_us
 from services.fetcher.publish import make_chunks
-from services.relevance.app import Relevance, columns_of, rebuild, score_columns
+from services.relevance.app import Relevance, columns_of, partition_of, rebuild, score_columns
 from services.relevance.evaluate import model_scores, series_arrays
 from services.relevance.history import History
 from services.relevance.model import MODEL_VERSION, SeriesModel
@@ -133,6 +135,12 @@ def relevance_of(outputs: list) -> list[float]:
     return [r for o in outputs if o.spec is topics.RELEVANCE for r in o.value.relevance]
 
 
+def after_retention(logic: Relevance) -> Relevance:
+    """A worker whose input partitions have all lost records by retention: QuestDB stands in for them."""
+    logic.lost = set(range(topics.DATA_PARTITIONS))
+    return logic
+
+
 @pytest.mark.parametrize("page_rows", [30_000, 1_000])
 def test_a_model_rebuilt_from_questdb_equals_the_model_that_scored_the_same_points_live(
         qdb: Settings, page_rows: int) -> None:
@@ -145,7 +153,7 @@ def test_a_model_rebuilt_from_questdb_equals_the_model_that_scored_the_same_poin
     history = History(qdb, page_rows=page_rows)
     for kind, chunks in series.items():
         model, relevance = live(chunks)
-        logic = Relevance(qdb, now=lambda: NOW)
+        logic = after_retention(Relevance(qdb, now=lambda: NOW))
         last = chunks[-1]
         following = split(last, [last.count - 1])[-1] if kind in ("maxi", "swift") else None
         if following is None:  # a derived series: the rebuild alone
@@ -164,16 +172,32 @@ def test_a_series_without_state_reads_nothing_of_the_chunks_still_ahead_on_the_t
     """The rule that keeps a worker's replay identical: points at or after the chunk are never history."""
     chunks = points(lightcurve("maxi", MAXI, "ahead"))[:-5]
     stored(qdb, chunks)  # the sink stored everything, the worker died before writing the series' state
-    replayed, fresh = Relevance(qdb, now=lambda: NOW), Relevance(now=lambda: NOW)
+    replayed, fresh = after_retention(Relevance(qdb, now=lambda: NOW)), Relevance(now=lambda: NOW)
     for chunk in chunks[:3]:
         assert [o.value for o in replayed.apply(chunk)] == [o.value for o in fresh.apply(chunk)]
+
+
+def test_a_series_without_state_on_a_partition_that_kept_its_records_learns_from_the_topic_alone(
+        qdb: Settings) -> None:
+    """A later record dated earlier (a derived day emitted late, a revision) that the sink stored before
+    the worker wrote the series' first state: restarted, the worker learns what the uninterrupted run did."""
+    _, day, later = split(lightcurve("maxi", MAXI, "late-day")[0], [40, 41])
+    stored(qdb, [later, day])  # the topic holds `later`, then `day`; the worker died before the state
+    uninterrupted = Relevance(now=lambda: NOW)
+    expected = [o.value for o in uninterrupted.apply(later)]
+    assert relevance_of(uninterrupted.apply(day)) == [], "not newer: skipped"
+    restarted = Relevance(qdb, now=lambda: NOW)
+    assert [o.value for o in restarted.apply(later)] == expected
+    assert restarted.models["maxi_late-day"].to_state() == uninterrupted.models["maxi_late-day"].to_state()
+    # Where retention dropped records, QuestDB stands in for them: the stored day is history there.
+    assert len(relevance_of(after_retention(Relevance(qdb, now=lambda: NOW)).apply(later))) == later.count + 1
 
 
 def test_the_next_point_of_a_series_met_first_with_its_history_stored_scores_as_the_whole_file(qdb: Settings) -> None:
     chunks = points(lightcurve("maxi", MAXI, "met-late"))
     stored(qdb, chunks[:-1])
     whole = model_scores(series_arrays(parse("maxi", MAXI.name, MAXI.read_bytes()), "maxi")).relevance.tolist()
-    out = Relevance(qdb, now=lambda: NOW).apply(chunks[-1])
+    out = after_retention(Relevance(qdb, now=lambda: NOW)).apply(chunks[-1])
     assert relevance_of(out) == whole  # the history as scored by the current model, then the new point
     assert {o.value.model_version for o in out} == {MODEL_VERSION}
 
@@ -183,10 +207,12 @@ def old_state(model: SeriesModel) -> dict:
     return {**model.to_state(), "model_version": "river-2", "state_version": 2}
 
 
-def test_questdb_unreachable_during_a_rebuild_is_a_retry_of_the_runtime_not_a_dead_letter(qdb: Settings) -> None:
+def test_questdb_unreachable_during_a_rebuild_is_a_retry_of_the_runtime_until_the_worker_s_bound(
+        qdb: Settings, caplog: pytest.LogCaptureFixture) -> None:
     dead = qdb.model_copy(update={"questdb_http_port": infra.free_port()})
     chunk = lightcurve("maxi", MAXI, "unreachable")[0]
-    processor = Processor("relevance", Relevance(dead, now=lambda: NOW), dead)
+    logic = after_retention(Relevance(dead, now=lambda: NOW))
+    processor = Processor("relevance", logic, dead)
     tp = TopicPartition(topics.LIGHTCURVE.name, 0)
     processor.covered[tp] = {}
     raw = topics.LIGHTCURVE.encode(chunk)
@@ -194,25 +220,69 @@ def test_questdb_unreachable_during_a_rebuild_is_a_retry_of_the_runtime_not_a_de
     with pytest.raises(StateRestoreError, match="stored history cannot be read"):
         processor._apply(tp, [record])
     assert processor.covered[tp] == {}  # nothing applied, so the restarted runtime takes the chunk again
-
-
-def test_a_rebuild_waits_for_the_sink_to_store_what_the_old_state_had_scored(
-        qdb: Settings, caplog: pytest.LogCaptureFixture) -> None:
-    chunks = points(lightcurve("maxi", MAXI, "sink-behind"))
-    model, _ = live(chunks[:-1])
-    stored(qdb, chunks[:-11])  # the sink is ten points behind what the old model scored
-    state = schemas.RelevanceState(key="maxi_sink-behind", topic=topics.LIGHTCURVE.name, partition=0, offset=9,
-                                   model=old_state(model))
-    waiting = Relevance(qdb, now=lambda: NOW)
-    waiting.restore(state)
-    with pytest.raises(StateRestoreError, match="waiting for the sink"):
-        waiting.apply(chunks[-1])
-    impatient = Relevance(qdb.model_copy(update={"relevance_history_wait_s": 0.0}), now=lambda: NOW)
-    impatient.restore(state)
+    logic.deadline = time.monotonic()  # the worker's bound on waiting for QuestDB spent: news goes on
     with caplog.at_level(logging.ERROR):
-        out = impatient.apply(chunks[-1])
-    assert "rebuilt from what is stored" in caplog.text
-    assert len(relevance_of(out)) == sum(c.count for c in chunks[:-11]) + 1
+        out, touched = processor._apply(tp, [record])
+    assert "maxi_unreachable: the stored history cannot be read" in caplog.text
+    assert "rebuilt from the prior" in caplog.text
+    assert relevance_of(out) == relevance_of(Relevance(now=lambda: NOW).apply(chunk))
+    assert touched == {"maxi_unreachable": 8}
+
+
+def test_a_stalled_questdb_read_leaves_the_event_loop_free_for_the_consumer_s_heartbeats(qdb: Settings) -> None:
+    async def run() -> list[bool]:
+        during: list[bool] = []
+
+        async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            during.append(not batch.done())  # served by the loop while the batch is still rebuilding
+            writer.close()
+
+        server = await asyncio.start_server(silent, "127.0.0.1", 0)
+        stalled = qdb.model_copy(update={"questdb_http_port": server.sockets[0].getsockname()[1]})
+        chunk = lightcurve("maxi", MAXI, "stalled")[0]
+        processor = Processor("relevance", after_retention(Relevance(stalled, now=lambda: NOW)), stalled)
+        tp = TopicPartition(topics.LIGHTCURVE.name, 0)
+        processor.covered[tp] = {}
+        raw = topics.LIGHTCURVE.encode(chunk)
+        record = ConsumerRecord(tp.topic, 0, 0, 0, 0, chunk.source_id.encode(), raw, None, 0, len(raw), ())
+        batch = asyncio.ensure_future(processor._batch(None, {tp: [record]}))
+        with pytest.raises(StateRestoreError, match="stored history cannot be read"):
+            await batch
+        server.close()
+        return during
+
+    assert asyncio.run(run())[:1] == [True]
+
+
+def test_rebuilds_wait_for_the_sink_within_one_bound_per_worker_then_use_what_is_stored(
+        qdb: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    behind = {f"maxi_{name}": points(lightcurve("maxi", MAXI, name)) for name in ("sink-behind", "sink-behind-too")}
+    stored(qdb, [c for chunks in behind.values() for c in chunks[:-11]])  # ten points behind the old states
+    model, _ = live(next(iter(behind.values()))[:-1])
+    worker = Relevance(qdb, now=lambda: NOW)
+
+    def old(key: str, model: SeriesModel) -> schemas.RelevanceState:
+        return schemas.RelevanceState(key=key, topic=topics.LIGHTCURVE.name, partition=0, offset=9,
+                                      model=old_state(model))
+
+    for key in behind:
+        worker.restore(old(key, model))
+    waits = []
+    for key, chunks in behind.items():
+        with pytest.raises(StateRestoreError, match=f"{key}: the stored history ends at MJD .* waiting for QuestDB"):
+            worker.apply(chunks[-1])
+        waits.append(worker.deadline)
+    assert waits[0] is not None and waits == [waits[0]] * 2, "one bound for the worker: waits do not add up"
+    worker.deadline = time.monotonic()  # the bound spent: no series waits any more
+    with caplog.at_level(logging.ERROR):
+        for chunks in behind.values():
+            assert len(relevance_of(worker.apply(chunks[-1]))) == sum(c.count for c in chunks[:-11]) + 1
+    assert caplog.text.count("rebuilt from what is stored") == 2 and "maxi_sink-behind-too: the stored" in caplog.text
+    # A series whose history is stored in full is rebuilt from it, and the next wait has its whole bound again.
+    key, chunks = next(iter(behind.items()))
+    worker.restore(old(key, live(chunks[:-11])[0]))
+    assert len(relevance_of(worker.apply(chunks[-1]))) == sum(c.count for c in chunks[:-11]) + 1
+    assert worker.deadline is None
 
 
 def test_a_point_dated_after_the_clock_is_a_dead_letter_and_a_state_it_silenced_is_rebuilt(qdb: Settings) -> None:
@@ -263,6 +333,16 @@ def scores(settings: Settings, series: str) -> list[tuple[int, float, str]]:
             for t, r in zip(v["time"], v["relevance"])]
 
 
+async def drop_before(settings: Settings, tp: TopicPartition, offset: int) -> None:
+    """What retention does: the partition's records before `offset` are deleted."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_records({tp: RecordsToDelete(before_offset=offset)})
+    finally:
+        await admin.close()
+
+
 def states(settings: Settings, key: str) -> list[dict]:
     return [v for k, v, _ in asyncio.run(read_records(settings, topics.RELEVANCE_STATE.name, timeout_s=1.0))
             if k == key.encode()]
@@ -275,6 +355,13 @@ def test_an_upgrade_and_flashes_rescore_on_the_running_relevance_service(
     history, following, after = chunks[:-2], chunks[-2], chunks[-1]
     whole = model_scores(series_arrays(parse("maxi", MAXI.name, MAXI.read_bytes()), "maxi")).relevance.tolist()
     n = sum(c.count for c in history)
+    # A source whose first chunk retention dropped from the topic: met without a state, rebuilt from QuestDB.
+    retained = points(lightcurve("maxi", MAXI, "retained"))
+    stored(settings, retained[:-1])
+    dropped = asyncio.run(send(settings, topics.LIGHTCURVE, "retained", retained[0]))
+    assert dropped.partition == partition_of("retained")
+    asyncio.run(drop_before(settings, TopicPartition(topics.LIGHTCURVE.name, dropped.partition), dropped.offset + 1))
+    asyncio.run(send(settings, topics.LIGHTCURVE, "retained", retained[-1]))
     # Before the upgrade: the history scored by the old model and stored; its state of the old version.
     old, _ = live(history)
     stored(settings, history)
@@ -295,6 +382,8 @@ def test_an_upgrade_and_flashes_rescore_on_the_running_relevance_service(
         assert [r for _, r, _ in got] == whole[:n + 1]
         assert {v for _, _, v in got} == {MODEL_VERSION}
         wait_until(lambda: len(scores(settings, "swift_untouched")) == sum(c.count for c in other), "the BAT series", 60)
+        wait_until(lambda: len(scores(settings, "maxi_retained")) == len(whole), "the series retention cut", 60)
+        assert [r for _, r, _ in scores(settings, "maxi_retained")] == whole
         result = run_cli(env, "rescore", "--source", "upgrade")
         assert result.returncode != 0 and "stop the relevance service" in result.stderr, result
     finally:

@@ -36,13 +36,27 @@ async def post(session: aiohttp.ClientSession, url: str, secret: str, msg_id: st
     try:
         async with session.post(url, data=body, headers=headers, allow_redirects=False) as response:
             status = response.status
-    except asyncio.TimeoutError as exc:
-        raise DeliveryError("TimeoutError: no answer in time") from exc
-    except aiohttp.ClientConnectorError as exc:  # its text (and asyncio's) names the address: the errno's words only
-        cause = exc.os_error
-        raise DeliveryError(f"{type(exc).__name__}: "
-                            f"{os.strerror(cause.errno) if cause.errno else type(cause).__name__}") from exc
-    except aiohttp.ClientError as exc:
-        raise DeliveryError(f"{type(exc).__name__}: {exc}".rstrip(": ")) from exc
+    except Exception as exc:  # noqa: BLE001 - whatever talking to the receiver raised: its text is not repeated
+        # `from None`: the exception's text and attributes hold the URL and would reach any traceback.
+        raise DeliveryError(failure(exc)) from None
     if not 200 <= status < 300:
         raise DeliveryError(f"HTTP {status}")
+
+
+def failure(exc: Exception) -> str:
+    """Why a POST failed, in words that cannot hold the URL or the address: the exception's class, and for an OS
+    error the C library's words for its errno.
+
+    aiohttp's texts quote what they were given: a ClientResponseError (an answer that is not HTTP) prints yarl's
+    normalised URL (path re-quoted, host lower-cased), which no replacement of the stored URL finds; a connector
+    error names host and port, an SSL error the names in the certificate. The status a ClientResponseError carries
+    here is aiohttp's parser code (400), not one the receiver sent, so it is not reported as one.
+    """
+    name = type(exc).__name__
+    if isinstance(exc, asyncio.TimeoutError):
+        return f"{name}: no answer in time"
+    if isinstance(exc, aiohttp.ClientResponseError):
+        return f"{name}: the answer is not valid HTTP"
+    if isinstance(exc, OSError) and not isinstance(exc, aiohttp.ClientSSLError) and (exc.errno or 0) > 0:
+        return f"{name}: {os.strerror(exc.errno)}"  # DNS errors' numbers are negative: getaddrinfo's, not errno
+    return name

@@ -6,13 +6,12 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
 import schemas
-from flashes import catalogue, metrics, topics
+from flashes import catalogue, clock, metrics, topics
 from flashes.heartbeat import beat
 from flashes.kafka import dead_letter, ensure_topics, make_producer, send_dead_letter
 from flashes.settings import Settings
@@ -59,7 +58,7 @@ async def fetch_series(provider: Provider, producer: AIOKafkaProducer, publishin
             metrics.FETCHES.labels(provider=instrument, outcome="unchanged").inc()
             return
         content = download.content
-        fetched_at = datetime.now(timezone.utc)
+        fetched_at = clock.now(provider.settings)
         parsed = parse(instrument, url, content, fetched_at=fetched_at,
                        max_decompressed_bytes=provider.settings.max_decompressed_bytes)
     except FetchError as exc:  # RefusedFile too: every other series carries on

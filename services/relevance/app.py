@@ -8,19 +8,25 @@ not newer than the last one scored for its series (a replay, a re-published poin
 scored nor learned again, so duplicates upstream change nothing. A point dated more than a day
 after the clock is neither scored nor learned: it goes to the dead-letter topic with the reason.
 
-Models learn from history before they speak: a series met without a state, or whose state is of
-another model or state version (an upgrade) or does not read, or whose last point lies in the
-future (written before that rule), is first rebuilt by replaying its stored points from QuestDB
-(services/relevance/history.py) through a fresh model, in time order, with the same code as live;
-the scores of that replay are emitted too (history: the alerts processor skips what it has seen).
-The replay reads the points strictly before the incoming chunk's first one, and, for a restored
-state, every point up to the last one that state had scored. Why that keeps replays identical: the
-runtime writes a key's state only after its outputs and commits only after the states, so a series
-without a state has every earlier chunk of it still ahead on the topic, and QuestDB can hold points
-before the chunk only from outside the topic's retained data. A QuestDB that cannot answer, or
-whose history ends before what the state had scored (the sink still behind), raises
-StateRestoreError: the runtime starts over from the stored state instead of scoring without the
-history (after `relevance_history_wait_s` of the latter, the model is rebuilt from what is stored).
+Models learn from history before they speak: a series whose state is of another model or state
+version (an upgrade) or does not read, or whose last point lies in the future (written before that
+rule), or a series met without a state on an input partition that has lost records by retention, is
+first rebuilt by replaying its stored points from QuestDB (services/relevance/history.py) through a
+fresh model, in time order, with the same code as live; the scores of that replay are emitted too
+(history: the alerts processor skips what it has seen). The replay reads the points strictly
+before the incoming chunk's first one, and, for a restored state, every point up to the last one
+that state had scored. A series without a state on a partition that kept all its records starts
+from the prior without asking QuestDB: the runtime writes a key's state only after its outputs and
+commits only after the states, so every earlier chunk of it is still ahead on the topic, whereas
+the sink may already hold a later record dated earlier (a derived day emitted after the next one,
+a revision), which the run that skipped it as not newer never learned; a restart between the
+outputs and the first state must learn the same. (Where retention has dropped records, QuestDB
+stands in for them, and that rare case remains.) A QuestDB that cannot answer, or whose history
+ends before what the state had scored (the sink still behind), raises StateRestoreError: the
+runtime starts over from the stored state and tries again. The wait is bounded per worker, not
+per series (waits would add up over an upgrade): `relevance_history_wait_s` after the first one
+began, and until a rebuild reads a whole history again, a series is rebuilt from what is stored, or
+from the prior if QuestDB cannot answer, with an error in the log, so news is never held longer.
 """
 from __future__ import annotations
 
@@ -33,6 +39,9 @@ from datetime import datetime, timezone
 
 import numpy as np
 import orjson
+from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
 
 import schemas
 from flashes import clock, metrics, topics
@@ -102,6 +111,11 @@ def rebuild(history: History, kind: str, source_id: str, now: float, before_us: 
     return out
 
 
+def partition_of(source_id: str) -> int:
+    """The partition of a source's chunks on every data topic (keyed by source id: flashes/topics.py)."""
+    return DefaultPartitioner()(source_id.encode(), list(range(topics.DATA_PARTITIONS)), [])
+
+
 def future_letter(chunk: Chunk, cols: SeriesColumns, refused: np.ndarray, now: float) -> schemas.DeadLetter:
     """The dead letter of a chunk's points dated more than FUTURE_TOLERANCE_D after `now` (MJD)."""
     topic = topics.DERIVED if isinstance(chunk, schemas.DerivedChunk) else topics.LIGHTCURVE
@@ -132,9 +146,10 @@ class Relevance:
         self.now = now or ((lambda: clock.now(settings)) if settings else (lambda: datetime.now(timezone.utc)))
         self.models: dict[str, SeriesModel] = {}
         self.stale: dict[str, float | None] = {}  # restored states to rebuild: the last MJD each had scored
-        # Series whose stored history lags their state: since when (monotonic). Kept across the
-        # runtime's restarts (forget), which is what bounds the wait.
-        self.waiting: dict[str, float] = {}
+        self.lost: set[int] = set()  # the input partitions that have lost records by retention (set by the runtime)
+        # Until when (monotonic) rebuilds wait for QuestDB: set when the first wait begins, cleared by a
+        # complete rebuild, kept across the runtime's restarts (forget), which is what bounds the wait.
+        self.deadline: float | None = None
 
     def key(self, chunk: Chunk) -> str:
         kind = chunk.kind if isinstance(chunk, schemas.DerivedChunk) else chunk.instrument
@@ -165,6 +180,8 @@ class Relevance:
         now = datetime_to_mjd(self.now())
         out: list[Output] = []
         model = self.models.get(cols.series)
+        if model is None and partition_of(chunk.source_id) not in self.lost:  # its history is on the topic
+            model = self.models[cols.series] = SeriesModel()
         if model is None or cols.series in self.stale or model.last_scored_mjd > now + FUTURE_TOLERANCE_D:
             model, history = self._rebuilt(cols, now)
             out += [Output(topics.RELEVANCE, chunk.source_id, c) for c in history]
@@ -180,26 +197,49 @@ class Relevance:
         """The series' model rebuilt from its stored history before this chunk (and up to what its restored
         state had scored), and the replay's scores; StateRestoreError to have the runtime retry."""
         series = cols.series
-        if self.history is None:
-            done = Rebuilt()
-        else:
+        done, problem, fallback = Rebuilt(), None, "what is stored"
+        if self.history is not None:
             until = self.stale.get(series)
-            done = rebuild(self.history, cols.kind, cols.source_id, now, before_us=int(cols.time[0]), until=until)
-            if not done.reaches(until, now):
-                since = self.waiting.setdefault(series, time.monotonic())
-                waited = time.monotonic() - since
-                lag = (f"{series}: the stored history ends at MJD {done.stored_until}, before MJD {until}, the last "
-                       "point its state had scored")
-                if waited < self.settings.relevance_history_wait_s:
-                    raise StateRestoreError(f"{lag}; waiting for the sink to store it")
-                log.error("%s; rebuilt from what is stored after waiting %.0f s", lag, waited)
-            if done.points:
-                log.info("%s rebuilt from %d stored points (%s)", series, done.points, MODEL_VERSION)
-        self.waiting.pop(series, None)
+            try:
+                done = rebuild(self.history, cols.kind, cols.source_id, now, before_us=int(cols.time[0]), until=until)
+                if not done.reaches(until, now):
+                    problem = (f"the stored history ends at MJD {done.stored_until}, before MJD {until}, the last "
+                               "point its state had scored")
+            except StateRestoreError as exc:
+                problem, fallback = str(exc), "the prior"
+        if problem is None:
+            self.deadline = None
+        else:
+            if self.deadline is None:
+                self.deadline = time.monotonic() + self.settings.relevance_history_wait_s
+            if time.monotonic() < self.deadline:
+                raise StateRestoreError(f"{series}: {problem}; waiting for QuestDB")
+            log.error("%s: %s; rebuilt from %s, this worker's %g s of waiting for QuestDB being spent", series,
+                      problem, fallback, self.settings.relevance_history_wait_s)
+        if done.points:
+            log.info("%s rebuilt from %d stored points (%s)", series, done.points, MODEL_VERSION)
         self.stale.pop(series, None)
         self.models[series] = done.model
         return done.model, done.chunks
 
 
+class RelevanceProcessor(Processor):
+    """The runtime of `Relevance`, which also tells it, at each assignment, which of its input partitions
+    have lost records by retention (their beginning offset is above 0)."""
+
+    def __init__(self, logic: Relevance, settings: Settings) -> None:
+        super().__init__(NAME, logic, settings, max_records=16)
+        self.relevance = logic
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        try:
+            starts = await self.consumer.beginning_offsets(sorted(assigned)) if assigned else {}
+        except KafkaError as exc:  # raised by the batch loop, as a failed restore is
+            self.failure = StateRestoreError(f"{NAME}: the beginning offsets of {sorted(assigned)}: {exc!r}")
+            return
+        self.relevance.lost = {tp.partition for tp, start in starts.items() if start > 0}
+        await super().on_partitions_assigned(assigned)
+
+
 def build(settings: Settings) -> Processor:
-    return Processor(NAME, Relevance(settings), settings, max_records=16)
+    return RelevanceProcessor(Relevance(settings), settings)

@@ -36,9 +36,9 @@ def _text(value: str) -> str:
 class History:
     """Reads the stored points of a series from QuestDB (HTTP /exec, as flashes.questdb does)."""
 
-    def __init__(self, settings: Settings, timeout_s: float = 10.0, page_rows: int = PAGE_ROWS) -> None:
-        # A short timeout: the relevance processor reads inside its event loop, and a QuestDB that
-        # does not answer must become a retry, not a stall past the consumer's session timeout.
+    def __init__(self, settings: Settings, timeout_s: float = 2.0, page_rows: int = PAGE_ROWS) -> None:
+        # A short timeout (per request phase; a whole MAXI history is read in under 0.1 s, bench/relevance_rebuild.py):
+        # a QuestDB that does not answer becomes a retry soon, within the worker's bound on waiting for it.
         if page_rows <= len(COLOUR_BANDS) + 1:  # a page must hold more than one point's rows, or it never ends
             raise ValueError(f"page_rows {page_rows} holds no more than one point")
         self.settings, self.timeout_s, self.page_rows = settings, timeout_s, page_rows
@@ -47,7 +47,8 @@ class History:
     def _query(self, sql: str) -> list[dict]:
         try:
             if not self.tables_ready:  # a first start may precede the sink's: an empty table, not an error
-                questdb.ensure_tables(self.settings)
+                for table in ("lightcurve", "derived"):
+                    questdb.query(self.settings, questdb.TABLES[table], timeout_s=self.timeout_s)
                 self.tables_ready = True
             return questdb.query(self.settings, sql, timeout_s=self.timeout_s)
         except (QuestDBError, ValueError) as exc:  # ValueError: an answer that is not QuestDB's JSON

@@ -133,7 +133,7 @@ def stored_freshness(settings: Settings) -> dict[str, schemas.Freshness]:
     empty if QuestDB cannot say. LATEST ON reads one row per instrument, not the table."""
     try:
         rows = questdb.query(settings, "SELECT instrument, ts AS time, fetched_at AS received_at FROM lightcurve "
-                                       "LATEST ON ts PARTITION BY instrument")
+                                       "WHERE ts <= dateadd('d', 1, now()) LATEST ON ts PARTITION BY instrument")
     except QuestDBError as exc:
         log.warning("freshness not read from QuestDB, it starts empty: %s", exc)
         return {}
