@@ -5,12 +5,12 @@ Used by tests/test_operation.py (a short run) and bench/operation.py (`--days N`
 1. The sample's real MAXI files and their synthetic BAT partners are re-dated by a whole number of
    days so that their last day is yesterday (UTC). The mirror holds everything before the last
    `days` days; the stack backfills it (history: stored, never pushed). Two outbursts are
-   injected into the released days of quiet sources (the same mCrab in every band, 1-day rise,
-   5-day decay), so that there is news to deliver.
+   injected into the released days of quiet sources (the same mCrab in every band, a 1-day or an
+   instant rise, 5-day decay), so that there is news to deliver.
 2. Each simulated day releases the next day of every file and runs one fetch round (the
    fetcher's own `fetch_once`). The services judge news by `flashes.clock` set to that day's
-   morning (`FLASHES_CLOCK_OFFSET_DAYS`): alerts and the API are restarted with it each day, the
-   harness's only way to move a running process's clock.
+   morning (`FLASHES_CLOCK_OFFSET_DAYS`): relevance, alerts, delivery and the API are restarted
+   (SIGTERM) with it each day, the harness's only way to move a running process's clock.
 3. Faults, with `faults=True`: the MAXI file of one source is malformed for a day; the BAT
    provider answers 503 for two days; one MAXI row is dated MJD 96000.5 for a day; delivery is
    SIGKILLed while an outburst's webhook and mail are in flight (the receivers hold them, then
@@ -56,7 +56,9 @@ from flashes.units import MCRAB_PER_UNIT
 from services.fetcher.service import fetch_once
 
 SERVICES = ("sink", "derive", "relevance", "alerts", "delivery", "api")
-CLOCKED = ("alerts", "api")  # the services whose verdicts read the clock: restarted each simulated day
+# The services whose verdicts read the clock (news, future-dated points, the e-mail day, freshness):
+# restarted each simulated day with its morning as their clock.
+CLOCKED = ("relevance", "alerts", "delivery", "api")
 MAXI_BANDS = ("2-20", "2-4", "4-10", "10-20")  # the columns after MJD: flux, error per band
 # Source -> (peak mCrab added, rise days); both sources are quiet at the sample's end and have not been in
 # outburst for two years (4U 1630-47, a recurrent transient, would find a moderate outburst routine).
@@ -326,6 +328,16 @@ class Operation:
             await producer.stop()
         return len(latest)
 
+    def diagnosis(self, source_id: str, mjd: float) -> str:
+        """What the stack made of a source's last days: its relevance scores and alert records."""
+        scores = questdb.query(self.settings, f"SELECT series, mjd, value, relevance, model_version FROM relevance "
+                                              f"WHERE source_id = '{source_id}' AND mjd > {mjd - 3}")
+        alerts = [orjson.loads(r.value) for r in asyncio.run(read_to_end(
+            self.settings, [TopicPartition(topics.ALERTS.name, p) for p in range(topics.ALERTS.partitions)]))]
+        mine = [(a["alert_type"], a["mjd"], a["live"], a["raised_at"]) for a in alerts
+                if a["source_id"] == source_id and a["mjd"] > mjd - 3]
+        return f"scores {scores}; alerts {mine}; held {[g.held for g in (self.hooks.RequestHandlerClass.gate, self.mailbox.gate)]}"
+
     def wait_positioned(self) -> None:
         """Delivery starts a new group at the end of the alerts topic: news must come after it has a position."""
         observe.wait_until(lambda: asyncio.run(observe.positioned(self.settings, "flashes-delivery", topics.ALERTS.name)),
@@ -372,8 +384,8 @@ class Operation:
                 self.stop(name)
                 self.spawn(name, offset)
             if self.faults and day == upgrade_day:
-                asyncio.run(self.upgrade_relevance_states())
                 self.stop("relevance")
+                asyncio.run(self.upgrade_relevance_states())
                 self.spawn("relevance", offset)
             self.handler.down = {"/swift/"} if self.faults and day in (1, 2) else set()
             for f in self.files:
@@ -392,8 +404,11 @@ class Operation:
                     gate.open.clear()
             asyncio.run(fetch_once(self._clocked(mjd), sources, ["maxi", "swift"]))
             if self.faults and day == self.kill_day:
-                observe.wait_until(lambda: all(any(i.startswith(f"{KILLED}@") for i in g.held) for g in gates),
-                                   f"{KILLED}'s outburst alert in flight to both receivers", 120, 0.05)
+                try:
+                    observe.wait_until(lambda: all(any(i.startswith(f"{KILLED}@") for i in g.held) for g in gates),
+                                       f"{KILLED}'s outburst alert in flight to both receivers", 120, 0.05)
+                except TimeoutError as exc:
+                    raise TimeoutError(f"{exc}; {self.diagnosis(KILLED, mjd)}") from exc
                 self.stop("delivery", signal.SIGKILL)
                 self.outcome.kills += 1
                 for gate in gates:
