@@ -9,14 +9,13 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import schemas
 from flashes import infra, mirror, questdb, stack, topics
 from flashes.kafka import make_producer
 from flashes.settings import Settings
-from flashes.subscriptions import Vault, new_code, new_webhook_secret, subscription_id
+from flashes.subscriptions import Vault, new_subscription
 
 
 def tidy(var: Path, logs: Path, services: Iterable[str], keep: bool, ok: bool) -> None:
@@ -77,10 +76,8 @@ def private_stack(prefix: str, env: dict[str, str], folder: Path | None, keep: b
 
 def webhook_subscriptions(settings: Settings, urls: list[str]) -> list[schemas.Subscription]:
     """One subscription to every alert per URL, as the API makes them (the codes are thrown away)."""
-    vault, now = Vault(settings), datetime.now(timezone.utc)
-    return [schemas.Subscription(subscription_id=subscription_id(new_code()), created_at=now,
-                                 filters=schemas.SubscriptionFilters(), channel="webhook", webhook_url=url,
-                                 webhook_secret=vault.seal(new_webhook_secret())) for url in urls]
+    vault = Vault(settings)
+    return [new_subscription(vault, schemas.SubscriptionFilters(), "webhook", url)[2] for url in urls]
 
 
 async def write_subscriptions(settings: Settings, subs: list[schemas.Subscription]) -> None:

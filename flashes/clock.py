@@ -10,6 +10,16 @@ from datetime import datetime, timedelta, timezone
 
 from flashes.settings import Settings
 
+# A point may be dated at most this long after the clock (days): a provider publishes a day's bin during
+# that day, and MAXI dates it at the day's centre, half a day after its start. Later is a typo, refused
+# by the fetcher and the relevance model and ignored by the freshness checks.
+FUTURE_DAYS = 1.0
+
 
 def now(settings: Settings) -> datetime:
     return datetime.now(timezone.utc) + timedelta(days=settings.clock_offset_days)
+
+
+def latest_credible(settings: Settings) -> datetime:
+    """The latest time a stored point can credibly carry now."""
+    return now(settings) + timedelta(days=FUTURE_DAYS)

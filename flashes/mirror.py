@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import functools
 import threading
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from flashes.topics import INSTRUMENTS
@@ -22,10 +23,20 @@ def serve(folder: Path, host: str = "127.0.0.1", port: int = 0) -> tuple[Threadi
     """Serve `folder` in a background thread; returns the server and its base URL."""
     if not folder.is_dir():
         raise FileNotFoundError(f"mirror folder {folder} does not exist")
-    handler = functools.partial(_QuietHandler, directory=str(folder))
+    return serve_handler(functools.partial(_QuietHandler, directory=str(folder)), host, port)
+
+
+def serve_handler(handler: Callable[..., BaseHTTPRequestHandler], host: str = "127.0.0.1",
+                  port: int = 0) -> tuple[ThreadingHTTPServer, str]:
+    """An HTTP server with `handler` in a background thread; the server and its base URL."""
     server = ThreadingHTTPServer((host, port), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server, f"http://{host}:{server.server_address[1]}"
+
+
+def provider_settings(base_url: str) -> dict[str, str]:
+    """The settings (as `Settings.model_copy(update=...)` takes them) that point every provider at a mirror."""
+    return {f"{inst}_base_url": f"{base_url}/{inst}/" for inst in INSTRUMENTS}
 
 
 def provider_env(base_url: str) -> dict[str, str]:

@@ -21,6 +21,7 @@ import pandas as pd
 from astropy.io import fits
 from astropy.utils.exceptions import AstropyWarning
 
+from flashes.clock import FUTURE_DAYS
 from flashes.errors import RefusedFile
 from flashes.timeconv import datetime_to_mjd
 
@@ -41,9 +42,6 @@ TFORM_BYTES = {"L": 1, "B": 1, "I": 2, "J": 4, "K": 8, "A": 1, "E": 4, "D": 8, "
 # The earliest time each instrument can have observed (MJD, UTC): MAXI was attached to the ISS on
 # 2009-07-16, Swift launched on 2004-11-20, Fermi on 2008-06-11. A row dated before is a typo.
 LAUNCH_MJD = {"maxi": 55028.0, "swift": 53329.0, "fermi": 54628.0}
-# A row may be dated at most this long after the fetch (days): a provider publishes a day's bin during
-# that day, and MAXI dates it at the day's centre, half a day after its start.
-FUTURE_DAYS = 1.0
 # |flux| and error per point at most this, in provider units: over 2,000 Crab in every band (1 unit is
 # 222 to 4,545 mCrab, flashes/units.py), where the brightest persistent source, Sco X-1, is about 15 Crab.
 MAX_ABS_VALUE = 1e4

@@ -44,6 +44,11 @@ TABLES: dict[str, str] = {
 }
 
 
+# The newest lightcurve row per instrument, at most `bound` (the latest credible time: a typo dated in
+# the future says nothing of freshness); LATEST ON reads one row per instrument, not the table.
+NEWEST_PER_INSTRUMENT = "SELECT {columns} FROM lightcurve WHERE ts <= {bound} LATEST ON ts PARTITION BY instrument"
+
+
 def sql_time(t: datetime) -> str:
     """A time as QuestDB writes a timestamp (UTC; a time without a zone is UTC, as asyncpg returns them)."""
     return (t.astimezone(timezone.utc) if t.tzinfo else t).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

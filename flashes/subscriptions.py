@@ -14,6 +14,7 @@ import ipaddress
 import logging
 import secrets
 import socket
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -44,6 +45,20 @@ def subscription_id(code: str) -> str:
 def new_webhook_secret() -> str:
     """A Standard Webhooks secret: 'whsec_' + base64 of 32 random bytes."""
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def new_subscription(vault: "Vault", filters: schemas.SubscriptionFilters, channel: str,
+                     webhook_url: str | None = None, email: str | None = None,
+                     email_confirmed: bool = False) -> tuple[str, str | None, schemas.Subscription]:
+    """A new subscription as stored (address and webhook secret sealed), with its code and the webhook
+    secret in clear: both are shown to the subscriber once and never stored."""
+    code = new_code()
+    secret = new_webhook_secret() if channel == "webhook" else None
+    sub = schemas.Subscription(
+        subscription_id=subscription_id(code), created_at=datetime.now(timezone.utc), filters=filters,
+        channel=channel, webhook_url=webhook_url, webhook_secret=vault.seal(secret) if secret else None,
+        email=vault.seal(email) if email else None, email_confirmed=email_confirmed)
+    return code, secret, sub
 
 
 class Vault:

@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -65,10 +65,8 @@ class Recorder(BaseHTTPRequestHandler):
 def receiver(status: int) -> tuple[ThreadingHTTPServer, str, list[dict]]:
     """A real HTTP receiver on loopback answering every POST with `status`."""
     received: list[dict] = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), type("Receiver", (Recorder,), {"received": received,
-                                                                                  "status": status}))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server, f"http://127.0.0.1:{server.server_address[1]}", received
+    server, url = mirror.serve_handler(type("Receiver", (Recorder,), {"received": received, "status": status}))
+    return server, url, received
 
 
 @pytest.fixture(scope="session")
@@ -126,6 +124,16 @@ def subscribe(api: str, body: dict) -> dict:
 def confirm_link(message: email.message.EmailMessage) -> str:
     text = message.get_body(("plain",)).get_content()
     return next(w for w in text.split() if "/subscriptions/confirm?" in w)
+
+
+@contextmanager
+def providers(settings: Settings, handler: Callable[..., BaseHTTPRequestHandler]) -> Iterator[tuple[Settings, str]]:
+    """Every provider served by `handler` on loopback: the settings that fetch from it, and its base URL."""
+    server, base = mirror.serve_handler(handler)
+    try:
+        yield settings.model_copy(update=mirror.provider_settings(base)), base
+    finally:
+        server.shutdown()
 
 
 def _up(url: str) -> bool:

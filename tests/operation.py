@@ -50,7 +50,7 @@ import schemas
 from flashes import catalogue, infra, observe, questdb, stack, topics
 from flashes.kafka import ensure_topics, make_producer, read_to_end
 from flashes.settings import Settings
-from flashes.subscriptions import Vault, new_code, new_webhook_secret, subscription_id
+from flashes.subscriptions import Vault, new_subscription
 from flashes.timeconv import datetime_to_mjd
 from flashes.units import MCRAB_PER_UNIT
 from services.fetcher.service import fetch_once
@@ -292,14 +292,10 @@ class Operation:
         observe.wait_until(done, "the pipeline to catch up", 300, 0.5)
 
     async def subscribe(self) -> None:
-        vault, now = Vault(self.settings), datetime.now(timezone.utc)
+        vault, everything = Vault(self.settings), schemas.SubscriptionFilters()
         hook = f"http://127.0.0.1:{self.hooks.server_address[1]}/hook"
-        subs = [schemas.Subscription(subscription_id=subscription_id(new_code()), created_at=now,
-                                     filters=schemas.SubscriptionFilters(), channel="webhook", webhook_url=hook,
-                                     webhook_secret=vault.seal(new_webhook_secret())),
-                schemas.Subscription(subscription_id=subscription_id(new_code()), created_at=now,
-                                     filters=schemas.SubscriptionFilters(), channel="email",
-                                     email=vault.seal(MAIL_TO), email_confirmed=True)]
+        subs = [new_subscription(vault, everything, "webhook", webhook_url=hook)[2],
+                new_subscription(vault, everything, "email", email=MAIL_TO, email_confirmed=True)[2]]
         producer = make_producer(self.settings)
         await producer.start()
         try:

@@ -7,16 +7,15 @@ import asyncio
 import functools
 import os
 import shutil
-import threading
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
-from flashes import mirror
-from flashes.settings import PROJECT_ROOT, Settings, get_settings
+from flashes.settings import PROJECT_ROOT, Settings
 from services.fetcher import state
+from tests.conftest import providers
 from services.fetcher.service import fetch_once, run_forever
 from tests.kafka_helpers import lightcurve_points, read_records, read_topic
 
@@ -45,19 +44,8 @@ def provider(settings: Settings, tmp_path: Path) -> Iterator[tuple[Settings, Pat
         shutil.copy(PROJECT_ROOT / "data" / "mirror" / rel, tmp_path / rel)
     log: list[tuple[str, int, bool]] = []
     handler = functools.partial(type("Rec", (RecordingHandler,), {"log": log}), directory=str(tmp_path))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    saved = dict(os.environ)
-    os.environ.update(mirror.provider_env(base))
-    get_settings.cache_clear()
-    try:
-        yield Settings(), tmp_path, log, base
-    finally:
-        server.shutdown()
-        os.environ.clear()
-        os.environ.update(saved)
-        get_settings.cache_clear()
+    with providers(settings, handler) as (served, base):
+        yield served, tmp_path, log, base
 
 
 def published(settings: Settings, base: str) -> list[dict]:

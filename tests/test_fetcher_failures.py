@@ -5,17 +5,15 @@ from __future__ import annotations
 import asyncio
 import functools
 import gzip
-import os
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler
 
 import pytest
 from prometheus_client import REGISTRY
 
-from flashes import mirror
-from flashes.settings import PROJECT_ROOT, Settings, get_settings
+from flashes.settings import PROJECT_ROOT, Settings
+from tests.conftest import providers
 from services.fetcher.service import fetch_once
 from tests.kafka_helpers import lightcurve_points, read_topic
 
@@ -46,18 +44,8 @@ def flaky_settings(settings: Settings) -> Iterator[tuple[Settings, str, dict[str
     hits: dict[str, int] = {}
     handler = functools.partial(type("Flaky", (FlakyProvider,), {"hits": hits}),
                                 directory=str(PROJECT_ROOT / "data" / "mirror"))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    saved = {k: os.environ.get(k) for k in ("FLASHES_MAXI_BASE_URL", "FLASHES_SWIFT_BASE_URL")}
-    os.environ.update({"FLASHES_MAXI_BASE_URL": f"{base}/maxi/", "FLASHES_SWIFT_BASE_URL": f"{base}/swift/"})
-    try:
-        yield Settings(), base, hits
-    finally:
-        server.shutdown()
-        for k, v in saved.items():
-            os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
-        get_settings.cache_clear()
+    with providers(settings, handler) as (served, base):
+        yield served, base, hits
 
 
 def test_failing_providers_are_retried_and_the_good_source_still_arrives(
@@ -119,21 +107,10 @@ def test_downloads_and_gzip_beyond_their_limits_are_refused_and_the_other_series
              "/swift/results/transients/weak/MAXIJ1535-571.lc.txt":
                  (sample / "swift/results/transients/weak/MAXIJ1535-571.lc.txt").read_bytes()}
     handler = type("Fixed", (FixedFiles,), {"files": files, "unsized": {next(iter(files))}})
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    base = f"http://127.0.0.1:{server.server_address[1]}"
-    saved = dict(os.environ)
-    os.environ.update(mirror.provider_env(base))
-    get_settings.cache_clear()
     before = {p: fetches(p, "refused") for p in ("maxi", "swift", "fermi")}
-    try:
-        bounded = Settings().model_copy(update={"max_download_bytes": 1_000_000, "max_decompressed_bytes": 2_000_000})
+    with providers(settings, handler) as (served, base):
+        bounded = served.model_copy(update={"max_download_bytes": 1_000_000, "max_decompressed_bytes": 2_000_000})
         report = asyncio.run(fetch_once(bounded, ["swiftj0243.6+6124", "maxij1535-571"]))
-    finally:
-        server.shutdown()
-        os.environ.clear()
-        os.environ.update(saved)
-        get_settings.cache_clear()
     assert sorted(report.errors) == [
         "fermi:swiftj0243.6+6124: gzip inflates beyond FLASHES_MAX_DECOMPRESSED_BYTES (2,000,000 bytes)",
         "maxi:swiftj0243.6+6124: larger than FLASHES_MAX_DOWNLOAD_BYTES (1,000,000 bytes)",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-import os
 import random
 import zlib
 from collections import Counter
@@ -26,7 +25,7 @@ from astropy.io import fits
 from flashes import catalogue, mirror
 from flashes.errors import RefusedFile
 from flashes.parsers import LAUNCH_MJD, MAX_ABS_VALUE, ParsedLightcurve, parse
-from flashes.settings import PROJECT_ROOT, Settings, get_settings
+from flashes.settings import PROJECT_ROOT, Settings
 from flashes.timeconv import datetime_to_mjd
 from services.fetcher.publish import make_chunks
 from services.fetcher.service import fetch_once
@@ -297,12 +296,9 @@ def test_a_thousand_mutations_are_read_or_refused_with_a_reason_never_raised_oth
 # One real round: damaged files and untouched ones, served over HTTP, published to the real Kafka.
 @pytest.fixture()
 def fuzzed_mirror(settings: Settings, tmp_path: Path) -> Iterator[tuple[Settings, str, dict, dict]]:
-    saved = dict(os.environ)
     server, base = mirror.serve(tmp_path)
-    os.environ.update(mirror.provider_env(base))
-    get_settings.cache_clear()
     try:
-        s = Settings()
+        s = settings.model_copy(update=mirror.provider_settings(base))
         rng = random.Random(SEED + 1)
         fuzz = kinds()
         untouched = {"maxi": [p.read_bytes() for p in sorted((TESTS / "maxi").glob("J*.dat"))],
@@ -326,9 +322,6 @@ def fuzzed_mirror(settings: Settings, tmp_path: Path) -> Iterator[tuple[Settings
         yield s, base, served, clean
     finally:
         server.shutdown()
-        os.environ.clear()
-        os.environ.update(saved)
-        get_settings.cache_clear()
 
 
 def test_a_round_over_damaged_files_completes_and_every_untouched_series_arrives(

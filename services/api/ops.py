@@ -7,7 +7,7 @@ started has nothing yet (the fetch metrics show whether fetching works at all).
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 from fastapi import APIRouter
@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from flashes import clock
-from flashes.questdb import sql_time
+from flashes.questdb import NEWEST_PER_INSTRUMENT, sql_time
 from flashes.settings import Settings
 from services.api.store import Reader, naive_utc
 
@@ -45,9 +45,9 @@ def router(settings: Settings, reader: Reader) -> APIRouter:
     @api.get("/health/freshness", summary="Is every instrument's newest stored point within its expected cadence? "
                                           "503 names the stale ones", responses={503: {"description": "stale data"}})
     async def freshness() -> JSONResponse:
-        now = clock.now(settings)  # a row stored with a date beyond tomorrow (a typo) says nothing of freshness
-        rows = await reader.fetch("SELECT instrument, ts FROM lightcurve WHERE ts <= $1 LATEST ON ts PARTITION BY "
-                                  "instrument", naive_utc(now + timedelta(days=1)))
+        now = clock.now(settings)  # a row dated beyond the credible (a typo) says nothing of freshness
+        rows = await reader.fetch(NEWEST_PER_INSTRUMENT.format(columns="instrument, ts", bound="$1"),
+                                  naive_utc(clock.latest_credible(settings)))
         newest = {r["instrument"]: r["ts"].replace(tzinfo=timezone.utc) for r in rows}
         instruments = judge(newest, settings.freshness_days, now)
         stale = {i: v for i, v in instruments.items() if v["status"] == "stale"}

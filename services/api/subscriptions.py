@@ -24,7 +24,7 @@ from flashes import links, mail, topics
 from flashes.errors import DeliveryError, SubscriptionError
 from flashes.kafka import make_producer
 from flashes.settings import Settings
-from flashes.subscriptions import (SubscriptionView, Vault, check_webhook_url, new_code, new_webhook_secret,
+from flashes.subscriptions import (SubscriptionView, Vault, check_webhook_url, new_subscription, new_webhook_secret,
                                    sources_of, subscription_id)
 from flashes.timeconv import datetime_to_mjd
 from services.api.store import Reader
@@ -163,12 +163,7 @@ def router(settings: Settings, records: dict[str, dict[str, Any]], tags: set[str
         limit.check(request.client.host if request.client else "unknown")
         sources = await checked(body.filters, body.channel, body.webhook_url, body.email)
         await subs.ready()
-        code = new_code()
-        secret = new_webhook_secret() if body.channel == "webhook" else None
-        sub = schemas.Subscription(
-            subscription_id=subscription_id(code), created_at=datetime.now(timezone.utc), filters=body.filters,
-            channel=body.channel, webhook_url=body.webhook_url, webhook_secret=vault.seal(secret) if secret else None,
-            email=vault.seal(body.email) if body.email else None)
+        code, secret, sub = new_subscription(vault, body.filters, body.channel, body.webhook_url, body.email)
         if body.email:
             await confirm_by_mail(sub, body.email, sources)
         await subs.write(sub.subscription_id, sub)

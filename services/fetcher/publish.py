@@ -52,5 +52,6 @@ async def publish(producer: AIOKafkaProducer, parsed: ParsedLightcurve, rows: np
         metrics.DEAD_LETTERS.labels(service="fetcher", reason=label).inc()
         await send_dead_letter(producer, dead_letter(origin, reason, line, url))
     await asyncio.gather(*pending)
-    metrics.POINTS_OUT.labels("fetcher", topics.LIGHTCURVE.name).inc(sum(c.count for c in chunks))
-    return sum(c.count for c in chunks)
+    points = sum(c.count for c in chunks)
+    metrics.POINTS_OUT.labels("fetcher", topics.LIGHTCURVE.name).inc(points)
+    return points

@@ -45,6 +45,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 import schemas
 from flashes import clock, metrics, topics
+from flashes.clock import FUTURE_DAYS
 from flashes.chunks import spans
 from flashes.errors import StateRestoreError
 from flashes.kafka import dead_letter
@@ -53,7 +54,7 @@ from flashes.settings import Settings
 from flashes.timeconv import datetime_to_mjd
 from flashes.topics import catalogue_series
 from services.relevance.history import History
-from services.relevance.model import FUTURE_TOLERANCE_D, MODEL_VERSION, SeriesModel
+from services.relevance.model import MODEL_VERSION, SeriesModel
 from services.relevance.series import SeriesColumns, from_derived, from_lightcurve
 
 Chunk = schemas.LightcurveChunk | schemas.DerivedChunk
@@ -63,7 +64,7 @@ log = logging.getLogger(__name__)
 
 def score_columns(model: SeriesModel, cols: SeriesColumns, now: float) -> tuple[list[schemas.RelevanceChunk], np.ndarray]:
     """Score a series' columns with its model (which learns them): the bounded relevance chunks, and which
-    points were refused for being dated more than FUTURE_TOLERANCE_D after `now` (MJD)."""
+    points were refused for being dated more than FUTURE_DAYS after `now` (MJD)."""
     scores = model.score_chunk(cols.kind, cols.mjd, cols.value, cols.error, cols.colour, cols.colour_error, now=now)
     keep = scores.keep
     columns = [cols.time[keep], cols.mjd[keep], cols.value[keep], cols.error[keep], scores.relevance,
@@ -95,7 +96,7 @@ class Rebuilt:
     def reaches(self, until: float | None, now: float) -> bool:
         """Whether the history read reaches the last point a state had scored (nothing to reach if the
         state does not say, or if that point was dated in the future: no stored history holds it)."""
-        return until is None or until > now + FUTURE_TOLERANCE_D or self.stored_until >= until
+        return until is None or until > now + FUTURE_DAYS or self.stored_until >= until
 
 
 def rebuild(history: History, kind: str, source_id: str, now: float, before_us: int | None = None,
@@ -117,11 +118,11 @@ def partition_of(source_id: str) -> int:
 
 
 def future_letter(chunk: Chunk, cols: SeriesColumns, refused: np.ndarray, now: float) -> schemas.DeadLetter:
-    """The dead letter of a chunk's points dated more than FUTURE_TOLERANCE_D after `now` (MJD)."""
+    """The dead letter of a chunk's points dated more than FUTURE_DAYS after `now` (MJD)."""
     topic = topics.DERIVED if isinstance(chunk, schemas.DerivedChunk) else topics.LIGHTCURVE
     mjd = cols.mjd[refused]
     reason = (f"{len(mjd)} point(s) of {cols.series} dated MJD {mjd[0]:.5f}{'…' if len(mjd) > 1 else ''}, more "
-              f"than {FUTURE_TOLERANCE_D:g} day after the clock (MJD {now:.5f}): neither scored nor learned")
+              f"than {FUTURE_DAYS:g} day after the clock (MJD {now:.5f}): neither scored nor learned")
     payload = orjson.dumps({"series": cols.series, "time": cols.time[refused].tolist(), "mjd": mjd.tolist(),
                             "value": cols.value[refused].tolist(), "error": cols.error[refused].tolist()}).decode()
     # The fetch time makes the letter of a replayed chunk the same letter (derived chunks carry none).
@@ -182,7 +183,7 @@ class Relevance:
         model = self.models.get(cols.series)
         if model is None and partition_of(chunk.source_id) not in self.lost:  # its history is on the topic
             model = self.models[cols.series] = SeriesModel()
-        if model is None or cols.series in self.stale or model.last_scored_mjd > now + FUTURE_TOLERANCE_D:
+        if model is None or cols.series in self.stale or model.last_scored_mjd > now + FUTURE_DAYS:
             model, history = self._rebuilt(cols, now)
             out += [Output(topics.RELEVANCE, chunk.source_id, c) for c in history]
         scored, refused = score_columns(model, cols, now)

@@ -64,7 +64,7 @@ code and a restored model scores the following points exactly like the uninterru
 (an upgrade) or one that does not read is rebuilt from the series' stored history first
 (services/relevance/app.py).
 
-Time: a point dated more than `FUTURE_TOLERANCE_D` after the wall clock (`now`, passed in) is
+Time: a point dated more than `FUTURE_DAYS` after the wall clock (`now`, passed in) is
 neither scored nor learned and never becomes the series' last time.
 """
 from __future__ import annotations
@@ -81,6 +81,7 @@ import numpy as np
 from river import stats
 from river.base import AnomalyDetector
 
+from flashes.clock import FUTURE_DAYS
 from flashes.timeconv import datetime_to_mjd
 from flashes.topics import SERIES_KINDS
 from services.relevance import formula
@@ -485,7 +486,6 @@ LARGEST = 1e100
 # A point dated more than this after the wall clock is no measurement (the fetcher refuses such rows
 # too): scored, it would become its series' last time, and every real point after it would be
 # skipped as not newer, silencing the source for good.
-FUTURE_TOLERANCE_D = 1.0
 
 
 def _usable(value: float, error: float) -> bool:
@@ -499,7 +499,7 @@ class ChunkScores:
     """The scores of a chunk: which points were scored, and per scored point its relevance and terms."""
 
     keep: np.ndarray  # bool, per input point: scored (mjd newer than the last scored point of this series)
-    future: np.ndarray  # bool, per input point: refused, dated more than FUTURE_TOLERANCE_D after now
+    future: np.ndarray  # bool, per input point: refused, dated more than FUTURE_DAYS after now
     relevance: np.ndarray  # float64, one per kept point
     terms: dict[str, np.ndarray]  # "model", "hardness", "flux", "trend": one float64 per kept point
     evidence: dict[str, np.ndarray]  # "model", "hardness": the evidence (σ) the two terms calibrate
@@ -613,7 +613,7 @@ class SeriesModel:
         none; a "hardness" series gives no flux evidence, nor does a value or error that is not
         `_usable` or beyond ±`LARGEST`. A point whose mjd is not newer than the last scored one
         (earlier in this chunk too), or not finite, or beyond ±`LARGEST`, is skipped and not learned:
-        a replay after a crash changes nothing. A point dated more than `FUTURE_TOLERANCE_D` after
+        a replay after a crash changes nothing. A point dated more than `FUTURE_DAYS` after
         `now` (MJD, UTC; None: the system clock) is neither scored nor learned and is marked in `future`.
         """
         if kind not in KINDS:
@@ -625,7 +625,7 @@ class SeriesModel:
         flux_evidence = self.flux.evidence if kind != "hardness" else None
         colour_evidence, largest = self._colour_evidence, LARGEST
         last = max(self.last_scored_mjd, -largest)
-        horizon = (datetime_to_mjd(datetime.now(timezone.utc)) if now is None else now) + FUTURE_TOLERANCE_D
+        horizon = (datetime_to_mjd(datetime.now(timezone.utc)) if now is None else now) + FUTURE_DAYS
         kept: list[int] = []
         future: list[int] = []
         fluxes: list[float] = []

@@ -21,7 +21,7 @@ from aiokafka.errors import CommitFailedError
 from questdb import QuestDBError as IngressError, Sender
 
 import schemas
-from flashes import metrics, questdb, topics
+from flashes import clock, metrics, questdb, topics
 from flashes.infra import questdb_healthy
 from flashes.errors import DecodeError, QuestDBError
 from flashes.heartbeat import beat
@@ -132,8 +132,9 @@ def stored_freshness(settings: Settings) -> dict[str, schemas.Freshness]:
     """Per instrument, the newest point in QuestDB and (as when it was stored) when it was fetched;
     empty if QuestDB cannot say. LATEST ON reads one row per instrument, not the table."""
     try:
-        rows = questdb.query(settings, "SELECT instrument, ts AS time, fetched_at AS received_at FROM lightcurve "
-                                       "WHERE ts <= dateadd('d', 1, now()) LATEST ON ts PARTITION BY instrument")
+        rows = questdb.query(settings, questdb.NEWEST_PER_INSTRUMENT.format(
+            columns="instrument, ts AS time, fetched_at AS received_at",
+            bound=f"'{questdb.sql_time(clock.latest_credible(settings))}'"))
     except QuestDBError as exc:
         log.warning("freshness not read from QuestDB, it starts empty: %s", exc)
         return {}
