@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -141,6 +142,7 @@ class Processor(ConsumerRebalanceListener):
         covered = self.covered[tp]
         outputs: list[Output] = []
         touched: dict[str, int] = {}
+        points = 0
         for r in records:
             try:
                 value = spec.decode(r.value)
@@ -157,8 +159,9 @@ class Processor(ConsumerRebalanceListener):
                 outputs.append(Output(topics.DEADLETTER, letter.origin, letter))
                 metrics.DEAD_LETTERS.labels(self.name, "undecodable" if undecodable else "cannot_process").inc()
                 continue
-            metrics.POINTS_IN.labels(self.name, tp.topic).inc(metrics.points(value))
+            points += metrics.points(value)
             touched[key] = covered[key] = r.offset + 1
+        metrics.POINTS_IN.labels(self.name, tp.topic).inc(points)
         return outputs, touched
 
     async def _produce(self, producer: Any, outputs: list[Output]) -> None:
@@ -182,9 +185,12 @@ class Processor(ConsumerRebalanceListener):
                        for key, offset in touched.items()]
             commits[tp] = records[-1].offset + 1
         await self._produce(producer, outputs)
+        produced: Counter[str] = Counter()
         for o in outputs:
             if o.spec is not topics.DEADLETTER:
-                metrics.POINTS_OUT.labels(self.name, o.spec.name).inc(metrics.points(o.value))
+                produced[o.spec.name] += metrics.points(o.value)
+        for name, n in produced.items():
+            metrics.POINTS_OUT.labels(self.name, name).inc(n)
         await self._produce(producer, states)
         if commits:
             try:

@@ -14,13 +14,13 @@ again only from its topic: the retry topic keeps a task for the broker's retenti
 default), and the alerts group resumes from its committed offset, which Kafka keeps for 7 days
 after the group stopped (offsets.retention.minutes); an attempt recorded before that cannot meet
 its alert or task again. Each entry is a 16-byte BLAKE2b digest (a collision among a billion
-entries has a chance below 1e-20), about 100 bytes with its set slot: 10 k deliveries a day (an
+entries has a chance below 1e-20), about 100 bytes with its dict slot: 10 k deliveries a day (an
 attempt and an outcome each) cost about 16 MB over the 8 days.
 """
 from __future__ import annotations
 
 import hashlib
-from collections import Counter, defaultdict
+from collections import Counter
 from datetime import date, timedelta
 
 import schemas
@@ -35,59 +35,60 @@ def _key(sub_id: str, alert_id: str, record_number: int, test: bool, what: str =
 
 
 class Ledger:
-    """Attempts made, pairs finished and mails sent per subscription and day, from the delivery log."""
+    """Attempts made, pairs finished and today's mails per subscription, from the delivery log."""
 
     def __init__(self) -> None:
-        self.days: dict[date, set[bytes]] = defaultdict(set)
-        self.mails: Counter[tuple[str, date]] = Counter()
+        self.seen: dict[bytes, date] = {}  # attempt or finished pair -> the UTC day it is filed under
+        self.mails: Counter[str] = Counter()  # alert mails per subscription on `today`
         self.today: date | None = None
 
     def load(self, records: list[schemas.DeliveryRecord], today: date) -> None:
         """The log, as read at start (in any order)."""
+        self._turn(today)
         for r in records:
             if r.at.date() >= today - REMEMBER:
                 self.note(r)
                 if r.status == "delivered" and r.channel == "email" and r.at.date() == today:
-                    self.mails[r.subscription_id, today] += 1
+                    self.mails[r.subscription_id] += 1
 
     def note(self, r: schemas.DeliveryRecord) -> None:
         """One outcome, recorded in the log (read at start, or just written)."""
-        day = self.days[r.at.date()]
+        day = r.at.date()
         if r.status in FINAL:
-            day.add(_key(r.subscription_id, r.alert_id, r.record_number, r.test))
+            self.seen[_key(r.subscription_id, r.alert_id, r.record_number, r.test)] = day
         else:  # held: the send is done, its digest pending; retrying: the attempt (send or digest) handed on
-            day.add(_key(r.subscription_id, r.alert_id, r.record_number, r.test, f"send {r.attempt}"))
+            self.seen[_key(r.subscription_id, r.alert_id, r.record_number, r.test, f"send {r.attempt}")] = day
             if r.status == "retrying":
-                day.add(_key(r.subscription_id, r.alert_id, r.record_number, r.test, f"digest {r.attempt}"))
+                self.seen[_key(r.subscription_id, r.alert_id, r.record_number, r.test, f"digest {r.attempt}")] = day
 
     def claim(self, sub_id: str, alert: schemas.Alert, attempt: int, today: date, digest: bool = False) -> bool:
         """True, and the attempt taken, unless it was made before or the pair is finished: a repeat is skipped."""
         pair = (sub_id, alert.alert_id, alert.record_number, alert.test)
-        key, finished = _key(*pair, f"{'digest' if digest else 'send'} {attempt}"), _key(*pair)
-        if any(key in day or finished in day for day in self.days.values()):
+        key = _key(*pair, f"{'digest' if digest else 'send'} {attempt}")
+        if key in self.seen or _key(*pair) in self.seen:
             return False
         self._turn(today)
-        self.days[today].add(key)
+        self.seen[key] = today
         return True
 
     def take_mail(self, sub_id: str, today: date, cap: int) -> bool:
         """One alert mail of today's cap for the subscription, if any is left."""
         self._turn(today)
-        if self.mails[sub_id, today] >= cap:
+        if self.mails[sub_id] >= cap:
             return False
-        self.mails[sub_id, today] += 1
+        self.mails[sub_id] += 1
         return True
 
     def give_back_mail(self, sub_id: str, today: date) -> None:
-        """The mail taken was not sent."""
-        self.mails[sub_id, today] -= 1
+        """The mail taken was not sent (a mail taken before midnight is not given back to the next day)."""
+        if today == self.today:
+            self.mails[sub_id] -= 1
 
     def _turn(self, today: date) -> None:
-        """On a new UTC day, forget the days past REMEMBER and yesterday's mail counts."""
+        """On a new UTC day, forget the entries filed before REMEMBER and the mail counts of the day before."""
         if today == self.today:
             return
         self.today = today
-        for day in [d for d in self.days if d < today - REMEMBER]:
-            del self.days[day]
-        for key in [k for k in self.mails if k[1] < today]:
-            del self.mails[key]
+        self.mails.clear()
+        oldest = today - REMEMBER
+        self.seen = {k: d for k, d in self.seen.items() if d >= oldest}

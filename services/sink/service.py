@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import datetime, timezone
 from typing import NamedTuple
 
@@ -142,23 +142,24 @@ def stored_freshness(settings: Settings) -> dict[str, schemas.Freshness]:
             for r in rows if r["instrument"] in topics.INSTRUMENTS and r["time"] and r["received_at"]}
 
 
-def note_written(freshness: dict[str, schemas.Freshness], items: list[Item], refused: list[ConsumerRecord]) -> None:
-    """Advance each instrument's newest written lightcurve point with the rows just stored."""
-    now = datetime.now(timezone.utc)
+def account(items: list[Item], refused: list[ConsumerRecord], freshness: dict[str, schemas.Freshness]) -> None:
+    """One written batch: each instrument's newest written lightcurve point advanced, and the metrics (points
+    in per topic, points written per table, the newest point per instrument), each label set once."""
+    now, kept_out = datetime.now(timezone.utc), {id(r) for r in refused}
+    read, written = Counter[str](), Counter[str]()
     for item in items:
-        if item.table != "lightcurve" or any(item.record is r for r in refused):
+        read[item.record.topic] += item.points
+        if id(item.record) in kept_out:
             continue
-        instrument, newest = item.rows["instrument"].iat[0], item.rows["ts"].max().to_pydatetime()
-        if instrument not in freshness or newest > freshness[instrument].time:
-            freshness[instrument] = schemas.Freshness(time=newest, received_at=now)
-
-
-def count(items: list[Item], refused: list[ConsumerRecord], freshness: dict[str, schemas.Freshness]) -> None:
-    """Metrics of one written batch: points in per topic, points written per table, the newest point per instrument."""
-    for item in items:
-        metrics.POINTS_IN.labels("sink", item.record.topic).inc(item.points)
-        if not any(item.record is r for r in refused):
-            metrics.POINTS_OUT.labels("sink", f"questdb:{item.table}").inc(item.points)
+        written[item.table] += item.points
+        if item.table == "lightcurve":
+            instrument, newest = item.rows["instrument"].iat[0], item.rows["ts"].max().to_pydatetime()
+            if instrument not in freshness or newest > freshness[instrument].time:
+                freshness[instrument] = schemas.Freshness(time=newest, received_at=now)
+    for topic, n in read.items():
+        metrics.POINTS_IN.labels("sink", topic).inc(n)
+    for table, n in written.items():
+        metrics.POINTS_OUT.labels("sink", f"questdb:{table}").inc(n)
     for instrument, newest in freshness.items():
         metrics.NEWEST_POINT.labels(instrument).set(newest.time.timestamp())
 
@@ -180,7 +181,7 @@ async def run_forever(settings: Settings) -> None:
     producer = make_producer(settings)
     await consumer.start()
     await producer.start()
-    count([], [], freshness)
+    account([], [], freshness)
     try:
         while True:
             records = await collect(consumer, settings)
@@ -191,8 +192,7 @@ async def run_forever(settings: Settings) -> None:
             items = [item for tp, m in records if (item := decoded(letters, tp, m)) is not None]
             refused = await asyncio.to_thread(store, settings, items) if items else []
             kept_out = [record for record, _ in refused]
-            note_written(freshness, items, kept_out)
-            count(items, kept_out, freshness)
+            account(items, kept_out, freshness)
             for record, reason in refused:
                 letters.append(rejected(f"sink:{record.topic}", reason, record))
                 metrics.DEAD_LETTERS.labels("sink", "refused_by_questdb").inc()
