@@ -13,8 +13,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from flashes.timeconv import SECONDS_PER_DAY, UNIX_EPOCH_MJD
@@ -380,12 +378,79 @@ class DeriveState(ProcessorState):
     maxi: DayColumns = Field(default_factory=DayColumns)
 
 
+class DetectorState(Contract):
+    """One detector of the relevance model (services/relevance/model.py, `Novelty`): its statistics' own
+    fields (services/relevance/stats.py). None: a statistic never updated."""
+
+    n: int = Field(ge=0, le=2 ** 53, description="points learned")
+    level: list[float] = Field(max_length=64, description="the level's window, oldest first")
+    error: float | None = Field(description="typical error (exponentially weighted mean)")
+    excess: float | None = Field(description="usual spread beyond the errors, relative (flux) or absolute (colour)")
+    quiet_excess: float | None = Field(description="flux: the same, learned in quiescence")
+    correlation: float | None = Field(description="mean product of consecutive deviations")
+    tail: float | None = Field(ge=0, description="95 % quantile of |deviation| (σ)")
+    high: float | None = Field(description="flux: 99 % quantile of the flux")
+    last_u: float
+    last_mjd: float | None
+    rise: list[float] = Field(max_length=16, description="flux: the CUSUMs, one per drift")
+    excursions: list[tuple[float, float, float, float]] = Field(
+        max_length=32, description="flux: [start MJD, MJD of the last point above, peak, threshold], oldest first")
+
+
+class RecentPoints(Contract):
+    """The last points of a series, for the original formula's trend term; None: not a usable number."""
+
+    mjd: list[float] = Field(max_length=5)
+    value: list[float | None] = Field(max_length=5)
+    error: list[float | None] = Field(max_length=5)
+
+    @model_validator(mode="after")
+    def _aligned(self) -> "RecentPoints":
+        if not len(self.mjd) == len(self.value) == len(self.error):
+            raise ValueError("mjd, value and error of different lengths")
+        return self
+
+
+class RelevanceModel(Contract):
+    """A series' relevance model (`river-4`, services/relevance/model.py, SeriesModel.to_state)."""
+
+    model_version: Literal["river-4"]
+    state_version: Literal[4]
+    recent: RecentPoints
+    bands: list[float | None] | None = Field(max_length=3, description="MAXI: typical variance of each band (mCrab²)")
+    flux: DetectorState
+    colour: DetectorState
+
+
+class SupersededRecent(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
+
+    mjd: list[float] = Field(default_factory=list, max_length=64)
+
+
+class SupersededModel(BaseModel):
+    """A state another model version wrote. Only its version and the newest time it scored are read (the
+    series is then rebuilt from its stored history); the rest is that version's and is ignored."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, allow_inf_nan=False)
+
+    model_version: str
+    state_version: int
+    recent: SupersededRecent | None = None
+
+    @model_validator(mode="after")
+    def _superseded(self) -> "SupersededModel":
+        if self.model_version == "river-4" and self.state_version == 4:
+            raise ValueError("a river-4 state that is not a valid RelevanceModel")
+        return self
+
+
 class RelevanceState(ProcessorState):
-    """relevance's state of one series (compacted topic flashes.state.relevance.v1, key series):
-    its model as numbers and arrays (services/relevance/model.py, SeriesModel.to_state)."""
+    """relevance's state of one series (compacted topic flashes.state.relevance.v1, key series): its model,
+    or what is read of a state an earlier model version wrote (the series is then rebuilt)."""
 
     version: Literal[1] = 1
-    model: dict[str, Any]
+    model: RelevanceModel | SupersededModel
 
 
 class SeriesTrack(Contract):

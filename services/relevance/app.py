@@ -65,7 +65,8 @@ log = logging.getLogger(__name__)
 def score_columns(model: SeriesModel, cols: SeriesColumns, now: float) -> tuple[list[schemas.RelevanceChunk], np.ndarray]:
     """Score a series' columns with its model (which learns them): the bounded relevance chunks, and which
     points were refused for being dated more than FUTURE_DAYS after `now` (MJD)."""
-    scores = model.score_chunk(cols.kind, cols.mjd, cols.value, cols.error, cols.colour, cols.colour_error, now=now)
+    scores = model.score_chunk(cols.kind, cols.mjd, cols.value, cols.error, cols.colour, cols.colour_error, now=now,
+                               bands=cols.bands)
     keep = scores.keep
     columns = [cols.time[keep], cols.mjd[keep], cols.value[keep], cols.error[keep], scores.relevance,
                *(scores.terms[name] for name in schemas.RelevanceTermColumns.model_fields)]

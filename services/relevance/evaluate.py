@@ -53,7 +53,7 @@ from flashes.progress import progress_bar
 from flashes.parsers import ParsedLightcurve, parse
 from services.relevance import formula
 from services.relevance.model import PARAMS, ChunkScores, Params, SeriesModel, calibrated
-from services.relevance.series import maxi_colour
+from services.relevance.series import maxi_bands, maxi_colour
 
 WINDOW_BEFORE_D, WINDOW_AFTER_D = 2.0, 60.0
 EPISODE_GAP_D = 10.0
@@ -65,7 +65,7 @@ FILE_PATTERNS = {"maxi": re.compile(r"^(J\d{4}[+-]\d{3})_g_lc_1day_all\.dat$"), 
 # How strict each baseline can be made: formula threshold, median sigma.
 BASELINE_LEVELS = {"formula": np.round(np.arange(0.70, 1.0001, 0.01), 2), "median_5sigma": np.round(5.0 * 1.1 ** np.arange(60), 1)}
 # How strict the model can be made: the evidence (σ) at which relevance reaches the alert threshold.
-MODEL_LEVELS = np.round(np.arange(4.0, 9.0001, 0.25), 2)
+MODEL_LEVELS = np.round(np.arange(4.0, 14.0001, 0.25), 2)
 TARGET_FALSE_RATE = 0.5  # false-alert episodes per source-year that --cv's level selection aims at
 METHODS = ("model", "formula", "median_5sigma")
 EVENT_KINDS = ("onset", "state transition", "flare")
@@ -103,21 +103,23 @@ class Series:
     error: np.ndarray
     colour: np.ndarray  # the hardness term's ratio, NaN where a point has none
     colour_error: np.ndarray
+    bands: tuple[np.ndarray, np.ndarray] | None = None  # MAXI: each point's bands in mCrab (series.maxi_bands)
 
 
 def series_arrays(parsed: ParsedLightcurve, instrument: str) -> Series:
     flux, error = parsed.bands[MAIN_BAND[instrument]]
+    bands = None
     if instrument == "maxi":
-        colour, colour_error = maxi_colour({b: f for b, (f, _) in parsed.bands.items()},
-                                           {b: e for b, (_, e) in parsed.bands.items()})
+        fluxes, errors = ({b: column[i] for b, column in parsed.bands.items()} for i in (0, 1))
+        (colour, colour_error), bands = maxi_colour(fluxes, errors), maxi_bands(fluxes, errors)
     else:
         colour, colour_error = np.full(len(parsed), math.nan), np.full(len(parsed), math.nan)
-    return Series(instrument, parsed.mjd, flux, error, colour, colour_error)
+    return Series(instrument, parsed.mjd, flux, error, colour, colour_error, bands)
 
 
 def model_scores(series: Series, params: Params = PARAMS) -> ChunkScores:
     return SeriesModel(params=params).score_chunk(series.kind, series.mjd, series.value, series.error,
-                                                  series.colour, series.colour_error)
+                                                  series.colour, series.colour_error, bands=series.bands)
 
 
 def model_alerts(series: Series, threshold: float, params: Params = PARAMS,

@@ -22,10 +22,10 @@ from flashes.settings import Settings
 from flashes.timeconv import mjd_to_unix_us
 from flashes.topics import DERIVED_KINDS, catalogue_series
 from flashes.units import MAIN_BAND
-from services.relevance.series import SeriesColumns, maxi_colour
+from services.relevance.series import SeriesColumns, maxi_bands, maxi_colour
 
 PAGE_ROWS = 30_000  # 10,000 MAXI points (three bands each); a whole MAXI history (~6,000 days) is one page
-COLOUR_BANDS = ("2-4", "4-10")  # what maxi_colour reads besides the main band
+MAXI_BANDS = ("2-4", "4-10", "10-20")  # what maxi_colour and maxi_bands read besides the main band
 
 
 def _text(value: str) -> str:
@@ -39,7 +39,7 @@ class History:
     def __init__(self, settings: Settings, timeout_s: float = 2.0, page_rows: int = PAGE_ROWS) -> None:
         # A short timeout (per request phase; a whole MAXI history is read in under 0.1 s, bench/relevance_rebuild.py):
         # a QuestDB that does not answer becomes a retry soon, within the worker's bound on waiting for it.
-        if page_rows <= len(COLOUR_BANDS) + 1:  # a page must hold more than one point's rows, or it never ends
+        if page_rows <= len(MAXI_BANDS) + 1:  # a page must hold more than one point's rows, or it never ends
             raise ValueError(f"page_rows {page_rows} holds no more than one point")
         self.settings, self.timeout_s, self.page_rows = settings, timeout_s, page_rows
         self.tables_ready = False
@@ -67,7 +67,7 @@ class History:
         if kind in DERIVED_KINDS:
             select, bands = "SELECT cast(ts AS LONG) t, mjd, value flux, error FROM derived", ""
         else:
-            wanted = (MAIN_BAND[kind], *COLOUR_BANDS) if kind == "maxi" else (MAIN_BAND[kind],)
+            wanted = (MAIN_BAND[kind], *MAXI_BANDS) if kind == "maxi" else (MAIN_BAND[kind],)
             select = "SELECT cast(ts AS LONG) t, mjd, band, flux, error FROM lightcurve"
             bands = f" AND band IN ({', '.join(_text(b) for b in wanted)})"
         cursor = None
@@ -87,7 +87,8 @@ class History:
                 keep |= page.mjd <= until_mjd
             if keep.any():
                 yield SeriesColumns(series, source_id, kind, page.time[keep], page.mjd[keep], page.value[keep],
-                                    page.error[keep], page.colour[keep], page.colour_error[keep])
+                                    page.error[keep], page.colour[keep], page.colour_error[keep],
+                                    None if page.bands is None else (page.bands[0][keep], page.bands[1][keep]))
             if not full:
                 return
 
@@ -112,10 +113,12 @@ def _columns(rows: list[dict], series: str, source_id: str, kind: str) -> Series
     at = np.full(len(times), np.nan)
     at[index] = mjd  # every band of a time has its mjd
     has = ~np.isnan(fluxes[main]) if main in fluxes else np.zeros(len(times), dtype=bool)  # as live: no main band, no point
+    bands = None
     if kind == "maxi" and main in fluxes:
         colour, colour_error = maxi_colour(fluxes, errors)
+        bands = tuple(column[has] for column in maxi_bands(fluxes, errors))
     else:
         colour = colour_error = np.full(len(times), np.nan)
     nothing = np.full(len(times), np.nan)
     return SeriesColumns(series, source_id, kind, times[has], at[has], fluxes.get(main, nothing)[has],
-                         errors.get(main, nothing)[has], colour[has], colour_error[has])
+                         errors.get(main, nothing)[has], colour[has], colour_error[has], bands)

@@ -1,108 +1,96 @@
-"""The relevance model `river-3`: per-series online River models of the usual flux and colour.
+"""The relevance model `river-4`: per-series online River anomaly detectors of the usual flux and colour.
 
-Each series keeps two `Novelty` detectors (River anomaly detectors built on River's rolling
-median, exponentially weighted mean and P² quantile):
+Flux in. A MAXI/GSC point is the weighted mean of its three bands in mCrab (2-4, 4-10, 10-20 keV), each
+band weighted by the inverse of its own typical variance (learned per series, so the weights do not jump
+with one day's errors): on quiet MAXI days this halves the 2-20 keV error (4.2 → 2.5 mCrab), and a hard
+spectrum keeps 86 % of its Crab-like signal-to-noise. Other series are scored as given.
 
-- flux: usual level = median of the last `level_window` points; usual spread = the source's
-  own variability beyond its error bars, learned as a fraction of the level (variability of
-  accreting sources scales with their flux), plus `systematic` × level for the instrument's
-  calibration. While the level is quiescent (below `quiescent_snr` typical errors) the spread is
-  a second one, learned from quiescent points only (below `quiescent_snr` typical errors; the
-  first one learns only while the level is not quiescent) (river-3): what a bright outburst taught is
-  not the usual scatter once the source is back in quiescence, so a faint re-flare months later
-  is news again. Deviations are then divided by how large this source's deviations usually are
-  (its 95 % quantile of |u| over 2σ, when larger, each |u| counted up to `tail_cap_sigma`, so that
-  a few points of a new flare cannot make it usual): a source that flares every orbit learns that.
-  A point far above the source's usual high level (its 99 % flux quantile) is unusual however
-  often the source varies: evidence (flux − q99)/(`record_margin` × q99), so a regular
-  outburster whose outburst is more than about 2.3 times brighter than usual is flagged.
-- colour: the same for ln(hard/soft) (MAXI 4-10 over 2-4 keV in mCrab, or the BAT/MAXI
-  hardness ratio), with a short level window; only colours measured to better than
-  `colour_max_error` count, and a colour history older than `colour_stale_d` days is forgotten.
+Usual level and spread (`Novelty`, one for the flux, one for the colour): the level is the median of the last
+`level_window` points; the spread beyond the error bars is learned as a fraction of (level² + typical error²)
+when `relative` (flux: variability of accreting sources scales with their flux), or in the value's own units
+(colour), plus `systematic` × level for the instrument's calibration. While the level is quiescent (below
+`quiescent_snr` typical errors) a second spread is used, learned from quiescent points only: what an outburst
+taught is not the usual scatter once the source is back in quiescence. Deviations u are then divided by how
+large this source's deviations usually are (the 95 % quantile of |u| over 2σ, when larger, each |u| counted up
+to `tail_cap_sigma`). Consecutive deviations are correlated (slow background drifts; a running median lags):
+their lag-1 correlation ρ is learned per detector (measured 0.3–0.4 on quiet MAXI stretches), and sums of
+deviations are divided by the spread it implies.
 
-A new series starts from a prior (`prior_points` pseudo-points of `prior_fraction` fractional
-variability, `prior_colour_spread` in colour) and is silent for its first `min_points`, so a
-source is never unusual merely for being new.
+Evidence (σ), flux upwards only, colour both ways:
+- active level: the larger of |u| and, for a previous deviation of the same sign at most `persistence_gap_d`
+  days older, |u + u₋₁| / √(2(1 + ρ)) (a real change persists, noise does not);
+- quiescent level: a lone point counts at most `lone_cap_sigma` (quiet MAXI days exceed 5σ 0.1–0.2 % of the
+  time, 1 000 times a Gaussian's rate: background glitches, not sources), and so does each point in the pair
+  above; and the rise out of quiescence accumulates in CUSUMs over several drifts μ (`drifts`, σ):
+  S_μ = max(0, S_μ + μ v − μ²/2), v = min(u, cap) √((1 − ρ)/(1 + ρ)), evidence √(2 S_μ), the log-likelihood
+  ratio of a rise by μ against none. Their maximum does not need the rise's size in advance: a fast rise shows
+  in the large drifts within two points, a slow one in the small drifts within days (FOCuS reduced to a grid).
+  S is capped at evidence `cusum_cap_sigma`, so that it falls back once the rise has been learned; a gap
+  longer than `cusum_gap_d` days starts it again. A bright persistent source wanders for days on end, which is
+  not news: the CUSUMs count only while the level is quiescent.
 
-Evidence in σ combines the new deviation u with the one before it when that is at most
-`persistence_gap_d` days older and of the same sign (a real change persists, noise does not):
-E = max(|u_t|, |u_t + u_{t−1}|/√2). Flux counts only upwards (brightening); colour both ways.
+A point far above the source's usual high level (its 99 % flux quantile) is unusual however often the source
+varies: evidence (flux − q99)/(`record_margin` × q99), so a regular outburster whose outburst is more than
+about 2.3 times brighter than usual is flagged.
 
-A rise out of quiescence also accumulates (since river-2): while the flux level is quiescent (below
-`quiescent_snr` typical errors), the CUSUM S = max(0, S + u − k) of the deviations from it
-(k = `cusum_drift`) is the log-likelihood ratio of a rise by 2k σ against none, evidence √(4kS) σ.
-The rolling median follows a slow rise, so the point evidence never sees a rise of 2 mCrab a day over
-5 mCrab errors; the CUSUM flags it within about 11 days (`tests/test_model.py`). It stays off for
-bright persistent sources, whose level wanders for days (on the shared files it cost recall there).
+Recurrence: the flux detector remembers the source's last `recurrence_memory` excursions (from a point
+`excursion_sigma` above the usual level, for as long as the flux stays above that usual level +
+`excursion_sigma` σ of its start, with gaps of at most `excursion_gap_d` days) with their start and peak.
+What the source does routinely is not news, and the flux evidence is then at most that of a record above the
+routine peak, (flux − peak)/(`record_margin` × peak):
+- a regular outburster (at least `recurrence_min` excursions, `recurrence_share` of the intervals between
+  their starts a whole number of periods P within `recurrence_tolerance` of a cycle) is routine up to its
+  median peak during an excursion that started on schedule; one that starts early or late is news;
+- a source without such a timing pattern that reached a flux in at least `frequent_count` excursions of more
+  than one point in the last `frequent_window_d` days (Cir X-1's flares) is routine up to it.
 
-Recurrence (river-3): the flux detector remembers the source's last `recurrence_memory`
-excursions (from a point `excursion_sigma` above the usual level, for as long as the flux stays
-above that usual level + `excursion_sigma` σ of its start, with gaps of at most `excursion_gap_d`
-days) with their start and peak. Only excursions over more than one point count for the frequent
-rule: a lone high point is no flare. What the source does routinely is not
-news, and the flux evidence is then at most that of a record above the routine peak,
-(flux − peak)/(`record_margin` × peak):
-- a regular outburster (at least `recurrence_min` excursions, `recurrence_share` of the intervals
-  between their starts a whole number of periods P within `recurrence_tolerance` of a cycle) is
-  routine up to its median peak during an excursion that started on schedule; one that starts
-  early or late is news, whatever its peak;
-- a source without such a timing pattern that reached a flux in at least `frequent_count`
-  excursions of the last `frequent_window_d` days (Cir X-1's flares) is routine up to it.
-A source that has never done it before is news.
+Colour: ln(hard/soft) (MAXI 4-10 over 2-4 keV in mCrab, or the BAT/MAXI hardness ratio), with a short level
+window; only colours measured to better than `colour_max_error` count, and a colour history older than
+`colour_stale_d` days is forgotten.
 
-Calibration: a logistic maps E to 0..1, reaching 0.7 (the default alert threshold) at
-`alert_sigma` σ with a width of `width_sigma` σ. The relevance is the noisy-OR of the two,
-1 − (1 − model)(1 − hardness): the chance that at least one of them is unusual. The original
-FLASHES flux (signal-to-noise) and trend (5-point slope) terms are reported beside them; they
-saturate on every bright source, so they do not enter the relevance.
+A new series starts from a prior (`prior_points` pseudo-points of `prior_fraction` fractional variability,
+`prior_colour_spread` in colour) and is silent for its first `min_points`, so a source is never unusual
+merely for being new.
 
-State: `SeriesModel.to_state()` is plain JSON-able data (numbers, lists, dicts, None), tagged
-with the model and state versions; `SeriesModel.from_state()` rebuilds the River statistics from
-those numbers and answers anything it cannot read with the prior, so a checkpoint cannot run
-code and a restored model scores the following points exactly like the uninterrupted one.
-`SeriesModel.restore()` also says when that prior must not score yet: a state of another version
-(an upgrade) or one that does not read is rebuilt from the series' stored history first
-(services/relevance/app.py).
+Calibration: a logistic maps evidence to 0..1, reaching 0.7 (the default alert threshold) at `alert_sigma`
+σ with a width of `width_sigma` σ. The relevance is the noisy-OR of the two, 1 − (1 − model)(1 − hardness).
+The original FLASHES flux (signal-to-noise) and trend (5-point slope) terms are reported beside them.
 
-Time: a point dated more than `FUTURE_DAYS` after the wall clock (`now`, passed in) is
-neither scored nor learned and never becomes the series' last time.
+State: `SeriesModel.to_state()` is a typed contract (`schemas.RelevanceModel`) of the statistics' own fields
+(services/relevance/stats.py), no River internals; `SeriesModel.restore()` rebuilds the model from it or says
+that the series must be rebuilt from its stored history (a state of another version, or one that does not
+hold together). A point dated more than `FUTURE_DAYS` after the wall clock (`now`) is neither scored nor
+learned and never becomes the series' last time.
 """
 from __future__ import annotations
 
 import logging
 import math
 import statistics
-import struct
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import numpy as np
-from river import stats
+from pydantic import TypeAdapter, ValidationError
 from river.base import AnomalyDetector
 
+import schemas
 from flashes.clock import FUTURE_DAYS
 from flashes.timeconv import datetime_to_mjd
 from flashes.topics import SERIES_KINDS
 from services.relevance import formula
+from services.relevance.stats import EWMean, FrugalQuantile
 
-MODEL_VERSION = "river-3"
-STATE_VERSION = 3
+MODEL_VERSION = "river-4"
+STATE_VERSION = 4
 KINDS = SERIES_KINDS
 log = logging.getLogger(__name__)
-
-# River's P² quantile (Rust) __getstate__ is bincode of a fixed struct: q, the desired marker
-# increments, marker positions, positions and heights (5 each), then n_heights: u8 and
-# heights_sorted: bool. The state stores those numbers and rebuilds the bytes from them.
-_P2 = struct.Struct("<21dBB")
-_P2_FLOATS, _P2_CONSTANTS = 21, 6  # q and the 5 desired marker increments depend on q only
-if len(stats.Quantile(0.5)._quantile.__getstate__()) != _P2.size:  # a River upgrade changed the layout
-    raise RuntimeError("this River version stores stats.Quantile differently: see _P2 in services/relevance/model.py")
 
 
 @dataclass(frozen=True)
 class Params:
-    """The tuning of `river-3`, described in the module docstring; changing it makes a new model version."""
+    """The tuning of `river-4`, described in the module docstring; changing it makes a new model version."""
 
     level_window: int = 30
     fading: float = 0.02
@@ -117,13 +105,17 @@ class Params:
     colour_window: int = 5
     tail_quantile: float = 0.95
     tail_gaussian: float = 2.0
+    tail_step: float = 0.05
     tail_min_points: int = 30
     tail_cap_sigma: float = 8.0
+    correlation_max: float = 0.8
     prior_colour_spread: float = 0.03
     record_quantile: float = 0.99
+    record_step: float = 0.05
     record_margin: float = 0.2
-    cusum_drift: float = 1.0
     quiescent_snr: float = 3.0
+    template_index: float = 1.3
+    drifts: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
     cusum_cap_sigma: float = 9.0
     cusum_gap_d: float = 10.0
     excursion_sigma: float = 4.0
@@ -134,11 +126,19 @@ class Params:
     recurrence_share: float = 0.8
     frequent_window_d: float = 365.0
     frequent_count: int = 3
-    alert_sigma: float = 7.25
+    alert_sigma: float = 6.75
     width_sigma: float = 1.0
 
 
 PARAMS = Params()
+
+BAND_ORDER = ("2-4", "4-10", "10-20")  # the MAXI bands a series' `bands` columns hold, in this order
+BAND_EDGES_KEV = ((2.0, 4.0), (4.0, 10.0), (10.0, 20.0))
+CRAB_INDEX = 2.1  # the Crab's photon index: a Crab-like spectrum has the same mCrab in every band
+
+# No measurement (flux in any unit, MJD) comes near this; the squares of larger numbers overflow,
+# so a point beyond it is not learned (flux) or not scored (MJD) rather than stopping the scorer.
+LARGEST = 1e100
 
 
 def _finite(x: float) -> float:
@@ -146,71 +146,6 @@ def _finite(x: float) -> float:
     if not math.isfinite(x):
         raise ValueError(f"non-finite number {x} in the model")
     return x
-
-
-def _number(x: object) -> float:
-    """A finite number read from a state (ints accepted, bools not)."""
-    if type(x) is not float and type(x) is not int:
-        raise ValueError(f"expected a number, got {type(x).__name__}")
-    value = float(x)
-    if not math.isfinite(value):
-        raise ValueError(f"non-finite number {x!r}")
-    return value
-
-
-def _numbers(x: object, length: int | None = None, max_length: int | None = None) -> list[float]:
-    if type(x) is not list:
-        raise ValueError("expected a list of numbers")
-    if (length is not None and len(x) != length) or (max_length is not None and len(x) > max_length):
-        raise ValueError(f"a list of {len(x)} numbers where {length or max_length} were expected")
-    return [_number(v) for v in x]
-
-
-def _optional_numbers(x: object, length: int) -> list[float]:
-    """Values or errors of the recent points: None (unusable) is NaN, as far as the trend term goes."""
-    if type(x) is not list or len(x) != length:
-        raise ValueError("expected a list of the recent points' length")
-    return [math.nan if v is None else _number(v) for v in x]
-
-
-def _count(x: object, high: int) -> int:
-    if type(x) is not int or not 0 <= x <= high:
-        raise ValueError(f"expected an integer in 0..{high}, got {x!r}")
-    return x
-
-
-def _ewmean_state(ewm: stats.EWMean) -> float | None:
-    """The mean, or None for a mean never updated (River's EWMean takes its first value as the mean)."""
-    if ewm._ewmean.__getstate__() == stats.EWMean(ewm.fading_factor)._ewmean.__getstate__():
-        return None
-    return _finite(ewm.get())
-
-
-def _ewmean(fading: float, mean: object) -> stats.EWMean:
-    ewm = stats.EWMean(fading_factor=fading)
-    if mean is not None:
-        ewm.update(_number(mean))  # the first update sets mean = x exactly
-    return ewm
-
-
-def _quantile_state(quantile: stats.Quantile) -> dict:
-    *numbers, count, ordered = _P2.unpack(quantile._quantile.__getstate__())
-    return {"p2": [_finite(x) for x in numbers], "count": count, "sorted": bool(ordered)}
-
-
-def _quantile(q: float, d: object) -> stats.Quantile:
-    quantile = stats.Quantile(q=q)
-    if type(d) is not dict:
-        raise ValueError("expected a quantile state")
-    numbers = _numbers(d["p2"], length=_P2_FLOATS)
-    count, ordered = _count(d["count"], 5), d["sorted"]
-    if numbers[:_P2_CONSTANTS] != list(_P2.unpack(quantile._quantile.__getstate__())[:_P2_CONSTANTS]):
-        raise ValueError(f"a quantile state of another quantile than {q}")
-    if type(ordered) is not bool or (ordered and count != 5):
-        raise ValueError("inconsistent quantile state")
-    quantile._quantile.__setstate__(_P2.pack(*numbers, count, ordered))  # valid bincode by construction
-    quantile._is_updated = count > 0  # River's flag: set by the first update, as count is
-    return quantile
 
 
 def _off_cycle(days: float, period: float) -> float:
@@ -237,12 +172,9 @@ def _period(starts: tuple[float, ...], params: Params) -> float | None:
 class Novelty(AnomalyDetector):
     """How far a value lies from this series' usual level, in units of its usual spread.
 
-    The spread beyond the error bars is learned as a fraction of (level² + typical error²)
-    when `relative` (flux: a source back in quiescence after an outburst is quiet again), or in
-    the value's own units (colour). x is {"value": v, "error": σ}. `score_one` is |u| before
-    learning x (0 until `params.min_points` are known); `evidence` adds the persistence rule and
-    learns the value. The state (`to_state`/`load_state`) is explicit numbers: the level window
-    in arrival order, the three means, the P² quantiles' markers, the excursions (flux).
+    x is {"value": v, "error": σ}. `score_one` is |u| before learning x (0 until `params.min_points` are
+    known); `evidence` is the module docstring's evidence, and learns the value. `to_state`/`load_state`
+    give and take the statistics' own numbers (`schemas.DetectorState`).
 
     >>> detector = Novelty(PARAMS, window=30, relative=True, prior_spread=0.3)
     >>> for flux in [1.0, 1.1, 0.9, 1.0, 1.05, 0.95, 1.0, 1.02]:
@@ -260,16 +192,16 @@ class Novelty(AnomalyDetector):
         self.window = window
         self.relative = relative
         self.prior_spread = prior_spread
-        self.level = stats.RollingQuantile(q=0.5, window_size=window)
-        self.values: deque[float] = deque(maxlen=window)  # what `level` holds, in arrival order: its state
-        self.excess = stats.EWMean(fading_factor=params.fading)
-        self.quiet_excess = stats.EWMean(fading_factor=params.fading)  # flux: the same, learned only in quiescence
-        self.error = stats.EWMean(fading_factor=params.fading)
-        self.tail = stats.Quantile(q=params.tail_quantile)
-        self.high = stats.Quantile(q=params.record_quantile) if relative else None  # flux only
+        self.values: deque[float] = deque(maxlen=window)  # the level's window, oldest first
+        self.excess = EWMean(params.fading)
+        self.quiet_excess = EWMean(params.fading)  # flux: the same, learned only in quiescence
+        self.error = EWMean(params.fading)
+        self.correlation = EWMean(params.fading)  # of consecutive deviations
+        self.tail = FrugalQuantile(params.tail_quantile, params.tail_step)
+        self.high = FrugalQuantile(params.record_quantile, params.record_step)  # flux only
         self.n = 0
         self.last_u, self.last_mjd = 0.0, -math.inf
-        self.rise = 0.0  # the CUSUM of u above the drift, while rising out of quiescence
+        self.rise = [0.0] * len(params.drifts)  # the CUSUMs, one per drift, while rising out of quiescence
         # flux: the source's last excursions, [start MJD, MJD of the last point above, peak, threshold]
         self.excursions: deque[list[float]] = deque(maxlen=params.recurrence_memory)
         self._pattern: tuple[tuple[int, float, float], float | None] = ((0, 0.0, 0.0), None)  # a cache of the period
@@ -278,7 +210,7 @@ class Novelty(AnomalyDetector):
         """(value − level, error² + usual spread², scale², whether the level is quiescent) under what has
         been learned (n ≥ 1)."""
         p = self.params
-        level = self.level.get()
+        level = statistics.median(self.values)
         quiet = self._quiet(level)
         scale2 = level ** 2 + self.error.get() ** 2 if self.relative else 1.0
         learned = max((self.quiet_excess if quiet else self.excess).get(), 0.0)
@@ -290,16 +222,17 @@ class Novelty(AnomalyDetector):
         """Whether a flux level is quiescent: below `quiescent_snr` typical errors (never for colour)."""
         return self.relative and level < self.params.quiescent_snr * self.error.get()
 
+    def _rho(self) -> float:
+        return min(max(self.correlation.get(), 0.0), self.params.correlation_max)
+
     def _deviation(self, value: float, error: float, residual: float, variance: float) -> tuple[float, float]:
         """Signed deviations (needs n ≥ min_points): u from the usual level, and u or the evidence of a
         record (above the usual high level), whichever is larger."""
         p = self.params
         raw = residual / math.sqrt(variance) if variance > 0 else 0.0
-        learned = self.n >= p.min_points + p.tail_min_points
-        if not learned:
+        if self.n < p.min_points + p.tail_min_points:
             return raw, raw
-        tail = self.tail.get()  # None if no deviation could be measured yet (every variance 0)
-        u = raw / max(1.0, tail / p.tail_gaussian) if tail is not None else raw
+        u = raw / max(1.0, self.tail.get() / p.tail_gaussian)
         if not self.relative:
             return u, u
         high = self.high.get()
@@ -307,7 +240,7 @@ class Novelty(AnomalyDetector):
         return u, (max(u, (value - high) / math.sqrt(variance)) if variance > 0 else u)
 
     def _learn(self, value: float, error: float, residual: float, variance: float, scale2: float,
-               quiet: bool) -> None:
+               quiet: bool, u: float, previous_u: float | None) -> None:
         p = self.params
         if self.n and variance > 0:
             root = math.sqrt(variance)
@@ -321,42 +254,57 @@ class Novelty(AnomalyDetector):
                     self.quiet_excess.update(excess)
             if self.n >= p.min_points:
                 self.tail.update(min(abs(residual) / root, p.tail_cap_sigma))
-        self.level.update(value)
+                if previous_u is not None and abs(u) <= p.winsor_sigma and abs(previous_u) <= p.winsor_sigma:
+                    self.correlation.update(u * previous_u)  # the usual noise's, not a rise's
         self.values.append(value)
         if self.relative:
-            self.high.update(value)
+            self.high.update(value, max(abs(self.high.get() or 0.0), self.error.get(error)))
         self.error.update(error)
         self.n += 1
 
     def evidence(self, value: float, error: float, mjd: float, upward_only: bool) -> float:
-        """Evidence (σ) that value ± error, observed at mjd, is unusual; learns it afterwards.
-
-        The deviation before it counts too when it is at most `persistence_gap_d` days older and
-        of the same sign: a real change persists, noise does not.
-        """
+        """Evidence (σ) that value ± error, observed at mjd, is unusual; learns it afterwards."""
+        p = self.params
         residual = variance = scale2 = 0.0
         level_u = u = 0.0
         quiet = False
         if self.n:
             residual, variance, scale2, quiet = self._moments(value, error)
-            if self.n >= self.params.min_points:
+            if self.n >= p.min_points:
                 level_u, u = self._deviation(value, error, residual, variance)
-        previous_u, previous_mjd = self.last_u, self.last_mjd
-        self._learn(value, error, residual, variance, scale2, quiet)
+        previous_u, gap = self.last_u, mjd - self.last_mjd
+        consecutive = gap <= p.persistence_gap_d
+        rho = self._rho()
+        self._learn(value, error, residual, variance, scale2, quiet, level_u, previous_u if consecutive else None)
         self.last_u, self.last_mjd = u, mjd
-        cusum = self._accumulate(level_u, mjd - previous_mjd, quiet) if self.relative else 0.0
+        change = self._accumulate(level_u, gap, quiet, rho) if self.relative else 0.0
         if upward_only and u <= 0:
-            found = cusum
-        elif mjd - previous_mjd <= self.params.persistence_gap_d and previous_u * u > 0:
-            found = max(abs(u), abs(u + previous_u) / math.sqrt(2.0), cusum)
+            found = change
         else:
-            found = max(abs(u), cusum)
+            found = max(abs(u), change)
+            if consecutive and previous_u * u > 0:
+                found = max(found, abs(u + previous_u) / math.sqrt(2.0 * (1.0 + rho)))
         if self.relative:
             found = self._unless_routine(found, value, error, mjd)
             root = math.sqrt(variance)
             self._track_excursion(residual / root if root > 0 else 0.0, value, mjd,
-                                  value - residual + self.params.excursion_sigma * root)
+                                  value - residual + p.excursion_sigma * root)
         return found
+
+    def _accumulate(self, u: float, gap_d: float, quiet: bool, rho: float) -> float:
+        """The CUSUMs over `drifts` of the deviations from a quiescent level (module docstring): evidence
+        max √(2 S_μ) σ; reset when the level is not quiescent or after a gap of more than `cusum_gap_d`."""
+        p = self.params
+        if gap_d > p.cusum_gap_d or not quiet:
+            self.rise = [0.0] * len(p.drifts)
+            return 0.0
+        v = min(u, p.tail_cap_sigma) * math.sqrt((1.0 - rho) / (1.0 + rho))
+        cap = self._rise_cap()
+        self.rise = [min(cap, max(0.0, s + mu * v - 0.5 * mu * mu)) for s, mu in zip(self.rise, p.drifts)]
+        return math.sqrt(2.0 * max(self.rise))
+
+    def _rise_cap(self) -> float:
+        return 0.5 * self.params.cusum_cap_sigma ** 2
 
     def _unless_routine(self, evidence: float, value: float, error: float, mjd: float) -> float:
         """The evidence, or at most that of a record above the flux below which mjd is routine."""
@@ -400,26 +348,10 @@ class Novelty(AnomalyDetector):
         elif u >= p.excursion_sigma:
             self.excursions.append([mjd, mjd, value, threshold])
 
-    def _accumulate(self, u: float, gap_d: float, quiet: bool) -> float:
-        """Evidence (σ) of a rise out of quiescence that builds up over days: the CUSUM S of u beyond k
-        (k = `cusum_drift`); the log-likelihood ratio of a rise by 2k against none is 2kS, i.e. √(4kS) σ.
-        It counts only while the level it started from is quiescent (`quiet`): a bright persistent
-        source wanders for days on end, which is not news. S is capped where the evidence reaches
-        `cusum_cap_sigma`, so that it falls back within a few points once the rise has been learned or
-        is over; a gap longer than `cusum_gap_d` days starts it again."""
-        p = self.params
-        if gap_d > p.cusum_gap_d or not quiet:
-            self.rise = 0.0
-            return 0.0
-        self.rise = min(self._rise_cap(), max(0.0, self.rise + u - p.cusum_drift))
-        return math.sqrt(4.0 * p.cusum_drift * self.rise)
-
-    def _rise_cap(self) -> float:
-        return self.params.cusum_cap_sigma ** 2 / (4.0 * self.params.cusum_drift)
-
     def learn_one(self, x: dict) -> None:
         value, error = x["value"], x["error"]
-        self._learn(value, error, *(self._moments(value, error) if self.n else (0.0, 0.0, 0.0, False)))
+        moments = self._moments(value, error) if self.n else (0.0, 0.0, 0.0, False)
+        self._learn(value, error, *moments, 0.0, None)
 
     def score_one(self, x: dict) -> float:
         if self.n < self.params.min_points:
@@ -428,49 +360,59 @@ class Novelty(AnomalyDetector):
         residual, variance, *_ = self._moments(value, error)
         return abs(self._deviation(value, error, residual, variance)[1])
 
-    def to_state(self) -> dict:
-        return {"n": self.n, "last_u": _finite(self.last_u), "rise": _finite(self.rise),
-                "last_mjd": None if self.last_mjd == -math.inf else _finite(self.last_mjd),
-                "level": [_finite(v) for v in self.values],
-                "excess": _ewmean_state(self.excess), "quiet_excess": _ewmean_state(self.quiet_excess),
-                "error": _ewmean_state(self.error), "excursions": [[_finite(x) for x in e] for e in self.excursions],
-                "tail": _quantile_state(self.tail), "high": None if self.high is None else _quantile_state(self.high)}
+    def to_state(self) -> schemas.DetectorState:
+        def optional(x: float | None) -> float | None:
+            return None if x is None else _finite(x)
 
-    def load_state(self, d: dict) -> None:
-        """Take the state `to_state` wrote (on a fresh detector); ValueError/TypeError/KeyError if malformed."""
+        return schemas.DetectorState(
+            n=self.n, level=[_finite(v) for v in self.values], error=optional(self.error.mean),
+            excess=optional(self.excess.mean), quiet_excess=optional(self.quiet_excess.mean),
+            correlation=optional(self.correlation.mean), tail=optional(self.tail.value),
+            high=optional(self.high.value) if self.relative else None,
+            last_u=_finite(self.last_u), last_mjd=None if self.last_mjd == -math.inf else _finite(self.last_mjd),
+            rise=[_finite(s) for s in self.rise] if self.relative else [],
+            excursions=[tuple(_finite(x) for x in e) for e in self.excursions])  # type: ignore[misc]
+
+    def load_state(self, d: schemas.DetectorState) -> None:
+        """Take the state `to_state` gave (on a fresh detector); ValueError if it does not hold together."""
         p = self.params
-        if type(d) is not dict:
-            raise ValueError("expected a detector state")
-        n = _count(d["n"], 2 ** 53)
-        values = _numbers(d["level"], length=min(n, self.window))
-        last_mjd = -math.inf if d["last_mjd"] is None else _number(d["last_mjd"])
-        last_u = _number(d["last_u"])
-        rise = _number(d["rise"])
-        if not 0 <= rise <= self._rise_cap():
-            raise ValueError(f"a CUSUM of {rise} outside 0..{self._rise_cap()}")
-        excess, error = _ewmean(p.fading, d["excess"]), _ewmean(p.fading, d["error"])
-        quiet_excess = _ewmean(p.fading, d["quiet_excess"])
-        if type(d["excursions"]) is not list or len(d["excursions"]) > (p.recurrence_memory if self.relative else 0):
-            raise ValueError("expected at most recurrence_memory excursions (none for a colour)")
-        if not self.relative and d["quiet_excess"] is not None:
-            raise ValueError("a colour detector has no quiescent spread")
-        excursions = [_numbers(e, length=4) for e in d["excursions"]]
-        if any(abs(x) > LARGEST for e in excursions for x in e):
-            raise ValueError("an excursion beyond any measurement")
-        times = [t for start, end, *_ in excursions for t in (start, end)]
+        if len(d.level) != min(d.n, self.window):
+            raise ValueError(f"a level window of {len(d.level)} values after {d.n} points")
+        if len(d.rise) != (len(p.drifts) if self.relative else 0) or not all(0 <= s <= self._rise_cap() for s in d.rise):
+            raise ValueError("CUSUMs of another drift grid, or beyond their cap")
+        if not self.relative and (d.quiet_excess is not None or d.high is not None or d.excursions):
+            raise ValueError("a colour detector has no quiescent spread, high level or excursions")
+        if len(d.excursions) > p.recurrence_memory:
+            raise ValueError("more excursions than recurrence_memory")
+        numbers = [*d.level, *(x for e in d.excursions for x in e), d.last_u, d.last_mjd or 0.0]
+        if any(abs(x) > LARGEST for x in numbers):
+            raise ValueError("a number beyond any measurement")
+        times = [t for start, end, *_ in d.excursions for t in (start, end)]
+        last_mjd = -math.inf if d.last_mjd is None else d.last_mjd
         if any(a > b for a, b in zip(times, times[1:])) or (times and times[-1] > last_mjd) or \
-                any(a[0] >= b[0] for a, b in zip(excursions, excursions[1:])):
+                any(a[0] >= b[0] for a, b in zip(d.excursions, d.excursions[1:])):
             raise ValueError("excursions out of time order, or after the last point")
-        tail = _quantile(p.tail_quantile, d["tail"])
-        high = _quantile(p.record_quantile, d["high"]) if self.relative else None
-        if not self.relative and d["high"] is not None:
-            raise ValueError("a colour detector has no high quantile")
-        for v in values:
-            self.level.update(v)
-            self.values.append(v)
-        self.excess, self.quiet_excess, self.error, self.tail, self.high = excess, quiet_excess, error, tail, high
-        self.n, self.last_u, self.last_mjd, self.rise = n, last_u, last_mjd, rise
-        self.excursions.extend(excursions)
+        self.values.extend(d.level)
+        self.error.mean, self.excess.mean, self.quiet_excess.mean = d.error, d.excess, d.quiet_excess
+        self.correlation.mean, self.tail.value, self.high.value = d.correlation, d.tail, d.high
+        self.n, self.last_u, self.last_mjd = d.n, d.last_u, last_mjd
+        self.rise = list(d.rise) if self.relative else self.rise
+        self.excursions.extend(list(e) for e in d.excursions)
+
+
+State = schemas.RelevanceModel | schemas.SupersededModel
+STATE: TypeAdapter[State] = TypeAdapter(State)
+
+
+def _scored_until(d: State | dict) -> float | None:
+    """The newest MJD a state of any version says it scored (its recent points), or None."""
+    if not isinstance(d, dict):
+        return d.recent.mjd[-1] if d.recent and d.recent.mjd else None
+    try:
+        last = d["recent"]["mjd"][-1]
+    except (TypeError, KeyError, IndexError):
+        return None
+    return float(last) if type(last) in (int, float) and math.isfinite(last) else None
 
 
 def calibrate(evidence: float, params: Params = PARAMS) -> float:
@@ -478,20 +420,6 @@ def calibrate(evidence: float, params: Params = PARAMS) -> float:
     centre = params.alert_sigma - params.width_sigma * math.log(0.7 / 0.3)
     z = (evidence - centre) / params.width_sigma
     return 1.0 / (1.0 + math.exp(-z)) if z > -50 else 0.0
-
-
-# No measurement (flux in any unit, MJD) comes near this; the squares of larger numbers overflow,
-# so a point beyond it is not learned (flux) or not scored (MJD) rather than stopping the scorer.
-LARGEST = 1e100
-# A point dated more than this after the wall clock is no measurement (the fetcher refuses such rows
-# too): scored, it would become its series' last time, and every real point after it would be
-# skipped as not newer, silencing the source for good.
-
-
-def _usable(value: float, error: float) -> bool:
-    """A finite value with a finite error ≥ 0: GBM pulsar amplitudes often come with an error of 0,
-    and the learned spread of their source then carries the whole uncertainty."""
-    return math.isfinite(value) and math.isfinite(error) and error >= 0
 
 
 @dataclass(frozen=True)
@@ -515,12 +443,42 @@ def calibrated(flux: list[float], colour: list[float], params: Params = PARAMS) 
     return models, hardnesses, [1.0 - (1.0 - m) * (1.0 - h) for m, h in zip(models, hardnesses)]
 
 
-def _scored_until(d: object) -> float | None:
-    """The newest MJD a state of any version says it scored (its recent points), or None."""
-    try:
-        return _number(d["recent"]["mjd"][-1])  # type: ignore[index]
-    except (TypeError, KeyError, IndexError, ValueError):
-        return None
+def band_template(index: float, crab_index: float = CRAB_INDEX) -> tuple[float, ...]:
+    """mCrab in each MAXI band (BAND_ORDER) of a power law of photon index `index`, relative to its 4-10 keV
+    mCrab: the band integrals of E^−index over those of the Crab's E^−2.1.
+
+    >>> [round(x, 2) for x in band_template(1.6)], band_template(2.1)
+    ([0.68, 1.0, 1.51], (1.0, 1.0, 1.0))
+    """
+    def photons(lo: float, hi: float, g: float) -> float:
+        return (lo ** (1 - g) - hi ** (1 - g)) / (g - 1)
+
+    ratio = [photons(lo, hi, index) / photons(lo, hi, crab_index) for lo, hi in BAND_EDGES_KEV]
+    return tuple(r / ratio[1] for r in ratio)
+
+
+class Bands:
+    """A point's bands (mCrab) as one flux: the amplitude of `template` (mCrab per band, relative) fitted to
+    them, each band weighted by the inverse of its typical variance (learned here, so that the weights do not
+    jump with one day's errors): A = Σ t y / v ÷ Σ t² / v, error √(Σ t² e² / v²) ÷ Σ t² / v."""
+
+    def __init__(self, fading: float, template: tuple[float, ...]) -> None:
+        self.template = template
+        self.variance = [EWMean(fading) for _ in template]
+
+    def combine(self, flux: list[float], error: list[float]) -> tuple[float, float] | None:
+        """(flux, error) of the point, or None if none of its bands has a finite flux and error > 0; learns
+        the typical variances afterwards."""
+        norm = weighted = variance = 0.0
+        usable = []
+        for typical, t, f, e in zip(self.variance, self.template, flux, error):
+            if -LARGEST < f < LARGEST and 0.0 < e < LARGEST:
+                w = t / typical.get(e * e)
+                norm, weighted, variance = norm + w * t, weighted + w * f, variance + w * w * e * e
+                usable.append((typical, e * e))
+        for typical, e2 in usable:
+            typical.update(e2)
+        return (weighted / norm, math.sqrt(variance) / norm) if usable else None
 
 
 @dataclass
@@ -530,6 +488,7 @@ class SeriesModel:
     params: Params = PARAMS
     flux: Novelty | None = None
     colour: Novelty | None = None
+    bands: Bands | None = None  # created by the first chunk that gives bands (MAXI)
     recent: formula.Recent = field(default_factory=formula.Recent)
 
     def __post_init__(self) -> None:
@@ -545,58 +504,60 @@ class SeriesModel:
     def last_scored_mjd(self) -> float:
         return self.recent.mjd[-1] if self.recent.mjd else -math.inf
 
-    def to_state(self) -> dict:
-        """The checkpoint: JSON-able numbers, lists, dicts and None, tagged with model and state version.
-
-        A model whose numbers overflowed (only absurd inputs, beyond 1e150, lead there) cannot be
-        stored: its state is the prior's, with a warning.
-        """
+    def to_state(self) -> schemas.RelevanceModel:
+        """The checkpoint. A model whose numbers overflowed (only absurd inputs, beyond 1e150, lead there)
+        cannot be stored: its state is the prior's, with a warning."""
         r = self.recent
         try:
-            return {"model_version": MODEL_VERSION, "state_version": STATE_VERSION,
-                    "recent": {"mjd": [_finite(t) for t in r.mjd],  # unusable values and errors of scored points: None
-                               "value": [v if math.isfinite(v) else None for v in r.value],
-                               "error": [e if math.isfinite(e) else None for e in r.error]},
-                    "flux": self.flux.to_state(), "colour": self.colour.to_state()}
+            return schemas.RelevanceModel(
+                model_version=MODEL_VERSION, state_version=STATE_VERSION,
+                recent=schemas.RecentPoints(mjd=[_finite(t) for t in r.mjd],  # unusable values and errors: None
+                                            value=[v if math.isfinite(v) else None for v in r.value],
+                                            error=[e if math.isfinite(e) else None for e in r.error]),
+                bands=None if self.bands is None else [_finite(v.mean) if v.mean is not None else None
+                                                       for v in self.bands.variance],
+                flux=self.flux.to_state(), colour=self.colour.to_state())
         except ValueError as exc:
             log.warning("%s state not storable (%s): this series restarts from the prior", MODEL_VERSION, exc)
             return SeriesModel(self.params).to_state()
 
     @staticmethod
-    def from_state(d: dict | None) -> "SeriesModel":
-        """Restore a checkpoint. None starts from the prior; so does, with a warning, a state of another
-        model or state version or anything malformed. Never raises on bad data."""
+    def from_state(d: State | dict | None) -> "SeriesModel":
+        """Restore a checkpoint; anything else than a usable state of this version gives the prior."""
         return SeriesModel.restore(d).model
 
     @staticmethod
-    def restore(d: dict | None) -> "Restored":
-        """Restore a checkpoint and say whether the series must be rebuilt from its stored history: a state
-        of another model or state version (an upgrade) or one that does not read gives the prior, flagged,
-        with the newest MJD it says it scored. Never raises on bad data."""
+    def restore(d: State | dict | None) -> "Restored":
+        """Restore a checkpoint (typed, or its JSON) and say whether the series must be rebuilt from its stored
+        history: a state of another model or state version (an upgrade), or one that does not read or hold
+        together, gives the prior, flagged, with the newest MJD it says it scored. Never raises on bad data."""
         if d is None:
             return Restored(SeriesModel(), rebuild=False, scored_until=None)
+        scored_until = _scored_until(d)
         try:
-            if type(d) is not dict:
-                raise ValueError(f"a state is a dict, not {type(d).__name__}")
-            if d.get("model_version") != MODEL_VERSION or d.get("state_version") != STATE_VERSION:
-                raise ValueError(f"state of {d.get('model_version')!r} version {d.get('state_version')!r}")
-            recent = d["recent"]
-            if type(recent) is not dict:
-                raise ValueError("expected the recent points")
-            mjd = _numbers(recent["mjd"], max_length=formula.HISTORY)
-            value, error = (_optional_numbers(recent[k], len(mjd)) for k in ("value", "error"))
+            state = STATE.validate_python(d) if isinstance(d, dict) else d
+            if not isinstance(state, schemas.RelevanceModel):
+                raise ValueError(f"state of {state.model_version!r} version {state.state_version!r}")
             model = SeriesModel()
-            model.flux.load_state(d["flux"])
-            model.colour.load_state(d["colour"])
-            model.recent = formula.Recent(mjd, value, error)
-            return Restored(model, rebuild=False, scored_until=_scored_until(d))
-        except Exception as exc:  # noqa: BLE001 - whatever the data, the series carries on from the prior
-            log.warning("unreadable %s state (%s: %.200s): this series is rebuilt from its stored history",
-                        MODEL_VERSION, type(exc).__name__, exc)
-            return Restored(SeriesModel(), rebuild=True, scored_until=_scored_until(d))
+            model.flux.load_state(state.flux)
+            model.colour.load_state(state.colour)
+            if state.bands is not None:
+                if len(state.bands) != len(BAND_ORDER):
+                    raise ValueError(f"{len(state.bands)} band variances, not {len(BAND_ORDER)}")
+                model.bands = Bands(model.params.fading, band_template(model.params.template_index))
+                for typical, mean in zip(model.bands.variance, state.bands):
+                    typical.mean = mean
+            r = state.recent
+            model.recent = formula.Recent(list(r.mjd), *([math.nan if x is None else x for x in column]
+                                                          for column in (r.value, r.error)))
+            return Restored(model, rebuild=False, scored_until=scored_until)
+        except (ValueError, ValidationError) as exc:
+            log.warning("unusable relevance state (%s: %.200s): this series is rebuilt from its stored history",
+                        type(exc).__name__, exc)
+            return Restored(SeriesModel(), rebuild=True, scored_until=scored_until)
 
     def _colour_evidence(self, colour: float, colour_error: float, mjd: float) -> float:
-        if not (_usable(colour, colour_error) and colour > 0 and colour_error != 0):
+        if not (math.isfinite(colour) and math.isfinite(colour_error) and colour > 0 and colour_error > 0):
             return 0.0
         value, error = math.log(colour), colour_error / colour
         if error > self.params.colour_max_error:
@@ -606,15 +567,18 @@ class SeriesModel:
         return self.colour.evidence(value, error, mjd, upward_only=False)
 
     def score_chunk(self, kind: str, mjd: np.ndarray, value: np.ndarray, error: np.ndarray,
-                    colour: np.ndarray, colour_error: np.ndarray, now: float | None = None) -> ChunkScores:
+                    colour: np.ndarray, colour_error: np.ndarray, now: float | None = None,
+                    bands: tuple[np.ndarray, np.ndarray] | None = None) -> ChunkScores:
         """Score the points of one series in order, learning each after scoring it (no look-ahead).
 
-        `colour`/`colour_error` are the (ratio, error) for the hardness term, NaN where a point has
-        none; a "hardness" series gives no flux evidence, nor does a value or error that is not
-        `_usable` or beyond ±`LARGEST`. A point whose mjd is not newer than the last scored one
-        (earlier in this chunk too), or not finite, or beyond ±`LARGEST`, is skipped and not learned:
-        a replay after a crash changes nothing. A point dated more than `FUTURE_DAYS` after
-        `now` (MJD, UTC; None: the system clock) is neither scored nor learned and is marked in `future`.
+        `colour`/`colour_error` are the (ratio, error) for the hardness term, NaN where a point has none;
+        `bands` the (flux, error) of each point's bands in mCrab, shape (points, bands), for a MAXI series
+        (`series.maxi_bands`): its flux evidence is then read from them, not from value and error. A
+        "hardness" series gives no flux evidence, nor does a point without a usable value. A point whose mjd
+        is not newer than the last scored one (earlier in this chunk too), or not finite, or beyond
+        ±`LARGEST`, is skipped and not learned: a replay after a crash changes nothing. A point dated more
+        than `FUTURE_DAYS` after `now` (MJD, UTC; None: the system clock) is neither scored nor learned and
+        is marked in `future`.
         """
         if kind not in KINDS:
             raise ValueError(f"unknown series kind {kind!r}")
@@ -622,6 +586,12 @@ class SeriesModel:
         size = len(columns[0])
         if any(c.shape != (size,) for c in columns):
             raise ValueError("score_chunk needs five 1-d arrays of one length")
+        if bands is not None:
+            bands = (np.asarray(bands[0], dtype=np.float64), np.asarray(bands[1], dtype=np.float64))
+            if bands[0].shape != (size, len(BAND_ORDER)) or bands[1].shape != bands[0].shape:
+                raise ValueError(f"bands are two arrays of shape (points, {len(BAND_ORDER)})")
+            if self.bands is None:
+                self.bands = Bands(self.params.fading, band_template(self.params.template_index))
         flux_evidence = self.flux.evidence if kind != "hardness" else None
         colour_evidence, largest = self._colour_evidence, LARGEST
         last = max(self.last_scored_mjd, -largest)
@@ -630,7 +600,10 @@ class SeriesModel:
         future: list[int] = []
         fluxes: list[float] = []
         colours: list[float] = []
+        band_rows = zip(bands[0].tolist(), bands[1].tolist()) if bands is not None else None
+        combine = self.bands.combine if self.bands is not None and bands is not None else None
         for i, (t, v, e, c, ce) in enumerate(zip(*(col.tolist() for col in columns))):
+            band_flux, band_error = next(band_rows) if band_rows is not None else ((), ())
             if t > horizon:
                 future.append(i)
                 continue
@@ -638,8 +611,9 @@ class SeriesModel:
                 continue
             last = t
             kept.append(i)
-            usable = -largest < v < largest and 0.0 <= e < largest  # _usable, and no overflow
-            fluxes.append(flux_evidence(v, e, t, True) if flux_evidence and usable else 0.0)
+            point = combine(band_flux, band_error) if combine else (
+                (v, e) if -largest < v < largest and 0.0 <= e < largest else None)
+            fluxes.append(flux_evidence(*point, t, True) if flux_evidence and point else 0.0)
             colours.append(colour_evidence(c, ce, t))
         models, hardnesses, relevance = calibrated(fluxes, colours, self.params)
         keep, refused = np.zeros(size, dtype=bool), np.zeros(size, dtype=bool)
@@ -663,5 +637,5 @@ class Restored:
     """A checkpoint read back (`SeriesModel.restore`)."""
 
     model: SeriesModel
-    rebuild: bool  # the state was of another model or state version, or unreadable: rebuild from history
+    rebuild: bool  # the state was of another model or state version, or did not hold together: rebuild
     scored_until: float | None  # the newest MJD the state says it scored (any version), if it says

@@ -8,6 +8,7 @@ import numpy as np
 import schemas
 from flashes.topics import catalogue_series
 from flashes.units import MAIN_BAND, MCRAB_PER_UNIT
+from services.relevance.model import BAND_ORDER
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,7 @@ class SeriesColumns:
     error: np.ndarray
     colour: np.ndarray
     colour_error: np.ndarray
+    bands: tuple[np.ndarray, np.ndarray] | None = None  # MAXI: each point's bands in mCrab (maxi_bands)
 
 
 def ratio(num: np.ndarray, num_err: np.ndarray, den: np.ndarray, den_err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -42,18 +44,30 @@ def maxi_colour(flux: dict[str, np.ndarray], error: dict[str, np.ndarray]) -> tu
     return ratio(flux["4-10"] * a, error["4-10"] * a, flux["2-4"] * b, error["2-4"] * b)
 
 
+def maxi_bands(flux: dict[str, np.ndarray], error: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """The flux and error of each point's MAXI bands (BAND_ORDER) in mCrab, shape (points, bands); NaN for a
+    band a point lacks (the model then combines the others)."""
+    n = len(next(iter(flux.values())))
+    nothing = np.full(n, np.nan)
+    factors = [MCRAB_PER_UNIT[("maxi", band)] for band in BAND_ORDER]
+    return (np.column_stack([flux.get(b, nothing) * k for b, k in zip(BAND_ORDER, factors)]),
+            np.column_stack([error.get(b, nothing) * k for b, k in zip(BAND_ORDER, factors)]))
+
+
 def from_lightcurve(chunk: schemas.LightcurveChunk) -> SeriesColumns | None:
     band = MAIN_BAND[chunk.instrument]
     if band not in chunk.flux:
         return None
+    bands = None
     if chunk.instrument == "maxi":
-        colour, colour_error = maxi_colour({b: np.array(v) for b, v in chunk.flux.items()},
-                                           {b: np.array(v) for b, v in chunk.error.items()})
+        flux = {b: np.array(v) for b, v in chunk.flux.items()}
+        error = {b: np.array(v) for b, v in chunk.error.items()}
+        (colour, colour_error), bands = maxi_colour(flux, error), maxi_bands(flux, error)
     else:
         colour = colour_error = np.full(chunk.count, np.nan)
     return SeriesColumns(catalogue_series(chunk.instrument, chunk.source_id), chunk.source_id, chunk.instrument,
                          np.array(chunk.time), np.array(chunk.mjd), np.array(chunk.flux[band]),
-                         np.array(chunk.error[band]), colour, colour_error)
+                         np.array(chunk.error[band]), colour, colour_error, bands)
 
 
 def from_derived(chunk: schemas.DerivedChunk) -> SeriesColumns:
