@@ -72,6 +72,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import numpy as np
+import orjson
 from pydantic import TypeAdapter, ValidationError
 from river.base import AnomalyDetector
 
@@ -109,6 +110,7 @@ class Params:
     tail_min_points: int = 30
     tail_cap_sigma: float = 8.0
     correlation_max: float = 0.8
+    correlation_fading: float = 0.005
     prior_colour_spread: float = 0.03
     record_quantile: float = 0.99
     record_step: float = 0.05
@@ -196,7 +198,7 @@ class Novelty(AnomalyDetector):
         self.excess = EWMean(params.fading)
         self.quiet_excess = EWMean(params.fading)  # flux: the same, learned only in quiescence
         self.error = EWMean(params.fading)
-        self.correlation = EWMean(params.fading)  # of consecutive deviations
+        self.correlation = EWMean(params.correlation_fading)  # of consecutive deviations
         self.tail = FrugalQuantile(params.tail_quantile, params.tail_step)
         self.high = FrugalQuantile(params.record_quantile, params.record_step)  # flux only
         self.n = 0
@@ -223,7 +225,10 @@ class Novelty(AnomalyDetector):
         return self.relative and level < self.params.quiescent_snr * self.error.get()
 
     def _rho(self) -> float:
-        return min(max(self.correlation.get(), 0.0), self.params.correlation_max)
+        """The learned lag-1 correlation less two of its standard errors (white noise learns ±√(fading/2)
+        by chance, which would blunt the CUSUMs for nothing), within 0..`correlation_max`."""
+        p = self.params
+        return min(max(self.correlation.get() - 2.0 * math.sqrt(p.correlation_fading / 2.0), 0.0), p.correlation_max)
 
     def _deviation(self, value: float, error: float, residual: float, variance: float) -> tuple[float, float]:
         """Signed deviations (needs n ≥ min_points): u from the usual level, and u or the evidence of a
@@ -232,7 +237,8 @@ class Novelty(AnomalyDetector):
         raw = residual / math.sqrt(variance) if variance > 0 else 0.0
         if self.n < p.min_points + p.tail_min_points:
             return raw, raw
-        u = raw / max(1.0, self.tail.get() / p.tail_gaussian)
+        tail = self.tail.get()  # None if no deviation could be measured yet (every variance 0)
+        u = raw / max(1.0, tail / p.tail_gaussian) if tail is not None else raw
         if not self.relative:
             return u, u
         high = self.high.get()
@@ -404,9 +410,9 @@ State = schemas.RelevanceModel | schemas.SupersededModel
 STATE: TypeAdapter[State] = TypeAdapter(State)
 
 
-def _scored_until(d: State | dict) -> float | None:
+def _scored_until(d: object) -> float | None:
     """The newest MJD a state of any version says it scored (its recent points), or None."""
-    if not isinstance(d, dict):
+    if isinstance(d, State.__args__):
         return d.recent.mjd[-1] if d.recent and d.recent.mjd else None
     try:
         last = d["recent"]["mjd"][-1]
@@ -535,7 +541,8 @@ class SeriesModel:
             return Restored(SeriesModel(), rebuild=False, scored_until=None)
         scored_until = _scored_until(d)
         try:
-            state = STATE.validate_python(d) if isinstance(d, dict) else d
+            # JSON is read strictly: a number in a string or a bool for a count is not this version's state
+            state = d if isinstance(d, State.__args__) else STATE.validate_json(orjson.dumps(d), strict=True)
             if not isinstance(state, schemas.RelevanceModel):
                 raise ValueError(f"state of {state.model_version!r} version {state.state_version!r}")
             model = SeriesModel()
@@ -551,7 +558,7 @@ class SeriesModel:
             model.recent = formula.Recent(list(r.mjd), *([math.nan if x is None else x for x in column]
                                                           for column in (r.value, r.error)))
             return Restored(model, rebuild=False, scored_until=scored_until)
-        except (ValueError, ValidationError) as exc:
+        except (ValueError, TypeError, ValidationError) as exc:  # orjson: TypeError for what is not JSON
             log.warning("unusable relevance state (%s: %.200s): this series is rebuilt from its stored history",
                         type(exc).__name__, exc)
             return Restored(SeriesModel(), rebuild=True, scored_until=scored_until)
