@@ -2,10 +2,11 @@
 
 Scores every real MAXI file (the standard 1-day products bundled in data/mirror, or --mirror DIR
 laid out like ../shared/data/lightcurves) in time order, each series with its own model and the
-whole file as one chunk, in this one process: parsing is done first and not timed. Then, untimed,
-scores each series again in chunks of --checkpoint-every points with a checkpoint after each
-(orjson dumps/loads of `to_state()`, restored with `from_state`), checks that this gives the same
-scores, and reports the checkpoint sizes (bytes of orjson.dumps(to_state())) and their cost.
+whole file as one chunk with its bands (as the service scores a MAXI series), in this one process:
+parsing is done first and not timed. Then, untimed, scores each series again in chunks of
+--checkpoint-every points with a checkpoint after each (orjson dumps of `to_state()`'s JSON, loaded
+back and restored with `from_state`), checks that this gives the same scores, and reports the
+checkpoint sizes (bytes of that JSON) and their cost.
 The original formula's speed on the same points is shown for comparison.
 
     .venv/bin/python bench/relevance_scoring.py [--mirror ../shared/data/lightcurves] [--repeat 3]
@@ -31,8 +32,9 @@ from services.relevance.model import MODEL_VERSION, SeriesModel
 
 def score(series: Series, model: SeriesModel, start: int = 0, stop: int | None = None) -> np.ndarray:
     part = slice(start, stop)
+    bands = None if series.bands is None else (series.bands[0][part], series.bands[1][part])
     return model.score_chunk(series.kind, series.mjd[part], series.value[part], series.error[part],
-                             series.colour[part], series.colour_error[part]).relevance
+                             series.colour[part], series.colour_error[part], bands=bands).relevance
 
 
 def main() -> None:
@@ -62,7 +64,7 @@ def main() -> None:
         for first in range(0, len(s.mjd), args.checkpoint_every):
             parts.append(score(s, model, first, first + args.checkpoint_every))
             t0 = time.process_time()
-            data = orjson.dumps(model.to_state())
+            data = orjson.dumps(model.to_state().model_dump(mode="json"))
             t1 = time.process_time()
             model = SeriesModel.from_state(orjson.loads(data))
             save_s, restore_s = save_s + t1 - t0, restore_s + time.process_time() - t1
@@ -80,7 +82,7 @@ def main() -> None:
     print(f"model {MODEL_VERSION} (score_chunk): {result['points_per_s']:,} points/s per core "
           f"(median {result['points_per_s_median']:,})")
     print(f"original formula:            {result['formula_points_per_s']:,} points/s per core")
-    print(f"state (orjson of to_state()) at {checkpoints} checkpoints every {args.checkpoint_every} points: "
+    print(f"state (orjson of to_state()'s JSON) at {checkpoints} checkpoints every {args.checkpoint_every} points: "
           f"median {result['state_bytes_median']:,} bytes, max {result['state_bytes_max']:,} bytes; "
           f"save {result['state_save_us']} µs, restore {result['state_restore_us']} µs; restored scores identical")
     print(json.dumps(result))

@@ -13,7 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, model_validator
 
 from flashes.timeconv import SECONDS_PER_DAY, UNIX_EPOCH_MJD
 
@@ -417,7 +417,7 @@ class RelevanceModel(Contract):
     model_version: Literal["river-4"]
     state_version: Literal[4]
     recent: RecentPoints
-    bands: list[float | None] | None = Field(max_length=3, description="MAXI: typical variance of each band (mCrab²)")
+    bands: list[PositiveFloat | None] | None = Field(max_length=3, description="MAXI: typical variance of each band (mCrab²)")
     flux: DetectorState
     colour: DetectorState
 

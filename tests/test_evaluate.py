@@ -14,7 +14,7 @@ import pytest
 from flashes.cli import main
 from flashes.settings import Settings
 from services.relevance.model import PARAMS
-from services.relevance.evaluate import (DAYS_PER_YEAR, METHODS, Event, Scored, cross_validate, evaluate,
+from services.relevance.evaluate import (DAYS_PER_YEAR, METHODS, MODEL_LEVELS, Event, Scored, cross_validate, evaluate,
                                          event_kind, score_method, score_mirror, select_level)
 
 DATA = Path(__file__).resolve().parent / "data" / "maxi"
@@ -194,7 +194,7 @@ def test_cv_through_the_cli_on_three_real_sources(three_sources: tuple[Path, Pat
     cv, scored = result["cv"], three_sources_scored
     assert [f["held_out"] for f in cv["folds"]] == ["cirx-1", "maxij1535-571", "scox-1"]
     assert cv["target_false_rate"] == 0.5
-    assert set(cv["grids"]["model"]) >= {4.0, PARAMS.alert_sigma, 9.0} and len(cv["grids"]["model"]) == 21  # 4..9 by 0.25, the one in service among them
+    assert cv["grids"]["model"] == sorted({*MODEL_LEVELS.tolist(), PARAMS.alert_sigma})  # the grid, the one in service among them
     for fold in cv["folds"]:
         held_out = fold["held_out"]
         train = {sid: days for sid, days in scored.spans.items() if sid != held_out}

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import doctest
+import functools
 import json
 import logging
 import math
@@ -15,10 +16,15 @@ import orjson
 import pytest
 
 from flashes import trigger
-from flashes.parsers import parse
+from flashes.parsers import ParsedLightcurve, parse
+from flashes.units import MCRAB_PER_UNIT
 from services.relevance import model as model_module
-from services.relevance.evaluate import flag_latency, model_alerts, model_scores, series_arrays
-from services.relevance.model import MODEL_VERSION, PARAMS, STATE_VERSION, Novelty, Params, SeriesModel, calibrate
+from services.relevance import stats
+from services.relevance.evaluate import (WINDOW_BEFORE_D, Series, false_episodes, flag_latency, model_alerts,
+                                         model_scores, series_arrays)
+from services.relevance.model import (BAND_ORDER, MODEL_VERSION, PARAMS, STATE_VERSION, Bands, Novelty, Params,
+                                      SeriesModel, band_template, calibrate)
+from services.relevance.stats import EWMean, FrugalQuantile
 
 THRESHOLD = 0.7
 REAL = Path(__file__).resolve().parent / "data" / "maxi" / "J1535-572_g_lc_1day_all.dat"
@@ -196,6 +202,9 @@ def test_score_chunk_rejects_an_unknown_kind_or_ragged_columns() -> None:
         SeriesModel().score_chunk("integral", mjd, value, error, colour, colour_error)
     with pytest.raises(ValueError):
         SeriesModel().score_chunk("maxi", mjd, value[:3], error, colour, colour_error)
+    for flux in (np.ones((5, 2)), np.ones((4, 3)), np.ones(5)):  # bands: one row of BAND_ORDER per point
+        with pytest.raises(ValueError):
+            SeriesModel().score_chunk("maxi", mjd, value, error, colour, colour_error, bands=(flux, flux))
 
 
 def test_a_model_restored_from_its_json_state_continues_bit_exactly_like_an_uninterrupted_one() -> None:
@@ -270,7 +279,14 @@ MALFORMED = {
     "a negative tail quantile": mutated(("flux", "tail"), -1.0),
     "a high quantile for the colour": mutated(("colour", "high"), 1.0),
     "mean not a number": mutated(("flux", "excess"), "0.1"),
+    "NaN in the level window": mutated(("flux", "level", 3), math.nan),
+    "NaN in a CUSUM": mutated(("flux", "rise", 0), math.nan),
+    "an infinite last deviation": mutated(("colour", "last_u"), -math.inf),
     "band variances of 2 bands": mutated(("bands",), [9.0, 20.0]),
+    "band variances of 4 bands": mutated(("bands",), [9.0, 20.0, 400.0, 1.0]),
+    "band variances not a list": mutated(("bands",), 9.0),
+    "a band variance of 0": mutated(("bands",), [0.0, 20.25, 400.0]),
+    "a negative band variance": mutated(("bands",), [-9.0, 20.25, 400.0]),
     "recent lists of different lengths": mutated(("recent", "value"), [1.0]),
     "too many recent points": mutated(("recent", "mjd"), [1.0] * 6),
     "recent not a dict": mutated(("recent",), [1.0]),
@@ -506,3 +522,148 @@ def test_a_faint_re_flare_months_after_a_bright_outburst_stands_out_on_real_data
 
     assert evidence(PARAMS) >= 6.0
     assert evidence(replace(PARAMS, quiescent_snr=-1.0)) <= 3.5
+
+
+# Physics pins: synthetic MAXI/GSC sources in mCrab per band (seeded), scored as `flashes evaluate` scores a file.
+
+DAYS = 600
+BAND_ERRORS = np.array([3.0, 4.5, 20.0])  # mCrab in 2-4, 4-10, 10-20 keV: a faint source's typical daily errors
+SCATTER, SCATTER_RHO = 0.6, 0.6  # scatter beyond the errors (in typical errors) and its day-to-day correlation
+CRAB_LIKE, HARD = (1.0, 1.0, 1.0), band_template(1.6)  # mCrab per band, relative
+ONSETS = 20
+
+
+def maxi_days(seed: int, level: float = 2.0, signal: np.ndarray | None = None,
+              shape: tuple[float, ...] = CRAB_LIKE) -> Series:
+    """DAYS daily points of a MAXI source at `level` mCrab plus `signal` (mCrab per day, times `shape` per band),
+    read as the service reads a MAXI file (series_arrays: bands in mCrab, colour; 2-20 keV is the sum of the bands'
+    photon fluxes, so Crab-like bands add up to 1.16 times their mCrab, as the factors of flashes/units.py do).
+    Noise per band: Gaussian with the day's error (typical × 0.8–1.25) plus SCATTER typical errors that drift
+    from day to day (AR(1), SCATTER_RHO): the 2-20 keV days scatter 1.2 times their errors with a lag-1
+    correlation of about 0.2, as quiet MAXI stretches do (issue 20: 5–6 mCrab of scatter, 4–5 mCrab errors)."""
+    rng = np.random.default_rng(seed)
+    error = BAND_ERRORS * rng.uniform(0.8, 1.25, (DAYS, 1))
+    drift = rng.normal(0.0, 1.0, (DAYS, len(BAND_ORDER)))
+    for day in range(1, DAYS):
+        drift[day] = SCATTER_RHO * drift[day - 1] + math.sqrt(1.0 - SCATTER_RHO ** 2) * drift[day]
+    flux = level + (0.0 if signal is None else signal[:, None] * np.array(shape))
+    flux = flux + rng.normal(0.0, 1.0, error.shape) * error + SCATTER * BAND_ERRORS * drift
+    per_unit = np.array([MCRAB_PER_UNIT[("maxi", band)] for band in BAND_ORDER])
+    photons, photon_errors = flux / per_unit, error / per_unit
+    bands = {band: (photons[:, i], photon_errors[:, i]) for i, band in enumerate(BAND_ORDER)}
+    bands["2-20"] = (photons.sum(axis=1), np.sqrt((photon_errors ** 2).sum(axis=1)))
+    return series_arrays(ParsedLightcurve(55000.5 + np.arange(DAYS), bands), "maxi")
+
+
+def outburst(onset: float, peak: float, rise_d: float, decay_d: float = 15.0) -> np.ndarray:
+    """mCrab per day of an outburst: a linear rise over `rise_d` days from `onset` (MJD) to `peak`, then an
+    exponential decay, averaged over each day's bin (the onset falls anywhere in its day)."""
+    since = 55000.0 + np.arange(DAYS)[:, None] + (np.arange(24) + 0.5) / 24 - onset  # 24 instants per day
+    rising = np.where(since < rise_d, since / rise_d, np.exp(-(since - rise_d) / decay_d))
+    return peak * np.where(since < 0, 0.0, rising).mean(axis=1)
+
+
+@functools.cache
+def found(peak: float, rise_d: float, shape: tuple[float, ...], within_d: float,
+          params: Params = PARAMS) -> tuple[int, int]:
+    """Of ONSETS seeded outbursts on a quiet 2 mCrab source (400–550 days into its history), how many the model
+    flags within `within_d` days of the onset (evaluate's rule: the first alert from onset − 2 d on), scored with
+    the bands and from the 2-20 keV band alone (as before river-4)."""
+    counts = [0, 0]
+    for i in range(ONSETS):
+        onset = 55400.0 + float(np.random.default_rng(i).uniform(0.0, 150.0))
+        series = maxi_days(2000 + i, signal=outburst(onset, peak, rise_d), shape=shape)
+        for k, scored in enumerate((series, replace(series, bands=None))):
+            alerts = [t for t in model_alerts(scored, THRESHOLD, params) if t >= onset - WINDOW_BEFORE_D]
+            counts[k] += bool(alerts) and alerts[0] - onset <= within_d
+    return counts[0], counts[1]
+
+
+@pytest.mark.parametrize("with_bands", [True, False], ids=["bands", "2-20 keV"])
+def test_quiet_maxi_sources_raise_at_most_two_false_alert_episodes_in_66_source_years(with_bands: bool) -> None:
+    """40 quiet sources × 600 days (65.7 source-years) at 0–15 mCrab, quiescent and faintly persistent: at most two
+    false-alert episodes (0.03 per source-year; issue 20 asks for at most 0.05). river-4 raises none; its largest
+    evidence on these days is 5.9σ (bands) and 5.2σ (2-20 keV) against the 6.75σ of an alert."""
+    alerts = {}
+    for i in range(40):
+        series = maxi_days(1000 + i, level=float(np.random.default_rng(i).uniform(0.0, 15.0)))
+        alerts[str(i)] = model_alerts(series if with_bands else replace(series, bands=None), THRESHOLD)
+    episodes = sum(count for count, _ in false_episodes(alerts, []).values())
+    assert episodes <= 2, f"{episodes} false-alert episodes on quiet sources"
+
+
+@pytest.mark.parametrize("shape,least", [(CRAB_LIKE, 12), (HARD, 10)], ids=["crab-like", "hard"])
+def test_a_25_mcrab_outburst_rising_in_a_day_is_flagged_within_two_days(shape: tuple[float, ...], least: int) -> None:
+    """Issue 20: half of the 1-day-rise outbursts found within 2 days at 25 mCrab. river-4 finds 16 of 20 Crab-like
+    and 13 of 20 hard ones (photon index 1.6, 25 mCrab at 4-10 and at 2-20 keV); bounds: 12 and 10."""
+    assert found(25.0, 1.0, shape, 2.0)[0] >= least
+
+
+@pytest.mark.parametrize("shape", [CRAB_LIKE, HARD], ids=["crab-like", "hard"])
+def test_a_40_mcrab_outburst_rising_over_five_days_is_flagged_within_a_week(shape: tuple[float, ...]) -> None:
+    """Issue 20: completeness within 7 days at least 0.9 at 40 mCrab (river-4: 20 of 20 for both spectra)."""
+    assert found(40.0, 5.0, shape, 7.0)[0] >= 18
+
+
+def test_a_faint_rise_over_five_days_is_found_within_a_week_by_the_cusums_of_the_rise() -> None:
+    """20 mCrab over 5 days (4 mCrab a day, 1.6 combined errors): river-4 finds 19 of 20 within 7 days; without
+    the CUSUMs of the rise out of quiescence (never quiescent) it finds 5."""
+    assert found(20.0, 5.0, CRAB_LIKE, 7.0)[0] >= 16
+    assert found(20.0, 5.0, CRAB_LIKE, 7.0, replace(PARAMS, quiescent_snr=-1.0))[0] <= 10
+
+
+def test_the_bands_find_faint_outbursts_the_2_20_kev_band_alone_misses() -> None:
+    """Fitting the bands, each weighted by its own error, halves the error of a faint MAXI day and keeps a hard
+    spectrum's signal: within 2 days river-4 finds 12 of 20 Crab-like 20 mCrab outbursts (2-20 keV alone: 5),
+    13 of 20 hard 25 mCrab ones (alone: 7), and 16 of 20 Crab-like 25 mCrab ones (alone: 13)."""
+    with_bands, alone = found(20.0, 1.0, CRAB_LIKE, 2.0)
+    assert with_bands >= alone + 4
+    with_bands, alone = found(25.0, 1.0, HARD, 2.0)
+    assert with_bands >= alone + 3
+    with_bands, alone = found(25.0, 1.0, CRAB_LIKE, 2.0)
+    assert with_bands >= alone
+
+
+def test_band_templates_are_power_laws_in_mcrab() -> None:
+    """N(E) ∝ E^−Γ has ∫ = (lo^(1−Γ) − hi^(1−Γ)) / (Γ − 1) photons in a band. Γ = 1.6: 2-4, 4-10, 10-20 keV get
+    0.37413, 0.30681, 0.14244; the Crab's Γ = 2.1: 0.22625, 0.12564, 0.03852; in mCrab (their ratio) 1.6536,
+    2.4420, 3.6975, relative to 4-10 keV 0.6772, 1, 1.5142. A Crab-like spectrum has the same mCrab in every band;
+    a softer one more at 2-4 keV."""
+    assert band_template(2.1) == pytest.approx((1.0, 1.0, 1.0), abs=1e-12)
+    assert band_template(1.6) == pytest.approx((0.6772, 1.0, 1.5142), abs=1e-4)
+    soft = band_template(3.0)
+    assert soft[0] > 1.0 > soft[2]
+
+
+def test_bands_are_combined_as_a_template_fit_weighted_by_their_typical_variances() -> None:
+    """Template (1, 2), fluxes (3, 8) ± (1, 2): weights t/v = (1, 0.5), A = (1·3 + 0.5·8) / (1·1 + 0.5·2) = 3.5,
+    error √(1²·1² + 0.5²·2²) / 2 = √2/2. The next day's errors (2, 2) do not move the weights, which follow the
+    typical variances (1, 4) learned so far: A = 3.5 again, error √(1·4 + 0.25·4) / 2 = √5/2. A band without a
+    usable flux or error is left out; with none, no flux."""
+    bands = Bands(fading=0.5, template=(1.0, 2.0))
+    assert bands.combine([3.0, 8.0], [1.0, 2.0]) == pytest.approx((3.5, math.sqrt(2.0) / 2.0))
+    assert bands.combine([3.0, 8.0], [2.0, 2.0]) == pytest.approx((3.5, math.sqrt(5.0) / 2.0))
+    assert [v.mean for v in bands.variance] == [2.5, 4.0]  # 1 + 0.5 × (4 − 1); 4 + 0.5 × (4 − 4)
+    assert bands.combine([3.0, math.nan], [1.0, 2.0]) == pytest.approx((3.0, 1.0))  # one band: its own flux and error
+    assert bands.combine([math.nan, 8.0], [1.0, 0.0]) is None
+
+
+def test_the_statistics_of_the_state_hand_computed() -> None:
+    mean = EWMean(0.1)
+    assert mean.get() == 0.0 and mean.get(7.0) == 7.0  # never updated: the default
+    for x in (10.0, 20.0, 0.0):
+        mean.update(x)
+    assert mean.mean == pytest.approx(9.9)  # 10, then 10 + 0.1 × 10 = 11, then 11 − 0.1 × 11 = 9.9
+    quantile = FrugalQuantile(q=0.9, step=0.05)
+    assert quantile.get() is None
+    quantile.update(1.0)  # the first value is the estimate
+    quantile.update(3.0)  # up by step × q = 0.045
+    assert quantile.get() == pytest.approx(1.045)
+    quantile.update(0.0)  # down by step × (1 − q) = 0.005
+    assert quantile.get() == pytest.approx(1.04)
+    quantile.update(5.0, scale=10.0)  # up by step × scale × q = 0.45
+    assert quantile.get() == pytest.approx(1.49)
+    quantile.update(1.5)  # never past the value that moved it
+    assert quantile.get() == 1.5
+    result = doctest.testmod(stats)
+    assert result.attempted > 0 and result.failed == 0

@@ -203,8 +203,8 @@ def test_the_next_point_of_a_series_met_first_with_its_history_stored_scores_as_
 
 
 def old_state(model: SeriesModel) -> dict:
-    """The state an earlier model version wrote (only its tags differ; its numbers mean nothing to river-3)."""
-    return {**model.to_state(), "model_version": "river-2", "state_version": 2}
+    """The state an earlier model version wrote (only its tags differ: it reads as a SupersededModel)."""
+    return {**model.to_state().model_dump(mode="json"), "model_version": "river-3", "state_version": 3}
 
 
 def test_questdb_unreachable_during_a_rebuild_is_a_retry_of_the_runtime_until_the_worker_s_bound(
@@ -302,7 +302,8 @@ def test_a_point_dated_after_the_clock_is_a_dead_letter_and_a_state_it_silenced_
     poisoned = SeriesModel()
     for c in (quiet, bad):
         poisoned.score_chunk("maxi", *(getattr(columns_of(c), n) for n in ("mjd", "value", "error", "colour",
-                                                                               "colour_error")), now=math.inf)
+                                                                               "colour_error")), now=math.inf,
+                             bands=columns_of(c).bands)
     assert poisoned.last_scored_mjd == 95000.0
     stored(qdb, [quiet, bad])
     healed = Relevance(qdb, now=lambda: NOW)
@@ -398,7 +399,7 @@ def test_an_upgrade_and_flashes_rescore_on_the_running_relevance_service(
     assert "nosuch: no stored state" in result.stdout
     assert states(settings, "swift_untouched") == untouched
     rebuilt, _ = live([*history, following])
-    assert states(settings, "maxi_upgrade")[-1]["model"] == rebuilt.to_state()
+    assert states(settings, "maxi_upgrade")[-1]["model"] == rebuilt.to_state().model_dump(mode="json")
     assert states(settings, "maxi_upgrade")[-1]["offset"] == meta.offset + 1
     assert [r for _, r, _ in scores(settings, "maxi_upgrade")[n + 1:]] == whole[:n + 1]  # rescored: history
     # Started again, the worker goes on from the rebuilt state: the point after scores as the whole file.

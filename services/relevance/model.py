@@ -16,18 +16,15 @@ to `tail_cap_sigma`). Consecutive deviations are correlated (slow background dri
 their lag-1 correlation ρ is learned per detector (measured 0.3–0.4 on quiet MAXI stretches), and sums of
 deviations are divided by the spread it implies.
 
-Evidence (σ), flux upwards only, colour both ways:
-- active level: the larger of |u| and, for a previous deviation of the same sign at most `persistence_gap_d`
-  days older, |u + u₋₁| / √(2(1 + ρ)) (a real change persists, noise does not);
-- quiescent level: a lone point counts at most `lone_cap_sigma` (quiet MAXI days exceed 5σ 0.1–0.2 % of the
-  time, 1 000 times a Gaussian's rate: background glitches, not sources), and so does each point in the pair
-  above; and the rise out of quiescence accumulates in CUSUMs over several drifts μ (`drifts`, σ):
-  S_μ = max(0, S_μ + μ v − μ²/2), v = min(u, cap) √((1 − ρ)/(1 + ρ)), evidence √(2 S_μ), the log-likelihood
-  ratio of a rise by μ against none. Their maximum does not need the rise's size in advance: a fast rise shows
-  in the large drifts within two points, a slow one in the small drifts within days (FOCuS reduced to a grid).
-  S is capped at evidence `cusum_cap_sigma`, so that it falls back once the rise has been learned; a gap
-  longer than `cusum_gap_d` days starts it again. A bright persistent source wanders for days on end, which is
-  not news: the CUSUMs count only while the level is quiescent.
+Evidence (σ), flux upwards only, colour both ways: the larger of |u| and, for a previous deviation of the
+same sign at most `persistence_gap_d` days older, |u + u₋₁| / √(2(1 + ρ)) (a real change persists, noise
+does not). While the level is quiescent, the rise out of it also accumulates in CUSUMs over several drifts μ
+(`drifts`, σ): S_μ = max(0, S_μ + μ v − μ²/2), v = min(u, `tail_cap_sigma`) √((1 − ρ)/(1 + ρ)), evidence
+√(2 S_μ), the log-likelihood ratio of a rise by μ against none. Their maximum does not need the rise's size in
+advance: a fast rise shows in the large drifts within two points, a slow one in the small drifts within days
+(FOCuS reduced to a grid). S is capped at evidence `cusum_cap_sigma`, so that it falls back once the rise has
+been learned; a gap longer than `cusum_gap_d` days starts it again. A bright persistent source wanders for
+days on end, which is not news: the CUSUMs count only while the level is quiescent.
 
 A point far above the source's usual high level (its 99 % flux quantile) is unusual however often the source
 varies: evidence (flux − q99)/(`record_margin` × q99), so a regular outburster whose outburst is more than
@@ -478,7 +475,7 @@ class Bands:
         norm = weighted = variance = 0.0
         usable = []
         for typical, t, f, e in zip(self.variance, self.template, flux, error):
-            if -LARGEST < f < LARGEST and 0.0 < e < LARGEST:
+            if -LARGEST < f < LARGEST and 0.0 < e < LARGEST and e * e > 0.0:  # an error below 1e-162 squares to 0
                 w = t / typical.get(e * e)
                 norm, weighted, variance = norm + w * t, weighted + w * f, variance + w * w * e * e
                 usable.append((typical, e * e))
