@@ -6,6 +6,7 @@ background (pid files under var_dir) and waits until they answer; `stop` ends th
 """
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import os
@@ -21,6 +22,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 import httpx
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaError
 
 from flashes.errors import InfraError
 from flashes.services import SERVICES
@@ -212,7 +215,20 @@ def _start_questdb(settings: Settings, java: str, jars: Path) -> None:
 
 
 def kafka_healthy(settings: Settings) -> bool:
-    return _port_open(settings.kafka_host, settings.kafka_port)
+    """Kafka answers a metadata request: its port opens before the broker serves, and a client that
+    bootstraps then is dropped ("Unable to bootstrap", seen once in a fresh clone's test run)."""
+    return _port_open(settings.kafka_host, settings.kafka_port) and asyncio.run(_kafka_answers(settings))
+
+
+async def _kafka_answers(settings: Settings) -> bool:
+    client = AIOKafkaClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=2000)
+    try:
+        await client.bootstrap()
+        return True
+    except KafkaError:
+        return False
+    finally:
+        await client.close()
 
 
 def questdb_healthy(settings: Settings) -> bool:
