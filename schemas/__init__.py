@@ -354,18 +354,23 @@ class ProcessorState(Contract):
     offset: int = Field(ge=0)
 
 
-class DayColumns(Contract):
+class Columns(Contract):
+    """A few columns of one small table, as lists: every field is a column, all of one length."""
+
+    @model_validator(mode="after")
+    def _aligned(self) -> "Columns":
+        lengths = {name: len(getattr(self, name)) for name in type(self).model_fields}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"columns {', '.join(lengths)} differ in length")
+        return self
+
+
+class DayColumns(Columns):
     """One instrument's main-band values per UTC day (floor of MJD), in mCrab, days increasing."""
 
     day: list[int] = Field(default_factory=list)
     flux: list[float] = Field(default_factory=list)
     error: list[float] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _lengths(self) -> "DayColumns":
-        if not len(self.day) == len(self.flux) == len(self.error):
-            raise ValueError("day, flux and error differ in length")
-        return self
 
 
 class DeriveState(ProcessorState):
@@ -397,18 +402,12 @@ class DetectorState(Contract):
         max_length=32, description="flux: [start MJD, MJD of the last point above, peak, threshold], oldest first")
 
 
-class RecentPoints(Contract):
+class RecentPoints(Columns):
     """The last points of a series, for the original formula's trend term; None: not a usable number."""
 
     mjd: list[float] = Field(max_length=5)
     value: list[float | None] = Field(max_length=5)
     error: list[float | None] = Field(max_length=5)
-
-    @model_validator(mode="after")
-    def _aligned(self) -> "RecentPoints":
-        if not len(self.mjd) == len(self.value) == len(self.error):
-            raise ValueError("mjd, value and error of different lengths")
-        return self
 
 
 class RelevanceModel(Contract):

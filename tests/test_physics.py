@@ -8,7 +8,7 @@ from astropy.time import Time
 from flashes.timeconv import datetime_to_mjd, mjd_to_datetime, mjd_to_unix_us, utc_day_centre
 from flashes.units import MCRAB_PER_UNIT, to_mcrab
 from services.derive.physics import combined, hardness
-from services.relevance.series import maxi_colour
+from services.relevance.series import band_colour, maxi_bands
 
 
 def test_crab_factors_are_the_inverse_of_one_crab_in_each_band() -> None:
@@ -61,7 +61,7 @@ def test_maxi_colour_4_10_over_2_4_in_mcrab_with_propagated_error() -> None:
     # 1.2 ph/cm²/s in 4-10 keV and 2.1 in 2-4 keV are both 1 Crab: colour 1.
     flux = {"4-10": np.array([1.2, 1.2]), "2-4": np.array([2.1, -0.1])}
     error = {"4-10": np.array([0.012, 0.012]), "2-4": np.array([0.042, 0.05])}
-    c, dc = maxi_colour(flux, error)
+    c, dc = band_colour(maxi_bands(flux, error))
     assert c[0] == pytest.approx(1.0, rel=1e-6)
     assert dc[0] == pytest.approx(np.hypot(0.01, 0.02), rel=1e-6)
     assert np.isnan(c[1]) and np.isnan(dc[1])  # a negative soft flux has no colour

@@ -53,7 +53,7 @@ from flashes.progress import progress_bar
 from flashes.parsers import ParsedLightcurve, parse
 from services.relevance import formula
 from services.relevance.model import PARAMS, ChunkScores, Params, SeriesModel, calibrated
-from services.relevance.series import maxi_bands, maxi_colour
+from services.relevance.series import band_colour, maxi_bands
 
 WINDOW_BEFORE_D, WINDOW_AFTER_D = 2.0, 60.0
 EPISODE_GAP_D = 10.0
@@ -111,7 +111,8 @@ def series_arrays(parsed: ParsedLightcurve, instrument: str) -> Series:
     bands = None
     if instrument == "maxi":
         fluxes, errors = ({b: column[i] for b, column in parsed.bands.items()} for i in (0, 1))
-        (colour, colour_error), bands = maxi_colour(fluxes, errors), maxi_bands(fluxes, errors)
+        bands = maxi_bands(fluxes, errors)
+        colour, colour_error = band_colour(bands)
     else:
         colour, colour_error = np.full(len(parsed), math.nan), np.full(len(parsed), math.nan)
     return Series(instrument, parsed.mjd, flux, error, colour, colour_error, bands)

@@ -1,8 +1,8 @@
 """A series' stored history, read back from QuestDB in time order: what a relevance model is rebuilt from.
 
 The rows are turned into exactly the columns the live path feeds the model
-(services/relevance/series.py): a lightcurve's main band (MAXI 2-20 keV) with, for MAXI, the
-4-10/2-4 keV colour computed by the same function from the same bands; a derived series' value
+(services/relevance/series.py): a lightcurve's main band (MAXI 2-20 keV) with, for MAXI, the three
+bands in mCrab and the 4-10/2-4 keV colour computed by the same functions from them; a derived series' value
 (the colour too for hardness). QuestDB keeps DOUBLEs and the µs timestamps exactly and /exec
 prints doubles so that they read back bit for bit, so the rebuilt model equals the live one
 (tests/test_rescore.py compares their states).
@@ -22,10 +22,10 @@ from flashes.settings import Settings
 from flashes.timeconv import mjd_to_unix_us
 from flashes.topics import DERIVED_KINDS, catalogue_series
 from flashes.units import MAIN_BAND
-from services.relevance.series import SeriesColumns, maxi_bands, maxi_colour
+from services.relevance.series import SeriesColumns, band_colour, maxi_bands
 
-PAGE_ROWS = 30_000  # 10,000 MAXI points (three bands each); a whole MAXI history (~6,000 days) is one page
-MAXI_BANDS = ("2-4", "4-10", "10-20")  # what maxi_colour and maxi_bands read besides the main band
+PAGE_ROWS = 30_000  # 7,500 MAXI points (four bands each); a whole MAXI history (~6,000 days) is one page
+MAXI_BANDS = ("2-4", "4-10", "10-20")  # what maxi_bands reads besides the main band
 
 
 def _text(value: str) -> str:
@@ -115,8 +115,9 @@ def _columns(rows: list[dict], series: str, source_id: str, kind: str) -> Series
     has = ~np.isnan(fluxes[main]) if main in fluxes else np.zeros(len(times), dtype=bool)  # as live: no main band, no point
     bands = None
     if kind == "maxi" and main in fluxes:
-        colour, colour_error = maxi_colour(fluxes, errors)
-        bands = tuple(column[has] for column in maxi_bands(fluxes, errors))
+        every = maxi_bands(fluxes, errors)
+        colour, colour_error = band_colour(every)
+        bands = (every[0][has], every[1][has])
     else:
         colour = colour_error = np.full(len(times), np.nan)
     nothing = np.full(len(times), np.nan)

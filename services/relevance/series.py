@@ -35,15 +35,6 @@ def ratio(num: np.ndarray, num_err: np.ndarray, den: np.ndarray, den_err: np.nda
         return r, np.where(defined, r * np.hypot(num_err / num, den_err / den), np.nan)
 
 
-def maxi_colour(flux: dict[str, np.ndarray], error: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """MAXI 4-10 keV over 2-4 keV, both in mCrab: rises in hard states, falls in soft ones."""
-    n = len(next(iter(flux.values())))
-    if "4-10" not in flux or "2-4" not in flux:
-        return np.full(n, np.nan), np.full(n, np.nan)
-    a, b = MCRAB_PER_UNIT[("maxi", "4-10")], MCRAB_PER_UNIT[("maxi", "2-4")]
-    return ratio(flux["4-10"] * a, error["4-10"] * a, flux["2-4"] * b, error["2-4"] * b)
-
-
 def maxi_bands(flux: dict[str, np.ndarray], error: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """The flux and error of each point's MAXI bands (BAND_ORDER) in mCrab, shape (points, bands); NaN for a
     band a point lacks (the model then combines the others)."""
@@ -54,6 +45,12 @@ def maxi_bands(flux: dict[str, np.ndarray], error: dict[str, np.ndarray]) -> tup
             np.column_stack([error.get(b, nothing) * k for b, k in zip(BAND_ORDER, factors)]))
 
 
+def band_colour(bands: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """MAXI 4-10 keV over 2-4 keV, both in mCrab (`maxi_bands`' columns): rises in hard states, falls in soft ones."""
+    (flux, error), hard, soft = bands, BAND_ORDER.index("4-10"), BAND_ORDER.index("2-4")
+    return ratio(flux[:, hard], error[:, hard], flux[:, soft], error[:, soft])
+
+
 def from_lightcurve(chunk: schemas.LightcurveChunk) -> SeriesColumns | None:
     band = MAIN_BAND[chunk.instrument]
     if band not in chunk.flux:
@@ -62,7 +59,8 @@ def from_lightcurve(chunk: schemas.LightcurveChunk) -> SeriesColumns | None:
     if chunk.instrument == "maxi":
         flux = {b: np.array(v) for b, v in chunk.flux.items()}
         error = {b: np.array(v) for b, v in chunk.error.items()}
-        (colour, colour_error), bands = maxi_colour(flux, error), maxi_bands(flux, error)
+        bands = maxi_bands(flux, error)
+        colour, colour_error = band_colour(bands)
     else:
         colour = colour_error = np.full(chunk.count, np.nan)
     return SeriesColumns(catalogue_series(chunk.instrument, chunk.source_id), chunk.source_id, chunk.instrument,
