@@ -3,21 +3,41 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test venv infra browser bench schemas clean
+.PHONY: run test venv infra browser audit lock pin-images bench schemas clean
 
 run: venv infra
 	$(BIN)/flashes stack
 
-test: venv infra browser
+test: venv infra browser audit
 	$(BIN)/pytest -q
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml requirements.lock
+$(VENV)/.installed: pyproject.toml requirements.lock requirements-test.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q --disable-pip-version-check -r requirements.lock
+	$(BIN)/pip install -q --disable-pip-version-check --require-hashes -r requirements.lock -r requirements-test.lock
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps --config-settings editable_mode=compat -e .
 	touch $@
+
+# Known vulnerabilities with a fix released, in either lock, fail the build (deploy/audit.py, pip-audit).
+audit: venv
+	$(BIN)/python deploy/audit.py
+
+# Both locks, with hashes, from pyproject.toml: the versions already locked are kept (`make lock UPGRADE=--upgrade`
+# moves them); the test lock holds what the [test] extra adds to the runtime lock, at the runtime lock's versions.
+lock: venv
+	$(BIN)/uv pip compile pyproject.toml --python $(BIN)/python --generate-hashes --no-header -q $(UPGRADE) \
+	  -o requirements.lock
+	$(BIN)/uv pip compile pyproject.toml --extra test -c requirements.lock --python $(BIN)/python --generate-hashes \
+	  --no-header -q $(UPGRADE) $$(sed -n 's/^\([A-Za-z0-9._-]*\)==.*/--no-emit-package \1/p' requirements.lock) \
+	  -o requirements-test.lock
+
+# On a Docker host: pin every image of docker-compose.yml to the digest its tag has now (tag@sha256:...).
+pin-images:
+	for image in $$(sed -n 's/^ *image: *\([^@ ]*\) *$$/\1/p' docker-compose.yml | sort -u); do \
+	  docker pull -q "$$image" >/dev/null && digest=$$(docker image inspect --format '{{index .RepoDigests 0}}' "$$image") && \
+	  sed -i "s|image: $$image *$$|image: $$image@$${digest#*@}|" docker-compose.yml || exit 1; \
+	done
 
 # Kafka and QuestDB jars from Maven Central into the cache (checksummed; downloads once).
 infra: venv

@@ -52,7 +52,7 @@ import pandas as pd
 
 from benchkit import tidy
 from flashes import catalogue, infra, mirror, observe, questdb, stack
-from flashes.kafka import ensure_topics
+from flashes.kafka import ensure_topics, security
 from flashes.settings import Settings
 from flashes.parsers import parse
 from services.fetcher.publish import make_chunks
@@ -109,7 +109,7 @@ async def group_members(settings: Settings, groups: list[str]) -> dict[str, int]
     from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.errors import KafkaError
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **security(settings))
     await admin.start()
     try:
         out = {}

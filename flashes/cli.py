@@ -10,8 +10,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import schemas
-from flashes.errors import InfraError
-from flashes import services, topics
+from flashes.errors import InfraError, UnsafeSettings
+from flashes import safety, services, topics
 from flashes.services import SERVICES
 from flashes.settings import get_settings
 from flashes.topics import INSTRUMENTS
@@ -32,8 +32,26 @@ def _infra(args: argparse.Namespace) -> None:
 
 
 def _run(args: argparse.Namespace) -> None:
-    """Run one service in the foreground until SIGTERM/Ctrl-C."""
-    services.run(args.service, get_settings())
+    """Run one service in the foreground until SIGTERM/Ctrl-C; unsafe settings exit with the reasons, no traceback."""
+    try:
+        services.run(args.service, get_settings())
+    except UnsafeSettings as exc:
+        sys.exit(f"flashes run {args.service}: {exc}")
+
+
+def _kafka_acls(args: argparse.Namespace) -> None:
+    """The one-shot step before the services start (compose): every topic and every service's ACLs, as admin;
+    a broker still starting (or away) is waited for, an ACL the broker refuses ends it with the reason."""
+    from flashes import kafka_acl
+    from flashes.kafka import run_restarting
+
+    async def grant() -> None:
+        print(f"{await kafka_acl.apply(get_settings())} ACLs in place for {', '.join(kafka_acl.PLAN)}")
+
+    try:
+        run_restarting("kafka-acls", grant)
+    except InfraError as exc:
+        sys.exit(f"flashes kafka-acls: {exc}")
 
 
 def _fetch(args: argparse.Namespace) -> None:
@@ -48,12 +66,13 @@ def _fetch(args: argparse.Namespace) -> None:
         get_settings.cache_clear()
     settings = get_settings()
     try:
+        safety.require_safe(settings, "fetcher")
         if args.command == "fetch" and not args.once:
             asyncio.run(run_forever(settings))
             return
         report = asyncio.run(fetch_once(settings, args.source or None, args.instrument or None,
                                         full=args.command == "backfill", progress=True))
-    except ValueError as exc:
+    except (ValueError, UnsafeSettings) as exc:
         sys.exit(f"flashes {args.command}: {exc}")
     finally:
         if server:
@@ -67,7 +86,12 @@ def _fetch(args: argparse.Namespace) -> None:
 def _mirror(args: argparse.Namespace) -> None:
     from services.fetcher.mirror_sync import sync
 
-    report = asyncio.run(sync(get_settings(), Path(args.folder), args.source or None, args.instrument or None))
+    settings = get_settings()
+    try:
+        safety.require_safe(settings, "fetcher")
+    except UnsafeSettings as exc:
+        sys.exit(f"flashes mirror sync: {exc}")
+    report = asyncio.run(sync(settings, Path(args.folder), args.source or None, args.instrument or None))
     print(f"{report.series} files written to {args.folder}, {len(report.errors)} failures")
     for error in report.errors:
         print(f"  {error}")
@@ -244,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("rescore", help="rebuild relevance models from the stored history (stop relevance first)")
     p.add_argument("--source", action="append", metavar="ID", help="source id (repeatable); default: all")
     p.set_defaults(func=_rescore)
+    p = sub.add_parser("kafka-acls", help="create every topic and each service user's ACLs (log in as admin)")
+    p.set_defaults(func=_kafka_acls)
     p = sub.add_parser("stack", help="infrastructure, every service and the sample mirror, until Ctrl-C")
     p.set_defaults(func=_stack)
     return parser

@@ -31,6 +31,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 import schemas
 from flashes import topics
 from flashes.errors import DecodeError
+from flashes.kafka import security
 from flashes.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,8 @@ class AlertListener:
 
     def __init__(self, bootstrap_servers: str, source: list[str] | None = None, tag: list[str] | None = None,
                  min_relevance: float = 0.0, since: datetime | None = None, from_beginning: bool = False,
-                 exit_at_end: bool = False, group_id: str | None = None) -> None:
+                 exit_at_end: bool = False, group_id: str | None = None,
+                 login: dict[str, str] | None = None) -> None:
         if since is not None and from_beginning:
             raise ValueError("give either since or from_beginning, not both")
         self.bootstrap_servers = bootstrap_servers
@@ -59,11 +61,12 @@ class AlertListener:
         self.from_beginning = from_beginning
         self.exit_at_end = exit_at_end
         self.group_id = group_id
+        self.login = login or {}  # flashes.kafka.security: SASL keyword arguments, none for PLAINTEXT
 
     @classmethod
     def from_settings(cls, settings: Settings, **filters: Any) -> AlertListener:
         """A listener on the Kafka of the FLASHES settings (FLASHES_KAFKA_HOST/PORT)."""
-        return cls(settings.kafka_bootstrap, **filters)
+        return cls(settings.kafka_bootstrap, login=security(settings), **filters)
 
     def wanted(self, alert: schemas.Alert) -> bool:
         return ((not self.source or alert.source_id in self.source)
@@ -72,7 +75,7 @@ class AlertListener:
 
     async def __aiter__(self) -> AsyncIterator[schemas.Alert]:
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, group_id=self.group_id,
-                                    enable_auto_commit=False, auto_offset_reset="earliest")
+                                    enable_auto_commit=False, auto_offset_reset="earliest", **self.login)
         try:
             await consumer.start()
             partitions = await self._partitions(consumer)

@@ -37,3 +37,14 @@ class DeliveryError(FlashesError):
 
 class SubscriptionError(FlashesError):
     """A subscription request is invalid (bad URL, unknown source or tag, ...); the message says which part."""
+
+
+class RefusedAddress(OSError):
+    """A webhook host that is not (or does not resolve to) public addresses only (flashes/netguard.py). An OSError,
+    not a FlashesError (their layouts cannot be combined), so that aiohttp and aiohappyeyeballs handle it as the
+    failed connection attempt it stands for."""
+
+
+class UnsafeSettings(FlashesError):
+    """A service refuses to start: its settings would expose it (a development secret, cleartext where it
+    matters); the message lists every such setting and how to make a good value."""

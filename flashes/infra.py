@@ -16,8 +16,10 @@ import socket
 import subprocess
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import ExitStack
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
@@ -26,6 +28,8 @@ from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
 from flashes.errors import InfraError
+from flashes.kafka import SCRAM, security
+from flashes.kafka_acl import ADMIN, PLAN
 from flashes.services import SERVICES
 from flashes.settings import PROJECT_ROOT, Settings
 
@@ -56,8 +60,8 @@ def free_ports(n: int) -> int:
 def isolated_env(var_dir: Path) -> dict[str, str]:
     """FLASHES_* settings for a private stack (tests, benchmarks): free loopback ports (a run of them for the
     services' metrics), own data folder."""
-    ports = ("KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "QUESTDB_HTTP_PORT", "QUESTDB_PG_PORT", "QUESTDB_ILP_TCP_PORT",
-             "QUESTDB_MIN_HTTP_PORT", "API_PORT")
+    ports = ("KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "QUESTDB_HTTP_PORT", "QUESTDB_PG_PORT", "QUESTDB_MIN_HTTP_PORT",
+             "API_PORT")
     return {"FLASHES_VAR_DIR": str(var_dir), "FLASHES_CACHE_DIR": str(PROJECT_ROOT / ".cache"),
             **{f"FLASHES_{name}": str(free_port()) for name in ports},
             "FLASHES_METRICS_PORT": str(free_ports(len(SERVICES)))}
@@ -80,6 +84,12 @@ def _verify(jars: Path) -> list[str]:
     """Names of jars that are missing or whose sha256 differs from the committed list."""
     return [name for name, digest in _expected_checksums().items()
             if not (jars / name).is_file() or _sha256(jars / name) != digest]
+
+
+def checksummed_jars(jars: Path) -> list[Path]:
+    """The jars named in the committed list, which `fetch_jars` has verified: any other jar lying in the cache
+    never reaches a classpath."""
+    return [jars / name for name in sorted(_expected_checksums())]
 
 
 def require_java() -> str:
@@ -152,17 +162,89 @@ def _spawn(settings: Settings, name: str, cmd: list[str], env: dict[str, str] | 
     _pid_file(settings, name).write_text(str(proc.pid))
 
 
-def _kafka_properties(settings: Settings, data: Path) -> str:
-    h = settings.kafka_host
+# The broker reads the passwords from its environment (EnvVarConfigProvider): its config file holds none.
+PASSWORD_ENV = {ADMIN: "FLASHES_KAFKA_ADMIN_PASSWORD", "controller": "FLASHES_KAFKA_CONTROLLER_PASSWORD",
+                **{service: f"FLASHES_KAFKA_{service.upper()}_PASSWORD" for service in PLAN}}
+# Passwords go unquoted into --add-scram 'SCRAM-SHA-512=[name=..,password=..]' and quoted into JAAS lines.
+PASSWORD_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
+@dataclass(frozen=True)
+class KafkaLogins:
+    """The passwords of a SASL broker: `admin` (super user: topics, ACLs, the broker's own login), the
+    controller listener's PLAIN login, and one SCRAM user per service of flashes/kafka_acl.py's plan."""
+
+    admin_password: str
+    controller_password: str
+    service_passwords: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        missing = sorted(set(PLAN) - set(self.service_passwords))
+        if missing:
+            raise InfraError(f"no Kafka password for the service users {', '.join(missing)}")
+        for user, password in self.passwords().items():
+            if len(password) < 16 or not set(password) <= PASSWORD_CHARS:
+                raise InfraError(f"the Kafka password of {user!r} must be at least 16 characters of A-Z a-z 0-9 _ - "
+                                 f"(make one: python -c 'import secrets; print(secrets.token_urlsafe(24))')")
+
+    def passwords(self) -> dict[str, str]:
+        return {ADMIN: self.admin_password, "controller": self.controller_password, **self.service_passwords}
+
+    def env(self) -> dict[str, str]:
+        """The broker's environment: every password under its PASSWORD_ENV name."""
+        return {PASSWORD_ENV[user]: password for user, password in self.passwords().items()}
+
+
+def scram_users(password: Callable[[str], str]) -> list[str]:
+    """The storage tool's arguments that create the SCRAM users (admin and the services) at format time;
+    `password(user)` gives each user's password (compose: the shell variable that holds it)."""
+    return [arg for user in (ADMIN, *PLAN) for arg in ("--add-scram", f"{SCRAM}=[name={user},password={password(user)}]")]
+
+
+def kafka_properties(host: str, port: int, controller_port: int, data: Path, sasl: bool, bind: str | None = None) -> str:
+    """A single-node KRaft broker+controller advertised as `host` (listening on `bind`, default `host`).
+
+    `sasl`: clients log in with SCRAM-SHA-512 (users created at format time), the controller listener
+    with its own PLAIN login; the StandardAuthorizer refuses whatever no ACL allows, `admin` excepted.
+    """
+    b = host if bind is None else bind
+    if sasl:
+        env = "${env:%s}"
+        listener = [
+            f"listeners=BROKER://{b}:{port},CONTROLLER://{b}:{controller_port}",
+            f"advertised.listeners=BROKER://{host}:{port}",
+            "inter.broker.listener.name=BROKER",
+            "listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,BROKER:SASL_PLAINTEXT",
+            f"listener.name.broker.sasl.enabled.mechanisms={SCRAM}",
+            f"sasl.mechanism.inter.broker.protocol={SCRAM}",
+            "listener.name.controller.sasl.enabled.mechanisms=PLAIN",
+            "sasl.mechanism.controller.protocol=PLAIN",
+            "config.providers=env",
+            "config.providers.env.class=org.apache.kafka.common.config.provider.EnvVarConfigProvider",
+            f"listener.name.broker.{SCRAM.lower()}.sasl.jaas.config=org.apache.kafka.common.security.scram."
+            f"ScramLoginModule required username=\"{ADMIN}\" password=\"{env % PASSWORD_ENV[ADMIN]}\";",
+            "listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule "
+            f"required username=\"controller\" password=\"{env % PASSWORD_ENV['controller']}\" "
+            f"user_controller=\"{env % PASSWORD_ENV['controller']}\";",
+            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+            f"super.users=User:{ADMIN};User:controller",
+            "allow.everyone.if.no.acl.found=false",
+            "auto.create.topics.enable=false",
+        ]
+    else:
+        listener = [
+            f"listeners=PLAINTEXT://{b}:{port},CONTROLLER://{b}:{controller_port}",
+            f"advertised.listeners=PLAINTEXT://{host}:{port}",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+            "auto.create.topics.enable=true",
+        ]
     return "\n".join([
         "process.roles=broker,controller",
         "node.id=1",
-        f"controller.quorum.voters=1@{h}:{settings.kafka_controller_port}",
-        f"listeners=PLAINTEXT://{h}:{settings.kafka_port},CONTROLLER://{h}:{settings.kafka_controller_port}",
-        f"advertised.listeners=PLAINTEXT://{h}:{settings.kafka_port}",
+        f"controller.quorum.voters=1@{host}:{controller_port}",
         "controller.listener.names=CONTROLLER",
-        "inter.broker.listener.name=PLAINTEXT",
-        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        *listener,
         f"log.dirs={data}",
         "num.partitions=1",
         "offsets.topic.replication.factor=1",
@@ -170,45 +252,54 @@ def _kafka_properties(settings: Settings, data: Path) -> str:
         "transaction.state.log.min.isr=1",
         "share.coordinator.state.topic.replication.factor=1",
         "group.initial.rebalance.delay.ms=0",
-        "auto.create.topics.enable=true",
         "",
     ])
 
 
-def _start_kafka(settings: Settings, java: str, jars: Path) -> None:
+def _start_kafka(settings: Settings, java: str, jars: Path, logins: KafkaLogins | None = None) -> None:
+    """Format (once) and start the broker; with `logins` SASL-only, its users created at format time."""
     home = settings.var_dir / "kafka"
     data = home / "data"
     home.mkdir(parents=True, exist_ok=True)
     props = home / "server.properties"
-    props.write_text(_kafka_properties(settings, data))
-    classpath = ":".join(str(p) for p in sorted(jars.glob("*.jar")) if not p.name.startswith("questdb-"))
+    props.write_text(kafka_properties(settings.kafka_host, settings.kafka_port, settings.kafka_controller_port, data,
+                                      sasl=logins is not None))
+    env = logins.env() if logins else {}
+    users = scram_users(logins.passwords().__getitem__) if logins else []
+    classpath = ":".join(str(p) for p in checksummed_jars(jars) if not p.name.startswith("questdb-"))
     base = [java, "-Xmx512m", "-cp", classpath, f"-Dkafka.logs.dir={home}"]
     if not (data / "meta.properties").exists():
         cluster_id = "-"
         while cluster_id.startswith("-"):  # the storage tool would take a leading '-' for an option
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        fmt = subprocess.run([*base, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
-                             capture_output=True, text=True)
+        fmt = subprocess.run([*base, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), *users],
+                             capture_output=True, text=True, env={**os.environ, **env})
         if fmt.returncode != 0:
             raise InfraError(f"formatting Kafka storage in {data} failed:\n{fmt.stdout}{fmt.stderr}")
-    _spawn(settings, "kafka", [*base, "kafka.Kafka", str(props)])
+    _spawn(settings, "kafka", [*base, "kafka.Kafka", str(props)], env)
 
 
 def _start_questdb(settings: Settings, java: str, jars: Path) -> None:
     data = settings.var_dir / "questdb"
     data.mkdir(parents=True, exist_ok=True)
-    jar = next(jars.glob("questdb-*.jar"))
+    jar = next(p for p in checksummed_jars(jars) if p.name.startswith("questdb-"))
     h = settings.questdb_host
     env = {
         "QDB_HTTP_BIND_TO": f"{h}:{settings.questdb_http_port}",
         "QDB_HTTP_MIN_NET_BIND_TO": f"{h}:{settings.questdb_min_http_port}",
         "QDB_PG_NET_BIND_TO": f"{h}:{settings.questdb_pg_port}",
-        "QDB_LINE_TCP_NET_BIND_TO": f"{h}:{settings.questdb_ilp_tcp_port}",
+        # ILP over TCP has no password login in QuestDB OSS: the sink writes ILP over HTTP, which has (below).
+        "QDB_LINE_TCP_ENABLED": "false",
         "QDB_LINE_UDP_ENABLED": "false",
         "QDB_TELEMETRY_ENABLED": "false",
         "QDB_PG_READONLY_USER_ENABLED": "true",
         "QDB_PG_READONLY_USER": settings.questdb_reader_user,
         "QDB_PG_READONLY_PASSWORD": settings.questdb_reader_password,
+        # The same logins as in compose, so every test writes and queries as the writer, with its password.
+        "QDB_HTTP_USER": settings.questdb_writer_user,
+        "QDB_HTTP_PASSWORD": settings.questdb_writer_password,
+        "QDB_PG_USER": settings.questdb_writer_user,
+        "QDB_PG_PASSWORD": settings.questdb_writer_password,
     }
     _spawn(settings, "questdb", [java, "-Xmx1g", "-p", str(jar), "-m", "io.questdb/io.questdb.ServerMain",
                                  "-d", str(data)], env)
@@ -221,7 +312,7 @@ def kafka_healthy(settings: Settings) -> bool:
 
 
 async def _kafka_answers(settings: Settings) -> bool:
-    client = AIOKafkaClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=2000)
+    client = AIOKafkaClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=2000, **security(settings))
     try:
         await client.bootstrap()
         return True
@@ -233,7 +324,8 @@ async def _kafka_answers(settings: Settings) -> bool:
 
 def questdb_healthy(settings: Settings) -> bool:
     try:
-        r = httpx.get(f"{settings.questdb_http_url}/exec", params={"query": "SELECT 1"}, timeout=2)
+        r = httpx.get(f"{settings.questdb_http_url}/exec", params={"query": "SELECT 1"}, timeout=2,
+                      auth=(settings.questdb_writer_user, settings.questdb_writer_password))
         return r.status_code == 200
     except httpx.HTTPError:
         return False
@@ -260,12 +352,20 @@ class _Plan(NamedTuple):
     healthy: Callable[[Settings], bool]
 
 
-def start(settings: Settings, timeout_s: float = 90.0, servers: tuple[str, ...] = SERVERS) -> None:
-    """Start whichever of the servers (Kafka, QuestDB) is not running yet and wait until all are healthy."""
+def start(settings: Settings, timeout_s: float = 90.0, servers: tuple[str, ...] = SERVERS,
+          kafka_logins: KafkaLogins | None = None) -> None:
+    """Start whichever of the servers (Kafka, QuestDB) is not running yet and wait until all are healthy.
+
+    With `kafka_logins`, Kafka listens with SASL only (as compose's broker does); `settings` must then log in
+    as `admin` (the health check does), and `flashes.kafka_acl.apply` creates the topics and ACLs."""
+    if kafka_logins is not None and (settings.kafka_security_protocol, settings.kafka_user) != ("SASL_PLAINTEXT", ADMIN):
+        raise InfraError(f"a SASL Kafka is started with settings that log in as {ADMIN!r}: "
+                         f"FLASHES_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT, FLASHES_KAFKA_USER={ADMIN}")
     java = require_java()
     jars = fetch_jars(settings)
     settings.var_dir.mkdir(parents=True, exist_ok=True)
-    plans = {"kafka": _Plan(settings.kafka_host, settings.kafka_port, "PORT", _start_kafka, kafka_healthy),
+    plans = {"kafka": _Plan(settings.kafka_host, settings.kafka_port, "PORT", partial(_start_kafka, logins=kafka_logins),
+                            kafka_healthy),
              "questdb": _Plan(settings.questdb_host, settings.questdb_http_port, "HTTP_PORT", _start_questdb,
                               questdb_healthy)}
     for name in servers:

@@ -23,6 +23,19 @@ COMPACTED = {"cleanup.policy": "compact", "segment.bytes": str(16 * 1024 * 1024)
              "min.cleanable.dirty.ratio": "0.1"}
 
 
+SCRAM = "SCRAM-SHA-512"
+
+
+def security(settings: Settings) -> dict[str, str]:
+    """The keyword arguments that make an aiokafka client (consumer, producer, admin) log in as this service's
+    Kafka user; none for PLAINTEXT. Every client is built with them, so a service can do only what its user's
+    ACLs (flashes/kafka_acl.py) allow."""
+    if settings.kafka_security_protocol == "PLAINTEXT":
+        return {}
+    return {"security_protocol": settings.kafka_security_protocol, "sasl_mechanism": SCRAM,
+            "sasl_plain_username": settings.kafka_user, "sasl_plain_password": settings.kafka_password}
+
+
 def run_restarting(name: str, main: Callable[[], Awaitable[None]], reset: Callable[[], None] = lambda: None) -> None:
     """Run `main()` until it returns; after a Kafka failure (e.g. the broker restarting) `reset()` and start
     over in 2 s, from the committed offsets and stored state, as a restarted process would."""
@@ -40,7 +53,7 @@ async def create_topics(settings: Settings, wanted: dict[str, tuple[int, bool]],
                         retention: dict[str, int] | None = None) -> None:
     """Create the topics {name: (partitions, compacted)} that do not exist yet, with `retention` {name: ms}."""
     retention = retention or {}
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **security(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -66,7 +79,7 @@ def make_producer(settings: Settings) -> AIOKafkaProducer:
     """Idempotent producer batching for throughput (linger, large batches, zstd: lz4 in aiokafka compresses at level 9 and cost a fifth of the processors CPU)."""
     return AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, enable_idempotence=True,
                             linger_ms=20, max_batch_size=512 * 1024, compression_type="zstd",
-                            request_timeout_ms=60_000)
+                            request_timeout_ms=60_000, **security(settings))
 
 
 def dead_letter(origin: str, reason: str, payload: str, url: str | None = None,
@@ -92,7 +105,7 @@ async def read_to_end(settings: Settings, tps: list[TopicPartition]) -> list[Con
     """Every record of the partitions, from the beginning to the end they had when called (no group):
     a topic written all the time still ends."""
     reader = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
-                              max_partition_fetch_bytes=8 * 1024 * 1024)
+                              max_partition_fetch_bytes=8 * 1024 * 1024, **security(settings))
     await reader.start()
     out: list[ConsumerRecord] = []
     try:

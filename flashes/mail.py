@@ -20,6 +20,7 @@ import aiosmtplib
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from flashes.errors import DeliveryError
+from flashes.safety import cleartext_smtp
 from flashes.settings import Settings
 from flashes.timeconv import datetime_to_mjd
 
@@ -118,11 +119,17 @@ def confirmation_message(settings: Settings, to: str, confirm_url: str, summary:
 
 
 async def send(settings: Settings, message: EmailMessage) -> None:
-    """Send through the configured SMTP server (STARTTLS and login only when configured)."""
+    """Send through the configured SMTP server, with the transport security of `smtp_security`: starttls
+    refuses a server that does not offer STARTTLS (aiosmtplib's start_tls=True; its default, None, would go on
+    in clear), tls speaks TLS from the first byte, none is cleartext (refused beyond loopback unless allowed,
+    flashes/safety.py, here too); certificates are verified. Login only when a user is set."""
+    if refusal := cleartext_smtp(settings):
+        raise DeliveryError(f"mail via {settings.smtp_host}:{settings.smtp_port} refused: {refusal}")
     try:
         await aiosmtplib.send(message, hostname=settings.smtp_host, port=settings.smtp_port,
                               username=settings.smtp_user or None, password=settings.smtp_password or None,
-                              start_tls=settings.smtp_starttls, timeout=SMTP_TIMEOUT_S)
+                              use_tls=settings.smtp_security == "tls", start_tls=settings.smtp_security == "starttls",
+                              timeout=SMTP_TIMEOUT_S)
     except (aiosmtplib.SMTPException, OSError) as exc:
         # `from None`: the original exception names the refused address and would end up in tracebacks.
         raise DeliveryError(f"mail via {settings.smtp_host}:{settings.smtp_port} failed: {reason(exc)}") from None

@@ -10,6 +10,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import CoordinatorLoadInProgressError, GroupCoordinatorNotAvailableError
 
 from flashes import questdb, topics
+from flashes.kafka import security
 from flashes.topics import BY_NAME
 from flashes.settings import Settings
 
@@ -35,7 +36,7 @@ async def positioned(settings: Settings, group: str, topic: str) -> bool:
     """Has `group` a committed offset on every partition of `topic`? The delivery service, which starts a new
     group at the end of the alerts, commits that position as it joins: from then on nothing published is missed."""
     tps = [TopicPartition(topic, p) for p in range(BY_NAME[topic].partitions)]
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **security(settings))
     await admin.start()
     try:
         committed = await admin.list_consumer_group_offsets(group, partitions=tps)
@@ -85,8 +86,8 @@ class InputLag:
     """
 
     def __init__(self, settings: Settings) -> None:
-        self.admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+        self.admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **security(settings))
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, **security(settings))
 
     async def __aenter__(self) -> "InputLag":
         await self.admin.start()

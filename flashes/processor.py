@@ -40,7 +40,7 @@ import schemas
 from flashes import metrics, topics
 from flashes.errors import DecodeError, StateRestoreError
 from flashes.heartbeat import beat
-from flashes.kafka import ensure_topics, make_producer, read_to_end, rejected, run_restarting
+from flashes.kafka import ensure_topics, make_producer, read_to_end, rejected, run_restarting, security
 from flashes.settings import Settings
 from flashes.topics import TopicSpec
 
@@ -220,7 +220,7 @@ class Processor(ConsumerRebalanceListener):
             bootstrap_servers=self.settings.kafka_bootstrap, group_id=self.group, enable_auto_commit=False,
             auto_offset_reset="earliest", partition_assignment_strategy=(RangePartitionAssignor,),
             session_timeout_ms=10_000, heartbeat_interval_ms=2_000, max_partition_fetch_bytes=8 * 1024 * 1024,
-            fetch_max_bytes=32 * 1024 * 1024)
+            fetch_max_bytes=32 * 1024 * 1024, **security(self.settings))
         # Range assignment gives one worker the same partition number of every input topic, so a
         # source's lightcurve and derived chunks are processed (and their state stored) together.
         self.consumer.subscribe([spec.name for spec in self.logic.inputs], listener=self)

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import httpx
-from questdb import Sender
+from questdb import Protocol, Sender
 
 from flashes.errors import QuestDBError
 from flashes.settings import Settings
@@ -57,7 +57,8 @@ def sql_time(t: datetime) -> str:
 def query(settings: Settings, sql: str, timeout_s: float = 30.0) -> list[dict[str, Any]]:
     """Run SQL over HTTP /exec and return the rows as dicts."""
     try:
-        r = httpx.get(f"{settings.questdb_http_url}/exec", params={"query": sql}, timeout=timeout_s)
+        r = httpx.get(f"{settings.questdb_http_url}/exec", params={"query": sql}, timeout=timeout_s,
+                      auth=(settings.questdb_writer_user, settings.questdb_writer_password))
     except httpx.HTTPError as exc:
         raise QuestDBError(f"QuestDB at {settings.questdb_http_url} unreachable: {exc!r}") from exc
     try:
@@ -82,6 +83,7 @@ def wal_applied(settings: Settings) -> bool:
 
 
 def sender(settings: Settings) -> Sender:
-    """ILP over HTTP; each flush is one transaction per table."""
-    return Sender.from_conf(f"http::addr={settings.questdb_host}:{settings.questdb_http_port};auto_flush=off;"
-                            f"retry_timeout=60000;request_timeout=60000;")
+    """ILP over HTTP as the writer (HTTP basic auth); each flush is one transaction per table."""
+    return Sender(Protocol.Http, settings.questdb_host, settings.questdb_http_port,
+                  username=settings.questdb_writer_user, password=settings.questdb_writer_password,
+                  auto_flush=False, retry_timeout=60000, request_timeout=60000)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from flashes import metrics
+from flashes import metrics, safety
 from flashes.kafka import run_restarting
 from flashes.settings import Settings
 
@@ -19,7 +19,9 @@ def metrics_port(settings: Settings, name: str) -> int:
 
 
 def run(name: str, settings: Settings) -> None:
-    """Run one service in the foreground until SIGTERM/Ctrl-C, its metrics served beside it."""
+    """Run one service in the foreground until SIGTERM/Ctrl-C, its metrics served beside it; settings that would
+    expose it (flashes/safety.py) raise UnsafeSettings before anything starts."""
+    safety.require_safe(settings, name)
     if name in SERVICES and name != "api":  # the API serves GET /metrics itself
         metrics.serve(settings, metrics_port(settings, name))
     if name in PROCESSORS:

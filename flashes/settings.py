@@ -1,6 +1,7 @@
 """All settings, read from the environment with the FLASHES_ prefix (e.g. FLASHES_KAFKA_PORT)."""
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -18,12 +19,21 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT"] = Field(
+        default="PLAINTEXT", description="SASL_PLAINTEXT: log in with SCRAM-SHA-512 as kafka_user (compose); "
+                                         "PLAINTEXT: no login, for a broker on loopback only (make run, tests)")
+    kafka_user: str = Field(default="", description="this service's Kafka user; what it may read and write: "
+                                                    "flashes/kafka_acl.py")
+    kafka_password: str = ""
     questdb_http_port: int = 9000
     questdb_pg_port: int = 8812
     questdb_reader_user: str = Field(default="reader", description="QuestDB's read-only PG-wire user: the API and "
                                                                    "Grafana read as it")
     questdb_reader_password: str = "quest"
-    questdb_ilp_tcp_port: int = 9009
+    questdb_writer_user: str = Field(default="admin", description="QuestDB's HTTP (REST, ILP) and PG-wire user that "
+                                                                  "may write: the sink, table creation, the queries "
+                                                                  "of flashes.questdb.query")
+    questdb_writer_password: str = "quest"
     questdb_min_http_port: int = 9003
     var_dir: Path = PROJECT_ROOT / "var"
     cache_dir: Path = PROJECT_ROOT / ".cache"
@@ -31,7 +41,7 @@ class Settings(BaseSettings):
     # Data and providers.
     master_table: Path = PROJECT_ROOT / "data" / "master_table.csv"
     heasarc_classes: Path = PROJECT_ROOT / "data" / "heasarc_classes.csv"
-    maxi_base_url: str = "http://maxi.riken.jp/"
+    maxi_base_url: str = "https://maxi.riken.jp/"
     swift_base_url: str = "https://swift.gsfc.nasa.gov/"
     fermi_base_url: str = "https://gammaray.nsstc.nasa.gov/gbm/science/pulsars/lightcurves/"
     fetch_sources: list[str] = Field(default_factory=list, description="limit fetching to these source ids")
@@ -76,15 +86,34 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = 5.0
     delivery_backoff_s: float = Field(default=30.0, description="first retry delay; doubles at each attempt")
     delivery_max_attempts: int = Field(default=12, description="then the dead-letter topic (12: about 17 h)")
-    delivery_concurrency: int = 256
+    delivery_concurrency: int = Field(default=256, description="attempts in flight in all")
+    webhook_per_subscription: int = Field(default=4, description="webhook attempts in flight per subscription")
+    webhook_per_host: int = Field(default=16, description="webhook attempts in flight per receiving network (the "
+                                                         "/24 or /48 its host resolves to)")
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 8025
     smtp_user: str = ""
     smtp_password: str = ""
-    smtp_starttls: bool = False
+    smtp_security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls", description="starttls: STARTTLS required (port 587 or 25); tls: implicit TLS (port 465); "
+                                        "none: cleartext, refused unless smtp_host is loopback or "
+                                        "smtp_allow_cleartext is set")
+    smtp_allow_cleartext: bool = Field(default=False, description="allow smtp_security none to a relay that is "
+                                                                 "not loopback (a relay on the local network)")
     mail_from: str = "FLASHES stream <flashes@localhost>"
     email_daily_cap: int = Field(default=10, description="alert mails per subscription and UTC day; then a digest")
-    subscriptions_per_hour: int = Field(default=20, description="subscriptions one client address may create per hour")
+    subscriptions_per_hour: int = Field(default=20, description="subscriptions one client network (IPv4 address, "
+                                                                "IPv6 /64) may create per hour")
+    writes_per_hour: int = Field(default=120, description="changes (PATCH, DELETE, test, confirm) one client network "
+                                                          "may make per hour")
+    rate_limit_networks: int = Field(default=50_000, description="client networks the rate limits remember (about "
+                                                                 "200 bytes each); the least recently seen is forgotten")
+    confirmation_mails_per_day: int = Field(default=3, description="confirmation mails per subscription in any 24 h "
+                                                                   "(a PATCH of the address beyond: 429)")
+    confirm_link_hours: float = Field(default=48.0, description="a confirmation link expires after this")
+    unconfirmed_days: float = Field(default=7.0, description="an e-mail address not confirmed within this is "
+                                                             "removed with its subscription")
+    max_body_bytes: int = Field(default=64 * 1024, description="a larger request body is refused (413)")
     secret_keys: list[str] = Field(default_factory=list,
                                    description="Fernet keys, newest first: the first encrypts and signs, every one "
                                                "decrypts and verifies (key rotation); empty: [secret_key]")

@@ -1,8 +1,11 @@
 """Subscriptions without accounts: codes, secrets at rest, webhook URL checks, matching, and the live view.
 
 A subscriber holds a random code (256 bits); only its SHA-256 (`subscription_id`) is stored.
-E-mail addresses and webhook secrets are stored encrypted with the settings' Fernet keys; links
-in mails (confirm, unsubscribe) carry an HMAC of the subscription id, so they need no storage.
+E-mail addresses and webhook secrets are stored encrypted with the settings' Fernet keys. Links in
+mails carry an HMAC, so they need no storage: an unsubscribe link signs the subscription id alone
+(it keeps working whatever the subscriber changes); a confirmation link signs the id, the SHA-256
+of the address it was mailed to and its expiry, so a link kept and replayed after the address was
+changed, or after it expired, confirms nothing.
 """
 from __future__ import annotations
 
@@ -10,26 +13,25 @@ import asyncio
 import base64
 import hashlib
 import hmac
-import ipaddress
-import logging
 import secrets
-import socket
+import re
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from astropy.coordinates import angular_separation
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 import numpy as np
 
 import schemas
 from flashes import topics
-from flashes.errors import DecodeError, SubscriptionError
+from flashes.errors import DecodeError, RefusedAddress, SubscriptionError
+from flashes.kafka import dead_letter, make_producer, security, send_dead_letter
+from flashes.netguard import Guard
 from flashes.settings import Settings
 from flashes.topics import series_kind
 
-log = logging.getLogger(__name__)
 CODE_BYTES = 32
 
 
@@ -48,17 +50,37 @@ def new_webhook_secret() -> str:
 
 
 def new_subscription(vault: "Vault", filters: schemas.SubscriptionFilters, channel: str,
-                     webhook_url: str | None = None, email: str | None = None,
-                     email_confirmed: bool = False) -> tuple[str, str | None, schemas.Subscription]:
+                     webhook_url: str | None = None, email: str | None = None, email_confirmed: bool = False,
+                     created_at: datetime | None = None,
+                     alerts_from: list[int] | None = None) -> tuple[str, str | None, schemas.Subscription]:
     """A new subscription as stored (address and webhook secret sealed), with its code and the webhook
-    secret in clear: both are shown to the subscriber once and never stored."""
+    secret in clear: both are shown to the subscriber once and never stored. `alerts_from`: see made_before."""
     code = new_code()
     secret = new_webhook_secret() if channel == "webhook" else None
     sub = schemas.Subscription(
-        subscription_id=subscription_id(code), created_at=datetime.now(timezone.utc), filters=filters,
+        subscription_id=subscription_id(code), created_at=created_at or datetime.now(timezone.utc), filters=filters,
         channel=channel, webhook_url=webhook_url, webhook_secret=vault.seal(secret) if secret else None,
-        email=vault.seal(email) if email else None, email_confirmed=email_confirmed)
+        email=vault.seal(email) if email else None, email_confirmed=email_confirmed, alerts_from=alerts_from or [])
     return code, secret, sub
+
+
+def made_before(sub: schemas.Subscription, partition: int, offset: int) -> bool:
+    """Was the subscription made before the alert at (`partition`, `offset`) of flashes.alerts.v3 was appended?
+
+    Kafka's order decides, not a clock: `alerts_from` holds the end offset of each partition of the alerts
+    topic when the API made the subscription, so a skew between the API's host and the broker's or the alerts
+    service's changes nothing. A subscription without it (written before it existed) takes every alert."""
+    return offset >= (sub.alerts_from[partition] if partition < len(sub.alerts_from) else 0)
+
+
+def expired(sub: schemas.Subscription, now: datetime) -> bool:
+    """Is it an e-mail subscription whose address was not confirmed in time (to be removed, never served)?"""
+    return not sub.email_confirmed and sub.confirm_by is not None and now > sub.confirm_by
+
+
+SUBSCRIPTION_ID = re.compile(rb"[0-9a-f]{64}")
+WEBHOOK_LOOKUP_S = 10.0  # a subscribe-time lookup longer than this is refused (the API answers, not hangs)
+CONFIRM_TOKEN = re.compile(r"^([0-9]{1,12})-([0-9a-f]{64})$")
 
 
 class Vault:
@@ -85,41 +107,63 @@ class Vault:
                                     "FLASHES_SECRET_KEYS (was its key removed?)") from exc
 
     def link_token(self, purpose: str, sub_id: str) -> str:
-        """The token of a confirm or unsubscribe link for one subscription, signed with the newest key."""
-        return self._mac(self.mac_keys[0], purpose, sub_id)
+        """The token of a link bound to the subscription alone (unsubscribe), signed with the newest key."""
+        return self._mac(self.mac_keys[0], f"{purpose}:{sub_id}")
 
     def check_link(self, purpose: str, sub_id: str, token: str) -> bool:
         """Does the token verify under any of the keys?"""
-        return any(hmac.compare_digest(self._mac(key, purpose, sub_id).encode(), token.encode())  # bytes: any text
+        return self._verifies(f"{purpose}:{sub_id}", token)
+
+    def confirm_token(self, sub_id: str, address: str, expires: datetime) -> str:
+        """The token of a confirmation link: `{expiry, Unix seconds}-{HMAC of id, address hash and expiry}`."""
+        at = int(expires.timestamp())
+        return f"{at}-{self._mac(self.mac_keys[0], self._confirmation(sub_id, address, at))}"
+
+    def confirmation_expiry(self, sub_id: str, address: str, token: str) -> datetime | None:
+        """The expiry a confirmation token carries if it was made for this subscription and this address under
+        any of the keys; None for a forged token, another subscription's, or one mailed to another address."""
+        parts = CONFIRM_TOKEN.match(token)
+        if parts is None or not self._verifies(self._confirmation(sub_id, address, int(parts[1])), parts[2]):
+            return None
+        return datetime.fromtimestamp(int(parts[1]), timezone.utc)
+
+    @staticmethod
+    def _confirmation(sub_id: str, address: str, at: int) -> str:
+        return f"confirm:{sub_id}:{hashlib.sha256(address.encode()).hexdigest()}:{at}"
+
+    def _verifies(self, message: str, token: str) -> bool:
+        return any(hmac.compare_digest(self._mac(key, message).encode(), token.encode())  # bytes: any text
                    for key in self.mac_keys)
 
     @staticmethod
-    def _mac(key: bytes, purpose: str, sub_id: str) -> str:
-        return hmac.new(key, f"{purpose}:{sub_id}".encode(), hashlib.sha256).hexdigest()
+    def _mac(key: bytes, message: str) -> str:
+        return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
 
 
-async def check_webhook_url(url: str, allow_loopback: bool) -> None:
-    """Refuse URLs that are not https or that resolve to loopback, private, link-local or reserved addresses.
+async def check_webhook_url(url: str, allow_loopback: bool, guard: Guard | None = None) -> None:
+    """Refuse a URL that is not https or whose host is not public addresses only: the rule of flashes/netguard.py,
+    which the delivery applies again at every connection (`guard`: a Guard with another resolver, for tests).
 
-    `allow_loopback` (tests) accepts http(s) on a loopback address.
+    `allow_loopback` (tests) accepts http(s) on a loopback address. The reasons name neither the host nor what it
+    resolved to, and a host that does not resolve is refused in the same words as one that resolves inward: the
+    answer tells nothing of the service's network or of its internal names.
     """
     parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise SubscriptionError(f"webhook_url must be an https URL with a host, not {url!r}")
     try:
-        infos = await asyncio.get_running_loop().getaddrinfo(parts.hostname, parts.port or 443,
-                                                             type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise SubscriptionError(f"webhook_url host {parts.hostname!r} does not resolve: {exc.strerror}") from exc
-    addresses = {ipaddress.ip_address(info[4][0]) for info in infos}
-    if allow_loopback and all(a.is_loopback for a in addresses):
-        return
-    if parts.scheme != "https":
+        port = parts.port or 443
+    except ValueError:
+        raise SubscriptionError("webhook_url has an invalid port") from None
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise SubscriptionError("webhook_url must be an https URL with a host")
+    try:
+        async with asyncio.timeout(WEBHOOK_LOOKUP_S):
+            addresses = await (guard or Guard(allow_loopback)).addresses(parts.hostname, port)
+    except (RefusedAddress, TimeoutError):
+        raise SubscriptionError("webhook_url's host must resolve to public addresses only, not to loopback, "
+                                "private, link-local, reserved or translated (NAT64, 6to4, Teredo, IPv4-mapped) "
+                                "ones") from None
+    if parts.scheme != "https" and not (allow_loopback and all(a.is_loopback for a in addresses)):
         raise SubscriptionError(f"webhook_url must use https, not {parts.scheme}")
-    bad = sorted(str(a) for a in addresses if not a.is_global)
-    if bad:
-        raise SubscriptionError(f"webhook_url host {parts.hostname!r} resolves to a loopback, private, link-local "
-                                f"or reserved address ({', '.join(bad)}); webhooks go to public addresses only")
 
 
 def separation(cone: schemas.Cone, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
@@ -133,11 +177,14 @@ def in_cone(cone: schemas.Cone, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
 
 
 def sources_of(filters: schemas.SubscriptionFilters, records: dict[str, dict[str, Any]]) -> list[str]:
-    """The catalogue sources the source filters (sources, tags, instruments, cone) let through."""
+    """The catalogue sources the source filters (sources, tags, instruments, cone) let through.
+
+    One pass over the catalogue with set look-ups: O(catalogue + filters), whatever the lists' lengths."""
+    wanted, tags, instruments = set(filters.sources), set(filters.tags), set(filters.instruments)
     ids = [i for i, r in records.items()
-           if (not filters.sources or i in filters.sources)
-           and (not filters.tags or set(filters.tags) & set(r["labels_constant"] + r["labels_dynamic"]))
-           and (not filters.instruments or any(r[i] for i in filters.instruments))]
+           if (not wanted or i in wanted)
+           and (not tags or not tags.isdisjoint(r["labels_constant"] + r["labels_dynamic"]))
+           and (not instruments or any(r[i] for i in instruments))]
     if filters.cone and ids:
         inside = in_cone(filters.cone, np.array([records[i]["coord_ra"] for i in ids]),
                          np.array([records[i]["coord_dec"] for i in ids]))
@@ -149,13 +196,22 @@ def matches(filters: schemas.SubscriptionFilters, alert: schemas.Alert) -> bool:
     """Does an alert pass every filter given? History (`live` false) only if the subscription asks for it."""
     return ((alert.live or filters.history)
             and (not filters.sources or alert.source_id in filters.sources)
-            and (not filters.tags or bool(set(filters.tags) & set(alert.tags)))
+            and (not filters.tags or not set(filters.tags).isdisjoint(alert.tags))
             and (not filters.instruments
                  or any(series_kind(s) in filters.instruments for s in alert.series))
             and (not filters.reasons or bool(set(filters.reasons) & set(alert.reasons)))
             and (not filters.alert_types or alert.alert_type in filters.alert_types)
             and alert.peak_relevance >= filters.min_relevance
             and (filters.cone is None or bool(in_cone(filters.cone, np.array([alert.ra]), np.array([alert.dec]))[0])))
+
+
+def subscription_key(key: bytes | None) -> str:
+    """A subscriptions record's key, the subscription id (SHA-256 of the code, hex); DecodeError otherwise."""
+    if key is None:
+        raise DecodeError(f"{topics.SUBSCRIPTIONS.name}: a record without a key (they are keyed by subscription id)")
+    if not SUBSCRIPTION_ID.fullmatch(key):
+        raise DecodeError(f"{topics.SUBSCRIPTIONS.name}: the record's key is not a subscription id (64 hex digits)")
+    return key.decode()
 
 
 class SubscriptionView:
@@ -173,11 +229,13 @@ class SubscriptionView:
         self.probe: AIOKafkaConsumer | None = None  # asks for the end offset on a connection of its own
         self.task: asyncio.Task | None = None
         self.tp = TopicPartition(topics.SUBSCRIPTIONS.name, 0)
+        self.letters: AIOKafkaProducer | None = None  # dead letters: made when the first bad record comes
 
     async def start(self) -> None:
         self.consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, group_id=None,
-                                         enable_auto_commit=False)
-        self.probe = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, group_id=None)
+                                         enable_auto_commit=False, **security(self.settings))
+        self.probe = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, group_id=None,
+                                      **security(self.settings))
         await self.consumer.start()
         await self.probe.start()
         self.consumer.assign([self.tp])
@@ -188,7 +246,7 @@ class SubscriptionView:
     async def stop(self) -> None:
         if self.task:
             self.task.cancel()
-        for client in (self.consumer, self.probe):
+        for client in (self.consumer, self.probe, self.letters):
             if client:
                 await client.stop()
 
@@ -196,21 +254,32 @@ class SubscriptionView:
         while True:
             for records in (await self.consumer.getmany(timeout_ms=200)).values():
                 for r in records:
-                    if r.key is None:  # not written by the API: no subscription id to file it under
-                        log.error("subscription record at offset %d skipped: it has no key", r.offset)
-                    else:
-                        self.apply(r.key.decode(errors="replace"), r.value)
+                    try:
+                        self.apply(subscription_key(r.key), r.value)
+                    except DecodeError as exc:
+                        await self._refuse(r, str(exc))
                     self.position = r.offset + 1
 
     def apply(self, key: str, value: bytes | None) -> None:
-        """One record of the topic: a subscription, or a tombstone that revokes it."""
+        """One record of the topic: a subscription filed under its own id, or a tombstone that revokes one;
+        DecodeError with the reason for anything else (nothing changes)."""
         if value is None:
             self.subscriptions.pop(key, None)
             return
-        try:
-            self.subscriptions[key] = topics.SUBSCRIPTIONS.decode(value)
-        except DecodeError as exc:
-            log.error("subscription record skipped: %s", exc)
+        sub = topics.SUBSCRIPTIONS.decode(value)
+        if sub.subscription_id != key:
+            raise DecodeError(f"{topics.SUBSCRIPTIONS.name}: the record's key is not its subscription's id")
+        self.subscriptions[key] = sub
+
+    async def _refuse(self, record: ConsumerRecord, reason: str) -> None:
+        """A record the view cannot use, to the dead letters (on a producer made for the first one). Its value is
+        not copied: a subscription holds a webhook URL; the letter says where the record is."""
+        if self.letters is None:
+            self.letters = make_producer(self.settings)
+            await self.letters.start()
+        where = f"{record.topic} partition {record.partition} offset {record.offset}"
+        await send_dead_letter(self.letters, dead_letter(topics.SUBSCRIPTIONS.name, reason, where,
+                                                         at_ms=record.timestamp))
 
     async def caught_up(self, timeout_s: float = 30.0) -> None:
         # Not the follower's connection: its idle long-poll fetch would hold the request up to 0.5 s.

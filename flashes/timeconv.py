@@ -9,8 +9,10 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 
-UNIX_EPOCH_MJD = 40587.0
-SECONDS_PER_DAY = 86400.0
+from schemas import SECONDS_PER_DAY, UNIX_EPOCH_MJD
+
+__all__ = ["EPOCH", "SECONDS_PER_DAY", "UNIX_EPOCH_MJD", "datetime_to_mjd", "mjd_to_datetime", "mjd_to_unix_us",
+           "utc_day_centre"]
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 

@@ -1,4 +1,4 @@
-"""Event contracts: one versioned pydantic model per Kafka topic (see DESIGN.md).
+"""Event contracts: one versioned pydantic model per Kafka topic (the shared DESIGN.md fixes them).
 
 Values travel as JSON (encoded and decoded once, in flashes/topics.py). The data topics carry
 chunks: consecutive points of one series as columns under a small header. Fluxes on
@@ -11,11 +11,13 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, StringConstraints, model_validator
 
-from flashes.timeconv import SECONDS_PER_DAY, UNIX_EPOCH_MJD
+# The contracts import nothing of the project: flashes.timeconv takes these two from here.
+UNIX_EPOCH_MJD = 40587.0  # 1970-01-01T00:00:00 UTC
+SECONDS_PER_DAY = 86400.0
 
 EXAMPLE_ALERT = Path(__file__).parent / "examples" / "flashes.alerts.v3.update.json"  # validated by the tests
 
@@ -232,14 +234,23 @@ class Cone(Contract):
     radius: float = Field(gt=0.0, le=180.0, description="degrees")
 
 
+# Bounds of a subscription: every list and string has a maximum, so no request or record can make matching
+# or validation costly. The catalogue has about 2,400 sources (ids up to 19 characters) and 23 tags.
+MAX_FILTER_SOURCES = 1000
+MAX_FILTER_TAGS = 100
+Name = Annotated[str, StringConstraints(max_length=100)]
+URL_LENGTH = 2048
+
+
 class SubscriptionFilters(Contract):
     """What a subscriber wants; an empty list means any. An alert must pass every filter given."""
 
-    sources: list[str] = Field(default_factory=list, description="source ids")
-    tags: list[str] = Field(default_factory=list, description="any of these tags")
-    instruments: list[Instrument] = Field(default_factory=list, description="alerts with a series of any of these")
-    reasons: list[Reason] = Field(default_factory=list, description="alerts with any of these reasons")
-    alert_types: list[AlertType] = Field(default_factory=list, description="onset, update, end")
+    sources: list[Name] = Field(default_factory=list, max_length=MAX_FILTER_SOURCES, description="source ids")
+    tags: list[Name] = Field(default_factory=list, max_length=MAX_FILTER_TAGS, description="any of these tags")
+    instruments: list[Instrument] = Field(default_factory=list, max_length=3,
+                                          description="alerts with a series of any of these")
+    reasons: list[Reason] = Field(default_factory=list, max_length=3, description="alerts with any of these reasons")
+    alert_types: list[AlertType] = Field(default_factory=list, max_length=3, description="onset, update, end")
     min_relevance: float = Field(default=0.0, ge=0.0, le=1.0, description="peak relevance of the episode")
     cone: Cone | None = Field(default=None, description="sources within this radius of a sky position")
     history: bool = Field(default=False, description="also push history (alerts about old data); news only if false")
@@ -260,10 +271,18 @@ class Subscription(Contract):
     created_at: datetime
     filters: SubscriptionFilters
     channel: Channel
-    webhook_url: str | None = None
-    webhook_secret: str | None = Field(default=None, description="encrypted")
-    email: str | None = Field(default=None, description="encrypted")
+    webhook_url: str | None = Field(default=None, max_length=URL_LENGTH)
+    webhook_secret: str | None = Field(default=None, max_length=1024, description="encrypted")
+    email: str | None = Field(default=None, max_length=1024, description="encrypted")
     email_confirmed: bool = False
+    alerts_from: list[int] = Field(default_factory=list, max_length=1024,
+                                   description="end offset of each partition of flashes.alerts.v3 when the subscription "
+                                               "was made: alerts from there on are delivered (Kafka's order, no clock); "
+                                               "empty in records written before it existed: every alert")
+    confirm_by: datetime | None = Field(default=None, description="an e-mail address not confirmed by then is removed "
+                                                                  "(a tombstone); None once confirmed")
+    confirmations: list[datetime] = Field(default_factory=list, max_length=100,
+                                          description="when confirmation mails were sent in the last day (the cap)")
 
 
 class DeliveryTask(Contract):

@@ -221,6 +221,7 @@ def pipeline(settings: Settings, mirror_dir: Path, webhook_receiver: tuple[str, 
     server, base = mirror.serve(mirror_dir)
     env = {**mirror.provider_env(base), "FLASHES_WEBHOOK_ALLOW_LOOPBACK": "true", "FLASHES_DELIVERY_BACKOFF_S": "1.0",
            "FLASHES_DELIVERY_MAX_ATTEMPTS": "3", "FLASHES_SMTP_PORT": str(smtp_server[0]),
+           "FLASHES_SMTP_SECURITY": "none",  # aiosmtpd on loopback, without STARTTLS
            "FLASHES_EMAIL_DAILY_CAP": "2",
            # Every test subscribes from 127.0.0.1 through this one API; the limit itself is tested on its own app.
            "FLASHES_SUBSCRIPTIONS_PER_HOUR": "1000"}

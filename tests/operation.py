@@ -222,7 +222,8 @@ class Operation:
         self.mirror = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(self.mirror_dir)))
         base = f"http://127.0.0.1:{self.mirror.server_address[1]}"
         self.env = {**infra.isolated_env(var), "FLASHES_WEBHOOK_ALLOW_LOOPBACK": "true",
-                    "FLASHES_SMTP_PORT": str(self.smtp.port), "FLASHES_EMAIL_DAILY_CAP": "1000",
+                    "FLASHES_SMTP_PORT": str(self.smtp.port), "FLASHES_SMTP_SECURITY": "none",
+                    "FLASHES_EMAIL_DAILY_CAP": "1000",
                     "FLASHES_DELIVERY_BACKOFF_S": "1", "FLASHES_HTTP_RETRIES": "1", "FLASHES_HTTP_BACKOFF_S": "0.05",
                     **{f"FLASHES_{i.upper()}_BASE_URL": f"{base}/{i}/" for i in topics.INSTRUMENTS}}
         self.settings = Settings(**{k.removeprefix("FLASHES_").lower(): v for k, v in self.env.items()})

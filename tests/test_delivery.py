@@ -219,7 +219,7 @@ def test_a_job_that_fails_fails_alone_with_its_reason_while_the_others_are_serve
         log = [v for _, v in asyncio.run(read_topic(pipeline, topics.DELIVERIES.name, 1.0)) if v["alert_id"] == first.alert_id]
         for sub_id, reason in (
                 (lost.subscription_id, "SubscriptionError: a stored secret does not decrypt with any of the keys"),
-                (refused["subscription_id"], "ClientConnectorError: Connection refused")):
+                (refused["subscription_id"], "connection refused")):
             mine = [r for r in log if r["subscription_id"] == sub_id]
             assert [(r["attempt"], r["status"]) for r in mine] == [(1, "retrying"), (2, "retrying"), (3, "dead")]
             assert all(r["detail"].startswith(reason) for r in mine), mine
@@ -249,7 +249,7 @@ def test_a_receiver_answering_malformed_http_leaves_nothing_of_its_url_anywhere(
         pipeline: Settings, subscribers: Subscribers) -> None:
     """aiohttp's ClientResponseError quotes yarl's normalised URL (here SECRET%7eTOKEN becomes SECRET~TOKEN, which
     no replacement of the stored URL finds): the reason in the delivery log, the service's log and the dead letter
-    are the exception's class alone."""
+    is one of the closed set of words (services/alerts/webhooks.py FAILURES)."""
     server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Garbage)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -275,7 +275,7 @@ def test_a_receiver_answering_malformed_http_leaves_nothing_of_its_url_anywhere(
         assert [(r["attempt"], r["status"]) for r in mine] == [(1, "retrying"), (2, "retrying"), (3, "dead")]
         origin = f"delivery:webhook:{sub_id[:12]}".encode()
         letter = next(v for k, v in asyncio.run(read_topic(pipeline, topics.DEADLETTER.name, 1.0)) if k == origin)
-        reason = "ClientResponseError: the answer is not valid HTTP"
+        reason = "not an HTTP answer"
         assert all(r["detail"].startswith(reason) for r in mine) and letter["reason"].startswith(reason)
         logged = [line for line in (pipeline.var_dir / "logs" / "delivery.log").read_text().splitlines()
                   if sub_id[:12] in line]

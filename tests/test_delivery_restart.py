@@ -55,7 +55,7 @@ def private(tmp_path_factory: pytest.TempPathFactory,
     var = tmp_path_factory.mktemp("delivery-restart")
     values = {**{k.removeprefix("FLASHES_").lower(): v for k, v in infra.isolated_env(var).items()},
               "webhook_allow_loopback": True, "smtp_host": "127.0.0.1", "smtp_port": smtp_server[0], "smtp_user": "",
-              "smtp_starttls": False, "email_daily_cap": 2, "delivery_backoff_s": 1.0, "delivery_max_attempts": 10,
+              "smtp_security": "none", "email_daily_cap": 2, "delivery_backoff_s": 1.0, "delivery_max_attempts": 10,
               "secret_keys": [NEW, OLD], "clock_offset_days": 0.0}
     settings = Settings(**values)
     env = {f"FLASHES_{k.upper()}": json.dumps(v) if isinstance(v, list | bool) else str(v) for k, v in values.items()}

@@ -1,20 +1,24 @@
-"""A provider answering 404, 500, nothing or too much: retried with backoff or refused, reported, and
-the others carry on."""
+"""A provider answering 404, 500, nothing, too much or a redirect to plain http: retried with backoff or
+refused, reported, and the others carry on."""
 from __future__ import annotations
 
 import asyncio
 import functools
 import gzip
+import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
 
+from flashes import mirror
 from flashes.settings import PROJECT_ROOT, Settings
 from tests.conftest import providers
 from services.fetcher.service import fetch_once
+from tests.certs import self_signed, server_context
 from tests.kafka_helpers import lightcurve_points, read_topic
 
 BROKEN = {"/maxi/star_data/J1820+071/": 500, "/maxi/star_data/J1520-571/": "hang"}
@@ -121,3 +125,55 @@ def test_downloads_and_gzip_beyond_their_limits_are_refused_and_the_other_series
     assert {(p["source_id"], p["instrument"]) for p in published} == {("maxij1535-571", "maxi"), ("maxij1535-571", "swift")}
     letters = [v for _, v in asyncio.run(read_topic(settings, "flashes.deadletter.v1")) if (v["url"] or "").startswith(base)]
     assert sorted(l["reason"] for l in letters) == sorted(e.split(": ", 1)[1] for e in report.errors)
+
+
+class RedirectingProvider(SimpleHTTPRequestHandler):
+    """Serves the sample mirror over https; MAXI J1535-571's file moved (https → https, followed), MAXI
+    J1820+070's redirected to plain http (`downgrade`), which must not be followed."""
+
+    downgrade = ""
+
+    def do_GET(self) -> None:  # noqa: N802
+        if self.path.startswith("/maxi/star_data/J1535-572/"):
+            self.send_response(301)
+            self.send_header("Location", "/moved" + self.path)
+        elif self.path.startswith("/maxi/star_data/J1820+071/"):
+            self.send_response(302)
+            self.send_header("Location", self.downgrade + self.path)
+        else:
+            self.path = self.path.removeprefix("/moved")
+            super().do_GET()
+            return
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+def test_a_redirect_from_https_to_http_is_refused_and_the_other_series_arrive(
+        settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cert, key = self_signed(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # httpx trusts the loopback server's certificate
+    hits: dict[str, int] = {}
+    plain, plain_base = mirror.serve_handler(type("Plain", (FlakyProvider,), {"hits": hits}))
+    handler = functools.partial(type("Redirecting", (RedirectingProvider,), {"downgrade": plain_base}),
+                                directory=str(PROJECT_ROOT / "data" / "mirror"))
+    secure = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    secure.socket = server_context(cert, key).wrap_socket(secure.socket, server_side=True)
+    threading.Thread(target=secure.serve_forever, daemon=True).start()
+    base = f"https://127.0.0.1:{secure.server_address[1]}/maxi/"
+    try:
+        report = asyncio.run(fetch_once(settings.model_copy(update={"maxi_base_url": base}),
+                                        ["maxij1535-571", "maxij1820+070"], ["maxi"]))
+    finally:
+        secure.shutdown()
+        plain.shutdown()
+    refusal = (f"{base}star_data/J1820+071/J1820+071_g_lc_1day_all.dat: refused a redirect from https to "
+               f"http://127.0.0.1")
+    assert report.errors == [f"maxi:maxij1820+070: {refusal}"]
+    assert hits == {}  # the http address was never asked
+    assert report.series == 1 and report.points == 3855  # the file moved within https arrives whole
+    letters = [v for _, v in asyncio.run(read_topic(settings, "flashes.deadletter.v1"))
+               if (v["url"] or "").startswith(base)]
+    assert [(l["origin"], l["reason"]) for l in letters] == [("fetcher:maxi:maxij1820+070", refusal)]

@@ -1,4 +1,5 @@
-"""Mails through a real SMTP server (aiosmtpd on loopback): alert, confirmation, digest, and failures."""
+"""Mails through a real SMTP server (aiosmtpd on loopback): alert, confirmation, digest, and failures; the
+alert mail's chart read from a real QuestDB."""
 from __future__ import annotations
 
 import email
@@ -14,9 +15,12 @@ import pytest
 from aiosmtpd.controller import Controller
 
 import schemas
+from flashes import questdb
 from flashes.errors import DeliveryError
 from flashes.mail import confirmation_message, make_id, send
+from flashes.observe import wait_until
 from flashes.settings import Settings
+from flashes.timeconv import mjd_to_datetime
 from services.alerts.mail import alert_message, digest_message, lightcurve_png, recent_points
 
 TO = "alice@example.org"
@@ -55,7 +59,7 @@ def smtp() -> Iterator[tuple[Settings, Recorder]]:
     recorder = Recorder()
     controller = Controller(recorder, hostname="127.0.0.1", port=free_port())
     controller.start()
-    yield Settings(smtp_host="127.0.0.1", smtp_port=controller.port, smtp_user="", smtp_starttls=False), recorder
+    yield Settings(smtp_host="127.0.0.1", smtp_port=controller.port, smtp_user="", smtp_security="none"), recorder
     controller.stop()
 
 
@@ -90,8 +94,8 @@ def png_size(png: bytes) -> tuple[int, int]:
 
 async def test_alert_mail_arrives_with_text_html_and_inline_lightcurve(smtp, alert) -> None:
     settings, recorder = smtp
-    closed = settings.model_copy(update={"questdb_http_port": free_port()})
-    points = recent_points(closed, alert)  # QuestDB unreachable: the alert's own last points
+    closed = settings.model_copy(update={"questdb_pg_port": free_port()})
+    points = await recent_points(closed, alert)  # QuestDB unreachable: the alert's own last points
     assert points["swift_maxij1535-571"][1].tolist() == [80.5, 401.2, 1022.7]
     assert points["maxi_maxij1535-571"][2].tolist() == [9.8, 12.5, 15.0]
     png = lightcurve_png(alert, points)
@@ -148,7 +152,7 @@ async def test_digest_lists_every_alert(smtp, alert) -> None:
 
 async def test_send_to_a_closed_port_raises_without_the_address() -> None:
     port = free_port()
-    settings = Settings(smtp_host="127.0.0.1", smtp_port=port, smtp_user="", smtp_starttls=False)
+    settings = Settings(smtp_host="127.0.0.1", smtp_port=port, smtp_user="", smtp_security="none")
     with pytest.raises(DeliveryError) as caught:
         await send(settings, confirmation_message(settings, TO, "https://x/confirm", "everything"))
     assert f"127.0.0.1:{port}" in str(caught.value)
@@ -164,26 +168,34 @@ async def test_refused_recipient_raises_without_the_address(smtp) -> None:
     assert recorder.received == []
 
 
-def test_recent_points_merge_questdb_with_the_alerts_own(httpserver, alert) -> None:
-    """QuestDB's 60 days (main bands only) plus the alert's newest points, each point once."""
-    columns = [{"name": n, "type": "DOUBLE"} for n in ("series", "mjd", "value", "error")]
-    dataset = [["maxi_maxij1535-571", 57950.5, 20.0, 5.0], ["maxi_maxij1535-571", 57997.5, 30.1, 9.8]]
-    httpserver.expect_request("/exec").respond_with_json({"columns": columns, "dataset": dataset})
-    settings = Settings(questdb_host=httpserver.host, questdb_http_port=httpserver.port)
-    mjd, value, error = recent_points(settings, alert)["maxi_maxij1535-571"]
+def lightcurve_rows(settings: Settings, rows: list[tuple[str, str, float, float, float]]) -> None:
+    """(series, band, MJD, mCrab, error) rows into QuestDB's lightcurve table, visible once this returns."""
+    with questdb.sender(settings) as sender:
+        for series, band, mjd, value, error in rows:
+            sender.row("lightcurve", symbols={"series": series, "band": band},
+                       columns={"mjd": mjd, "flux_mcrab": value, "error_mcrab": error}, at=mjd_to_datetime(mjd))
+        sender.flush()
+    wait_until(lambda: questdb.wal_applied(settings), "QuestDB to apply the rows")
+
+
+def renamed(alert: schemas.Alert, source_id: str) -> schemas.Alert:
+    """The example alert about another source, its last points renamed with it."""
+    points = [p.model_copy(update={"series": p.series.replace(alert.source_id, source_id)}) for p in alert.last_points]
+    return alert.model_copy(update={"source_id": source_id, "last_points": points})
+
+
+async def test_recent_points_merge_questdb_main_bands_with_the_alerts_own(settings: Settings, alert) -> None:
+    """QuestDB's 60 days of the main bands (read as the read-only user over the PostgreSQL wire, not over
+    HTTP) plus the alert's newest points, each point once; when the reader is refused, the alert's alone."""
+    alert = renamed(alert, "chart-merge")
+    lightcurve_rows(settings, [("maxi_chart-merge", "2-20", 57950.5, 20.0, 5.0),
+                               ("maxi_chart-merge", "2-20", 57997.5, 30.1, 9.8),  # also among the alert's own
+                               ("maxi_chart-merge", "2-4", 57960.5, 99.0, 1.0),  # not the main band
+                               ("maxi_chart-merge", "2-20", 57930.5, 99.0, 1.0),  # before the 60 days
+                               ("maxi_other", "2-20", 57960.5, 99.0, 1.0)])  # another source
+    no_http = settings.model_copy(update={"questdb_http_port": free_port()})
+    mjd, value, error = (await recent_points(no_http, alert))["maxi_chart-merge"]
     assert (mjd.tolist(), value.tolist(), error.tolist()) == (
         [57950.5, 57997.5, 57998.5, 57999.5], [20.0, 30.1, 210.3, 612.8], [5.0, 9.8, 12.5, 15.0])
-    [(request, _)] = httpserver.log
-    sql = request.args["query"]
-    assert "(series = 'maxi_maxij1535-571' AND band = '2-20')" in sql
-    assert "(series = 'swift_maxij1535-571' AND band = '15-50')" in sql
-    assert "ts >= '2017-07-05T12:00:00.000000Z' AND ts <= '2017-09-03T12:00:00.000000Z'" in sql
-
-
-def test_recent_points_stand_alone_when_questdb_answers_something_that_is_not_json(httpserver, alert) -> None:
-    """A proxy's error page instead of QuestDB's JSON: the mail still gets its chart, from the alert's own points."""
-    httpserver.expect_request("/exec").respond_with_data("<html>502 Bad Gateway</html>", status=502)
-    settings = Settings(questdb_host=httpserver.host, questdb_http_port=httpserver.port)
-    points = recent_points(settings, alert)
-    assert points["maxi_maxij1535-571"][1].tolist() == [30.1, 210.3, 612.8]
-    assert points["swift_maxij1535-571"][1].tolist() == [80.5, 401.2, 1022.7]
+    refused = settings.model_copy(update={"questdb_reader_password": "not-the-password"})
+    assert (await recent_points(refused, alert))["maxi_chart-merge"][0].tolist() == [57997.5, 57998.5, 57999.5]

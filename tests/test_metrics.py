@@ -28,7 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
 from flashes import infra, metrics, mirror, ops_dashboard, questdb, stack, topics
-from flashes.kafka import create_topics, make_producer
+from flashes.kafka import create_topics, make_producer, security
 from flashes.observe import PIPELINE_GROUPS, wait_drained, wait_until
 from flashes.services import SERVICES, metrics_port
 from flashes.settings import PROJECT_ROOT, Settings
@@ -259,7 +259,7 @@ def test_lag_is_highwater_minus_position_of_the_owned_partitions(ops: Ops) -> No
         finally:
             await producer.stop()
         consumer = AIOKafkaConsumer(topic, bootstrap_servers=s.kafka_bootstrap, group_id="ops-lag",
-                                    auto_offset_reset="earliest", enable_auto_commit=False)
+                                    auto_offset_reset="earliest", enable_auto_commit=False, **security(s))
         await consumer.start()
         try:
             read = 0

@@ -3,10 +3,11 @@
 Two consumers feed one deliverer:
 
 - `flashes.alerts.v3` (group flashes-delivery): an alert is matched against every subscription
-  acknowledged before it (SubscriptionView.caught_up) and created before it was published, news
-  only unless the subscription asks for history too; its first attempts start at once,
-  concurrently. A group without a committed offset starts at the end of the topic (which is kept
-  forever: from its start it would push every alert ever raised to every subscriber) and commits
+  acknowledged before it (SubscriptionView.caught_up) and made before it was appended (in Kafka's
+  order, not by a clock: flashes.subscriptions.made_before), news only unless the subscription asks
+  for history too; its first attempts start at once, concurrently. A group without a committed
+  offset starts at the end of the topic (which is kept forever: from its start it would push every
+  alert ever raised to every subscriber) and commits
   that position as soon as it joins, so everything published after that is delivered, and its
   committed offset tells anyone waiting that it has joined.
 - `flashes.delivery.retry.v1` (group flashes-delivery-retry): attempts that failed, due after an
@@ -35,9 +36,13 @@ concurrently, about 3,300 webhooks a second on 2 cores (bench/delivery.py).
 Whatever goes wrong in one attempt (a receiver, a subscription sealed under a key that was
 removed, a chart that cannot be drawn) is a failed attempt with its reason: retried, then a dead
 letter, while every other subscriber is served. A receiver that never answers costs one timeout
-per attempt and holds up no other: attempts run concurrently. Nothing here logs a code, a
-secret, an address or a webhook URL, and no reason carries them: subscriptions are named by the
-first characters of their id.
+per attempt and holds up no other: attempts run concurrently, at most webhook_per_subscription per
+subscription and webhook_per_host per receiving network (services/alerts/caps.py), caps taken
+before a global slot. Webhooks connect through the Guard (flashes/netguard.py): public addresses
+only, checked when connecting. Nothing here logs a code, a secret, an address or a webhook URL,
+and no reason carries them (a webhook's is one of webhooks.FAILURES): subscriptions are named by
+the first characters of their id. A record on the alerts or retry topic keyed otherwise than its
+value is a dead letter.
 """
 from __future__ import annotations
 
@@ -62,12 +67,14 @@ import schemas
 from flashes import clock, mail, metrics, topics
 from flashes.errors import DecodeError, SubscriptionError
 from flashes.heartbeat import beat
-from flashes.kafka import dead_letter, ensure_topics, make_producer, read_to_end, rejected, send_dead_letter
+from flashes.kafka import dead_letter, ensure_topics, make_producer, read_to_end, rejected, security, send_dead_letter
+from flashes.netguard import Guard
 from flashes.settings import Settings
-from flashes.subscriptions import SubscriptionView, Vault, matches
+from flashes.subscriptions import SubscriptionView, Vault, made_before, matches
 from services.alerts import mail as alert_mail
+from services.alerts.caps import KeyedCap
 from services.alerts.ledger import Ledger
-from services.alerts.webhooks import post
+from services.alerts.webhooks import failure, post
 
 log = logging.getLogger(__name__)
 COMMIT_EVERY_S = 1.0
@@ -101,12 +108,15 @@ class Deliverer:
     """Sends one alert to one subscription, records the outcome, hands failures to the retry topic."""
 
     def __init__(self, settings: Settings, view: SubscriptionView, producer: AIOKafkaProducer,
-                 client: aiohttp.ClientSession, ledger: Ledger) -> None:
+                 client: aiohttp.ClientSession, guard: Guard, ledger: Ledger) -> None:
         self.settings, self.view, self.producer, self.client, self.ledger = settings, view, producer, client, ledger
+        self.guard = guard  # the client's resolver: the per-host cap's key comes from the lookup it connects with
         self.vault = Vault(settings)
         self.secret = lru_cache(maxsize=16_384)(self.vault.open)  # webhook secrets and addresses: decrypt once
         self.charts: OrderedDict[str, asyncio.Task[bytes]] = OrderedDict()  # per alert record: one chart for all
         self.slots = asyncio.Semaphore(settings.delivery_concurrency)
+        self.per_subscription = KeyedCap(settings.webhook_per_subscription)
+        self.per_host = KeyedCap(settings.webhook_per_host)
 
     def now(self) -> datetime:
         return clock.now(self.settings)
@@ -116,13 +126,24 @@ class Deliverer:
         sub = self.view.get(sub_id)
         if sub is None or not self.ledger.claim(sub_id, alert, attempt, self.now().date()):
             return
-        async with self.slots:
-            try:
-                status, detail = await self._send(sub, alert, body, attempt)
-            except Exception as exc:  # noqa: BLE001 - whatever fails in one attempt fails that attempt only
-                await self._failed(sub, alert, attempt, self._reason(exc, sub), body)
-                return
+        try:
+            async with contextlib.AsyncExitStack() as caps:
+                if sub.channel == "webhook":  # the keyed caps first: waiting for them holds no global slot
+                    await caps.enter_async_context(self.per_subscription.hold(sub.subscription_id))
+                    await caps.enter_async_context(self.per_host.hold(await self._network(sub.webhook_url)))
+                async with self.slots:
+                    status, detail = await self._send(sub, alert, body, attempt)
+        except Exception as exc:  # noqa: BLE001 - whatever fails in one attempt fails that attempt only
+            await self._failed(sub, alert, attempt, self._reason(exc, sub), body)
+            return
         await self._record(sub, alert, attempt, status, detail)
+
+    async def _network(self, url: str) -> str:
+        """The receiving network of a webhook URL (its per-host cap), looked up by the client's own Guard, whose
+        answer the connection then uses; a refused or silent host fails here, before any cap is waited for."""
+        parts = urlsplit(url)
+        async with asyncio.timeout(self.settings.webhook_timeout_s):
+            return await self.guard.network(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
 
     async def _send(self, sub: schemas.Subscription, alert: schemas.Alert, body: bytes,
                     attempt: int) -> tuple[str, str]:
@@ -156,7 +177,7 @@ class Deliverer:
         task = self.charts.get(key)
         if task is None or (task.done() and (task.cancelled() or task.exception())):  # a failure is tried again
             async def draw() -> bytes:
-                points = await asyncio.to_thread(alert_mail.recent_points, self.settings, alert)
+                points = await alert_mail.recent_points(self.settings, alert)
                 return await asyncio.to_thread(alert_mail.lightcurve_png, alert, points)
             self.charts[key] = asyncio.ensure_future(draw())
             while len(self.charts) > CHARTS:
@@ -191,8 +212,11 @@ class Deliverer:
         return f"{self.settings.api_url}/subscriptions/unsubscribe?id={sub.subscription_id}&token={token}"
 
     def _reason(self, exc: Exception, sub: schemas.Subscription) -> str:
-        """A webhook's own failures name nothing of the receiver (webhooks.failure); whatever else failed (a key,
+        """A webhook's own failures are words of webhooks.FAILURES or an HTTP status (post raises them as
+        DeliveryError; a lookup that failed before the POST is read the same way); whatever else failed (a key,
         a chart, the SMTP server) is cleaned of the subscriber's URL, host and address here."""
+        if sub.channel == "webhook" and isinstance(exc, OSError | asyncio.TimeoutError):
+            return failure(exc)
         url = urlsplit(sub.webhook_url or "")
         private = [sub.webhook_url, url.netloc, url.hostname]
         if sub.email:
@@ -292,6 +316,21 @@ async def commit(consumer: AIOKafkaConsumer, offsets: Offsets) -> None:
 
 
 Decoded = list[tuple[TopicPartition, ConsumerRecord, Any]]
+# What each topic delivery reads is keyed by: a record keyed otherwise (or not at all) was not written by the
+# service that owns the topic, and is a dead letter.
+KEY_OF: dict[str, tuple[str, Callable[[Any], str]]] = {
+    topics.ALERTS.name: ("source id", lambda alert: alert.source_id),
+    topics.DELIVERY_RETRY.name: ("subscription id", lambda task: task.subscription_id)}
+
+
+def keyed(spec: topics.TopicSpec, record: ConsumerRecord, value: Any) -> Any:
+    """The decoded value if the record's key is the one its value is filed under; DecodeError with the reason."""
+    what, key_of = KEY_OF[spec.name]
+    if record.key is None:
+        raise DecodeError(f"{spec.name}: a record without a key (they are keyed by {what})")
+    if record.key != key_of(value).encode():
+        raise DecodeError(f"{spec.name}: the record's key is not its value's {what}")
+    return value
 
 
 async def follow(settings: Settings, spec: topics.TopicSpec, group: str, reset: str, producer: AIOKafkaProducer,
@@ -300,7 +339,7 @@ async def follow(settings: Settings, spec: topics.TopicSpec, group: str, reset: 
     letter), let `handle` start its delivery jobs, then commit up to the first record whose jobs are not done.
     A group without a committed offset starts at `reset` (earliest or latest) and commits that position at once."""
     consumer = AIOKafkaConsumer(spec.name, bootstrap_servers=settings.kafka_bootstrap, group_id=group,
-                                enable_auto_commit=False, auto_offset_reset=reset)
+                                enable_auto_commit=False, auto_offset_reset=reset, **security(settings))
     jobs = Jobs(Offsets())
     await consumer.start()  # returns once the group has assigned this consumer its partitions
     try:
@@ -311,7 +350,7 @@ async def follow(settings: Settings, spec: topics.TopicSpec, group: str, reset: 
             for tp, records in (await consumer.getmany(timeout_ms=poll_ms)).items():
                 for r in records:
                     try:
-                        decoded.append((tp, r, spec.decode(r.value)))
+                        decoded.append((tp, r, keyed(spec, r, spec.decode(r.value))))
                     except DecodeError as exc:
                         await send_dead_letter(producer, rejected(group, str(exc), r))
                         metrics.DEAD_LETTERS.labels("delivery", "undecodable").inc()
@@ -334,9 +373,8 @@ async def follow_alerts(settings: Settings, view: SubscriptionView, deliverer: D
         if decoded:
             await view.caught_up()
         for tp, r, alert in decoded:
-            published = datetime.fromtimestamp(r.timestamp / 1000, timezone.utc)
             subs = [s.subscription_id for s in view.subscriptions.values()
-                    if s.channel != "none" and s.created_at <= published and matches(s.filters, alert)]
+                    if s.channel != "none" and made_before(s, tp.partition, r.offset) and matches(s.filters, alert)]
             jobs.offsets.take(tp, r.offset, len(subs))
             for sub_id in subs:  # the record's value is the alert as encoded: it is the webhook body
                 jobs.start(tp, r.offset, deliverer.deliver(sub_id, alert, r.value, 1))
@@ -400,11 +438,11 @@ async def run_forever(settings: Settings) -> None:
     await view.start()
     await producer.start()
     heartbeat = asyncio.ensure_future(beat(settings, "delivery"))
-    connector = aiohttp.TCPConnector(limit=settings.delivery_concurrency)
+    guard = Guard(settings.webhook_allow_loopback)
     try:
-        async with aiohttp.ClientSession(connector=connector,
+        async with aiohttp.ClientSession(connector=guard.connector(settings.delivery_concurrency),
                                          timeout=aiohttp.ClientTimeout(total=settings.webhook_timeout_s)) as client:
-            deliverer = Deliverer(settings, view, producer, client, ledger)
+            deliverer = Deliverer(settings, view, producer, client, guard, ledger)
             log.info("delivery: %d subscriptions, %d records in the delivery log; following %s and %s",
                      len(view.subscriptions), len(records), topics.ALERTS.name, topics.DELIVERY_RETRY.name)
             await asyncio.gather(follow_alerts(settings, view, deliverer, stop),

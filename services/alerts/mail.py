@@ -4,18 +4,18 @@ Both carry one-click unsubscribe headers (RFC 8058); the unsubscribe URL must ac
 """
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
-from datetime import timedelta
+from datetime import timedelta, timezone
 from email.message import EmailMessage
 
+import asyncpg
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
 import schemas
-from flashes import questdb
-from flashes.errors import QuestDBError
 from flashes.mail import environment, make_id, new_message
 from flashes.settings import Settings
 from flashes.topics import catalogue_series
@@ -23,6 +23,7 @@ from flashes.units import MAIN_BAND
 
 log = logging.getLogger(__name__)
 WINDOW_DAYS = 60
+CONNECT_TIMEOUT_S, QUERY_TIMEOUT_S = 10.0, 30.0
 LINK_LABELS = {"source": "Source page", "api": "API", "grafana": "Grafana"}
 Points = dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
 
@@ -39,21 +40,32 @@ def _reasons(alert: schemas.Alert) -> str:
 _ENV = environment("services.alerts", point=_point, reasons=_reasons)
 
 
-def recent_points(settings: Settings, alert: schemas.Alert) -> Points:
+async def recent_points(settings: Settings, alert: schemas.Alert) -> Points:
     """series -> (MJD, mCrab, error): the source's instrument series, main band, 60 days up to the alert.
 
-    The alert's own last points are merged in, as the sink may not have written the newest yet,
-    and stand alone when QuestDB fails, so the mail still goes out. Blocking (HTTP to QuestDB).
+    Read as QuestDB's read-only user over the PostgreSQL wire, every value a bind parameter: the SQL
+    text holds only names and placeholders written here, so no source name can change it, and the
+    reader could not write if it did. The alert's own last points are merged in, as the sink may not
+    have written the newest yet, and stand alone when QuestDB fails, so the mail still goes out.
     """
     series = {catalogue_series(instrument, alert.source_id): band for instrument, band in MAIN_BAND.items()}
-    pairs = " OR ".join(f"(series = '{name}' AND band = '{band}')" for name, band in series.items())
-    start, end = (questdb.sql_time(t) for t in (alert.time - timedelta(days=WINDOW_DAYS), alert.time))
+    pairs = " OR ".join(f"(series = ${i} AND band = ${i + 1})" for i in range(3, 3 + 2 * len(series), 2))
     sql = (f"SELECT series, mjd, flux_mcrab value, error_mcrab error FROM lightcurve "
-           f"WHERE ts >= '{start}' AND ts <= '{end}' AND ({pairs}) ORDER BY ts")
+           f"WHERE ts >= $1 AND ts <= $2 AND ({pairs}) ORDER BY ts")
+    end = alert.time.astimezone(timezone.utc).replace(tzinfo=None)  # TIMESTAMP binds are naive UTC
+    args = [end - timedelta(days=WINDOW_DAYS), end, *(value for pair in series.items() for value in pair)]
     try:
-        rows = questdb.query(settings, sql)
-    except QuestDBError as exc:
-        log.warning("lightcurve of %s not read, the mail shows the alert's last points: %s", alert.source_id, exc)
+        connection = await asyncpg.connect(host=settings.questdb_host, port=settings.questdb_pg_port,
+                                           user=settings.questdb_reader_user,
+                                           password=settings.questdb_reader_password, database="qdb",
+                                           timeout=CONNECT_TIMEOUT_S)
+        try:
+            rows = [dict(r) for r in await connection.fetch(sql, *args, timeout=QUERY_TIMEOUT_S)]
+        finally:
+            await connection.close()
+    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        log.warning("lightcurve of %s not read, the mail shows the alert's last points: %s: %s",
+                    alert.source_id, type(exc).__name__, exc)
         rows = []
     rows += [p.model_dump() for p in alert.last_points if p.series in series]
     frame = (pd.DataFrame(rows, columns=["series", "mjd", "value", "error"])

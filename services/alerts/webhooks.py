@@ -11,12 +11,13 @@ import asyncio
 import base64
 import hashlib
 import hmac
-import os
+import socket
+import ssl
 import time
 
 import aiohttp
 
-from flashes.errors import DeliveryError
+from flashes.errors import DeliveryError, RefusedAddress
 
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
@@ -37,26 +38,46 @@ async def post(session: aiohttp.ClientSession, url: str, secret: str, msg_id: st
         async with session.post(url, data=body, headers=headers, allow_redirects=False) as response:
             status = response.status
     except Exception as exc:  # noqa: BLE001 - whatever talking to the receiver raised: its text is not repeated
-        # `from None`: the exception's text and attributes hold the URL and would reach any traceback.
+        # `from None`: the exception's text and attributes hold the URL and the address and would reach a traceback.
         raise DeliveryError(failure(exc)) from None
     if not 200 <= status < 300:
         raise DeliveryError(f"HTTP {status}")
 
 
-def failure(exc: Exception) -> str:
-    """Why a POST failed, in words that cannot hold the URL or the address: the exception's class, and for an OS
-    error the C library's words for its errno.
+# What a subscriber, the logs, the dead letters and the deliveries table are told of a failed POST: these words, or
+# "HTTP <status>" for an answer that is not 2xx. Never the exception's text: aiohttp's texts quote the URL (yarl's
+# normalised form, which no replacement of the stored URL finds), a connector error names the address and port
+# dialled, an SSL error the names in the certificate, and the difference between them scanned a network.
+REFUSED = "refused address"
+TIMED_OUT = "timed out"
+TLS = "TLS error"
+CONNECTION_REFUSED = "connection refused"
+CLOSED = "connection closed"
+NOT_HTTP = "not an HTTP answer"
+FAILED = "connection failed"
+FAILURES = (REFUSED, TIMED_OUT, TLS, CONNECTION_REFUSED, CLOSED, NOT_HTTP, FAILED)
 
-    aiohttp's texts quote what they were given: a ClientResponseError (an answer that is not HTTP) prints yarl's
-    normalised URL (path re-quoted, host lower-cased), which no replacement of the stored URL finds; a connector
-    error names host and port, an SSL error the names in the certificate. The status a ClientResponseError carries
-    here is aiohttp's parser code (400), not one the receiver sent, so it is not reported as one.
+
+def failure(exc: BaseException) -> str:
+    """Why a POST failed, one of FAILURES, read from the exception and what it wraps (aiohttp keeps the OS error
+    of a failed connection in `os_error` and `__cause__`).
+
+    A name that does not resolve is a refused address like one that resolves inward (flashes/netguard.py). A
+    ClientResponseError here is an answer aiohttp could not parse; its status (400) is aiohttp's, not the
+    receiver's, so it is not reported as one.
     """
-    name = type(exc).__name__
-    if isinstance(exc, asyncio.TimeoutError):
-        return f"{name}: no answer in time"
-    if isinstance(exc, aiohttp.ClientResponseError):
-        return f"{name}: the answer is not valid HTTP"
-    if isinstance(exc, OSError) and not isinstance(exc, aiohttp.ClientSSLError) and (exc.errno or 0) > 0:
-        return f"{name}: {os.strerror(exc.errno)}"  # DNS errors' numbers are negative: getaddrinfo's, not errno
-    return name
+    chain = []
+    seen: BaseException | None = exc
+    while seen is not None and seen not in chain:
+        chain.append(seen)
+        seen = getattr(seen, "os_error", None) or seen.__cause__ or seen.__context__
+    for kinds, words in ((RefusedAddress | socket.gaierror | aiohttp.ClientConnectorDNSError | aiohttp.InvalidURL,
+                          REFUSED),
+                         (asyncio.TimeoutError, TIMED_OUT),
+                         (ssl.SSLError | ssl.CertificateError | aiohttp.ClientSSLError, TLS),
+                         (ConnectionRefusedError, CONNECTION_REFUSED),
+                         (aiohttp.ClientResponseError, NOT_HTTP),
+                         (ConnectionResetError | aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError, CLOSED)):
+        if any(isinstance(e, kinds) for e in chain):
+            return words
+    return FAILED

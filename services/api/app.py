@@ -14,17 +14,20 @@ from typing import Annotated, Any, Literal
 import httpx
 from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import FastAPI, HTTPException, Path, Query
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import AfterValidator, BaseModel
 
 import schemas
 from flashes import catalogue, grafana
 from flashes.heartbeat import beat
+from flashes.kafka import security
 from flashes.settings import Settings, get_settings
 from flashes.tags import TAGS
 from flashes.units import BANDS, MCRAB_PER_UNIT
 from services.api import downloads, ops, pages, problems
+from services.api.bodylimit import BodyLimit
 from services.api.sources import SortKey, SourceIndex
 from services.api.store import AlertQuery, Labels, Reader
 from services.api.subscriptions import Store, router
@@ -97,20 +100,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         heartbeat = asyncio.ensure_future(beat(settings, "api"))
+        cleaner = asyncio.ensure_future(subscriptions.keep_clean())
         try:
             yield
         finally:
             heartbeat.cancel()
+            cleaner.cancel()
             await subscriptions.close()
             await reader.close()
 
     app = FastAPI(title="FLASHES stream API", version="2", lifespan=lifespan,
-                  responses=problems.RESPONSES,
+                  responses=problems.RESPONSES, docs_url=None, redoc_url=None,
                   description="Catalogue, tags, lightcurves, relevance and alerts of the X-ray sources FLASHES "
                               "watches (MAXI/GSC, Swift/BAT, Fermi/GBM). Fluxes in mCrab unless stated; times UTC. "
                               "Every error answers with the same shape (Problem). Fermi/GBM pulsar amplitudes often "
                               "come with an error of 0 in the provider's files; they are served as they are.")
     problems.install(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
 
     def series_entry(source: str, kind: str) -> dict[str, Any]:
         entry = index.get(source)[catalogue.SERIES_FIELD[kind]]
@@ -120,7 +126,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/health/kafka", summary="Is the Kafka broker reachable?", tags=["health"])
     async def health_kafka() -> JSONResponse:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=5000)
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=5000,
+                                    **security(settings))
         try:
             await asyncio.wait_for(admin.start(), 6)
             names = await asyncio.wait_for(admin.list_topics(), 6)
@@ -292,6 +299,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {"total": total, "offset": offset, "limit": limit, "items": items}
 
     app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")
+
+    # Swagger UI from the package (static/vendor/swagger-ui), not from a CDN: the origin that shows subscription
+    # codes runs no script another host serves. No validator badge (it calls validator.swagger.io); no ReDoc.
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title} - docs",
+                                   swagger_js_url="/static/vendor/swagger-ui/swagger-ui-bundle.js",
+                                   swagger_css_url="/static/vendor/swagger-ui/swagger-ui.css",
+                                   swagger_favicon_url="/static/favicon.svg", swagger_ui_parameters={"validatorUrl": None})
     app.include_router(pages.router(settings, index, reader, labels))
     app.include_router(ops.router(settings, reader))
     return app

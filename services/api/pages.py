@@ -324,7 +324,7 @@ def router(settings: Settings, index: SourceIndex, reader: Reader, labels: Label
             return subscribe_form(error, values, 422)
         answer = await call_api(request, "POST", "/subscriptions", body)
         if answer.status_code != 201:
-            return subscribe_form(problem_of(answer), values, answer.status_code)
+            return retry_after(subscribe_form(problem_of(answer), values, answer.status_code), answer)
         return page("subscribed.html.j2", title="Subscribed", private=True, sub=answer.json())
 
     @web.get("/web/manage", response_class=HTMLResponse)
@@ -355,8 +355,8 @@ def router(settings: Settings, index: SourceIndex, reader: Reader, labels: Label
                         error="to revoke, give the code and tick the box")
         answer = await call_api(request, "DELETE", f"/subscriptions/{quote(code, safe='')}")
         if answer.status_code != 204:
-            return page("manage.html.j2", answer.status_code, title="Your subscription",
-                        error=problem_of(answer))
+            return retry_after(page("manage.html.j2", answer.status_code, title="Your subscription",
+                                    error=problem_of(answer)), answer)
         return page("message.html.j2", title="Revoked", message="The subscription is revoked: delivery stopped, "
                                                                  "and its code no longer opens anything.")
 
@@ -372,6 +372,13 @@ def router(settings: Settings, index: SourceIndex, reader: Reader, labels: Label
         return not_found(f"There is no page /web/{rest}.", "/", "the start page")
 
     return web
+
+
+def retry_after(response: HTMLResponse, answer: httpx.Response) -> HTMLResponse:
+    """A page refusing what the API's rate limits refused tells, as the API did, when to try again."""
+    if "retry-after" in answer.headers:
+        response.headers["Retry-After"] = answer.headers["retry-after"]
+    return response
 
 
 def problem_of(answer: httpx.Response) -> str:

@@ -10,8 +10,8 @@ from starlette.exceptions import HTTPException
 
 from flashes.errors import QuestDBError
 
-CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 409: "conflict", 422: "invalid",
-         429: "too_many_requests", 500: "internal", 503: "unavailable"}
+CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 409: "conflict", 413: "too_large",
+         422: "invalid", 429: "too_many_requests", 500: "internal", 503: "unavailable"}
 
 
 class Problem(BaseModel):

@@ -3,34 +3,46 @@
 The code is returned once, at creation; it is the only key to the subscription (only its
 SHA-256 is stored). Writes go to the compacted topic flashes.subscriptions.v1 and are answered
 once Kafka acknowledged them; a revoke writes a tombstone and the delivery service stops at once.
+A confirmation mail goes out only after its subscription is acknowledged (Kafka down: 503, no
+mail); a mail that cannot be sent undoes the write. Every write is rate-limited per client
+network (services/api/ratelimit.py), and a subscription gets at most
+`confirmation_mails_per_day` confirmation mails in any 24 h, however often its address changes.
+E-mail subscriptions not confirmed within `unconfirmed_days` are removed (tombstones): at the
+API's start, hourly, and when their code is used.
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import math
 import re
-import time
 import uuid
-from collections import defaultdict, deque
-from datetime import datetime, timezone
-from typing import Any
+from datetime import datetime, timedelta, timezone
+from typing import Annotated, Any
 
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Form, HTTPException, Query, Request, Response
 from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, ConfigDict, EmailStr
+from pydantic import BaseModel, ConfigDict, EmailStr, StringConstraints
 
 import schemas
-from flashes import links, mail, topics
+from flashes import clock, links, mail, topics
 from flashes.errors import DeliveryError, SubscriptionError
-from flashes.kafka import make_producer
+from flashes.kafka import make_producer, security
 from flashes.settings import Settings
-from flashes.subscriptions import (SubscriptionView, Vault, check_webhook_url, new_subscription, new_webhook_secret,
-                                   sources_of, subscription_id)
+from flashes.subscriptions import (CONFIRM_TOKEN, SubscriptionView, Vault, check_webhook_url, expired,
+                                   new_subscription, new_webhook_secret, sources_of, subscription_id)
 from flashes.timeconv import datetime_to_mjd
+from services.api.ratelimit import RateLimit, client_network
 from services.api.store import Reader
 
+log = logging.getLogger(__name__)
 CODE = re.compile(r"^[A-Za-z0-9_-]{20,100}$")
 SUB_ID = re.compile(r"^[0-9a-f]{64}$")
+SWEEP_EVERY_S = 3600.0  # unconfirmed subscriptions live for days: an hourly sweep removes them within the hour
+WebhookURL = Annotated[str, StringConstraints(max_length=schemas.URL_LENGTH)]  # EmailStr is bounded by itself
 
 
 class SubscriptionRequest(BaseModel):
@@ -38,7 +50,7 @@ class SubscriptionRequest(BaseModel):
 
     filters: schemas.SubscriptionFilters = schemas.SubscriptionFilters()
     channel: schemas.Channel
-    webhook_url: str | None = None
+    webhook_url: WebhookURL | None = None
     email: EmailStr | None = None
 
 
@@ -49,7 +61,7 @@ class SubscriptionChange(BaseModel):
 
     filters: schemas.SubscriptionFilters | None = None
     channel: schemas.Channel | None = None
-    webhook_url: str | None = None
+    webhook_url: WebhookURL | None = None
     email: EmailStr | None = None
 
 
@@ -58,65 +70,104 @@ def masked(address: str) -> str:
     return f"{user[:1]}***@{domain}"
 
 
-class RateLimit:
-    """At most `per_hour` calls per client address in any hour."""
-
-    def __init__(self, per_hour: int) -> None:
-        self.per_hour = per_hour
-        self.calls: dict[str, deque[float]] = defaultdict(deque)
-
-    def check(self, client: str) -> None:
-        now, calls = time.monotonic(), self.calls[client]
-        while calls and calls[0] < now - 3600:
-            calls.popleft()
-        if len(calls) >= self.per_hour:
-            raise HTTPException(429, f"too many subscriptions from this address: at most {self.per_hour} per hour",
-                                headers={"Retry-After": str(int(calls[0] + 3600 - now) + 1)})
-        calls.append(now)
+def unavailable(exc: Exception) -> HTTPException:
+    """503 for a Kafka failure: the broker's own words name internal hosts, so only the error's class is told."""
+    return HTTPException(503, f"the subscription store (Kafka) is unavailable ({type(exc).__name__}): nothing was "
+                              "stored and no mail was sent; try again later")
 
 
 class Store:
-    """The API's Kafka side: the live view of the topic and a producer, started on first use."""
+    """The API's Kafka side: the live view of the topic, a producer, and the alerts topic's end offsets (which
+    date a new subscription in Kafka's order, see flashes.subscriptions.made_before); started on first use."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.view = SubscriptionView(settings)
         self.producer: AIOKafkaProducer | None = None
+        self.offsets: AIOKafkaConsumer | None = None
         self.lock = asyncio.Lock()
 
     async def ready(self) -> "Store":
         async with self.lock:
             if self.producer is None:
                 producer = make_producer(self.settings)
-                await producer.start()
-                await self.view.start()
-                self.producer = producer
+                offsets = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, group_id=None,
+                                           **security(self.settings))
+                try:
+                    await producer.start()
+                    await offsets.start()
+                    await self.view.start()
+                except BaseException as exc:  # a Kafka error, or the app stopping meanwhile: nothing left open
+                    await asyncio.gather(producer.stop(), offsets.stop(), self.view.stop(), return_exceptions=True)
+                    self.view = SubscriptionView(self.settings)
+                    if isinstance(exc, KafkaError):
+                        raise unavailable(exc) from None
+                    raise
+                self.producer, self.offsets = producer, offsets
         return self
 
     async def close(self) -> None:
         if self.producer:
             await self.producer.stop()
+            await self.offsets.stop()
             await self.view.stop()
 
     async def write(self, sub_id: str, sub: schemas.Subscription | None) -> None:
-        """Write (or revoke, with None) a subscription; returns once Kafka acknowledged it."""
+        """Write (or revoke, with None) a subscription; returns once Kafka acknowledged it (503 if it did not)."""
         value = topics.SUBSCRIPTIONS.encode(sub) if sub else None
-        await self.producer.send_and_wait(topics.SUBSCRIPTIONS.name, value, key=sub_id.encode())
+        try:
+            await self.producer.send_and_wait(topics.SUBSCRIPTIONS.name, value, key=sub_id.encode())
+        except KafkaError as exc:
+            raise unavailable(exc) from None
         self.view.apply(sub_id, value)
+
+    async def alerts_end(self) -> list[int]:
+        """The end offset of each partition of the alerts topic now: a subscription made now gets the alerts
+        appended from there on."""
+        tps = [TopicPartition(topics.ALERTS.name, p) for p in range(topics.ALERTS.partitions)]
+        try:
+            ends = await self.offsets.end_offsets(tps)
+        except KafkaError as exc:
+            raise unavailable(exc) from None
+        return [ends[tp] for tp in tps]
 
     async def by_code(self, code: str) -> schemas.Subscription:
         await self.ready()
         sub = self.view.get(subscription_id(code)) if CODE.match(code) else None
+        if sub is not None and expired(sub, clock.now(self.settings)):
+            await self.write(sub.subscription_id, None)
+            sub = None
         if sub is None:
-            raise HTTPException(404, "no subscription has this code: it is wrong or was revoked")
+            raise HTTPException(404, "no subscription has this code: it is wrong or was revoked (or its e-mail "
+                                     "address was not confirmed in time)")
         return sub
+
+    async def sweep(self) -> int:
+        """Remove (tombstone) every subscription whose address was not confirmed in time; how many."""
+        now = clock.now(self.settings)
+        gone = [sub_id for sub_id, sub in list(self.view.subscriptions.items()) if expired(sub, now)]
+        for sub_id in gone:
+            await self.write(sub_id, None)
+        return len(gone)
+
+    async def keep_clean(self) -> None:
+        """Remove the subscriptions not confirmed in time: at the API's start, then hourly (run by the app)."""
+        while True:
+            with contextlib.suppress(HTTPException):  # Kafka away for now: the next turn removes them
+                await self.ready()
+                if removed := await self.sweep():
+                    log.info("removed %d subscription(s) whose address was not confirmed in time", removed)
+            await asyncio.sleep(SWEEP_EVERY_S)
 
 
 def router(settings: Settings, records: dict[str, dict[str, Any]], tags: set[str], subs: Store,
            reader: Reader) -> APIRouter:
     api = APIRouter(prefix="/subscriptions", tags=["subscriptions"])
     vault = Vault(settings)
-    limit = RateLimit(settings.subscriptions_per_hour)
+    creations = RateLimit(settings.subscriptions_per_hour, "new subscriptions", settings.rate_limit_networks)
+    writes = RateLimit(settings.writes_per_hour, "changes", settings.rate_limit_networks)
+    link_life = timedelta(hours=settings.confirm_link_hours)
+    mail_day = timedelta(days=1)
 
     async def checked(filters: schemas.SubscriptionFilters, channel: str, webhook_url: str | None,
                       email: str | None) -> list[str]:
@@ -143,52 +194,89 @@ def router(settings: Settings, records: dict[str, dict[str, Any]], tags: set[str
             raise HTTPException(422, "these filters select no catalogue source")
         return sources
 
-    async def confirm_by_mail(sub: schemas.Subscription, email: str, sources: list[str]) -> None:
-        token = vault.link_token("confirm", sub.subscription_id)
+    def mail_allowance(sub: schemas.Subscription | None, now: datetime) -> list[datetime]:
+        """The confirmation mails of the last 24 h, with one more for now; 429 when the cap is reached."""
+        recent = [t for t in (sub.confirmations if sub else []) if t > now - mail_day]
+        cap = settings.confirmation_mails_per_day
+        if len(recent) >= cap:
+            wait = math.ceil((min(recent) + mail_day - now).total_seconds())
+            raise HTTPException(429, f"at most {cap} confirmation mails per subscription in 24 hours: this address "
+                                     f"can be given again in {wait} s", headers={"Retry-After": str(wait)})
+        return [*recent, now]
+
+    async def confirm_by_mail(sub: schemas.Subscription, email: str, sources: list[str], now: datetime) -> None:
+        """The confirmation mail, its link bound to this subscription, this address and an expiry."""
+        token = vault.confirm_token(sub.subscription_id, email, now + link_life)
         url = f"{settings.api_url}/subscriptions/confirm?id={sub.subscription_id}&token={token}"
         summary = f"{len(sources)} source(s): {', '.join(sources[:10])}{' …' if len(sources) > 10 else ''}"
+        await mail.send(settings, mail.confirmation_message(settings, email, url, summary))
+
+    def address(sub: schemas.Subscription | None) -> str | None:
+        if sub is None or sub.email is None:
+            return None
         try:
-            await mail.send(settings, mail.confirmation_message(settings, email, url, summary))
-        except DeliveryError as exc:
-            raise HTTPException(503, f"the confirmation mail could not be sent ({exc}); nothing was stored") from exc
+            return vault.open(sub.email)
+        except SubscriptionError:  # sealed under a key no longer configured: no link can be checked against it
+            return None
 
     def public(sub: schemas.Subscription) -> dict[str, Any]:
+        email = address(sub)
         return {"subscription_id": sub.subscription_id, "created_at": sub.created_at,
                 "filters": sub.filters.model_dump(), "channel": sub.channel, "webhook_url": sub.webhook_url,
-                "email": masked(vault.open(sub.email)) if sub.email else None,
-                "email_confirmed": sub.email_confirmed, "sources": sources_of(sub.filters, records)}
+                "email": masked(email) if email else None, "email_confirmed": sub.email_confirmed,
+                "confirm_by": sub.confirm_by, "sources": sources_of(sub.filters, records)}
 
     @api.post("", status_code=201, summary="Subscribe; the answer holds the code, shown this once")
     async def create(body: SubscriptionRequest, request: Request) -> dict[str, Any]:
-        limit.check(request.client.host if request.client else "unknown")
+        creations.check(client_network(request))
         sources = await checked(body.filters, body.channel, body.webhook_url, body.email)
         await subs.ready()
-        code, secret, sub = new_subscription(vault, body.filters, body.channel, body.webhook_url, body.email)
+        now = clock.now(settings)
+        code, secret, sub = new_subscription(vault, body.filters, body.channel, body.webhook_url, body.email,
+                                             created_at=now, alerts_from=await subs.alerts_end())
         if body.email:
-            await confirm_by_mail(sub, body.email, sources)
+            sub = sub.model_copy(update={"confirm_by": now + timedelta(days=settings.unconfirmed_days),
+                                         "confirmations": [now]})
         await subs.write(sub.subscription_id, sub)
+        if body.email:
+            try:
+                await confirm_by_mail(sub, body.email, sources, now)
+            except DeliveryError as exc:
+                await subs.write(sub.subscription_id, None)
+                raise HTTPException(503, f"the confirmation mail could not be sent ({exc}); nothing was kept") from None
         return {"code": code, "webhook_secret": secret, **public(sub),
                 "note": "keep the code: it reads, changes and revokes this subscription and is not shown again"
                         + ("; open the link in the confirmation mail to start e-mails" if body.email else "")}
 
     @api.get("/confirm", response_class=HTMLResponse, summary="The e-mail confirmation page")
-    async def confirm_page(id: str, token: str) -> str:  # noqa: A002 - the link's parameter
+    async def confirm_page(id: str = Query(max_length=64),  # noqa: A002 - the link's parameter
+                           token: str = Query(max_length=100)) -> str:
         return ("<!doctype html><title>Confirm</title><form method=post>"
                 f"<input type=hidden name=id value='{id if SUB_ID.match(id) else ''}'>"
-                f"<input type=hidden name=token value='{token if token.isalnum() else ''}'>"
+                f"<input type=hidden name=token value='{token if CONFIRM_TOKEN.match(token) else ''}'>"
                 "<p>Start FLASHES stream alert mails to this address?</p><button>Confirm</button></form>")
 
     @api.post("/confirm", response_class=HTMLResponse, summary="Confirm an e-mail address (double opt-in)")
-    async def confirm(id: str = Form(), token: str = Form()) -> str:  # noqa: A002
+    async def confirm(request: Request, id: str = Form(max_length=64),  # noqa: A002
+                      token: str = Form(max_length=100)) -> str:
+        writes.check(client_network(request))
         await subs.ready()
-        sub = subs.view.get(id)
-        if sub is None or not vault.check_link("confirm", id, token):
-            raise HTTPException(404, "this confirmation link is wrong or its subscription was revoked")
-        await subs.write(id, sub.model_copy(update={"email_confirmed": True}))
+        now, sub = clock.now(settings), subs.view.get(id)
+        email = address(sub)
+        until = vault.confirmation_expiry(id, email, token) if email else None
+        if sub is None or until is None or expired(sub, now):
+            raise HTTPException(404, "this confirmation link is wrong, its address was changed after it was mailed, "
+                                     "or its subscription was revoked or not confirmed in time")
+        if until < now:
+            raise HTTPException(404, f"this confirmation link expired ({settings.confirm_link_hours:g} h after it was "
+                                     "mailed); give the address again (PATCH, or the manage page) for a new one")
+        await subs.write(id, sub.model_copy(update={"email_confirmed": True, "confirm_by": None}))
         return "<!doctype html><title>Confirmed</title><p>Confirmed: alerts will now be mailed to this address.</p>"
 
     @api.post("/unsubscribe", summary="One-click unsubscribe (RFC 8058), the link in every alert mail")
-    async def unsubscribe(id: str = Query(), token: str = Query()) -> Response:  # noqa: A002
+    async def unsubscribe(id: str = Query(max_length=64), token: str = Query(max_length=100)) -> Response:  # noqa: A002
+        # Not rate-limited: mail providers click these for their users, many from one network; the token is
+        # checked before anything is written.
         await subs.ready()
         if not vault.check_link("unsubscribe", id, token):
             raise HTTPException(404, "this unsubscribe link is wrong")
@@ -206,29 +294,44 @@ def router(settings: Settings, records: dict[str, dict[str, Any]], tags: set[str
         return public(await subs.by_code(code))
 
     @api.patch("/{code}", summary="Change filters or channel; a new e-mail address is confirmed again")
-    async def change(code: str, body: SubscriptionChange) -> dict[str, Any]:
+    async def change(code: str, body: SubscriptionChange, request: Request) -> dict[str, Any]:
+        writes.check(client_network(request))
         sub = await subs.by_code(code)
         given = body.model_dump(exclude_unset=True)
-        current = vault.open(sub.email) if sub.email else None
+        current = address(sub)
         channel = given.get("channel", sub.channel)
         webhook_url = given.get("webhook_url", sub.webhook_url if channel == "webhook" else None)
         email = given.get("email", current if channel == "email" else None)
         filters = body.filters or sub.filters
         sources = await checked(filters, channel, webhook_url, email)
         secret = new_webhook_secret() if channel == "webhook" and not sub.webhook_secret else None
+        now = clock.now(settings)
         new_email = email is not None and email != current
+        if email is None:
+            address_fields: dict[str, Any] = {"email": None, "email_confirmed": False, "confirm_by": None}
+        elif new_email:  # confirmed again, by a link bound to the new address; earlier links no longer confirm
+            address_fields = {"email": vault.seal(email), "email_confirmed": False,
+                              "confirm_by": now + timedelta(days=settings.unconfirmed_days),
+                              "confirmations": mail_allowance(sub, now)}
+        else:
+            address_fields = {}
         updated = sub.model_copy(update={
             "filters": filters, "channel": channel, "webhook_url": webhook_url,
             "webhook_secret": (vault.seal(secret) if secret else sub.webhook_secret) if channel == "webhook" else None,
-            "email": (vault.seal(email) if new_email else sub.email) if email else None,
-            "email_confirmed": sub.email_confirmed and email is not None and not new_email})
-        if new_email:
-            await confirm_by_mail(updated, email, sources)
+            **address_fields})
         await subs.write(sub.subscription_id, updated)
+        if new_email:
+            try:
+                await confirm_by_mail(updated, email, sources, now)
+            except DeliveryError as exc:
+                await subs.write(sub.subscription_id, sub)
+                raise HTTPException(503, f"the confirmation mail could not be sent ({exc}); nothing was changed") \
+                    from None
         return {**public(updated), **({"webhook_secret": secret} if secret else {})}
 
     @api.delete("/{code}", status_code=204, summary="Revoke: delivery stops at once")
-    async def revoke(code: str) -> Response:
+    async def revoke(code: str, request: Request) -> Response:
+        writes.check(client_network(request))
         sub = await subs.by_code(code)
         await subs.write(sub.subscription_id, None)
         return Response(status_code=204)
@@ -243,13 +346,17 @@ def router(settings: Settings, records: dict[str, dict[str, Any]], tags: set[str
         return await reader.deliveries(sub.subscription_id, limit)
 
     @api.post("/{code}/test", status_code=202, summary="Send a test alert (marked test) through the channel")
-    async def test(code: str) -> dict[str, str]:
+    async def test(code: str, request: Request) -> dict[str, str]:
+        writes.check(client_network(request))
         sub = await subs.by_code(code)
         alert = test_alert(settings, records[sources_of(sub.filters, records)[0]])
         task = schemas.DeliveryTask(subscription_id=sub.subscription_id, alert=alert, attempt=1,
                                     due=datetime.now(timezone.utc))
-        await subs.producer.send_and_wait(topics.DELIVERY_RETRY.name, topics.DELIVERY_RETRY.encode(task),
-                                            key=sub.subscription_id.encode())
+        try:
+            await subs.producer.send_and_wait(topics.DELIVERY_RETRY.name, topics.DELIVERY_RETRY.encode(task),
+                                              key=sub.subscription_id.encode())
+        except KafkaError as exc:
+            raise unavailable(exc) from None
         return {"alert_id": alert.alert_id, "status": "queued for delivery; see /subscriptions/{code}/deliveries"}
 
     return api

@@ -1,5 +1,6 @@
 """Polite HTTP downloads: one shared client, a per-host concurrency limit, timeouts, conditional
-requests (ETag / If-Modified-Since), retries with exponential backoff and jitter, bounded bodies."""
+requests (ETag / If-Modified-Since), retries with exponential backoff and jitter, bounded bodies,
+redirects followed but never from https to anything else."""
 from __future__ import annotations
 
 import asyncio
@@ -26,13 +27,27 @@ class Download:
     last_modified: str | None
 
 
+async def refuse_downgrade(response: httpx.Response) -> None:
+    """A redirect from https to http is refused before it is followed (a man in the middle of the http hop
+    could inject points); httpx calls this for every response, redirects included. Not retried: the
+    provider's answer will not change within the backoff."""
+    if response.has_redirect_location and response.url.scheme == "https":
+        try:
+            target = response.url.join(response.headers["Location"])
+        except httpx.InvalidURL:
+            return  # httpx refuses it itself, as a protocol error
+        if target.scheme != "https":
+            raise FetchError(f"{response.url}: refused a redirect from https to {target.scheme}://{target.host}")
+
+
 class Provider:
     """The shared HTTP client with at most `per_host` requests in flight to any one host."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.client = httpx.AsyncClient(timeout=settings.http_timeout_s, headers={"User-Agent": USER_AGENT},
-                                        follow_redirects=True, limits=httpx.Limits(max_connections=32))
+                                        follow_redirects=True, limits=httpx.Limits(max_connections=32),
+                                        event_hooks={"response": [refuse_downgrade]})
         self._limits: dict[str, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(settings.http_per_host))
 
     async def __aenter__(self) -> "Provider":

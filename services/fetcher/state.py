@@ -14,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 import schemas
 from flashes import topics
+from flashes.kafka import security
 from flashes.settings import Settings
 from flashes.parsers import ParsedLightcurve
 
@@ -57,7 +58,7 @@ def changed_rows(state: schemas.FetchState | None, mjd: np.ndarray, digests: np.
 async def load_all(settings: Settings) -> dict[str, schemas.FetchState]:
     """The latest state of every series, read from the start of the compacted topic."""
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False, group_id=None)
+                                enable_auto_commit=False, group_id=None, **security(settings))
     await consumer.start()
     states: dict[str, schemas.FetchState] = {}
     try:

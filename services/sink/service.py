@@ -25,7 +25,7 @@ from flashes import clock, metrics, questdb, topics
 from flashes.infra import questdb_healthy
 from flashes.errors import DecodeError, QuestDBError
 from flashes.heartbeat import beat
-from flashes.kafka import ensure_topics, make_producer, rejected, send_dead_letter
+from flashes.kafka import ensure_topics, make_producer, rejected, security, send_dead_letter
 from flashes.settings import Settings
 from services.sink.rows import FRAMES, SYMBOLS
 
@@ -177,7 +177,8 @@ async def run_forever(settings: Settings) -> None:
     heartbeat = asyncio.ensure_future(beat(settings, "sink", freshness=lambda: dict(freshness)))
     consumer = AIOKafkaConsumer(*FRAMES, bootstrap_servers=settings.kafka_bootstrap, group_id=GROUP,
                                 enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=5_000,
-                                max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
+                                max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024,
+                                **security(settings))
     producer = make_producer(settings)
     await consumer.start()
     await producer.start()

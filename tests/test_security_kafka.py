@@ -1,0 +1,202 @@
+"""Kafka with SASL/SCRAM and ACLs (issue #21): a local broker started by flashes.infra with the listener, users
+and authorizer compose runs (deploy/kafka/, generated from the same code), the ACLs of flashes/kafka_acl.py.
+
+A service works with its own login; a wrong writer, a wrong reader, a stranger's consumer group, a wrong
+password and a client without SASL are refused.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import GroupAuthorizationFailedError, KafkaConnectionError, TopicAuthorizationFailedError
+
+import schemas
+from flashes import infra, kafka_acl, kafka_deploy, stack, topics
+from flashes.kafka import make_producer, read_to_end, security
+from flashes.errors import InfraError
+from flashes.kafka_acl import ADMIN, PLAN, Access
+from flashes.services import PROCESSORS, SERVICES
+from flashes.settings import Settings
+from flashes.timeconv import mjd_to_unix_us
+
+SOURCE = "gx339-4"  # MAXI and BAT both in the catalogue: derive joins them
+
+
+class Broker:
+    """The SASL broker of this module: its environment and each user's settings."""
+
+    def __init__(self, var: Path) -> None:
+        self.env = infra.isolated_env(var)
+        self.logins = infra.KafkaLogins(secrets.token_urlsafe(24), secrets.token_urlsafe(24),
+                                        {service: secrets.token_urlsafe(24) for service in PLAN})
+
+    def login_env(self, user: str, password: str | None = None) -> dict[str, str]:
+        """FLASHES_* of a process that logs in as `user`."""
+        return {**self.env, "FLASHES_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "FLASHES_KAFKA_USER": user,
+                "FLASHES_KAFKA_PASSWORD": password or self.logins.passwords()[user]}
+
+    def as_user(self, user: str, password: str | None = None) -> Settings:
+        return Settings(**{k.removeprefix("FLASHES_").lower(): v for k, v in self.login_env(user, password).items()})
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    b = Broker(tmp_path_factory.mktemp("sasl"))
+    admin = b.as_user(ADMIN)
+    infra.start(admin, servers=("kafka",), kafka_logins=b.logins)
+    try:
+        assert asyncio.run(kafka_acl.apply(admin)) == len(kafka_acl.acls())
+        yield b
+    finally:
+        infra.stop(admin, servers=("kafka",))
+
+
+def lightcurve(instrument: str, mjd: list[float], flux: float) -> schemas.LightcurveChunk:
+    band = {"maxi": "2-20", "swift": "15-50"}[instrument]
+    return schemas.LightcurveChunk(
+        source_id=SOURCE, instrument=instrument, bands=[band], units="u", first_mjd=mjd[0], last_mjd=mjd[-1],
+        count=len(mjd), time=mjd_to_unix_us(np.array(mjd)).tolist(), mjd=mjd, flux={band: [flux] * len(mjd)},
+        error={band: [flux / 20] * len(mjd)}, provenance=schemas.Provenance(url="file://x", fetched_at="2026-01-01T00:00:00Z"))
+
+
+async def send(settings: Settings, topic: str, value: bytes, key: bytes = b"k") -> None:
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, value, key=key)
+    finally:
+        await producer.stop()
+
+
+async def derived_kinds(settings: Settings, group: str, want: set[str]) -> set[str]:
+    """Consume flashes.derived.v2 as `settings`' user in `group` until every kind in `want` has come."""
+    consumer = AIOKafkaConsumer(topics.DERIVED.name, bootstrap_servers=settings.kafka_bootstrap, group_id=group,
+                                auto_offset_reset="earliest", enable_auto_commit=False, **security(settings))
+    seen: set[str] = set()
+    await consumer.start()
+    try:
+        while not want <= seen:
+            for records in (await consumer.getmany(timeout_ms=1000)).values():
+                seen |= {topics.DERIVED.decode(r.value).kind for r in records}
+    finally:
+        await consumer.stop()
+    return seen
+
+
+def test_derive_works_with_its_own_login_between_the_fetcher_and_the_sink(broker: Broker) -> None:
+    """The fetcher's user publishes MAXI and BAT chunks, derive (a process logged in as `derive`) joins them,
+    and the sink's user reads the hardness and combined chunks in the sink's group."""
+    processes = stack.spawn(("derive",), broker.login_env("derive"), Path(broker.env["FLASHES_VAR_DIR"]) / "logs")
+    try:
+        fetcher = broker.as_user("fetcher")
+        for instrument, mjd, flux in (("maxi", [58000.5, 58001.5], 0.64), ("swift", [58000.0, 58001.0], 0.022)):
+            asyncio.run(send(fetcher, topics.LIGHTCURVE.name, topics.LIGHTCURVE.encode(lightcurve(instrument, mjd, flux)),
+                             SOURCE.encode()))
+        kinds = asyncio.run(asyncio.wait_for(derived_kinds(broker.as_user("sink"), "flashes-sink",
+                                                           {"hardness", "combined"}), 120))
+        assert kinds == {"hardness", "combined"}
+        assert processes["derive"].poll() is None
+    finally:
+        stack.terminate(processes)
+    assert not stack.crashed(Path(broker.env["FLASHES_VAR_DIR"]) / "logs", ["derive"])
+
+
+# For every service, a topic it must not write: only the fetcher writes lightcurves, only relevance scores,
+# only alerts alerts, only the API subscriptions (a forged or null-keyed subscription), only delivery its log.
+WRONG_WRITERS = [("fetcher", topics.ALERTS), ("derive", topics.LIGHTCURVE), ("relevance", topics.ALERTS),
+                 ("alerts", topics.RELEVANCE), ("delivery", topics.SUBSCRIPTIONS), ("sink", topics.DERIVED),
+                 ("api", topics.ALERTS), ("api", topics.DELIVERIES)]
+
+
+@pytest.mark.parametrize(("user", "spec"), WRONG_WRITERS, ids=[f"{u}->{s.name}" for u, s in WRONG_WRITERS])
+def test_a_wrong_writer_is_refused(broker: Broker, user: str, spec: topics.TopicSpec) -> None:
+    assert spec not in PLAN[user].writes
+    with pytest.raises(TopicAuthorizationFailedError):
+        asyncio.run(asyncio.wait_for(send(broker.as_user(user), spec.name, b"{}"), 60))
+
+
+def test_a_wrong_reader_and_a_strangers_group_are_refused(broker: Broker) -> None:
+    """The API may not read the delivery log that delivery writes; derive may not join the sink's group."""
+    asyncio.run(send(broker.as_user("delivery"), topics.DELIVERIES.name, b"{}"))
+    with pytest.raises(TopicAuthorizationFailedError):
+        asyncio.run(asyncio.wait_for(read_to_end(broker.as_user("api"), [TopicPartition(topics.DELIVERIES.name, 0)]),
+                                     60))
+    assert len(asyncio.run(read_to_end(broker.as_user("delivery"), [TopicPartition(topics.DELIVERIES.name, 0)]))) == 1
+    with pytest.raises(GroupAuthorizationFailedError):
+        asyncio.run(asyncio.wait_for(derived_kinds(broker.as_user("derive"), "flashes-sink", {"hardness"}), 60))
+
+
+def test_a_wrong_password_and_a_client_without_sasl_are_refused(broker: Broker,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR, logger="aiokafka"), pytest.raises(KafkaConnectionError):
+        asyncio.run(asyncio.wait_for(send(broker.as_user("fetcher", secrets.token_urlsafe(24)),
+                                          topics.LIGHTCURVE.name, b"{}"), 60))
+    assert "SaslAuthenticationFailed" in caplog.text
+    anonymous = broker.as_user("fetcher").model_copy(update={"kafka_security_protocol": "PLAINTEXT"})
+    with pytest.raises(KafkaConnectionError):
+        asyncio.run(asyncio.wait_for(send(anonymous, topics.LIGHTCURVE.name, b"{}"), 60))
+
+
+def test_a_service_cannot_grant_itself_more(broker: Broker) -> None:
+    """Only the super user creates ACLs: the fetcher asking to write alerts is refused, and still cannot."""
+    more = {"fetcher": Access(reads=(), writes=(topics.ALERTS,))}
+    with pytest.raises(InfraError, match="ClusterAuthorizationFailedError"):
+        asyncio.run(asyncio.wait_for(kafka_acl.apply(broker.as_user("fetcher"), more), 60))
+    with pytest.raises(TopicAuthorizationFailedError):
+        asyncio.run(asyncio.wait_for(send(broker.as_user("fetcher"), topics.ALERTS.name, b"{}"), 60))
+
+
+def test_the_plan_is_the_code() -> None:
+    """One user per service; a processor reads its inputs and its state, writes its state, joins flashes-{name};
+    the sink reads every stored topic in its group."""
+    from importlib import import_module
+
+    from services.sink.service import GROUP as SINK_GROUP
+
+    assert tuple(PLAN) == SERVICES
+    logic = {"derive": "Derive", "relevance": "Relevance", "alerts": "Alerts"}
+    for name in PROCESSORS:
+        cls = getattr(import_module(f"services.{name}.app"), logic[name])
+        assert set(cls.inputs) | {cls.state} == set(PLAN[name].reads)
+        assert cls.state in PLAN[name].writes
+        assert PLAN[name].groups == (f"flashes-{name}",)
+    assert set(PLAN["sink"].reads) == set(topics.STORED) and PLAN["sink"].groups == (SINK_GROUP,)
+    writers = {spec: {u for u, a in PLAN.items() if spec in a.writes} for spec in topics.ALL}
+    assert writers[topics.LIGHTCURVE] == {"fetcher"} and writers[topics.RELEVANCE] == {"relevance"}
+    assert writers[topics.ALERTS] == {"alerts"} and writers[topics.SUBSCRIPTIONS] == {"api"}
+
+
+def test_compose_runs_the_tested_broker(broker: Broker) -> None:
+    """deploy/kafka/ is what the generator makes, and differs from the broker attacked above only in where it
+    listens and keeps its data."""
+    assert (kafka_deploy.DEPLOY / "server.properties").read_text() == kafka_deploy.server_properties()
+    assert (kafka_deploy.DEPLOY / "start.sh").read_text() == kafka_deploy.start_script()
+    local = Path(broker.env["FLASHES_VAR_DIR"], "kafka", "server.properties").read_text().splitlines()
+    compose = kafka_deploy.server_properties().splitlines()[1:]
+    assert {line.split("=")[0] for line in set(local) ^ set(compose)} == {
+        "controller.quorum.voters", "listeners", "advertised.listeners", "log.dirs"}
+    assert "super.users=User:admin;User:controller" in compose and "allow.everyone.if.no.acl.found=false" in compose
+    assert not any(p in (kafka_deploy.DEPLOY / "server.properties").read_text() for p in broker.logins.passwords().values())
+
+
+@pytest.mark.parametrize("password", [None, "short", 'has"a-quote-and-is-long-enough'])
+def test_compose_broker_refuses_a_missing_or_unusable_password(password: str | None) -> None:
+    """start.sh checks every password before it formats anything (a quote would break the broker's JAAS line)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLASHES_KAFKA_")}
+    env.update({name: secrets.token_urlsafe(24) for name in infra.PASSWORD_ENV.values()})
+    env.pop("FLASHES_KAFKA_SINK_PASSWORD")
+    if password is not None:
+        env["FLASHES_KAFKA_SINK_PASSWORD"] = password
+    env["KAFKA_HOME"] = "/nonexistent"  # reached only after the checks
+    run = subprocess.run(["bash", str(kafka_deploy.DEPLOY / "start.sh")], env=env, capture_output=True, text=True)
+    assert run.returncode == 1
+    assert run.stderr.startswith("FLASHES_KAFKA_SINK_PASSWORD must be at least 16 characters")

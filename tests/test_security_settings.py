@@ -1,0 +1,184 @@
+"""Issue 21, unsafe settings, SMTP transport security, the chart query: each test provokes the failure and
+asserts it is refused (a service that will not start, a mail not sent in clear, SQL that stays SQL)."""
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+from cryptography.fernet import Fernet
+from pydantic import SecretStr
+
+import schemas
+from flashes import questdb
+from flashes.errors import DeliveryError
+from flashes.mail import confirmation_message, send
+from flashes.safety import SECRET_FIELD, env_name, unsafe_settings
+from flashes.settings import Settings
+from services.alerts.mail import recent_points
+from tests.certs import self_signed, server_context
+from tests.test_mail import TO, Recorder, free_port, lightcurve_rows, renamed
+
+FLASHES = Path(sys.executable).parent / "flashes"
+EXPOSED = {"api_host": "0.0.0.0"}
+
+
+def fresh_secrets() -> dict[str, str]:
+    """A new value for every secret text setting (whoever declared it), a Fernet key for the secret key."""
+    values = {name: secrets.token_urlsafe(24) for name, field in Settings.model_fields.items()
+              if SECRET_FIELD.search(name) and field.annotation in (str, SecretStr)}
+    return {**values, "secret_key": Fernet.generate_key().decode()}
+
+
+def run_cli(*args: str, **settings: str) -> subprocess.CompletedProcess[str]:
+    """`flashes ARGS` with only the given FLASHES_* settings (none inherited from the test session)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLASHES_")}
+    env.update({env_name(name): value for name, value in settings.items()})
+    return subprocess.run([str(FLASHES), *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_loopback_development_starts_with_every_default() -> None:
+    assert all(unsafe_settings(Settings(), service) == [] for service in ("api", "delivery", "fetcher", "sink"))
+
+
+def test_every_default_secret_is_refused_beyond_loopback() -> None:
+    """Found from the fields, so a password added later is covered: each one left at its non-empty default."""
+    defaults = [env_name(name) for name, field in Settings.model_fields.items()
+                if SECRET_FIELD.search(name) and name not in ("secret_key", "secret_keys")
+                and field.get_default(call_default_factory=True)]
+    assert "FLASHES_QUESTDB_READER_PASSWORD" in defaults
+    problems = unsafe_settings(Settings(**EXPOSED), "sink")
+    assert len(problems) == 1 + len(defaults)
+    assert all(p.startswith("beyond loopback (FLASHES_API_HOST): ") for p in problems)
+    assert "FLASHES_SECRET_KEY holds the development key" in problems[0] and "Fernet.generate_key()" in problems[0]
+    for name, problem in zip(defaults, problems[1:]):
+        assert f"{name} is its public default" in problem and "openssl rand" in problem
+    assert unsafe_settings(Settings(**EXPOSED, **fresh_secrets()), "sink") == []
+
+
+@pytest.mark.parametrize("exposure", [{"kafka_host": "kafka"}, {"questdb_host": "10.0.0.5"}, {"metrics_host": "::"},
+                                      {"smtp_host": "smtp"}, {"public_api_url": "https://flashes.example.org"}])
+def test_any_host_beyond_loopback_exposes(exposure: dict[str, str]) -> None:
+    [problem, *_] = unsafe_settings(Settings(**exposure), "derive")
+    assert "FLASHES_SECRET_KEY holds the development key" in problem
+    assert unsafe_settings(Settings(**exposure, **fresh_secrets()), "derive") == []
+
+
+def test_development_key_among_the_rotation_keys_and_a_user_without_password_are_refused() -> None:
+    new = fresh_secrets()
+    development = Settings.model_fields["secret_key"].default
+    rotated = Settings(**EXPOSED, **new, secret_keys=[new["secret_key"], development])
+    [problem] = unsafe_settings(rotated, "api")
+    assert "FLASHES_SECRET_KEYS holds the development key" in problem
+    # The keys in use are secret_keys when given: secret_key is then not used and may keep its default.
+    assert unsafe_settings(Settings(**EXPOSED, **{**new, "secret_key": development},
+                                    secret_keys=[new["secret_key"]]), "api") == []
+    users = {name.removesuffix("_password") + "_user" for name in Settings.model_fields if name.endswith("_password")}
+    users &= set(Settings.model_fields)
+    assert "smtp_user" in users
+    for user in users:
+        password = user.removesuffix("_user") + "_password"
+        user_only = Settings(**EXPOSED, **{**new, user: "flashes", password: ""})
+        assert [p.split(": ", 1)[1] for p in unsafe_settings(user_only, "delivery")] == [
+            f"{env_name(user)} is set and {env_name(password)} is empty: set the account's password"]
+
+
+def test_service_refuses_to_start_with_the_development_key_beyond_loopback() -> None:
+    """The command exits non-zero before serving anything, with the reasons and no traceback."""
+    done = run_cli("run", "api", api_host="0.0.0.0", api_port=str(free_port()))
+    assert done.returncode == 1
+    assert done.stderr.startswith("flashes run api: refusing to start with unsafe settings:\n  - ")
+    assert "FLASHES_SECRET_KEY holds the development key" in done.stderr
+    assert "FLASHES_QUESTDB_READER_PASSWORD is its public default" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_cleartext_smtp_beyond_loopback_is_refused_at_startup() -> None:
+    done = run_cli("run", "delivery", smtp_host="mail.example.org", smtp_security="none", **fresh_secrets())
+    assert (done.returncode, done.stderr) == (1, (
+        "flashes run delivery: refusing to start with unsafe settings:\n  - FLASHES_SMTP_SECURITY is none "
+        "(cleartext) and FLASHES_SMTP_HOST is not loopback: use starttls or tls, or set "
+        "FLASHES_SMTP_ALLOW_CLEARTEXT=true for a relay on the local network\n"))
+    relay = Settings(smtp_host="relay.lan", smtp_security="none", smtp_allow_cleartext=True, **fresh_secrets())
+    assert unsafe_settings(relay, "delivery") == []
+
+
+def test_plain_http_provider_is_refused_unless_a_mirror_on_loopback() -> None:
+    assert Settings.model_fields["maxi_base_url"].default == "https://maxi.riken.jp/"
+    assert unsafe_settings(Settings(maxi_base_url="http://127.0.0.1:8080/maxi/"), "fetcher") == []
+    done = run_cli("fetch", "--once", maxi_base_url="http://maxi.riken.jp/")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr == ("flashes fetch: refusing to start with unsafe settings:\n  - FLASHES_MAXI_BASE_URL is "
+                           "not https: a man in the middle could inject points that become alerts; use the "
+                           "provider's https:// address (http is for a mirror on loopback)\n")
+
+
+@pytest.fixture
+def plain_smtp() -> Iterator[tuple[int, Recorder]]:
+    """aiosmtpd on loopback offering no STARTTLS."""
+    recorder = Recorder()
+    controller = Controller(recorder, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    yield controller.port, recorder
+    controller.stop()
+
+
+async def test_starttls_refuses_a_server_without_it_and_cleartext_goes_to_loopback_only(plain_smtp) -> None:
+    port, recorder = plain_smtp
+    settings = Settings(smtp_host="127.0.0.1", smtp_port=port)
+    assert settings.smtp_security == "starttls"
+    with pytest.raises(DeliveryError, match="STARTTLS extension not supported"):
+        await send(settings, confirmation_message(settings, TO, "https://x/confirm", "everything"))
+    assert recorder.received == []
+    cleartext = settings.model_copy(update={"smtp_security": "none"})
+    await send(cleartext, confirmation_message(cleartext, TO, "https://x/confirm", "everything"))
+    assert [to for to, _ in recorder.received] == [[TO]]
+    # Not through a service's startup check either: send itself refuses cleartext beyond loopback.
+    far = cleartext.model_copy(update={"smtp_host": "mail.example.org"})
+    with pytest.raises(DeliveryError, match="FLASHES_SMTP_SECURITY is none"):
+        await send(far, confirmation_message(far, TO, "https://x/confirm", "everything"))
+
+
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+async def test_starttls_and_implicit_tls_deliver_with_a_verified_certificate(
+        security: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cert, key = self_signed(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the client trusts this certificate, and only through this
+    recorder = Recorder()
+    tls = ({"tls_context": server_context(cert, key), "require_starttls": True} if security == "starttls"
+           else {"ssl_context": server_context(cert, key)})
+    controller = Controller(recorder, hostname="127.0.0.1", port=free_port(), **tls)
+    controller.start()
+    try:
+        settings = Settings(smtp_host="127.0.0.1", smtp_port=controller.port, smtp_security=security)
+        await send(settings, confirmation_message(settings, TO, "https://x/confirm", "everything"))
+        assert [to for to, _ in recorder.received] == [[TO]]
+        monkeypatch.delenv("SSL_CERT_FILE")  # an untrusted certificate: nothing is sent
+        with pytest.raises(DeliveryError, match="CERTIFICATE_VERIFY_FAILED"):
+            await send(settings, confirmation_message(settings, TO, "https://x/confirm", "everything"))
+        assert len(recorder.received) == 1
+    finally:
+        controller.stop()
+
+
+HOSTILE = ["x' OR '1'='1", "x'); DROP TABLE alerts; --", "x' UNION SELECT series, mjd, flux, error FROM lightcurve --"]
+
+
+@pytest.mark.parametrize("source_id", HOSTILE)
+async def test_chart_query_keeps_a_hostile_source_name_a_value(settings: Settings, source_id: str,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    """Rows of the hostile series itself come back (the query ran, the name matched as a value), no other
+    series' rows do, and the alerts table is still there."""
+    alert = renamed(schemas.Alert.model_validate_json(schemas.EXAMPLE_ALERT.read_text()), source_id)
+    lightcurve_rows(settings, [(f"maxi_{source_id}", "2-20", 57960.5, 11.0, 1.0),
+                               ("maxi_chart-victim", "2-20", 57961.5, 99.0, 1.0)])
+    points = await recent_points(settings, alert)
+    assert "not read" not in caplog.text
+    assert set(points) == {f"maxi_{source_id}", f"swift_{source_id}"}
+    assert points[f"maxi_{source_id}"][0].tolist() == [57960.5, 57997.5, 57998.5, 57999.5]
+    assert "alerts" in {r["table_name"] for r in questdb.query(settings, "SELECT table_name FROM tables()")}
