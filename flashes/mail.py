@@ -10,6 +10,7 @@ import email.policy
 import email.utils
 import hashlib
 import re
+import ssl
 from collections.abc import Callable, Iterable
 from datetime import datetime, timezone
 from email.headerregistry import HeaderRegistry, UnstructuredHeader
@@ -124,12 +125,36 @@ async def send(settings: Settings, message: EmailMessage) -> None:
     in clear), tls speaks TLS from the first byte, none is cleartext (refused beyond loopback unless allowed,
     flashes/safety.py, here too); certificates are verified. Login only when a user is set."""
     if refusal := cleartext_smtp(settings):
-        raise DeliveryError(f"mail via {settings.smtp_host}:{settings.smtp_port} refused: {refusal}")
+        raise DeliveryError(f"mail not sent: {refusal}")
     try:
         await aiosmtplib.send(message, hostname=settings.smtp_host, port=settings.smtp_port,
                               username=settings.smtp_user or None, password=settings.smtp_password or None,
                               use_tls=settings.smtp_security == "tls", start_tls=settings.smtp_security == "starttls",
                               timeout=SMTP_TIMEOUT_S)
     except (aiosmtplib.SMTPException, OSError) as exc:
-        # `from None`: the original exception names the refused address and would end up in tracebacks.
-        raise DeliveryError(f"mail via {settings.smtp_host}:{settings.smtp_port} failed: {reason(exc)}") from None
+        # `from None`: the original exception names the refused address and the relay and would reach tracebacks.
+        raise DeliveryError(f"mail not sent: {smtp_failure(exc)}") from None
+
+
+def smtp_failure(exc: Exception) -> str:
+    """Why the relay did not take a mail, in words that name neither the relay (its host and port are the
+    operator's, yet this text reaches the subscriber's delivery list) nor the recipient: the SMTP reply code
+    when the relay answered, else the kind of failure, read from the exception and the one it wraps."""
+    chain = [exc, *([exc.__cause__] if exc.__cause__ else [])]
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        return f"recipient refused ({', '.join(str(r.code) for r in exc.recipients)})"
+    if isinstance(exc, aiosmtplib.SMTPRecipientRefused):
+        return f"recipient refused ({exc.code})"
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        return "the relay refused the login"
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return f"the relay answered {exc.code}"
+    if any(isinstance(e, ssl.SSLError) for e in chain) or "TLS" in str(exc):  # aiosmtplib's own STARTTLS refusals
+        return "TLS error"
+    if any(isinstance(e, TimeoutError | aiosmtplib.SMTPTimeoutError) for e in chain):
+        return "timed out"
+    if any(isinstance(e, ConnectionRefusedError) for e in chain):
+        return "connection refused"
+    if any(isinstance(e, aiosmtplib.SMTPServerDisconnected | ConnectionResetError) for e in chain):
+        return "connection closed"
+    return "connection failed"
