@@ -1,6 +1,6 @@
 # One image for every FLASHES service; docker-compose.yml picks the service with `flashes run NAME`.
-# The base is a tag: no registry is reachable where this is written, so `make pin-images` on a Docker host pins
-# the compose images; pin this one the same way (python:3.11-slim@sha256:...) when building for production.
+# The base is a tag: pin it by digest (python:3.11-slim@sha256:...) when building for production, as
+# `make pin-images` pins the compose images on a Docker host.
 FROM python:3.11-slim
 WORKDIR /app
 # The runtime lock only, every file checked against its hash: no test tool ships in the image.

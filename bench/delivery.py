@@ -1,5 +1,6 @@
 """Delivery under load: 1,000 webhook subscriptions, a burst of alerts, one receiver that never answers; then
-1,000 more subscriptions on that receiver and another burst (the flood of issue #21).
+1,000 more subscriptions on that receiver and another burst (the flood of issue #21); then 1,000 more on
+receivers that never answer spread over 300 networks, and two bursts more.
 
 A private stack (Kafka and QuestDB on free loopback ports) and the delivery service as its own
 process, with its default caps (256 attempts in flight, 4 per subscription, 16 per receiving
@@ -8,14 +9,21 @@ network). 999 subscriptions point at four healthy receivers (aiohttp, answering 
 connection and never answers. The subscriptions are written to flashes.subscriptions.v1 as the API
 writes them; after a warm-up alert reached everyone, a burst of `--alerts` alerts, each matching
 every subscription, is produced at once. Then `--dead` subscriptions on the black hole are added
-and a burst of `--flood-alerts` alerts goes to all of them.
+and a burst of `--flood-alerts` alerts goes to all of them. Then `--dead` subscriptions on black holes at
+127.x.y.1 for 300 values of (x, y) (a /24 each, so no per-network cap binds) are added: first
+webhook_suspect_after alerts, which each of them fails once, then (each suspect) a burst of
+`--flood-alerts` alerts.
 
 Figures: deliveries_per_s (healthy deliveries / time from the first alert produced to the last
 delivery received) and p50_s / p99_s / max_s from an alert produced to its webhook received, for
 the healthy receivers; dead_attempts counts the connections the black hole got in that time. For
 the flood: flood_p50_s / flood_p99_s / flood_max_s of the healthy receivers, flood_dead_at_once
 (the most connections the black hole held at once: the per-network cap) and the webhook timeout
-the healthy ones are measured against.
+the healthy ones are measured against. For the spread flood: spread_first_p99_s (the healthy ones during
+the alerts that make the dead subscriptions suspect: their first attempts share the global slots),
+spread_p50_s / spread_p99_s / spread_max_s during the burst after, and spread_dead_at_once and
+spread_one_network_at_once (the most connections the spread and the first black hole held at once
+meanwhile: the first flood's subscriptions are suspect too, and both share the suspect slots).
 
     .venv/bin/python bench/delivery.py [--subscriptions 1000] [--alerts 50] [--dead 1000] [--flood-alerts 10]
 """
@@ -27,6 +35,7 @@ import json
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -42,16 +51,49 @@ from flashes.settings import Settings
 EXAMPLE = schemas.EXAMPLE_ALERT
 HEALTHY = 4
 DEAD_HOST = "127.0.1.1"  # on Linux every 127/8 address is loopback; this one is in another /24 than the receivers
+SPREAD_HOSTS = [f"127.{x >> 8}.{x & 255}.1" for x in range(2, 302)]  # 300 more /24s, 127.0.1.0/24 left out
+
+
+class Hole:
+    """Black holes: accept connections and never answer. Counts them, the most held at once, and the attempts
+    per URL path (read from the request the client sent before giving up)."""
+
+    def __init__(self) -> None:
+        self.attempts = self.open = self.most = 0
+        self.paths: Counter[bytes] = Counter()
+        self.writers: set[asyncio.StreamWriter] = set()
+        self.server: asyncio.Server | None = None
+
+    async def never(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.attempts += 1
+        self.open += 1
+        self.most = max(self.most, self.open)
+        self.writers.add(writer)
+        request = b""
+        try:
+            request = await reader.read()  # until the client gives up
+        except ConnectionError:
+            pass
+        finally:
+            self.open -= 1
+            self.writers.discard(writer)
+            writer.close()
+            if request.count(b" ") >= 2:
+                self.paths[request.split(b" ", 2)[1]] += 1
+
+    def shut(self) -> None:
+        if self.server:
+            self.server.close()
+        for w in list(self.writers):
+            w.transport.abort()
 
 
 class Receivers:
-    """Healthy receivers (aiohttp) and a dead one, in a thread with its own event loop."""
+    """Healthy receivers (aiohttp) and dead ones (one network, many networks), in a thread with its own loop."""
 
     def __init__(self) -> None:
         self.received: list[tuple[str, float]] = []  # (webhook-id, time)
-        self.dead_attempts = 0
-        self.dead_open = self.dead_most = 0
-        self.dead_writers: set[asyncio.StreamWriter] = set()
+        self.dead, self.spread = Hole(), Hole()
         self.ports: list[int] = []
         self.loop = asyncio.new_event_loop()
         ready = threading.Event()
@@ -63,26 +105,11 @@ class Receivers:
         self.received.append((request.headers["webhook-id"], time.time()))
         return web.Response(status=204)
 
-    async def _never(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.dead_attempts += 1
-        self.dead_open += 1
-        self.dead_most = max(self.dead_most, self.dead_open)
-        self.dead_writers.add(writer)
-        try:
-            await reader.read()  # until the client gives up
-        except ConnectionError:
-            pass
-        finally:
-            self.dead_open -= 1
-            self.dead_writers.discard(writer)
-            writer.close()
-
     def close_dead(self) -> None:
-        """Drop the black hole's connections and stop listening: attempts still queued fail at once."""
+        """Drop the black holes' connections and stop listening: attempts still queued fail at once."""
         def shut() -> None:
-            self.dead.close()
-            for w in list(self.dead_writers):
-                w.transport.abort()
+            self.dead.shut()
+            self.spread.shut()
         self.loop.call_soon_threadsafe(shut)
 
     def _run(self, ready: threading.Event) -> None:
@@ -97,8 +124,10 @@ class Receivers:
                 site = web.TCPSite(runner, "127.0.0.1", infra.free_port())
                 await site.start()
                 self.ports.append(site._server.sockets[0].getsockname()[1])
-            self.dead = await asyncio.start_server(self._never, DEAD_HOST, 0)
-            self.ports.append(self.dead.sockets[0].getsockname()[1])
+            self.dead.server = await asyncio.start_server(self.dead.never, DEAD_HOST, 0)
+            self.ports.append(self.dead.server.sockets[0].getsockname()[1])
+            self.ports.append(infra.free_port())  # free on 127.0.0.1; the spread addresses are this bench's alone
+            self.spread.server = await asyncio.start_server(self.spread.never, SPREAD_HOSTS, self.ports[-1])
 
         self.loop.run_until_complete(start())
         ready.set()
@@ -129,6 +158,16 @@ def wait_for(receivers: Receivers, ids: set[str], each: int, timeout_s: float) -
     raise TimeoutError(f"not every delivery arrived within {timeout_s:.0f} s")
 
 
+def latencies(receivers: Receivers, start: int, sent: dict[str, float]) -> np.ndarray:
+    return np.array([t - sent[i] for i, t in receivers.received[start:] if i in sent])
+
+
+def figures(prefix: str, latency: np.ndarray) -> dict[str, float]:
+    return {f"{prefix}_{name}_s": round(float(f(latency)), 3)
+            for name, f in (("p50", lambda a: np.percentile(a, 50)), ("p99", lambda a: np.percentile(a, 99)),
+                            ("max", np.max))}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--subscriptions", type=int, default=1000)
@@ -146,8 +185,12 @@ def main() -> None:
     subs = webhook_subscriptions(settings, urls)
     flood = webhook_subscriptions(settings, [f"http://{DEAD_HOST}:{receivers.ports[HEALTHY]}/flood{i}"
                                              for i in range(args.dead)])
+    spread = webhook_subscriptions(settings, [f"http://{SPREAD_HOSTS[i % len(SPREAD_HOSTS)]}:"
+                                              f"{receivers.ports[HEALTHY + 1]}/spread{i}" for i in range(args.dead)])
     example = schemas.Alert.model_validate_json(EXAMPLE.read_bytes())
-    alerts = [example.model_copy(update={"alert_id": f"bench@{i}"}) for i in range(args.alerts + 1 + args.flood_alerts)]
+    suspect_after = settings.webhook_suspect_after
+    alerts = [example.model_copy(update={"alert_id": f"bench@{i}"})
+              for i in range(args.alerts + 1 + 2 * args.flood_alerts + suspect_after)]
     infra.start(settings)
     processes = {}
     ok = False
@@ -160,7 +203,7 @@ def main() -> None:
         warm = asyncio.run(publish(settings, alerts[:1]))
         wait_for(receivers, set(warm), len(subs) - 1, 120)
         start = len(receivers.received)
-        dead_before = receivers.dead_attempts
+        dead_before = receivers.dead.attempts
         sent = asyncio.run(publish(settings, alerts[1:args.alerts + 1]))
         wait_for(receivers, set(sent), len(subs) - 1, 600)
         got = [(i, t) for i, t in receivers.received[start:] if i in sent]
@@ -169,20 +212,40 @@ def main() -> None:
         result = {"subscriptions": len(subs), "alerts": len(sent), "deliveries": len(got),
                   "deliveries_per_s": round(len(got) / span, 1), "p50_s": round(float(np.percentile(latency, 50)), 3),
                   "p99_s": round(float(np.percentile(latency, 99)), 3), "max_s": round(float(latency.max()), 3),
-                  "dead_attempts": receivers.dead_attempts - dead_before}
+                  "dead_attempts": receivers.dead.attempts - dead_before}
         # The flood: `--dead` more subscriptions on the black hole, written before the burst, so that their
         # attempts start first.
         asyncio.run(write_subscriptions(settings, flood))
-        start, receivers.dead_most = len(receivers.received), 0
-        sent = asyncio.run(publish(settings, alerts[args.alerts + 1:]))
+        start, receivers.dead.most = len(receivers.received), 0
+        first_flood = args.alerts + 1
+        sent = asyncio.run(publish(settings, alerts[first_flood:first_flood + args.flood_alerts]))
         wait_for(receivers, set(sent), len(subs) - 1, 600)
-        latency = np.array([t - sent[i] for i, t in receivers.received[start:] if i in sent])
+        latency = latencies(receivers, start, sent)
         result |= {"flood_dead_subscriptions": len(flood) + 1, "flood_alerts": len(sent),
-                   "flood_healthy_deliveries": len(latency),
-                   "flood_p50_s": round(float(np.percentile(latency, 50)), 3),
-                   "flood_p99_s": round(float(np.percentile(latency, 99)), 3),
-                   "flood_max_s": round(float(latency.max()), 3), "flood_dead_at_once": receivers.dead_most,
-                   "webhook_timeout_s": settings.webhook_timeout_s}
+                   "flood_healthy_deliveries": len(latency), **figures("flood", latency),
+                   "flood_dead_at_once": receivers.dead.most, "webhook_timeout_s": settings.webhook_timeout_s}
+        # The spread flood: `--dead` subscriptions on 300 networks. The first alerts, one failed attempt each,
+        # make every one of them suspect; the burst after is measured.
+        asyncio.run(write_subscriptions(settings, spread))
+        start = len(receivers.received)
+        first_spread = first_flood + args.flood_alerts
+        sent = asyncio.run(publish(settings, alerts[first_spread:first_spread + suspect_after]))
+        wait_for(receivers, set(sent), len(subs) - 1, 600)
+        first = latencies(receivers, start, sent)
+        paths = [f"/spread{i}".encode() for i in range(args.dead)]
+        wait_until(lambda: min(receivers.spread.paths[p] for p in paths) >= suspect_after,
+                   "every spread subscription to fail its first attempts", 600, 0.2)
+        start, receivers.spread.most, receivers.dead.most = len(receivers.received), 0, 0
+        sent = asyncio.run(publish(settings, alerts[first_spread + suspect_after:]))
+        wait_for(receivers, set(sent), len(subs) - 1, 600)
+        latency = latencies(receivers, start, sent)
+        result |= {"spread_dead_subscriptions": len(spread), "spread_networks": len(SPREAD_HOSTS),
+                   "spread_first_alerts": suspect_after,
+                   "spread_first_p99_s": round(float(np.percentile(first, 99)), 3),
+                   "spread_alerts": len(sent), "spread_healthy_deliveries": len(latency),
+                   **figures("spread", latency), "spread_dead_at_once": receivers.spread.most,
+                   "spread_one_network_at_once": receivers.dead.most,
+                   "suspect_slots": settings.webhook_suspect_slots}
         ok = True
         print(json.dumps(result))
     finally:

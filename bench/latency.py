@@ -55,11 +55,11 @@ from pathlib import Path
 
 import numpy as np
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 from benchkit import private_stack, webhook_subscriptions, write_subscriptions
-from flashes import catalogue, observe, stack, topics
-from flashes.kafka import ensure_topics, security
+from flashes import catalogue, kafka, observe, stack, topics
+from flashes.kafka import ensure_topics
 from flashes.settings import Settings
 from flashes.timeconv import datetime_to_mjd
 from flashes.topics import catalogue_series, series_key
@@ -153,7 +153,7 @@ class MirroredFile:
 
 
 async def end_offsets(settings: Settings, names: list[str]) -> dict[TopicPartition, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, **security(settings))
+    consumer = kafka.consumer(settings)
     await consumer.start()
     try:
         return await consumer.end_offsets([TopicPartition(n, p) for n in names for p in
@@ -165,8 +165,7 @@ async def end_offsets(settings: Settings, names: list[str]) -> dict[TopicPartiti
 async def record_times(settings: Settings, since: dict[TopicPartition, int],
                        match: dict[str, Callable[[dict], bool]]) -> dict[str, float]:
     """Per topic, the timestamp (s) of the first record from `since` whose decoded value `match`es."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, enable_auto_commit=False,
-                                **security(settings))
+    consumer = kafka.consumer(settings, enable_auto_commit=False)
     await consumer.start()
     found: dict[str, float] = {}
     try:

@@ -51,8 +51,8 @@ import numpy as np
 import pandas as pd
 
 from benchkit import tidy
-from flashes import catalogue, infra, mirror, observe, questdb, stack
-from flashes.kafka import ensure_topics, security
+from flashes import catalogue, infra, kafka, mirror, observe, questdb, stack
+from flashes.kafka import ensure_topics
 from flashes.settings import Settings
 from flashes.parsers import parse
 from services.fetcher.publish import make_chunks
@@ -106,10 +106,9 @@ def runqueue_wait_seconds(pid: int) -> float:
 
 async def group_members(settings: Settings, groups: list[str]) -> dict[str, int]:
     """Members of each consumer group that are in a Stable state (0 while it rebalances)."""
-    from aiokafka.admin import AIOKafkaAdminClient
     from aiokafka.errors import KafkaError
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **security(settings))
+    admin = kafka.admin(settings)
     await admin.start()
     try:
         out = {}

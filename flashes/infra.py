@@ -24,11 +24,11 @@ from pathlib import Path
 from typing import NamedTuple
 
 import httpx
-from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError
 
 from flashes.errors import InfraError
-from flashes.kafka import SCRAM, security
+from flashes import kafka
+from flashes.kafka import SCRAM
 from flashes.kafka_acl import ADMIN, PLAN
 from flashes.services import SERVICES
 from flashes.settings import PROJECT_ROOT, Settings
@@ -312,7 +312,7 @@ def kafka_healthy(settings: Settings) -> bool:
 
 
 async def _kafka_answers(settings: Settings) -> bool:
-    client = AIOKafkaClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=2000, **security(settings))
+    client = kafka.client(settings, request_timeout_ms=2000)
     try:
         await client.bootstrap()
         return True

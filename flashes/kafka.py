@@ -6,9 +6,11 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 import schemas
@@ -36,6 +38,29 @@ def security(settings: Settings) -> dict[str, str]:
             "sasl_plain_username": settings.kafka_user, "sasl_plain_password": settings.kafka_password}
 
 
+# Every Kafka client of the project is made here, so none can forget the login (a client built without it
+# is refused by the broker only in a SASL deployment, where the tests on PLAINTEXT would not see it).
+
+def consumer(settings: Settings, *names: str, **kw: Any) -> AIOKafkaConsumer:
+    """A consumer of the topics `names` (none: partitions are assigned) logged in as this service."""
+    return AIOKafkaConsumer(*names, bootstrap_servers=settings.kafka_bootstrap, **security(settings), **kw)
+
+
+def producer(settings: Settings, **kw: Any) -> AIOKafkaProducer:
+    """A producer logged in as this service (make_producer: the tuned one most services use)."""
+    return AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, **security(settings), **kw)
+
+
+def admin(settings: Settings, **kw: Any) -> AIOKafkaAdminClient:
+    """An admin client logged in as this service: what it may do is what its user's ACLs allow."""
+    return AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **security(settings), **kw)
+
+
+def client(settings: Settings, **kw: Any) -> AIOKafkaClient:
+    """A bare protocol client logged in as this service, for requests aiokafka has no method for."""
+    return AIOKafkaClient(bootstrap_servers=settings.kafka_bootstrap, **security(settings), **kw)
+
+
 def run_restarting(name: str, main: Callable[[], Awaitable[None]], reset: Callable[[], None] = lambda: None) -> None:
     """Run `main()` until it returns; after a Kafka failure (e.g. the broker restarting) `reset()` and start
     over in 2 s, from the committed offsets and stored state, as a restarted process would."""
@@ -53,20 +78,20 @@ async def create_topics(settings: Settings, wanted: dict[str, tuple[int, bool]],
                         retention: dict[str, int] | None = None) -> None:
     """Create the topics {name: (partitions, compacted)} that do not exist yet, with `retention` {name: ms}."""
     retention = retention or {}
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **security(settings))
-    await admin.start()
+    kafka_admin = admin(settings)
+    await kafka_admin.start()
     try:
-        existing = set(await admin.list_topics())
+        existing = set(await kafka_admin.list_topics())
         new = [NewTopic(name, partitions, 1, topic_configs={**(COMPACTED if compacted else {}),
                                                             **({"retention.ms": str(retention[name])} if name in retention else {})})
                for name, (partitions, compacted) in wanted.items() if name not in existing]
         if new:
             try:
-                await admin.create_topics(new)
+                await kafka_admin.create_topics(new)
             except TopicAlreadyExistsError:
                 pass
     finally:
-        await admin.close()
+        await kafka_admin.close()
 
 
 async def ensure_topics(settings: Settings) -> None:
@@ -77,9 +102,8 @@ async def ensure_topics(settings: Settings) -> None:
 
 def make_producer(settings: Settings) -> AIOKafkaProducer:
     """Idempotent producer batching for throughput (linger, large batches, zstd: lz4 in aiokafka compresses at level 9 and cost a fifth of the processors CPU)."""
-    return AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, enable_idempotence=True,
-                            linger_ms=20, max_batch_size=512 * 1024, compression_type="zstd",
-                            request_timeout_ms=60_000, **security(settings))
+    return producer(settings, enable_idempotence=True, linger_ms=20, max_batch_size=512 * 1024,
+                    compression_type="zstd", request_timeout_ms=60_000)
 
 
 def dead_letter(origin: str, reason: str, payload: str, url: str | None = None,
@@ -104,8 +128,7 @@ async def send_dead_letter(producer: AIOKafkaProducer, letter: schemas.DeadLette
 async def read_to_end(settings: Settings, tps: list[TopicPartition]) -> list[ConsumerRecord]:
     """Every record of the partitions, from the beginning to the end they had when called (no group):
     a topic written all the time still ends."""
-    reader = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False,
-                              max_partition_fetch_bytes=8 * 1024 * 1024, **security(settings))
+    reader = consumer(settings, group_id=None, enable_auto_commit=False, max_partition_fetch_bytes=8 * 1024 * 1024)
     await reader.start()
     out: list[ConsumerRecord] = []
     try:

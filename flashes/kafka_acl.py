@@ -13,13 +13,12 @@ import asyncio
 from dataclasses import dataclass
 from enum import IntEnum
 
-from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import for_code
 from aiokafka.protocol.admin import CreateAclsRequest
 
-from flashes import topics
+from flashes import kafka, topics
 from flashes.errors import InfraError
-from flashes.kafka import ensure_topics, security
+from flashes.kafka import ensure_topics
 from flashes.settings import Settings
 from flashes.topics import TopicSpec
 
@@ -111,7 +110,7 @@ async def apply(settings: Settings, plan: dict[str, Access] = PLAN) -> int:
     """As the super user (settings' Kafka login): create every topic, then every ACL of the plan; the number of
     ACLs. InfraError names the first grant the broker refused."""
     await ensure_topics(settings)
-    client = AIOKafkaClient(bootstrap_servers=settings.kafka_bootstrap, **security(settings))
+    client = kafka.client(settings)
     await client.bootstrap()
     try:
         grants = acls(plan)

@@ -5,12 +5,10 @@ import asyncio
 import time
 from collections.abc import Callable
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import TopicPartition
 from aiokafka.errors import CoordinatorLoadInProgressError, GroupCoordinatorNotAvailableError
 
-from flashes import questdb, topics
-from flashes.kafka import security
+from flashes import kafka, questdb, topics
 from flashes.topics import BY_NAME
 from flashes.settings import Settings
 
@@ -36,7 +34,7 @@ async def positioned(settings: Settings, group: str, topic: str) -> bool:
     """Has `group` a committed offset on every partition of `topic`? The delivery service, which starts a new
     group at the end of the alerts, commits that position as it joins: from then on nothing published is missed."""
     tps = [TopicPartition(topic, p) for p in range(BY_NAME[topic].partitions)]
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **security(settings))
+    admin = kafka.admin(settings)
     await admin.start()
     try:
         committed = await admin.list_consumer_group_offsets(group, partitions=tps)
@@ -86,8 +84,8 @@ class InputLag:
     """
 
     def __init__(self, settings: Settings) -> None:
-        self.admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **security(settings))
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, **security(settings))
+        self.admin = kafka.admin(settings)
+        self.consumer = kafka.consumer(settings)
 
     async def __aenter__(self) -> "InputLag":
         await self.admin.start()

@@ -37,10 +37,10 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from pydantic import BaseModel
 
 import schemas
-from flashes import metrics, topics
+from flashes import kafka, metrics, topics
 from flashes.errors import DecodeError, StateRestoreError
 from flashes.heartbeat import beat
-from flashes.kafka import ensure_topics, make_producer, read_to_end, rejected, run_restarting, security
+from flashes.kafka import ensure_topics, make_producer, read_to_end, rejected, run_restarting
 from flashes.settings import Settings
 from flashes.topics import TopicSpec
 
@@ -216,11 +216,11 @@ class Processor(ConsumerRebalanceListener):
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         heartbeat = asyncio.ensure_future(beat(self.settings, self.name))
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap, group_id=self.group, enable_auto_commit=False,
+        self.consumer = kafka.consumer(
+            self.settings, group_id=self.group, enable_auto_commit=False,
             auto_offset_reset="earliest", partition_assignment_strategy=(RangePartitionAssignor,),
             session_timeout_ms=10_000, heartbeat_interval_ms=2_000, max_partition_fetch_bytes=8 * 1024 * 1024,
-            fetch_max_bytes=32 * 1024 * 1024, **security(self.settings))
+            fetch_max_bytes=32 * 1024 * 1024)
         # Range assignment gives one worker the same partition number of every input topic, so a
         # source's lightcurve and derived chunks are processed (and their state stored) together.
         self.consumer.subscribe([spec.name for spec in self.logic.inputs], listener=self)

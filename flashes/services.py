@@ -21,18 +21,18 @@ def metrics_port(settings: Settings, name: str) -> int:
 def run(name: str, settings: Settings) -> None:
     """Run one service in the foreground until SIGTERM/Ctrl-C, its metrics served beside it; settings that would
     expose it (flashes/safety.py) raise UnsafeSettings before anything starts."""
+    if name not in SERVICES:
+        raise ValueError(f"unknown service {name!r}; one of {', '.join(SERVICES)}")
     safety.require_safe(settings, name)
-    if name in SERVICES and name != "api":  # the API serves GET /metrics itself
+    if name != "api":  # the API serves GET /metrics itself
         metrics.serve(settings, metrics_port(settings, name))
     if name in PROCESSORS:
         import_module(f"services.{name}.app").build(settings).serve()
     elif name in LOOPS:
         main = import_module(LOOPS[name]).run_forever
         run_restarting(name, lambda: main(settings))
-    elif name == "api":
+    else:
         import uvicorn
 
         uvicorn.run("services.api.app:create_app", factory=True, host=settings.api_host, port=settings.api_port,
                     log_level="info")
-    else:
-        raise ValueError(f"unknown service {name!r}; one of {', '.join(SERVICES)}")

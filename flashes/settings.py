@@ -90,6 +90,10 @@ class Settings(BaseSettings):
     webhook_per_subscription: int = Field(default=4, description="webhook attempts in flight per subscription")
     webhook_per_host: int = Field(default=16, description="webhook attempts in flight per receiving network (the "
                                                          "/24 or /48 its host resolves to)")
+    webhook_suspect_after: int = Field(default=2, description="connection-level webhook failures in a row (no "
+                                                              "HTTP answer) that make a subscription suspect")
+    webhook_suspect_slots: int = Field(default=16, description="webhook attempts in flight, in all, of suspect "
+                                                               "subscriptions (in place of the global slots)")
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 8025
     smtp_user: str = ""
@@ -108,11 +112,12 @@ class Settings(BaseSettings):
                                                           "may make per hour")
     rate_limit_networks: int = Field(default=50_000, description="client networks the rate limits remember (about "
                                                                  "200 bytes each); the least recently seen is forgotten")
-    confirmation_mails_per_day: int = Field(default=3, description="confirmation mails per subscription in any 24 h "
-                                                                   "(a PATCH of the address beyond: 429)")
+    confirmation_mails_per_day: int = Field(default=3, description="confirmation mails per subscription, "
+                                                                   "and per address, in any 24 h (beyond: 429)")
     confirm_link_hours: float = Field(default=48.0, description="a confirmation link expires after this")
     unconfirmed_days: float = Field(default=7.0, description="an e-mail address not confirmed within this is "
-                                                             "removed with its subscription")
+                                                             "removed with its subscription; so is a "
+                                                             "subscription left on channel none")
     max_body_bytes: int = Field(default=64 * 1024, description="a larger request body is refused (413)")
     secret_keys: list[str] = Field(default_factory=list,
                                    description="Fernet keys, newest first: the first encrypts and signs, every one "

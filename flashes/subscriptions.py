@@ -13,24 +13,29 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import logging
 import secrets
 import re
 from datetime import datetime, timezone
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError
 from astropy.coordinates import angular_separation
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 import numpy as np
 
 import schemas
-from flashes import topics
+from flashes import kafka, topics
 from flashes.errors import DecodeError, RefusedAddress, SubscriptionError
-from flashes.kafka import dead_letter, make_producer, security, send_dead_letter
-from flashes.netguard import Guard
+from flashes.kafka import dead_letter, make_producer, send_dead_letter
+from flashes.netguard import Guard, webhook_port
 from flashes.settings import Settings
 from flashes.topics import series_kind
+
+log = logging.getLogger(__name__)
 
 CODE_BYTES = 32
 
@@ -74,7 +79,8 @@ def made_before(sub: schemas.Subscription, partition: int, offset: int) -> bool:
 
 
 def expired(sub: schemas.Subscription, now: datetime) -> bool:
-    """Is it an e-mail subscription whose address was not confirmed in time (to be removed, never served)?"""
+    """Is it past its `confirm_by` (to be removed, never served): an e-mail address not confirmed in time, or a
+    subscription left on channel `none` (it delivers nothing) past its deadline?"""
     return not sub.email_confirmed and sub.confirm_by is not None and now > sub.confirm_by
 
 
@@ -106,13 +112,19 @@ class Vault:
             raise SubscriptionError("a stored secret does not decrypt with any of the keys in "
                                     "FLASHES_SECRET_KEYS (was its key removed?)") from exc
 
-    def link_token(self, purpose: str, sub_id: str) -> str:
-        """The token of a link bound to the subscription alone (unsubscribe), signed with the newest key."""
-        return self._mac(self.mac_keys[0], f"{purpose}:{sub_id}")
+    def link_token(self, sub_id: str) -> str:
+        """The token of an unsubscribe link, bound to the subscription alone, signed with the newest key."""
+        return self._mac(self.mac_keys[0], f"unsubscribe:{sub_id}")
 
-    def check_link(self, purpose: str, sub_id: str, token: str) -> bool:
-        """Does the token verify under any of the keys?"""
-        return self._verifies(f"{purpose}:{sub_id}", token)
+    def check_link(self, sub_id: str, token: str) -> bool:
+        """Is it the token of this subscription's unsubscribe link under any of the keys?"""
+        return self._verifies(f"unsubscribe:{sub_id}", token)
+
+    def recipient(self, address: str) -> str:
+        """The key of an address's mail budget: an HMAC, so that the budgets' memory holds no address. Case and a
+        `+tag` (RFC 5233 subaddress) are dropped: they reach the same mailbox."""
+        user, _, domain = address.lower().rpartition("@")
+        return self._mac(self.mac_keys[0], f"recipient:{user.partition('+')[0]}@{domain}")
 
     def confirm_token(self, sub_id: str, address: str, expires: datetime) -> str:
         """The token of a confirmation link: `{expiry, Unix seconds}-{HMAC of id, address hash and expiry}`."""
@@ -150,7 +162,7 @@ async def check_webhook_url(url: str, allow_loopback: bool, guard: Guard | None 
     """
     parts = urlsplit(url)
     try:
-        port = parts.port or 443
+        port = webhook_port(parts)
     except ValueError:
         raise SubscriptionError("webhook_url has an invalid port") from None
     if parts.scheme not in ("https", "http") or not parts.hostname:
@@ -205,12 +217,27 @@ def matches(filters: schemas.SubscriptionFilters, alert: schemas.Alert) -> bool:
             and (filters.cone is None or bool(in_cone(filters.cone, np.array([alert.ra]), np.array([alert.dec]))[0])))
 
 
-def subscription_key(key: bytes | None) -> str:
-    """A subscriptions record's key, the subscription id (SHA-256 of the code, hex); DecodeError otherwise."""
+# What a record of each keyed topic is filed under. A record keyed otherwise (or not at all) was not written by the
+# service that owns the topic: it would sit beside another source's alerts, or replace another subscription on
+# the compacted topic. It is a dead letter; the API's view and the delivery's consumers check here, in one wording.
+KEY_OF: dict[str, tuple[str, Callable[[Any], str]]] = {
+    topics.SUBSCRIPTIONS.name: ("subscription id", lambda sub: sub.subscription_id),
+    topics.DELIVERY_RETRY.name: ("subscription id", lambda task: task.subscription_id),
+    topics.ALERTS.name: ("source id", lambda alert: alert.source_id)}
+
+
+def keyed(spec: topics.TopicSpec, key: bytes | None, value: Any) -> str:
+    """The record's key if it is the one its decoded value is filed under; DecodeError with the reason otherwise.
+    A tombstone (value None; spec.decode refuses one on every topic but the subscriptions) must be keyed by a
+    subscription id."""
+    what, key_of = KEY_OF[spec.name]
     if key is None:
-        raise DecodeError(f"{topics.SUBSCRIPTIONS.name}: a record without a key (they are keyed by subscription id)")
-    if not SUBSCRIPTION_ID.fullmatch(key):
-        raise DecodeError(f"{topics.SUBSCRIPTIONS.name}: the record's key is not a subscription id (64 hex digits)")
+        raise DecodeError(f"{spec.name}: a record without a key (they are keyed by {what})")
+    if value is None:
+        if not SUBSCRIPTION_ID.fullmatch(key):
+            raise DecodeError(f"{spec.name}: the record's key is not a subscription id (64 hex digits)")
+    elif key != key_of(value).encode():
+        raise DecodeError(f"{spec.name}: the record's key is not its value's {what}")
     return key.decode()
 
 
@@ -232,10 +259,8 @@ class SubscriptionView:
         self.letters: AIOKafkaProducer | None = None  # dead letters: made when the first bad record comes
 
     async def start(self) -> None:
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, group_id=None,
-                                         enable_auto_commit=False, **security(self.settings))
-        self.probe = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, group_id=None,
-                                      **security(self.settings))
+        self.consumer = kafka.consumer(self.settings, group_id=None, enable_auto_commit=False)
+        self.probe = kafka.consumer(self.settings, group_id=None)
         await self.consumer.start()
         await self.probe.start()
         self.consumer.assign([self.tp])
@@ -255,31 +280,36 @@ class SubscriptionView:
             for records in (await self.consumer.getmany(timeout_ms=200)).values():
                 for r in records:
                     try:
-                        self.apply(subscription_key(r.key), r.value)
+                        self.apply(r.key, r.value)
                     except DecodeError as exc:
                         await self._refuse(r, str(exc))
                     self.position = r.offset + 1
 
-    def apply(self, key: str, value: bytes | None) -> None:
-        """One record of the topic: a subscription filed under its own id, or a tombstone that revokes one;
-        DecodeError with the reason for anything else (nothing changes)."""
-        if value is None:
-            self.subscriptions.pop(key, None)
-            return
-        sub = topics.SUBSCRIPTIONS.decode(value)
-        if sub.subscription_id != key:
-            raise DecodeError(f"{topics.SUBSCRIPTIONS.name}: the record's key is not its subscription's id")
-        self.subscriptions[key] = sub
+    def apply(self, key: bytes | str | None, value: bytes | None) -> None:
+        """One record of the topic, as read (key bytes) or as the API wrote it (the id): a subscription filed under
+        its own id, or a tombstone that revokes one; DecodeError with the reason for anything else (nothing
+        changes)."""
+        sub = None if value is None else topics.SUBSCRIPTIONS.decode(value)
+        sub_id = keyed(topics.SUBSCRIPTIONS, key.encode() if isinstance(key, str) else key, sub)
+        if sub is None:
+            self.subscriptions.pop(sub_id, None)
+        else:
+            self.subscriptions[sub_id] = sub
 
     async def _refuse(self, record: ConsumerRecord, reason: str) -> None:
         """A record the view cannot use, to the dead letters (on a producer made for the first one). Its value is
-        not copied: a subscription holds a webhook URL; the letter says where the record is."""
-        if self.letters is None:
-            self.letters = make_producer(self.settings)
-            await self.letters.start()
+        not copied: a subscription holds a webhook URL; the letter says where the record is. A letter Kafka does
+        not take is logged and the record skipped: the follower goes on, or the view would go stale."""
         where = f"{record.topic} partition {record.partition} offset {record.offset}"
-        await send_dead_letter(self.letters, dead_letter(topics.SUBSCRIPTIONS.name, reason, where,
-                                                         at_ms=record.timestamp))
+        try:
+            if self.letters is None:
+                letters = make_producer(self.settings)
+                await letters.start()
+                self.letters = letters
+            await send_dead_letter(self.letters, dead_letter(topics.SUBSCRIPTIONS.name, reason, where,
+                                                             at_ms=record.timestamp))
+        except KafkaError as exc:
+            log.error("%s: the dead letter was not sent (%s); the record is skipped", where, type(exc).__name__)
 
     async def caught_up(self, timeout_s: float = 30.0) -> None:
         # Not the follower's connection: its idle long-poll fetch would hold the request up to 0.5 s.

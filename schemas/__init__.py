@@ -279,8 +279,9 @@ class Subscription(Contract):
                                    description="end offset of each partition of flashes.alerts.v3 when the subscription "
                                                "was made: alerts from there on are delivered (Kafka's order, no clock); "
                                                "empty in records written before it existed: every alert")
-    confirm_by: datetime | None = Field(default=None, description="an e-mail address not confirmed by then is removed "
-                                                                  "(a tombstone); None once confirmed")
+    confirm_by: datetime | None = Field(default=None, description="an e-mail address not confirmed, or a channel "
+                                                                  "none not changed, by then is removed (a tombstone); "
+                                                                  "None once confirmed, or for a webhook")
     confirmations: list[datetime] = Field(default_factory=list, max_length=100,
                                           description="when confirmation mails were sent in the last day (the cap)")
 

@@ -22,13 +22,12 @@ from pathlib import Path
 import httpx
 import pytest
 import yaml
-from aiokafka import AIOKafkaConsumer
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from flashes import infra, metrics, mirror, ops_dashboard, questdb, stack, topics
-from flashes.kafka import create_topics, make_producer, security
+from flashes import infra, kafka, metrics, mirror, ops_dashboard, questdb, stack, topics
+from flashes.kafka import create_topics, make_producer
 from flashes.observe import PIPELINE_GROUPS, wait_drained, wait_until
 from flashes.services import SERVICES, metrics_port
 from flashes.settings import PROJECT_ROOT, Settings
@@ -258,8 +257,7 @@ def test_lag_is_highwater_minus_position_of_the_owned_partitions(ops: Ops) -> No
                 await producer.send_and_wait(topic, str(i).encode())
         finally:
             await producer.stop()
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=s.kafka_bootstrap, group_id="ops-lag",
-                                    auto_offset_reset="earliest", enable_auto_commit=False, **security(s))
+        consumer = kafka.consumer(s, topic, group_id="ops-lag", auto_offset_reset="earliest", enable_auto_commit=False)
         await consumer.start()
         try:
             read = 0

@@ -286,6 +286,7 @@ def test_subscribe_and_manage_in_the_browser(pipeline: Settings, context: Browse
     assert code not in page.url
     names = page.eval_on_selector_all("table.sources td.name > a.source", "els => els.map(e => e.textContent)")
     assert sorted(names) == ["Cir X-1", "MAXI J1535-571"]
+    assert "delivers nothing; removed on" in page.inner_text("main")  # channel none expires (#21)
     shoot(page, "subscription", shots)
 
     page.check("input[name=confirm]")

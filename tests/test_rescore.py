@@ -24,13 +24,13 @@ import numpy as np
 import orjson
 import pytest
 from aiokafka import TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
+from aiokafka.admin import RecordsToDelete
 from aiokafka.structs import ConsumerRecord
 
 import schemas
-from flashes import infra, questdb, stack, topics
+from flashes import infra, kafka, questdb, stack, topics
 from flashes.errors import StateRestoreError
-from flashes.kafka import ensure_topics, make_producer, security
+from flashes.kafka import ensure_topics, make_producer
 from flashes.observe import wait_until
 from flashes.parsers import parse
 from flashes.processor import Processor
@@ -336,7 +336,7 @@ def scores(settings: Settings, series: str) -> list[tuple[int, float, str]]:
 
 async def drop_before(settings: Settings, tp: TopicPartition, offset: int) -> None:
     """What retention does: the partition's records before `offset` are deleted."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **security(settings))
+    admin = kafka.admin(settings)
     await admin.start()
     try:
         await admin.delete_records({tp: RecordsToDelete(before_offset=offset)})

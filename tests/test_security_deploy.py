@@ -28,6 +28,7 @@ from questdb import QuestDBError as IngressError
 
 from flashes import infra, metrics, questdb
 from flashes.errors import QuestDBError
+from flashes.safety import SECRET_FIELD, SECRETS
 from flashes.observe import wait_until
 from flashes.services import SERVICES, metrics_port
 from flashes.settings import PROJECT_ROOT, Settings
@@ -131,11 +132,27 @@ def test_questdb_logins_come_from_variables_compose_requires() -> None:
     assert (env["QDB_PG_READONLY_USER_ENABLED"], env["QDB_PG_READONLY_USER"]) == ("true", "reader")
     assert env["QDB_LINE_TCP_ENABLED"] == env["QDB_LINE_UDP_ENABLED"] == "false"
     assert re.fullmatch(r"\d+s", env["QDB_QUERY_TIMEOUT"])
-    for name in SERVICES:  # the services log in with the same variables
+    for name in SERVICES:  # the services that read QuestDB log in with the same variables
         service = COMPOSE["services"][name]["environment"]
-        assert service["FLASHES_QUESTDB_WRITER_USER"] == "writer"
-        assert required_variable(service["FLASHES_QUESTDB_WRITER_PASSWORD"]) == writer
-        assert required_variable(service["FLASHES_QUESTDB_READER_PASSWORD"]) == "FLASHES_QUESTDB_READER_PASSWORD"
+        if "questdb_writer_password" in SECRETS[name]:
+            assert service["FLASHES_QUESTDB_WRITER_USER"] == "writer"
+            assert required_variable(service["FLASHES_QUESTDB_WRITER_PASSWORD"]) == writer
+        if "questdb_reader_password" in SECRETS[name]:
+            assert required_variable(service["FLASHES_QUESTDB_READER_PASSWORD"]) == "FLASHES_QUESTDB_READER_PASSWORD"
+
+
+def test_each_service_is_given_only_the_secrets_it_reads() -> None:
+    """The writer's password reaches the sink and relevance, the key and SMTP the API and delivery, nothing else;
+    each service's Kafka password is its own."""
+    writers = {name for name in SERVICES if "FLASHES_QUESTDB_WRITER_PASSWORD" in COMPOSE["services"][name]["environment"]}
+    assert writers == {"sink", "relevance"}
+    for name in SERVICES:
+        env = COMPOSE["services"][name]["environment"]
+        given = {"secret_key" if key == "FLASHES_SECRET_KEYS" else key.removeprefix("FLASHES_").lower()
+                 for key in env if SECRET_FIELD.search(key.removeprefix("FLASHES_").lower())}
+        assert given == set(SECRETS[name]), name
+        assert env["FLASHES_KAFKA_USER"] == name
+        assert env["FLASHES_KAFKA_PASSWORD"] == f"${{FLASHES_KAFKA_{name.upper()}_PASSWORD}}"
 
 
 def test_no_password_or_key_in_compose_has_a_default() -> None:

@@ -11,22 +11,27 @@ import logging
 import os
 import secrets
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from cryptography.fernet import Fernet
+from aiokafka import TopicPartition
 from aiokafka.errors import GroupAuthorizationFailedError, KafkaConnectionError, TopicAuthorizationFailedError
 
 import schemas
-from flashes import infra, kafka_acl, kafka_deploy, stack, topics
-from flashes.kafka import make_producer, read_to_end, security
+from flashes import infra, kafka, kafka_acl, kafka_deploy, mirror, questdb, stack, topics
+from flashes.kafka import make_producer, read_to_end
 from flashes.errors import InfraError
 from flashes.kafka_acl import ADMIN, PLAN, Access
-from flashes.services import PROCESSORS, SERVICES
+from flashes.observe import positioned, wait_until
+from flashes.safety import SECRETS, env_name
+from flashes.services import PIPELINE, PROCESSORS, SERVICES
 from flashes.settings import Settings
 from flashes.timeconv import mjd_to_unix_us
+from tests.conftest import SOURCES, _up, copy_mirror, receiver, subscribe
 
 SOURCE = "gx339-4"  # MAXI and BAT both in the catalogue: derive joins them
 
@@ -79,8 +84,8 @@ async def send(settings: Settings, topic: str, value: bytes, key: bytes = b"k") 
 
 async def derived_kinds(settings: Settings, group: str, want: set[str]) -> set[str]:
     """Consume flashes.derived.v2 as `settings`' user in `group` until every kind in `want` has come."""
-    consumer = AIOKafkaConsumer(topics.DERIVED.name, bootstrap_servers=settings.kafka_bootstrap, group_id=group,
-                                auto_offset_reset="earliest", enable_auto_commit=False, **security(settings))
+    consumer = kafka.consumer(settings, topics.DERIVED.name, group_id=group, auto_offset_reset="earliest",
+                              enable_auto_commit=False)
     seen: set[str] = set()
     await consumer.start()
     try:
@@ -110,6 +115,74 @@ def test_derive_works_with_its_own_login_between_the_fetcher_and_the_sink(broker
     assert not stack.crashed(Path(broker.env["FLASHES_VAR_DIR"]) / "logs", ["derive"])
 
 
+def refused(log_dir: Path, names: Iterable[str]) -> list[str]:
+    """The services whose log shows the broker refusing them something (a missing ACL)."""
+    return [name for name in names if "AuthorizationFailed" in (log_dir / f"{name}.log").read_text(errors="replace")]
+
+
+def test_every_service_with_its_own_login_and_only_its_secrets_carries_an_alert_end_to_end(
+        broker: Broker, tmp_path: Path) -> None:
+    """The seven services, each logged in as its own Kafka user and given a wrong value for every secret it does not
+    declare (flashes.safety.SECRETS): MAXI J1535-571 fetched from a mirror becomes alerts that the sink stores in
+    QuestDB and delivery posts to a webhook subscribed through the API; the broker refuses no one anything."""
+    right = {"questdb_writer_password": secrets.token_urlsafe(24), "questdb_reader_password": secrets.token_urlsafe(24),
+             "secret_key": Fernet.generate_key().decode(), "smtp_password": ""}
+    assert set(right) == {name for used in SECRETS.values() for name in used} - {"kafka_password"}
+    admin = broker.as_user(ADMIN).model_copy(update=right)
+    infra.start(admin, servers=("questdb",))
+    questdb.ensure_tables(admin)
+    hooks, hook_url, received = receiver(204)
+    providers, base = mirror.serve(copy_mirror({"J1535-572": SOURCES["J1535-572"][1]}, tmp_path / "mirror"))
+    common = {**mirror.provider_env(base), "FLASHES_WEBHOOK_ALLOW_LOOPBACK": "true", "FLASHES_FETCH_JITTER_S": "0",
+              "FLASHES_FETCH_SOURCES": '["maxij1535-571"]'}
+
+    def env_of(name: str) -> dict[str, str]:
+        told = {env_name(f): value if f in SECRETS[name] else f"undeclared-{f}" for f, value in right.items()}
+        return {**broker.login_env(name), **common, **told}
+
+    logs = Path(broker.env["FLASHES_VAR_DIR"]) / "e2e-logs"
+    processes: dict = {}
+
+    def until(condition: Callable[[], bool], what: str) -> None:
+        """Wait for `what`; a service the broker refused something ends the wait and the test, naming it."""
+        wait_until(lambda: condition() or bool(refused(logs, processes)), what, 120)
+        assert refused(logs, processes) == []
+
+    try:
+        for name in PIPELINE:
+            processes |= stack.spawn((name,), env_of(name), logs)
+        api = f"http://127.0.0.1:{broker.env['FLASHES_API_PORT']}"
+        until(lambda: _up(f"{api}/health/kafka") or processes["api"].poll() is not None, "the API")
+        code = subscribe(api, {"channel": "webhook", "webhook_url": f"{hook_url}/all",
+                               "filters": {"sources": ["maxij1535-571"], "history": True}})["code"]
+        # A test alert: the API queues it on the retry topic, delivery's retry group sends it.
+        assert httpx.post(f"{api}/subscriptions/{code}/test", timeout=30).status_code == 202
+        until(lambda: bool(received), "the test alert at the webhook")
+        assert schemas.Alert.model_validate_json(received[0]["body"]).test
+        until(lambda: asyncio.run(positioned(admin, "flashes-delivery", topics.ALERTS.name)),
+              "delivery to join at the end of the alerts")
+        processes |= stack.spawn(("fetcher",), env_of("fetcher"), logs)
+        until(lambda: len(received) > 1, "an alert at the webhook")
+        alert = schemas.Alert.model_validate_json(received[1]["body"])
+        assert alert.source_id == "maxij1535-571" and not alert.test
+        stored = "SELECT count() n FROM alerts WHERE source_id = 'maxij1535-571'"
+        until(lambda: questdb.query(admin, stored)[0]["n"] > 0, "the sink to store the alert")
+
+        def listed() -> set[bool]:
+            """Which deliveries (test or not) the subscriber's list shows: the API reads them as QuestDB's reader."""
+            answer = httpx.get(f"{api}/subscriptions/{code}/deliveries", timeout=30)
+            return {d["test"] for d in answer.json()} if answer.status_code == 200 else set()
+
+        until(lambda: listed() == {True, False}, "the test and the alert in the subscriber's delivery list")
+        assert {name: proc.poll() for name, proc in processes.items()} == dict.fromkeys(SERVICES)
+    finally:
+        stack.terminate(processes)
+        hooks.shutdown()
+        providers.shutdown()
+        infra.stop(admin, servers=("questdb",))
+    assert not stack.crashed(logs, processes) and refused(logs, processes) == []
+
+
 # For every service, a topic it must not write: only the fetcher writes lightcurves, only relevance scores,
 # only alerts alerts, only the API subscriptions (a forged or null-keyed subscription), only delivery its log.
 WRONG_WRITERS = [("fetcher", topics.ALERTS), ("derive", topics.LIGHTCURVE), ("relevance", topics.ALERTS),
@@ -126,11 +199,12 @@ def test_a_wrong_writer_is_refused(broker: Broker, user: str, spec: topics.Topic
 
 def test_a_wrong_reader_and_a_strangers_group_are_refused(broker: Broker) -> None:
     """The API may not read the delivery log that delivery writes; derive may not join the sink's group."""
+    log = [TopicPartition(topics.DELIVERIES.name, 0)]
+    before = len(asyncio.run(read_to_end(broker.as_user("delivery"), log)))  # the end-to-end test's deliveries
     asyncio.run(send(broker.as_user("delivery"), topics.DELIVERIES.name, b"{}"))
     with pytest.raises(TopicAuthorizationFailedError):
-        asyncio.run(asyncio.wait_for(read_to_end(broker.as_user("api"), [TopicPartition(topics.DELIVERIES.name, 0)]),
-                                     60))
-    assert len(asyncio.run(read_to_end(broker.as_user("delivery"), [TopicPartition(topics.DELIVERIES.name, 0)]))) == 1
+        asyncio.run(asyncio.wait_for(read_to_end(broker.as_user("api"), log), 60))
+    assert len(asyncio.run(read_to_end(broker.as_user("delivery"), log))) == before + 1
     with pytest.raises(GroupAuthorizationFailedError):
         asyncio.run(asyncio.wait_for(derived_kinds(broker.as_user("derive"), "flashes-sink", {"hardness"}), 60))
 

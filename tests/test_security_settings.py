@@ -18,7 +18,8 @@ import schemas
 from flashes import questdb
 from flashes.errors import DeliveryError
 from flashes.mail import confirmation_message, send
-from flashes.safety import SECRET_FIELD, env_name, unsafe_settings
+from flashes.safety import KEY_FIELDS, SECRET_FIELD, SECRETS, env_name, unsafe_settings
+from flashes.services import SERVICES
 from flashes.settings import Settings
 from services.alerts.mail import recent_points
 from tests.certs import self_signed, server_context
@@ -26,6 +27,14 @@ from tests.test_mail import TO, Recorder, free_port, lightcurve_rows, renamed
 
 FLASHES = Path(sys.executable).parent / "flashes"
 EXPOSED = {"api_host": "0.0.0.0"}
+
+
+@pytest.fixture(autouse=True)
+def no_session_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings() here means the defaults: the session's FLASHES_* (loopback webhooks, cleartext SMTP, the
+    private servers' ports) are hidden from these tests and come back after each."""
+    for name in [k for k in os.environ if k.startswith("FLASHES_")]:
+        monkeypatch.delenv(name)
 
 
 def fresh_secrets() -> dict[str, str]:
@@ -43,30 +52,87 @@ def run_cli(*args: str, **settings: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_loopback_development_starts_with_every_default() -> None:
-    assert all(unsafe_settings(Settings(), service) == [] for service in ("api", "delivery", "fetcher", "sink"))
+    assert all(unsafe_settings(Settings(), service) == [] for service in SERVICES)
 
 
-def test_every_default_secret_is_refused_beyond_loopback() -> None:
-    """Found from the fields, so a password added later is covered: each one left at its non-empty default."""
-    defaults = [env_name(name) for name, field in Settings.model_fields.items()
-                if SECRET_FIELD.search(name) and name not in ("secret_key", "secret_keys")
-                and field.get_default(call_default_factory=True)]
-    assert "FLASHES_QUESTDB_READER_PASSWORD" in defaults
-    problems = unsafe_settings(Settings(**EXPOSED), "sink")
-    assert len(problems) == 1 + len(defaults)
+def test_every_secret_setting_is_declared_by_the_services_that_read_it() -> None:
+    """A password added later is judged only once a service declares it: every secret field is some service's."""
+    assert tuple(SECRETS) == SERVICES
+    declared = {name for used in SECRETS.values() for name in used}
+    assert declared <= set(Settings.model_fields)
+    assert {name for name in Settings.model_fields if SECRET_FIELD.search(name)} - {"secret_keys"} == declared
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_every_default_secret_a_service_reads_is_refused_beyond_loopback(service: str) -> None:
+    """Each secret the service reads, left at its non-empty default, is named; the others are not its business."""
+    used = SECRETS[service]
+    defaults = [env_name(name) for name in used
+                if name not in KEY_FIELDS and Settings.model_fields[name].get_default(call_default_factory=True)]
+    problems = unsafe_settings(Settings(**EXPOSED), service)
     assert all(p.startswith("beyond loopback (FLASHES_API_HOST): ") for p in problems)
-    assert "FLASHES_SECRET_KEY holds the development key" in problems[0] and "Fernet.generate_key()" in problems[0]
-    for name, problem in zip(defaults, problems[1:]):
+    if "secret_key" in used:
+        key, *problems = problems
+        assert "FLASHES_SECRET_KEY holds the development key" in key and "Fernet.generate_key()" in key
+    assert len(problems) == len(defaults)
+    for name, problem in zip(defaults, problems):
         assert f"{name} is its public default" in problem and "openssl rand" in problem
-    assert unsafe_settings(Settings(**EXPOSED, **fresh_secrets()), "sink") == []
+    assert unsafe_settings(Settings(**EXPOSED, **fresh_secrets()), service) == []
+
+
+def test_a_service_is_not_asked_for_secrets_it_never_reads() -> None:
+    """The fetcher opens neither QuestDB nor a link; the sink writes QuestDB and holds no key; derive neither."""
+    assert unsafe_settings(Settings(**EXPOSED), "fetcher") == []
+    assert unsafe_settings(Settings(**EXPOSED), "derive") == []
+    [writer] = unsafe_settings(Settings(**EXPOSED), "sink")
+    assert "FLASHES_QUESTDB_WRITER_PASSWORD is its public default" in writer
+    api = " ".join(unsafe_settings(Settings(**EXPOSED), "api"))
+    assert "FLASHES_QUESTDB_READER_PASSWORD" in api and "FLASHES_QUESTDB_WRITER_PASSWORD" not in api
+
+
+KAFKA_LOGIN = {"kafka_security_protocol": "SASL_PLAINTEXT", "kafka_user": "derive"}
 
 
 @pytest.mark.parametrize("exposure", [{"kafka_host": "kafka"}, {"questdb_host": "10.0.0.5"}, {"metrics_host": "::"},
                                       {"smtp_host": "smtp"}, {"public_api_url": "https://flashes.example.org"}])
 def test_any_host_beyond_loopback_exposes(exposure: dict[str, str]) -> None:
-    [problem, *_] = unsafe_settings(Settings(**exposure), "derive")
+    [problem, *_] = unsafe_settings(Settings(**exposure), "api")
     assert "FLASHES_SECRET_KEY holds the development key" in problem
-    assert unsafe_settings(Settings(**exposure, **fresh_secrets()), "derive") == []
+    assert unsafe_settings(Settings(**exposure, **fresh_secrets(), **KAFKA_LOGIN), "api") == []
+
+
+def test_webhooks_to_loopback_are_refused_beyond_loopback() -> None:
+    """The tests' switch would let a subscriber aim webhooks at QuestDB, Kafka and the metrics on the host."""
+    allowed = Settings(**EXPOSED, **fresh_secrets(), webhook_allow_loopback=True)
+    for service in ("api", "delivery"):
+        assert unsafe_settings(allowed, service) == [
+            "beyond loopback (FLASHES_API_HOST): FLASHES_WEBHOOK_ALLOW_LOOPBACK is true: a subscriber could aim "
+            "webhooks at the servers on this host's loopback (QuestDB, Kafka, the metrics); it is for tests, set it false"]
+    assert unsafe_settings(allowed, "sink") == []  # it sends no webhook
+    assert unsafe_settings(Settings(webhook_allow_loopback=True), "delivery") == []  # the tests, on loopback
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_anonymous_kafka_beyond_loopback_and_sasl_without_a_user_are_refused(service: str) -> None:
+    """Whoever reached a PLAINTEXT broker could publish alerts that delivery signs; SASL with no user cannot log in."""
+    new = fresh_secrets()
+    problems = unsafe_settings(Settings(**new, kafka_host="kafka"), service)
+    assert [p for p in problems if "FLASHES_KAFKA_SECURITY_PROTOCOL" in p] == [
+        "FLASHES_KAFKA_SECURITY_PROTOCOL is PLAINTEXT and FLASHES_KAFKA_HOST is not loopback: whoever reaches the "
+        "broker could publish alerts that delivery signs and sends; use SASL_PLAINTEXT, set FLASHES_KAFKA_USER to "
+        "this service's user (its name: flashes/kafka_acl.py) and FLASHES_KAFKA_PASSWORD"]
+    assert unsafe_settings(Settings(**new, kafka_host="10.1.2.3", **KAFKA_LOGIN), service) == []
+    nobody = Settings(**new, kafka_security_protocol="SASL_PLAINTEXT")
+    assert unsafe_settings(nobody, service) == [
+        "FLASHES_KAFKA_SECURITY_PROTOCOL is SASL_PLAINTEXT and FLASHES_KAFKA_USER is empty: set FLASHES_KAFKA_USER "
+        "to this service's user (its name: flashes/kafka_acl.py) and FLASHES_KAFKA_PASSWORD"]
+
+
+def test_a_service_refuses_to_start_on_an_anonymous_remote_broker() -> None:
+    done = run_cli("run", "derive", kafka_host="kafka", **fresh_secrets())
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("flashes run derive: refusing to start with unsafe settings:\n  - "
+                                  "FLASHES_KAFKA_SECURITY_PROTOCOL is PLAINTEXT and FLASHES_KAFKA_HOST is not loopback")
 
 
 def test_development_key_among_the_rotation_keys_and_a_user_without_password_are_refused() -> None:
@@ -80,12 +146,13 @@ def test_development_key_among_the_rotation_keys_and_a_user_without_password_are
                                     secret_keys=[new["secret_key"]]), "api") == []
     users = {name.removesuffix("_password") + "_user" for name in Settings.model_fields if name.endswith("_password")}
     users &= set(Settings.model_fields)
-    assert "smtp_user" in users
+    assert {"smtp_user", "kafka_user"} <= users
     for user in users:
         password = user.removesuffix("_user") + "_password"
         user_only = Settings(**EXPOSED, **{**new, user: "flashes", password: ""})
-        assert [p.split(": ", 1)[1] for p in unsafe_settings(user_only, "delivery")] == [
-            f"{env_name(user)} is set and {env_name(password)} is empty: set the account's password"]
+        for service in (s for s, used in SECRETS.items() if password in used):
+            assert [p.split(": ", 1)[1] for p in unsafe_settings(user_only, service)] == [
+                f"{env_name(user)} is set and {env_name(password)} is empty: set the account's password"]
 
 
 def test_service_refuses_to_start_with_the_development_key_beyond_loopback() -> None:

@@ -6,30 +6,34 @@ own process; each test provokes the failure and asserts it is refused.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import uuid
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
+import contextlib
 from contextlib import contextmanager
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from cryptography.fernet import Fernet
 from fastapi import HTTPException
 from fastapi.testclient import TestClient
 
 import schemas
-from flashes import stack, topics
+from flashes import kafka, stack, topics
 from flashes.infra import free_port
-from flashes.kafka import COMPACTED, ensure_topics, make_producer, security
+from flashes.kafka import COMPACTED, ensure_topics, make_producer
 from flashes.observe import group_lag, positioned, wait_until
 from flashes.settings import Settings
-from flashes.subscriptions import Vault, made_before
+from flashes import clock
+from flashes.subscriptions import Vault, made_before, new_subscription
 from services.api.app import create_app
-from services.api.ratelimit import RateLimit, network
+from services.api.ratelimit import Budget, RateLimit, network
+from services.api.subscriptions import Store
 from tests.conftest import Mailbox, confirm_link, receiver
 from tests.kafka_helpers import read_records
 
@@ -69,6 +73,23 @@ def subscribe_by_mail(c: TestClient, to: str) -> dict:
     return r.json()
 
 
+def unbound(s: Settings, sub_id: str) -> str:
+    """A confirmation token in the form before #21: HMAC("confirm:" + id), bound to no address and no expiry."""
+    key = hashlib.sha256(b"flashes-links:" + s.secret_key.encode()).digest()
+    return hmac.new(key, f"confirm:{sub_id}".encode(), hashlib.sha256).hexdigest()
+
+
+async def at_once(app: object, calls: list[tuple[str, str, str, dict]]) -> list[httpx.Response]:
+    """The requests (client host, method, path, httpx keywords) sent together, each from its own client, so
+    that all are in flight at once; the answers in order."""
+    async def one(host: str, method: str, path: str, kw: dict) -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, client=(host, 1))
+        async with httpx.AsyncClient(transport=transport, base_url="http://api", timeout=60) as client:
+            return await client.request(method, path, **kw)
+
+    return list(await asyncio.gather(*(one(*call) for call in calls)))
+
+
 def tombstoned(s: Settings, sub_id: str) -> bool:
     records = asyncio.run(read_records(s, topics.SUBSCRIPTIONS.name, 1.0))
     return any(key == sub_id.encode() and value is None for key, value, _ in records)
@@ -99,7 +120,7 @@ def test_expired_and_forged_links_are_refused(base: Settings, smtp_server: tuple
     other = Vault(Settings(secret_keys=[Fernet.generate_key().decode()]))
     forged = [f"{int(expires) + 86400 * 365}-{mac}",  # a later expiry under the same MAC
               other.confirm_token(sub_id, to, datetime(2100, 1, 1, tzinfo=timezone.utc)),  # another key
-              Vault(base).link_token("confirm", sub_id),  # the old, unbound form
+              unbound(base, sub_id),  # the old form, bound to the subscription alone
               "0" * 10 + "-" + "0" * 64]
     with api(base) as c:
         for bad in forged:
@@ -116,7 +137,7 @@ def test_expired_and_forged_links_are_refused(base: Settings, smtp_server: tuple
 def test_the_unsubscribe_link_keeps_working_across_changes(base: Settings, smtp_server: tuple[int, Mailbox]) -> None:
     with api(base) as c:
         made = subscribe_by_mail(c, address())
-        link = {"id": made["subscription_id"], "token": Vault(base).link_token("unsubscribe", made["subscription_id"])}
+        link = {"id": made["subscription_id"], "token": Vault(base).link_token(made["subscription_id"])}
         for change in ({"email": address()}, {"filters": {"sources": ["maxij1535-571"]}}, {"email": address()}):
             assert c.patch(f"/subscriptions/{made['code']}", json=change).status_code == 200
         wrong = {**link, "token": link["token"][:-1] + ("1" if link["token"][-1] == "0" else "0")}
@@ -227,18 +248,26 @@ def test_kafka_down_at_subscribe_answers_503_and_mails_nothing(base: Settings,
         r = c.post("/subscriptions", json={"channel": "email", "email": nowhere, "filters": CIRX})
     assert r.status_code == 503 and r.json()["error"] == "unavailable" and "nothing was stored" in r.json()["detail"]
     with api(base) as c:
-        c.get("/subscriptions/" + "x" * 43)  # the store is up: the broker refuses the write itself, below
-        with topic_refusing_records(base):
+        made = c.post("/subscriptions", json={"channel": "none", "filters": CIRX}).json()  # the store is up
+        with topic_refusing_records(base):  # the broker refuses the write itself
             r = c.post("/subscriptions", json={"channel": "email", "email": refused, "filters": CIRX})
-    assert r.status_code == 503 and "no mail was sent" in r.json()["detail"]
-    assert mailbox.to(nowhere) == [] and mailbox.to(refused) == []
+        assert r.status_code == 503 and "no mail was sent" in r.json()["detail"]
+        assert mailbox.to(nowhere) == [] and mailbox.to(refused) == []
+        # The same app once the broker takes records again: the producer whose record was refused is replaced
+        # (its sequence numbers have a gap: the broker would refuse every later record it sends).
+        again = c.post("/subscriptions", json={"channel": "email", "email": refused, "filters": CIRX})
+        changed = c.patch(f"/subscriptions/{made['code']}", json={"filters": {"sources": ["maxij1535-571"]}})
+        test = c.post(f"/subscriptions/{made['code']}/test")
+    assert again.status_code == 201 and changed.status_code == 200 and test.status_code == 202, \
+        (again.text, changed.text, test.text)
+    assert len(mailbox.to(refused)) == 1
 
 
 @contextmanager
 def topic_refusing_records(s: Settings) -> Iterator[None]:
     """The subscriptions topic refuses every record (max.message.bytes below any record) while inside."""
     async def alter(extra: dict[str, str]) -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap, **security(s))
+        admin = kafka.admin(s)
         await admin.start()
         try:
             resource = ConfigResource(ConfigResourceType.TOPIC, topics.SUBSCRIPTIONS.name,
@@ -248,7 +277,7 @@ def topic_refusing_records(s: Settings) -> Iterator[None]:
             await admin.close()
 
     async def limit() -> str:
-        admin = AIOKafkaAdminClient(bootstrap_servers=s.kafka_bootstrap, **security(s))
+        admin = kafka.admin(s)
         await admin.start()
         try:
             resource = ConfigResource(ConfigResourceType.TOPIC, topics.SUBSCRIPTIONS.name, configs=None)
@@ -263,6 +292,7 @@ def topic_refusing_records(s: Settings) -> Iterator[None]:
         yield
     finally:
         asyncio.run(alter({}))
+        wait_until(lambda: asyncio.run(limit()) != "64", "the broker to drop the topic's limit", 30, 0.2)
 
 
 async def publish(s: Settings, alert: schemas.Alert) -> None:
@@ -334,3 +364,125 @@ def test_confirmation_links_survive_a_key_rotation_and_no_other_key_signs_them()
     assert Vault(Settings(secret_keys=[new, old])).confirmation_expiry("s" * 64, "a@example.org", mailed) == until
     assert Vault(Settings(secret_keys=[new])).confirmation_expiry("s" * 64, "a@example.org", mailed) is None
     assert Vault(Settings(secret_keys=[old])).confirmation_expiry("t" * 64, "a@example.org", mailed) is None
+
+
+def test_one_address_gets_three_confirmation_mails_however_many_networks_ask(
+        base: Settings, smtp_server: tuple[int, Mailbox]) -> None:
+    mailbox, user = smtp_server[1], uuid.uuid4().hex[:12]
+    # One mailbox, written 30 ways (case, RFC 5233 subaddresses), from 30 IPv6 /64s: one budget.
+    forms = [f"{user}@example.org", f"{user.upper()}@Example.ORG"] + [f"{user}+{i}@example.org" for i in range(28)]
+    calls = [(f"2001:db8:{i:x}::1", "POST", "/subscriptions", {"json": {"channel": "email", "email": to,
+                                                                       "filters": CIRX}}) for i, to in enumerate(forms)]
+    with api(base) as c:
+        answers = [c.portal.call(at_once, c.app, [call])[0] for call in calls]
+        other = c.post("/subscriptions", json={"channel": "email", "email": address(), "filters": CIRX})
+        made = c.post("/subscriptions", json={"channel": "none", "filters": CIRX}).json()
+        patched = c.patch(f"/subscriptions/{made['code']}", json={"channel": "email", "email": f"{user}+x@example.org"})
+    assert [a.status_code for a in answers] == [201] * 3 + [429] * 27
+    assert "at most 3 confirmation mails to one address" in answers[-1].json()["detail"]
+    assert int(answers[-1].headers["Retry-After"]) > 23 * 3600
+    assert patched.status_code == 429 and other.status_code == 201  # a PATCH draws on it too; others have their own
+    assert sum(1 for m in mailbox.messages if user in m["To"].lower()) == 3
+    assert user not in json.dumps([a.json() for a in answers[3:]])  # the refusal does not repeat the address
+
+
+def test_the_address_budget_is_a_sliding_day_in_bounded_memory() -> None:
+    now = [0.0]
+    budget = Budget(3, 86400.0, "mails", keys=100, clock=lambda: now[0])
+    for at in (0.0, 3600.0, 7200.0):
+        now[0] = at
+        budget.check("a")
+    now[0] = 86399.0
+    with pytest.raises(HTTPException) as refused:  # three in the last day: a token bucket would have refilled one
+        budget.check("a")
+    assert refused.value.headers["Retry-After"] == "1"
+    now[0] = 86400.5
+    budget.check("a")  # the first of the three is a day old
+    for i in range(1000):
+        budget.check(f"k{i}")
+    assert len(budget.uses) == 100 and all(len(times) <= 3 for times in budget.uses.values())
+
+
+def test_thirty_address_changes_at_once_send_no_more_mails_than_one_after_another(
+        base: Settings, smtp_server: tuple[int, Mailbox]) -> None:
+    mailbox, victims = smtp_server[1], [address() for _ in range(30)]
+    with api(base, confirmation_mails_per_day=3) as c:
+        made = subscribe_by_mail(c, address())  # the first of the three mails
+        path = f"/subscriptions/{made['code']}"
+        answers = c.portal.call(at_once, c.app, [("192.0.2.1", "PATCH", path, {"json": {"email": v}})
+                                                 for v in victims])
+        stored = c.get(path).json()
+    assert sorted(a.status_code for a in answers) == [200, 200] + [429] * 28
+    assert sum(len(mailbox.to(v)) for v in victims) == 2 and stored["email_confirmed"] is False
+
+
+def test_a_confirmation_and_a_change_at_once_both_stay(base: Settings, smtp_server: tuple[int, Mailbox]) -> None:
+    for _ in range(3):
+        to = address()
+        with api(base) as c:
+            made = subscribe_by_mail(c, to)
+            link = dict(zip(("id", "token"), link_of(smtp_server[1], to)))
+            confirmed, changed = c.portal.call(at_once, c.app, [
+                ("192.0.2.1", "POST", "/subscriptions/confirm", {"data": link}),
+                ("192.0.2.1", "PATCH", f"/subscriptions/{made['code']}",
+                 {"json": {"filters": {"sources": ["maxij1535-571"]}}})])
+            stored = c.get(f"/subscriptions/{made['code']}").json()
+        assert confirmed.status_code == 200 and changed.status_code == 200
+        assert stored["email_confirmed"] is True and stored["filters"]["sources"] == ["maxij1535-571"], stored
+
+
+def test_a_revoke_during_a_change_whose_mail_fails_is_not_undone(base: Settings) -> None:
+    with api(base, smtp_port=free_port()) as c:  # no mail server: a PATCH of the address fails and writes back
+        made = c.post("/subscriptions", json={"channel": "none", "filters": CIRX}).json()
+        path = f"/subscriptions/{made['code']}"
+        changed, revoked = c.portal.call(at_once, c.app, [
+            ("192.0.2.1", "PATCH", path, {"json": {"channel": "email", "email": address()}}),
+            ("192.0.2.1", "DELETE", path, {})])
+        after = c.get(path)
+    assert changed.status_code in (503, 404) and revoked.status_code == 204  # 404: the revoke went first
+    assert after.status_code == 404  # the PATCH's write-back did not bring the revoked subscription back
+    assert tombstoned(base, made["subscription_id"])
+
+
+def test_a_subscription_left_on_channel_none_expires_and_one_given_a_channel_stays(base: Settings) -> None:
+    server, url, _ = receiver(204)
+    try:
+        with api(base, unconfirmed_days=0.0) as c:  # it must be given a channel at once: it never is
+            idle = c.post("/subscriptions", json={"channel": "none", "filters": CIRX}).json()
+        with api(base) as c:
+            kept = c.post("/subscriptions", json={"channel": "none", "filters": CIRX}).json()
+            refiltered = c.patch(f"/subscriptions/{kept['code']}", json={"filters": {"sources": ["maxij1535-571"]}})
+            hook = c.patch(f"/subscriptions/{kept['code']}", json={"channel": "webhook", "webhook_url": f"{url}/k"})
+        assert idle["confirm_by"] is not None and "channel none delivers nothing" in idle["note"]
+        assert refiltered.json()["confirm_by"] == kept["confirm_by"]  # a change of filters does not extend it
+        assert hook.status_code == 200 and hook.json()["confirm_by"] is None
+        with api(base):  # a fresh API sweeps at start
+            wait_until(lambda: tombstoned(base, idle["subscription_id"]), "the idle subscription's tombstone", 30, 0.2)
+        with api(base) as c:
+            assert c.get(f"/subscriptions/{idle['code']}").status_code == 404
+            assert c.get(f"/subscriptions/{kept['code']}").status_code == 200
+    finally:
+        server.shutdown()
+
+
+def test_the_api_reads_the_topic_again_when_its_view_stopped(base: Settings) -> None:
+    async def scenario() -> tuple[bool, bool]:
+        store, other = Store(base), Store(base)
+        try:
+            await store.ready()
+            await other.ready()
+            store.view.task.cancel()  # the follower stops (before #21, a dead letter Kafka refused stopped it)
+            with contextlib.suppress(asyncio.CancelledError):
+                await store.view.task
+            _, _, sub = new_subscription(Vault(base), schemas.SubscriptionFilters(sources=["cirx-1"]), "none",
+                                         created_at=clock.now(base))
+            await other.write(sub.subscription_id, sub)  # written by another API process
+            await store.ready()
+            await store.view.caught_up()
+            return store.view.task.done(), store.view.get(sub.subscription_id) is not None
+        finally:
+            await store.close()
+            await other.close()
+
+    stopped, seen = asyncio.run(scenario())
+    assert not stopped and seen

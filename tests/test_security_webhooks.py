@@ -21,15 +21,18 @@ import aiohttp
 import httpx
 import pytest
 from aiohttp.abc import AbstractResolver, ResolveResult
+from aiosmtpd.controller import Controller
 
 import schemas
 from flashes import infra, questdb, stack, topics
-from flashes.errors import DeliveryError, SubscriptionError
+from flashes.errors import DeliveryError, RefusedAddress, SubscriptionError
 from flashes.kafka import create_topics, ensure_topics, make_producer
-from flashes.netguard import Guard, is_public, parse
+from flashes.netguard import LOOKUP_THREADS, Guard, Lookups, is_public, parse
 from flashes.observe import positioned, wait_until
 from flashes.settings import Settings
 from flashes.subscriptions import Vault, check_webhook_url, new_subscription, subscription_id
+from services.alerts import mail as alert_mail
+from services.alerts.caps import Streaks
 from services.alerts.webhooks import FAILURES, post
 from tests.conftest import receiver, subscribe
 from tests.kafka_helpers import read_topic
@@ -43,18 +46,20 @@ INWARD = ["100.64.0.1", "169.254.169.254", "10.1.2.3", "0.0.0.0", "224.0.0.1", "
 
 
 class Rebinding(AbstractResolver):
-    """A DNS server with TTL 0 that rebinds: each lookup gets the next address of the script (the last repeats)."""
+    """A DNS server with TTL 0 that rebinds: each lookup gets the next answer of the script (the last repeats), an
+    address or several."""
 
-    def __init__(self, *answers: str) -> None:
+    def __init__(self, *answers: str | tuple[str, ...]) -> None:
         self.answers = list(answers)
         self.asked = 0
 
     async def resolve(self, host: str, port: int = 0,
                       family: socket.AddressFamily = socket.AF_UNSPEC) -> list[ResolveResult]:
-        address = self.answers[min(self.asked, len(self.answers) - 1)]
+        answer = self.answers[min(self.asked, len(self.answers) - 1)]
         self.asked += 1
         return [{"hostname": host, "host": address, "port": port, "proto": 0, "flags": 0,
-                 "family": socket.AF_INET6 if ":" in address else socket.AF_INET}]
+                 "family": socket.AF_INET6 if ":" in address else socket.AF_INET}
+                for address in ((answer,) if isinstance(answer, str) else answer)]
 
     async def close(self) -> None:
         pass
@@ -141,18 +146,108 @@ def test_public_addresses_pass_the_guard() -> None:
     assert all(is_public(parse(a)) for a in (PUBLIC, "8.8.8.8", "2606:4700:4700::1111", "2a00:1450:4001::200e"))
 
 
+@pytest.mark.parametrize("inward", ["127.0.0.1", "169.254.169.254", "64:ff9b::7f00:1"])
+def test_an_answer_mixing_a_public_and_an_inward_address_is_refused_whole(inward: str) -> None:
+    """A name answering a public address and an inward one: connecting to the public one first and falling back
+    (happy eyeballs) would reach the inward one. The whole answer is refused, at subscribe time and at delivery;
+    the receiver on loopback hears nothing."""
+    server, url, received = receiver(204)
+    port = server.server_address[1]
+    try:
+        async def attack() -> str | None:
+            guard = Guard(allow_loopback=False, inner=Rebinding((PUBLIC, inward)))
+            with pytest.raises(SubscriptionError, match="public addresses only"):
+                await check_webhook_url(f"https://hooks.example:{port}/mixed", False, guard)
+            return await post_through(guard, f"http://hooks.example:{port}/mixed")
+
+        assert (asyncio.run(attack()), received) == ("refused address", [])
+    finally:
+        server.shutdown()
+
+
+def test_a_resolver_that_hangs_holds_only_the_lookup_threads_and_its_refusals_are_kept() -> None:
+    """A nameserver that never answers: each lookup blocks its thread in getaddrinfo. A hundred names asked at once
+    hold LOOKUP_THREADS threads of the Guard's own pool, no more; meanwhile a chart is drawn in the event loop's
+    default executor and a webhook at an address is delivered. Each lookup is given up (refused, in the usual
+    words) and the refusal kept: asking a refused name again asks no nameserver, while a new name does."""
+    server, url, received = receiver(204)
+    release = threading.Event()
+    asked: list[str] = []
+
+    def silent(host: str, *_: object) -> list:
+        asked.append(host)
+        release.wait()
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    async def attack() -> None:
+        guard = Guard(allow_loopback=True, inner=Lookups(timeout_s=1.0, lookup=silent), ttl_s=600)
+        names = [f"h{i}.example" for i in range(100)]
+        lookups = [asyncio.ensure_future(guard.addresses(name, 443)) for name in names]
+        await asyncio.to_thread(wait_until, lambda: len(asked) >= LOOKUP_THREADS, "the lookups to hang", 30, 0.05)
+        png = await asyncio.to_thread(alert_mail.lightcurve_png, EXAMPLE, {})
+        delivered = await post_through(guard, f"{url}/while-hanging")
+        assert png.startswith(b"\x89PNG") and delivered is None and len(received) == 1
+        assert len(asked) == LOOKUP_THREADS and not release.is_set()  # the threads are still held: no more were
+        outcomes = await asyncio.gather(*lookups, return_exceptions=True)
+        assert all(isinstance(o, RefusedAddress) and str(o) == "the webhook host does not resolve to public "
+                   "addresses only" for o in outcomes)
+        release.set()
+        before = len(asked)
+        for name in (names[0], names[-1], "fresh.example"):
+            with pytest.raises(RefusedAddress):
+                await guard.addresses(name, 443)
+        assert asked[before:] == ["fresh.example"]
+        await guard.inner.close()
+
+    try:
+        asyncio.run(attack())
+    finally:
+        release.set()
+        server.shutdown()
+
+
+def test_a_streak_of_unanswered_attempts_makes_a_subscription_suspect_and_an_answer_ends_it() -> None:
+    """The rule of the suspect slots, and the streaks a restarted service reads back from the delivery log."""
+    streaks = Streaks(after=2)
+    streaks.note("dead", "timed out")
+    assert not streaks.suspect("dead")
+    streaks.note("dead", "connection refused")
+    assert streaks.suspect("dead")
+    streaks.note("dead", "HTTP 503")  # an answer: the receiver is there
+    assert not streaks.suspect("dead") and streaks.failures == {}
+
+    def record(sub: str, status: str, detail: str) -> schemas.DeliveryRecord:
+        return schemas.DeliveryRecord(subscription_id=sub, alert_id="a", record_number=1, test=False,
+                                      channel="webhook", attempt=1, status=status, detail=detail,
+                                      at=datetime.now(timezone.utc))
+
+    restarted = Streaks(after=2)
+    restarted.load([record("dead", "retrying", "timed out; attempt 2 in 30 s"),
+                    record("dead", "dead", "refused address; gave up after 2 attempts"),
+                    record("mended", "retrying", "timed out; attempt 2 in 30 s"),
+                    record("mended", "retrying", "timed out; attempt 3 in 60 s"),
+                    record("mended", "delivered", "2xx"),
+                    record("erring", "retrying", "HTTP 500; attempt 2 in 30 s"),
+                    record("erring", "retrying", "HTTP 500; attempt 3 in 60 s"),
+                    record("alive", "retrying", "connection closed; attempt 2 in 30 s"),
+                    record("alive", "retrying", "TLS error; attempt 3 in 60 s")])
+    assert [s for s in ("dead", "mended", "erring", "alive") if restarted.suspect(s)] == ["dead", "alive"]
+    restarted.prune({"alive"})  # "dead" was revoked: the entries outnumber the live subscriptions
+    assert restarted.failures == {"alive": 2}
+
+
 class BlackHole:
-    """A receiver that accepts connections on 127.0.1.1 (another /24 than the healthy receivers') and never
+    """A receiver that accepts connections on `hosts` (127.0.1.1: another /24 than the healthy receivers') and never
     answers. It counts the connections it holds and the most at once, and notes when the client closed each: when
     an attempt's timeout ran out."""
 
-    def __init__(self) -> None:
+    def __init__(self, hosts: tuple[str, ...] = ("127.0.1.1",)) -> None:
         self.open = self.most = 0
         self.closed: list[float] = []  # when the client gave up on each connection
         self.writers: set[asyncio.StreamWriter] = set()
         self.loop = asyncio.new_event_loop()
-        self.server = self.loop.run_until_complete(asyncio.start_server(self._hold, "127.0.1.1", 0))
-        self.port = self.server.sockets[0].getsockname()[1]
+        self.port = infra.free_port()  # free on 127.0.0.1; the other loopback addresses are this test's alone
+        self.server = self.loop.run_until_complete(asyncio.start_server(self._hold, list(hosts), self.port))
         threading.Thread(target=self.loop.run_forever, daemon=True).start()
 
     async def _hold(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -185,14 +280,35 @@ def black_hole() -> Iterator[BlackHole]:
     hole.close()
 
 
+class Refusing:
+    """An SMTP relay that refuses every recipient, in a reply naming the recipient and itself."""
+
+    async def handle_RCPT(self, server: object, session: object, envelope: object, address: str,  # noqa: N802
+                          options: list[str]) -> str:
+        return f"550 5.1.1 <{address}>: no such user at relay.internal.example:{RELAY_PORT}"
+
+
+RELAY_PORT = infra.free_port()
+
+
 @pytest.fixture(scope="module")
-def private(tmp_path_factory: pytest.TempPathFactory, black_hole: BlackHole) -> Iterator[tuple[Settings, str]]:
+def relay() -> Iterator[Controller]:
+    controller = Controller(Refusing(), hostname="127.0.0.1", port=RELAY_PORT)
+    controller.start()
+    yield controller
+    controller.stop()
+
+
+@pytest.fixture(scope="module")
+def private(tmp_path_factory: pytest.TempPathFactory, black_hole: BlackHole,
+            relay: Controller) -> Iterator[tuple[Settings, str]]:
     """Kafka and QuestDB on free loopback ports; the sink, the API and the delivery service. The subscriptions
     topic is made as Kafka's auto-creation would make it, before the services create theirs (not compacted), so
     that a record without a key can be written at all: on the compacted topic the broker refuses one."""
     var = tmp_path_factory.mktemp("security-webhooks")
     env = {**infra.isolated_env(var), "FLASHES_WEBHOOK_ALLOW_LOOPBACK": "true", "FLASHES_DELIVERY_BACKOFF_S": "0.5",
-           "FLASHES_DELIVERY_MAX_ATTEMPTS": "2", "FLASHES_SUBSCRIPTIONS_PER_HOUR": "1000"}
+           "FLASHES_DELIVERY_MAX_ATTEMPTS": "2", "FLASHES_SUBSCRIPTIONS_PER_HOUR": "1000",
+           "FLASHES_SMTP_PORT": str(relay.port), "FLASHES_SMTP_SECURITY": "none"}  # aiosmtpd on loopback
     settings = Settings(**{k.removeprefix("FLASHES_").lower(): v for k, v in env.items()})
     infra.start(settings)
     processes: dict = {}
@@ -306,7 +422,7 @@ def test_records_without_a_key_or_keyed_wrongly_are_dead_letters_and_the_views_k
     try:
         asyncio.run(produce(settings, [
             (topics.SUBSCRIPTIONS.name, None, other_value),  # no key
-            (topics.SUBSCRIPTIONS.name, b"../../etc", other_value),  # not a subscription id
+            (topics.SUBSCRIPTIONS.name, b"../../etc", None),  # a tombstone keyed by no subscription id
             (topics.SUBSCRIPTIONS.name, other.subscription_id.encode(), value),  # another subscription's id
             (topics.SUBSCRIPTIONS.name, good.subscription_id.encode(), b"{not json"),
             (topics.SUBSCRIPTIONS.name, good.subscription_id.encode(), value),  # and the good one after them
@@ -323,7 +439,7 @@ def test_records_without_a_key_or_keyed_wrongly_are_dead_letters_and_the_views_k
         reasons = [v["reason"] for v in letters(settings)[before:]]
         for words in ("flashes.subscriptions.v1: a record without a key",
                       "flashes.subscriptions.v1: the record's key is not a subscription id",
-                      "flashes.subscriptions.v1: the record's key is not its subscription's id",
+                      "flashes.subscriptions.v1: the record's key is not its value's subscription id",
                       "flashes.subscriptions.v1: not JSON",
                       "flashes.alerts.v3: a record without a key",
                       "flashes.alerts.v3: the record's key is not its value's source id",
@@ -390,3 +506,71 @@ def test_a_thousand_subscriptions_on_a_black_hole_delay_nobody_else(
         assert black_hole.most == settings.webhook_per_host  # never more at once: the rest wait, holding no slot
     finally:
         server.shutdown()
+
+
+def test_dead_receivers_on_many_networks_take_the_suspect_slots_and_delay_nobody_else(
+        private: tuple[Settings, str]) -> None:
+    """1,000 subscriptions at black holes on 300 networks (127.x.y.1, a /24 each and not the other black hole's:
+    every per-host cap stays free).
+    Their first alert fails twice for each (an attempt and its retry), which makes each suspect. At the next alert
+    their attempts take the suspect slots, not the global ones: the healthy subscription gets it while the first
+    dead attempt is still waiting out its timeout, and the black holes never hold more than the suspect slots."""
+    settings, _ = private
+    source = "networks-test"
+    hosts = tuple(f"127.{x >> 8}.{x & 255}.1" for x in range(2, 302))
+    hole = BlackHole(hosts)
+    server, url, received = receiver(204)
+    vault = Vault(settings)
+    filters = schemas.SubscriptionFilters(sources=[source])
+    dead = [new_subscription(vault, filters, "webhook", f"http://{hosts[i % len(hosts)]}:{hole.port}/n{i}")[2]
+            for i in range(1000)]
+    healthy = new_subscription(vault, filters, "webhook", f"{url}/healthy")[2]
+    origins = {f"delivery:webhook:{s.subscription_id[:12]}" for s in dead}
+
+    def arrived(alert: schemas.Alert) -> list[float]:
+        return [r["at"] for r in received if r["headers"]["webhook-id"] == alert.message_id]
+
+    try:
+        asyncio.run(produce(settings, [(topics.SUBSCRIPTIONS.name, s.subscription_id.encode(),
+                                        topics.SUBSCRIPTIONS.encode(s)) for s in [*dead, healthy]]))
+        first, second = an_alert(source), an_alert(source)
+        asyncio.run(produce(settings, [(topics.ALERTS.name, source.encode(), topics.ALERTS.encode(first))]))
+        wait_until(lambda: origins <= {v["origin"] for v in letters(settings)},
+                   "every dead subscription to fail twice (its dead letter)", 300, 2.0)
+        assert arrived(first) and settings.webhook_suspect_after == settings.delivery_max_attempts == 2
+        wait_until(lambda: hole.open == 0, "the first alert's attempts to end", 60, 0.1)
+        hole.most, published = 0, time.time()
+        asyncio.run(produce(settings, [(topics.ALERTS.name, source.encode(), topics.ALERTS.encode(second))]))
+        wait_until(lambda: arrived(second), "the healthy subscription's alert", 60, 0.1)
+        wait_until(lambda: len(timed_out(hole, published)) >= settings.webhook_suspect_slots,
+                   "the first suspect attempts to time out", 60, 0.1)
+        assert arrived(second)[0] < min(timed_out(hole, published))  # within the healthy one's timeout
+        assert hole.most == settings.webhook_suspect_slots < settings.delivery_concurrency
+    finally:
+        hole.close()  # the suspect attempts still queued are refused at once
+        server.shutdown()
+
+
+def test_what_a_subscriber_reads_of_a_failed_mail_names_neither_the_relay_nor_the_address(
+        private: tuple[Settings, str]) -> None:
+    """A confirmed e-mail subscription whose relay refuses the recipient in a reply that names the recipient, the
+    relay's internal name and its port: the subscriber's delivery list says the relay refused the recipient, with
+    its code, and nothing of the reply's text, the address or the relay."""
+    settings, api = private
+    source = "mail-test"
+    address = "victim.mailbox@example.org"
+    code, _, sub = new_subscription(Vault(settings), schemas.SubscriptionFilters(sources=[source]), "email",
+                                    email=address, email_confirmed=True)
+    asyncio.run(produce(settings, [(topics.SUBSCRIPTIONS.name, sub.subscription_id.encode(),
+                                    topics.SUBSCRIPTIONS.encode(sub)),
+                                   (topics.ALERTS.name, source.encode(), topics.ALERTS.encode(an_alert(source)))]))
+
+    def served() -> list[dict]:
+        return httpx.get(f"{api}/subscriptions/{code}/deliveries").json()
+
+    wait_until(lambda: "dead" in {r["status"] for r in served()}, "the mail's attempts to end", 60, 0.5)
+    details = [r["detail"] for r in served()]
+    assert [d.split(";")[0] for d in details] == ["mail not sent: recipient refused (550)"] * 2, details
+    text = json.dumps(served())
+    for part in (address, "victim", "example.org", "relay.internal", str(RELAY_PORT), "no such user", "127.0.0.1"):
+        assert part not in text, part

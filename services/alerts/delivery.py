@@ -38,11 +38,14 @@ removed, a chart that cannot be drawn) is a failed attempt with its reason: retr
 letter, while every other subscriber is served. A receiver that never answers costs one timeout
 per attempt and holds up no other: attempts run concurrently, at most webhook_per_subscription per
 subscription and webhook_per_host per receiving network (services/alerts/caps.py), caps taken
-before a global slot. Webhooks connect through the Guard (flashes/netguard.py): public addresses
-only, checked when connecting. Nothing here logs a code, a secret, an address or a webhook URL,
-and no reason carries them (a webhook's is one of webhooks.FAILURES): subscriptions are named by
-the first characters of their id. A record on the alerts or retry topic keyed otherwise than its
-value is a dead letter.
+before a global slot; a subscription whose last webhook_suspect_after attempts got no answer takes
+one of webhook_suspect_slots instead, so dead receivers spread over many networks wait for each
+other, not for the global slots (the streaks are read from the delivery log at start). Webhooks
+connect through the Guard (flashes/netguard.py): public addresses only, checked when connecting.
+Nothing here logs a code, a secret, an address or a webhook URL, and no reason carries them (a
+webhook's is one of webhooks.FAILURES): subscriptions are named by the first characters of their
+id. A record on the alerts or retry topic keyed otherwise than its value is a dead letter
+(flashes.subscriptions.keyed).
 """
 from __future__ import annotations
 
@@ -64,15 +67,15 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
 import schemas
-from flashes import clock, mail, metrics, topics
+from flashes import clock, kafka, mail, metrics, topics
 from flashes.errors import DecodeError, SubscriptionError
 from flashes.heartbeat import beat
-from flashes.kafka import dead_letter, ensure_topics, make_producer, read_to_end, rejected, security, send_dead_letter
-from flashes.netguard import Guard
+from flashes.kafka import dead_letter, ensure_topics, make_producer, read_to_end, rejected, send_dead_letter
+from flashes.netguard import Guard, webhook_port
 from flashes.settings import Settings
-from flashes.subscriptions import SubscriptionView, Vault, made_before, matches
+from flashes.subscriptions import SubscriptionView, Vault, keyed, made_before, matches
 from services.alerts import mail as alert_mail
-from services.alerts.caps import KeyedCap
+from services.alerts.caps import KeyedCap, Streaks
 from services.alerts.ledger import Ledger
 from services.alerts.webhooks import failure, post
 
@@ -117,6 +120,8 @@ class Deliverer:
         self.slots = asyncio.Semaphore(settings.delivery_concurrency)
         self.per_subscription = KeyedCap(settings.webhook_per_subscription)
         self.per_host = KeyedCap(settings.webhook_per_host)
+        self.streaks = Streaks(settings.webhook_suspect_after)
+        self.suspects = asyncio.Semaphore(settings.webhook_suspect_slots)  # their attempts, instead of `slots`
 
     def now(self) -> datetime:
         return clock.now(self.settings)
@@ -128,22 +133,45 @@ class Deliverer:
             return
         try:
             async with contextlib.AsyncExitStack() as caps:
-                if sub.channel == "webhook":  # the keyed caps first: waiting for them holds no global slot
-                    await caps.enter_async_context(self.per_subscription.hold(sub.subscription_id))
-                    await caps.enter_async_context(self.per_host.hold(await self._network(sub.webhook_url)))
-                async with self.slots:
-                    status, detail = await self._send(sub, alert, body, attempt)
+                await self._take_slot(sub, caps)
+                status, detail = await self._send(sub, alert, body, attempt)
         except Exception as exc:  # noqa: BLE001 - whatever fails in one attempt fails that attempt only
-            await self._failed(sub, alert, attempt, self._reason(exc, sub), body)
+            why = self._reason(exc, sub)
+            self._streak(sub, why)
+            await self._failed(sub, alert, attempt, why, body)
             return
+        self._streak(sub, None)
         await self._record(sub, alert, attempt, status, detail)
+
+    async def _take_slot(self, sub: schemas.Subscription, caps: contextlib.AsyncExitStack) -> None:
+        """An attempt's caps and slot, in this order: a webhook's subscription cap; the lookup of its receiving
+        network (a suspect's inside a suspect slot, so suspects hold at most that many lookup threads); the
+        network's per-host cap; then a global slot, or a suspect one for a suspect (Streaks). Waiting for a cap
+        holds no slot."""
+        slot = self.slots
+        if sub.channel == "webhook":
+            await caps.enter_async_context(self.per_subscription.hold(sub.subscription_id))
+            if self.streaks.suspect(sub.subscription_id):
+                slot = self.suspects
+                async with slot:
+                    network = await self._network(sub.webhook_url)
+            else:
+                network = await self._network(sub.webhook_url)
+            await caps.enter_async_context(self.per_host.hold(network))
+        await caps.enter_async_context(slot)
+
+    def _streak(self, sub: schemas.Subscription, why: str | None) -> None:
+        if sub.channel == "webhook":
+            self.streaks.note(sub.subscription_id, why)
+            self.streaks.prune(self.view.subscriptions)
 
     async def _network(self, url: str) -> str:
         """The receiving network of a webhook URL (its per-host cap), looked up by the client's own Guard, whose
-        answer the connection then uses; a refused or silent host fails here, before any cap is waited for."""
+        answer the connection then uses; a refused or silent host fails here, before its per-host cap and any
+        global slot are waited for."""
         parts = urlsplit(url)
         async with asyncio.timeout(self.settings.webhook_timeout_s):
-            return await self.guard.network(parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80))
+            return await self.guard.network(parts.hostname or "", webhook_port(parts))
 
     async def _send(self, sub: schemas.Subscription, alert: schemas.Alert, body: bytes,
                     attempt: int) -> tuple[str, str]:
@@ -208,7 +236,7 @@ class Deliverer:
                                for t in tasks))
 
     def unsubscribe_url(self, sub: schemas.Subscription) -> str:
-        token = self.vault.link_token("unsubscribe", sub.subscription_id)
+        token = self.vault.link_token(sub.subscription_id)
         return f"{self.settings.api_url}/subscriptions/unsubscribe?id={sub.subscription_id}&token={token}"
 
     def _reason(self, exc: Exception, sub: schemas.Subscription) -> str:
@@ -316,21 +344,6 @@ async def commit(consumer: AIOKafkaConsumer, offsets: Offsets) -> None:
 
 
 Decoded = list[tuple[TopicPartition, ConsumerRecord, Any]]
-# What each topic delivery reads is keyed by: a record keyed otherwise (or not at all) was not written by the
-# service that owns the topic, and is a dead letter.
-KEY_OF: dict[str, tuple[str, Callable[[Any], str]]] = {
-    topics.ALERTS.name: ("source id", lambda alert: alert.source_id),
-    topics.DELIVERY_RETRY.name: ("subscription id", lambda task: task.subscription_id)}
-
-
-def keyed(spec: topics.TopicSpec, record: ConsumerRecord, value: Any) -> Any:
-    """The decoded value if the record's key is the one its value is filed under; DecodeError with the reason."""
-    what, key_of = KEY_OF[spec.name]
-    if record.key is None:
-        raise DecodeError(f"{spec.name}: a record without a key (they are keyed by {what})")
-    if record.key != key_of(value).encode():
-        raise DecodeError(f"{spec.name}: the record's key is not its value's {what}")
-    return value
 
 
 async def follow(settings: Settings, spec: topics.TopicSpec, group: str, reset: str, producer: AIOKafkaProducer,
@@ -338,8 +351,7 @@ async def follow(settings: Settings, spec: topics.TopicSpec, group: str, reset: 
     """Consume `spec` as `group` until `stop`: decode each batch (a record that does not decode becomes a dead
     letter), let `handle` start its delivery jobs, then commit up to the first record whose jobs are not done.
     A group without a committed offset starts at `reset` (earliest or latest) and commits that position at once."""
-    consumer = AIOKafkaConsumer(spec.name, bootstrap_servers=settings.kafka_bootstrap, group_id=group,
-                                enable_auto_commit=False, auto_offset_reset=reset, **security(settings))
+    consumer = kafka.consumer(settings, spec.name, group_id=group, enable_auto_commit=False, auto_offset_reset=reset)
     jobs = Jobs(Offsets())
     await consumer.start()  # returns once the group has assigned this consumer its partitions
     try:
@@ -350,7 +362,9 @@ async def follow(settings: Settings, spec: topics.TopicSpec, group: str, reset: 
             for tp, records in (await consumer.getmany(timeout_ms=poll_ms)).items():
                 for r in records:
                     try:
-                        decoded.append((tp, r, keyed(spec, r, spec.decode(r.value))))
+                        value = spec.decode(r.value)
+                        keyed(spec, r.key, value)  # a record keyed otherwise than its value is a dead letter
+                        decoded.append((tp, r, value))
                     except DecodeError as exc:
                         await send_dead_letter(producer, rejected(group, str(exc), r))
                         metrics.DEAD_LETTERS.labels("delivery", "undecodable").inc()
@@ -443,6 +457,7 @@ async def run_forever(settings: Settings) -> None:
         async with aiohttp.ClientSession(connector=guard.connector(settings.delivery_concurrency),
                                          timeout=aiohttp.ClientTimeout(total=settings.webhook_timeout_s)) as client:
             deliverer = Deliverer(settings, view, producer, client, guard, ledger)
+            deliverer.streaks.load(records)
             log.info("delivery: %d subscriptions, %d records in the delivery log; following %s and %s",
                      len(view.subscriptions), len(records), topics.ALERTS.name, topics.DELIVERY_RETRY.name)
             await asyncio.gather(follow_alerts(settings, view, deliverer, stop),

@@ -12,7 +12,6 @@ from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, Literal
 
 import httpx
-from aiokafka.admin import AIOKafkaAdminClient
 from fastapi import FastAPI, HTTPException, Path, Query
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
@@ -20,9 +19,8 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import AfterValidator, BaseModel
 
 import schemas
-from flashes import catalogue, grafana
+from flashes import catalogue, grafana, kafka
 from flashes.heartbeat import beat
-from flashes.kafka import security
 from flashes.settings import Settings, get_settings
 from flashes.tags import TAGS
 from flashes.units import BANDS, MCRAB_PER_UNIT
@@ -126,8 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/health/kafka", summary="Is the Kafka broker reachable?", tags=["health"])
     async def health_kafka() -> JSONResponse:
-        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=5000,
-                                    **security(settings))
+        admin = kafka.admin(settings, request_timeout_ms=5000)
         try:
             await asyncio.wait_for(admin.start(), 6)
             names = await asyncio.wait_for(admin.list_topics(), 6)

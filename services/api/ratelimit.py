@@ -10,10 +10,12 @@ IPv6 address counts as its IPv4 address.
 Memory: each network costs one entry (a key and two floats, about 200 bytes), at most `networks` of them
 (50,000: about 10 MB). A forgotten network starts again with a full bucket; filling the map to forget
 one costs the visitor `networks` distinct networks.
+
+Budget counts uses of a key in a sliding window, for budgets that must hold exactly ("at most 3 in any 24 h"),
+such as the confirmation mails one address may be sent whatever the networks asking.
 """
 from __future__ import annotations
 
-import ipaddress
 import math
 import time
 from collections import OrderedDict
@@ -21,17 +23,14 @@ from collections.abc import Callable
 
 from fastapi import HTTPException, Request
 
+from flashes.netguard import parse, prefix
+
 
 def network(host: str) -> str:
     """The key of a client address: its IPv4 address, or its IPv6 /64; anything else (a test client's name)
     as it is, cut short."""
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return host[:64]
-    if ip.version == 6 and ip.ipv4_mapped:
-        ip = ip.ipv4_mapped
-    return str(ipaddress.ip_network(f"{ip}/{32 if ip.version == 4 else 64}", strict=False))
+    ip = parse(host)
+    return host[:64] if ip is None else prefix(ip, 32, 64)
 
 
 def client_network(request: Request) -> str:
@@ -62,3 +61,25 @@ class RateLimit:
             wait = math.ceil((1 - tokens) / self.rate) if self.rate else 3600
             raise HTTPException(429, f"too many {self.what} from this network: at most {self.per_hour} per hour; "
                                      f"try again in {wait} s", headers={"Retry-After": str(wait)})
+
+
+class Budget:
+    """At most `count` uses per key in any `window_s` seconds (the times of each key's last `count` uses), for at
+    most `keys` keys, the least recently used forgotten; `what` says in the 429 what ran out."""
+
+    def __init__(self, count: int, window_s: float, what: str, keys: int,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.count, self.window_s, self.what, self.keys, self.clock = count, window_s, what, keys, clock
+        self.uses: OrderedDict[str, tuple[float, ...]] = OrderedDict()  # key -> times of its recent uses
+
+    def check(self, key: str) -> None:
+        """Take one use of the key's budget, or refuse with 429 and Retry-After (seconds)."""
+        now = self.clock()
+        recent = tuple(t for t in self.uses.pop(key, ()) if t > now - self.window_s)
+        if len(recent) >= self.count:
+            self.uses[key] = recent
+            wait = math.ceil((recent[0] if recent else now) + self.window_s - now)
+            raise HTTPException(429, f"{self.what}: try again in {wait} s", headers={"Retry-After": str(wait)})
+        self.uses[key] = (*recent, now)[-self.count:]  # (re)inserted last: the most recent
+        while len(self.uses) > self.keys:
+            self.uses.popitem(last=False)

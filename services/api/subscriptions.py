@@ -5,10 +5,12 @@ SHA-256 is stored). Writes go to the compacted topic flashes.subscriptions.v1 an
 once Kafka acknowledged them; a revoke writes a tombstone and the delivery service stops at once.
 A confirmation mail goes out only after its subscription is acknowledged (Kafka down: 503, no
 mail); a mail that cannot be sent undoes the write. Every write is rate-limited per client
-network (services/api/ratelimit.py), and a subscription gets at most
-`confirmation_mails_per_day` confirmation mails in any 24 h, however often its address changes.
-E-mail subscriptions not confirmed within `unconfirmed_days` are removed (tombstones): at the
-API's start, hourly, and when their code is used.
+network (services/api/ratelimit.py); a subscription gets at most `confirmation_mails_per_day`
+confirmation mails in any 24 h, however often its address changes, and so does an address, however
+many subscriptions and networks ask. E-mail subscriptions not confirmed within `unconfirmed_days`,
+and subscriptions left on channel `none` (it delivers nothing) as long, are removed (tombstones):
+at the API's start, hourly, and when their code is used. The API writes one record per
+subscription at a time (Store.locks).
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import math
 import re
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -28,20 +30,21 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, ConfigDict, EmailStr, StringConstraints
 
 import schemas
-from flashes import clock, links, mail, topics
+from flashes import clock, kafka, links, mail, topics
 from flashes.errors import DeliveryError, SubscriptionError
-from flashes.kafka import make_producer, security
+from flashes.kafka import make_producer
 from flashes.settings import Settings
-from flashes.subscriptions import (CONFIRM_TOKEN, SubscriptionView, Vault, check_webhook_url, expired,
-                                   new_subscription, new_webhook_secret, sources_of, subscription_id)
+from flashes.subscriptions import (CONFIRM_TOKEN, SUBSCRIPTION_ID, SubscriptionView, Vault, check_webhook_url,
+                                   expired, new_subscription, new_webhook_secret, sources_of, subscription_id)
 from flashes.timeconv import datetime_to_mjd
-from services.api.ratelimit import RateLimit, client_network
+from flashes.keyedcap import KeyedCap
+from services.api.ratelimit import Budget, RateLimit, client_network
 from services.api.store import Reader
 
 log = logging.getLogger(__name__)
 CODE = re.compile(r"^[A-Za-z0-9_-]{20,100}$")
-SUB_ID = re.compile(r"^[0-9a-f]{64}$")
 SWEEP_EVERY_S = 3600.0  # unconfirmed subscriptions live for days: an hourly sweep removes them within the hour
+ClientT = TypeVar("ClientT", AIOKafkaProducer, AIOKafkaConsumer, SubscriptionView)
 WebhookURL = Annotated[str, StringConstraints(max_length=schemas.URL_LENGTH)]  # EmailStr is bounded by itself
 
 
@@ -78,7 +81,11 @@ def unavailable(exc: Exception) -> HTTPException:
 
 class Store:
     """The API's Kafka side: the live view of the topic, a producer, and the alerts topic's end offsets (which
-    date a new subscription in Kafka's order, see flashes.subscriptions.made_before); started on first use."""
+    date a new subscription in Kafka's order, see flashes.subscriptions.made_before); started on first use.
+
+    `locks` holds one lock per subscription: a change reads the subscription, waits for Kafka's acknowledgement
+    of the new record and may write the old one back (a mail that failed); without the lock, parallel requests
+    would each start from the same snapshot and all pass the mail cap, or undo each other."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -86,39 +93,49 @@ class Store:
         self.producer: AIOKafkaProducer | None = None
         self.offsets: AIOKafkaConsumer | None = None
         self.lock = asyncio.Lock()
+        self.locks = KeyedCap(1)
 
     async def ready(self) -> "Store":
+        """Start what is not running: at first use, after a record Kafka refused (the producer was dropped) and
+        after the view's follower stopped (a new view reads the topic again; the old one serves until then)."""
         async with self.lock:
             if self.producer is None:
-                producer = make_producer(self.settings)
-                offsets = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, group_id=None,
-                                           **security(self.settings))
-                try:
-                    await producer.start()
-                    await offsets.start()
-                    await self.view.start()
-                except BaseException as exc:  # a Kafka error, or the app stopping meanwhile: nothing left open
-                    await asyncio.gather(producer.stop(), offsets.stop(), self.view.stop(), return_exceptions=True)
-                    self.view = SubscriptionView(self.settings)
-                    if isinstance(exc, KafkaError):
-                        raise unavailable(exc) from None
-                    raise
-                self.producer, self.offsets = producer, offsets
+                self.producer = await started(make_producer(self.settings))
+            if self.offsets is None:
+                self.offsets = await started(kafka.consumer(self.settings, group_id=None))
+            if self.view.task is None or self.view.task.done():
+                view = await started(SubscriptionView(self.settings))
+                stopped, self.view = self.view, view
+                if stopped.task is not None:
+                    log.warning("the subscription view's follower stopped (%s); the topic was read again",
+                                "cancelled" if stopped.task.cancelled() else type(stopped.task.exception()).__name__)
+                    await stopped.stop()
         return self
 
     async def close(self) -> None:
-        if self.producer:
-            await self.producer.stop()
-            await self.offsets.stop()
-            await self.view.stop()
+        for client in (self.producer, self.offsets, self.view):
+            if client:
+                await client.stop()
+
+    async def send(self, topic: str, value: bytes | None, key: str) -> None:
+        """One record, returned once Kafka acknowledged it (503 if it did not). After a refused record the
+        idempotent producer has a gap in its sequence numbers and the broker refuses each of its later batches
+        (OutOfOrderSequenceNumber), so a failed send drops the producer: the next request makes a new one."""
+        producer = (await self.ready()).producer
+        try:
+            await producer.send_and_wait(topic, value, key=key.encode())
+        except KafkaError as exc:
+            async with self.lock:
+                if self.producer is producer:
+                    self.producer = None
+                    with contextlib.suppress(Exception):
+                        await producer.stop()
+            raise unavailable(exc) from None
 
     async def write(self, sub_id: str, sub: schemas.Subscription | None) -> None:
         """Write (or revoke, with None) a subscription; returns once Kafka acknowledged it (503 if it did not)."""
         value = topics.SUBSCRIPTIONS.encode(sub) if sub else None
-        try:
-            await self.producer.send_and_wait(topics.SUBSCRIPTIONS.name, value, key=sub_id.encode())
-        except KafkaError as exc:
-            raise unavailable(exc) from None
+        await self.send(topics.SUBSCRIPTIONS.name, value, sub_id)
         self.view.apply(sub_id, value)
 
     async def alerts_end(self) -> list[int]:
@@ -138,26 +155,46 @@ class Store:
             await self.write(sub.subscription_id, None)
             sub = None
         if sub is None:
-            raise HTTPException(404, "no subscription has this code: it is wrong or was revoked (or its e-mail "
-                                     "address was not confirmed in time)")
+            raise HTTPException(404, "no subscription has this code: it is wrong or was revoked (or it expired: its "
+                                     "e-mail address was not confirmed, or it stayed on channel none, in time)")
         return sub
 
     async def sweep(self) -> int:
-        """Remove (tombstone) every subscription whose address was not confirmed in time; how many."""
-        now = clock.now(self.settings)
-        gone = [sub_id for sub_id, sub in list(self.view.subscriptions.items()) if expired(sub, now)]
-        for sub_id in gone:
-            await self.write(sub_id, None)
-        return len(gone)
+        """Remove (tombstone) every subscription past its `confirm_by`; how many."""
+        now, removed = clock.now(self.settings), 0
+        for sub_id in [i for i, sub in list(self.view.subscriptions.items()) if expired(sub, now)]:
+            async with self.locks.hold(sub_id):
+                sub = self.view.get(sub_id)
+                if sub is not None and expired(sub, now):
+                    await self.write(sub_id, None)
+                    removed += 1
+        return removed
 
-    async def keep_clean(self) -> None:
-        """Remove the subscriptions not confirmed in time: at the API's start, then hourly (run by the app)."""
+    async def keep_clean(self, every_s: float = SWEEP_EVERY_S) -> None:
+        """Remove the expired subscriptions: at the API's start, then hourly (run by the app). A turn that fails
+        (Kafka away, or anything else) is logged by the error's class, and the next turn tries again."""
         while True:
-            with contextlib.suppress(HTTPException):  # Kafka away for now: the next turn removes them
+            try:
                 await self.ready()
                 if removed := await self.sweep():
-                    log.info("removed %d subscription(s) whose address was not confirmed in time", removed)
-            await asyncio.sleep(SWEEP_EVERY_S)
+                    log.info("removed %d expired subscription(s)", removed)
+            except Exception as exc:  # noqa: BLE001 - the sweeper must outlive any one failure
+                log.warning("the sweep of expired subscriptions failed (%s); the next in %g s",
+                            exc.detail if isinstance(exc, HTTPException) else type(exc).__name__, every_s)
+            await asyncio.sleep(every_s)
+
+
+async def started(client: ClientT) -> ClientT:
+    """The client, started; a Kafka error or timeout is a 503, and nothing is left open."""
+    try:
+        await client.start()
+    except BaseException as exc:  # the app stopping meanwhile, too
+        with contextlib.suppress(Exception):
+            await client.stop()
+        if isinstance(exc, KafkaError | TimeoutError):
+            raise unavailable(exc) from None
+        raise
+    return client
 
 
 def router(settings: Settings, records: dict[str, dict[str, Any]], tags: set[str], subs: Store,
@@ -166,7 +203,11 @@ def router(settings: Settings, records: dict[str, dict[str, Any]], tags: set[str
     vault = Vault(settings)
     creations = RateLimit(settings.subscriptions_per_hour, "new subscriptions", settings.rate_limit_networks)
     writes = RateLimit(settings.writes_per_hour, "changes", settings.rate_limit_networks)
+    mails = settings.confirmation_mails_per_day
+    recipients = Budget(mails, 86400.0, f"at most {mails} confirmation mails to one address in 24 hours, whatever "
+                                        "the subscriptions and networks asking", settings.rate_limit_networks)
     link_life = timedelta(hours=settings.confirm_link_hours)
+    pending = timedelta(days=settings.unconfirmed_days)
     mail_day = timedelta(days=1)
 
     async def checked(filters: schemas.SubscriptionFilters, channel: str, webhook_url: str | None,
@@ -234,9 +275,10 @@ def router(settings: Settings, records: dict[str, dict[str, Any]], tags: set[str
         now = clock.now(settings)
         code, secret, sub = new_subscription(vault, body.filters, body.channel, body.webhook_url, body.email,
                                              created_at=now, alerts_from=await subs.alerts_end())
+        if body.channel != "webhook":  # an address to confirm, or no channel yet: either is removed if it stays so
+            sub = sub.model_copy(update={"confirm_by": now + pending, "confirmations": [now] if body.email else []})
         if body.email:
-            sub = sub.model_copy(update={"confirm_by": now + timedelta(days=settings.unconfirmed_days),
-                                         "confirmations": [now]})
+            recipients.check(vault.recipient(body.email))
         await subs.write(sub.subscription_id, sub)
         if body.email:
             try:
@@ -246,13 +288,15 @@ def router(settings: Settings, records: dict[str, dict[str, Any]], tags: set[str
                 raise HTTPException(503, f"the confirmation mail could not be sent ({exc}); nothing was kept") from None
         return {"code": code, "webhook_secret": secret, **public(sub),
                 "note": "keep the code: it reads, changes and revokes this subscription and is not shown again"
-                        + ("; open the link in the confirmation mail to start e-mails" if body.email else "")}
+                        + ("; open the link in the confirmation mail to start e-mails" if body.email else "")
+                        + ("; channel none delivers nothing: give it a channel before confirm_by, or it is removed"
+                           if body.channel == "none" else "")}
 
     @api.get("/confirm", response_class=HTMLResponse, summary="The e-mail confirmation page")
     async def confirm_page(id: str = Query(max_length=64),  # noqa: A002 - the link's parameter
                            token: str = Query(max_length=100)) -> str:
         return ("<!doctype html><title>Confirm</title><form method=post>"
-                f"<input type=hidden name=id value='{id if SUB_ID.match(id) else ''}'>"
+                f"<input type=hidden name=id value='{id if SUBSCRIPTION_ID.fullmatch(id.encode()) else ''}'>"
                 f"<input type=hidden name=token value='{token if CONFIRM_TOKEN.match(token) else ''}'>"
                 "<p>Start FLASHES stream alert mails to this address?</p><button>Confirm</button></form>")
 
@@ -261,16 +305,17 @@ def router(settings: Settings, records: dict[str, dict[str, Any]], tags: set[str
                       token: str = Form(max_length=100)) -> str:
         writes.check(client_network(request))
         await subs.ready()
-        now, sub = clock.now(settings), subs.view.get(id)
-        email = address(sub)
-        until = vault.confirmation_expiry(id, email, token) if email else None
-        if sub is None or until is None or expired(sub, now):
-            raise HTTPException(404, "this confirmation link is wrong, its address was changed after it was mailed, "
-                                     "or its subscription was revoked or not confirmed in time")
-        if until < now:
-            raise HTTPException(404, f"this confirmation link expired ({settings.confirm_link_hours:g} h after it was "
-                                     "mailed); give the address again (PATCH, or the manage page) for a new one")
-        await subs.write(id, sub.model_copy(update={"email_confirmed": True, "confirm_by": None}))
+        async with subs.locks.hold(id):
+            now, sub = clock.now(settings), subs.view.get(id)
+            email = address(sub)
+            until = vault.confirmation_expiry(id, email, token) if email else None
+            if sub is None or until is None or expired(sub, now):
+                raise HTTPException(404, "this confirmation link is wrong, its address was changed after it was "
+                                         "mailed, or its subscription was revoked or not confirmed in time")
+            if until < now:
+                raise HTTPException(404, f"this confirmation link expired ({settings.confirm_link_hours:g} h after it "
+                                         "was mailed); give the address again (PATCH, or the manage page) for a new one")
+            await subs.write(id, sub.model_copy(update={"email_confirmed": True, "confirm_by": None}))
         return "<!doctype html><title>Confirmed</title><p>Confirmed: alerts will now be mailed to this address.</p>"
 
     @api.post("/unsubscribe", summary="One-click unsubscribe (RFC 8058), the link in every alert mail")
@@ -278,10 +323,11 @@ def router(settings: Settings, records: dict[str, dict[str, Any]], tags: set[str
         # Not rate-limited: mail providers click these for their users, many from one network; the token is
         # checked before anything is written.
         await subs.ready()
-        if not vault.check_link("unsubscribe", id, token):
+        if not vault.check_link(id, token):
             raise HTTPException(404, "this unsubscribe link is wrong")
-        if subs.view.get(id):
-            await subs.write(id, None)
+        async with subs.locks.hold(id):
+            if subs.view.get(id):
+                await subs.write(id, None)
         return HTMLResponse("<!doctype html><title>Unsubscribed</title><p>Unsubscribed: no more mails.</p>")
 
     @api.get("/unsubscribe", response_class=HTMLResponse, summary="The unsubscribe page of a mail's link")
@@ -296,7 +342,11 @@ def router(settings: Settings, records: dict[str, dict[str, Any]], tags: set[str
     @api.patch("/{code}", summary="Change filters or channel; a new e-mail address is confirmed again")
     async def change(code: str, body: SubscriptionChange, request: Request) -> dict[str, Any]:
         writes.check(client_network(request))
-        sub = await subs.by_code(code)
+        async with subs.locks.hold(subscription_id(code)):
+            return await changed(await subs.by_code(code), body)
+
+    async def changed(sub: schemas.Subscription, body: SubscriptionChange) -> dict[str, Any]:
+        """PATCH's work, under the subscription's lock."""
         given = body.model_dump(exclude_unset=True)
         current = address(sub)
         channel = given.get("channel", sub.channel)
@@ -307,12 +357,14 @@ def router(settings: Settings, records: dict[str, dict[str, Any]], tags: set[str
         secret = new_webhook_secret() if channel == "webhook" and not sub.webhook_secret else None
         now = clock.now(settings)
         new_email = email is not None and email != current
-        if email is None:
-            address_fields: dict[str, Any] = {"email": None, "email_confirmed": False, "confirm_by": None}
+        if email is None:  # a webhook, or channel none: removed at its deadline, set when it became none
+            was_none = sub.channel == "none" and sub.confirm_by is not None
+            deadline = None if channel != "none" else sub.confirm_by if was_none else now + pending
+            address_fields: dict[str, Any] = {"email": None, "email_confirmed": False, "confirm_by": deadline}
         elif new_email:  # confirmed again, by a link bound to the new address; earlier links no longer confirm
-            address_fields = {"email": vault.seal(email), "email_confirmed": False,
-                              "confirm_by": now + timedelta(days=settings.unconfirmed_days),
+            address_fields = {"email": vault.seal(email), "email_confirmed": False, "confirm_by": now + pending,
                               "confirmations": mail_allowance(sub, now)}
+            recipients.check(vault.recipient(email))
         else:
             address_fields = {}
         updated = sub.model_copy(update={
@@ -332,8 +384,9 @@ def router(settings: Settings, records: dict[str, dict[str, Any]], tags: set[str
     @api.delete("/{code}", status_code=204, summary="Revoke: delivery stops at once")
     async def revoke(code: str, request: Request) -> Response:
         writes.check(client_network(request))
-        sub = await subs.by_code(code)
-        await subs.write(sub.subscription_id, None)
+        async with subs.locks.hold(subscription_id(code)):
+            sub = await subs.by_code(code)
+            await subs.write(sub.subscription_id, None)
         return Response(status_code=204)
 
     @api.get("/{code}/sources", summary="The catalogue sources the subscription's filters select")
@@ -352,11 +405,7 @@ def router(settings: Settings, records: dict[str, dict[str, Any]], tags: set[str
         alert = test_alert(settings, records[sources_of(sub.filters, records)[0]])
         task = schemas.DeliveryTask(subscription_id=sub.subscription_id, alert=alert, attempt=1,
                                     due=datetime.now(timezone.utc))
-        try:
-            await subs.producer.send_and_wait(topics.DELIVERY_RETRY.name, topics.DELIVERY_RETRY.encode(task),
-                                              key=sub.subscription_id.encode())
-        except KafkaError as exc:
-            raise unavailable(exc) from None
+        await subs.send(topics.DELIVERY_RETRY.name, topics.DELIVERY_RETRY.encode(task), sub.subscription_id)
         return {"alert_id": alert.alert_id, "status": "queued for delivery; see /subscriptions/{code}/deliveries"}
 
     return api

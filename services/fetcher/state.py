@@ -10,11 +10,10 @@ import json
 import zlib
 
 import numpy as np
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 
 import schemas
-from flashes import topics
-from flashes.kafka import security
+from flashes import kafka, topics
 from flashes.settings import Settings
 from flashes.parsers import ParsedLightcurve
 
@@ -57,8 +56,7 @@ def changed_rows(state: schemas.FetchState | None, mjd: np.ndarray, digests: np.
 
 async def load_all(settings: Settings) -> dict[str, schemas.FetchState]:
     """The latest state of every series, read from the start of the compacted topic."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False, group_id=None, **security(settings))
+    consumer = kafka.consumer(settings, auto_offset_reset="earliest", enable_auto_commit=False, group_id=None)
     await consumer.start()
     states: dict[str, schemas.FetchState] = {}
     try:

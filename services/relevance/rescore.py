@@ -17,12 +17,11 @@ import time
 from dataclasses import dataclass, field
 
 from aiokafka import TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 import schemas
-from flashes import clock, topics
+from flashes import clock, kafka, topics
 from flashes.errors import DecodeError
-from flashes.kafka import ensure_topics, make_producer, read_to_end, security
+from flashes.kafka import ensure_topics, make_producer, read_to_end
 from flashes.settings import Settings
 from flashes.timeconv import datetime_to_mjd
 from flashes.topics import series_kind
@@ -52,7 +51,7 @@ class WorkersRunning(RuntimeError):
 
 
 async def group_members(settings: Settings) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, **security(settings))
+    admin = kafka.admin(settings)
     await admin.start()
     try:
         [response] = await admin.describe_consumer_groups([GROUP])

@@ -21,11 +21,11 @@ from aiokafka.errors import CommitFailedError
 from questdb import QuestDBError as IngressError, Sender
 
 import schemas
-from flashes import clock, metrics, questdb, topics
+from flashes import clock, kafka, metrics, questdb, topics
 from flashes.infra import questdb_healthy
 from flashes.errors import DecodeError, QuestDBError
 from flashes.heartbeat import beat
-from flashes.kafka import ensure_topics, make_producer, rejected, security, send_dead_letter
+from flashes.kafka import ensure_topics, make_producer, rejected, send_dead_letter
 from flashes.settings import Settings
 from services.sink.rows import FRAMES, SYMBOLS
 
@@ -175,10 +175,9 @@ async def run_forever(settings: Settings) -> None:
             await asyncio.sleep(2)
     freshness = await asyncio.to_thread(stored_freshness, settings)
     heartbeat = asyncio.ensure_future(beat(settings, "sink", freshness=lambda: dict(freshness)))
-    consumer = AIOKafkaConsumer(*FRAMES, bootstrap_servers=settings.kafka_bootstrap, group_id=GROUP,
-                                enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=5_000,
-                                max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024,
-                                **security(settings))
+    consumer = kafka.consumer(settings, *FRAMES, group_id=GROUP, enable_auto_commit=False,
+                              auto_offset_reset="earliest", max_poll_records=5_000,
+                              max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
     producer = make_producer(settings)
     await consumer.start()
     await producer.start()
