@@ -3,13 +3,17 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test venv infra browser audit lock pin-images bench schemas clean
+.PHONY: run test test-unit venv infra browser audit lock pin-images bench schemas clean
 
 run: venv infra
 	$(BIN)/flashes stack
 
 test: venv infra browser audit
 	$(BIN)/pytest -q
+
+# The unit layer only (no server, no browser; tests/conftest.py marks the layers): under 30 s.
+test-unit: venv
+	$(BIN)/pytest -q -m unit
 
 venv: $(VENV)/.installed
 

@@ -32,6 +32,20 @@ from flashes.observe import PIPELINE_GROUPS, positioned, series_counts as counts
 TEST_DATA = Path(__file__).resolve().parent / "data"
 
 
+LAYERS = ("unit", "integration", "browser")
+# The fixtures that start private servers or services: the session's Kafka and QuestDB (`settings`) and the
+# stacks of their own that some modules start.
+SERVER_FIXTURES = {"settings", "private", "own", "ops", "black_hole"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test in one layer: as its module or itself says, else integration when it needs a server fixture
+    (directly or through another fixture), else unit."""
+    for item in items:
+        if not any(item.get_closest_marker(layer) for layer in LAYERS):
+            item.add_marker("integration" if SERVER_FIXTURES & set(item.fixturenames) else "unit")
+
+
 @pytest.fixture(scope="session")
 def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
     var = tmp_path_factory.mktemp("var")

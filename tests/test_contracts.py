@@ -3,6 +3,7 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 
 import pytest
 import yaml
@@ -86,3 +87,10 @@ def test_the_alert_schema_id_carries_its_version() -> None:
     schema = json.loads((PROJECT_ROOT / "schemas" / "flashes.alerts.v3.schema.json").read_text())
     assert schema["$id"].endswith("/flashes.alerts.v3.json")
     assert schema["properties"]["version"]["const"] == 3
+
+
+def test_the_contracts_import_nothing_of_the_project() -> None:
+    """schemas/ is a leaf: importing it loads no module of flashes or services (a fresh interpreter)."""
+    code = "import sys, schemas; print(sorted(m for m in sys.modules if m.split('.')[0] in ('flashes', 'services')))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PROJECT_ROOT)
+    assert loaded.stdout.strip() == "[]"

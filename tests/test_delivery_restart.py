@@ -31,6 +31,8 @@ from flashes.subscriptions import Vault, new_code, new_webhook_secret, subscript
 from tests.conftest import Mailbox, receiver
 from tests.kafka_helpers import read_topic
 
+pytestmark = pytest.mark.integration  # starts its own services and servers
+
 NEW, OLD = Fernet.generate_key().decode(), Fernet.generate_key().decode()
 SOURCE = "restart-test"
 EXAMPLE = schemas.Alert.model_validate_json(schemas.EXAMPLE_ALERT.read_bytes())

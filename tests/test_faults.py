@@ -6,6 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.faults import run
+import pytest
+
+pytestmark = pytest.mark.integration  # starts its own stack and kills it
 
 
 def test_random_kills_and_restarts_lose_nothing_double_nothing_change_nothing(tmp_path: Path) -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.operation import run
+import pytest
+
+pytestmark = pytest.mark.integration  # starts its own stack for six simulated days
 
 
 def test_six_days_of_operation_push_each_news_record_once_and_no_history(tmp_path: Path) -> None:

@@ -22,6 +22,8 @@ from flashes.links import source_page
 from flashes.settings import PROJECT_ROOT, Settings
 from services.api.pages import hammer, subscription_body
 
+pytestmark = pytest.mark.browser  # drives Chromium against the running API
+
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = PROJECT_ROOT / "var" / "test-artifacts" / "screenshots"
 SOURCE = "maxij1535-571"

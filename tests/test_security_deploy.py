@@ -221,6 +221,7 @@ def test_healthcheck_answers_for_the_service_of_the_container(tmp_path: Path) ->
 
 # Jars
 
+@pytest.mark.integration  # starts a Kafka
 def test_a_jar_without_a_checksum_never_reaches_the_classpath(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
     (cache / "jars").mkdir(parents=True)
@@ -272,6 +273,7 @@ def test_audit_fails_only_on_a_vulnerability_with_a_fix(capsys: pytest.CaptureFi
     assert audit.main(without_fix) == 0
 
 
+@pytest.mark.integration  # asks the package index
 def test_audit_reads_both_real_locks_without_installing_anything() -> None:
     report = audit.audit()
     audited = {re.sub(r"[-_.]+", "-", d["name"]).lower() for d in report["dependencies"]}
@@ -294,6 +296,7 @@ def api_url(settings: Settings) -> Iterator[str]:
     thread.join(30)
 
 
+@pytest.mark.browser
 def test_docs_load_swagger_ui_from_the_api_itself(api_url: str) -> None:
     page = httpx.get(f"{api_url}/docs", timeout=10)
     assert page.status_code == 200

@@ -33,6 +33,8 @@ from flashes.settings import Settings
 from flashes.timeconv import mjd_to_unix_us
 from tests.conftest import SOURCES, _up, copy_mirror, receiver, subscribe
 
+pytestmark = pytest.mark.integration  # starts its own Kafka with logins
+
 SOURCE = "gx339-4"  # MAXI and BAT both in the catalogue: derive joins them
 
 
