@@ -7,6 +7,7 @@ from astropy.time import Time
 
 from flashes.timeconv import datetime_to_mjd, mjd_to_datetime, mjd_to_unix_us, utc_day_centre
 from flashes.units import MCRAB_PER_UNIT, to_mcrab
+from services.api.pages import hms
 from services.derive.physics import combined, hardness
 from services.relevance.series import band_colour, maxi_bands
 
@@ -65,3 +66,14 @@ def test_maxi_colour_4_10_over_2_4_in_mcrab_with_propagated_error() -> None:
     assert c[0] == pytest.approx(1.0, rel=1e-6)
     assert dc[0] == pytest.approx(np.hypot(0.01, 0.02), rel=1e-6)
     assert np.isnan(c[1]) and np.isnan(dc[1])  # a negative soft flux has no colour
+
+
+@pytest.mark.parametrize(("ra", "dec", "text"), [
+    # The Crab: 83.63308° / 15 = 5.575539 h = 5h 34m 31.94s; 22.0145° = 22° 0′ 52.2″.
+    (83.63308, 22.0145, "05h 34m 31.9s  +22° 00′ 52.2″"),
+    # 359.99999° is 23h 59m 59.9976s: rounded to 0.1 s it is 0h, never 24h; a small negative Dec keeps its sign.
+    (359.99999, -0.00001, "00h 00m 00.0s  -00° 00′ 00.0″"),
+    (-15.0, -89.99999, "23h 00m 00.0s  -90° 00′ 00.0″"),
+])
+def test_sexagesimal_positions_by_hand(ra: float, dec: float, text: str) -> None:
+    assert hms(ra, dec) == text

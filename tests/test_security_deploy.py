@@ -21,6 +21,8 @@ import asyncpg
 import httpx
 import pandas as pd
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 import uvicorn
 import yaml
 from playwright.sync_api import sync_playwright
@@ -252,7 +254,8 @@ def test_both_locks_pin_every_package_with_hashes_and_split_runtime_from_test_to
     assert not set(runtime) & set(test), "a package in both locks"
     assert not TEST_TOOLS & set(runtime) and TEST_TOOLS <= set(test)
     project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
-    direct = {re.sub(r"[-_.]+", "-", d.split("==")[0]).lower(): d.split("==")[1] for d in project["dependencies"]}
+    declared = [Requirement(d) for d in project["dependencies"]]  # extras such as aiokafka[zstd] name no package
+    direct = {canonicalize_name(r.name): str(r.specifier).removeprefix("==") for r in declared}
     assert all(runtime[name][0] == version for name, version in direct.items())
     installed = {name: importlib.metadata.version(name) for name in [*runtime, *test] if name != "pip"}
     assert installed == {name: v for name, (v, _) in {**runtime, **test}.items() if name != "pip"}

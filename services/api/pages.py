@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any, get_args
 from urllib.parse import quote, urlencode, urlsplit
 
+import astropy.units as u
 import httpx
 import numpy as np
+from astropy.coordinates import Angle
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from jinja2 import Environment
@@ -154,13 +156,11 @@ def page_number(text: str) -> int:
 
 
 def hms(ra: float, dec: float) -> str:
-    """RA and Dec as sexagesimal text (J2000), rounded to 0.1 s and 0.1″."""
-    tenths_s = round((ra % 360.0) / 15.0 * 36000) % (24 * 36000)
-    tenths_as = round(abs(dec) * 36000)
-    h, m, sec = tenths_s // 36000, tenths_s // 600 % 60, tenths_s % 600 / 10
-    d, am, asec = tenths_as // 36000, tenths_as // 600 % 60, tenths_as % 600 / 10
-    sign = "-" if dec < 0 else "+"
-    return f"{h:02d}h {m:02d}m {sec:04.1f}s  {sign}{d:02d}° {am:02d}′ {asec:04.1f}″"
+    """RA and Dec as sexagesimal text (J2000), 0.1 s and 0.1″. RA is rounded to 0.1 s of time before astropy
+    writes it, so that 23h 59m 59.96s reads 00h 00m 00.0s, not 24h."""
+    ra_angle = Angle(round(ra % 360.0 * 2400) / 2400 % 360.0, u.deg)  # 0.1 s of time is 1/2400 degree
+    return (f"{ra_angle.to_string(unit=u.hourangle, sep=('h ', 'm ', 's'), precision=1, pad=True)}  "
+            f"{Angle(dec, u.deg).to_string(unit=u.deg, sep=('° ', '′ ', '″'), precision=1, pad=True, alwayssign=True)}")
 
 
 def link(path: str, **params: Any) -> str:
