@@ -48,3 +48,12 @@ class RefusedAddress(OSError):
 class UnsafeSettings(FlashesError):
     """A service refuses to start: its settings would expose it (a development secret, cleartext where it
     matters); the message lists every such setting and how to make a good value."""
+
+
+# Words for a connection that failed, shared by the webhook and mail deliveries: what a subscriber, the logs and the
+# deliveries table are told, never the exception's text (it names hosts, ports and addresses).
+TIMED_OUT = "timed out"
+TLS = "TLS error"
+CONNECTION_REFUSED = "connection refused"
+CLOSED = "connection closed"
+FAILED = "connection failed"

@@ -20,7 +20,7 @@ from typing import Any
 import aiosmtplib
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from flashes.errors import DeliveryError
+from flashes.errors import CLOSED, CONNECTION_REFUSED, FAILED, TIMED_OUT, TLS, DeliveryError
 from flashes.safety import cleartext_smtp
 from flashes.settings import Settings
 from flashes.timeconv import datetime_to_mjd
@@ -150,11 +150,11 @@ def smtp_failure(exc: Exception) -> str:
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         return f"the relay answered {exc.code}"
     if any(isinstance(e, ssl.SSLError) for e in chain) or "TLS" in str(exc):  # aiosmtplib's own STARTTLS refusals
-        return "TLS error"
+        return TLS
     if any(isinstance(e, TimeoutError | aiosmtplib.SMTPTimeoutError) for e in chain):
-        return "timed out"
+        return TIMED_OUT
     if any(isinstance(e, ConnectionRefusedError) for e in chain):
-        return "connection refused"
+        return CONNECTION_REFUSED
     if any(isinstance(e, aiosmtplib.SMTPServerDisconnected | ConnectionResetError) for e in chain):
-        return "connection closed"
-    return "connection failed"
+        return CLOSED
+    return FAILED

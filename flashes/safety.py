@@ -145,7 +145,7 @@ def unsafe_settings(settings: Settings, service: str) -> list[str]:
         problems += [beyond + problem for problem in default_secrets(settings, SECRETS[service])]
         if service in WEBHOOK_CHECKERS and (problem := loopback_webhooks(settings)):
             problems.append(beyond + problem)
-    if "kafka_password" in SECRETS[service] and (problem := kafka_login(settings)):
+    if problem := kafka_login(settings):  # every service logs into Kafka
         problems.append(problem)
     if service in MAILERS and (problem := cleartext_smtp(settings)):
         problems.append(problem)

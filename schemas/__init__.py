@@ -430,11 +430,17 @@ class RecentPoints(Columns):
     error: list[float | None] = Field(max_length=5)
 
 
+# The relevance model this code writes (services/relevance/model.py takes both from here); the Literals of
+# RelevanceModel name the same two, as typing needs literal values there.
+RELEVANCE_MODEL_VERSION = "river-4"
+RELEVANCE_STATE_VERSION = 4
+
+
 class RelevanceModel(Contract):
     """A series' relevance model (`river-4`, services/relevance/model.py, SeriesModel.to_state)."""
 
-    model_version: Literal["river-4"]
-    state_version: Literal[4]
+    model_version: Literal["river-4"]  # RELEVANCE_MODEL_VERSION
+    state_version: Literal[4]  # RELEVANCE_STATE_VERSION
     recent: RecentPoints
     bands: list[PositiveFloat | None] | None = Field(max_length=3, description="MAXI: typical variance of each band (mCrab²)")
     flux: DetectorState
@@ -459,7 +465,7 @@ class SupersededModel(BaseModel):
 
     @model_validator(mode="after")
     def _superseded(self) -> "SupersededModel":
-        if self.model_version == "river-4" and self.state_version == 4:
+        if (self.model_version, self.state_version) == (RELEVANCE_MODEL_VERSION, RELEVANCE_STATE_VERSION):
             raise ValueError("a river-4 state that is not a valid RelevanceModel")
         return self
 

@@ -17,7 +17,7 @@ import time
 
 import aiohttp
 
-from flashes.errors import DeliveryError, RefusedAddress
+from flashes.errors import CLOSED, CONNECTION_REFUSED, FAILED, TIMED_OUT, TLS, DeliveryError, RefusedAddress
 
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
@@ -44,17 +44,13 @@ async def post(session: aiohttp.ClientSession, url: str, secret: str, msg_id: st
         raise DeliveryError(f"HTTP {status}")
 
 
-# What a subscriber, the logs, the dead letters and the deliveries table are told of a failed POST: these words, or
+# What a subscriber, the logs, the dead letters and the deliveries table are told of a failed POST: these words (the
+# connection ones are flashes.errors', shared with mail), or
 # "HTTP <status>" for an answer that is not 2xx. Never the exception's text: aiohttp's texts quote the URL (yarl's
 # normalised form, which no replacement of the stored URL finds), a connector error names the address and port
 # dialled, an SSL error the names in the certificate, and the difference between them scanned a network.
 REFUSED = "refused address"
-TIMED_OUT = "timed out"
-TLS = "TLS error"
-CONNECTION_REFUSED = "connection refused"
-CLOSED = "connection closed"
 NOT_HTTP = "not an HTTP answer"
-FAILED = "connection failed"
 FAILURES = (REFUSED, TIMED_OUT, TLS, CONNECTION_REFUSED, CLOSED, NOT_HTTP, FAILED)
 
 

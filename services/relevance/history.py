@@ -22,10 +22,10 @@ from flashes.settings import Settings
 from flashes.timeconv import mjd_to_unix_us
 from flashes.topics import DERIVED_KINDS, catalogue_series
 from flashes.units import MAIN_BAND
+from services.relevance.model import BAND_ORDER
 from services.relevance.series import SeriesColumns, band_colour, maxi_bands
 
 PAGE_ROWS = 30_000  # 7,500 MAXI points (four bands each); a whole MAXI history (~6,000 days) is one page
-MAXI_BANDS = ("2-4", "4-10", "10-20")  # what maxi_bands reads besides the main band
 
 
 def _text(value: str) -> str:
@@ -39,7 +39,7 @@ class History:
     def __init__(self, settings: Settings, timeout_s: float = 2.0, page_rows: int = PAGE_ROWS) -> None:
         # A short timeout (per request phase; a whole MAXI history is read in under 0.1 s, bench/relevance_rebuild.py):
         # a QuestDB that does not answer becomes a retry soon, within the worker's bound on waiting for it.
-        if page_rows <= len(MAXI_BANDS) + 1:  # a page must hold more than one point's rows, or it never ends
+        if page_rows <= len(BAND_ORDER) + 1:  # a page must hold more than one point's rows, or it never ends
             raise ValueError(f"page_rows {page_rows} holds no more than one point")
         self.settings, self.timeout_s, self.page_rows = settings, timeout_s, page_rows
         self.tables_ready = False
@@ -67,7 +67,7 @@ class History:
         if kind in DERIVED_KINDS:
             select, bands = "SELECT cast(ts AS LONG) t, mjd, value flux, error FROM derived", ""
         else:
-            wanted = (MAIN_BAND[kind], *MAXI_BANDS) if kind == "maxi" else (MAIN_BAND[kind],)
+            wanted = (MAIN_BAND[kind], *BAND_ORDER) if kind == "maxi" else (MAIN_BAND[kind],)
             select = "SELECT cast(ts AS LONG) t, mjd, band, flux, error FROM lightcurve"
             bands = f" AND band IN ({', '.join(_text(b) for b in wanted)})"
         cursor = None

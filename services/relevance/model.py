@@ -80,8 +80,8 @@ from flashes.topics import SERIES_KINDS
 from services.relevance import formula
 from services.relevance.stats import EWMean, FrugalQuantile
 
-MODEL_VERSION = "river-4"
-STATE_VERSION = 4
+MODEL_VERSION = schemas.RELEVANCE_MODEL_VERSION
+STATE_VERSION = schemas.RELEVANCE_STATE_VERSION
 KINDS = SERIES_KINDS
 log = logging.getLogger(__name__)
 
