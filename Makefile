@@ -3,12 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-unit venv infra browser audit lock pin-images bench schemas clean
+.PHONY: run test test-unit venv infra browser audit docs lock pin-images bench schemas clean
 
 run: venv infra
-	$(BIN)/flashes stack
+	$(BIN)/python -m devtools stack
 
-test: venv infra browser audit
+test: venv infra browser audit docs
 	$(BIN)/pytest -q
 
 # The unit layer only (no server, no browser; tests/conftest.py marks the layers): under 30 s.
@@ -22,6 +22,11 @@ $(VENV)/.installed: pyproject.toml requirements.lock requirements-test.lock
 	$(BIN)/pip install -q --disable-pip-version-check --require-hashes -r requirements.lock -r requirements-test.lock
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps --config-settings editable_mode=compat -e .
 	touch $@
+
+# The documentation site (mkdocs.yml, docs/) into var/site; strict: a broken link or anchor, or a page left out of
+# the nav, fails. Not -q: it hides the warnings from the strict count, and a broken link would pass.
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d var/site
 
 # Known vulnerabilities with a fix released, in either lock, fail the build (deploy/audit.py, pip-audit).
 audit: venv
@@ -45,7 +50,7 @@ pin-images:
 
 # Kafka and QuestDB jars from Maven Central into the cache (checksummed; downloads once).
 infra: venv
-	$(BIN)/flashes infra fetch
+	$(BIN)/python -m devtools infra fetch
 
 # Debian's Chromium for the browser tests (tests/test_pages.py); Playwright never downloads browsers of its own.
 browser:

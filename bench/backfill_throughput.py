@@ -3,8 +3,8 @@
 Builds a synthetic mirror at full catalogue scale with real-shaped files: every MAXI series gets
 a copy of one of the real sample MAXI files (~3,500 days each), every BAT series a BAT text file
 of --bat-days daily rows in the transient monitor's layout, every GBM series a pulsar FITS file.
-Serves it with a separate `python -m http.server` process (the fetcher's real HTTP path), starts
-Kafka (and QuestDB, unused) on free loopback ports, and times `fetch_once(full=True)` for every
+Serves it with a separate `python -m http.server` process (the fetcher's real HTTP path, in a process
+of its own), starts a private Kafka (devtools/stack.py) and times `fetch_once(full=True)` for every
 series. The baseline is pandas.read_csv of the same text files from disk (parsing only).
 
     .venv/bin/python bench/backfill_throughput.py [--bat-days 8000]
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
 import subprocess
 import sys
@@ -24,7 +23,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from flashes import catalogue, infra, mirror
+from devtools.infra import free_port
+from devtools.mirror import provider_env
+from devtools.stack import private_stack
+from flashes import catalogue
 from flashes.settings import PROJECT_ROOT, Settings
 from services.fetcher.service import fetch_once
 
@@ -81,15 +83,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bat-days", type=int, default=8000, help="rows per BAT file (2005 to 2026 is ~7,700)")
     args = parser.parse_args()
-    var = Path(tempfile.mkdtemp(prefix="flashes-backfill-"))
-    port = infra.free_port()
-    os.environ.update({**infra.isolated_env(var), **mirror.provider_env(f"http://127.0.0.1:{port}")})
-    settings = Settings()
-    root = var / "mirror"
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="flashes-backfill-mirror-") as root, \
+            private_stack(env=provider_env(f"http://127.0.0.1:{port}"), servers=("kafka",)) as stack:
+        measure(args, stack.settings, Path(root), port)
+
+
+def measure(args: argparse.Namespace, settings: Settings, root: Path, port: int) -> None:
+    """The mirror built in `root` and served on `port`, the backfill timed, then the baseline."""
     texts = build_mirror(settings, root, args.bat_days)
     server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1",
                                "--directory", str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    infra.start(settings)
     try:
         start = time.perf_counter()
         report = asyncio.run(fetch_once(settings, full=True, progress=True))
@@ -103,8 +107,6 @@ def main() -> None:
         print(f"ratio ours / read_csv: {ours / theirs:.2f}")
     finally:
         server.terminate()
-        infra.stop(settings)
-        shutil.rmtree(var, ignore_errors=True)
 
 
 if __name__ == "__main__":

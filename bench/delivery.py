@@ -32,20 +32,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import tempfile
 import threading
 import time
 from collections import Counter
-from pathlib import Path
+from collections.abc import Callable
 
 import numpy as np
 from aiohttp import web
 
 import schemas
-from benchkit import tidy, webhook_subscriptions, write_subscriptions
-from flashes import infra, stack, topics
+from benchkit import webhook_subscriptions, write_subscriptions
+from devtools.infra import free_port
+from devtools.observe import positioned, wait_until
+from devtools.stack import private_stack
+from flashes import topics
 from flashes.kafka import ensure_topics, make_producer
-from flashes.observe import positioned, wait_until
 from flashes.settings import Settings
 
 EXAMPLE = schemas.EXAMPLE_ALERT
@@ -121,12 +122,12 @@ class Receivers:
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
             for _ in range(HEALTHY):
-                site = web.TCPSite(runner, "127.0.0.1", infra.free_port())
+                site = web.TCPSite(runner, "127.0.0.1", free_port())
                 await site.start()
                 self.ports.append(site._server.sockets[0].getsockname()[1])
             self.dead.server = await asyncio.start_server(self.dead.never, DEAD_HOST, 0)
             self.ports.append(self.dead.server.sockets[0].getsockname()[1])
-            self.ports.append(infra.free_port())  # free on 127.0.0.1; the spread addresses are this bench's alone
+            self.ports.append(free_port())  # free on 127.0.0.1; the spread addresses are this bench's alone
             self.spread.server = await asyncio.start_server(self.spread.never, SPREAD_HOSTS, self.ports[-1])
 
         self.loop.run_until_complete(start())
@@ -168,18 +169,9 @@ def figures(prefix: str, latency: np.ndarray) -> dict[str, float]:
                             ("max", np.max))}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--subscriptions", type=int, default=1000)
-    parser.add_argument("--alerts", type=int, default=50)
-    parser.add_argument("--dead", type=int, default=1000, help="subscriptions added on the black hole for the flood")
-    parser.add_argument("--flood-alerts", type=int, default=10)
-    parser.add_argument("--keep", action="store_true", help="keep the private stack's folder")
-    args = parser.parse_args()
-    var = Path(tempfile.mkdtemp(prefix="flashes-bench-delivery-"))
-    env = {**infra.isolated_env(var), "FLASHES_WEBHOOK_ALLOW_LOOPBACK": "true"}
-    settings = Settings(**{k.removeprefix("FLASHES_").lower(): v for k, v in env.items()})
-    receivers = Receivers()
+def measure(args: argparse.Namespace, settings: Settings, receivers: Receivers,
+            start_delivery: Callable[[], None]) -> None:
+    """The three rounds; prints the figures as one JSON object."""
     urls = [f"http://127.0.0.1:{receivers.ports[i % HEALTHY]}/s{i}" for i in range(args.subscriptions - 1)]
     urls.append(f"http://{DEAD_HOST}:{receivers.ports[HEALTHY]}/dead")
     subs = webhook_subscriptions(settings, urls)
@@ -191,68 +183,74 @@ def main() -> None:
     suspect_after = settings.webhook_suspect_after
     alerts = [example.model_copy(update={"alert_id": f"bench@{i}"})
               for i in range(args.alerts + 1 + 2 * args.flood_alerts + suspect_after)]
-    infra.start(settings)
-    processes = {}
-    ok = False
-    try:
-        asyncio.run(ensure_topics(settings))
-        asyncio.run(write_subscriptions(settings, subs))
-        processes = stack.spawn(("delivery",), env, var / "logs")
-        wait_until(lambda: asyncio.run(positioned(settings, "flashes-delivery", topics.ALERTS.name)),
-                   "the delivery service to join at the end of the alerts", 120, 0.2)
-        warm = asyncio.run(publish(settings, alerts[:1]))
-        wait_for(receivers, set(warm), len(subs) - 1, 120)
-        start = len(receivers.received)
-        dead_before = receivers.dead.attempts
-        sent = asyncio.run(publish(settings, alerts[1:args.alerts + 1]))
-        wait_for(receivers, set(sent), len(subs) - 1, 600)
-        got = [(i, t) for i, t in receivers.received[start:] if i in sent]
-        latency = np.array([t - sent[i] for i, t in got])
-        span = max(t for _, t in got) - min(sent.values())
-        result = {"subscriptions": len(subs), "alerts": len(sent), "deliveries": len(got),
-                  "deliveries_per_s": round(len(got) / span, 1), "p50_s": round(float(np.percentile(latency, 50)), 3),
-                  "p99_s": round(float(np.percentile(latency, 99)), 3), "max_s": round(float(latency.max()), 3),
-                  "dead_attempts": receivers.dead.attempts - dead_before}
-        # The flood: `--dead` more subscriptions on the black hole, written before the burst, so that their
-        # attempts start first.
-        asyncio.run(write_subscriptions(settings, flood))
-        start, receivers.dead.most = len(receivers.received), 0
-        first_flood = args.alerts + 1
-        sent = asyncio.run(publish(settings, alerts[first_flood:first_flood + args.flood_alerts]))
-        wait_for(receivers, set(sent), len(subs) - 1, 600)
-        latency = latencies(receivers, start, sent)
-        result |= {"flood_dead_subscriptions": len(flood) + 1, "flood_alerts": len(sent),
-                   "flood_healthy_deliveries": len(latency), **figures("flood", latency),
-                   "flood_dead_at_once": receivers.dead.most, "webhook_timeout_s": settings.webhook_timeout_s}
-        # The spread flood: `--dead` subscriptions on 300 networks. The first alerts, one failed attempt each,
-        # make every one of them suspect; the burst after is measured.
-        asyncio.run(write_subscriptions(settings, spread))
-        start = len(receivers.received)
-        first_spread = first_flood + args.flood_alerts
-        sent = asyncio.run(publish(settings, alerts[first_spread:first_spread + suspect_after]))
-        wait_for(receivers, set(sent), len(subs) - 1, 600)
-        first = latencies(receivers, start, sent)
-        paths = [f"/spread{i}".encode() for i in range(args.dead)]
-        wait_until(lambda: min(receivers.spread.paths[p] for p in paths) >= suspect_after,
-                   "every spread subscription to fail its first attempts", 600, 0.2)
-        start, receivers.spread.most, receivers.dead.most = len(receivers.received), 0, 0
-        sent = asyncio.run(publish(settings, alerts[first_spread + suspect_after:]))
-        wait_for(receivers, set(sent), len(subs) - 1, 600)
-        latency = latencies(receivers, start, sent)
-        result |= {"spread_dead_subscriptions": len(spread), "spread_networks": len(SPREAD_HOSTS),
-                   "spread_first_alerts": suspect_after,
-                   "spread_first_p99_s": round(float(np.percentile(first, 99)), 3),
-                   "spread_alerts": len(sent), "spread_healthy_deliveries": len(latency),
-                   **figures("spread", latency), "spread_dead_at_once": receivers.spread.most,
-                   "spread_one_network_at_once": receivers.dead.most,
-                   "suspect_slots": settings.webhook_suspect_slots}
-        ok = True
-        print(json.dumps(result))
-    finally:
-        receivers.close_dead()  # the attempts queued behind the black hole fail at once: delivery stops in time
-        stack.terminate(processes)
-        infra.stop(settings)
-        tidy(var, var / "logs", processes, args.keep, ok)
+    asyncio.run(ensure_topics(settings))
+    asyncio.run(write_subscriptions(settings, subs))
+    start_delivery()
+    wait_until(lambda: asyncio.run(positioned(settings, "flashes-delivery", topics.ALERTS.name)),
+               "the delivery service to join at the end of the alerts", 120, 0.2)
+    warm = asyncio.run(publish(settings, alerts[:1]))
+    wait_for(receivers, set(warm), len(subs) - 1, 120)
+    start = len(receivers.received)
+    dead_before = receivers.dead.attempts
+    sent = asyncio.run(publish(settings, alerts[1:args.alerts + 1]))
+    wait_for(receivers, set(sent), len(subs) - 1, 600)
+    got = [(i, t) for i, t in receivers.received[start:] if i in sent]
+    latency = np.array([t - sent[i] for i, t in got])
+    span = max(t for _, t in got) - min(sent.values())
+    result = {"subscriptions": len(subs), "alerts": len(sent), "deliveries": len(got),
+              "deliveries_per_s": round(len(got) / span, 1), "p50_s": round(float(np.percentile(latency, 50)), 3),
+              "p99_s": round(float(np.percentile(latency, 99)), 3), "max_s": round(float(latency.max()), 3),
+              "dead_attempts": receivers.dead.attempts - dead_before}
+    # The flood: `--dead` more subscriptions on the black hole, written before the burst, so that their
+    # attempts start first.
+    asyncio.run(write_subscriptions(settings, flood))
+    start, receivers.dead.most = len(receivers.received), 0
+    first_flood = args.alerts + 1
+    sent = asyncio.run(publish(settings, alerts[first_flood:first_flood + args.flood_alerts]))
+    wait_for(receivers, set(sent), len(subs) - 1, 600)
+    latency = latencies(receivers, start, sent)
+    result |= {"flood_dead_subscriptions": len(flood) + 1, "flood_alerts": len(sent),
+               "flood_healthy_deliveries": len(latency), **figures("flood", latency),
+               "flood_dead_at_once": receivers.dead.most, "webhook_timeout_s": settings.webhook_timeout_s}
+    # The spread flood: `--dead` subscriptions on 300 networks. The first alerts, one failed attempt each,
+    # make every one of them suspect; the burst after is measured.
+    asyncio.run(write_subscriptions(settings, spread))
+    start = len(receivers.received)
+    first_spread = first_flood + args.flood_alerts
+    sent = asyncio.run(publish(settings, alerts[first_spread:first_spread + suspect_after]))
+    wait_for(receivers, set(sent), len(subs) - 1, 600)
+    first = latencies(receivers, start, sent)
+    paths = [f"/spread{i}".encode() for i in range(args.dead)]
+    wait_until(lambda: min(receivers.spread.paths[p] for p in paths) >= suspect_after,
+               "every spread subscription to fail its first attempts", 600, 0.2)
+    start, receivers.spread.most, receivers.dead.most = len(receivers.received), 0, 0
+    sent = asyncio.run(publish(settings, alerts[first_spread + suspect_after:]))
+    wait_for(receivers, set(sent), len(subs) - 1, 600)
+    latency = latencies(receivers, start, sent)
+    result |= {"spread_dead_subscriptions": len(spread), "spread_networks": len(SPREAD_HOSTS),
+               "spread_first_alerts": suspect_after,
+               "spread_first_p99_s": round(float(np.percentile(first, 99)), 3),
+               "spread_alerts": len(sent), "spread_healthy_deliveries": len(latency),
+               **figures("spread", latency), "spread_dead_at_once": receivers.spread.most,
+               "spread_one_network_at_once": receivers.dead.most,
+               "suspect_slots": settings.webhook_suspect_slots}
+    print(json.dumps(result))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--subscriptions", type=int, default=1000)
+    parser.add_argument("--alerts", type=int, default=50)
+    parser.add_argument("--dead", type=int, default=1000, help="subscriptions added on the black hole for the flood")
+    parser.add_argument("--flood-alerts", type=int, default=10)
+    parser.add_argument("--keep", action="store_true", help="keep the private stack's folder")
+    args = parser.parse_args()
+    receivers = Receivers()
+    with private_stack(env={"FLASHES_WEBHOOK_ALLOW_LOOPBACK": "true"}, keep=args.keep) as stack:
+        try:
+            measure(args, stack.settings, receivers, lambda: stack.start("delivery"))
+        finally:
+            receivers.close_dead()  # the attempts queued behind the black hole fail at once: delivery stops in time
 
 
 if __name__ == "__main__":

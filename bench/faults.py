@@ -1,4 +1,4 @@
-"""The fault test N times: backlog waiting, random SIGKILLs, Kafka and QuestDB restarts (tests/faults.py).
+"""The fault test N times: backlog waiting, random SIGKILLs, Kafka and QuestDB restarts (devtools/faults.py).
 
     .venv/bin/python bench/faults.py --runs 20 [--sources 16] [--kills 8]
 
@@ -11,13 +11,10 @@ import argparse
 import json
 import logging
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/ holds the harness
-
-from tests.faults import run  # noqa: E402
+from devtools.faults import run
 
 
 def main() -> None:

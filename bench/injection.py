@@ -1,7 +1,7 @@
 """Injection-recovery on quiet stretches of real MAXI/GSC lightcurves, scored by the code of `flashes evaluate`.
 
 What it measures: how soon the relevance model and the two baselines of `flashes evaluate`
-(services/relevance/evaluate.py, each at its level in service: the model at the relevance threshold,
+(evaluation/, each at its level in service: the model at the relevance threshold,
 5σ over the running median, the original formula at the threshold) find synthetic outbursts added to
 real quiet data and colour changes added to real bright sources: completeness within 2 and 7 days by
 evaluate's latency rule (the first alert from onset − 2 d on), the peak at which half the outbursts
@@ -61,13 +61,14 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from evaluation.methods import (MEDIAN_SIGMA, METHODS, crossings, file_series, formula_scores, median_sigma_scores,
+                                model_alerts)
+from evaluation.metrics import DAYS_PER_YEAR, Event, false_episodes, score_method
+from evaluation.run import find_series
 from flashes.parsers import ParsedLightcurve, parse
 from flashes.settings import PROJECT_ROOT, Settings
 from flashes.timeconv import datetime_to_mjd, mjd_to_datetime
 from flashes.units import BANDS, MCRAB_PER_UNIT
-from services.relevance.evaluate import (DAYS_PER_YEAR, MEDIAN_SIGMA, METHODS, Event, crossings, false_episodes,
-                                         find_series, formula_scores, median_sigma_scores, model_alerts,
-                                         score_method, series_arrays)
 from services.relevance.model import MODEL_VERSION
 
 MAIN, SUB_BANDS = BANDS["maxi"][0], BANDS["maxi"][1:]
@@ -298,7 +299,7 @@ def colour_change(window: ParsedLightcurve, onset: float, size: float) -> Parsed
 
 def method_alerts(lc: ParsedLightcurve, threshold: float) -> dict[str, list[float]]:
     """Alert times of each method on one series, as `flashes evaluate` finds them at the levels in service."""
-    series = series_arrays(lc, "maxi")
+    series = file_series(lc, "maxi", "injected")
     return {"model": model_alerts(series, threshold),
             "formula": crossings(series.mjd, formula_scores(series), threshold),
             "median_5sigma": crossings(series.mjd, median_sigma_scores(series), MEDIAN_SIGMA)}

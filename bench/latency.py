@@ -45,7 +45,7 @@ import json
 import math
 import os
 import subprocess
-import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -57,16 +57,16 @@ import numpy as np
 import orjson
 from aiokafka import TopicPartition
 
-from benchkit import private_stack, webhook_subscriptions, write_subscriptions
-from flashes import catalogue, kafka, observe, stack, topics
+from benchkit import webhook_subscriptions, write_subscriptions
+from devtools import observe
+from devtools.stack import SAMPLE_MIRROR, private_stack
+from flashes import catalogue, kafka, topics
 from flashes.kafka import ensure_topics
 from flashes.settings import Settings
 from flashes.timeconv import datetime_to_mjd
 from flashes.topics import catalogue_series, series_key
+from pipeline_throughput import log_tail, wait_members  # the sibling benchmark's helpers (bench/ is on the path)
 from services.fetcher import state
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pipeline_throughput import log_tail, wait_members  # noqa: E402 - the sibling benchmark's helpers
 
 INPUTS = observe.GROUP_INPUTS
 PIPELINE = ("sink", "derive", "relevance", "alerts", "delivery")
@@ -215,15 +215,16 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, data)")
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
-    sample = stack.SAMPLE_MIRROR / "maxi" / "star_data" / args.sample / f"{args.sample}_g_lc_1day_all.dat"
+    sample = SAMPLE_MIRROR / "maxi" / "star_data" / args.sample / f"{args.sample}_g_lc_1day_all.dat"
 
     receiver = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     hook = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
     env = {"FLASHES_WEBHOOK_ALLOW_LOOPBACK": "true", "FLASHES_FETCH_JITTER_S": str(args.jitter_s),
            "FLASHES_FETCH_EVERY_S": json.dumps({"maxi": args.poll_s, "swift": 3600.0, "fermi": 3600.0})}
-    with private_stack("flashes-latency-", env, None, args.keep) as stacked:
-        settings, folder, logs, processes = stacked.settings, stacked.folder, stacked.logs, stacked.processes
+    with tempfile.TemporaryDirectory(prefix="flashes-latency-mirror-") as served, \
+            private_stack(env=env, mirror=Path(served), keep=args.keep) as stacked:
+        settings, folder, logs, processes = stacked.settings, Path(served), stacked.logs, stacked.processes
         asyncio.run(ensure_topics(settings))
         # MAXI alone: no BAT or GBM file to miss, no other instrument to hold a lone crossing for.
         records = [r for r in catalogue.load(settings) if r["maxi"] and not r["swift"] and not r["fermi"]]
@@ -234,13 +235,12 @@ def main() -> None:
             settings, "maxi", r["maxi"]["data_url"])) for r in records[:args.runs]}
         if files[series_key("maxi", sources[0])].level[0] <= 0:
             raise SystemExit(f"{args.sample} has no positive recent level to multiply")
-        stacked.env["FLASHES_FETCH_SOURCES"] = json.dumps(sources)
 
         asyncio.run(write_subscriptions(settings, webhook_subscriptions(settings, [hook])))
-        stacked.spawn(PIPELINE)
+        stacked.start(*PIPELINE)
         wait_members(settings, {g: 1 for g in INPUTS}, processes)
         warm = time.perf_counter()
-        stacked.spawn(("fetcher",))
+        stacked.start("fetcher", env={"FLASHES_FETCH_SOURCES": json.dumps(sources)})
         observe.wait_until(lambda: fetched_everything(settings, files), "the fetcher's first poll", 300, 0.5)
         wait_drained(settings, processes, logs)
         history = sum(asyncio.run(end_offsets(settings, [topics.ALERTS.name])).values())
@@ -288,7 +288,6 @@ def main() -> None:
               f"{figures['p99_s']:.3f} s, max {figures['max_s']:.3f} s; the pipeline part (fetched -> webhook): "
               f"p50 {figures['pipeline']['p50_s']:.3f} s, p99 {figures['pipeline']['p99_s']:.3f} s")
         print(json.dumps(figures), flush=True)
-        stacked.ok = True
     receiver.shutdown()
 
 

@@ -1,4 +1,4 @@
-"""A month of operation, simulated (tests/operation.py): news delivered once, history never pushed.
+"""A month of operation, simulated (devtools/operation.py): news delivered once, history never pushed.
 
     .venv/bin/python bench/operation.py --days 30 [--no-compare] [--keep]
 
@@ -11,13 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from tests.operation import Operation  # noqa: E402 - the harness lives beside the test that runs it short
+from devtools.operation import Operation
 
 
 def main() -> None:

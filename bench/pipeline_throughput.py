@@ -40,7 +40,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -50,8 +49,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchkit import tidy
-from flashes import catalogue, infra, kafka, mirror, observe, questdb, stack
+from devtools import observe
+from devtools.infra import SERVERS
+from devtools.stack import Stack, private_stack, sample_pairs
+from flashes import catalogue, kafka, questdb
 from flashes.kafka import ensure_topics
 from flashes.settings import Settings
 from flashes.parsers import parse
@@ -62,26 +63,19 @@ from services.sink.rows import SYMBOLS, lightcurve_frame
 STAGES = (("derive", "flashes-derive"), ("relevance", "flashes-relevance"), ("sink", "flashes-sink"))
 
 
-def make_mirror(settings: Settings, served: Path, n: int) -> list[tuple[str, str, str, Path]]:
+def make_mirror(settings: Settings, folder: Path, n: int) -> list[tuple[str, str, str, Path]]:
     """(source id, instrument, data URL, file) for N sources, sample files copied under their provider paths."""
-    pairs = stack.sample_pairs(settings)
+    pairs = sample_pairs(settings)
     targets = [r for r in catalogue.load(settings) if r["maxi"] and r["swift"]][:n]
     files = []
     for i, rec in enumerate(targets):
         for inst, src in zip(("maxi", "swift"), pairs[i % len(pairs)]):
             url = rec[inst]["data_url"]
-            dest = served / "mirror" / inst / catalogue.path_below_base(settings, inst, url)
+            dest = folder / inst / catalogue.path_below_base(settings, inst, url)
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(src, dest)
             files.append((rec["_id"], inst, url, dest))
     return files
-
-
-def spawn_extra(service: str, label: str, log_dir: Path) -> subprocess.Popen:
-    """One more `flashes run SERVICE` process (as stack.spawn starts them), logging to log_dir/LABEL.log."""
-    exe = str(Path(sys.executable).parent / "flashes")
-    return subprocess.Popen([exe, "run", service], env=dict(os.environ), stdin=subprocess.DEVNULL,
-                            stdout=(log_dir / f"{label}.log").open("ab"), stderr=subprocess.STDOUT)
 
 
 def cpu_seconds(pid: int) -> float:
@@ -233,29 +227,24 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, data)")
     parser.add_argument("--timeline", action="store_true", help="print every progress sample")
     args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="flashes-bench-mirror-") as folder, \
+            private_stack(mirror=Path(folder), keep=args.keep) as stack:
+        measure(args, stack, Path(folder))
 
-    var = Path(tempfile.mkdtemp(prefix="flashes-bench-"))
-    os.environ.update(infra.isolated_env(var))
-    server, base = mirror.serve(var)
-    os.environ.update(mirror.provider_env(f"{base}/mirror"))
-    settings = Settings()
-    logs = var / "logs"
-    processes: dict[str, subprocess.Popen] = {}
+
+def measure(args: argparse.Namespace, stack: Stack, folder: Path) -> None:
+    """The run on a private stack serving the mirror `folder`; prints the figures."""
+    settings, logs, processes = stack.settings, stack.logs, stack.processes
     poller: Poller | None = None
-    ok = False
     try:
-        infra.start(settings)
-        questdb.ensure_tables(settings)
         asyncio.run(ensure_topics(settings))
-        files = make_mirror(settings, var, args.sources)
+        files = make_mirror(settings, folder, args.sources)
         sources = sorted({s for s, _, _, _ in files})
-        processes = stack.spawn(("sink", "derive", "relevance"), {}, logs)
-        for i in range(2, args.relevance_workers + 1):
-            processes[f"relevance-{i}"] = spawn_extra("relevance", f"relevance-{i}", logs)
+        stack.start("sink", "derive", "relevance", *(f"relevance#{i}" for i in range(2, args.relevance_workers + 1)))
         wait_members(settings, {"flashes-sink": 1, "flashes-derive": 1,
                                 "flashes-relevance": args.relevance_workers}, processes)
 
-        server_pids = {name: int((var / f"{name}.pid").read_text()) for name in infra.SERVERS}
+        server_pids = {name: int((settings.var_dir / f"{name}.pid").read_text()) for name in SERVERS}
         pids = {"derive": [processes["derive"].pid], "sink": [processes["sink"].pid],
                 "relevance": [p.pid for n, p in processes.items() if n.startswith("relevance")],
                 **{name: [pid] for name, pid in server_pids.items()}}
@@ -340,15 +329,10 @@ def main() -> None:
               f"(accepted after {direct_accepted_s:.2f} s)")
         print(f"ratio end-to-end / direct: {e2e / direct:.3f}")
         print(json.dumps(figures), flush=True)
-        ok = True
     finally:
         if poller is not None:
             poller.stop.set()
             poller.join(10)
-        stack.terminate(processes)
-        server.shutdown()
-        infra.stop(settings)
-        tidy(var, logs, processes, args.keep, ok)
 
 if __name__ == "__main__":
     main()

@@ -15,23 +15,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shutil
 import statistics
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from flashes import infra, questdb
+from devtools.stack import private_stack
+from evaluation.run import find_series
+from flashes import questdb
 from flashes.parsers import parse
 from flashes.settings import PROJECT_ROOT, Settings
 from flashes.timeconv import datetime_to_mjd
 from services.fetcher.publish import make_chunks
 from services.relevance.app import columns_of, rebuild, score_columns
-from services.relevance.evaluate import find_series
 from services.relevance.history import History
 from services.relevance.model import MODEL_VERSION, SeriesModel
 from services.sink.rows import lightcurve_frame
@@ -49,12 +47,8 @@ def main() -> None:
              for _, inst, path in find_series(Settings(), Path(args.mirror)) if inst == "maxi"]
     if not files:
         raise SystemExit(f"no MAXI files under {args.mirror}/maxi")
-    var = Path(tempfile.mkdtemp(prefix="flashes-rebuild-"))
-    os.environ.update(infra.isolated_env(var))
-    settings = Settings()
-    infra.start(settings, servers=("questdb",))
-    try:
-        questdb.ensure_tables(settings)
+    with private_stack(servers=("questdb",)) as stack:
+        settings = stack.settings
         lives = {}
         for source_id, parsed in files:
             chunks = make_chunks(parsed, np.ones(len(parsed), dtype=bool), source_id, "maxi", "file://bench", fetched)
@@ -82,9 +76,6 @@ def main() -> None:
                 rebuilds.append(t2 - t1)
             rows.append({"series": f"maxi_{source_id}", "points": n, "rebuild_s": round(min(rebuilds), 4),
                          "read_s": round(min(reads), 4), "rebuild_s_median": round(statistics.median(rebuilds), 4)})
-    finally:
-        infra.stop(settings, servers=("questdb",))
-        shutil.rmtree(var, ignore_errors=True)
     points = sum(r["points"] for r in rows)
     largest = max(rows, key=lambda r: r["points"])
     result = {"model_version": MODEL_VERSION, "series": len(rows), "points": points,

@@ -24,13 +24,15 @@ from pathlib import Path
 import numpy as np
 import orjson
 
+from evaluation.methods import file_series, formula_scores
+from evaluation.run import find_series
 from flashes.settings import PROJECT_ROOT, Settings
 from flashes.parsers import parse
-from services.relevance.evaluate import Series, find_series, formula_scores, series_arrays
 from services.relevance.model import MODEL_VERSION, SeriesModel
+from services.relevance.series import SeriesColumns
 
 
-def score(series: Series, model: SeriesModel, start: int = 0, stop: int | None = None) -> np.ndarray:
+def score(series: SeriesColumns, model: SeriesModel, start: int = 0, stop: int | None = None) -> np.ndarray:
     part = slice(start, stop)
     bands = None if series.bands is None else (series.bands[0][part], series.bands[1][part])
     return model.score_chunk(series.kind, series.mjd[part], series.value[part], series.error[part],
@@ -43,8 +45,8 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--checkpoint-every", type=int, default=100)
     args = parser.parse_args()
-    series = [series_arrays(parse(inst, path.name, path.read_bytes()), inst)
-              for _, inst, path in find_series(Settings(), Path(args.mirror)) if inst == "maxi"]
+    series = [file_series(parse(inst, path.name, path.read_bytes()), inst, sid)
+              for sid, inst, path in find_series(Settings(), Path(args.mirror)) if inst == "maxi"]
     n = sum(len(s.mjd) for s in series)
     if not n:
         raise SystemExit(f"no MAXI files under {args.mirror}/maxi")

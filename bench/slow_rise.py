@@ -17,7 +17,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from services.relevance.evaluate import flag_latency
+from evaluation.methods import flag_latency
 from services.relevance.model import PARAMS, Params
 
 SLOPES = (1.0, 2.0, 3.0, 5.0)

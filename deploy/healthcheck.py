@@ -7,6 +7,7 @@ one-off command) has no port to ask and counts as healthy.
 """
 from __future__ import annotations
 
+import os
 import sys
 import urllib.request
 from collections.abc import Sequence
@@ -34,7 +35,7 @@ def main(cmdline: Path = Path("/proc/1/cmdline"), settings: Settings | None = No
     if name is None:
         return 0
     try:
-        with urllib.request.urlopen(url(settings or Settings(), name), timeout=timeout_s) as answer:
+        with urllib.request.urlopen(url(settings or Settings.from_env(os.environ), name), timeout=timeout_s) as answer:
             return 0 if answer.status == 200 else 1
     except OSError as exc:  # URLError, a refused connection, a timeout
         print(f"{name}: {exc}", file=sys.stderr)

@@ -1,9 +1,11 @@
 """The source catalogue: data/master_table.csv turned into source records with the seed's fields.
 
 Each record has `_id` (INTEGRAL name without spaces, lower case), coordinates (equatorial from
-the table, galactic computed with astropy), alternative names, the HEASARC class name decoded from
-its code with the seed's tags drawn from it (flashes/tags.py), and one object per instrument with
-its data URL and series key.
+the table, galactic computed with astropy), alternative names, the HEASARC class name of its code
+with the seed's tags drawn from it (flashes/tags.py), and one object per instrument with its data
+URL and series key. Class names come from HEASARC's class table when the catalogue is refreshed
+online (flashes/heasarc.py); otherwise, and for codes that table lacks, from the bundled
+data/heasarc_classes.csv decoded here.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import csv
 import json
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +23,7 @@ from astropy import units as u
 from astropy.coordinates import SkyCoord
 
 from flashes.settings import Settings
-from flashes.tags import UNCLASSIFIED, class_name, tags_of
+from flashes.tags import UNCLASSIFIED, class_name, tags_of, words_of
 from flashes.topics import DERIVED_KINDS, catalogue_series
 
 # The record field of each series kind (the seed's names).
@@ -74,6 +77,13 @@ class HeasarcClasses:
         return words
 
 
+def differing_names(classes: HeasarcClasses, names: Mapping[int, str]) -> list[int]:
+    """The codes that `names` (HEASARC's class table) names with other words than the bundled table decodes
+    them to; codes the bundled table cannot decode are left out."""
+    return sorted(code for code, name in names.items()
+                  if (words := classes.words(code)) != [UNCLASSIFIED] and words_of(name) != words_of(class_name(words)))
+
+
 def source_id(integral_name: str) -> str:
     return integral_name.replace(" ", "").lower()
 
@@ -100,7 +110,10 @@ def _series(kind: str, sid: str, url: str | None, provider_id: str | None) -> di
             "last_timestamp": None, "last_flux": None, "last_error": None}
 
 
-def build(settings: Settings) -> list[dict[str, Any]]:
+def build(settings: Settings, heasarc_names: Mapping[int, str] | None = None) -> list[dict[str, Any]]:
+    """The records of the master table; a class is named by `heasarc_names` (HEASARC's class table) when it has
+    the code, else by the bundled table."""
+    heasarc_names = heasarc_names or {}
     table = pd.read_csv(settings.master_table, dtype=str, keep_default_na=False)
     classes = HeasarcClasses(settings.heasarc_classes)
     ra = table["Ra Obj"].astype(float).to_numpy()
@@ -119,7 +132,7 @@ def build(settings: Settings) -> list[dict[str, Any]]:
                 if _present(name.strip(), absent) and name.strip() != row["Integral Name"] and name.strip() not in names:
                     names.append(name.strip())
         code = int(row["Class"]) if row["Class"].isdigit() else 0
-        name = class_name(classes.words(code))
+        name = heasarc_names.get(code) or class_name(classes.words(code))
         both = maxi_id is not None and swift_id is not None
         records.append({
             "_id": sid,
@@ -146,12 +159,15 @@ def _built_for(settings: Settings) -> dict[str, str]:
     return {**settings.base_urls, "master_table": str(settings.master_table), "format": "2 (seed tags)"}
 
 
-def write(settings: Settings) -> Path:
-    """Build the catalogue and store it where the API and the fetcher read it."""
+def write(settings: Settings, heasarc_names: Mapping[int, str] | None = None) -> Path:
+    """Build the catalogue and store it where the API and the fetcher read it. Which table named the classes is
+    kept beside `built_for`, not in it, so that `load` keeps HEASARC's names instead of rebuilding offline."""
     path = settings.catalogue_path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"built_for": _built_for(settings), "sources": build(settings)}))
+    tmp.write_text(json.dumps({"built_for": _built_for(settings),
+                               "class_names": "HEASARC" if heasarc_names else "bundled",
+                               "sources": build(settings, heasarc_names)}))
     tmp.replace(path)
     return path
 

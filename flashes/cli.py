@@ -8,45 +8,34 @@ import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import get_args
+
+from pydantic import ValidationError
 
 import schemas
-from flashes.errors import InfraError, UnsafeSettings
+from flashes.errors import InfraError, SettingsError, UnsafeSettings
 from flashes import safety, services, topics
 from flashes.services import SERVICES
-from flashes.settings import get_settings
+from flashes.settings import Settings
 from flashes.topics import INSTRUMENTS
 
 
-
-def _infra(args: argparse.Namespace) -> None:
-    from flashes import infra
-
-    settings = get_settings()
-    try:
-        {"fetch": lambda: print(infra.fetch_jars(settings)),
-         "start": lambda: infra.start(settings),
-         "stop": lambda: infra.stop(settings),
-         "status": lambda: print(infra.status(settings))}[args.action]()
-    except InfraError as exc:
-        sys.exit(f"flashes infra {args.action}: {exc}")
-
-
-def _run(args: argparse.Namespace) -> None:
+def _run(args: argparse.Namespace, settings: Settings) -> None:
     """Run one service in the foreground until SIGTERM/Ctrl-C; unsafe settings exit with the reasons, no traceback."""
     try:
-        services.run(args.service, get_settings())
+        services.run(args.service, settings)
     except UnsafeSettings as exc:
         sys.exit(f"flashes run {args.service}: {exc}")
 
 
-def _kafka_acls(args: argparse.Namespace) -> None:
+def _kafka_acls(args: argparse.Namespace, settings: Settings) -> None:
     """The one-shot step before the services start (compose): every topic and every service's ACLs, as admin;
     a broker still starting (or away) is waited for, an ACL the broker refuses ends it with the reason."""
     from flashes import kafka_acl
     from flashes.kafka import run_restarting
 
     async def grant() -> None:
-        print(f"{await kafka_acl.apply(get_settings())} ACLs in place for {', '.join(kafka_acl.PLAN)}")
+        print(f"{await kafka_acl.apply(settings)} ACLs in place for {', '.join(kafka_acl.PLAN)}")
 
     try:
         run_restarting("kafka-acls", grant)
@@ -54,17 +43,11 @@ def _kafka_acls(args: argparse.Namespace) -> None:
         sys.exit(f"flashes kafka-acls: {exc}")
 
 
-def _fetch(args: argparse.Namespace) -> None:
-    """One round (--once), the schedule (no --once), or everything again (backfill)."""
-    from flashes import mirror
+def fetch(args: argparse.Namespace, settings: Settings) -> None:
+    """One round (--once), the schedule (no --once), or everything again (backfill); `python -m devtools fetch`
+    calls it with settings that point at a served mirror."""
     from services.fetcher.service import fetch_once, run_forever
 
-    server = None
-    if args.mirror:
-        server, base = mirror.serve(Path(args.mirror))
-        os.environ.update(mirror.provider_env(base))
-        get_settings.cache_clear()
-    settings = get_settings()
     try:
         safety.require_safe(settings, "fetcher")
         if args.command == "fetch" and not args.once:
@@ -74,19 +57,15 @@ def _fetch(args: argparse.Namespace) -> None:
                                         full=args.command == "backfill", progress=True))
     except (ValueError, UnsafeSettings) as exc:
         sys.exit(f"flashes {args.command}: {exc}")
-    finally:
-        if server:
-            server.shutdown()
     print(f"{report.series} series with new points ({report.points} points), {report.unchanged} unchanged, "
           f"{report.rejected} bad lines to the dead-letter topic, {len(report.errors)} failures")
     for error in report.errors:
         print(f"  {error}")
 
 
-def _mirror(args: argparse.Namespace) -> None:
+def _mirror(args: argparse.Namespace, settings: Settings) -> None:
     from services.fetcher.mirror_sync import sync
 
-    settings = get_settings()
     try:
         safety.require_safe(settings, "fetcher")
     except UnsafeSettings as exc:
@@ -97,23 +76,39 @@ def _mirror(args: argparse.Namespace) -> None:
         print(f"  {error}")
 
 
-def _catalogue(args: argparse.Namespace) -> None:
+def _catalogue(args: argparse.Namespace, settings: Settings) -> None:
     from flashes import catalogue
 
-    print(catalogue.write(get_settings()))
+    names = None
+    if args.online:
+        from flashes import heasarc
+        from flashes.errors import HeasarcError
+
+        try:
+            names = heasarc.class_names(settings.heasarc_vo_url, settings.http_timeout_s)
+        except HeasarcError as exc:
+            print(f"flashes catalogue build: {exc}; the classes are named from the bundled table "
+                  f"{settings.heasarc_classes}", file=sys.stderr)
+    print(catalogue.write(settings, names))
+    if names:
+        differing = catalogue.differing_names(catalogue.HeasarcClasses(settings.heasarc_classes), names)
+        print(f"{len(names)} class names from HEASARC; {len(differing)} of them in other words than the bundled "
+              f"table's{': ' if differing else ''}{', '.join(map(str, differing))}")
 
 
-def _schemas(args: argparse.Namespace) -> None:
+def _schemas(args: argparse.Namespace, settings: Settings) -> None:
     from flashes.schema_export import export
 
     for path in export():
         print(path)
 
 
-def _evaluate(args: argparse.Namespace) -> None:
+def _evaluate(args: argparse.Namespace, settings: Settings) -> None:
     import json
 
-    from services.relevance.evaluate import TARGET_FALSE_RATE, evaluate, table
+    from evaluation.metrics import TARGET_FALSE_RATE
+    from evaluation.report import table
+    from evaluation.run import evaluate
 
     if args.target_false_rate is not None and not args.cv:
         sys.exit("flashes evaluate: --target-false-rate is the level selection of --cv; add --cv")
@@ -121,14 +116,14 @@ def _evaluate(args: argparse.Namespace) -> None:
     if not target >= 0:  # nan too
         sys.exit(f"flashes evaluate: --target-false-rate {args.target_false_rate} is not a rate (≥ 0)")
     try:
-        result = evaluate(get_settings(), Path(args.mirror), Path(args.events), cv=args.cv, target_false_rate=target,
+        result = evaluate(settings, Path(args.mirror), Path(args.events), cv=args.cv, target_false_rate=target,
                           progress=True)
     except ValueError as exc:
         sys.exit(f"flashes evaluate: {exc}")
     print(json.dumps(result, indent=1) if args.json else table(result))
 
 
-def _rescore(args: argparse.Namespace) -> None:
+def _rescore(args: argparse.Namespace, settings: Settings) -> None:
     """Rebuild the relevance models of the selected sources from their stored history (relevance stopped)."""
     from aiokafka.errors import KafkaError
 
@@ -136,7 +131,7 @@ def _rescore(args: argparse.Namespace) -> None:
     from services.relevance.rescore import WorkersRunning, rescore
 
     try:
-        report = asyncio.run(rescore(get_settings(), args.source))
+        report = asyncio.run(rescore(settings, args.source))
     except (WorkersRunning, StateRestoreError, KafkaError) as exc:
         sys.exit(f"flashes rescore: {exc}")
     points = sum(report.rebuilt.values())
@@ -151,12 +146,6 @@ def _rescore(args: argparse.Namespace) -> None:
         print(f"  {problem}")
     if report.behind or report.unreadable:
         sys.exit(1)
-
-
-def _stack(args: argparse.Namespace) -> None:
-    from flashes.stack import run_stack
-
-    run_stack(get_settings())
 
 
 def _since(text: str) -> datetime:
@@ -185,15 +174,37 @@ def _alert_line(alert: schemas.Alert) -> str:
             f"peak {alert.peak_relevance:.2f}  {','.join(alert.reasons)}  {alert.explanation}")
 
 
-def _listen(args: argparse.Namespace) -> None:
+LISTEN_FILTERS = {"sources": "--source", "tags": "--tag", "instruments": "--instrument", "reasons": "--reason",
+                  "alert_types": "--alert-type", "min_relevance": "--min-relevance", "cone": "--cone"}
+
+
+def _listen_filters(args: argparse.Namespace) -> schemas.SubscriptionFilters:
+    """The listen options as a subscription's filters (history included unless --news-only); a value out of
+    bounds exits naming the option and the bound."""
+    try:
+        return schemas.SubscriptionFilters(
+            sources=args.source or [], tags=args.tag or [], instruments=args.instrument or [],
+            reasons=args.reason or [], alert_types=args.alert_type or [], min_relevance=args.min_relevance,
+            cone=None if args.cone is None else dict(zip(("ra", "dec", "radius"), args.cone)),
+            history=not args.news_only)
+    except ValidationError as exc:
+        sys.exit("flashes listen: " + "; ".join(_filter_error(*e["loc"], message=e["msg"]) for e in exc.errors()))
+
+
+def _filter_error(field: str | int, *part: str | int, message: str) -> str:
+    """One refused filter: its option (a cone's coordinate named, e.g. '--cone dec') and the bound it breaks."""
+    coordinate = f" {part[0]}" if field == "cone" and part else ""
+    return f"{LISTEN_FILTERS[str(field)]}{coordinate}: {message}"
+
+
+def _listen(args: argparse.Namespace, settings: Settings) -> None:
     """Print alerts from Kafka as they come (or replay them), one per line."""
     from aiokafka.errors import KafkaError
 
     from flashes.client import AlertListener
 
     since = _since(args.since) if args.since is not None else None
-    listener = AlertListener.from_settings(get_settings(), source=args.source, tag=args.tag,
-                                           min_relevance=args.min_relevance, since=since,
+    listener = AlertListener.from_settings(settings, _listen_filters(args), since=since,
                                            from_beginning=args.from_beginning, exit_at_end=args.exit_at_end)
 
     async def show() -> None:
@@ -208,36 +219,43 @@ def _listen(args: argparse.Namespace) -> None:
         sys.exit(f"flashes listen: Kafka at {listener.bootstrap_servers}: {exc}")
 
 
-def _add_selection(p: argparse.ArgumentParser) -> None:
+def add_selection(p: argparse.ArgumentParser) -> None:
     """--source / --instrument, as fetch, backfill and mirror sync take them."""
     p.add_argument("--source", action="append", help="source id (repeatable); default: all")
     p.add_argument("--instrument", action="append", choices=INSTRUMENTS, help="repeatable")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flashes", description="FLASHES stream: X-ray monitor alerts")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("infra", help="Kafka and QuestDB on loopback from Maven Central jars")
-    p.add_argument("action", choices=["fetch", "start", "stop", "status"])
-    p.set_defaults(func=_infra)
-    p = sub.add_parser("run", help="run one service in the foreground")
-    p.add_argument("service", choices=SERVICES)
-    p.set_defaults(func=_run)
+def add_fetch_commands(sub: argparse._SubParsersAction) -> list[argparse.ArgumentParser]:
+    """`fetch` and `backfill` (here, and with a mirror folder in `python -m devtools`)."""
+    parsers = []
     for name, text in (("fetch", "fetch new and revised points of the catalogue's lightcurves and publish them"),
                        ("backfill", "fetch and publish the full history of every selected series")):
         p = sub.add_parser(name, help=text)
         if name == "fetch":
             p.add_argument("--once", action="store_true", help="one round, then exit (default: on the schedule)")
-        _add_selection(p)
-        p.add_argument("--mirror", help="a folder laid out like the providers' sites, served locally")
-        p.set_defaults(func=_fetch)
+        add_selection(p)
+        p.set_defaults(func=fetch)
+        parsers.append(p)
+    return parsers
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flashes", description="FLASHES stream: X-ray monitor alerts")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="run one service in the foreground")
+    p.add_argument("service", choices=SERVICES)
+    p.set_defaults(func=_run)
+    add_fetch_commands(sub)
     p = sub.add_parser("mirror", help="provider mirrors")
     p.add_argument("action", choices=["sync"], help="sync: download the catalogue's live files into FOLDER")
     p.add_argument("folder")
-    _add_selection(p)
+    add_selection(p)
     p.set_defaults(func=_mirror)
     p = sub.add_parser("catalogue", help="build the source catalogue from data/master_table.csv")
     p.add_argument("action", choices=["build"])
+    p.add_argument("--online", action="store_true",
+                   help="name the classes from HEASARC's class table (astroquery); the bundled table when it "
+                        "cannot be had and for the codes it lacks")
     p.set_defaults(func=_catalogue)
     p = sub.add_parser("schemas", help="export the topic contracts as JSON Schema into schemas/")
     p.add_argument("action", choices=["export"])
@@ -256,8 +274,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("listen", help="print alerts from Kafka as they come, or replay them")
     p.add_argument("--source", action="append", metavar="ID", help="source id (repeatable); default: all")
     p.add_argument("--tag", action="append", help="alerts of sources with any of these tags (repeatable)")
+    p.add_argument("--instrument", action="append", choices=INSTRUMENTS,
+                   help="alerts with a series of any of these instruments (repeatable)")
+    p.add_argument("--reason", action="append", choices=get_args(schemas.Reason),
+                   help="alerts with any of these reasons (repeatable)")
+    p.add_argument("--alert-type", action="append", choices=get_args(schemas.AlertType), help="repeatable")
     p.add_argument("--min-relevance", type=float, default=0.0, metavar="X",
                    help="lowest peak relevance of the episode (0..1)")
+    p.add_argument("--cone", nargs=3, type=float, metavar=("RA", "DEC", "RADIUS"),
+                   help="sources within RADIUS of (RA, DEC), all in degrees (ICRS)")
+    p.add_argument("--news-only", action="store_true",
+                   help="only news, as a subscription without history gets (default: history too)")
     start = p.add_mutually_exclusive_group()
     start.add_argument("--since", metavar="TIME", help="alerts published since TIME: ISO 8601 (UTC unless it "
                                                        "has a zone) or MJD; default: new alerts only")
@@ -270,8 +297,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_rescore)
     p = sub.add_parser("kafka-acls", help="create every topic and each service user's ACLs (log in as admin)")
     p.set_defaults(func=_kafka_acls)
-    p = sub.add_parser("stack", help="infrastructure, every service and the sample mirror, until Ctrl-C")
-    p.set_defaults(func=_stack)
     return parser
 
 
@@ -279,4 +304,8 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     args = build_parser().parse_args(argv)
-    args.func(args)
+    try:
+        settings = Settings.from_env(os.environ)  # the one place the environment is read
+    except SettingsError as exc:
+        sys.exit(f"flashes {args.command}: {exc}")
+    args.func(args, settings)

@@ -5,16 +5,21 @@ Example (not executed)::
     >>> import asyncio
     >>> from datetime import datetime, timezone
     >>> from flashes.client import AlertListener
+    >>> from schemas import Cone, SubscriptionFilters
     >>> async def main() -> None:
-    ...     listener = AlertListener("kafka.example.org:9092", source=["maxij1535-571"], min_relevance=0.8,
-    ...                              since=datetime(2024, 5, 1, tzinfo=timezone.utc), exit_at_end=True)
+    ...     wanted = SubscriptionFilters(cone=Cone(ra=233.8, dec=-57.2, radius=2.0), reasons=["state_change"],
+    ...                                  min_relevance=0.8, history=True)
+    ...     listener = AlertListener("kafka.example.org:9092", wanted, since=datetime(2024, 5, 1, tzinfo=timezone.utc),
+    ...                              exit_at_end=True)
     ...     async for alert in listener:
     ...         print(alert.time, alert.alert_type, alert.source_name, alert.explanation)
     >>> asyncio.run(main())
 
-The listener reads the alerts topic partition by partition in offset order. Without a consumer
-group it commits nothing: every listener decides where it starts (`since`, `from_beginning`, or
-the end: new alerts only). With `group_id` it commits what the caller has taken and, when neither
+An alert is taken when it passes the filters: a schemas.SubscriptionFilters, matched by the
+function delivery uses (flashes/subscriptions.py `matches`), so a listener and a subscription with
+the same filters take the same alerts. The listener reads the alerts topic partition by partition
+in offset order. Without a consumer group it commits nothing: every listener decides where it
+starts (`since`, `from_beginning`, or the end: new alerts only). With `group_id` it commits what the caller has taken and, when neither
 `since` nor `from_beginning` is given, resumes after the last committed alert. To stop early,
 leave the loop inside `contextlib.aclosing(aiter(listener))` so that the consumer is closed at once.
 """
@@ -33,30 +38,29 @@ from flashes import topics
 from flashes.errors import DecodeError
 from flashes.kafka import security
 from flashes.settings import Settings
+from flashes.subscriptions import matches
 
 log = logging.getLogger(__name__)
 METADATA_RETRY_S = 5.0
+EVERY_ALERT = schemas.SubscriptionFilters(history=True)
 
 
 class AlertListener:
-    """An async iterator over the alerts (schemas.Alert) that pass every filter given.
+    """An async iterator over the alerts (schemas.Alert) that pass `filters` (default: every alert, news and
+    history, as a subscription's filters with `history` set).
 
-    `source`: any of these source ids; `tag`: any of these tags; `min_relevance`: the episode's peak
-    relevance at least this. `since`: alerts published (Kafka record time) at or after this time
-    (a naive datetime is UTC); `from_beginning`: every stored alert; neither: only alerts published
-    after the listener started. `exit_at_end`: stop at the end the topic had when it started.
+    `since`: alerts published (Kafka record time) at or after this time (a naive datetime is UTC);
+    `from_beginning`: every stored alert; neither: only alerts published after the listener started.
+    `exit_at_end`: stop at the end the topic had when it started.
     """
 
-    def __init__(self, bootstrap_servers: str, source: list[str] | None = None, tag: list[str] | None = None,
-                 min_relevance: float = 0.0, since: datetime | None = None, from_beginning: bool = False,
-                 exit_at_end: bool = False, group_id: str | None = None,
-                 login: dict[str, str] | None = None) -> None:
+    def __init__(self, bootstrap_servers: str, filters: schemas.SubscriptionFilters = EVERY_ALERT,
+                 since: datetime | None = None, from_beginning: bool = False, exit_at_end: bool = False,
+                 group_id: str | None = None, login: dict[str, str] | None = None) -> None:
         if since is not None and from_beginning:
             raise ValueError("give either since or from_beginning, not both")
         self.bootstrap_servers = bootstrap_servers
-        self.source = source
-        self.tag = tag
-        self.min_relevance = min_relevance
+        self.filters = filters
         self.since = since
         self.from_beginning = from_beginning
         self.exit_at_end = exit_at_end
@@ -64,14 +68,10 @@ class AlertListener:
         self.login = login or {}  # flashes.kafka.security: SASL keyword arguments, none for PLAINTEXT
 
     @classmethod
-    def from_settings(cls, settings: Settings, **filters: Any) -> AlertListener:
+    def from_settings(cls, settings: Settings, filters: schemas.SubscriptionFilters = EVERY_ALERT,
+                      **start: Any) -> AlertListener:
         """A listener on the Kafka of the FLASHES settings (FLASHES_KAFKA_HOST/PORT)."""
-        return cls(settings.kafka_bootstrap, login=security(settings), **filters)
-
-    def wanted(self, alert: schemas.Alert) -> bool:
-        return ((not self.source or alert.source_id in self.source)
-                and (not self.tag or any(t in alert.tags for t in self.tag))
-                and alert.peak_relevance >= self.min_relevance)
+        return cls(settings.kafka_bootstrap, filters, login=security(settings), **start)
 
     async def __aiter__(self) -> AsyncIterator[schemas.Alert]:
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, group_id=self.group_id,
@@ -94,7 +94,7 @@ class AlertListener:
                     for record in records:
                         if record.timestamp < self.since_ms:  # record times need not grow with the offset
                             continue
-                        if (alert := self._decoded(record)) is not None and self.wanted(alert):
+                        if (alert := self._decoded(record)) is not None and matches(self.filters, alert):
                             yield alert
                     if self.group_id is not None and records:  # the caller has taken these
                         await consumer.commit({tp: records[-1].offset + 1})

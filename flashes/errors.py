@@ -6,6 +6,11 @@ class FlashesError(RuntimeError):
     """Base of the project's own errors."""
 
 
+class SettingsError(FlashesError, ValueError):
+    """A FLASHES_* variable does not read as its setting; the message names the variable and why, never its value
+    (it may be a secret)."""
+
+
 class InfraError(FlashesError):
     """Something the servers need is missing or they did not come up; the message says what."""
 
@@ -16,6 +21,11 @@ class QuestDBError(FlashesError):
 
 class FetchError(FlashesError):
     """A provider file could not be downloaded; the message says why."""
+
+
+class HeasarcError(FlashesError):
+    """HEASARC's class table could not be had (unreachable, an error answer, not the table asked for); the message
+    says which. The catalogue then names its classes from the bundled table."""
 
 
 class RefusedFile(FetchError, ValueError):

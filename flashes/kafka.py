@@ -35,7 +35,7 @@ def security(settings: Settings) -> dict[str, str]:
     if settings.kafka_security_protocol == "PLAINTEXT":
         return {}
     return {"security_protocol": settings.kafka_security_protocol, "sasl_mechanism": SCRAM,
-            "sasl_plain_username": settings.kafka_user, "sasl_plain_password": settings.kafka_password}
+            "sasl_plain_username": settings.kafka_user, "sasl_plain_password": settings.kafka_password.get_secret_value()}
 
 
 # Every Kafka client of the project is made here, so none can forget the login (a client built without it

@@ -2,7 +2,7 @@
 and writes and its consumer groups; nothing else is allowed.
 
 The broker runs the StandardAuthorizer with `allow.everyone.if.no.acl.found=false` and `admin` as its
-only super user (flashes/infra.py, deploy/kafka/), so only the fetcher writes lightcurves, only
+only super user (flashes/kafka_deploy.py, deploy/kafka/), so only the fetcher writes lightcurves, only
 relevance writes scores, only alerts writes alerts, only the API writes subscriptions. `apply` (the
 `flashes kafka-acls` one-shot step, run as `admin`) creates every topic and these ACLs; it can run
 again at any time (Kafka ignores an ACL that exists).

@@ -128,8 +128,10 @@ async def send(settings: Settings, message: EmailMessage) -> None:
         raise DeliveryError(f"mail not sent: {refusal}")
     try:
         await aiosmtplib.send(message, hostname=settings.smtp_host, port=settings.smtp_port,
-                              username=settings.smtp_user or None, password=settings.smtp_password or None,
+                              username=settings.smtp_user or None,
+                              password=settings.smtp_password.get_secret_value() or None,
                               use_tls=settings.smtp_security == "tls", start_tls=settings.smtp_security == "starttls",
+                              cert_bundle=str(settings.smtp_ca_file) if settings.smtp_ca_file else None,
                               timeout=SMTP_TIMEOUT_S)
     except (aiosmtplib.SMTPException, OSError) as exc:
         # `from None`: the original exception names the refused address and the relay and would reach tracebacks.

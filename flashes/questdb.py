@@ -58,7 +58,7 @@ def query(settings: Settings, sql: str, timeout_s: float = 30.0) -> list[dict[st
     """Run SQL over HTTP /exec and return the rows as dicts."""
     try:
         r = httpx.get(f"{settings.questdb_http_url}/exec", params={"query": sql}, timeout=timeout_s,
-                      auth=(settings.questdb_writer_user, settings.questdb_writer_password))
+                      auth=(settings.questdb_writer_user, settings.questdb_writer_password.get_secret_value()))
     except httpx.HTTPError as exc:
         raise QuestDBError(f"QuestDB at {settings.questdb_http_url} unreachable: {exc!r}") from exc
     try:
@@ -76,6 +76,16 @@ def ensure_tables(settings: Settings) -> None:
         query(settings, ddl)
 
 
+def healthy(settings: Settings) -> bool:
+    """QuestDB answers a query of the writer's: up, and the login holds (the sink waits for this)."""
+    try:
+        r = httpx.get(f"{settings.questdb_http_url}/exec", params={"query": "SELECT 1"}, timeout=2,
+                      auth=(settings.questdb_writer_user, settings.questdb_writer_password.get_secret_value()))
+        return r.status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def wal_applied(settings: Settings) -> bool:
     """True when every WAL transaction has been applied (rows visible to queries)."""
     rows = query(settings, "SELECT name, suspended, writerTxn, sequencerTxn FROM wal_tables()")
@@ -85,5 +95,5 @@ def wal_applied(settings: Settings) -> bool:
 def sender(settings: Settings) -> Sender:
     """ILP over HTTP as the writer (HTTP basic auth); each flush is one transaction per table."""
     return Sender(Protocol.Http, settings.questdb_host, settings.questdb_http_port,
-                  username=settings.questdb_writer_user, password=settings.questdb_writer_password,
+                  username=settings.questdb_writer_user, password=settings.questdb_writer_password.get_secret_value(),
                   auto_flush=False, retry_timeout=60000, request_timeout=60000)

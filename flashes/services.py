@@ -34,5 +34,6 @@ def run(name: str, settings: Settings) -> None:
     else:
         import uvicorn
 
-        uvicorn.run("services.api.app:create_app", factory=True, host=settings.api_host, port=settings.api_port,
-                    log_level="info")
+        from services.api.app import create_app
+
+        uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="info")

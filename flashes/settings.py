@@ -1,19 +1,33 @@
-"""All settings, read from the environment with the FLASHES_ prefix (e.g. FLASHES_KAFKA_PORT)."""
-from functools import lru_cache
-from pathlib import Path
-from typing import Literal
+"""Every setting in one frozen object, built once from FLASHES_* variables and passed to whatever needs it.
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+The entry point (`flashes` in flashes/cli.py) calls `Settings.from_env(os.environ)`; a test builds one from a
+dict or with keywords, a child process is given its variables explicitly. Secrets are `SecretStr`: they print
+as stars and are read with `.get_secret_value()` where they are used.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal, get_origin
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from flashes.errors import SettingsError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PREFIX = "FLASHES_"
 POLL_EVERY_S = {"maxi": 3600.0, "swift": 3600.0, "fermi": 3600.0}  # BAT publishes about every 6 h, MAXI 4-hourly
+# The development key, public in the source: flashes/safety.py refuses it beyond loopback.
+DEVELOPMENT_KEY = SecretStr("Zmxhc2hlcy1kZXYta2V5LW5vdC1mb3ItcHJvZCEhISE=")
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="FLASHES_")
+class Settings(BaseModel):
+    """Setting `name` is read from the variable FLASHES_{NAME}; an unknown keyword is refused."""
 
-    # Infrastructure: loopback servers started by `flashes infra start`, or other hosts (docker compose).
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Infrastructure: loopback servers started by `python -m devtools infra start`, or other hosts (docker compose).
     kafka_host: str = "127.0.0.1"
     questdb_host: str = "127.0.0.1"
     api_host: str = "127.0.0.1"
@@ -24,16 +38,16 @@ class Settings(BaseSettings):
                                          "PLAINTEXT: no login, for a broker on loopback only (make run, tests)")
     kafka_user: str = Field(default="", description="this service's Kafka user; what it may read and write: "
                                                     "flashes/kafka_acl.py")
-    kafka_password: str = ""
+    kafka_password: SecretStr = SecretStr("")
     questdb_http_port: int = 9000
     questdb_pg_port: int = 8812
     questdb_reader_user: str = Field(default="reader", description="QuestDB's read-only PG-wire user: the API and "
                                                                    "Grafana read as it")
-    questdb_reader_password: str = "quest"
+    questdb_reader_password: SecretStr = SecretStr("quest")
     questdb_writer_user: str = Field(default="admin", description="QuestDB's HTTP (REST, ILP) and PG-wire user that "
                                                                   "may write: the sink, table creation, the queries "
                                                                   "of flashes.questdb.query")
-    questdb_writer_password: str = "quest"
+    questdb_writer_password: SecretStr = SecretStr("quest")
     questdb_min_http_port: int = 9003
     var_dir: Path = PROJECT_ROOT / "var"
     cache_dir: Path = PROJECT_ROOT / ".cache"
@@ -41,6 +55,9 @@ class Settings(BaseSettings):
     # Data and providers.
     master_table: Path = PROJECT_ROOT / "data" / "master_table.csv"
     heasarc_classes: Path = PROJECT_ROOT / "data" / "heasarc_classes.csv"
+    heasarc_vo_url: str = Field(default="https://heasarc.gsfc.nasa.gov/xamin/vo",
+                                description="HEASARC's VO services (astroquery's Heasarc VO_URL): `flashes catalogue build --online` "
+                                            "reads the class names from its TAP table `class`")
     maxi_base_url: str = "https://maxi.riken.jp/"
     swift_base_url: str = "https://swift.gsfc.nasa.gov/"
     fermi_base_url: str = "https://gammaray.nsstc.nasa.gov/gbm/science/pulsars/lightcurves/"
@@ -78,7 +95,7 @@ class Settings(BaseSettings):
     grafana_url: str = "http://127.0.0.1:3000"
 
     # Subscriptions and delivery.
-    secret_key: str = Field(default="Zmxhc2hlcy1kZXYta2V5LW5vdC1mb3ItcHJvZCEhISE=",
+    secret_key: SecretStr = Field(default=DEVELOPMENT_KEY,
                             description="Fernet key (urlsafe base64 of 32 bytes) that encrypts e-mail addresses "
                                         "and webhook secrets and signs confirmation links; the default is for "
                                         "development only")
@@ -97,13 +114,16 @@ class Settings(BaseSettings):
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 8025
     smtp_user: str = ""
-    smtp_password: str = ""
+    smtp_password: SecretStr = SecretStr("")
     smtp_security: Literal["starttls", "tls", "none"] = Field(
         default="starttls", description="starttls: STARTTLS required (port 587 or 25); tls: implicit TLS (port 465); "
                                         "none: cleartext, refused unless smtp_host is loopback or "
                                         "smtp_allow_cleartext is set")
     smtp_allow_cleartext: bool = Field(default=False, description="allow smtp_security none to a relay that is "
                                                                  "not loopback (a relay on the local network)")
+    smtp_ca_file: Path | None = Field(default=None, description="a PEM file of certificate authorities the SMTP "
+                                                                "client trusts besides the system's (a relay with "
+                                                                "a private CA)")
     mail_from: str = "FLASHES stream <flashes@localhost>"
     email_daily_cap: int = Field(default=10, description="alert mails per subscription and UTC day; then a digest")
     subscriptions_per_hour: int = Field(default=20, description="subscriptions one client network (IPv4 address, "
@@ -119,7 +139,7 @@ class Settings(BaseSettings):
                                                              "removed with its subscription; so is a "
                                                              "subscription left on channel none")
     max_body_bytes: int = Field(default=64 * 1024, description="a larger request body is refused (413)")
-    secret_keys: list[str] = Field(default_factory=list,
+    secret_keys: list[SecretStr] = Field(default_factory=list,
                                    description="Fernet keys, newest first: the first encrypts and signs, every one "
                                                "decrypts and verifies (key rotation); empty: [secret_key]")
     heartbeat_s: float = 3.0
@@ -131,6 +151,28 @@ class Settings(BaseSettings):
         default_factory=lambda: {"maxi": 2.0, "swift": 2.0, "fermi": 7.0},
         description="GET /health/freshness: an instrument whose newest point is older is stale (503); "
                     "an instrument not listed is not judged")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        """The settings the FLASHES_* variables of `env` give, every other setting at its default; variables of
+        no setting are ignored (the broker's own passwords share the prefix). Lists and maps are JSON
+        (FLASHES_FETCH_SOURCES='["gx339-4"]'). Raises SettingsError naming each variable that does not read."""
+        values: dict[str, object] = {}
+        for name, field in cls.model_fields.items():
+            variable = PREFIX + name.upper()
+            if variable not in env:
+                continue
+            values[name] = env[variable]
+            if get_origin(field.annotation) in (list, dict):
+                try:
+                    values[name] = json.loads(env[variable])
+                except ValueError:
+                    raise SettingsError(f"{variable} is not JSON (e.g. {_example(field.annotation)})") from None
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            # The messages without the input: a value that does not read may be a password.
+            raise SettingsError("; ".join(f"{_variable(e['loc'])}: {e['msg']}" for e in exc.errors())) from None
 
     @field_validator("fetch_every_s")
     @classmethod
@@ -160,6 +202,11 @@ class Settings(BaseSettings):
         return self.var_dir / "catalogue.json"
 
 
-@lru_cache
-def get_settings() -> Settings:
-    return Settings()
+def _variable(loc: tuple[int | str, ...]) -> str:
+    """The variable of a validation error's location: FLASHES_FETCH_EVERY_S, or FLASHES_SECRET_KEYS item 1."""
+    name, *inner = loc
+    return PREFIX + str(name).upper() + "".join(f" item {part}" for part in inner)
+
+
+def _example(annotation: object) -> str:
+    return '{"maxi": 600}' if get_origin(annotation) is dict else '["a", "b"]'

@@ -98,7 +98,7 @@ class Vault:
     """
 
     def __init__(self, settings: Settings) -> None:
-        keys = [k.encode() for k in settings.secret_keys or [settings.secret_key]]
+        keys = [k.get_secret_value().encode() for k in settings.secret_keys or [settings.secret_key]]
         self.fernet = MultiFernet([Fernet(k) for k in keys])
         self.mac_keys = [hashlib.sha256(b"flashes-links:" + k).digest() for k in keys]
 

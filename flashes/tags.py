@@ -45,6 +45,12 @@ def class_name(words: list[str]) -> str:
     return ", ".join(words)
 
 
+def words_of(name: str) -> str:
+    """A class name as the tags read it: lower case, words only, so that HEASARC's "HMXRB SUPERGIANT X-RAY
+    PULSAR ECLIPSING" and the bundled table's "HMXRB supergiant, X-ray pulsar, eclipsing" read the same."""
+    return re.sub(r"[^a-z0-9]+", " ", name.lower()).strip()
+
+
 def tags_of(name: str) -> list[str]:
     """The seed tags whose phrases the class name contains (in the order of TAGS); UNCLASSIFIED if none.
 
@@ -53,5 +59,5 @@ def tags_of(name: str) -> list[str]:
     >>> tags_of("AGN Unclassified")
     ['AGN']
     """
-    text = re.sub(r"[^a-z0-9]+", " ", name.lower())
+    text = words_of(name)
     return [tag for tag, pattern in _PATTERNS.items() if pattern.search(text)] or [UNCLASSIFIED]

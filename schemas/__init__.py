@@ -501,10 +501,16 @@ class Episode(Contract):
     quiet: dict[str, int] = Field(description="per series, points below the threshold since its last unusual one")
 
 
-class AlertState(ProcessorState):
-    """alerts' state of one source (compacted topic flashes.state.alerts.v2, key source_id): each
-    series' track and the open episode, if any."""
+class EpisodeState(Contract):
+    """What alerts keeps of one source: each series' track and the open episode, if any. The episode logic
+    (services/alerts/episodes.py) turns a state and a point into the next state."""
 
-    version: Literal[2] = 2
     series: dict[str, SeriesTrack]
     episode: Episode | None = None
+
+
+class AlertState(EpisodeState, ProcessorState):
+    """alerts' state of one source (compacted topic flashes.state.alerts.v2, key source_id): its EpisodeState
+    and the input offset it covers."""
+
+    version: Literal[2] = 2

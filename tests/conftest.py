@@ -1,12 +1,11 @@
-"""Fixtures on the real thing: Kafka and QuestDB started by the project's own infra code.
+"""Fixtures on the real thing: Kafka and QuestDB of the session's private stack (devtools/stack.py).
 
-The servers run on free loopback ports with data under a temporary folder; every FLASHES_*
-setting is put into the environment so that the services started as subprocesses see them too.
+The servers run on free loopback ports with data under a temporary folder; the services a test starts
+(`stack.start`) are given the stack's FLASHES_* variables, and the tests' settings are built from them.
 """
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -24,18 +23,22 @@ import httpx
 import pytest
 from aiosmtpd.controller import Controller
 
-from flashes import infra, mirror, questdb, stack, topics
-from flashes.settings import PROJECT_ROOT, Settings, get_settings
+from devtools import mirror
+from devtools.infra import free_port
+from devtools.observe import PIPELINE_GROUPS, positioned, series_counts as counts, wait_drained, wait_until
+from devtools.stack import Stack, private_stack
+from flashes import topics
+from flashes.settings import PROJECT_ROOT, Settings
 from services.fetcher.service import fetch_once
-from flashes.observe import PIPELINE_GROUPS, positioned, series_counts as counts, wait_drained, wait_until
 
 TEST_DATA = Path(__file__).resolve().parent / "data"
 
 
 LAYERS = ("unit", "integration", "browser")
-# The fixtures that start private servers or services: the session's Kafka and QuestDB (`settings`) and the
-# stacks of their own that some modules start.
-SERVER_FIXTURES = {"settings", "private", "own", "ops", "black_hole"}
+# The fixtures that start private servers or services: the session's Kafka and QuestDB (`stack`, `settings`) and
+# the stacks of their own that some modules start.
+SERVER_FIXTURES = {"stack", "settings", "private", "own", "ops", "black_hole"}
+PIPELINE_SERVICES = ("sink", "derive", "relevance", "alerts", "delivery", "api")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -47,16 +50,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture(scope="session")
-def settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
-    var = tmp_path_factory.mktemp("var")
-    env = {**infra.isolated_env(var), "FLASHES_HTTP_BACKOFF_S": "0.05", "FLASHES_HTTP_TIMEOUT_S": "2"}
-    os.environ.update(env)
-    get_settings.cache_clear()
-    s = Settings()
-    infra.start(s)
-    questdb.ensure_tables(s)
-    yield s
-    infra.stop(s)
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """The session's Kafka and QuestDB (fast provider retries); the services tests start run on it."""
+    with private_stack(env={"FLASHES_HTTP_BACKOFF_S": "0.05", "FLASHES_HTTP_TIMEOUT_S": "2"},
+                       var=tmp_path_factory.mktemp("var")) as session:
+        yield session
+
+
+@pytest.fixture(scope="session")
+def settings(stack: Stack) -> Settings:
+    return stack.settings
 
 
 class Recorder(BaseHTTPRequestHandler):
@@ -115,7 +118,7 @@ class Mailbox:
 def smtp_server() -> Iterator[tuple[int, Mailbox]]:
     """A real SMTP server (aiosmtpd) on loopback."""
     mailbox = Mailbox()
-    controller = Controller(mailbox, hostname="127.0.0.1", port=infra.free_port())
+    controller = Controller(mailbox, hostname="127.0.0.1", port=free_port())
     controller.start()
     yield controller.port, mailbox
     controller.stop()
@@ -224,8 +227,19 @@ def subscribers() -> Subscribers:
     return Subscribers()
 
 
+def pipeline_env(smtp_port: int) -> dict[str, str]:
+    """What the pipeline's services are given beside the stack's variables and the mirror (a test that starts
+    one more API or delivery beside them gives it the same)."""
+    return {"FLASHES_WEBHOOK_ALLOW_LOOPBACK": "true", "FLASHES_DELIVERY_BACKOFF_S": "1.0",
+            "FLASHES_DELIVERY_MAX_ATTEMPTS": "3", "FLASHES_SMTP_PORT": str(smtp_port),
+            "FLASHES_SMTP_SECURITY": "none",  # aiosmtpd on loopback, without STARTTLS
+            "FLASHES_EMAIL_DAILY_CAP": "2",
+            # Every test subscribes from 127.0.0.1 through this one API; the limit itself is tested on its own app.
+            "FLASHES_SUBSCRIPTIONS_PER_HOUR": "1000"}
+
+
 @pytest.fixture(scope="session")
-def pipeline(settings: Settings, mirror_dir: Path, webhook_receiver: tuple[str, list[dict]],
+def pipeline(stack: Stack, mirror_dir: Path, webhook_receiver: tuple[str, list[dict]],
              failing_receiver: tuple[str, list[dict]], smtp_server: tuple[int, Mailbox], subscribers: Subscribers,
              expected: dict[str, int]) -> Iterator[Settings]:
     """The services on the sample (three sources), with subscriptions made through the API first:
@@ -233,20 +247,14 @@ def pipeline(settings: Settings, mirror_dir: Path, webhook_receiver: tuple[str, 
     (e-mail, confirmed, MAXI J1535-571, daily cap 2) and 'unconfirmed' (e-mail never confirmed); all ask
     for history too, as the sample's alerts are about data years old."""
     server, base = mirror.serve(mirror_dir)
-    env = {**mirror.provider_env(base), "FLASHES_WEBHOOK_ALLOW_LOOPBACK": "true", "FLASHES_DELIVERY_BACKOFF_S": "1.0",
-           "FLASHES_DELIVERY_MAX_ATTEMPTS": "3", "FLASHES_SMTP_PORT": str(smtp_server[0]),
-           "FLASHES_SMTP_SECURITY": "none",  # aiosmtpd on loopback, without STARTTLS
-           "FLASHES_EMAIL_DAILY_CAP": "2",
-           # Every test subscribes from 127.0.0.1 through this one API; the limit itself is tested on its own app.
-           "FLASHES_SUBSCRIPTIONS_PER_HOUR": "1000"}
-    os.environ.update(env)
-    get_settings.cache_clear()
-    s = Settings()
-    processes = stack.spawn(("sink", "derive", "relevance", "alerts", "delivery", "api"), env, s.var_dir / "logs")
+    env = {**mirror.provider_env(base), **pipeline_env(smtp_server[0])}
+    s = stack.settings_with(env)
+    stack.start(*PIPELINE_SERVICES, env=env)
+    processes = stack.processes
     try:
         subscribers.api = s.api_url
         wait_until(lambda: _up(f"{s.api_url}/health/kafka") or processes["api"].poll() is not None, "the API", 120)
-        assert processes["api"].poll() is None, f"the API exited: see {s.var_dir / 'logs' / 'api.log'}"
+        assert processes["api"].poll() is None, f"the API exited: see {stack.logs / 'api.log'}"
         made = subscribers.made
         made["all"] = subscribe(s.api_url, {"channel": "webhook", "webhook_url": f"{webhook_receiver[0]}/all",
                                             "filters": {"history": True}})
@@ -274,7 +282,7 @@ def pipeline(settings: Settings, mirror_dir: Path, webhook_receiver: tuple[str, 
         yield s
     finally:
         subscribers.api = ""
-        stack.terminate(processes)
+        stack.stop(*PIPELINE_SERVICES)
         server.shutdown()
-        dead = stack.crashed(s.var_dir / "logs", processes)
-        assert not dead, f"{dead} crashed: see {s.var_dir / 'logs'}"
+        dead = stack.crashed(PIPELINE_SERVICES)
+        assert not dead, f"{dead} crashed: see {stack.logs}"

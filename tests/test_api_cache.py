@@ -1,5 +1,5 @@
 """The API's in-memory series cache: one load for concurrent first requests, the old value served while
-a newer one loads, and kept when the reload fails."""
+a newer one loads, and kept when the reload fails. Time is the cache's injected clock; each reload is awaited."""
 from __future__ import annotations
 
 import asyncio
@@ -21,7 +21,8 @@ async def test_concurrent_first_requests_load_once() -> None:
 
 
 async def test_a_stale_value_is_served_while_the_new_one_loads_and_kept_if_that_fails() -> None:
-    cache, version, release = TTLCache(ttl_s=0.01, size=4), [1], asyncio.Event()
+    now = [0.0]
+    cache, version, release = TTLCache(ttl_s=10, size=4, clock=lambda: now[0]), [1], asyncio.Event()
 
     async def load() -> int:
         if version[0] > 1:
@@ -32,15 +33,16 @@ async def test_a_stale_value_is_served_while_the_new_one_loads_and_kept_if_that_
 
     assert await cache.get("k", load) == 1
     version[0] = 2
-    await asyncio.sleep(0.02)
+    now[0] += 11  # past the TTL
     assert await cache.get("k", load) == 1  # stale: the reload waits, the request does not
+    reload = cache.refreshing["k"]
     release.set()
-    await asyncio.sleep(0.01)
+    await reload
     assert await cache.get("k", load) == 2  # the reload is in
     version[0] = 3
-    await asyncio.sleep(0.02)
+    now[0] += 11
     await cache.get("k", load)
-    await asyncio.sleep(0.01)
+    await cache.refreshing["k"]  # the reload fails (logged)
     assert await cache.get("k", load) == 2  # the failed reload kept the value
 
 

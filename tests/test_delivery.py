@@ -19,13 +19,14 @@ from cryptography.fernet import Fernet
 from standardwebhooks import Webhook
 
 import schemas
-from flashes import infra, questdb, topics
+from devtools import infra
+from flashes import questdb, topics
 from flashes.kafka import make_producer
-from flashes.observe import wait_until
+from devtools.observe import wait_until
 from flashes.settings import Settings
 from flashes.subscriptions import Vault, new_code, new_webhook_secret, subscription_id
 from tests.conftest import Mailbox, Subscribers, receiver, subscribe
-from tests.kafka_helpers import read_records, read_topic
+from devtools.observe import read_records, read_topic
 
 EXAMPLE = schemas.Alert.model_validate_json(schemas.EXAMPLE_ALERT.read_bytes())
 

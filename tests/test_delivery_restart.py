@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
-import subprocess
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -23,13 +20,14 @@ from cryptography.fernet import Fernet
 from standardwebhooks import Webhook
 
 import schemas
-from flashes import infra, stack, topics
+from devtools.observe import positioned, wait_until
+from devtools.stack import Stack, private_stack
+from flashes import topics
 from flashes.kafka import ensure_topics, make_producer
-from flashes.observe import positioned, wait_until
 from flashes.settings import Settings
 from flashes.subscriptions import Vault, new_code, new_webhook_secret, subscription_id
 from tests.conftest import Mailbox, receiver
-from tests.kafka_helpers import read_topic
+from devtools.observe import read_topic
 
 pytestmark = pytest.mark.integration  # starts its own services and servers
 
@@ -50,23 +48,16 @@ def test_links_are_signed_with_the_newest_key_and_old_secrets_and_links_still_wo
 
 
 @pytest.fixture(scope="module")
-def private(tmp_path_factory: pytest.TempPathFactory,
-            smtp_server: tuple[int, Mailbox]) -> Iterator[tuple[Settings, dict[str, str], Path]]:
-    """Kafka alone on free loopback ports; the delivery service's settings and environment (cap 2 mails a day,
-    retries 1 s doubling for up to 10 attempts, keys [NEW, OLD], QuestDB absent: charts from the alerts' points)."""
-    var = tmp_path_factory.mktemp("delivery-restart")
-    values = {**{k.removeprefix("FLASHES_").lower(): v for k, v in infra.isolated_env(var).items()},
-              "webhook_allow_loopback": True, "smtp_host": "127.0.0.1", "smtp_port": smtp_server[0], "smtp_user": "",
-              "smtp_security": "none", "email_daily_cap": 2, "delivery_backoff_s": 1.0, "delivery_max_attempts": 10,
-              "secret_keys": [NEW, OLD], "clock_offset_days": 0.0}
-    settings = Settings(**values)
-    env = {f"FLASHES_{k.upper()}": json.dumps(v) if isinstance(v, list | bool) else str(v) for k, v in values.items()}
-    infra.start(settings, servers=("kafka",))
-    try:
-        asyncio.run(ensure_topics(settings))
-        yield settings, env, var / "logs"
-    finally:
-        infra.stop(settings, servers=("kafka",))
+def private(tmp_path_factory: pytest.TempPathFactory, smtp_server: tuple[int, Mailbox]) -> Iterator[Stack]:
+    """Kafka alone on free loopback ports; the delivery service's settings (cap 2 mails a day, retries 1 s doubling
+    for up to 10 attempts, keys [NEW, OLD], QuestDB absent: charts from the alerts' points)."""
+    env = {"FLASHES_WEBHOOK_ALLOW_LOOPBACK": "true", "FLASHES_SMTP_HOST": "127.0.0.1",
+           "FLASHES_SMTP_PORT": str(smtp_server[0]), "FLASHES_SMTP_USER": "", "FLASHES_SMTP_SECURITY": "none",
+           "FLASHES_EMAIL_DAILY_CAP": "2", "FLASHES_DELIVERY_BACKOFF_S": "1.0", "FLASHES_DELIVERY_MAX_ATTEMPTS": "10",
+           "FLASHES_SECRET_KEYS": json.dumps([NEW, OLD]), "FLASHES_CLOCK_OFFSET_DAYS": "0.0"}
+    with private_stack(env=env, var=tmp_path_factory.mktemp("delivery-restart"), servers=("kafka",)) as stack:
+        asyncio.run(ensure_topics(stack.settings))
+        yield stack
 
 
 def subscription(key: str, channel: str, **fields: object) -> tuple[schemas.Subscription, str | None]:
@@ -118,8 +109,8 @@ class Log:
 
 
 def test_a_killed_delivery_service_sends_each_mail_and_webhook_once(
-        private: tuple[Settings, dict[str, str], Path], smtp_server: tuple[int, Mailbox]) -> None:
-    settings, env, logs = private
+        private: Stack, smtp_server: tuple[int, Mailbox]) -> None:
+    settings = private.settings
     address = f"restart-{uuid.uuid4().hex[:8]}@example.org"
     (ok_server, ok_url, ok_got), (flaky_server, flaky_url, flaky_got) = receiver(204), receiver(500)
     mail_sub, _ = subscription(OLD, "email", email=address, email_confirmed=True)
@@ -128,11 +119,10 @@ def test_a_killed_delivery_service_sends_each_mail_and_webhook_once(
     first, later = [alert(f"a{i}") for i in (1, 2, 3)], alert("a4")
     held_early, held_late = alert("digest-1"), alert("digest-2")
     ids = {a.alert_id for a in [*first, later]}
-    processes: dict[str, subprocess.Popen] = {}
     try:
         asyncio.run(produce(settings, [(topics.SUBSCRIPTIONS, s.subscription_id, s)
                                        for s in (mail_sub, ok_sub, flaky_sub)]))
-        processes = stack.spawn(("delivery",), env, logs)
+        private.start("delivery")
         wait_until(lambda: asyncio.run(positioned(settings, "flashes-delivery", topics.ALERTS.name)),
                    "the delivery service to join at the end of the alerts", 60, 0.2)
         asyncio.run(produce(settings, [(topics.ALERTS, a.source_id, a) for a in first]))
@@ -146,11 +136,10 @@ def test_a_killed_delivery_service_sends_each_mail_and_webhook_once(
         asyncio.run(produce(settings, [digest_task(mail_sub, held_early)]))  # after the held one, on its partition
         wait_until(lambda: Log(settings).count(mail_sub, "digested") == {held_early.alert_id: 1}, "the digest", 60, 0.5)
 
-        processes["delivery"].send_signal(signal.SIGKILL)  # retries and the midnight digest pending
-        processes["delivery"].wait()
+        assert private.kill("delivery")  # retries and the midnight digest pending
         flaky_server.RequestHandlerClass.status = 204
         before_restart = len(flaky_got)
-        processes = stack.spawn(("delivery",), env, logs)
+        private.start("delivery")
         asyncio.run(produce(settings, [(topics.ALERTS, later.source_id, later), digest_task(mail_sub, held_late)]))
 
         def second_round() -> bool:
@@ -183,8 +172,8 @@ def test_a_killed_delivery_service_sends_each_mail_and_webhook_once(
         token = parse_qs(unsubscribe.query)["token"][0]
         assert Vault(Settings(secret_keys=[NEW])).check_link(mail_sub.subscription_id, token)
         assert not Vault(Settings(secret_keys=[OLD])).check_link(mail_sub.subscription_id, token)
-        assert processes["delivery"].poll() is None and not stack.crashed(logs, ["delivery"])
+        assert private.processes["delivery"].poll() is None and not private.crashed(["delivery"])
     finally:
-        stack.terminate(processes)
+        private.stop("delivery")
         ok_server.shutdown()
         flaky_server.shutdown()

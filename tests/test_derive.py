@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import schemas
-from flashes.timeconv import mjd_to_unix_us
+from flashes import chunks
 from services.derive.app import REVISION_DAYS, Derive
 
 SOURCE = "gx339-4"
@@ -16,10 +16,10 @@ FETCHED = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 def chunk(instrument: str, mjd: list[float], flux: list[float], error: list[float]) -> schemas.LightcurveChunk:
     band = {"maxi": "2-20", "swift": "15-50"}[instrument]
-    return schemas.LightcurveChunk(
-        source_id=SOURCE, instrument=instrument, bands=[band], units="u", first_mjd=mjd[0], last_mjd=mjd[-1],
-        count=len(mjd), time=mjd_to_unix_us(np.array(mjd)).tolist(), mjd=mjd, flux={band: flux}, error={band: error},
-        provenance=schemas.Provenance(url="file://x", fetched_at=FETCHED))
+    [one] = chunks.build(schemas.LightcurveChunk, mjd, {"flux": {band: flux}, "error": {band: error}}, source_id=SOURCE,
+                         instrument=instrument, bands=[band], units="u",
+                         provenance=schemas.Provenance(url="file://x", fetched_at=FETCHED))
+    return one
 
 
 def by_kind(outputs: list) -> dict[str, schemas.DerivedChunk]:

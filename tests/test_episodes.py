@@ -1,13 +1,15 @@
-"""Alert episodes per source (services/alerts/episodes.py) on synthetic scores of a real catalogue source."""
+"""Alert episodes per source (services/alerts/episodes.py): the pure step, and the alerts processor on synthetic
+scores of a real catalogue source."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 import schemas
+from flashes import chunks
 from flashes.settings import Settings
-from flashes.timeconv import mjd_to_datetime, mjd_to_unix_us
+from flashes.timeconv import mjd_to_datetime
 from services.alerts.app import Alerts
+from services.alerts.episodes import NOTHING, Decision, Point, Rules, step
 
 SOURCE = "maxij1535-571"
 T = 58000.0  # MJD offset of the synthetic days
@@ -18,12 +20,11 @@ def chunk(kind: str, mjd: list[float], relevance: list[float], value: list[float
           hardness: list[float] | None = None) -> schemas.RelevanceChunk:
     n = len(mjd)
     model = [r if h is None else 0.1 for r, h in zip(relevance, hardness or [None] * n)]
-    return schemas.RelevanceChunk(
-        source_id=SOURCE, first_mjd=mjd[0], last_mjd=mjd[-1], count=n, time=mjd_to_unix_us(np.array(mjd)).tolist(),
-        mjd=mjd, series=f"{kind}_{SOURCE}", kind=kind, model_version="test", value=value or [0.1] * n,
-        error=[0.01] * n, relevance=relevance,
-        terms=schemas.RelevanceTermColumns(model=model, hardness=hardness or [0.0] * n, flux=[0.5] * n,
-                                           trend=[0.5] * n))
+    terms = {"model": model, "hardness": hardness or [0.0] * n, "flux": [0.5] * n, "trend": [0.5] * n}
+    [one] = chunks.build(schemas.RelevanceChunk, mjd, {"value": value or [0.1] * n, "error": [0.01] * n,
+                                                       "relevance": relevance, "terms": terms},
+                         source_id=SOURCE, series=f"{kind}_{SOURCE}", kind=kind, model_version="test")
+    return one
 
 
 @pytest.fixture(scope="module")
@@ -184,3 +185,27 @@ def test_news_and_history_of_one_episode_follow_each_records_own_point() -> None
                             chunk("maxi", [T + 199.5], [0.95], [1.0]))  # more than doubled, half a day old
     assert (onset.alert_type, onset.live) == ("onset", False)
     assert (update.alert_type, update.live, update.alert_id) == ("update", True, onset.alert_id)
+
+
+def point(kind: str, mjd: float, relevance: float, value: float = 10.0) -> Point:
+    return Point(SOURCE, f"{kind}_{SOURCE}", kind, mjd, value, 1.0, relevance,
+                 {"model": relevance, "hardness": 0.0, "flux": 0.5, "trend": 0.5})
+
+
+def test_a_step_changes_nothing_it_is_given_and_returns_the_next_state_with_the_record() -> None:
+    rules = Rules(threshold=0.7, end_points=1)
+    state, raised = NOTHING, []
+    for p in (point("maxi", T + 1.5, 0.1), point("maxi", T + 2.5, 0.9), point("maxi", T + 3.5, 0.95, value=25.0),
+              point("swift", T + 3.0, 0.1), point("maxi", T + 4.5, 0.1), point("swift", T + 4.0, 0.8),
+              point("maxi", T + 5.5, 0.1)):
+        before = state.model_dump()
+        decision = step(state, p, rules)
+        assert state.model_dump() == before  # nothing changed in place
+        assert step(state, p, rules) == decision  # the same state and point, the same decision
+        raised.append(decision.record and (decision.record.alert_type, decision.record.episode.record_number))
+        state = decision.state
+    # onset, doubled (10 -> 25 mCrab), end; then BAT's lone crossing is held (MAXI, a day away, sees nothing).
+    assert raised == [None, ("onset", 1), ("update", 2), None, ("end", 3), None, None]
+    assert state.episode is None and state.series[f"swift_{SOURCE}"].held
+    assert [m for m, _, _ in state.series[f"maxi_{SOURCE}"].points] == [T + 1.5, T + 2.5, T + 3.5, T + 4.5, T + 5.5]
+    assert step(state, point("maxi", T + 5.5, 0.99), rules) == Decision(state)  # a replayed score: nothing

@@ -13,9 +13,10 @@ import pytest
 
 from flashes.cli import main
 from flashes.settings import Settings
+from evaluation.methods import METHODS, MODEL_LEVELS
+from evaluation.metrics import DAYS_PER_YEAR, Event, event_kind, read_events, score_method, select_level
+from evaluation.run import Scored, cross_validate, evaluate, score_mirror
 from services.relevance.model import PARAMS
-from services.relevance.evaluate import (DAYS_PER_YEAR, METHODS, MODEL_LEVELS, Event, Scored, cross_validate, evaluate,
-                                         event_kind, score_method, score_mirror, select_level)
 
 DATA = Path(__file__).resolve().parent / "data" / "maxi"
 YEAR = DAYS_PER_YEAR
@@ -83,8 +84,6 @@ def test_event_kinds_are_grouped_for_per_kind_recall() -> None:
     # Every kind in the shared events file belongs to one of the three groups.
     shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "events.csv"
     if shared.exists():
-        from services.relevance.evaluate import read_events
-
         assert {event_kind(ev.kind) for ev in read_events(shared)} == {"onset", "state transition", "flare"}
 
 

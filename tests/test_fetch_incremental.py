@@ -17,7 +17,7 @@ from flashes.settings import PROJECT_ROOT, Settings
 from services.fetcher import state
 from tests.conftest import providers
 from services.fetcher.service import fetch_once, run_forever
-from tests.kafka_helpers import lightcurve_points, read_records, read_topic
+from devtools.observe import lightcurve_points, read_records, read_topic
 
 SOURCE = "swiftj0243.6+6124"  # MAXI, BAT (weak) and GBM pulsar series
 FILES = ["maxi/star_data/J0243+614/J0243+614_g_lc_1day_all.dat",

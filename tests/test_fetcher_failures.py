@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-from flashes import mirror
+from devtools import mirror
 from flashes.settings import PROJECT_ROOT, Settings
 from tests.conftest import providers
 from services.fetcher.service import fetch_once
 from tests.certs import self_signed, server_context
-from tests.kafka_helpers import lightcurve_points, read_topic
+from devtools.observe import lightcurve_points, read_topic
 
 BROKEN = {"/maxi/star_data/J1820+071/": 500, "/maxi/star_data/J1520-571/": "hang"}
 

@@ -22,14 +22,15 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from flashes import catalogue, mirror
+from devtools import mirror
+from flashes import catalogue
 from flashes.errors import RefusedFile
 from flashes.parsers import LAUNCH_MJD, MAX_ABS_VALUE, ParsedLightcurve, parse
 from flashes.settings import PROJECT_ROOT, Settings
 from flashes.timeconv import datetime_to_mjd
 from services.fetcher.publish import make_chunks
 from services.fetcher.service import fetch_once
-from tests.kafka_helpers import lightcurve_points, read_topic
+from devtools.observe import lightcurve_points, read_topic
 
 SEED = 19
 MUTATIONS_PER_KIND = 300

@@ -34,7 +34,8 @@ def as_reader(settings: Settings, sql: str) -> list[dict]:
     """Rows of SQL run over the PostgreSQL wire as the read-only user Grafana's data source uses."""
     async def run() -> list[dict]:
         conn = await asyncpg.connect(host=settings.questdb_host, port=settings.questdb_pg_port, database="qdb",
-                                     user=settings.questdb_reader_user, password=settings.questdb_reader_password)
+                                     user=settings.questdb_reader_user,
+                                     password=settings.questdb_reader_password.get_secret_value())
         try:
             return [dict(r) for r in await conn.fetch(sql)]
         finally:

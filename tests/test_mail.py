@@ -12,13 +12,14 @@ from email import policy
 from email.message import EmailMessage
 
 import pytest
+from pydantic import SecretStr
 from aiosmtpd.controller import Controller
 
 import schemas
 from flashes import questdb
 from flashes.errors import DeliveryError
 from flashes.mail import confirmation_message, make_id, send
-from flashes.observe import wait_until
+from devtools.observe import wait_until
 from flashes.settings import Settings
 from flashes.timeconv import mjd_to_datetime
 from services.alerts.mail import alert_message, digest_message, lightcurve_png, recent_points
@@ -198,5 +199,5 @@ async def test_recent_points_merge_questdb_main_bands_with_the_alerts_own(settin
     mjd, value, error = (await recent_points(no_http, alert))["maxi_chart-merge"]
     assert (mjd.tolist(), value.tolist(), error.tolist()) == (
         [57950.5, 57997.5, 57998.5, 57999.5], [20.0, 30.1, 210.3, 612.8], [5.0, 9.8, 12.5, 15.0])
-    refused = settings.model_copy(update={"questdb_reader_password": "not-the-password"})
+    refused = settings.model_copy(update={"questdb_reader_password": SecretStr("not-the-password")})
     assert (await recent_points(refused, alert))["maxi_chart-merge"][0].tolist() == [57997.5, 57998.5, 57999.5]

@@ -1,5 +1,5 @@
 """Operators can see it: every service's Prometheus metrics and GET /health/freshness, on a private stack whose
-services run as `make run` runs them (flashes.stack.spawn of every service of flashes.services.SERVICES) on one
+services run as `make run` runs them (a devtools private stack of every service of flashes.services.SERVICES) on one
 sample source served from a provider mirror.
 
 Prometheus and Grafana cannot run on these machines. So the test scrapes each running service itself (httpx,
@@ -26,9 +26,10 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from flashes import infra, kafka, metrics, mirror, ops_dashboard, questdb, stack, topics
+from devtools.stack import private_stack
+from flashes import kafka, metrics, ops_dashboard, questdb, topics
 from flashes.kafka import create_topics, make_producer
-from flashes.observe import PIPELINE_GROUPS, wait_drained, wait_until
+from devtools.observe import PIPELINE_GROUPS, wait_drained, wait_until
 from flashes.services import SERVICES, metrics_port
 from flashes.settings import PROJECT_ROOT, Settings
 from flashes.timeconv import datetime_to_mjd
@@ -91,34 +92,27 @@ def _up(url: str) -> bool:
 @pytest.fixture(scope="module")
 def ops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ops]:
     var = tmp_path_factory.mktemp("ops")
-    env = infra.isolated_env(var)
-    settings = Settings(**{k.removeprefix("FLASHES_").lower(): v for k, v in env.items()})
     folder = copy_mirror({MAXI_ID: BAT}, var / "mirror")
     truncate(folder / "maxi" / "star_data" / MAXI_ID / f"{MAXI_ID}_g_lc_1day_all.dat", ROWS, BAD_LINES)
     truncate(folder / BAT, ROWS)
-    server, base = mirror.serve(folder)
     hook_server, hook_url, webhooks = receiver(204)
-    infra.start(settings)
-    processes: dict = {}
+    env = {"FLASHES_FETCH_SOURCES": json.dumps([SOURCE]),
+           "FLASHES_FETCH_EVERY_S": json.dumps({i: 1.0 for i in topics.INSTRUMENTS}),
+           "FLASHES_FETCH_JITTER_S": "0", "FLASHES_WEBHOOK_ALLOW_LOOPBACK": "true"}
     try:
-        questdb.ensure_tables(settings)
-        service_env = {**env, **mirror.provider_env(base), "FLASHES_FETCH_SOURCES": json.dumps([SOURCE]),
-                       "FLASHES_FETCH_EVERY_S": json.dumps({i: 1.0 for i in topics.INSTRUMENTS}),
-                       "FLASHES_FETCH_JITTER_S": "0", "FLASHES_WEBHOOK_ALLOW_LOOPBACK": "true"}
-        processes = stack.spawn(SERVICES, service_env, var / "logs")
-        wait_until(lambda: _up(f"{settings.api_url}/health/kafka") or processes["api"].poll() is not None, "the API", 120)
-        assert processes["api"].poll() is None, f"the API exited: see {var / 'logs' / 'api.log'}"
-        wait_until(lambda: stored(settings, "SELECT count() n FROM relevance WHERE kind IN ('maxi', 'swift')") >= 2 * ROWS,
-                   "the sample scored and stored", 180)
-        wait_drained(settings, PIPELINE_GROUPS)
-        yield Ops(settings, folder, hook_url, webhooks)
+        with private_stack(SERVICES, env=env, mirror=folder, var=var) as stack:
+            settings, processes = stack.settings, stack.processes
+            wait_until(lambda: _up(f"{settings.api_url}/health/kafka") or processes["api"].poll() is not None,
+                       "the API", 120)
+            assert processes["api"].poll() is None, f"the API exited: see {stack.logs / 'api.log'}"
+            wait_until(lambda: stored(settings, "SELECT count() n FROM relevance WHERE kind IN ('maxi', 'swift')")
+                       >= 2 * ROWS, "the sample scored and stored", 180)
+            wait_drained(settings, PIPELINE_GROUPS)
+            yield Ops(settings, folder, hook_url, webhooks)
+        dead = stack.crashed()
+        assert not dead, f"{dead} crashed: see {stack.logs}"
     finally:
-        stack.terminate(processes)
         hook_server.shutdown()
-        server.shutdown()
-        infra.stop(settings)
-        dead = stack.crashed(var / "logs", processes)
-        assert not dead, f"{dead} crashed: see {var / 'logs'}"
 
 
 def metric_names(expr: str) -> set[str]:

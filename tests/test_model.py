@@ -15,15 +15,16 @@ import numpy as np
 import orjson
 import pytest
 
+from evaluation.methods import file_series, flag_latency, model_alerts, model_scores
+from evaluation.metrics import WINDOW_BEFORE_D, false_episodes
 from flashes import trigger
 from flashes.parsers import ParsedLightcurve, parse
 from flashes.units import MCRAB_PER_UNIT
 from services.relevance import model as model_module
 from services.relevance import stats
-from services.relevance.evaluate import (WINDOW_BEFORE_D, Series, false_episodes, flag_latency, model_alerts,
-                                         model_scores, series_arrays)
 from services.relevance.model import (BAND_ORDER, MODEL_VERSION, PARAMS, STATE_VERSION, Bands, Novelty, Params,
                                       SeriesModel, band_template, calibrate)
+from services.relevance.series import SeriesColumns
 from services.relevance.stats import EWMean, FrugalQuantile
 
 THRESHOLD = 0.7
@@ -221,7 +222,7 @@ def test_a_model_restored_from_its_json_state_continues_bit_exactly_like_an_unin
 
 
 def test_the_state_of_a_long_real_series_is_small_and_restores_exactly() -> None:
-    series = series_arrays(parse("maxi", REAL.name, REAL.read_bytes()), "maxi")
+    series = file_series(parse("maxi", REAL.name, REAL.read_bytes()), "maxi", "maxij1535-571")
     data = (series.mjd, series.value, series.error, series.colour, series.colour_error)
     flux, error = series.bands
     expected = SeriesModel().score_chunk("maxi", *data, bands=(flux, error)).relevance
@@ -513,7 +514,7 @@ def test_a_faint_re_flare_months_after_a_bright_outburst_stands_out_on_real_data
     6.75σ does not alert on it; river-3 alerted on MJD 58566.5). With one spread
     learned through the outburst (quiescent_snr = −1: never quiescent) it stays near 3σ."""
     path = REAL.parent / "J1820+071_g_lc_1day_all.dat"
-    series = series_arrays(parse("maxi", path.name, path.read_bytes()), "maxi")
+    series = file_series(parse("maxi", path.name, path.read_bytes()), "maxi", "maxij1820+070")
 
     def evidence(params: Params) -> float:
         scores = model_scores(series, params)
@@ -534,9 +535,9 @@ ONSETS = 20
 
 
 def maxi_days(seed: int, level: float = 2.0, signal: np.ndarray | None = None,
-              shape: tuple[float, ...] = CRAB_LIKE) -> Series:
+              shape: tuple[float, ...] = CRAB_LIKE) -> SeriesColumns:
     """DAYS daily points of a MAXI source at `level` mCrab plus `signal` (mCrab per day, times `shape` per band),
-    read as the service reads a MAXI file (series_arrays: bands in mCrab, colour; 2-20 keV is the sum of the bands'
+    read as the service reads a MAXI file (file_series: bands in mCrab, colour; 2-20 keV is the sum of the bands'
     photon fluxes, so Crab-like bands add up to 1.16 times their mCrab, as the factors of flashes/units.py do).
     Noise per band: Gaussian with the day's error (typical × 0.8–1.25) plus SCATTER typical errors that drift
     from day to day (AR(1), SCATTER_RHO): the 2-20 keV days scatter 1.2 times their errors with a lag-1
@@ -552,7 +553,7 @@ def maxi_days(seed: int, level: float = 2.0, signal: np.ndarray | None = None,
     photons, photon_errors = flux / per_unit, error / per_unit
     bands = {band: (photons[:, i], photon_errors[:, i]) for i, band in enumerate(BAND_ORDER)}
     bands["2-20"] = (photons.sum(axis=1), np.sqrt((photon_errors ** 2).sum(axis=1)))
-    return series_arrays(ParsedLightcurve(55000.5 + np.arange(DAYS), bands), "maxi")
+    return file_series(ParsedLightcurve(55000.5 + np.arange(DAYS), bands), "maxi", "synthetic")
 
 
 def outburst(onset: float, peak: float, rise_d: float, decay_d: float = 15.0) -> np.ndarray:

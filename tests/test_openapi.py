@@ -14,10 +14,11 @@ from pathlib import Path
 import httpx
 from pytest_httpserver import HTTPServer
 
-from flashes import stack
-from flashes.infra import free_port
-from flashes.observe import wait_until
+from devtools.infra import free_port
+from devtools.observe import wait_until
+from devtools.stack import Stack
 from flashes.settings import Settings
+from tests.conftest import Mailbox, pipeline_env
 
 
 def _up(url: str) -> bool:
@@ -27,18 +28,20 @@ def _up(url: str) -> bool:
         return False
 
 
-def test_no_generated_request_makes_a_server_error(pipeline: Settings, httpserver: HTTPServer) -> None:
+def test_no_generated_request_makes_a_server_error(pipeline: Settings, stack: Stack, httpserver: HTTPServer,
+                                                   smtp_server: tuple[int, Mailbox]) -> None:
     httpserver.expect_request("/api/health").respond_with_json({"database": "ok", "version": "12.2.0"})
     port = free_port()
     # The sample's newest points are years old: /health/freshness would rightly answer 503, a server error to
     # schemathesis, so this API allows them (tests/test_metrics.py tests the 503).
-    env = {"FLASHES_API_PORT": str(port), "FLASHES_GRAFANA_URL": httpserver.url_for("/").rstrip("/"),
+    env = {**pipeline_env(smtp_server[0]), "FLASHES_API_PORT": str(port),
+           "FLASHES_GRAFANA_URL": httpserver.url_for("/").rstrip("/"),
            "FLASHES_FRESHNESS_DAYS": '{"maxi": 1e6, "swift": 1e6, "fermi": 1e6}'}
     api = f"http://127.0.0.1:{port}"
-    logs = pipeline.var_dir / "logs" / "openapi"
-    processes = stack.spawn(("api",), env, logs)
+    stack.start("api#openapi", env=env)
     try:
-        wait_until(lambda: _up(f"{api}/openapi.json") or processes["api"].poll() is not None, "the API", 60)
+        wait_until(lambda: _up(f"{api}/openapi.json") or stack.processes["api#openapi"].poll() is not None,
+                   "the API", 60)
         # Found by this run once: a non-ASCII token made the link check raise (500) instead of answering 404.
         assert httpx.post(f"{api}/subscriptions/unsubscribe", params={"id": "é", "token": "é"}).status_code == 404
         run = subprocess.run([str(Path(sys.executable).parent / "st"), "run", f"{api}/openapi.json",
@@ -50,5 +53,5 @@ def test_no_generated_request_makes_a_server_error(pipeline: Settings, httpserve
         tested = re.search(r"Tested: (\d+)", run.stdout)
         assert selected and tested and int(tested[1]) == int(selected[2]) > 20, run.stdout[-3000:]
     finally:
-        stack.terminate(processes)
-    assert not stack.crashed(logs, processes), f"the API logged a traceback: see {logs}"
+        stack.stop("api#openapi")
+    assert not stack.crashed(["api#openapi"]), f"the API logged a traceback: see {stack.logs / 'api#openapi.log'}"

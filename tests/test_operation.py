@@ -1,10 +1,11 @@
-"""Six simulated days of operation with every fault of tests/operation.py (bench/operation.py runs a month)."""
+"""Six simulated days of operation with every fault of devtools/operation.py (bench/operation.py runs a month)."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from tests.operation import run
 import pytest
+
+from devtools.operation import run
 
 pytestmark = pytest.mark.integration  # starts its own stack for six simulated days
 

@@ -20,7 +20,7 @@ from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, s
 
 from flashes.links import source_page
 from flashes.settings import PROJECT_ROOT, Settings
-from services.api.pages import hammer, subscription_body
+from services.api.skymap import hammer
 
 pytestmark = pytest.mark.browser  # drives Chromium against the running API
 
@@ -126,19 +126,6 @@ def test_hammer_projection_is_drawn_as_astronomers_draw_it() -> None:
     assert x[1] < 0 < x[2]  # l increases to the left
     assert y[3] < 0  # b = +90 at the top (SVG y grows downwards)
     assert abs(abs(x[4]) - 1) < 1e-9 and np.all(np.abs(x) <= 1) and np.all(np.abs(y) <= 0.5)
-
-
-def test_subscribe_form_becomes_the_api_body() -> None:
-    fields = {"sources": "MAXI J1535-571; gx339-4", "tags": ["BLACK HOLE"], "instruments": [], "reasons": [],
-              "alert_types": ["onset"], "min_relevance": "0.8", "ra": "", "dec": "", "radius": "",
-              "channel": "webhook", "webhook_url": " https://example.org/hook ", "email": "ignored@example.org"}
-    body, error = subscription_body(fields)
-    assert error is None and body == {"channel": "webhook", "webhook_url": "https://example.org/hook", "filters": {
-        "sources": ["maxij1535-571", "gx339-4"], "tags": ["BLACK HOLE"], "alert_types": ["onset"],
-        "min_relevance": 0.8}}
-    assert subscription_body({**fields, "history": "on"})[0]["filters"]["history"] is True
-    assert subscription_body({**fields, "ra": "10"})[1] == "a cone needs RA, Dec and radius"
-    assert subscription_body({**fields, "min_relevance": "high"})[1] == "relevance, RA, Dec and radius are numbers"
 
 
 def test_every_page_loads_without_errors(pipeline: Settings, context: BrowserContext, shots: list[Path]) -> None:

@@ -7,7 +7,7 @@ from astropy.time import Time
 
 from flashes.timeconv import datetime_to_mjd, mjd_to_datetime, mjd_to_unix_us, utc_day_centre
 from flashes.units import MCRAB_PER_UNIT, to_mcrab
-from services.api.pages import hms
+from services.api.render import hms
 from services.derive.physics import combined, hardness
 from services.relevance.series import band_colour, maxi_bands
 

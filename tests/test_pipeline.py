@@ -17,8 +17,7 @@ from flashes.kafka import make_producer
 from flashes.settings import Settings
 from services.fetcher.service import fetch_once
 from tests.conftest import BAD_LINES, SOURCES, data_rows, maxi_path
-from flashes.observe import PIPELINE_GROUPS, series_counts as counts, wait_drained, wait_until
-from tests.kafka_helpers import read_topic
+from devtools.observe import PIPELINE_GROUPS, read_topic, series_counts as counts, wait_drained, wait_until
 
 
 def test_row_counts_equal_valid_input_rows(pipeline: Settings, expected: dict[str, int]) -> None:

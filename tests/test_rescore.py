@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 import subprocess
 import sys
 import time
@@ -28,22 +27,25 @@ from aiokafka.admin import RecordsToDelete
 from aiokafka.structs import ConsumerRecord
 
 import schemas
-from flashes import infra, kafka, questdb, stack, topics
+from devtools.infra import child_env, free_port
+from devtools.stack import Stack, private_stack
+from evaluation.methods import file_series, model_scores
+from flashes import kafka, questdb, topics
+from flashes.chunks import build
 from flashes.errors import StateRestoreError
 from flashes.kafka import ensure_topics, make_producer
-from flashes.observe import wait_until
+from devtools.observe import wait_until
 from flashes.parsers import parse
 from flashes.processor import Processor
 from flashes.settings import Settings
 from flashes.timeconv import datetime_to_mjd, mjd_to_unix_us
 from services.fetcher.publish import make_chunks
 from services.relevance.app import Relevance, columns_of, partition_of, rebuild, score_columns
-from services.relevance.evaluate import model_scores, series_arrays
 from services.relevance.history import History
 from services.relevance.model import MODEL_VERSION, SeriesModel
 from services.sink.rows import derived_frame, lightcurve_frame
 from services.sink.service import write_frames
-from tests.kafka_helpers import read_records
+from devtools.observe import read_records
 
 DATA = Path(__file__).resolve().parent / "data"
 MAXI = DATA / "maxi" / "J1535-572_g_lc_1day_all.dat"
@@ -53,22 +55,15 @@ NOW = datetime(2026, 1, 2, tzinfo=timezone.utc)  # the clock of the in-process r
 
 
 @pytest.fixture(scope="module")
-def own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Settings, dict[str, str]]]:
-    var = tmp_path_factory.mktemp("rescore")
-    env = infra.isolated_env(var)
-    s = Settings(**{k.removeprefix("FLASHES_").lower(): v for k, v in env.items()})
-    infra.start(s)
-    try:
-        questdb.ensure_tables(s)
-        asyncio.run(ensure_topics(s))
-        yield s, env
-    finally:
-        infra.stop(s)
+def own(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    with private_stack(var=tmp_path_factory.mktemp("rescore")) as stack:
+        asyncio.run(ensure_topics(stack.settings))
+        yield stack
 
 
 @pytest.fixture()
-def qdb(own: tuple[Settings, dict[str, str]]) -> Settings:
-    return own[0]
+def qdb(own: Stack) -> Settings:
+    return own.settings
 
 
 def lightcurve(instrument: str, path: Path, source_id: str) -> list[schemas.LightcurveChunk]:
@@ -79,13 +74,11 @@ def lightcurve(instrument: str, path: Path, source_id: str) -> list[schemas.Ligh
 
 def split(chunk: schemas.LightcurveChunk, at: list[int]) -> list[schemas.LightcurveChunk]:
     """A chunk cut into consecutive chunks at the given point indices."""
+    header = {name: getattr(chunk, name) for name in ("source_id", "instrument", "bands", "units", "provenance")}
     out, bounds = [], [0, *at, chunk.count]
     for a, b in zip(bounds, bounds[1:]):
-        mjd = chunk.mjd[a:b]
-        out.append(chunk.model_copy(update=dict(
-            first_mjd=mjd[0], last_mjd=mjd[-1], count=b - a, time=chunk.time[a:b], mjd=mjd,
-            flux={k: v[a:b] for k, v in chunk.flux.items()}, error={k: v[a:b] for k, v in chunk.error.items()},
-            flags={k: v[a:b] for k, v in chunk.flags.items()})))
+        groups = {name: {k: v[a:b] for k, v in getattr(chunk, name).items()} for name in ("flux", "error", "flags")}
+        out += build(schemas.LightcurveChunk, chunk.mjd[a:b], groups, time=chunk.time[a:b], **header)
     return out
 
 
@@ -103,10 +96,10 @@ def derived(kind: str, source_id: str, n: int, seed: int) -> schemas.DerivedChun
     swift_error, maxi_error = swift * rng.uniform(0.01, 0.2, n), maxi * rng.uniform(0.01, 0.2, n)
     value = swift / maxi if kind == "hardness" else swift + maxi
     error = value * np.hypot(swift_error / swift, maxi_error / maxi) if kind == "hardness" else np.hypot(swift_error, maxi_error)
-    return schemas.DerivedChunk(source_id=source_id, kind=kind, units="ratio" if kind == "hardness" else "mCrab",
-                                first_mjd=mjd[0], last_mjd=mjd[-1], count=n, time=mjd_to_unix_us(mjd).tolist(),
-                                mjd=mjd, value=value.tolist(), error=error.tolist(), swift_flux=swift.tolist(),
-                                swift_error=swift_error.tolist(), maxi_flux=maxi.tolist(), maxi_error=maxi_error.tolist())
+    [one] = build(schemas.DerivedChunk, mjd, {"value": value, "error": error, "swift_flux": swift, "swift_error": swift_error,
+                                              "maxi_flux": maxi, "maxi_error": maxi_error},
+                  source_id=source_id, kind=kind, units="ratio" if kind == "hardness" else "mCrab")
+    return one
 
 
 def stored(settings: Settings, chunks: list) -> None:
@@ -196,7 +189,7 @@ def test_a_series_without_state_on_a_partition_that_kept_its_records_learns_from
 def test_the_next_point_of_a_series_met_first_with_its_history_stored_scores_as_the_whole_file(qdb: Settings) -> None:
     chunks = points(lightcurve("maxi", MAXI, "met-late"))
     stored(qdb, chunks[:-1])
-    whole = model_scores(series_arrays(parse("maxi", MAXI.name, MAXI.read_bytes()), "maxi")).relevance.tolist()
+    whole = model_scores(file_series(parse("maxi", MAXI.name, MAXI.read_bytes()), "maxi", "maxij1535-571")).relevance.tolist()
     out = after_retention(Relevance(qdb, now=lambda: NOW)).apply(chunks[-1])
     assert relevance_of(out) == whole  # the history as scored by the current model, then the new point
     assert {o.value.model_version for o in out} == {MODEL_VERSION}
@@ -209,7 +202,7 @@ def old_state(model: SeriesModel) -> dict:
 
 def test_questdb_unreachable_during_a_rebuild_is_a_retry_of_the_runtime_until_the_worker_s_bound(
         qdb: Settings, caplog: pytest.LogCaptureFixture) -> None:
-    dead = qdb.model_copy(update={"questdb_http_port": infra.free_port()})
+    dead = qdb.model_copy(update={"questdb_http_port": free_port()})
     chunk = lightcurve("maxi", MAXI, "unreachable")[0]
     logic = after_retention(Relevance(dead, now=lambda: NOW))
     processor = Processor("relevance", logic, dead)
@@ -314,7 +307,7 @@ def test_a_point_dated_after_the_clock_is_a_dead_letter_and_a_state_it_silenced_
 
 
 def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(Path(sys.executable).parent / "flashes"), *args], env={**os.environ, **env},
+    return subprocess.run([str(Path(sys.executable).parent / "flashes"), *args], env=child_env(env),
                           capture_output=True, text=True, timeout=300)
 
 
@@ -349,12 +342,11 @@ def states(settings: Settings, key: str) -> list[dict]:
             if k == key.encode()]
 
 
-def test_an_upgrade_and_flashes_rescore_on_the_running_relevance_service(
-        own: tuple[Settings, dict[str, str]]) -> None:
-    settings, env = own
+def test_an_upgrade_and_flashes_rescore_on_the_running_relevance_service(own: Stack) -> None:
+    settings, env = own.settings, own.env
     chunks = points(lightcurve("maxi", MAXI, "upgrade"))
     history, following, after = chunks[:-2], chunks[-2], chunks[-1]
-    whole = model_scores(series_arrays(parse("maxi", MAXI.name, MAXI.read_bytes()), "maxi")).relevance.tolist()
+    whole = model_scores(file_series(parse("maxi", MAXI.name, MAXI.read_bytes()), "maxi", "maxij1535-571")).relevance.tolist()
     n = sum(c.count for c in history)
     # A source whose first chunk retention dropped from the topic: met without a state, rebuilt from QuestDB.
     retained = points(lightcurve("maxi", MAXI, "retained"))
@@ -373,8 +365,7 @@ def test_an_upgrade_and_flashes_rescore_on_the_running_relevance_service(
         model=old_state(old)), partition=meta.partition))
     for chunk in other:
         asyncio.run(send(settings, topics.LIGHTCURVE, "untouched", chunk))
-    logs = settings.var_dir / "logs"
-    workers = stack.spawn(("relevance",), env, logs)
+    own.start("relevance")
     try:
         # The upgraded worker rebuilds the series from QuestDB before the next point, which then scores
         # as `flashes evaluate` scores the whole file.
@@ -388,8 +379,8 @@ def test_an_upgrade_and_flashes_rescore_on_the_running_relevance_service(
         result = run_cli(env, "rescore", "--source", "upgrade")
         assert result.returncode != 0 and "stop the relevance service" in result.stderr, result
     finally:
-        stack.terminate(workers)
-    assert not stack.crashed(logs, workers), (logs / "relevance.log").read_text()[-3000:]
+        own.stop("relevance")
+    assert not own.crashed(["relevance"]), (own.logs / "relevance.log").read_text()[-3000:]
     # The sink stores the scored point; rescore (relevance stopped) rebuilds the selected source only.
     stored(settings, [following])
     untouched = states(settings, "swift_untouched")
@@ -404,10 +395,10 @@ def test_an_upgrade_and_flashes_rescore_on_the_running_relevance_service(
     assert [r for _, r, _ in scores(settings, "maxi_upgrade")[n + 1:]] == whole[:n + 1]  # rescored: history
     # Started again, the worker goes on from the rebuilt state: the point after scores as the whole file.
     asyncio.run(send(settings, topics.LIGHTCURVE, "upgrade", after))
-    workers = stack.spawn(("relevance",), env, logs)
+    own.start("relevance")
     try:
         wait_until(lambda: len(scores(settings, "maxi_upgrade")) == 2 * (n + 1) + 1, "the point after", 120)
         assert scores(settings, "maxi_upgrade")[-1][1] == whole[n + 1]
     finally:
-        stack.terminate(workers)
-    assert not stack.crashed(logs, workers), (logs / "relevance.log").read_text()[-3000:]
+        own.stop("relevance")
+    assert not own.crashed(["relevance"]), (own.logs / "relevance.log").read_text()[-3000:]

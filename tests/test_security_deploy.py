@@ -2,7 +2,7 @@
 docker-compose.yml and the Dockerfile declare, the jars on the classpath, both hashed locks, the audit's
 verdict and Swagger UI served from the package.
 
-Containers cannot run on these machines; README "Deployment" tells how to check the same on a Docker host.
+Containers cannot run on these machines; docs/operations.md tells how to check the same on a Docker host.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ import asyncpg
 import httpx
 import pandas as pd
 import pytest
+from pydantic import SecretStr
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 import uvicorn
@@ -28,10 +29,11 @@ import yaml
 from playwright.sync_api import sync_playwright
 from questdb import QuestDBError as IngressError
 
-from flashes import infra, metrics, questdb
+from devtools import infra
+from flashes import metrics, questdb
 from flashes.errors import QuestDBError
 from flashes.safety import SECRET_FIELD, SECRETS
-from flashes.observe import wait_until
+from devtools.observe import wait_until
 from flashes.services import SERVICES, metrics_port
 from flashes.settings import PROJECT_ROOT, Settings
 from services.api.app import create_app
@@ -71,7 +73,7 @@ def lock(name: str) -> dict[str, tuple[str, list[str]]]:
     return entries
 
 
-# QuestDB: the local server runs with the same logins as compose's (flashes/infra.py).
+# QuestDB: the local server runs with the same logins as compose's (devtools/infra.py).
 
 def test_questdb_http_refuses_queries_and_ilp_rows_without_the_writer_login(settings: Settings) -> None:
     exec_url = f"{settings.questdb_http_url}/exec"
@@ -80,7 +82,7 @@ def test_questdb_http_refuses_queries_and_ilp_rows_without_the_writer_login(sett
     assert wrong.status_code == 401
     forged = "alerts,source_id=fake alert_id=\"fake@1\",record_number=1i,relevance=1.0"
     assert httpx.post(f"{settings.questdb_http_url}/write", content=forged, timeout=10).status_code == 401
-    intruder = settings.model_copy(update={"questdb_writer_password": "quest-guess"})
+    intruder = settings.model_copy(update={"questdb_writer_password": SecretStr("quest-guess")})
     with pytest.raises(IngressError, match="401|nauthorized"):
         with questdb.sender(intruder) as sender:
             sender.dataframe(pd.DataFrame({"alert_id": ["fake@1"], "ts": [pd.Timestamp("2020-01-01", tz="UTC")]}),
@@ -89,13 +91,13 @@ def test_questdb_http_refuses_queries_and_ilp_rows_without_the_writer_login(sett
     with pytest.raises(QuestDBError):
         questdb.query(intruder, "SELECT count() FROM alerts")
     assert questdb.query(settings, "SELECT count() n FROM alerts WHERE alert_id = 'fake@1'") == [{"n": 0}]
-    assert infra.questdb_healthy(settings) and not infra.questdb_healthy(intruder)
+    assert questdb.healthy(settings) and not questdb.healthy(intruder)
 
 
 def test_questdb_ilp_over_tcp_is_off_and_the_reader_cannot_write(settings: Settings) -> None:
     async def attempts() -> tuple[list, str]:
         reader = await asyncpg.connect(host=settings.questdb_host, port=settings.questdb_pg_port,
-                                       user=settings.questdb_reader_user, password=settings.questdb_reader_password,
+                                       user=settings.questdb_reader_user, password=settings.questdb_reader_password.get_secret_value(),
                                        database="qdb")
         try:
             rows = await reader.fetch("SELECT count() n FROM deliveries")

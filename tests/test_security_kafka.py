@@ -1,4 +1,4 @@
-"""Kafka with SASL/SCRAM and ACLs (issue #21): a local broker started by flashes.infra with the listener, users
+"""Kafka with SASL/SCRAM and ACLs (issue #21): a local broker (a private stack of devtools) with the listener, users
 and authorizer compose runs (deploy/kafka/, generated from the same code), the ACLs of flashes/kafka_acl.py.
 
 A service works with its own login; a wrong writer, a wrong reader, a stranger's consumer group, a wrong
@@ -15,22 +15,23 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 from cryptography.fernet import Fernet
 from aiokafka import TopicPartition
 from aiokafka.errors import GroupAuthorizationFailedError, KafkaConnectionError, TopicAuthorizationFailedError
 
 import schemas
-from flashes import infra, kafka, kafka_acl, kafka_deploy, mirror, questdb, stack, topics
+from devtools import mirror
+from devtools.infra import KafkaLogins
+from devtools.stack import Stack, private_stack
+from flashes import chunks, kafka, kafka_acl, kafka_deploy, questdb, topics
 from flashes.kafka import make_producer, read_to_end
 from flashes.errors import InfraError
 from flashes.kafka_acl import ADMIN, PLAN, Access
-from flashes.observe import positioned, wait_until
+from devtools.observe import positioned, wait_until
 from flashes.safety import SECRETS, env_name
 from flashes.services import PIPELINE, PROCESSORS, SERVICES
 from flashes.settings import Settings
-from flashes.timeconv import mjd_to_unix_us
 from tests.conftest import SOURCES, _up, copy_mirror, receiver, subscribe
 
 pytestmark = pytest.mark.integration  # starts its own Kafka with logins
@@ -38,13 +39,16 @@ pytestmark = pytest.mark.integration  # starts its own Kafka with logins
 SOURCE = "gx339-4"  # MAXI and BAT both in the catalogue: derive joins them
 
 
-class Broker:
-    """The SASL broker of this module: its environment and each user's settings."""
+# A new value for every secret but the Kafka logins: what the end-to-end test gives each service that reads it.
+RIGHT = {"questdb_writer_password": secrets.token_urlsafe(24), "questdb_reader_password": secrets.token_urlsafe(24),
+         "secret_key": Fernet.generate_key().decode(), "smtp_password": ""}
 
-    def __init__(self, var: Path) -> None:
-        self.env = infra.isolated_env(var)
-        self.logins = infra.KafkaLogins(secrets.token_urlsafe(24), secrets.token_urlsafe(24),
-                                        {service: secrets.token_urlsafe(24) for service in PLAN})
+
+class Broker:
+    """The SASL broker of this module (a private stack that starts Kafka alone): its variables, each user's settings."""
+
+    def __init__(self, stack: Stack, logins: KafkaLogins) -> None:
+        self.stack, self.env, self.logins = stack, stack.env, logins
 
     def login_env(self, user: str, password: str | None = None) -> dict[str, str]:
         """FLASHES_* of a process that logs in as `user`."""
@@ -52,27 +56,28 @@ class Broker:
                 "FLASHES_KAFKA_PASSWORD": password or self.logins.passwords()[user]}
 
     def as_user(self, user: str, password: str | None = None) -> Settings:
-        return Settings(**{k.removeprefix("FLASHES_").lower(): v for k, v in self.login_env(user, password).items()})
+        return Settings.from_env(self.login_env(user, password))
 
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    b = Broker(tmp_path_factory.mktemp("sasl"))
-    admin = b.as_user(ADMIN)
-    infra.start(admin, servers=("kafka",), kafka_logins=b.logins)
-    try:
-        assert asyncio.run(kafka_acl.apply(admin)) == len(kafka_acl.acls())
+    logins = KafkaLogins(secrets.token_urlsafe(24), secrets.token_urlsafe(24),
+                         {service: secrets.token_urlsafe(24) for service in PLAN})
+    admin = {"FLASHES_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "FLASHES_KAFKA_USER": ADMIN,
+             "FLASHES_KAFKA_PASSWORD": logins.admin_password, **{env_name(f): v for f, v in RIGHT.items()}}
+    with private_stack(env=admin, var=tmp_path_factory.mktemp("sasl"), servers=("kafka",),
+                       kafka_logins=logins) as stack:
+        b = Broker(stack, logins)
+        assert asyncio.run(kafka_acl.apply(b.as_user(ADMIN))) == len(kafka_acl.acls())
         yield b
-    finally:
-        infra.stop(admin, servers=("kafka",))
 
 
 def lightcurve(instrument: str, mjd: list[float], flux: float) -> schemas.LightcurveChunk:
     band = {"maxi": "2-20", "swift": "15-50"}[instrument]
-    return schemas.LightcurveChunk(
-        source_id=SOURCE, instrument=instrument, bands=[band], units="u", first_mjd=mjd[0], last_mjd=mjd[-1],
-        count=len(mjd), time=mjd_to_unix_us(np.array(mjd)).tolist(), mjd=mjd, flux={band: [flux] * len(mjd)},
-        error={band: [flux / 20] * len(mjd)}, provenance=schemas.Provenance(url="file://x", fetched_at="2026-01-01T00:00:00Z"))
+    [one] = chunks.build(schemas.LightcurveChunk, mjd, {"flux": {band: [flux] * len(mjd)}, "error": {band: [flux / 20] * len(mjd)}},
+                         source_id=SOURCE, instrument=instrument, bands=[band], units="u",
+                         provenance=schemas.Provenance(url="file://x", fetched_at="2026-01-01T00:00:00Z"))
+    return one
 
 
 async def send(settings: Settings, topic: str, value: bytes, key: bytes = b"k") -> None:
@@ -102,7 +107,8 @@ async def derived_kinds(settings: Settings, group: str, want: set[str]) -> set[s
 def test_derive_works_with_its_own_login_between_the_fetcher_and_the_sink(broker: Broker) -> None:
     """The fetcher's user publishes MAXI and BAT chunks, derive (a process logged in as `derive`) joins them,
     and the sink's user reads the hardness and combined chunks in the sink's group."""
-    processes = stack.spawn(("derive",), broker.login_env("derive"), Path(broker.env["FLASHES_VAR_DIR"]) / "logs")
+    stack = broker.stack
+    stack.start("derive", env=broker.login_env("derive"))
     try:
         fetcher = broker.as_user("fetcher")
         for instrument, mjd, flux in (("maxi", [58000.5, 58001.5], 0.64), ("swift", [58000.0, 58001.0], 0.022)):
@@ -111,10 +117,10 @@ def test_derive_works_with_its_own_login_between_the_fetcher_and_the_sink(broker
         kinds = asyncio.run(asyncio.wait_for(derived_kinds(broker.as_user("sink"), "flashes-sink",
                                                            {"hardness", "combined"}), 120))
         assert kinds == {"hardness", "combined"}
-        assert processes["derive"].poll() is None
+        assert stack.processes["derive"].poll() is None
     finally:
-        stack.terminate(processes)
-    assert not stack.crashed(Path(broker.env["FLASHES_VAR_DIR"]) / "logs", ["derive"])
+        stack.stop("derive")
+    assert not stack.crashed(["derive"])
 
 
 def refused(log_dir: Path, names: Iterable[str]) -> list[str]:
@@ -127,11 +133,9 @@ def test_every_service_with_its_own_login_and_only_its_secrets_carries_an_alert_
     """The seven services, each logged in as its own Kafka user and given a wrong value for every secret it does not
     declare (flashes.safety.SECRETS): MAXI J1535-571 fetched from a mirror becomes alerts that the sink stores in
     QuestDB and delivery posts to a webhook subscribed through the API; the broker refuses no one anything."""
-    right = {"questdb_writer_password": secrets.token_urlsafe(24), "questdb_reader_password": secrets.token_urlsafe(24),
-             "secret_key": Fernet.generate_key().decode(), "smtp_password": ""}
-    assert set(right) == {name for used in SECRETS.values() for name in used} - {"kafka_password"}
-    admin = broker.as_user(ADMIN).model_copy(update=right)
-    infra.start(admin, servers=("questdb",))
+    assert set(RIGHT) == {name for used in SECRETS.values() for name in used} - {"kafka_password"}
+    stack, admin = broker.stack, broker.as_user(ADMIN)  # the stack's variables hold the right secrets
+    stack.start("questdb")
     questdb.ensure_tables(admin)
     hooks, hook_url, received = receiver(204)
     providers, base = mirror.serve(copy_mirror({"J1535-572": SOURCES["J1535-572"][1]}, tmp_path / "mirror"))
@@ -139,11 +143,16 @@ def test_every_service_with_its_own_login_and_only_its_secrets_carries_an_alert_
               "FLASHES_FETCH_SOURCES": '["maxij1535-571"]'}
 
     def env_of(name: str) -> dict[str, str]:
-        told = {env_name(f): value if f in SECRETS[name] else f"undeclared-{f}" for f, value in right.items()}
+        told = {env_name(f): value if f in SECRETS[name] else f"undeclared-{f}" for f, value in RIGHT.items()}
         return {**broker.login_env(name), **common, **told}
 
-    logs = Path(broker.env["FLASHES_VAR_DIR"]) / "e2e-logs"
+    logs = stack.logs
+    slots = {name: f"{name}#e2e" for name in SERVICES}  # logs of their own: logs/NAME#e2e.log
     processes: dict = {}
+
+    def start(name: str) -> None:
+        stack.start(slots[name], env=env_of(name))
+        processes[slots[name]] = stack.processes[slots[name]]
 
     def until(condition: Callable[[], bool], what: str) -> None:
         """Wait for `what`; a service the broker refused something ends the wait and the test, naming it."""
@@ -152,9 +161,9 @@ def test_every_service_with_its_own_login_and_only_its_secrets_carries_an_alert_
 
     try:
         for name in PIPELINE:
-            processes |= stack.spawn((name,), env_of(name), logs)
+            start(name)
         api = f"http://127.0.0.1:{broker.env['FLASHES_API_PORT']}"
-        until(lambda: _up(f"{api}/health/kafka") or processes["api"].poll() is not None, "the API")
+        until(lambda: _up(f"{api}/health/kafka") or processes[slots["api"]].poll() is not None, "the API")
         code = subscribe(api, {"channel": "webhook", "webhook_url": f"{hook_url}/all",
                                "filters": {"sources": ["maxij1535-571"], "history": True}})["code"]
         # A test alert: the API queues it on the retry topic, delivery's retry group sends it.
@@ -163,7 +172,7 @@ def test_every_service_with_its_own_login_and_only_its_secrets_carries_an_alert_
         assert schemas.Alert.model_validate_json(received[0]["body"]).test
         until(lambda: asyncio.run(positioned(admin, "flashes-delivery", topics.ALERTS.name)),
               "delivery to join at the end of the alerts")
-        processes |= stack.spawn(("fetcher",), env_of("fetcher"), logs)
+        start("fetcher")
         until(lambda: len(received) > 1, "an alert at the webhook")
         alert = schemas.Alert.model_validate_json(received[1]["body"])
         assert alert.source_id == "maxij1535-571" and not alert.test
@@ -176,13 +185,13 @@ def test_every_service_with_its_own_login_and_only_its_secrets_carries_an_alert_
             return {d["test"] for d in answer.json()} if answer.status_code == 200 else set()
 
         until(lambda: listed() == {True, False}, "the test and the alert in the subscriber's delivery list")
-        assert {name: proc.poll() for name, proc in processes.items()} == dict.fromkeys(SERVICES)
+        assert {slot: proc.poll() for slot, proc in processes.items()} == dict.fromkeys(slots.values())
     finally:
-        stack.terminate(processes)
+        stack.stop(*processes)
         hooks.shutdown()
         providers.shutdown()
-        infra.stop(admin, servers=("questdb",))
-    assert not stack.crashed(logs, processes) and refused(logs, processes) == []
+        stack.stop("questdb")
+    assert not stack.crashed(processes) and refused(logs, processes) == []
 
 
 # For every service, a topic it must not write: only the fetcher writes lightcurves, only relevance scores,
@@ -268,7 +277,7 @@ def test_compose_runs_the_tested_broker(broker: Broker) -> None:
 def test_compose_broker_refuses_a_missing_or_unusable_password(password: str | None) -> None:
     """start.sh checks every password before it formats anything (a quote would break the broker's JAAS line)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLASHES_KAFKA_")}
-    env.update({name: secrets.token_urlsafe(24) for name in infra.PASSWORD_ENV.values()})
+    env.update({name: secrets.token_urlsafe(24) for name in kafka_deploy.PASSWORD_ENV.values()})
     env.pop("FLASHES_KAFKA_SINK_PASSWORD")
     if password is not None:
         env["FLASHES_KAFKA_SINK_PASSWORD"] = password

@@ -29,14 +29,6 @@ FLASHES = Path(sys.executable).parent / "flashes"
 EXPOSED = {"api_host": "0.0.0.0"}
 
 
-@pytest.fixture(autouse=True)
-def no_session_settings(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Settings() here means the defaults: the session's FLASHES_* (loopback webhooks, cleartext SMTP, the
-    private servers' ports) are hidden from these tests and come back after each."""
-    for name in [k for k in os.environ if k.startswith("FLASHES_")]:
-        monkeypatch.delenv(name)
-
-
 def fresh_secrets() -> dict[str, str]:
     """A new value for every secret text setting (whoever declared it), a Fernet key for the secret key."""
     values = {name: secrets.token_urlsafe(24) for name, field in Settings.model_fields.items()
@@ -45,7 +37,7 @@ def fresh_secrets() -> dict[str, str]:
 
 
 def run_cli(*args: str, **settings: str) -> subprocess.CompletedProcess[str]:
-    """`flashes ARGS` with only the given FLASHES_* settings (none inherited from the test session)."""
+    """`flashes ARGS` with only the given FLASHES_* settings (none inherited from the shell)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLASHES_")}
     env.update({env_name(name): value for name, value in settings.items()})
     return subprocess.run([str(FLASHES), *args], env=env, capture_output=True, text=True, timeout=120)
@@ -212,20 +204,19 @@ async def test_starttls_refuses_a_server_without_it_and_cleartext_goes_to_loopba
 
 
 @pytest.mark.parametrize("security", ["starttls", "tls"])
-async def test_starttls_and_implicit_tls_deliver_with_a_verified_certificate(
-        security: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_starttls_and_implicit_tls_deliver_with_a_verified_certificate(security: str, tmp_path: Path) -> None:
     cert, key = self_signed(tmp_path)
-    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the client trusts this certificate, and only through this
     recorder = Recorder()
     tls = ({"tls_context": server_context(cert, key), "require_starttls": True} if security == "starttls"
            else {"ssl_context": server_context(cert, key)})
     controller = Controller(recorder, hostname="127.0.0.1", port=free_port(), **tls)
     controller.start()
     try:
-        settings = Settings(smtp_host="127.0.0.1", smtp_port=controller.port, smtp_security=security)
-        await send(settings, confirmation_message(settings, TO, "https://x/confirm", "everything"))
+        # The client trusts this certificate, and only through smtp_ca_file.
+        trusting = Settings(smtp_host="127.0.0.1", smtp_port=controller.port, smtp_security=security, smtp_ca_file=cert)
+        await send(trusting, confirmation_message(trusting, TO, "https://x/confirm", "everything"))
         assert [to for to, _ in recorder.received] == [[TO]]
-        monkeypatch.delenv("SSL_CERT_FILE")  # an untrusted certificate: nothing is sent
+        settings = trusting.model_copy(update={"smtp_ca_file": None})  # an untrusted certificate: nothing is sent
         with pytest.raises(DeliveryError, match="^mail not sent: TLS error$"):
             await send(settings, confirmation_message(settings, TO, "https://x/confirm", "everything"))
         assert len(recorder.received) == 1

@@ -24,18 +24,19 @@ from fastapi import HTTPException
 from fastapi.testclient import TestClient
 
 import schemas
-from flashes import kafka, stack, topics
-from flashes.infra import free_port
+from devtools.infra import free_port
+from flashes import kafka, topics
 from flashes.kafka import COMPACTED, ensure_topics, make_producer
-from flashes.observe import group_lag, positioned, wait_until
+from devtools.observe import group_lag, positioned, wait_until
+from devtools.stack import Stack
 from flashes.settings import Settings
 from flashes import clock
 from flashes.subscriptions import Vault, made_before, new_subscription
 from services.api.app import create_app
 from services.api.ratelimit import Budget, RateLimit, network
-from services.api.subscriptions import Store
+from services.api.subscription_store import Store
 from tests.conftest import Mailbox, confirm_link, receiver
-from tests.kafka_helpers import read_records
+from devtools.observe import read_records
 
 CIRX = {"sources": ["cirx-1"], "history": True}
 EXAMPLE = schemas.Alert.model_validate_json(schemas.EXAMPLE_ALERT.read_bytes())
@@ -75,7 +76,7 @@ def subscribe_by_mail(c: TestClient, to: str) -> dict:
 
 def unbound(s: Settings, sub_id: str) -> str:
     """A confirmation token in the form before #21: HMAC("confirm:" + id), bound to no address and no expiry."""
-    key = hashlib.sha256(b"flashes-links:" + s.secret_key.encode()).digest()
+    key = hashlib.sha256(b"flashes-links:" + s.secret_key.get_secret_value().encode()).digest()
     return hmac.new(key, f"confirm:{sub_id}".encode(), hashlib.sha256).hexdigest()
 
 
@@ -309,20 +310,19 @@ def cirx_alert() -> schemas.Alert:
                                       "alert_type": "onset", "record_number": 1})
 
 
-def test_kafkas_order_not_the_api_clock_decides_which_alerts_a_new_subscription_gets(base: Settings) -> None:
+def test_kafkas_order_not_the_api_clock_decides_which_alerts_a_new_subscription_gets(base: Settings,
+                                                                                     stack: Stack) -> None:
     server, url, received = receiver(204)
-    logs = base.var_dir / "logs" / "security-subscriptions"
-    env = {"FLASHES_WEBHOOK_ALLOW_LOOPBACK": "true"}
+    delivery = "delivery#subscriptions"
 
     def got(path: str) -> set[str]:
         return {json.loads(r["body"])["alert_id"] for r in received if r["path"] == path}
 
-    def start_delivery() -> dict:
-        processes = stack.spawn(("delivery",), env, logs)
+    def start_delivery() -> None:
+        stack.start(delivery, env={"FLASHES_WEBHOOK_ALLOW_LOOPBACK": "true"})
         wait_until(lambda: asyncio.run(positioned(base, "flashes-delivery", topics.ALERTS.name)), "delivery", 120)
-        return processes
 
-    delivery = start_delivery()
+    start_delivery()
     try:
         with api(base, clock_offset_days=1.0) as ahead:  # the API's host a day ahead of the broker's
             made = ahead.post("/subscriptions", json={"channel": "webhook", "webhook_url": f"{url}/ahead",
@@ -331,12 +331,12 @@ def test_kafkas_order_not_the_api_clock_decides_which_alerts_a_new_subscription_
         first = cirx_alert()
         asyncio.run(publish(base, first))
         wait_until(lambda: first.alert_id in got("/ahead"), "the alert appended after the subscription", 60, 0.2)
-        stack.terminate(delivery)
+        stack.stop(delivery)
         before = cirx_alert()  # appended while delivery is down, before the next subscription
         asyncio.run(publish(base, before))
         with api(base, clock_offset_days=-1.0) as behind:  # a day behind: its subscription seems older than `before`
             behind.post("/subscriptions", json={"channel": "webhook", "webhook_url": f"{url}/behind", "filters": CIRX})
-        delivery = start_delivery()
+        start_delivery()
         after = cirx_alert()
         asyncio.run(publish(base, after))
         wait_until(lambda: after.alert_id in got("/behind"), "the alert appended after the second subscription",
@@ -345,9 +345,9 @@ def test_kafkas_order_not_the_api_clock_decides_which_alerts_a_new_subscription_
         assert before.alert_id not in got("/behind")
         assert {first.alert_id, before.alert_id, after.alert_id} <= got("/ahead")
     finally:
-        stack.terminate(delivery)
+        stack.stop(delivery)
         server.shutdown()
-    assert not stack.crashed(logs, delivery), f"delivery logged a traceback: see {logs}"
+    assert not stack.crashed([delivery]), f"delivery logged a traceback: see {stack.logs}"
 
 
 def test_made_before_reads_the_offsets_of_each_partition() -> None:

@@ -24,18 +24,20 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiosmtpd.controller import Controller
 
 import schemas
-from flashes import infra, questdb, stack, topics
+from devtools.infra import free_port
+from devtools.stack import private_stack
+from flashes import questdb, topics
 from flashes.errors import DeliveryError, RefusedAddress, SubscriptionError
 from flashes.kafka import create_topics, ensure_topics, make_producer
 from flashes.netguard import LOOKUP_THREADS, Guard, Lookups, is_public, parse
-from flashes.observe import positioned, wait_until
+from devtools.observe import positioned, wait_until
 from flashes.settings import Settings
 from flashes.subscriptions import Vault, check_webhook_url, new_subscription, subscription_id
 from services.alerts import mail as alert_mail
 from services.alerts.caps import Streaks
 from services.alerts.webhooks import FAILURES, post
 from tests.conftest import receiver, subscribe
-from tests.kafka_helpers import read_topic
+from devtools.observe import read_topic
 
 EXAMPLE = schemas.Alert.model_validate_json(schemas.EXAMPLE_ALERT.read_bytes())
 PUBLIC = "93.184.215.14"  # a public address; nothing connects to it here
@@ -246,7 +248,7 @@ class BlackHole:
         self.closed: list[float] = []  # when the client gave up on each connection
         self.writers: set[asyncio.StreamWriter] = set()
         self.loop = asyncio.new_event_loop()
-        self.port = infra.free_port()  # free on 127.0.0.1; the other loopback addresses are this test's alone
+        self.port = free_port()  # free on 127.0.0.1; the other loopback addresses are this test's alone
         self.server = self.loop.run_until_complete(asyncio.start_server(self._hold, list(hosts), self.port))
         threading.Thread(target=self.loop.run_forever, daemon=True).start()
 
@@ -288,7 +290,7 @@ class Refusing:
         return f"550 5.1.1 <{address}>: no such user at relay.internal.example:{RELAY_PORT}"
 
 
-RELAY_PORT = infra.free_port()
+RELAY_PORT = free_port()
 
 
 @pytest.fixture(scope="module")
@@ -305,27 +307,22 @@ def private(tmp_path_factory: pytest.TempPathFactory, black_hole: BlackHole,
     """Kafka and QuestDB on free loopback ports; the sink, the API and the delivery service. The subscriptions
     topic is made as Kafka's auto-creation would make it, before the services create theirs (not compacted), so
     that a record without a key can be written at all: on the compacted topic the broker refuses one."""
-    var = tmp_path_factory.mktemp("security-webhooks")
-    env = {**infra.isolated_env(var), "FLASHES_WEBHOOK_ALLOW_LOOPBACK": "true", "FLASHES_DELIVERY_BACKOFF_S": "0.5",
+    env = {"FLASHES_WEBHOOK_ALLOW_LOOPBACK": "true", "FLASHES_DELIVERY_BACKOFF_S": "0.5",
            "FLASHES_DELIVERY_MAX_ATTEMPTS": "2", "FLASHES_SUBSCRIPTIONS_PER_HOUR": "1000",
            "FLASHES_SMTP_PORT": str(relay.port), "FLASHES_SMTP_SECURITY": "none"}  # aiosmtpd on loopback
-    settings = Settings(**{k.removeprefix("FLASHES_").lower(): v for k, v in env.items()})
-    infra.start(settings)
-    processes: dict = {}
-    try:
-        questdb.ensure_tables(settings)
-        asyncio.run(create_topics(settings, {topics.SUBSCRIPTIONS.name: (1, False)}))
-        asyncio.run(ensure_topics(settings))
-        processes = stack.spawn(("sink", "api", "delivery"), env, var / "logs")
-        wait_until(lambda: asyncio.run(positioned(settings, "flashes-delivery", topics.ALERTS.name)),
-                   "the delivery service to join at the end of the alerts", 120, 0.2)
-        wait_until(lambda: up(f"{settings.api_url}/health/kafka"), "the API", 120, 0.5)
-        yield settings, settings.api_url
-    finally:
-        black_hole.close()  # the attempts queued behind it fail at once, so delivery stops in time
-        stack.terminate(processes)
-        infra.stop(settings)
-        assert not stack.crashed(var / "logs", processes), f"a service crashed: see {var / 'logs'}"
+    with private_stack(env=env, var=tmp_path_factory.mktemp("security-webhooks")) as stack:
+        settings = stack.settings
+        try:
+            asyncio.run(create_topics(settings, {topics.SUBSCRIPTIONS.name: (1, False)}))
+            asyncio.run(ensure_topics(settings))
+            stack.start("sink", "api", "delivery")
+            wait_until(lambda: asyncio.run(positioned(settings, "flashes-delivery", topics.ALERTS.name)),
+                       "the delivery service to join at the end of the alerts", 120, 0.2)
+            wait_until(lambda: up(f"{settings.api_url}/health/kafka"), "the API", 120, 0.5)
+            yield settings, settings.api_url
+        finally:
+            black_hole.close()  # the attempts queued behind it fail at once, so delivery stops in time
+    assert not stack.crashed(), f"a service crashed: see {stack.logs}"
 
 
 def up(url: str) -> bool:
@@ -362,7 +359,7 @@ def test_what_a_subscriber_reads_of_a_failure_names_no_address_port_or_host(
     log hold one word each, from the closed set, and nothing of the addresses, ports or paths."""
     settings, api = private
     failing, failing_url, _ = receiver(503)
-    closed_port = infra.free_port()
+    closed_port = free_port()
     vault = Vault(settings)
     nat64 = f"http://[64:ff9b::7f00:1]:{closed_port}/nat64-path"  # as stored before the subscribe-time check
     code, _, rebound = new_subscription(vault, schemas.SubscriptionFilters(sources=["gx339-4"]), "webhook", nat64)

@@ -7,7 +7,7 @@ import pandas as pd
 
 import schemas
 from flashes import questdb
-from flashes.observe import wait_until
+from devtools.observe import wait_until
 from flashes.settings import Settings
 from services.sink.rows import deadletter_frame
 from services.sink.service import Item, store

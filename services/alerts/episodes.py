@@ -26,10 +26,14 @@ Points arrive per series in time order, but series are not interleaved in a back
 MAXI history, then a whole BAT one) nor when a provider is late. A point more than LATE_DAYS
 older than the source's newest point is the catch-up history of a lagging series: it is tracked
 but opens, joins and ends nothing (its news is old, and the other series told it when it was new).
+
+The logic is one pure function, `step(state, point, rules) -> Decision`: it changes nothing it is
+given; the decision holds the next state (schemas.EpisodeState, what the alerts state topic stores)
+and the record to raise, if any.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import schemas
 from flashes import trigger
@@ -41,58 +45,50 @@ LATE_DAYS = 10.0
 STALE_DAYS = 30.0
 DOUBLING = 2.0
 FUSION_DAYS, AGREE, DECISIVE = 2.0, 0.5, 0.95
+KEEP_POINTS = 5  # the last points of a series kept for the alert's `last_points`
+NOTHING = schemas.EpisodeState(series={})  # a source not seen yet
 
 
-@dataclass
-class Track:
-    """One series of the source: its last score's trigger snapshot and its last points."""
+@dataclass(frozen=True)
+class Rules:
+    """The settings an episode decision reads (the alerts threshold, FLASHES_EPISODE_END_POINTS)."""
 
-    last_mjd: float
-    last: dict[str, float]
-    points: list[tuple[float, float, float]] = field(default_factory=list)  # (mjd, value, error)
-    held: bool = False  # its last point was a lone crossing, waiting for this series' next point
-    KEEP = 5
-
-    def add(self, mjd: float, snapshot: dict[str, float], value: float, error: float) -> None:
-        self.last_mjd, self.last = mjd, snapshot
-        self.points = [*self.points[-(self.KEEP - 1):], (mjd, value, error)]
-
-
-@dataclass
-class Episode:
-    alert_id: str
-    onset_mjd: float
-    series: list[str]
-    reasons: list[str]
-    peak_relevance: float
-    reported: dict[str, float]
-    quiet: dict[str, int]
-    record_number: int = 1
-
-    @classmethod
-    def from_state(cls, e: schemas.Episode) -> "Episode":
-        return cls(e.alert_id, e.onset_mjd, list(e.series), list(e.reasons), e.peak_relevance, dict(e.reported),
-                   dict(e.quiet), e.record_number)
-
-    def to_state(self) -> schemas.Episode:
-        return schemas.Episode(alert_id=self.alert_id, record_number=self.record_number, onset_mjd=self.onset_mjd,
-                               series=self.series, reasons=self.reasons, peak_relevance=self.peak_relevance,
-                               reported=self.reported, quiet=self.quiet)
+    threshold: float
+    end_points: int
 
 
 @dataclass(frozen=True)
 class Point:
     """One scored point as the episode logic sees it."""
 
+    source_id: str
     series: str
     kind: str
     mjd: float
     value: float  # mCrab (hardness: ratio)
+    error: float
     relevance: float
-    crossed: list[str]  # trigger terms that crossed the threshold at this point
+    terms: dict[str, float]  # schemas.RelevanceTerms' fields
 
 
-def alone(p: Point, tracks: dict[str, Track]) -> bool:
+@dataclass(frozen=True)
+class Record:
+    """An alert record to raise: its type, what changed, and the episode as this record reports it."""
+
+    alert_type: schemas.AlertType
+    change: str
+    episode: schemas.Episode
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What one point makes of a source's state: the next state and the record to raise, if any."""
+
+    state: schemas.EpisodeState
+    record: Record | None = None
+
+
+def alone(p: Point, tracks: dict[str, schemas.SeriesTrack]) -> bool:
     """Is this crossing one instrument's word while another instrument of the source sees nothing?
 
     A derived series (hardness, combined) is made of the instruments' points, so an instrument whose
@@ -105,55 +101,76 @@ def alone(p: Point, tracks: dict[str, Track]) -> bool:
     return bool(others) and all(t.last["relevance"] < AGREE or (derived and t.held) for t in others)
 
 
-def step(episode: Episode | None, p: Point, tracks: dict[str, Track], source_id: str, threshold: float,
-         end_points: int) -> tuple[Episode | None, str | None, str]:
-    """Apply one point: the episode (changed in place), the alert type to send (or None) and what changed.
+def step(state: schemas.EpisodeState, p: Point, rules: Rules) -> Decision:
+    """Apply one point to a source's state (neither is changed): the next state and the record to raise.
 
-    After an "end" the caller sends the record and drops the episode."""
-    high, newest = p.relevance >= threshold, max(t.last_mjd for t in tracks.values())
-    track = tracks[p.series]  # p is its newest point already
-    held = track.held and len(track.points) > 1 and p.mjd - track.points[-2][0] <= FUSION_DAYS
-    track.held = False  # a hold is answered by the series' next point, whatever it is
+    A point not newer than its series' last one (a replayed score) changes nothing. After an "end" the
+    next state has no episode; the record carries the episode it ends."""
+    before = state.series.get(p.series)
+    if before is not None and p.mjd <= before.last_mjd:
+        return Decision(state)
+    current = trigger.snapshot(p.relevance, p.terms)
+    crossed = trigger.reasons(before.last if before else None, current, rules.threshold)
+    # A hold is answered by the series' next point, whatever it is: the new track is not held unless held again.
+    held = bool(before and before.held and before.points and p.mjd - before.points[-1][0] <= FUSION_DAYS)
+    kept = before.points[-(KEEP_POINTS - 1):] if before else []
+    track = schemas.SeriesTrack(last_mjd=p.mjd, last=current, points=[*kept, (p.mjd, p.value, p.error)])
+    tracks = {**state.series, p.series: track}
+    high, newest = p.relevance >= rules.threshold, max(t.last_mjd for t in tracks.values())
     if p.mjd < newest - LATE_DAYS:
-        return episode, None, ""
-    if episode is None:
-        if held and high:
-            reasons = [REASON_OF_TERM[t] for t in trigger.above(track.last, threshold)]
-            change = f"{p.series} unusual on two points in a row, another instrument not ({', '.join(reasons)})"
-        elif p.crossed and alone(p, tracks):
-            track.held = True
-            return None, None, ""
-        elif p.crossed:
-            reasons = [REASON_OF_TERM[t] for t in p.crossed]
-            change = f"{p.series} became unusual ({', '.join(reasons)})"
-        else:
-            return None, None, ""
-        opened = Episode(f"{source_id}@{p.mjd:.5f}", p.mjd, [p.series], reasons, p.relevance, {p.series: p.value},
-                         {p.series: 0})
-        return opened, "onset", change
+        return Decision(schemas.EpisodeState(series=tracks, episode=state.episode))
+    if state.episode is None:
+        return _opened(p, tracks, crossed, held and high, rules)
+    return _continued(state.episode, p, tracks, crossed, high, newest, rules)
+
+
+def _opened(p: Point, tracks: dict[str, schemas.SeriesTrack], crossed: list[str], confirmed: bool,
+            rules: Rules) -> Decision:
+    """No episode open: this point opens one, is held (a lone instrument's crossing), or is usual."""
+    if confirmed:
+        reasons = [REASON_OF_TERM[t] for t in trigger.above(tracks[p.series].last, rules.threshold)]
+        change = f"{p.series} unusual on two points in a row, another instrument not ({', '.join(reasons)})"
+    elif crossed and alone(p, tracks):
+        waiting = tracks[p.series].model_copy(update={"held": True})
+        return Decision(schemas.EpisodeState(series={**tracks, p.series: waiting}))
+    elif crossed:
+        reasons = [REASON_OF_TERM[t] for t in crossed]
+        change = f"{p.series} became unusual ({', '.join(reasons)})"
+    else:
+        return Decision(schemas.EpisodeState(series=tracks))
+    opened = schemas.Episode(alert_id=f"{p.source_id}@{p.mjd:.5f}", record_number=1, onset_mjd=p.mjd,
+                             series=[p.series], reasons=reasons, peak_relevance=p.relevance,
+                             reported={p.series: p.value}, quiet={p.series: 0})
+    return Decision(schemas.EpisodeState(series=tracks, episode=opened), Record("onset", change, opened))
+
+
+def _continued(episode: schemas.Episode, p: Point, tracks: dict[str, schemas.SeriesTrack], crossed: list[str],
+               high: bool, newest: float, rules: Rules) -> Decision:
+    """An episode open: this point ends it, escalates it (an update), or only counts."""
     if not high:
-        if p.series in episode.quiet:
-            episode.quiet[p.series] += 1
-        if all(n >= end_points or tracks[s].last_mjd < newest - STALE_DAYS for s, n in episode.quiet.items()):
-            episode.record_number += 1
-            return episode, "end", f"back to usual: each series had {end_points} points below the threshold"
-        return episode, None, ""
-    episode.peak_relevance = max(episode.peak_relevance, p.relevance)
+        quiet = {**episode.quiet, p.series: episode.quiet[p.series] + 1} if p.series in episode.quiet else episode.quiet
+        if all(n >= rules.end_points or tracks[s].last_mjd < newest - STALE_DAYS for s, n in quiet.items()):
+            ended = episode.model_copy(update={"quiet": quiet, "record_number": episode.record_number + 1})
+            change = f"back to usual: each series had {rules.end_points} points below the threshold"
+            return Decision(schemas.EpisodeState(series=tracks), Record("end", change, ended))
+        return Decision(schemas.EpisodeState(series=tracks, episode=episode.model_copy(update={"quiet": quiet})))
+    series, reasons, reported = list(episode.series), list(episode.reasons), dict(episode.reported)
     changes = []
-    if p.series not in episode.series:
-        episode.series.append(p.series)
-        episode.reported[p.series] = p.value
+    if p.series not in series:
+        series.append(p.series)
+        reported[p.series] = p.value
         changes.append(f"{p.series} joined the episode")
-    episode.quiet[p.series] = 0
-    for reason in (REASON_OF_TERM[t] for t in p.crossed):
-        if reason not in episode.reasons:
-            episode.reasons.append(reason)
+    for reason in (REASON_OF_TERM[t] for t in crossed):
+        if reason not in reasons:
+            reasons.append(reason)
             changes.append(f"new reason: {reason}")
-    reported = episode.reported[p.series]
-    if value_units(p.kind) == "mCrab" and reported > 0 and p.value >= DOUBLING * reported:
-        changes.append(f"{p.series} doubled since the last record ({reported:.1f} -> {p.value:.1f} mCrab)")
-        episode.reported[p.series] = p.value
-    if not changes:
-        return episode, None, ""
-    episode.record_number += 1
-    return episode, "update", "; ".join(changes)
+    last = reported[p.series]
+    if value_units(p.kind) == "mCrab" and last > 0 and p.value >= DOUBLING * last:
+        changes.append(f"{p.series} doubled since the last record ({last:.1f} -> {p.value:.1f} mCrab)")
+        reported[p.series] = p.value
+    escalated = episode.model_copy(update={
+        "series": series, "reasons": reasons, "reported": reported, "quiet": {**episode.quiet, p.series: 0},
+        "peak_relevance": max(episode.peak_relevance, p.relevance),
+        "record_number": episode.record_number + (1 if changes else 0)})
+    state = schemas.EpisodeState(series=tracks, episode=escalated)
+    return Decision(state, Record("update", "; ".join(changes), escalated) if changes else None)

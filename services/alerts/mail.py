@@ -57,7 +57,7 @@ async def recent_points(settings: Settings, alert: schemas.Alert) -> Points:
     try:
         connection = await asyncpg.connect(host=settings.questdb_host, port=settings.questdb_pg_port,
                                            user=settings.questdb_reader_user,
-                                           password=settings.questdb_reader_password, database="qdb",
+                                           password=settings.questdb_reader_password.get_secret_value(), database="qdb",
                                            timeout=CONNECT_TIMEOUT_S)
         try:
             rows = [dict(r) for r in await connection.fetch(sql, *args, timeout=QUERY_TIMEOUT_S)]

@@ -8,7 +8,6 @@ one answers with the API's Problem, like every other error.
 """
 from __future__ import annotations
 
-from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.api import problems
@@ -39,7 +38,7 @@ class BodyLimit:
             message = await receive()
             seen += len(message.get("body", b""))
             if seen > self.max_bytes:  # raised inside the handler's read: FastAPI answers it as a Problem
-                raise HTTPException(413, self.detail)
+                raise problems.TooLarge(self.detail)
             return message
 
         await self.app(scope, counted, send)

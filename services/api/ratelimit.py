@@ -21,9 +21,10 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-from fastapi import HTTPException, Request
+from fastapi import Request
 
 from flashes.netguard import parse, prefix
+from services.api.problems import TooMany
 
 
 def network(host: str) -> str:
@@ -50,7 +51,7 @@ class RateLimit:
         self.buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # network -> (tokens, at)
 
     def check(self, key: str) -> None:
-        """Take one call from the network's budget, or refuse with 429 and Retry-After (seconds)."""
+        """Take one call from the network's budget, or refuse (TooMany: 429 and Retry-After, seconds)."""
         now = self.clock()
         tokens, at = self.buckets.pop(key, (float(self.per_hour), now))
         tokens = min(float(self.per_hour), tokens + (now - at) * self.rate)
@@ -59,8 +60,8 @@ class RateLimit:
             self.buckets.popitem(last=False)
         if tokens < 1:
             wait = math.ceil((1 - tokens) / self.rate) if self.rate else 3600
-            raise HTTPException(429, f"too many {self.what} from this network: at most {self.per_hour} per hour; "
-                                     f"try again in {wait} s", headers={"Retry-After": str(wait)})
+            raise TooMany(f"too many {self.what} from this network: at most {self.per_hour} per hour; "
+                          f"try again in {wait} s", wait)
 
 
 class Budget:
@@ -73,13 +74,13 @@ class Budget:
         self.uses: OrderedDict[str, tuple[float, ...]] = OrderedDict()  # key -> times of its recent uses
 
     def check(self, key: str) -> None:
-        """Take one use of the key's budget, or refuse with 429 and Retry-After (seconds)."""
+        """Take one use of the key's budget, or refuse (TooMany: 429 and Retry-After, seconds)."""
         now = self.clock()
         recent = tuple(t for t in self.uses.pop(key, ()) if t > now - self.window_s)
         if len(recent) >= self.count:
             self.uses[key] = recent
             wait = math.ceil((recent[0] if recent else now) + self.window_s - now)
-            raise HTTPException(429, f"{self.what}: try again in {wait} s", headers={"Retry-After": str(wait)})
+            raise TooMany(f"{self.what}: try again in {wait} s", wait)
         self.uses[key] = (*recent, now)[-self.count:]  # (re)inserted last: the most recent
         while len(self.uses) > self.keys:
             self.uses.popitem(last=False)

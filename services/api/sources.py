@@ -46,6 +46,13 @@ class SourceIndex:
             raise NotFound(f"unknown source '{source_id}'; list the known ones at /sources", "/sources")
         return self.records[source_id]
 
+    def series_entry(self, source_id: str, kind: str) -> dict[str, Any]:
+        """The record's entry of one series kind (its key, data URL, newest point)."""
+        entry = self.get(source_id)[SERIES_FIELD[kind]]
+        if entry is None:
+            raise NotFound(f"source '{source_id}' has no {kind} series", f"/sources/{source_id}")
+        return entry
+
     def series_of(self, key: str) -> tuple[str, str]:
         """(source id, kind) of a series key such as maxi_gx339-4."""
         if key not in self.series:

@@ -120,21 +120,21 @@ class Series:
 class TTLCache:
     """Values by key (at most `size`), loaded again in the background once older than `ttl_s`: until the
     new value is in, the old one is served, so a reload never holds a request, and a failed reload
-    (QuestDB down) keeps it. Concurrent first requests for a key load it once."""
+    (QuestDB down) keeps it. Concurrent first requests for a key load it once. `refreshing` holds the
+    reloads under way, by key."""
 
-    def __init__(self, ttl_s: float, size: int) -> None:
-        self.ttl_s, self.size = ttl_s, size
+    def __init__(self, ttl_s: float, size: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.ttl_s, self.size, self.clock = ttl_s, size, clock
         self.entries: OrderedDict[str, tuple[float, asyncio.Future]] = OrderedDict()
-        self.refreshing: set[str] = set()
+        self.refreshing: dict[str, asyncio.Task] = {}
 
     async def get(self, key: str, load: Callable[[], Awaitable[Any]]) -> Any:
-        now = time.monotonic()
+        now = self.clock()
         entry = self.entries.get(key)
         if entry is None or (entry[1].done() and (entry[1].cancelled() or entry[1].exception())):
             entry = self._put(key, now, asyncio.ensure_future(load()))
         elif now - entry[0] > self.ttl_s and entry[1].done() and key not in self.refreshing:
-            self.refreshing.add(key)
-            asyncio.ensure_future(self._refresh(key, load))
+            self.refreshing[key] = asyncio.ensure_future(self._refresh(key, load))
         self.entries.move_to_end(key)
         return await asyncio.shield(entry[1])
 
@@ -145,10 +145,10 @@ class TTLCache:
             log.warning("reloading %s failed (%s: %s); serving the previous value", key, type(exc).__name__, exc)
             return
         finally:
-            self.refreshing.discard(key)
+            self.refreshing.pop(key, None)
         done = asyncio.get_running_loop().create_future()
         done.set_result(value)
-        self._put(key, time.monotonic(), done)
+        self._put(key, self.clock(), done)
 
     def _put(self, key: str, at: float, value: asyncio.Future) -> tuple[float, asyncio.Future]:
         entry = self.entries[key] = (at, value)
@@ -179,8 +179,8 @@ class Reader:
                     if self.pool is None:
                         self.pool = await asyncpg.create_pool(
                             host=s.questdb_host, port=s.questdb_pg_port, user=s.questdb_reader_user,
-                            password=s.questdb_reader_password, database="qdb", min_size=1, max_size=s.api_db_connections,
-                            timeout=10)
+                            password=s.questdb_reader_password.get_secret_value(), database="qdb", min_size=1,
+                            max_size=s.api_db_connections, timeout=10)
             return await self.pool.fetch(sql, *args, timeout=30)
         except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise QuestDBError(f"QuestDB at {s.questdb_host}:{s.questdb_pg_port}: {type(exc).__name__}: {exc}") from exc

@@ -19,11 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 
 import schemas
-from flashes import catalogue, topics
-from flashes.chunks import spans
+from flashes import catalogue, chunks, topics
 from flashes.processor import Output, Processor
 from flashes.settings import Settings
-from flashes.timeconv import mjd_to_unix_us
 from flashes.units import MAIN_BAND, mcrab_factor
 from services.derive.physics import combined, hardness
 
@@ -75,19 +73,16 @@ def chunk_days(chunk: schemas.LightcurveChunk) -> Days:
 
 def derived_chunks(source_id: str, swift: Days, maxi: Days) -> list[schemas.DerivedChunk]:
     """Hardness and combined chunks of the days both instruments have (swift and maxi aligned by day)."""
-    mjd = swift.day + 0.5
-    time = mjd_to_unix_us(mjd)
     out = []
     for kind, units, (value, error) in (
             ("hardness", "ratio", hardness(swift.flux, swift.error, maxi.flux, maxi.error)),
             ("combined", "mCrab", combined(swift.flux, swift.error, maxi.flux, maxi.error))):
         defined = np.isfinite(value) & np.isfinite(error)
-        columns = [c[defined] for c in (time, mjd, value, error, swift.flux, swift.error, maxi.flux, maxi.error)]
-        for part in spans(len(columns[0]), len(columns)):
-            t, m, v, e, sf, se, mf, me = (c[part].tolist() for c in columns)
-            out.append(schemas.DerivedChunk(
-                source_id=source_id, kind=kind, units=units, first_mjd=m[0], last_mjd=m[-1], count=len(m), time=t,
-                mjd=m, value=v, error=e, swift_flux=sf, swift_error=se, maxi_flux=mf, maxi_error=me))
+        columns = {"value": value, "error": error, "swift_flux": swift.flux, "swift_error": swift.error,
+                   "maxi_flux": maxi.flux, "maxi_error": maxi.error}
+        out += chunks.build(schemas.DerivedChunk, swift.day[defined] + 0.5,
+                            {name: c[defined] for name, c in columns.items()}, source_id=source_id, kind=kind,
+                            units=units)
     return out
 
 

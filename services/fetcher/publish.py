@@ -12,10 +12,8 @@ import numpy as np
 from aiokafka import AIOKafkaProducer
 
 import schemas
-from flashes import metrics, topics
-from flashes.chunks import spans
+from flashes import chunks, metrics, topics
 from flashes.kafka import dead_letter, send_dead_letter
-from flashes.timeconv import mjd_to_unix_us
 from flashes.units import UNITS
 from flashes.parsers import ParsedLightcurve
 
@@ -24,34 +22,25 @@ def make_chunks(parsed: ParsedLightcurve, rows: np.ndarray, source_id: str, inst
                 fetched_at: datetime) -> list[schemas.LightcurveChunk]:
     """The selected rows (in time order) as bounded chunks."""
     idx = np.flatnonzero(rows)
-    mjd = parsed.mjd[idx]
-    time = mjd_to_unix_us(mjd)
-    bands = list(parsed.bands)
-    provenance = schemas.Provenance(url=url, fetched_at=fetched_at)
-    columns = 2 + 2 * len(bands) + len(parsed.flags)
-    out = []
-    for part in spans(len(idx), columns):
-        m = mjd[part].tolist()
-        out.append(schemas.LightcurveChunk(
-            source_id=source_id, instrument=instrument, bands=bands, units=UNITS[instrument], provenance=provenance,
-            first_mjd=m[0], last_mjd=m[-1], count=len(m), time=time[part].tolist(), mjd=m,
-            flux={b: f[idx][part].tolist() for b, (f, _) in parsed.bands.items()},
-            error={b: e[idx][part].tolist() for b, (_, e) in parsed.bands.items()},
-            flags={name: v[idx][part].tolist() for name, v in parsed.flags.items()}))
-    return out
+    columns = {"flux": {b: f[idx] for b, (f, _) in parsed.bands.items()},
+               "error": {b: e[idx] for b, (_, e) in parsed.bands.items()},
+               "flags": {name: v[idx] for name, v in parsed.flags.items()}}
+    return chunks.build(schemas.LightcurveChunk, parsed.mjd[idx], columns, source_id=source_id, instrument=instrument,
+                        bands=list(parsed.bands), units=UNITS[instrument],
+                        provenance=schemas.Provenance(url=url, fetched_at=fetched_at))
 
 
 async def publish(producer: AIOKafkaProducer, parsed: ParsedLightcurve, rows: np.ndarray, source_id: str,
                   instrument: str, url: str, fetched_at: datetime) -> int:
     """Send the selected points (in time order) and every rejected line; returns the points sent."""
-    chunks = make_chunks(parsed, rows, source_id, instrument, url, fetched_at)
+    parts = make_chunks(parsed, rows, source_id, instrument, url, fetched_at)
     pending = [await producer.send(topics.LIGHTCURVE.name, topics.LIGHTCURVE.encode(c), key=source_id.encode())
-               for c in chunks]
+               for c in parts]
     origin = f"fetcher:{topics.series_key(instrument, source_id)}"
     for line, reason, label in parsed.rejected:
         metrics.DEAD_LETTERS.labels(service="fetcher", reason=label).inc()
         await send_dead_letter(producer, dead_letter(origin, reason, line, url))
     await asyncio.gather(*pending)
-    points = sum(c.count for c in chunks)
+    points = sum(c.count for c in parts)
     metrics.POINTS_OUT.labels("fetcher", topics.LIGHTCURVE.name).inc(points)
     return points

@@ -44,9 +44,8 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 import schemas
-from flashes import clock, metrics, topics
+from flashes import chunks, clock, metrics, topics
 from flashes.clock import FUTURE_DAYS
-from flashes.chunks import spans
 from flashes.errors import StateRestoreError
 from flashes.kafka import dead_letter
 from flashes.processor import Output, Processor
@@ -68,17 +67,11 @@ def score_columns(model: SeriesModel, cols: SeriesColumns, now: float) -> tuple[
     scores = model.score_chunk(cols.kind, cols.mjd, cols.value, cols.error, cols.colour, cols.colour_error, now=now,
                                bands=cols.bands)
     keep = scores.keep
-    columns = [cols.time[keep], cols.mjd[keep], cols.value[keep], cols.error[keep], scores.relevance,
-               *(scores.terms[name] for name in schemas.RelevanceTermColumns.model_fields)]
-    out = []
-    for part in spans(len(columns[0]), len(columns)):
-        stamps, mjd, value, error, relevance, *terms = (c[part].tolist() for c in columns)
-        out.append(schemas.RelevanceChunk(
-            series=cols.series, source_id=cols.source_id, kind=cols.kind, model_version=MODEL_VERSION,
-            first_mjd=mjd[0], last_mjd=mjd[-1], count=len(mjd), time=stamps, mjd=mjd, value=value, error=error,
-            relevance=relevance,
-            terms=schemas.RelevanceTermColumns(**dict(zip(schemas.RelevanceTermColumns.model_fields, terms)))))
-    return out, scores.future
+    columns = {"value": cols.value[keep], "error": cols.error[keep], "relevance": scores.relevance,
+               "terms": {name: scores.terms[name] for name in schemas.RelevanceTermColumns.model_fields}}
+    scored = chunks.build(schemas.RelevanceChunk, cols.mjd[keep], columns, time=cols.time[keep], series=cols.series,
+                          source_id=cols.source_id, kind=cols.kind, model_version=MODEL_VERSION)
+    return scored, scores.future
 
 
 def columns_of(chunk: Chunk) -> SeriesColumns | None:
@@ -106,8 +99,8 @@ def rebuild(history: History, kind: str, source_id: str, now: float, before_us: 
     in time order, page by page with the live scoring code. StateRestoreError if QuestDB cannot answer."""
     out = Rebuilt()
     for page in history.pages(kind, source_id, before_us, until):
-        chunks, _ = score_columns(out.model, page, now)  # a future point was dead-lettered when it arrived
-        out.chunks += chunks
+        scored, _ = score_columns(out.model, page, now)  # a future point was dead-lettered when it arrived
+        out.chunks += scored
         out.points += len(page.mjd)
         out.stored_until = float(page.mjd[-1])
     return out

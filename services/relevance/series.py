@@ -1,6 +1,7 @@
-"""What the relevance scorer reads from a lightcurve or derived chunk: one series' columns."""
+"""What the relevance scorer reads of a series: the columns of a lightcurve or derived chunk, or of a provider file."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,7 +36,7 @@ def ratio(num: np.ndarray, num_err: np.ndarray, den: np.ndarray, den_err: np.nda
         return r, np.where(defined, r * np.hypot(num_err / num, den_err / den), np.nan)
 
 
-def maxi_bands(flux: dict[str, np.ndarray], error: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def maxi_bands(flux: Mapping[str, np.ndarray], error: Mapping[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """The flux and error of each point's MAXI bands (BAND_ORDER) in mCrab, shape (points, bands); NaN for a
     band a point lacks (the model then combines the others)."""
     n = len(next(iter(flux.values())))
@@ -51,21 +52,28 @@ def band_colour(bands: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.nd
     return ratio(flux[:, hard], error[:, hard], flux[:, soft], error[:, soft])
 
 
-def from_lightcurve(chunk: schemas.LightcurveChunk) -> SeriesColumns | None:
-    band = MAIN_BAND[chunk.instrument]
-    if band not in chunk.flux:
+def of_instrument(instrument: str, source_id: str, time: np.ndarray, mjd: np.ndarray, flux: Mapping[str, np.ndarray],
+                  error: Mapping[str, np.ndarray]) -> SeriesColumns | None:
+    """An instrument's points (flux and error per band, provider units) as the scorer reads them: the main band,
+    and for MAXI its bands in mCrab and their colour; None without the main band. A chunk on the topic and
+    a provider file (`flashes evaluate`) are read by this one function."""
+    band = MAIN_BAND[instrument]
+    if band not in flux:
         return None
     bands = None
-    if chunk.instrument == "maxi":
-        flux = {b: np.array(v) for b, v in chunk.flux.items()}
-        error = {b: np.array(v) for b, v in chunk.error.items()}
+    if instrument == "maxi":
         bands = maxi_bands(flux, error)
         colour, colour_error = band_colour(bands)
     else:
-        colour = colour_error = np.full(chunk.count, np.nan)
-    return SeriesColumns(catalogue_series(chunk.instrument, chunk.source_id), chunk.source_id, chunk.instrument,
-                         np.array(chunk.time), np.array(chunk.mjd), np.array(chunk.flux[band]),
-                         np.array(chunk.error[band]), colour, colour_error, bands)
+        colour = colour_error = np.full(len(mjd), np.nan)
+    return SeriesColumns(catalogue_series(instrument, source_id), source_id, instrument, time, mjd, flux[band],
+                         error[band], colour, colour_error, bands)
+
+
+def from_lightcurve(chunk: schemas.LightcurveChunk) -> SeriesColumns | None:
+    return of_instrument(chunk.instrument, chunk.source_id, np.array(chunk.time), np.array(chunk.mjd),
+                         {b: np.array(v) for b, v in chunk.flux.items()},
+                         {b: np.array(v) for b, v in chunk.error.items()})
 
 
 def from_derived(chunk: schemas.DerivedChunk) -> SeriesColumns:

@@ -22,7 +22,6 @@ from questdb import QuestDBError as IngressError, Sender
 
 import schemas
 from flashes import clock, kafka, metrics, questdb, topics
-from flashes.infra import questdb_healthy
 from flashes.errors import DecodeError, QuestDBError
 from flashes.heartbeat import beat
 from flashes.kafka import ensure_topics, make_producer, rejected, send_dead_letter
@@ -93,7 +92,7 @@ def store(settings: Settings, items: list[Item]) -> list[tuple[ConsumerRecord, s
                 write_frames(sender, grouped(items))
             return []
         except IngressError as exc:
-            if not questdb_healthy(settings):
+            if not questdb.healthy(settings):
                 log.error("QuestDB write failed, retrying in 2 s (nothing is lost): %s", exc)
                 time.sleep(2)
                 continue
@@ -105,7 +104,7 @@ def store(settings: Settings, items: list[Item]) -> list[tuple[ConsumerRecord, s
                     with questdb.sender(settings) as sender:
                         write_frames(sender, grouped([item]))
                 except IngressError as exc:
-                    if not questdb_healthy(settings):
+                    if not questdb.healthy(settings):
                         raise
                     refused.append((item.record, f"QuestDB refused it: {exc}"))
             return refused

@@ -1,6 +1,6 @@
 """The fault run: a backlog waiting, workers SIGKILLed at random, Kafka and QuestDB restarted.
 
-Used by tests/test_faults.py (one short run) and bench/faults.py (N runs).
+Used by tests/test_faults.py (one short run) and bench/faults.py (N runs), on a private stack (devtools/stack.py).
 
 1. Real-shaped data: the sample's real MAXI files and their synthetic BAT partners, given to
    `sources` catalogue sources that have both instruments, as the fetcher publishes them.
@@ -23,10 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
-import signal
-import subprocess
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -36,7 +33,10 @@ from pathlib import Path
 import numpy as np
 
 import schemas
-from flashes import infra, observe, questdb, stack, topics
+from devtools import observe
+from devtools.observe import read_topic
+from devtools.stack import Stack, private_stack, sample_pairs
+from flashes import questdb, topics
 from flashes.kafka import ensure_topics, make_producer
 from flashes.settings import Settings
 from services.alerts.app import Alerts
@@ -44,7 +44,6 @@ from services.derive.app import Derive, joinable_sources
 from flashes.parsers import parse
 from services.fetcher.publish import make_chunks
 from services.relevance.app import Relevance
-from tests.kafka_helpers import read_topic
 
 log = logging.getLogger(__name__)
 WORKERS = ("derive", "relevance", "alerts", "sink")
@@ -61,7 +60,7 @@ class Expected:
 
 def backlog(settings: Settings, sources: int) -> list[schemas.LightcurveChunk]:
     """Chunks of real MAXI files and their synthetic BAT partners, given to `sources` catalogue sources."""
-    pairs = stack.sample_pairs(settings)
+    pairs = sample_pairs(settings)
     targets = sorted(joinable_sources(settings))[:sources]
     fetched = datetime(2026, 1, 1, tzinfo=timezone.utc)
     chunks = []
@@ -103,34 +102,24 @@ async def produce(settings: Settings, chunks: list[schemas.LightcurveChunk]) -> 
 
 
 class Workers:
-    """The worker processes, by slot name ('derive', 'derive#2', …); restarts any that died."""
+    """The worker slots of a stack ('derive', 'derive#2', …), counted: kills, and exits nobody asked for."""
 
-    def __init__(self, env: dict[str, str], logs: Path) -> None:
-        self.env, self.logs = env, logs
-        self.procs: dict[str, subprocess.Popen] = {}
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
         self.kills = 0
-        self.crashes = 0  # exits nobody asked for
-
-    def start(self, slot: str) -> None:
-        service = slot.split("#")[0]
-        self.procs[slot] = stack.spawn((service,), self.env, self.logs)[service]
+        self.crashes = 0
 
     def kill(self, slot: str) -> None:
-        proc = self.procs.get(slot)
-        if proc and proc.poll() is None:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
+        if self.stack.kill(slot):
             self.kills += 1
 
     def supervise(self) -> None:
-        for slot, proc in list(self.procs.items()):
+        """Restart every worker that exited on its own (as a supervisor would), counting it as a crash."""
+        for slot, proc in list(self.stack.processes.items()):
             if proc.poll() is not None:
                 log.warning("%s exited (%s); restarting it", slot, proc.returncode)
                 self.crashes += 1
-                self.start(slot)
-
-    def stop(self) -> None:
-        stack.terminate(self.procs)
+                self.stack.start(slot)
 
 
 def stored(settings: Settings) -> dict[str, Counter]:
@@ -202,18 +191,14 @@ def run(var: Path, sources: int = 15, kills: int = 8, seed: int | None = None,
         timeout_s: float = 900.0) -> dict[str, int]:
     """One fault run in a private stack under `var`; returns lost, duplicated, mismatched and what was done."""
     rng = random.Random(seed)
-    env = infra.isolated_env(var)
-    settings = Settings(**{k.removeprefix("FLASHES_").lower(): v for k, v in env.items()})
     var.mkdir(parents=True, exist_ok=True)
-    chunks = backlog(settings, sources)
-    expected = uninterrupted(settings, chunks)
-    infra.start(settings)
-    workers = Workers(env, var / "logs")
-    try:
-        questdb.ensure_tables(settings)
+    local = Settings(var_dir=var)  # the catalogue and the processors' rules: no server needed yet
+    chunks = backlog(local, sources)
+    expected = uninterrupted(local, chunks)
+    with private_stack(var=var) as stack:
+        settings, workers = stack.settings, Workers(stack)
         asyncio.run(produce(settings, chunks))  # the backlog waits before any worker starts
-        for slot in WORKERS:
-            workers.start(slot)
+        stack.start(*WORKERS)
         # The plan: kills at random moments (some right after a start), one Kafka and one QuestDB
         # restart, and a second derive and relevance worker for part of the time.
         events = [("kill", None)] * kills + [("kafka", None), ("questdb", None), ("extra-on", None),
@@ -227,25 +212,23 @@ def run(var: Path, sources: int = 15, kills: int = 8, seed: int | None = None,
             time.sleep(rng.uniform(0.5, 4.0))
             workers.supervise()
             if event == "kill":
-                slot = rng.choice(sorted(workers.procs))
+                slot = rng.choice(sorted(stack.processes))
                 workers.kill(slot)
                 time.sleep(rng.uniform(0.0, 2.0))
-                workers.start(slot)
+                stack.start(slot)
                 if rng.random() < 0.5:  # and again right after its start, backlog still waiting
                     time.sleep(rng.uniform(0.5, 3.0))
                     workers.kill(slot)
-                    workers.start(slot)
+                    stack.start(slot)
             elif event in ("kafka", "questdb"):
-                infra.stop(settings, servers=(event,))
+                stack.stop(event)
                 time.sleep(rng.uniform(0.5, 3.0))
-                infra.start(settings, servers=(event,))
+                stack.start(event)
             elif event == "extra-on":
-                for service in EXTRA:
-                    workers.start(f"{service}#2")
+                stack.start(*(f"{service}#2" for service in EXTRA))
             else:
                 for service in EXTRA:
                     workers.kill(f"{service}#2")
-                    workers.procs.pop(f"{service}#2")
         deadline = time.monotonic() + timeout_s
         while not complete(settings, expected) and time.monotonic() < deadline:
             workers.supervise()
@@ -257,6 +240,3 @@ def run(var: Path, sources: int = 15, kills: int = 8, seed: int | None = None,
         result.update(points=sum(c.count for c in chunks), kills=workers.kills, crashes=workers.crashes,
                       seconds=round(time.monotonic() - started))
         return result
-    finally:
-        workers.stop()
-        infra.stop(settings)

@@ -1,4 +1,5 @@
-"""Kafka (KRaft, single node) and QuestDB on loopback, from Maven Central jars, without Docker.
+"""Kafka (KRaft, single node) and QuestDB on loopback, from Maven Central jars, without Docker: `make run`'s
+servers and every private stack's (devtools/stack.py).
 
 `fetch_jars` copies the artifacts pinned in deploy/maven/pom.xml into the cache once and checks
 them against deploy/maven/jars.sha256; `start` formats and starts both servers in the
@@ -23,15 +24,14 @@ from functools import partial
 from pathlib import Path
 from typing import NamedTuple
 
-import httpx
 from aiokafka.errors import KafkaError
 
+from flashes import kafka, questdb
 from flashes.errors import InfraError
-from flashes import kafka
-from flashes.kafka import SCRAM
 from flashes.kafka_acl import ADMIN, PLAN
+from flashes.kafka_deploy import PASSWORD_ENV, kafka_properties, scram_users
 from flashes.services import SERVICES
-from flashes.settings import PROJECT_ROOT, Settings
+from flashes.settings import PREFIX, PROJECT_ROOT, Settings
 
 POM = PROJECT_ROOT / "deploy" / "maven" / "pom.xml"
 CHECKSUMS = PROJECT_ROOT / "deploy" / "maven" / "jars.sha256"
@@ -65,6 +65,12 @@ def isolated_env(var_dir: Path) -> dict[str, str]:
     return {"FLASHES_VAR_DIR": str(var_dir), "FLASHES_CACHE_DIR": str(PROJECT_ROOT / ".cache"),
             **{f"FLASHES_{name}": str(free_port()) for name in ports},
             "FLASHES_METRICS_PORT": str(free_ports(len(SERVICES)))}
+
+
+def child_env(env: Mapping[str, str]) -> dict[str, str]:
+    """A child process's environment: this one's without its FLASHES_* variables, then `env`; so a child has the
+    settings it is given, never the shell's."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(PREFIX)} | dict(env)
 
 
 def jar_dir(settings: Settings) -> Path:
@@ -158,13 +164,10 @@ def _port_open(host: str, port: int) -> bool:
 def _spawn(settings: Settings, name: str, cmd: list[str], env: dict[str, str] | None = None) -> None:
     log = (settings.var_dir / f"{name}.log").open("ab")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            env={**os.environ, **(env or {})}, start_new_session=True)
+                            env=child_env(env or {}), start_new_session=True)
     _pid_file(settings, name).write_text(str(proc.pid))
 
 
-# The broker reads the passwords from its environment (EnvVarConfigProvider): its config file holds none.
-PASSWORD_ENV = {ADMIN: "FLASHES_KAFKA_ADMIN_PASSWORD", "controller": "FLASHES_KAFKA_CONTROLLER_PASSWORD",
-                **{service: f"FLASHES_KAFKA_{service.upper()}_PASSWORD" for service in PLAN}}
 # Passwords go unquoted into --add-scram 'SCRAM-SHA-512=[name=..,password=..]' and quoted into JAAS lines.
 PASSWORD_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 
@@ -195,67 +198,6 @@ class KafkaLogins:
         return {PASSWORD_ENV[user]: password for user, password in self.passwords().items()}
 
 
-def scram_users(password: Callable[[str], str]) -> list[str]:
-    """The storage tool's arguments that create the SCRAM users (admin and the services) at format time;
-    `password(user)` gives each user's password (compose: the shell variable that holds it)."""
-    return [arg for user in (ADMIN, *PLAN) for arg in ("--add-scram", f"{SCRAM}=[name={user},password={password(user)}]")]
-
-
-def kafka_properties(host: str, port: int, controller_port: int, data: Path, sasl: bool, bind: str | None = None) -> str:
-    """A single-node KRaft broker+controller advertised as `host` (listening on `bind`, default `host`).
-
-    `sasl`: clients log in with SCRAM-SHA-512 (users created at format time), the controller listener
-    with its own PLAIN login; the StandardAuthorizer refuses whatever no ACL allows, `admin` excepted.
-    """
-    b = host if bind is None else bind
-    if sasl:
-        env = "${env:%s}"
-        listener = [
-            f"listeners=BROKER://{b}:{port},CONTROLLER://{b}:{controller_port}",
-            f"advertised.listeners=BROKER://{host}:{port}",
-            "inter.broker.listener.name=BROKER",
-            "listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,BROKER:SASL_PLAINTEXT",
-            f"listener.name.broker.sasl.enabled.mechanisms={SCRAM}",
-            f"sasl.mechanism.inter.broker.protocol={SCRAM}",
-            "listener.name.controller.sasl.enabled.mechanisms=PLAIN",
-            "sasl.mechanism.controller.protocol=PLAIN",
-            "config.providers=env",
-            "config.providers.env.class=org.apache.kafka.common.config.provider.EnvVarConfigProvider",
-            f"listener.name.broker.{SCRAM.lower()}.sasl.jaas.config=org.apache.kafka.common.security.scram."
-            f"ScramLoginModule required username=\"{ADMIN}\" password=\"{env % PASSWORD_ENV[ADMIN]}\";",
-            "listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule "
-            f"required username=\"controller\" password=\"{env % PASSWORD_ENV['controller']}\" "
-            f"user_controller=\"{env % PASSWORD_ENV['controller']}\";",
-            "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-            f"super.users=User:{ADMIN};User:controller",
-            "allow.everyone.if.no.acl.found=false",
-            "auto.create.topics.enable=false",
-        ]
-    else:
-        listener = [
-            f"listeners=PLAINTEXT://{b}:{port},CONTROLLER://{b}:{controller_port}",
-            f"advertised.listeners=PLAINTEXT://{host}:{port}",
-            "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-            "auto.create.topics.enable=true",
-        ]
-    return "\n".join([
-        "process.roles=broker,controller",
-        "node.id=1",
-        f"controller.quorum.voters=1@{host}:{controller_port}",
-        "controller.listener.names=CONTROLLER",
-        *listener,
-        f"log.dirs={data}",
-        "num.partitions=1",
-        "offsets.topic.replication.factor=1",
-        "transaction.state.log.replication.factor=1",
-        "transaction.state.log.min.isr=1",
-        "share.coordinator.state.topic.replication.factor=1",
-        "group.initial.rebalance.delay.ms=0",
-        "",
-    ])
-
-
 def _start_kafka(settings: Settings, java: str, jars: Path, logins: KafkaLogins | None = None) -> None:
     """Format (once) and start the broker; with `logins` SASL-only, its users created at format time."""
     home = settings.var_dir / "kafka"
@@ -273,7 +215,7 @@ def _start_kafka(settings: Settings, java: str, jars: Path, logins: KafkaLogins 
         while cluster_id.startswith("-"):  # the storage tool would take a leading '-' for an option
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         fmt = subprocess.run([*base, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), *users],
-                             capture_output=True, text=True, env={**os.environ, **env})
+                             capture_output=True, text=True, env=child_env(env))
         if fmt.returncode != 0:
             raise InfraError(f"formatting Kafka storage in {data} failed:\n{fmt.stdout}{fmt.stderr}")
     _spawn(settings, "kafka", [*base, "kafka.Kafka", str(props)], env)
@@ -294,12 +236,12 @@ def _start_questdb(settings: Settings, java: str, jars: Path) -> None:
         "QDB_TELEMETRY_ENABLED": "false",
         "QDB_PG_READONLY_USER_ENABLED": "true",
         "QDB_PG_READONLY_USER": settings.questdb_reader_user,
-        "QDB_PG_READONLY_PASSWORD": settings.questdb_reader_password,
+        "QDB_PG_READONLY_PASSWORD": settings.questdb_reader_password.get_secret_value(),
         # The same logins as in compose, so every test writes and queries as the writer, with its password.
         "QDB_HTTP_USER": settings.questdb_writer_user,
-        "QDB_HTTP_PASSWORD": settings.questdb_writer_password,
+        "QDB_HTTP_PASSWORD": settings.questdb_writer_password.get_secret_value(),
         "QDB_PG_USER": settings.questdb_writer_user,
-        "QDB_PG_PASSWORD": settings.questdb_writer_password,
+        "QDB_PG_PASSWORD": settings.questdb_writer_password.get_secret_value(),
     }
     _spawn(settings, "questdb", [java, "-Xmx1g", "-p", str(jar), "-m", "io.questdb/io.questdb.ServerMain",
                                  "-d", str(data)], env)
@@ -320,15 +262,6 @@ async def _kafka_answers(settings: Settings) -> bool:
         return False
     finally:
         await client.close()
-
-
-def questdb_healthy(settings: Settings) -> bool:
-    try:
-        r = httpx.get(f"{settings.questdb_http_url}/exec", params={"query": "SELECT 1"}, timeout=2,
-                      auth=(settings.questdb_writer_user, settings.questdb_writer_password))
-        return r.status_code == 200
-    except httpx.HTTPError:
-        return False
 
 
 def _wait(settings: Settings, name: str, healthy: Callable[[Settings], bool], timeout_s: float) -> None:
@@ -367,7 +300,7 @@ def start(settings: Settings, timeout_s: float = 90.0, servers: tuple[str, ...] 
     plans = {"kafka": _Plan(settings.kafka_host, settings.kafka_port, "PORT", partial(_start_kafka, logins=kafka_logins),
                             kafka_healthy),
              "questdb": _Plan(settings.questdb_host, settings.questdb_http_port, "HTTP_PORT", _start_questdb,
-                              questdb_healthy)}
+                              questdb.healthy)}
     for name in servers:
         plan = plans[name]
         if _running_pid(settings, name) is None and _port_open(plan.host, plan.port):
@@ -396,4 +329,4 @@ def stop(settings: Settings, timeout_s: float = 30.0, servers: tuple[str, ...] =
 
 
 def status(settings: Settings) -> dict[str, bool]:
-    return {"kafka": kafka_healthy(settings), "questdb": questdb_healthy(settings)}
+    return {"kafka": kafka_healthy(settings), "questdb": questdb.healthy(settings)}

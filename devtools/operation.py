@@ -1,6 +1,7 @@
 """A month of operation, simulated: the sample backfilled, then its last days released one a day.
 
-Used by tests/test_operation.py (a short run) and bench/operation.py (`--days N`).
+Used by tests/test_operation.py (a short run) and bench/operation.py (`--days N`), on a private stack
+(devtools/stack.py).
 
 1. The sample's real MAXI files and their synthetic BAT partners are re-dated by a whole number of
    days so that their last day is yesterday (UTC). The mirror holds everything before the last
@@ -32,7 +33,6 @@ import functools
 import math
 import os
 import signal
-import subprocess
 import threading
 import time
 from collections import Counter
@@ -47,7 +47,10 @@ from aiokafka import TopicPartition
 from aiosmtpd.controller import Controller
 
 import schemas
-from flashes import catalogue, infra, observe, questdb, stack, topics
+from devtools import observe
+from devtools.infra import free_port
+from devtools.stack import SAMPLE_MIRROR, Stack, private_stack
+from flashes import catalogue, questdb, topics
 from flashes.kafka import ensure_topics, make_producer, read_to_end
 from flashes.settings import Settings
 from flashes.subscriptions import Vault, new_subscription
@@ -213,7 +216,7 @@ class Operation:
     def __init__(self, var: Path, days: int, faults: bool) -> None:
         self.var, self.days, self.faults = var, days, faults
         self.mailbox = Mailbox()
-        self.smtp = Controller(self.mailbox, hostname="127.0.0.1", port=infra.free_port())
+        self.smtp = Controller(self.mailbox, hostname="127.0.0.1", port=free_port())
         self.hooks = ThreadingHTTPServer(("127.0.0.1", 0), type("H", (Hooks,), {"ids": [], "gate": Gate()}))
         self.mirror_dir = var / "mirror"
         self.mirror_dir.mkdir(parents=True, exist_ok=True)
@@ -221,13 +224,13 @@ class Operation:
         self.handler = handler
         self.mirror = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(self.mirror_dir)))
         base = f"http://127.0.0.1:{self.mirror.server_address[1]}"
-        self.env = {**infra.isolated_env(var), "FLASHES_WEBHOOK_ALLOW_LOOPBACK": "true",
+        self.env = {"FLASHES_WEBHOOK_ALLOW_LOOPBACK": "true",
                     "FLASHES_SMTP_PORT": str(self.smtp.port), "FLASHES_SMTP_SECURITY": "none",
                     "FLASHES_EMAIL_DAILY_CAP": "1000",
                     "FLASHES_DELIVERY_BACKOFF_S": "1", "FLASHES_HTTP_RETRIES": "1", "FLASHES_HTTP_BACKOFF_S": "0.05",
                     **{f"FLASHES_{i.upper()}_BASE_URL": f"{base}/{i}/" for i in topics.INSTRUMENTS}}
-        self.settings = Settings(**{k.removeprefix("FLASHES_").lower(): v for k, v in self.env.items()})
-        self.procs: dict[str, subprocess.Popen] = {}
+        self.stack: Stack  # while `run` runs
+        self.settings: Settings
         self.outcome = Outcome(days)
         self.files: list[SampleFile] = []
         self.sources: list[str] = []
@@ -241,8 +244,8 @@ class Operation:
         for rec in records:
             if rec["maxi"] and rec["swift"]:
                 maxi_id = rec["maxi"]["provider_id"]
-                maxi = stack.SAMPLE_MIRROR / "maxi" / "star_data" / maxi_id / f"{maxi_id}_g_lc_1day_all.dat"
-                bat = list(stack.SAMPLE_MIRROR.glob(f"swift/results/transients/**/{rec['swift']['provider_id']}.lc.txt"))
+                maxi = SAMPLE_MIRROR / "maxi" / "star_data" / maxi_id / f"{maxi_id}_g_lc_1day_all.dat"
+                bat = list(SAMPLE_MIRROR.glob(f"swift/results/transients/**/{rec['swift']['provider_id']}.lc.txt"))
                 if maxi.exists() and bat:
                     pairs.append((rec, maxi, bat[0]))
         last = max(math.floor(read_sample(p, 0)[1][-1][0]) for _, m, b in pairs for p in (m, b))
@@ -268,22 +271,22 @@ class Operation:
 
     # -- the services --------------------------------------------------------------------------
     def spawn(self, name: str, offset_days: float = 0.0) -> None:
-        env = {**self.env, "FLASHES_CLOCK_OFFSET_DAYS": repr(offset_days)}
-        self.procs[name] = stack.spawn((name,), env, self.var / "logs")[name]
+        self.stack.start(name, env={"FLASHES_CLOCK_OFFSET_DAYS": repr(offset_days)})
 
     def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
-        proc = self.procs.pop(name)
-        if proc.poll() is None:
-            proc.send_signal(sig)
-            proc.wait(60)
-        else:
+        """Stop a service (SIGTERM, or SIGKILL); one that had already exited counts as an exit."""
+        if self.stack.processes[name].poll() is not None:
+            self.stack.processes.pop(name)
             self.outcome.exits += 1
+        elif sig == signal.SIGKILL:
+            self.stack.kill(name)
+        else:
+            self.stack.stop(name, timeout_s=60)
 
     def check_alive(self) -> None:
-        for name, proc in list(self.procs.items()):
+        for name, proc in list(self.stack.processes.items()):
             if proc.poll() is not None:
                 self.outcome.exits += 1
-                self.procs.pop(name)
                 self.spawn(name)
 
     def drained(self) -> None:
@@ -348,18 +351,19 @@ class Operation:
         self.smtp.start()
         threading.Thread(target=self.hooks.serve_forever, daemon=True).start()
         threading.Thread(target=self.mirror.serve_forever, daemon=True).start()
-        infra.start(self.settings)
         try:
-            questdb.ensure_tables(self.settings)
-            asyncio.run(ensure_topics(self.settings))
-            self._run()
+            with private_stack(env=self.env, var=self.var) as self.stack:
+                self.settings = self.stack.settings
+                try:
+                    asyncio.run(ensure_topics(self.settings))
+                    self._run()
+                finally:
+                    for name in list(self.stack.processes):
+                        self.stop(name)
         finally:
-            for name in list(self.procs):
-                self.stop(name)
             self.smtp.stop()
             self.hooks.shutdown()
             self.mirror.shutdown()
-            infra.stop(self.settings)
         return self.outcome
 
     def _run(self) -> None:
@@ -444,7 +448,7 @@ class Operation:
         letters = [orjson.loads(r.value) for r in asyncio.run(read_to_end(
             self.settings, [TopicPartition(topics.DEADLETTER.name, 0)]))]
         self.outcome.dead_letters = dict(Counter(letter["origin"].split(":")[0] for letter in letters))
-        self.outcome.exits += len(stack.crashed(self.var / "logs", SERVICES))
+        self.outcome.exits += len(self.stack.crashed(SERVICES))
 
     # -- helpers -------------------------------------------------------------------------------
     def _morning(self, mjd: float) -> datetime:

@@ -1,7 +1,8 @@
 """A provider mirror: a folder laid out like the providers' sites, served over HTTP on loopback.
 
 Layout: {mirror}/maxi/star_data/..., {mirror}/swift/results/transients/..., {mirror}/fermi/...;
-the fetcher then reads it through the same HTTP code path as the live providers.
+the fetcher then reads it through the same HTTP code path as the live providers
+(`python -m devtools fetch MIRROR`, the private stacks, `make run`).
 """
 from __future__ import annotations
 
