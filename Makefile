@@ -3,17 +3,24 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test test-unit venv infra browser audit docs lock pin-images bench schemas clean
+.PHONY: run test test-unit venv infra browser audit docs lint lock pin-images bench schemas clean
 
 run: venv infra
 	$(BIN)/python -m devtools stack
 
-test: venv infra browser audit docs
+test: venv infra browser audit docs lint
 	$(BIN)/pytest -q
 
-# The unit layer only (no server, no browser; tests/conftest.py marks the layers): under 30 s.
+# The unit layer only (no server, no browser; tests/conftest.py marks the layers), on two workers (pytest-xdist):
+# 20 s, against 30 s on one.
 test-unit: venv
-	$(BIN)/pytest -q -m unit
+	$(BIN)/pytest -q -m unit -n 2
+
+# Lint, format and types (configured in pyproject.toml; .pre-commit-config.yaml runs the same before a commit).
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 venv: $(VENV)/.installed
 

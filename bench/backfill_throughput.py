@@ -57,9 +57,9 @@ def build_mirror(settings: Settings, root: Path, bat_days: int) -> list[Path]:
     texts = []
     for i, rec in enumerate(catalogue.load(settings)):
         for inst in ("maxi", "swift", "fermi"):
-            if not rec[inst]:
+            if not rec.entry(inst):
                 continue
-            dest = root / inst / catalogue.path_below_base(settings, inst, rec[inst]["data_url"])
+            dest = root / inst / catalogue.path_below_base(settings, inst, rec.entry(inst).data_url)
             dest.parent.mkdir(parents=True, exist_ok=True)
             if inst == "maxi":
                 shutil.copy(maxi_files[i % len(maxi_files)], dest)

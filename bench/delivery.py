@@ -34,7 +34,6 @@ import asyncio
 import json
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 
 import numpy as np
@@ -43,7 +42,7 @@ from aiohttp import web
 import schemas
 from benchkit import webhook_subscriptions, write_subscriptions
 from devtools.infra import free_port
-from devtools.observe import positioned, wait_until
+from devtools.observe import BlackHole, positioned, wait_until
 from devtools.stack import private_stack
 from flashes import topics
 from flashes.kafka import ensure_topics, make_producer
@@ -55,46 +54,12 @@ DEAD_HOST = "127.0.1.1"  # on Linux every 127/8 address is loopback; this one is
 SPREAD_HOSTS = [f"127.{x >> 8}.{x & 255}.1" for x in range(2, 302)]  # 300 more /24s, 127.0.1.0/24 left out
 
 
-class Hole:
-    """Black holes: accept connections and never answer. Counts them, the most held at once, and the attempts
-    per URL path (read from the request the client sent before giving up)."""
-
-    def __init__(self) -> None:
-        self.attempts = self.open = self.most = 0
-        self.paths: Counter[bytes] = Counter()
-        self.writers: set[asyncio.StreamWriter] = set()
-        self.server: asyncio.Server | None = None
-
-    async def never(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.attempts += 1
-        self.open += 1
-        self.most = max(self.most, self.open)
-        self.writers.add(writer)
-        request = b""
-        try:
-            request = await reader.read()  # until the client gives up
-        except ConnectionError:
-            pass
-        finally:
-            self.open -= 1
-            self.writers.discard(writer)
-            writer.close()
-            if request.count(b" ") >= 2:
-                self.paths[request.split(b" ", 2)[1]] += 1
-
-    def shut(self) -> None:
-        if self.server:
-            self.server.close()
-        for w in list(self.writers):
-            w.transport.abort()
-
-
 class Receivers:
-    """Healthy receivers (aiohttp) and dead ones (one network, many networks), in a thread with its own loop."""
+    """Healthy receivers (aiohttp) in a thread with its own loop, and black holes (one network, many networks)."""
 
     def __init__(self) -> None:
         self.received: list[tuple[str, float]] = []  # (webhook-id, time)
-        self.dead, self.spread = Hole(), Hole()
+        self.dead, self.spread = BlackHole((DEAD_HOST,)), BlackHole(SPREAD_HOSTS)
         self.ports: list[int] = []
         self.loop = asyncio.new_event_loop()
         ready = threading.Event()
@@ -108,10 +73,8 @@ class Receivers:
 
     def close_dead(self) -> None:
         """Drop the black holes' connections and stop listening: attempts still queued fail at once."""
-        def shut() -> None:
-            self.dead.shut()
-            self.spread.shut()
-        self.loop.call_soon_threadsafe(shut)
+        self.dead.close()
+        self.spread.close()
 
     def _run(self, ready: threading.Event) -> None:
         asyncio.set_event_loop(self.loop)
@@ -125,10 +88,7 @@ class Receivers:
                 site = web.TCPSite(runner, "127.0.0.1", free_port())
                 await site.start()
                 self.ports.append(site._server.sockets[0].getsockname()[1])
-            self.dead.server = await asyncio.start_server(self.dead.never, DEAD_HOST, 0)
-            self.ports.append(self.dead.server.sockets[0].getsockname()[1])
-            self.ports.append(free_port())  # free on 127.0.0.1; the spread addresses are this bench's alone
-            self.spread.server = await asyncio.start_server(self.spread.never, SPREAD_HOSTS, self.ports[-1])
+            self.ports += [self.dead.port, self.spread.port]
 
         self.loop.run_until_complete(start())
         ready.set()

@@ -227,12 +227,12 @@ def main() -> None:
         settings, folder, logs, processes = stacked.settings, Path(served), stacked.logs, stacked.processes
         asyncio.run(ensure_topics(settings))
         # MAXI alone: no BAT or GBM file to miss, no other instrument to hold a lone crossing for.
-        records = [r for r in catalogue.load(settings) if r["maxi"] and not r["swift"] and not r["fermi"]]
+        records = [r for r in catalogue.load(settings) if r.maxi and not r.swift and not r.fermi]
         if len(records) < args.runs:
             raise SystemExit(f"{args.runs} runs need as many MAXI-only catalogue sources; there are {len(records)}")
-        sources = [r["_id"] for r in records[:args.runs]]
-        files = {series_key("maxi", r["_id"]): MirroredFile(sample, folder / "maxi" / catalogue.path_below_base(
-            settings, "maxi", r["maxi"]["data_url"])) for r in records[:args.runs]}
+        sources = [r.id for r in records[:args.runs]]
+        files = {series_key("maxi", r.id): MirroredFile(sample, folder / "maxi" / catalogue.path_below_base(
+            settings, "maxi", r.maxi.data_url)) for r in records[:args.runs]}
         if files[series_key("maxi", sources[0])].level[0] <= 0:
             raise SystemExit(f"{args.sample} has no positive recent level to multiply")
 

@@ -34,7 +34,7 @@ def main() -> None:
         clean = Operation(clean_var, args.days, faults=False).run()
         if not args.keep:
             shutil.rmtree(clean_var, ignore_errors=True)
-        newcomer = faulted.newcomer["_id"]
+        newcomer = faulted.newcomer.id
         mine = {r for r in outcome.records if not r[0].startswith(f"{newcomer}@")}
         figures["alerts_differing_from_the_fault_free_month"] = len(mine ^ clean.records)
         figures["fault_free_news_records"] = clean.news_records

@@ -66,15 +66,15 @@ STAGES = (("derive", "flashes-derive"), ("relevance", "flashes-relevance"), ("si
 def make_mirror(settings: Settings, folder: Path, n: int) -> list[tuple[str, str, str, Path]]:
     """(source id, instrument, data URL, file) for N sources, sample files copied under their provider paths."""
     pairs = sample_pairs(settings)
-    targets = [r for r in catalogue.load(settings) if r["maxi"] and r["swift"]][:n]
+    targets = [r for r in catalogue.load(settings) if r.maxi and r.swift][:n]
     files = []
     for i, rec in enumerate(targets):
         for inst, src in zip(("maxi", "swift"), pairs[i % len(pairs)]):
-            url = rec[inst]["data_url"]
+            url = rec.entry(inst).data_url
             dest = folder / inst / catalogue.path_below_base(settings, inst, url)
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(src, dest)
-            files.append((rec["_id"], inst, url, dest))
+            files.append((rec.id, inst, url, dest))
     return files
 
 

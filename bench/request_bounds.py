@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=200)
     args = parser.parse_args()
     settings = Settings()  # the defaults: nothing here reaches a server
-    records = {r["_id"]: r for r in catalogue.load(settings)}
+    records = {r.id: r for r in catalogue.load(settings)}
     client = TestClient(create_app(settings))  # no lifespan: the refusals never reach the store
     huge = json.dumps({"channel": "none", "filters": {"sources": ["maxij1535-571"] * 500_000}}).encode()
     headers = {"content-type": "application/json"}

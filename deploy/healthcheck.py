@@ -1,7 +1,7 @@
 """The image's HEALTHCHECK: does the service this container runs answer on its port?
 
 The container's first process is `flashes run NAME` (docker-compose.yml); service NAME serves GET /metrics on
-flashes.services.metrics_port (the API on its own port, where /metrics is one of its routes), so an answer there
+services.registry.metrics_port (the API on its own port, where /metrics is one of its routes), so an answer there
 means the process is up and its event loop turns. A container that runs anything else (`flashes kafka-acls`, a
 one-off command) has no port to ask and counts as healthy.
 """
@@ -13,8 +13,8 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from flashes.services import SERVICES, metrics_port
 from flashes.settings import Settings
+from services.registry import SERVICES, metrics_port
 
 
 def service_of(argv: Sequence[str]) -> str | None:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 from devtools import infra, mirror
 from devtools.run import run_stack
-from flashes import cli
 from flashes.errors import InfraError, SettingsError
 from flashes.settings import PREFIX, Settings
+from services import cli
 
 
 def _infra(args: argparse.Namespace, env: dict[str, str]) -> None:

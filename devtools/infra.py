@@ -30,7 +30,7 @@ from flashes import kafka, questdb
 from flashes.errors import InfraError
 from flashes.kafka_acl import ADMIN, PLAN
 from flashes.kafka_deploy import PASSWORD_ENV, kafka_properties, scram_users
-from flashes.services import SERVICES
+from services.registry import SERVICES
 from flashes.settings import PREFIX, PROJECT_ROOT, Settings
 
 POM = PROJECT_ROOT / "deploy" / "maven" / "pom.xml"

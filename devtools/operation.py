@@ -242,10 +242,10 @@ class Operation:
         records = catalogue.load(self.settings)
         pairs = []
         for rec in records:
-            if rec["maxi"] and rec["swift"]:
-                maxi_id = rec["maxi"]["provider_id"]
+            if rec.maxi and rec.swift:
+                maxi_id = rec.maxi.provider_id
                 maxi = SAMPLE_MIRROR / "maxi" / "star_data" / maxi_id / f"{maxi_id}_g_lc_1day_all.dat"
-                bat = list(SAMPLE_MIRROR.glob(f"swift/results/transients/**/{rec['swift']['provider_id']}.lc.txt"))
+                bat = list(SAMPLE_MIRROR.glob(f"swift/results/transients/**/{rec.swift.provider_id}.lc.txt"))
                 if maxi.exists() and bat:
                     pairs.append((rec, maxi, bat[0]))
         last = max(math.floor(read_sample(p, 0)[1][-1][0]) for _, m, b in pairs for p in (m, b))
@@ -255,18 +255,18 @@ class Operation:
         for rec, maxi, bat in pairs:
             for instrument, path in (("maxi", maxi), ("swift", bat)):
                 header, rows = read_sample(path, shift)
-                if rec["_id"] in OUTBURSTS:
-                    start = first_day + (self.kill_day if rec["_id"] == KILLED else 1)
-                    rows = inject(rows, instrument, start, *OUTBURSTS[rec["_id"]])
+                if rec.id in OUTBURSTS:
+                    start = first_day + (self.kill_day if rec.id == KILLED else 1)
+                    rows = inject(rows, instrument, start, *OUTBURSTS[rec.id])
                 target = self.mirror_dir / instrument / catalogue.path_below_base(self.settings, instrument,
-                                                                                   rec[instrument]["data_url"])
-                self.files.append(SampleFile(target, instrument, rec["_id"], header, rows))
-            self.sources.append(rec["_id"])
-        self.newcomer = next(r for r in records if r["maxi"] and not r["swift"] and not r["fermi"])
+                                                                                   rec.entry(instrument).data_url)
+                self.files.append(SampleFile(target, instrument, rec.id, header, rows))
+            self.sources.append(rec.id)
+        self.newcomer = next(r for r in records if r.maxi and not r.swift and not r.fermi)
         header, rows = read_sample(pairs[0][1], shift)
         self.newcomer_file = SampleFile(
-            self.mirror_dir / "maxi" / catalogue.path_below_base(self.settings, "maxi", self.newcomer["maxi"]["data_url"]),
-            "maxi", self.newcomer["_id"], header, rows)
+            self.mirror_dir / "maxi" / catalogue.path_below_base(self.settings, "maxi", self.newcomer.maxi.data_url),
+            "maxi", self.newcomer.id, header, rows)
         return float(first_day)
 
     # -- the services --------------------------------------------------------------------------
@@ -397,7 +397,7 @@ class Operation:
             sources = list(self.sources)
             if self.faults and day >= newcomer_day:
                 self.newcomer_file.write(mjd + 1)
-                sources.append(self.newcomer["_id"])
+                sources.append(self.newcomer.id)
             observe.wait_until(self._up, "the API", 120)
             gates = (self.hooks.RequestHandlerClass.gate, self.mailbox.gate)
             if self.faults and day == self.kill_day:  # its deliveries are held in flight, then delivery is killed
@@ -463,10 +463,7 @@ class Operation:
         return self.settings.model_copy(update={"clock_offset_days": self._offset(mjd)})
 
     def _up(self) -> bool:
-        try:
-            return httpx.get(f"{self.settings.api_url}/health/kafka", timeout=5).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return observe.up(f"{self.settings.api_url}/health/kafka")
 
 
 def run(var: Path, days: int, faults: bool = True) -> Outcome:

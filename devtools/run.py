@@ -15,9 +15,9 @@ import orjson
 from devtools.observe import wait_drained, wait_until
 from devtools.stack import SAMPLE_MIRROR, mirrored_sources, running_stack
 from flashes import links, questdb
-from flashes.services import PIPELINE, metrics_port
 from flashes.settings import Settings
 from flashes.topics import series_kind
+from services.registry import PIPELINE, metrics_port
 
 
 def episodes(settings: Settings) -> list[dict]:

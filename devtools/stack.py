@@ -153,17 +153,17 @@ def private_stack(services: tuple[str, ...] = (), env: Mapping[str, str] | None 
 def mirrored_sources(settings: Settings, folder: Path) -> list[str]:
     """Ids of the catalogue sources that have a MAXI file in a provider-layout mirror folder."""
     present = {p.name for p in (folder / "maxi" / "star_data").iterdir() if p.is_dir()}
-    return [r["_id"] for r in catalogue.load(settings) if r["maxi"] and r["maxi"]["provider_id"] in present]
+    return [r.id for r in catalogue.load(settings) if r.maxi and r.maxi.provider_id in present]
 
 
 def sample_pairs(settings: Settings) -> list[tuple[Path, Path]]:
     """(MAXI file, BAT file) of every sample source that has both (benchmarks and the fault run reuse them)."""
     pairs = []
     for rec in catalogue.load(settings):
-        if rec["maxi"] and rec["swift"]:
-            maxi_id = rec["maxi"]["provider_id"]
+        if rec.maxi and rec.swift:
+            maxi_id = rec.maxi.provider_id
             maxi = SAMPLE_MIRROR / "maxi" / "star_data" / maxi_id / f"{maxi_id}_g_lc_1day_all.dat"
-            bat = list(SAMPLE_MIRROR.glob(f"swift/results/transients/**/{rec['swift']['provider_id']}.lc.txt"))
+            bat = list(SAMPLE_MIRROR.glob(f"swift/results/transients/**/{rec.swift.provider_id}.lc.txt"))
             if maxi.exists() and bat:
                 pairs.append((maxi, bat[0]))
     return pairs

@@ -17,6 +17,7 @@ import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 WINDOW_BEFORE_D, WINDOW_AFTER_D = 2.0, 60.0
 EPISODE_GAP_D = 10.0
@@ -24,6 +25,16 @@ DAYS_PER_YEAR = 365.25
 TARGET_FALSE_RATE = 0.5  # false-alert episodes per source-year that --cv's level selection aims at
 EVENT_KINDS = ("onset", "state transition", "flare")
 AlertsByLevel = Mapping[float, Mapping[str, list[float]]]  # level -> source -> alert MJDs
+
+
+class EventRow(TypedDict):
+    """How one labelled event was found: a row of the metrics' `events`."""
+
+    source_id: str
+    kind: str
+    onset_mjd: float
+    first_alert_mjd: float | None
+    latency_d: float | None
 
 
 @dataclass(frozen=True)
@@ -63,9 +74,9 @@ def false_episodes(alerts: dict[str, list[float]], events: list[Event]) -> dict[
     return out
 
 
-def recall_by_kind(rows: list[dict], within_d: float = 2.0) -> dict[str, float | None]:
+def recall_by_kind(rows: list[EventRow], within_d: float = 2.0) -> dict[str, float | None]:
     """Recall within `within_d` days per `event_kind` group (None for a group without events)."""
-    groups: dict[str, list[dict]] = {kind: [] for kind in EVENT_KINDS}
+    groups: dict[str, list[EventRow]] = {kind: [] for kind in EVENT_KINDS}
     for row in rows:
         groups.setdefault(event_kind(row["kind"]), []).append(row)
     return {kind: sum(1 for r in group if r["latency_d"] is not None and r["latency_d"] <= within_d) / len(group)
@@ -74,7 +85,7 @@ def recall_by_kind(rows: list[dict], within_d: float = 2.0) -> dict[str, float |
 
 def score_method(alerts: dict[str, list[float]], spans: dict[str, float], events: list[Event]) -> tuple[dict, dict]:
     """The metrics of one method (the documented JSON) and its details."""
-    rows = []
+    rows: list[EventRow] = []
     for ev in events:
         hits = [t for t in alerts.get(ev.source_id, [])
                 if ev.onset_mjd - WINDOW_BEFORE_D <= t <= ev.onset_mjd + WINDOW_AFTER_D]

@@ -44,7 +44,7 @@ def find_series(settings: Settings, mirror: Path) -> Iterator[tuple[str, str, Pa
     own site layout, since files are found by name anywhere below `mirror/{instrument}/`.
     """
     records = catalogue.load(settings)
-    by_id = {inst: {r[inst]["provider_id"]: r["_id"] for r in records if r[inst]} for inst in FILE_PATTERNS}
+    by_id = {inst: {e.provider_id: r.id for r in records if (e := r.entry(inst))} for inst in FILE_PATTERNS}
     for inst, pattern in FILE_PATTERNS.items():
         for path in sorted((mirror / inst).rglob("*")):
             match = pattern.match(path.name)
@@ -81,7 +81,8 @@ def score_mirror(settings: Settings, mirror: Path, events_csv: Path, model_grid:
             continue
         spans[source_id] = max(spans.get(source_id, 0.0), float(parsed.mjd[-1] - parsed.mjd[0]))
         series.append((source_id, file_series(parsed, instrument, source_id)))
-    alerts = {name: {level: {sid: [] for sid in spans} for level in levels[name]} for name in METHODS}
+    alerts: dict[str, dict[float, dict[str, list[float]]]] = {
+        name: {level: {sid: [] for sid in spans} for level in levels[name]} for name in METHODS}
     for sid, ser in series:
         for name, score in (("formula", formula_scores(ser)), ("median_5sigma", median_sigma_scores(ser))):
             for level in levels[name]:
@@ -120,12 +121,14 @@ def cross_validate(scored: Scored, target: float = TARGET_FALSE_RATE) -> dict:
     for sid in sorted(scored.spans):
         train = {s: days for s, days in scored.spans.items() if s != sid}
         own = [ev for ev in scored.events if ev.source_id == sid]
-        fold = {"held_out": sid, "source_years": scored.spans[sid] / DAYS_PER_YEAR, "events": len(own), "methods": {}}
+        by_method: dict[str, dict[str, float | None]] = {}
+        fold = {"held_out": sid, "source_years": scored.spans[sid] / DAYS_PER_YEAR, "events": len(own),
+                "methods": by_method}
         for name, by_level in scored.alerts.items():
             level = select_level(by_level, train, scored.events, target)
             held[name][sid] = list(by_level[level].get(sid, []))
             metrics, details = score_method({sid: held[name][sid]}, {sid: scored.spans[sid]}, own)
-            fold["methods"][name] = {
+            by_method[name] = {
                 "level": level, "train_false_alerts_per_source_year": false_rate(by_level[level], train, scored.events),
                 "false_alert_episodes": details["false_alert_episodes"],
                 "found_2d": sum(1 for r in metrics["events"] if r["latency_d"] is not None and r["latency_d"] <= 2)}

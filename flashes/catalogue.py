@@ -1,4 +1,5 @@
-"""The source catalogue: data/master_table.csv turned into source records with the seed's fields.
+"""The source catalogue: data/master_table.csv turned into source records (schemas.CatalogueSource) with the
+seed's fields.
 
 Each record has `_id` (INTEGRAL name without spaces, lower case), coordinates (equatorial from
 the table, galactic computed with astropy), alternative names, the HEASARC class name of its code
@@ -15,19 +16,16 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 from astropy import units as u
 from astropy.coordinates import SkyCoord
 
+import schemas
 from flashes.settings import Settings
 from flashes.tags import UNCLASSIFIED, class_name, tags_of, words_of
-from flashes.topics import DERIVED_KINDS, catalogue_series
-
-# The record field of each series kind (the seed's names).
-SERIES_FIELD = {"maxi": "maxi", "swift": "swift", "fermi": "fermi", "hardness": "hardness_ratio", "combined": "combined"}
+from flashes.topics import catalogue_series
 
 NO_NAME = {"", "-", "-- -- --"}
 
@@ -105,12 +103,11 @@ def path_below_base(settings: Settings, instrument: str, url: str) -> str:
     return url[len(settings.base_urls[instrument].rstrip("/")) + 1:]
 
 
-def _series(kind: str, sid: str, url: str | None, provider_id: str | None) -> dict[str, Any]:
-    return {"data_url": url, "provider_id": provider_id, "series": catalogue_series(kind, sid),
-            "last_timestamp": None, "last_flux": None, "last_error": None}
+def _series(kind: str, sid: str, url: str | None, provider_id: str | None) -> schemas.CatalogueSeries:
+    return schemas.CatalogueSeries(data_url=url, provider_id=provider_id, series=catalogue_series(kind, sid))
 
 
-def build(settings: Settings, heasarc_names: Mapping[int, str] | None = None) -> list[dict[str, Any]]:
+def build(settings: Settings, heasarc_names: Mapping[int, str] | None = None) -> list[schemas.CatalogueSource]:
     """The records of the master table; a class is named by `heasarc_names` (HEASARC's class table) when it has
     the code, else by the bundled table."""
     heasarc_names = heasarc_names or {}
@@ -134,23 +131,23 @@ def build(settings: Settings, heasarc_names: Mapping[int, str] | None = None) ->
         code = int(row["Class"]) if row["Class"].isdigit() else 0
         name = heasarc_names.get(code) or class_name(classes.words(code))
         both = maxi_id is not None and swift_id is not None
-        records.append({
-            "_id": sid,
-            "integral_name": row["Integral Name"],
-            "class_code": code,
-            "coord_ra": float(ra[i]),
-            "coord_dec": float(dec[i]),
-            "coord_glon": float(np.round(galactic.l.deg[i], 6)),
-            "coord_glat": float(np.round(galactic.b.deg[i], 6)),
-            "alternative_names": names,
-            "class_name": name,
-            "labels_constant": tags_of(name),
-            "labels_dynamic": [],
-            "maxi": _series("maxi", sid, urls["maxi"], maxi_id) if maxi_id else None,
-            "swift": _series("swift", sid, urls["swift"], swift_id) if swift_id else None,
-            "fermi": _series("fermi", sid, urls["fermi"], fermi_id) if fermi_id else None,
-            **{SERIES_FIELD[kind]: _series(kind, sid, None, None) if both else None for kind in DERIVED_KINDS},
-        })
+        records.append(schemas.CatalogueSource(
+            id=sid,
+            integral_name=row["Integral Name"],
+            class_code=code,
+            coord_ra=float(ra[i]),
+            coord_dec=float(dec[i]),
+            coord_glon=float(np.round(galactic.l.deg[i], 6)),
+            coord_glat=float(np.round(galactic.b.deg[i], 6)),
+            alternative_names=names,
+            class_name=name,
+            labels_constant=tags_of(name),
+            maxi=_series("maxi", sid, urls["maxi"], maxi_id) if maxi_id else None,
+            swift=_series("swift", sid, urls["swift"], swift_id) if swift_id else None,
+            fermi=_series("fermi", sid, urls["fermi"], fermi_id) if fermi_id else None,
+            hardness_ratio=_series("hardness", sid, None, None) if both else None,
+            combined=_series("combined", sid, None, None) if both else None,
+        ))
     return records
 
 
@@ -165,18 +162,19 @@ def write(settings: Settings, heasarc_names: Mapping[int, str] | None = None) ->
     path = settings.catalogue_path
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    # json.dumps of the records' dicts, not pydantic's compact JSON: format 2 of `built_for`, byte for byte.
     tmp.write_text(json.dumps({"built_for": _built_for(settings),
                                "class_names": "HEASARC" if heasarc_names else "bundled",
-                               "sources": build(settings, heasarc_names)}))
+                               "sources": [r.model_dump(mode="json") for r in build(settings, heasarc_names)]}))
     tmp.replace(path)
     return path
 
 
-def load(settings: Settings) -> list[dict[str, Any]]:
-    """The stored catalogue; (re)built first if missing or made for other provider URLs."""
+def load(settings: Settings) -> list[schemas.CatalogueSource]:
+    """The stored catalogue; (re)built first if missing or made for other provider URLs or in another format."""
     path = settings.catalogue_path
     stored = json.loads(path.read_text()) if path.exists() else {}
     if stored.get("built_for") != _built_for(settings):
         write(settings)
         stored = json.loads(path.read_text())
-    return stored["sources"]
+    return [schemas.CatalogueSource.model_validate(r) for r in stored["sources"]]

@@ -57,6 +57,7 @@ def build(contract: type[C], mjd: Column, columns: Columns, time: Column | None 
     for part in spans(len(mjd), numbers):
         values = {name: {key: c[part].tolist() for key, c in a.items()} if isinstance(a, dict) else a[part].tolist()
                   for name, a in arrays.items()}
-        points = values["mjd"]
-        out.append(contract(**header, **values, first_mjd=points[0], last_mjd=points[-1], count=len(points)))
+        points = mjd[part]
+        out.append(contract(**header, **values, first_mjd=float(points[0]), last_mjd=float(points[-1]),
+                            count=len(points)))
     return out

@@ -52,6 +52,7 @@ class AlertListener:
     `since`: alerts published (Kafka record time) at or after this time (a naive datetime is UTC);
     `from_beginning`: every stored alert; neither: only alerts published after the listener started.
     `exit_at_end`: stop at the end the topic had when it started.
+    `positioned` is set once the start positions are taken: an alert published after it is not missed.
     """
 
     def __init__(self, bootstrap_servers: str, filters: schemas.SubscriptionFilters = EVERY_ALERT,
@@ -66,6 +67,7 @@ class AlertListener:
         self.exit_at_end = exit_at_end
         self.group_id = group_id
         self.login = login or {}  # flashes.kafka.security: SASL keyword arguments, none for PLAINTEXT
+        self.positioned = asyncio.Event()
 
     @classmethod
     def from_settings(cls, settings: Settings, filters: schemas.SubscriptionFilters = EVERY_ALERT,
@@ -85,6 +87,7 @@ class AlertListener:
             ends = await consumer.end_offsets(partitions)
             for tp, offset in (await self._start_offsets(consumer, partitions, ends)).items():
                 consumer.seek(tp, offset)
+            self.positioned.set()
             pending = {tp for tp in partitions if await consumer.position(tp) < ends[tp]}
             while pending or not self.exit_at_end:
                 batches = await consumer.getmany(*(pending if self.exit_at_end else ()), timeout_ms=1000)

@@ -8,12 +8,14 @@ tests/test_grafana.py checks that those files are this generator's output.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from datetime import datetime, timezone
 from itertools import combinations
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import schemas
 from flashes.settings import PROJECT_ROOT, Settings
 from flashes.units import BANDS, MAIN_BAND, SERIES_TITLES, series_label
 
@@ -36,9 +38,9 @@ def instruments(uid: str) -> tuple[str, ...]:
     return tuple(uid.removeprefix("flashes-").split("-"))
 
 
-def dashboard_uid(record: dict[str, Any]) -> str:
-    """The dashboard for the instruments a catalogue record has; other combinations get the one with all three."""
-    uid = "flashes-" + "-".join(i for i in ORDER if record.get(i))
+def dashboard_uid(have: Collection[str]) -> str:
+    """The dashboard for the instruments a source has; other combinations get the one with all three."""
+    uid = "flashes-" + "-".join(i for i in ORDER if i in have)
     return uid if uid in DASHBOARDS else "flashes-swift-maxi-fermi"
 
 
@@ -46,10 +48,10 @@ def _epoch_ms(t: datetime) -> int:
     return int((t if t.tzinfo else t.replace(tzinfo=timezone.utc)).timestamp() * 1000)
 
 
-def dashboard_url(settings: Settings, record: dict[str, Any], start: datetime | None = None,
+def dashboard_url(settings: Settings, record: schemas.CatalogueSource, start: datetime | None = None,
                   end: datetime | None = None) -> str:
     """The source's dashboard, optionally on the time range [start, end]."""
-    url = f"{settings.grafana_url}/d/{dashboard_uid(record)}?var-source={quote(record['_id'], safe='')}"
+    url = f"{settings.grafana_url}/d/{dashboard_uid(record.instruments)}?var-source={quote(record.id, safe='')}"
     return url + "".join(f"&{k}={_epoch_ms(t)}" for k, t in (("from", start), ("to", end)) if t is not None)
 
 
@@ -147,7 +149,7 @@ def source_variable(uid: str) -> Json:
     """The `source` variable: sources with all of the dashboard's instruments, and those that fall back to it."""
     have = set(instruments(uid))
     combos = [set(c) for n in (1, 2, 3) for c in combinations(ORDER, n)]
-    exact = [c for c in combos if dashboard_uid({i: i in c for i in ORDER}) == uid and not have <= c]
+    exact = [c for c in combos if dashboard_uid(c) == uid and not have <= c]
     when = " OR ".join(["(" + " AND ".join(f"{i} > 0" for i in ORDER if i in have) + ")"]
                        + ["(" + " AND ".join(f"{i} {'>' if i in c else '='} 0" for i in ORDER) + ")" for c in exact])
     counts = ", ".join(f"sum(CASE WHEN instrument = '{i}' THEN 1 ELSE 0 END) AS {i}" for i in ORDER)

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from datetime import datetime, timezone
 from typing import Any
 
@@ -61,7 +62,8 @@ def client(settings: Settings, **kw: Any) -> AIOKafkaClient:
     return AIOKafkaClient(bootstrap_servers=settings.kafka_bootstrap, **security(settings), **kw)
 
 
-def run_restarting(name: str, main: Callable[[], Awaitable[None]], reset: Callable[[], None] = lambda: None) -> None:
+def run_restarting(name: str, main: Callable[[], Coroutine[Any, Any, None]],
+                   reset: Callable[[], None] = lambda: None) -> None:
     """Run `main()` until it returns; after a Kafka failure (e.g. the broker restarting) `reset()` and start
     over in 2 s, from the committed offsets and stored state, as a restarted process would."""
     while True:
@@ -86,10 +88,8 @@ async def create_topics(settings: Settings, wanted: dict[str, tuple[int, bool]],
                                                             **({"retention.ms": str(retention[name])} if name in retention else {})})
                for name, (partitions, compacted) in wanted.items() if name not in existing]
         if new:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await kafka_admin.create_topics(new)
-            except TopicAlreadyExistsError:
-                pass
     finally:
         await kafka_admin.close()
 

@@ -19,7 +19,7 @@ UID = "flashes-operations"
 DATASOURCE = {"type": "prometheus", "uid": "flashes-prometheus"}
 PATH = PROJECT_ROOT / "deploy" / "grafana" / "dashboards" / "operations" / f"{UID}.json"
 JOB = 'job="flashes"'
-FRESHNESS_DAYS: dict[str, float] = Settings.model_fields["freshness_days"].default_factory()
+FRESHNESS_DAYS: dict[str, float] = Settings.model_fields["freshness_days"].get_default(call_default_factory=True)
 Json = dict[str, Any]
 
 

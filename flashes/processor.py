@@ -60,8 +60,14 @@ class Output:
 class Logic(Protocol):
     """What a processor does; the runtime owns Kafka, offsets and state persistence."""
 
-    inputs: tuple[TopicSpec, ...]
-    state: TopicSpec
+    @property
+    def inputs(self) -> tuple[TopicSpec, ...]:
+        """The topics it consumes; read-only, so that a logic's own, narrower tuple (of `TopicSpec[LightcurveChunk]`,
+        say) is one."""
+
+    @property
+    def state(self) -> TopicSpec:
+        """The compacted topic its per-key state is stored in."""
 
     def key(self, value: Any) -> str:
         """The state key an input value updates (derive: its source; relevance, alerts: its series)."""
@@ -193,6 +199,7 @@ class Processor(ConsumerRebalanceListener):
             metrics.POINTS_OUT.labels(self.name, name).inc(n)
         await self._produce(producer, states)
         if commits:
+            assert self.consumer is not None  # run() made it before fetching the batch
             try:
                 await self.consumer.commit(commits)
             except (CommitFailedError, IllegalStateError) as exc:  # the state topic already covers them

@@ -16,6 +16,6 @@ def progress_bar(total: int, description: str, enabled: bool) -> Iterator[Callab
         task = bar.add_task(description, total=total)
 
         def advance(text: str | None = None) -> None:
-            bar.update(task, advance=1, **({"description": text} if text else {}))
+            bar.update(task, advance=1, description=text or None)  # None keeps the description
 
         yield advance

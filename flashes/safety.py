@@ -31,7 +31,7 @@ from flashes.settings import Settings
 
 SECRET_FIELD = re.compile(r"_password$|secret")  # how a secret setting is named; each is in SECRETS of its readers
 KEY_FIELDS = ("secret_key", "secret_keys")  # judged together: the keys in use are secret_keys or [secret_key]
-# The secret settings each service of flashes.services.SERVICES reads, "secret_key" standing for the keys in use:
+# The secret settings each service of services.registry.SERVICES reads, "secret_key" standing for the keys in use:
 # the Kafka login everywhere; QuestDB's writer where flashes.questdb sends HTTP (the sink writes, relevance reads the
 # scored history through flashes.questdb.query); its read-only user where a PG-wire connection reads (the API's
 # pages, delivery's mail charts); the key and SMTP where links are signed, addresses opened and mail sent.
@@ -98,7 +98,7 @@ def default_secrets(settings: Settings, used: tuple[str, ...]) -> list[str]:
                                 f"services, e.g. from {PASSWORD}")
     for name in used:
         user = name.removesuffix("_password") + "_user"
-        if name.endswith("_password") and getattr(settings, user, "") and not _plain(getattr(settings, name)):
+        if name.endswith("_password") and getattr(settings, user, None) and not _plain(getattr(settings, name)):
             problems.append(f"{env_name(user)} is set and {env_name(name)} is empty: set the account's password")
     return problems
 

@@ -1,6 +1,6 @@
 """Every setting in one frozen object, built once from FLASHES_* variables and passed to whatever needs it.
 
-The entry point (`flashes` in flashes/cli.py) calls `Settings.from_env(os.environ)`; a test builds one from a
+The entry point (`flashes` in services/cli.py) calls `Settings.from_env(os.environ)`; a test builds one from a
 dict or with keywords, a child process is given its variables explicitly. Secrets are `SecretStr`: they print
 as stars and are read with `.get_secret_value()` where they are used.
 """
@@ -73,6 +73,9 @@ class Settings(BaseModel):
     http_timeout_s: float = 30.0
     http_retries: int = 4
     http_backoff_s: float = 1.0
+    http_ca_file: Path | None = Field(default=None, description="a PEM file of certificate authorities the provider "
+                                                                "client trusts besides the default ones (a mirror "
+                                                                "with a private CA)")
 
     # Storage.
     sink_batch_s: float = 2.0
@@ -143,7 +146,7 @@ class Settings(BaseModel):
                                    description="Fernet keys, newest first: the first encrypts and signs, every one "
                                                "decrypts and verifies (key rotation); empty: [secret_key]")
     heartbeat_s: float = 3.0
-    metrics_port: int = Field(default=9400, description="Prometheus metrics: service i of flashes.services.SERVICES "
+    metrics_port: int = Field(default=9400, description="Prometheus metrics: service i of services.registry.SERVICES "
                                                         "listens on metrics_port + i (the API on its own port, /metrics)")
     metrics_host: str = Field(default="127.0.0.1", description="where the services' metrics listen (compose: 0.0.0.0, "
                                                                "inside its network only)")

@@ -1,4 +1,5 @@
-"""Subscriptions without accounts: codes, secrets at rest, webhook URL checks, matching, and the live view.
+"""Subscriptions without accounts, shared by the API and the delivery service (and `flashes listen`'s filters):
+codes, secrets at rest, webhook URL checks, matching, and the live view.
 
 A subscriber holds a random code (256 bits); only its SHA-256 (`subscription_id`) is stored.
 E-mail addresses and webhook secrets are stored encrypted with the settings' Fernet keys. Links in
@@ -17,7 +18,7 @@ import logging
 import secrets
 import re
 from datetime import datetime, timezone
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -188,18 +189,18 @@ def in_cone(cone: schemas.Cone, ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
     return separation(cone, ra, dec) <= cone.radius
 
 
-def sources_of(filters: schemas.SubscriptionFilters, records: dict[str, dict[str, Any]]) -> list[str]:
+def sources_of(filters: schemas.SubscriptionFilters, records: Mapping[str, schemas.CatalogueSource]) -> list[str]:
     """The catalogue sources the source filters (sources, tags, instruments, cone) let through.
 
     One pass over the catalogue with set look-ups: O(catalogue + filters), whatever the lists' lengths."""
     wanted, tags, instruments = set(filters.sources), set(filters.tags), set(filters.instruments)
     ids = [i for i, r in records.items()
            if (not wanted or i in wanted)
-           and (not tags or not tags.isdisjoint(r["labels_constant"] + r["labels_dynamic"]))
-           and (not instruments or any(r[i] for i in instruments))]
+           and (not tags or not tags.isdisjoint(r.labels_constant + r.labels_dynamic))
+           and (not instruments or not instruments.isdisjoint(r.instruments))]
     if filters.cone and ids:
-        inside = in_cone(filters.cone, np.array([records[i]["coord_ra"] for i in ids]),
-                         np.array([records[i]["coord_dec"] for i in ids]))
+        inside = in_cone(filters.cone, np.array([records[i].coord_ra for i in ids]),
+                         np.array([records[i].coord_dec for i in ids]))
         ids = [i for i, ok in zip(ids, inside) if ok]
     return sorted(ids)
 
@@ -265,7 +266,7 @@ class SubscriptionView:
         await self.probe.start()
         self.consumer.assign([self.tp])
         await self.consumer.seek_to_beginning(self.tp)
-        self.task = asyncio.ensure_future(self._follow())
+        self.task = asyncio.ensure_future(self._follow(self.consumer))
         await self.caught_up()
 
     async def stop(self) -> None:
@@ -275,9 +276,9 @@ class SubscriptionView:
             if client:
                 await client.stop()
 
-    async def _follow(self) -> None:
+    async def _follow(self, consumer: AIOKafkaConsumer) -> None:
         while True:
-            for records in (await self.consumer.getmany(timeout_ms=200)).values():
+            for records in (await consumer.getmany(timeout_ms=200)).values():
                 for r in records:
                     try:
                         self.apply(r.key, r.value)
@@ -312,6 +313,7 @@ class SubscriptionView:
             log.error("%s: the dead letter was not sent (%s); the record is skipped", where, type(exc).__name__)
 
     async def caught_up(self, timeout_s: float = 30.0) -> None:
+        assert self.probe is not None and self.task is not None  # start() made them before it waits here
         # Not the follower's connection: its idle long-poll fetch would hold the request up to 0.5 s.
         end = (await self.probe.end_offsets([self.tp]))[self.tp]
         async with asyncio.timeout(timeout_s):

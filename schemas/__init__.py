@@ -5,13 +5,14 @@ chunks: consecutive points of one series as columns under a small header. Fluxes
 `flashes.lightcurve.v2` are in the provider's units (counts/cm²/s or photons/cm²/s); derived
 values are in mCrab (hardness is a plain ratio). The processors' state records (compacted
 topics) are contracts too: numbers and arrays with the input offset they cover, never pickle.
+So is the catalogue's source record (var/catalogue.json), which every service reads and the API serves.
 The exported JSON Schemas beside this file are checked for drift by tests/test_contracts.py.
 """
 from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, StringConstraints, model_validator
 
@@ -232,6 +233,60 @@ class Cone(Contract):
     ra: float = Field(ge=0.0, lt=360.0, description="degrees")
     dec: float = Field(ge=-90.0, le=90.0, description="degrees")
     radius: float = Field(gt=0.0, le=180.0, description="degrees")
+
+
+# The record field of each series kind (the seed's names).
+SERIES_FIELD: dict[str, str] = {"maxi": "maxi", "swift": "swift", "fermi": "fermi",
+                             "hardness": "hardness_ratio", "combined": "combined"}
+
+
+class CatalogueSeries(Contract):
+    """One series of a catalogue source: the provider's file and id of the source (instruments only), the series
+    key, and its newest stored point (none in the stored catalogue; the API fills it in from the store)."""
+
+    data_url: str | None
+    provider_id: str | None
+    series: str = Field(examples=["maxi_maxij1535-571"])
+    last_timestamp: str | None = None
+    last_flux: float | None = Field(default=None, description="provider units; derived series: mCrab, hardness a ratio")
+    last_error: float | None = None
+
+
+class CatalogueSource(Contract):
+    """A source of the catalogue (var/catalogue.json, built by flashes/catalogue.py) with the seed's fields.
+
+    Its id is `_id` in JSON, as in the seed, and `id` in Python (pydantic keeps leading underscores private).
+    The derived series (hardness_ratio, combined) are there when the source has both MAXI and BAT.
+    """
+
+    model_config = ConfigDict(validate_by_name=True, validate_by_alias=True, serialize_by_alias=True)
+
+    id: str = Field(alias="_id", description="INTEGRAL name without spaces, lower case", examples=["maxij1535-571"])
+    integral_name: str
+    class_code: int = Field(description="HEASARC class code, 0 when the table has none")
+    coord_ra: float = Field(description="degrees (J2000)")
+    coord_dec: float = Field(description="degrees (J2000)")
+    coord_glon: float = Field(description="degrees")
+    coord_glat: float = Field(description="degrees")
+    alternative_names: list[str]
+    class_name: str
+    labels_constant: list[str] = Field(description="the tags of the class name")
+    labels_dynamic: list[str] = Field(default_factory=list, description="temporary labels of an open alert episode")
+    maxi: CatalogueSeries | None
+    swift: CatalogueSeries | None
+    fermi: CatalogueSeries | None
+    hardness_ratio: CatalogueSeries | None
+    combined: CatalogueSeries | None
+
+    def entry(self, kind: str) -> CatalogueSeries | None:
+        """The series of one kind (a SeriesKind; KeyError for others), if the source has it."""
+        series: CatalogueSeries | None = getattr(self, SERIES_FIELD[kind])
+        return series
+
+    @property
+    def instruments(self) -> list[str]:
+        """The instruments the source has a lightcurve of."""
+        return [i for i in get_args(Instrument) if getattr(self, i) is not None]
 
 
 # Bounds of a subscription: every list and string has a maximum, so no request or record can make matching

@@ -1,6 +1,6 @@
 """A self-signed certificate for 127.0.0.1 and localhost (cryptography), for TLS servers on loopback in tests.
 
-Clients trust it through SSL_CERT_FILE, which both OpenSSL's default paths (aiosmtplib) and httpx read.
+Clients trust it through their certificate-authority settings: smtp_ca_file (mail), http_ca_file (providers).
 """
 from __future__ import annotations
 

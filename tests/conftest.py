@@ -7,25 +7,24 @@ from __future__ import annotations
 
 import json
 import shutil
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import asyncio
 import email
-import email.policy
 import math
 from dataclasses import dataclass, field
 
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
+from werkzeug import Request, Response
 
 from devtools import mirror
 from devtools.infra import free_port
-from devtools.observe import PIPELINE_GROUPS, positioned, series_counts as counts, wait_drained, wait_until
+from devtools.observe import (PIPELINE_GROUPS, Mailbox, positioned, receiver, serve, series_counts as counts, up,
+                              wait_drained, wait_until)
 from devtools.stack import Stack, private_stack
 from flashes import topics
 from flashes.settings import PROJECT_ROOT, Settings
@@ -62,56 +61,18 @@ def settings(stack: Stack) -> Settings:
     return stack.settings
 
 
-class Recorder(BaseHTTPRequestHandler):
-    """A webhook receiver: remembers every POST (path, headers, body, time) and answers `status`."""
-
-    received: list[dict] = []
-    status = 204
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.received.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()},
-                              "body": body, "at": time.time()})
-        self.send_response(self.status)
-        self.end_headers()
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        pass
-
-
-def receiver(status: int) -> tuple[ThreadingHTTPServer, str, list[dict]]:
-    """A real HTTP receiver on loopback answering every POST with `status`."""
-    received: list[dict] = []
-    server, url = mirror.serve_handler(type("Receiver", (Recorder,), {"received": received, "status": status}))
-    return server, url, received
-
-
 @pytest.fixture(scope="session")
 def webhook_receiver() -> Iterator[tuple[str, list[dict]]]:
     server, url, received = receiver(204)
     yield url, received
-    server.shutdown()
+    server.stop()
 
 
 @pytest.fixture(scope="session")
 def failing_receiver() -> Iterator[tuple[str, list[dict]]]:
     server, url, received = receiver(500)
     yield url, received
-    server.shutdown()
-
-
-class Mailbox:
-    """aiosmtpd handler: every message received, parsed."""
-
-    def __init__(self) -> None:
-        self.messages: list[email.message.EmailMessage] = []
-
-    async def handle_DATA(self, server: object, session: object, envelope: object) -> str:  # noqa: N802
-        self.messages.append(email.message_from_bytes(envelope.content, policy=email.policy.default))
-        return "250 OK"
-
-    def to(self, address: str) -> list[email.message.EmailMessage]:
-        return [m for m in self.messages if m["To"] == address]
+    server.stop()
 
 
 @pytest.fixture(scope="session")
@@ -144,20 +105,13 @@ def confirm_link(message: email.message.EmailMessage) -> str:
 
 
 @contextmanager
-def providers(settings: Settings, handler: Callable[..., BaseHTTPRequestHandler]) -> Iterator[tuple[Settings, str]]:
-    """Every provider served by `handler` on loopback: the settings that fetch from it, and its base URL."""
-    server, base = mirror.serve_handler(handler)
+def providers(settings: Settings, handle: Callable[[Request], Response]) -> Iterator[tuple[Settings, str]]:
+    """Every provider served by `handle` on loopback: the settings that fetch from it, and its base URL."""
+    server, base = serve(handle)
     try:
         yield settings.model_copy(update=mirror.provider_settings(base)), base
     finally:
-        server.shutdown()
-
-
-def _up(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=5).status_code == 200
-    except httpx.HTTPError:
-        return False
+        server.stop()
 
 
 def copy_mirror(sources: dict[str, str | None], dest: Path) -> Path:
@@ -227,6 +181,11 @@ def subscribers() -> Subscribers:
     return Subscribers()
 
 
+def own(found: dict[str, int], wanted: dict[str, int]) -> dict[str, int]:
+    """The counts of the series in `wanted` only (0 for one not stored yet)."""
+    return {series: found.get(series, 0) for series in wanted}
+
+
 def pipeline_env(smtp_port: int) -> dict[str, str]:
     """What the pipeline's services are given beside the stack's variables and the mirror (a test that starts
     one more API or delivery beside them gives it the same)."""
@@ -253,7 +212,7 @@ def pipeline(stack: Stack, mirror_dir: Path, webhook_receiver: tuple[str, list[d
     processes = stack.processes
     try:
         subscribers.api = s.api_url
-        wait_until(lambda: _up(f"{s.api_url}/health/kafka") or processes["api"].poll() is not None, "the API", 120)
+        wait_until(lambda: up(f"{s.api_url}/health/kafka") or processes["api"].poll() is not None, "the API", 120)
         assert processes["api"].poll() is None, f"the API exited: see {stack.logs / 'api.log'}"
         made = subscribers.made
         made["all"] = subscribe(s.api_url, {"channel": "webhook", "webhook_url": f"{webhook_receiver[0]}/all",
@@ -274,9 +233,10 @@ def pipeline(stack: Stack, mirror_dir: Path, webhook_receiver: tuple[str, list[d
         report = asyncio.run(fetch_once(s, [sid for sid, _ in SOURCES.values()]))
         assert report.series == 6 and report.rejected == len(BAD_LINES), dump(report)
         lightcurve = {k: v for k, v in expected.items() if k.startswith(("maxi", "swift"))}
-        wait_until(lambda: counts(s, "lightcurve", "WHERE band IN ('2-20', '15-50')") == lightcurve,
+        # Only this fixture's series are counted: other tests may have stored series of their own first.
+        wait_until(lambda: own(counts(s, "lightcurve", "WHERE band IN ('2-20', '15-50')"), lightcurve) == lightcurve,
                    "every valid lightcurve row in QuestDB")
-        wait_until(lambda: counts(s, "relevance", "WHERE kind IN ('maxi', 'swift')") == lightcurve,
+        wait_until(lambda: own(counts(s, "relevance", "WHERE kind IN ('maxi', 'swift')"), lightcurve) == lightcurve,
                    "a relevance score for every lightcurve point")
         wait_drained(s, PIPELINE_GROUPS + ("flashes-delivery",))
         yield s

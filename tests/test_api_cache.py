@@ -9,14 +9,19 @@ from services.api.store import TTLCache
 
 
 async def test_concurrent_first_requests_load_once() -> None:
-    cache, calls = TTLCache(ttl_s=60, size=4), []
+    cache, calls, started, release = TTLCache(ttl_s=60, size=4), [], asyncio.Event(), asyncio.Event()
 
     async def load() -> int:
         calls.append(1)
-        await asyncio.sleep(0.05)
+        started.set()
+        await release.wait()  # in flight until the test lets it finish
         return 7
 
-    assert await asyncio.gather(*(cache.get("k", load) for _ in range(50))) == [7] * 50
+    requests = asyncio.gather(*(cache.get("k", load) for _ in range(50)))
+    await started.wait()  # the load task was scheduled by the first request, after all 50: each has asked
+    assert len(calls) == 1 and not requests.done()
+    release.set()
+    assert await requests == [7] * 50
     assert len(calls) == 1
 
 

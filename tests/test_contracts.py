@@ -10,7 +10,7 @@ import yaml
 
 import schemas
 from flashes import topics
-from flashes.services import SERVICES
+from services.registry import SERVICES
 from flashes.schema_export import rendered
 from flashes.settings import PROJECT_ROOT
 

@@ -26,8 +26,7 @@ from flashes import topics
 from flashes.kafka import ensure_topics, make_producer
 from flashes.settings import Settings
 from flashes.subscriptions import Vault, new_code, new_webhook_secret, subscription_id
-from tests.conftest import Mailbox, receiver
-from devtools.observe import read_topic
+from devtools.observe import Mailbox, read_topic, receiver
 
 pytestmark = pytest.mark.integration  # starts its own services and servers
 
@@ -137,7 +136,7 @@ def test_a_killed_delivery_service_sends_each_mail_and_webhook_once(
         wait_until(lambda: Log(settings).count(mail_sub, "digested") == {held_early.alert_id: 1}, "the digest", 60, 0.5)
 
         assert private.kill("delivery")  # retries and the midnight digest pending
-        flaky_server.RequestHandlerClass.status = 204
+        flaky_server.status = 204
         before_restart = len(flaky_got)
         private.start("delivery")
         asyncio.run(produce(settings, [(topics.ALERTS, later.source_id, later), digest_task(mail_sub, held_late)]))
@@ -175,5 +174,5 @@ def test_a_killed_delivery_service_sends_each_mail_and_webhook_once(
         assert private.processes["delivery"].poll() is None and not private.crashed(["delivery"])
     finally:
         private.stop("delivery")
-        ok_server.shutdown()
-        flaky_server.shutdown()
+        ok_server.stop()
+        flaky_server.stop()

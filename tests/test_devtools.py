@@ -10,8 +10,8 @@ from pathlib import Path
 from devtools.__main__ import build_parser as devtools_parser
 from devtools.infra import child_env, isolated_env
 from devtools.stack import Stack
-from flashes.cli import build_parser
 from flashes.settings import PROJECT_ROOT, Settings
+from services.cli import build_parser
 
 
 def _commands(parser: object) -> set[str]:

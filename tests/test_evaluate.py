@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from flashes.cli import main
 from flashes.settings import Settings
+from services.cli import main
 from evaluation.methods import METHODS, MODEL_LEVELS
 from evaluation.metrics import DAYS_PER_YEAR, Event, event_kind, read_events, score_method, select_level
 from evaluation.run import Scored, cross_validate, evaluate, score_mirror

@@ -4,47 +4,41 @@ polled on its own schedule."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
 import shutil
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 
 import pytest
+from werkzeug import Request, Response
 
 from flashes.settings import PROJECT_ROOT, Settings
 from services.fetcher import state
 from tests.conftest import providers
 from services.fetcher.service import fetch_once, run_forever
-from devtools.observe import lightcurve_points, read_records, read_topic
+from devtools.observe import files, lightcurve_points, read_records, read_topic
 
 SOURCE = "swiftj0243.6+6124"  # MAXI, BAT (weak) and GBM pulsar series
 FILES = ["maxi/star_data/J0243+614/J0243+614_g_lc_1day_all.dat",
          "swift/results/transients/weak/SwiftJ0243.6p6124.lc.txt", "fermi/swiftj0243_old.fits.gz"]
 
 
-class RecordingHandler(SimpleHTTPRequestHandler):
-    """The standard static server (it answers If-Modified-Since with 304), recording each answer."""
-
-    log: list[tuple[str, int, bool]] = []
-
-    def send_response(self, code: int, message: str | None = None) -> None:
-        self.log.append((self.path, code, "If-Modified-Since" in self.headers))
-        super().send_response(code, message)
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        pass
-
-
 @pytest.fixture()
 def provider(settings: Settings, tmp_path: Path) -> Iterator[tuple[Settings, Path, list, str]]:
+    """The files served as a static server does (If-Modified-Since answered with 304), each answer recorded as
+    (path, status, whether the request was conditional)."""
     for rel in FILES:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(PROJECT_ROOT / "data" / "mirror" / rel, tmp_path / rel)
     log: list[tuple[str, int, bool]] = []
-    handler = functools.partial(type("Rec", (RecordingHandler,), {"log": log}), directory=str(tmp_path))
-    with providers(settings, handler) as (served, base):
+    serve_file = files(tmp_path)
+
+    def recording(request: Request) -> Response:
+        response = serve_file(request)
+        log.append((request.path, response.status_code, "If-Modified-Since" in request.headers))
+        return response
+
+    with providers(settings, recording) as (served, base):
         yield served, tmp_path, log, base
 
 

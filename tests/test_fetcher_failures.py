@@ -3,52 +3,45 @@ refused, reported, and the others carry on."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import gzip
-import threading
 import time
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
+from werkzeug import Request, Response
 
-from devtools import mirror
 from flashes.settings import PROJECT_ROOT, Settings
 from tests.conftest import providers
 from services.fetcher.service import fetch_once
 from tests.certs import self_signed, server_context
-from devtools.observe import lightcurve_points, read_topic
+from devtools.observe import files, lightcurve_points, read_topic, serve
 
 BROKEN = {"/maxi/star_data/J1820+071/": 500, "/maxi/star_data/J1520-571/": "hang"}
 
 
-class FlakyProvider(SimpleHTTPRequestHandler):
-    """Serves the sample mirror, except that some paths answer 500 or never answer in time."""
+def flaky(hits: dict[str, int]) -> Callable[[Request], Response]:
+    """Serves the sample mirror, except that some paths answer 500 or never answer in time; counts the requests
+    per path."""
+    serve_file = files(PROJECT_ROOT / "data" / "mirror")
 
-    hits: dict[str, int] = {}
-
-    def do_GET(self) -> None:  # noqa: N802
-        self.hits[self.path] = self.hits.get(self.path, 0) + 1
+    def handle(request: Request) -> Response:
+        hits[request.path] = hits.get(request.path, 0) + 1
         for prefix, behaviour in BROKEN.items():
-            if self.path.startswith(prefix):
+            if request.path.startswith(prefix):
                 if behaviour == "hang":
-                    time.sleep(3)  # longer than FLASHES_HTTP_TIMEOUT_S=2 in the tests
-                self.send_error(500 if behaviour == 500 else 503)
-                return
-        super().do_GET()
+                    time.sleep(3)  # the slowness under test: longer than FLASHES_HTTP_TIMEOUT_S=2 in the tests
+                return Response(status=500 if behaviour == 500 else 503)
+        return serve_file(request)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        pass
+    return handle
 
 
 @pytest.fixture()
 def flaky_settings(settings: Settings) -> Iterator[tuple[Settings, str, dict[str, int]]]:
     hits: dict[str, int] = {}
-    handler = functools.partial(type("Flaky", (FlakyProvider,), {"hits": hits}),
-                                directory=str(PROJECT_ROOT / "data" / "mirror"))
-    with providers(settings, handler) as (served, base):
+    with providers(settings, flaky(hits)) as (served, base):
         yield served, base, hits
 
 
@@ -75,26 +68,18 @@ def test_unknown_source_is_refused_with_its_name(settings: Settings) -> None:
         asyncio.run(fetch_once(settings, ["no-such-source"]))
 
 
-class FixedFiles(BaseHTTPRequestHandler):
-    """Serves fixed bodies by path; a path in `unsized` is sent without Content-Length (the
-    connection's end delimits it), so that only counting the body can bound it."""
-
-    files: dict[str, bytes] = {}
-    unsized: set[str] = set()
-
-    def do_GET(self) -> None:  # noqa: N802
-        body = self.files.get(self.path)
+def fixed(bodies: dict[str, bytes], unsized: set[str]) -> Callable[[Request], Response]:
+    """Serves fixed bodies by path; a path in `unsized` is streamed without Content-Length (chunked), so that only
+    counting the body can bound it."""
+    def handle(request: Request) -> Response:
+        body = bodies.get(request.path)
         if body is None:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        if self.path not in self.unsized:
-            self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+            return Response(status=404)
+        if request.path in unsized:
+            return Response(iter([body[i:i + 65536] for i in range(0, len(body), 65536)]))
+        return Response(body)
 
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        pass
+    return handle
 
 
 def fetches(provider: str, outcome: str) -> float:
@@ -104,15 +89,14 @@ def fetches(provider: str, outcome: str) -> float:
 def test_downloads_and_gzip_beyond_their_limits_are_refused_and_the_other_series_arrive(settings: Settings) -> None:
     sample = PROJECT_ROOT / "data" / "mirror"
     good = (sample / "maxi/star_data/J1535-572/J1535-572_g_lc_1day_all.dat").read_bytes()
-    files = {"/maxi/star_data/J0243+614/J0243+614_g_lc_1day_all.dat": good * 4,  # 1.3 MB, streamed unsized
+    bodies = {"/maxi/star_data/J0243+614/J0243+614_g_lc_1day_all.dat": good * 4,  # 1.3 MB, streamed unsized
              "/swift/results/transients/weak/SwiftJ0243.6p6124.lc.txt": b"#" * 1_200_000,  # declared 1.2 MB
              "/fermi/swiftj0243_old.fits.gz": gzip.compress(b"\0" * 3_000_000),  # 3 kB inflating to 3 MB
              "/maxi/star_data/J1535-572/J1535-572_g_lc_1day_all.dat": good,
              "/swift/results/transients/weak/MAXIJ1535-571.lc.txt":
                  (sample / "swift/results/transients/weak/MAXIJ1535-571.lc.txt").read_bytes()}
-    handler = type("Fixed", (FixedFiles,), {"files": files, "unsized": {next(iter(files))}})
     before = {p: fetches(p, "refused") for p in ("maxi", "swift", "fermi")}
-    with providers(settings, handler) as (served, base):
+    with providers(settings, fixed(bodies, {next(iter(bodies))})) as (served, base):
         bounded = served.model_copy(update={"max_download_bytes": 1_000_000, "max_decompressed_bytes": 2_000_000})
         report = asyncio.run(fetch_once(bounded, ["swiftj0243.6+6124", "maxij1535-571"]))
     assert sorted(report.errors) == [
@@ -127,48 +111,35 @@ def test_downloads_and_gzip_beyond_their_limits_are_refused_and_the_other_series
     assert sorted(l["reason"] for l in letters) == sorted(e.split(": ", 1)[1] for e in report.errors)
 
 
-class RedirectingProvider(SimpleHTTPRequestHandler):
-    """Serves the sample mirror over https; MAXI J1535-571's file moved (https → https, followed), MAXI
-    J1820+070's redirected to plain http (`downgrade`), which must not be followed."""
+def redirecting(downgrade: str) -> Callable[[Request], Response]:
+    """Serves the sample mirror; MAXI J1535-571's file moved (https → https, followed), MAXI J1820+070's redirected
+    to plain http (`downgrade`), which must not be followed."""
+    serve_file = files(PROJECT_ROOT / "data" / "mirror")
 
-    downgrade = ""
+    def handle(request: Request) -> Response:
+        if request.path.startswith("/maxi/star_data/J1535-572/"):
+            return Response(status=301, headers={"Location": "/moved" + request.path})
+        if request.path.startswith("/maxi/star_data/J1820+071/"):
+            return Response(status=302, headers={"Location": downgrade + request.path})
+        request.environ["PATH_INFO"] = request.path.removeprefix("/moved")
+        return serve_file(Request(request.environ))
 
-    def do_GET(self) -> None:  # noqa: N802
-        if self.path.startswith("/maxi/star_data/J1535-572/"):
-            self.send_response(301)
-            self.send_header("Location", "/moved" + self.path)
-        elif self.path.startswith("/maxi/star_data/J1820+071/"):
-            self.send_response(302)
-            self.send_header("Location", self.downgrade + self.path)
-        else:
-            self.path = self.path.removeprefix("/moved")
-            super().do_GET()
-            return
-        self.send_header("Content-Length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        pass
+    return handle
 
 
-def test_a_redirect_from_https_to_http_is_refused_and_the_other_series_arrive(
-        settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_redirect_from_https_to_http_is_refused_and_the_other_series_arrive(settings: Settings,
+                                                                              tmp_path: Path) -> None:
     cert, key = self_signed(tmp_path)
-    monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # httpx trusts the loopback server's certificate
     hits: dict[str, int] = {}
-    plain, plain_base = mirror.serve_handler(type("Plain", (FlakyProvider,), {"hits": hits}))
-    handler = functools.partial(type("Redirecting", (RedirectingProvider,), {"downgrade": plain_base}),
-                                directory=str(PROJECT_ROOT / "data" / "mirror"))
-    secure = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    secure.socket = server_context(cert, key).wrap_socket(secure.socket, server_side=True)
-    threading.Thread(target=secure.serve_forever, daemon=True).start()
-    base = f"https://127.0.0.1:{secure.server_address[1]}/maxi/"
-    try:
-        report = asyncio.run(fetch_once(settings.model_copy(update={"maxi_base_url": base}),
+    plain, plain_base = serve(flaky(hits))
+    secure, secure_base = serve(redirecting(plain_base), ssl_context=server_context(cert, key))
+    base = f"{secure_base}/maxi/"
+    try:  # the client trusts the loopback server's certificate through http_ca_file
+        report = asyncio.run(fetch_once(settings.model_copy(update={"maxi_base_url": base, "http_ca_file": cert}),
                                         ["maxij1535-571", "maxij1820+070"], ["maxi"]))
     finally:
-        secure.shutdown()
-        plain.shutdown()
+        secure.stop()
+        plain.stop()
     refusal = (f"{base}star_data/J1820+071/J1820+071_g_lc_1day_all.dat: refused a redirect from https to "
                f"http://127.0.0.1")
     assert report.errors == [f"maxi:maxij1820+070: {refusal}"]

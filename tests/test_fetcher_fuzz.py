@@ -309,15 +309,15 @@ def fuzzed_mirror(settings: Settings, tmp_path: Path) -> Iterator[tuple[Settings
         served: dict[tuple[str, str], bytes] = {}  # (source id, instrument) -> the file
         clean: dict[tuple[str, str], bytes] = {}
         records = catalogue.load(s)
-        chosen = {r["_id"]: r for instrument, count in (("maxi", 20), ("swift", 20), ("fermi", 12))
-                  for r in [r for r in records if r.get(instrument)][:count]}
+        chosen = {r.id: r for instrument, count in (("maxi", 20), ("swift", 20), ("fermi", 12))
+                  for r in [r for r in records if r.entry(instrument)][:count]}
         for i, (sid, record) in enumerate(sorted((chosen.items()))):
-            for instrument in (inst for inst in kinds_of if record.get(inst)):
+            for instrument in (inst for inst in kinds_of if record.entry(inst)):
                 if (i + len(served)) % 3 == 0:  # a third untouched, on every instrument
                     served[sid, instrument] = clean[sid, instrument] = rng.choice(untouched[instrument])
                 else:
                     served[sid, instrument] = mutate(rng, fuzz[rng.choice(kinds_of[instrument])])
-                rel = catalogue.path_below_base(s, instrument, record[instrument]["data_url"])
+                rel = catalogue.path_below_base(s, instrument, record.entry(instrument).data_url)
                 (tmp_path / instrument / rel).parent.mkdir(parents=True, exist_ok=True)
                 (tmp_path / instrument / rel).write_bytes(served[sid, instrument])
         yield s, base, served, clean

@@ -18,6 +18,7 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
+import schemas
 from flashes import grafana
 from flashes.settings import PROJECT_ROOT, Settings
 from services.api.app import create_app
@@ -209,8 +210,12 @@ def test_provisioning_parses_and_docker_compose_mounts_it_where_grafana_reads_it
     ({"swift", "fermi"}, "flashes-swift-fermi"), ({"swift", "maxi", "fermi"}, "flashes-swift-maxi-fermi"),
     ({"maxi", "fermi"}, "flashes-swift-maxi-fermi"), ({"fermi"}, "flashes-swift-maxi-fermi")])
 def test_a_source_gets_the_dashboard_of_its_instruments(has: set[str], uid: str) -> None:
-    record = {"_id": "maxij1820+070", **{i: ({"provider_id": "x"} if i in has else None) for i in grafana.ORDER}}
-    assert grafana.dashboard_uid(record) == uid
+    series = schemas.CatalogueSeries(data_url="x", provider_id="x", series="x")
+    record = schemas.CatalogueSource(id="maxij1820+070", integral_name="MAXI J1820+070", class_code=0, coord_ra=0,
+                                     coord_dec=0, coord_glon=0, coord_glat=0, alternative_names=[], class_name="",
+                                     labels_constant=[], hardness_ratio=None, combined=None,
+                                     **{i: (series if i in has else None) for i in grafana.ORDER})
+    assert grafana.dashboard_uid(record.instruments) == uid
     settings = Settings(grafana_url="https://grafana.example.org")
     assert grafana.dashboard_url(settings, record) == f"https://grafana.example.org/d/{uid}?var-source=maxij1820%2B070"
     assert grafana.dashboard_url(settings, record, START, END).endswith("&from=1483228800000&to=1609459200000")

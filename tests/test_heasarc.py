@@ -61,15 +61,15 @@ def test_heasarc_names_go_into_the_catalogue_and_stay_there(recorded: str, tmp_p
     settings = Settings(var_dir=tmp_path)
     names = heasarc.class_names(recorded, timeout_s=5)
     catalogue.write(settings, names)
-    online = {r["_id"]: r for r in catalogue.load(settings)}  # load keeps them: no rebuild from the bundled table
+    online = {r.id: r for r in catalogue.load(settings)}  # load keeps them: no rebuild from the bundled table
     assert json.loads(settings.catalogue_path.read_text())["class_names"] == "HEASARC"
-    offline = {r["_id"]: r for r in catalogue.build(settings)}
-    named = [r for r in online.values() if r["class_code"] in names]
-    assert len(named) == 117 and online["velax-1"]["class_name"] == "HMXRB SUPERGIANT X-RAY PULSAR ECLIPSING"
-    assert all(r["class_name"] == names[r["class_code"]] for r in named)
-    assert all(r["class_name"] == offline[sid]["class_name"]
-               for sid, r in online.items() if r["class_code"] not in names)
-    assert all(r["labels_constant"] == offline[sid]["labels_constant"] for sid, r in online.items())
+    offline = {r.id: r for r in catalogue.build(settings)}
+    named = [r for r in online.values() if r.class_code in names]
+    assert len(named) == 117 and online["velax-1"].class_name == "HMXRB SUPERGIANT X-RAY PULSAR ECLIPSING"
+    assert all(r.class_name == names[r.class_code] for r in named)
+    assert all(r.class_name == offline[sid].class_name
+               for sid, r in online.items() if r.class_code not in names)
+    assert all(r.labels_constant == offline[sid].labels_constant for sid, r in online.items())
     catalogue.write(settings)
     assert json.loads(settings.catalogue_path.read_text())["class_names"] == "bundled"
 

@@ -168,10 +168,13 @@ async def test_listener_tag_filter_and_start_positions(settings: Settings, publi
 async def test_listener_follows_new_alerts(settings: Settings) -> None:
     source = f"listen-follow-{uuid.uuid4().hex[:8]}"
     fresh = alert(source, 0.7)
-    stream = aiter(AlertListener.from_settings(settings, schemas.SubscriptionFilters(sources=[source])))
+    listener = AlertListener.from_settings(settings, schemas.SubscriptionFilters(sources=[source]))
+    stream = aiter(listener)
     following = asyncio.ensure_future(anext(stream))
     try:
-        await asyncio.sleep(3)  # the listener has taken its end offsets
+        positioned = asyncio.ensure_future(listener.positioned.wait())  # it has taken its end offsets (or failed)
+        await asyncio.wait({following, positioned}, return_when=asyncio.FIRST_COMPLETED)
+        positioned.cancel()
         assert not following.done()
         producer = make_producer(settings)
         await producer.start()

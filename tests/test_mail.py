@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import email
 import html
-import socket
 import struct
 import traceback
 from collections.abc import Iterator
@@ -18,11 +17,12 @@ from aiosmtpd.controller import Controller
 import schemas
 from flashes import questdb
 from flashes.errors import DeliveryError
-from flashes.mail import confirmation_message, make_id, send
-from devtools.observe import wait_until
+from flashes.smtp import confirmation_message, make_id, send
+from devtools.infra import free_port
+from devtools.observe import Mailbox, wait_until
 from flashes.settings import Settings
 from flashes.timeconv import mjd_to_datetime
-from services.alerts.mail import alert_message, digest_message, lightcurve_png, recent_points
+from services.delivery.messages import alert_message, digest_message, lightcurve_png, recent_points
 
 TO = "alice@example.org"
 REFUSED = "refused@example.org"
@@ -32,32 +32,14 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 EXAMPLE = schemas.EXAMPLE_ALERT
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Recorder:
-    """An SMTP handler that keeps (envelope recipients, raw message) and refuses REFUSED."""
-
-    def __init__(self) -> None:
-        self.received: list[tuple[list[str], bytes]] = []
-
-    async def handle_RCPT(self, server, session, envelope, address: str, rcpt_options) -> str:  # noqa: N802
-        if address == REFUSED:
-            return f"550 5.1.1 <{address}>: Recipient address rejected"
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802
-        self.received.append((list(envelope.rcpt_tos), envelope.content))
-        return "250 OK"
+def refused(address: str) -> str | None:
+    """The relay's reply refusing REFUSED (None: every other recipient is accepted)."""
+    return f"550 5.1.1 <{address}>: Recipient address rejected" if address == REFUSED else None
 
 
 @pytest.fixture
-def smtp() -> Iterator[tuple[Settings, Recorder]]:
-    recorder = Recorder()
+def smtp() -> Iterator[tuple[Settings, Mailbox]]:
+    recorder = Mailbox(refuse=refused)
     controller = Controller(recorder, hostname="127.0.0.1", port=free_port())
     controller.start()
     yield Settings(smtp_host="127.0.0.1", smtp_port=controller.port, smtp_user="", smtp_security="none"), recorder
@@ -69,7 +51,7 @@ def alert() -> schemas.Alert:
     return schemas.Alert.model_validate_json(EXAMPLE.read_text())
 
 
-async def deliver(settings: Settings, recorder: Recorder,
+async def deliver(settings: Settings, recorder: Mailbox,
                   message: EmailMessage) -> tuple[EmailMessage, list[bytes], str, str]:
     """Send; return the message as the server got it, its raw header lines, its text and HTML bodies."""
     await send(settings, message)

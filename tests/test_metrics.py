@@ -1,5 +1,5 @@
 """Operators can see it: every service's Prometheus metrics and GET /health/freshness, on a private stack whose
-services run as `make run` runs them (a devtools private stack of every service of flashes.services.SERVICES) on one
+services run as `make run` runs them (a devtools private stack of every service of services.registry.SERVICES) on one
 sample source served from a provider mirror.
 
 Prometheus and Grafana cannot run on these machines. So the test scrapes each running service itself (httpx,
@@ -29,11 +29,11 @@ from prometheus_client.samples import Sample
 from devtools.stack import private_stack
 from flashes import kafka, metrics, ops_dashboard, questdb, topics
 from flashes.kafka import create_topics, make_producer
-from devtools.observe import PIPELINE_GROUPS, wait_drained, wait_until
-from flashes.services import SERVICES, metrics_port
+from devtools.observe import PIPELINE_GROUPS, receiver, up, wait_drained, wait_until
+from services.registry import SERVICES, metrics_port
 from flashes.settings import PROJECT_ROOT, Settings
 from flashes.timeconv import datetime_to_mjd
-from tests.conftest import copy_mirror, receiver
+from tests.conftest import copy_mirror
 
 SOURCE, MAXI_ID = "maxij1535-571", "J1535-572"
 BAT = "swift/results/transients/weak/MAXIJ1535-571.lc.txt"
@@ -82,13 +82,6 @@ def truncate(path: Path, rows: int, extra: list[str] = ()) -> None:
     path.write_text("".join(head + data[:rows // 2] + [x + end for x in extra] + data[rows // 2:]), newline="")
 
 
-def _up(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=5).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 @pytest.fixture(scope="module")
 def ops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ops]:
     var = tmp_path_factory.mktemp("ops")
@@ -102,7 +95,7 @@ def ops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ops]:
     try:
         with private_stack(SERVICES, env=env, mirror=folder, var=var) as stack:
             settings, processes = stack.settings, stack.processes
-            wait_until(lambda: _up(f"{settings.api_url}/health/kafka") or processes["api"].poll() is not None,
+            wait_until(lambda: up(f"{settings.api_url}/health/kafka") or processes["api"].poll() is not None,
                        "the API", 120)
             assert processes["api"].poll() is None, f"the API exited: see {stack.logs / 'api.log'}"
             wait_until(lambda: stored(settings, "SELECT count() n FROM relevance WHERE kind IN ('maxi', 'swift')")
@@ -112,7 +105,7 @@ def ops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ops]:
         dead = stack.crashed()
         assert not dead, f"{dead} crashed: see {stack.logs}"
     finally:
-        hook_server.shutdown()
+        hook_server.stop()
 
 
 def metric_names(expr: str) -> set[str]:

@@ -15,17 +15,10 @@ import httpx
 from pytest_httpserver import HTTPServer
 
 from devtools.infra import free_port
-from devtools.observe import wait_until
+from devtools.observe import Mailbox, up, wait_until
 from devtools.stack import Stack
 from flashes.settings import Settings
-from tests.conftest import Mailbox, pipeline_env
-
-
-def _up(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=5).status_code == 200
-    except httpx.HTTPError:
-        return False
+from tests.conftest import pipeline_env
 
 
 def test_no_generated_request_makes_a_server_error(pipeline: Settings, stack: Stack, httpserver: HTTPServer,
@@ -40,7 +33,7 @@ def test_no_generated_request_makes_a_server_error(pipeline: Settings, stack: St
     api = f"http://127.0.0.1:{port}"
     stack.start("api#openapi", env=env)
     try:
-        wait_until(lambda: _up(f"{api}/openapi.json") or stack.processes["api#openapi"].poll() is not None,
+        wait_until(lambda: up(f"{api}/openapi.json") or stack.processes["api#openapi"].poll() is not None,
                    "the API", 60)
         # Found by this run once: a non-ASCII token made the link check raise (500) instead of answering 404.
         assert httpx.post(f"{api}/subscriptions/unsubscribe", params={"id": "é", "token": "é"}).status_code == 404

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import importlib.util
 import re
 import shutil
-import sys
 import threading
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 from urllib.parse import urljoin, urlsplit
 
 import asyncpg
@@ -34,13 +35,21 @@ from flashes import metrics, questdb
 from flashes.errors import QuestDBError
 from flashes.safety import SECRET_FIELD, SECRETS
 from devtools.observe import wait_until
-from flashes.services import SERVICES, metrics_port
+from services.registry import SERVICES, metrics_port
 from flashes.settings import PROJECT_ROOT, Settings
 from services.api.app import create_app
 
-sys.path.insert(0, str(PROJECT_ROOT / "deploy"))
-import audit  # noqa: E402 - deploy/ is not a package: the scripts run as they are
-import healthcheck  # noqa: E402
+
+def script(path: Path) -> ModuleType:
+    """A script of deploy/ as a module (deploy/ is not a package: the scripts run as they are)."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+audit, healthcheck = (script(PROJECT_ROOT / "deploy" / name) for name in ("audit.py", "healthcheck.py"))
 
 COMPOSE = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())
 SERVERS = ("kafka", "questdb", "prometheus", "grafana")

@@ -28,11 +28,11 @@ from flashes import chunks, kafka, kafka_acl, kafka_deploy, questdb, topics
 from flashes.kafka import make_producer, read_to_end
 from flashes.errors import InfraError
 from flashes.kafka_acl import ADMIN, PLAN, Access
-from devtools.observe import positioned, wait_until
+from devtools.observe import positioned, receiver, up, wait_until
 from flashes.safety import SECRETS, env_name
-from flashes.services import PIPELINE, PROCESSORS, SERVICES
+from services.registry import PIPELINE, PROCESSORS, SERVICES
 from flashes.settings import Settings
-from tests.conftest import SOURCES, _up, copy_mirror, receiver, subscribe
+from tests.conftest import SOURCES, copy_mirror, subscribe
 
 pytestmark = pytest.mark.integration  # starts its own Kafka with logins
 
@@ -163,7 +163,7 @@ def test_every_service_with_its_own_login_and_only_its_secrets_carries_an_alert_
         for name in PIPELINE:
             start(name)
         api = f"http://127.0.0.1:{broker.env['FLASHES_API_PORT']}"
-        until(lambda: _up(f"{api}/health/kafka") or processes[slots["api"]].poll() is not None, "the API")
+        until(lambda: up(f"{api}/health/kafka") or processes[slots["api"]].poll() is not None, "the API")
         code = subscribe(api, {"channel": "webhook", "webhook_url": f"{hook_url}/all",
                                "filters": {"sources": ["maxij1535-571"], "history": True}})["code"]
         # A test alert: the API queues it on the retry topic, delivery's retry group sends it.
@@ -188,7 +188,7 @@ def test_every_service_with_its_own_login_and_only_its_secrets_carries_an_alert_
         assert {slot: proc.poll() for slot, proc in processes.items()} == dict.fromkeys(slots.values())
     finally:
         stack.stop(*processes)
-        hooks.shutdown()
+        hooks.stop()
         providers.shutdown()
         stack.stop("questdb")
     assert not stack.crashed(processes) and refused(logs, processes) == []

@@ -17,13 +17,15 @@ from pydantic import SecretStr
 import schemas
 from flashes import questdb
 from flashes.errors import DeliveryError
-from flashes.mail import confirmation_message, send
+from flashes.smtp import confirmation_message, send
 from flashes.safety import KEY_FIELDS, SECRET_FIELD, SECRETS, env_name, unsafe_settings
-from flashes.services import SERVICES
+from services.registry import SERVICES
 from flashes.settings import Settings
-from services.alerts.mail import recent_points
+from services.delivery.messages import recent_points
 from tests.certs import self_signed, server_context
-from tests.test_mail import TO, Recorder, free_port, lightcurve_rows, renamed
+from devtools.infra import free_port
+from devtools.observe import Mailbox
+from tests.test_mail import TO, lightcurve_rows, renamed
 
 FLASHES = Path(sys.executable).parent / "flashes"
 EXPOSED = {"api_host": "0.0.0.0"}
@@ -178,9 +180,9 @@ def test_plain_http_provider_is_refused_unless_a_mirror_on_loopback() -> None:
 
 
 @pytest.fixture
-def plain_smtp() -> Iterator[tuple[int, Recorder]]:
+def plain_smtp() -> Iterator[tuple[int, Mailbox]]:
     """aiosmtpd on loopback offering no STARTTLS."""
-    recorder = Recorder()
+    recorder = Mailbox()
     controller = Controller(recorder, hostname="127.0.0.1", port=free_port())
     controller.start()
     yield controller.port, recorder
@@ -206,7 +208,7 @@ async def test_starttls_refuses_a_server_without_it_and_cleartext_goes_to_loopba
 @pytest.mark.parametrize("security", ["starttls", "tls"])
 async def test_starttls_and_implicit_tls_deliver_with_a_verified_certificate(security: str, tmp_path: Path) -> None:
     cert, key = self_signed(tmp_path)
-    recorder = Recorder()
+    recorder = Mailbox()
     tls = ({"tls_context": server_context(cert, key), "require_starttls": True} if security == "starttls"
            else {"ssl_context": server_context(cert, key)})
     controller = Controller(recorder, hostname="127.0.0.1", port=free_port(), **tls)

@@ -35,8 +35,8 @@ from flashes.subscriptions import Vault, made_before, new_subscription
 from services.api.app import create_app
 from services.api.ratelimit import Budget, RateLimit, network
 from services.api.subscription_store import Store
-from tests.conftest import Mailbox, confirm_link, receiver
-from devtools.observe import read_records
+from tests.conftest import confirm_link
+from devtools.observe import Mailbox, read_records, receiver
 
 CIRX = {"sources": ["cirx-1"], "history": True}
 EXAMPLE = schemas.Alert.model_validate_json(schemas.EXAMPLE_ALERT.read_bytes())
@@ -346,7 +346,7 @@ def test_kafkas_order_not_the_api_clock_decides_which_alerts_a_new_subscription_
         assert {first.alert_id, before.alert_id, after.alert_id} <= got("/ahead")
     finally:
         stack.stop(delivery)
-        server.shutdown()
+        server.stop()
     assert not stack.crashed([delivery]), f"delivery logged a traceback: see {stack.logs}"
 
 
@@ -462,7 +462,7 @@ def test_a_subscription_left_on_channel_none_expires_and_one_given_a_channel_sta
             assert c.get(f"/subscriptions/{idle['code']}").status_code == 404
             assert c.get(f"/subscriptions/{kept['code']}").status_code == 200
     finally:
-        server.shutdown()
+        server.stop()
 
 
 def test_the_api_reads_the_topic_again_when_its_view_stopped(base: Settings) -> None:

@@ -33,11 +33,11 @@ from flashes.netguard import LOOKUP_THREADS, Guard, Lookups, is_public, parse
 from devtools.observe import positioned, wait_until
 from flashes.settings import Settings
 from flashes.subscriptions import Vault, check_webhook_url, new_subscription, subscription_id
-from services.alerts import mail as alert_mail
-from services.alerts.caps import Streaks
-from services.alerts.webhooks import FAILURES, post
-from tests.conftest import receiver, subscribe
-from devtools.observe import read_topic
+from services.delivery import messages as alert_mail
+from services.delivery.caps import Streaks
+from services.delivery.webhooks import FAILURES, post
+from tests.conftest import subscribe
+from devtools.observe import BlackHole, Mailbox, read_topic, receiver
 
 EXAMPLE = schemas.Alert.model_validate_json(schemas.EXAMPLE_ALERT.read_bytes())
 PUBLIC = "93.184.215.14"  # a public address; nothing connects to it here
@@ -79,7 +79,7 @@ async def post_through(guard: Guard, url: str) -> str | None:
 
 def test_a_name_rebound_to_loopback_after_the_check_is_refused_at_connect_time() -> None:
     server, url, received = receiver(204)
-    port = server.server_address[1]
+    port = server.port
     try:
         async def attack() -> tuple[str | None, int]:
             dns = Rebinding(PUBLIC, "127.0.0.1")  # public when checked, loopback when delivered
@@ -91,14 +91,14 @@ def test_a_name_rebound_to_loopback_after_the_check_is_refused_at_connect_time()
         words, asked = asyncio.run(attack())
         assert (words, asked, received) == ("refused address", 2, [])
     finally:
-        server.shutdown()
+        server.stop()
 
 
 def test_the_connection_goes_to_the_address_that_was_checked_and_nobody_is_asked_again() -> None:
     """Loopback stands in for the public receiver (allow_loopback); the second answer, never used, is the cloud
     metadata address. The socket factory sees every address the connector dials."""
     server, url, received = receiver(204)
-    port = server.server_address[1]
+    port = server.port
     try:
         async def deliver() -> tuple[str | None, int, list[str]]:
             dns = Rebinding("127.0.0.1", "169.254.169.254")
@@ -120,7 +120,7 @@ def test_the_connection_goes_to_the_address_that_was_checked_and_nobody_is_asked
         assert words is None and [r["path"] for r in received] == ["/pinned"]
         assert asked == 1 and dialled == ["127.0.0.1", "127.0.0.0/24"]
     finally:
-        server.shutdown()
+        server.stop()
 
 
 @pytest.mark.parametrize("address", TRANSLATED + INWARD)
@@ -154,7 +154,7 @@ def test_an_answer_mixing_a_public_and_an_inward_address_is_refused_whole(inward
     (happy eyeballs) would reach the inward one. The whole answer is refused, at subscribe time and at delivery;
     the receiver on loopback hears nothing."""
     server, url, received = receiver(204)
-    port = server.server_address[1]
+    port = server.port
     try:
         async def attack() -> str | None:
             guard = Guard(allow_loopback=False, inner=Rebinding((PUBLIC, inward)))
@@ -164,7 +164,7 @@ def test_an_answer_mixing_a_public_and_an_inward_address_is_refused_whole(inward
 
         assert (asyncio.run(attack()), received) == ("refused address", [])
     finally:
-        server.shutdown()
+        server.stop()
 
 
 def test_a_resolver_that_hangs_holds_only_the_lookup_threads_and_its_refusals_are_kept() -> None:
@@ -205,7 +205,7 @@ def test_a_resolver_that_hangs_holds_only_the_lookup_threads_and_its_refusals_ar
         asyncio.run(attack())
     finally:
         release.set()
-        server.shutdown()
+        server.stop()
 
 
 def test_a_streak_of_unanswered_attempts_makes_a_subscription_suspect_and_an_answer_ends_it() -> None:
@@ -238,43 +238,6 @@ def test_a_streak_of_unanswered_attempts_makes_a_subscription_suspect_and_an_ans
     assert restarted.failures == {"alive": 2}
 
 
-class BlackHole:
-    """A receiver that accepts connections on `hosts` (127.0.1.1: another /24 than the healthy receivers') and never
-    answers. It counts the connections it holds and the most at once, and notes when the client closed each: when
-    an attempt's timeout ran out."""
-
-    def __init__(self, hosts: tuple[str, ...] = ("127.0.1.1",)) -> None:
-        self.open = self.most = 0
-        self.closed: list[float] = []  # when the client gave up on each connection
-        self.writers: set[asyncio.StreamWriter] = set()
-        self.loop = asyncio.new_event_loop()
-        self.port = free_port()  # free on 127.0.0.1; the other loopback addresses are this test's alone
-        self.server = self.loop.run_until_complete(asyncio.start_server(self._hold, list(hosts), self.port))
-        threading.Thread(target=self.loop.run_forever, daemon=True).start()
-
-    async def _hold(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.open += 1
-        self.most = max(self.most, self.open)
-        self.writers.add(writer)
-        try:
-            await reader.read()  # until the client gives up
-        except ConnectionError:
-            pass
-        finally:
-            self.open -= 1
-            self.closed.append(time.time())
-            self.writers.discard(writer)
-            writer.close()
-
-    def close(self) -> None:
-        """Stop listening and drop every held connection: the attempts still queued fail at once."""
-        def shut() -> None:
-            self.server.close()
-            for w in list(self.writers):
-                w.transport.abort()
-        self.loop.call_soon_threadsafe(shut)
-
-
 @pytest.fixture(scope="module")
 def black_hole() -> Iterator[BlackHole]:
     hole = BlackHole()
@@ -282,20 +245,14 @@ def black_hole() -> Iterator[BlackHole]:
     hole.close()
 
 
-class Refusing:
-    """An SMTP relay that refuses every recipient, in a reply naming the recipient and itself."""
-
-    async def handle_RCPT(self, server: object, session: object, envelope: object, address: str,  # noqa: N802
-                          options: list[str]) -> str:
-        return f"550 5.1.1 <{address}>: no such user at relay.internal.example:{RELAY_PORT}"
-
-
 RELAY_PORT = free_port()
 
 
 @pytest.fixture(scope="module")
 def relay() -> Iterator[Controller]:
-    controller = Controller(Refusing(), hostname="127.0.0.1", port=RELAY_PORT)
+    """An SMTP relay that refuses every recipient, in a reply naming the recipient and itself."""
+    refusing = Mailbox(refuse=lambda to: f"550 5.1.1 <{to}>: no such user at relay.internal.example:{RELAY_PORT}")
+    controller = Controller(refusing, hostname="127.0.0.1", port=RELAY_PORT)
     controller.start()
     yield controller
     controller.stop()
@@ -397,10 +354,10 @@ def test_what_a_subscriber_reads_of_a_failure_names_no_address_port_or_host(
         assert len(logged) >= 8  # each retry and each dead letter
         text = json.dumps([table, [(v["origin"], v["reason"], v["url"]) for v in mine], logged])  # payload: the alert
         for part in ("127.0.0.1", "127.0.1.1", "ff9b", str(closed_port), str(black_hole.port),
-                     str(failing.server_address[1]), "closed-path", "hole-path", "status-path", "nat64-path"):
+                     str(failing.port), "closed-path", "hole-path", "status-path", "nat64-path"):
             assert part not in text, part
     finally:
-        failing.shutdown()
+        failing.stop()
 
 
 def test_records_without_a_key_or_keyed_wrongly_are_dead_letters_and_the_views_keep_serving(
@@ -448,7 +405,7 @@ def test_records_without_a_key_or_keyed_wrongly_are_dead_letters_and_the_views_k
         assert not any(r["path"] == "/other" for r in received)
         assert all("127.0.0.1" not in r and url not in r for r in reasons)
     finally:
-        server.shutdown()
+        server.stop()
 
 
 def timed_out(black_hole: BlackHole, since: float) -> list[float]:
@@ -502,7 +459,7 @@ def test_a_thousand_subscriptions_on_a_black_hole_delay_nobody_else(
         assert got < min(timed_out(black_hole, published))  # within the healthy one's timeout
         assert black_hole.most == settings.webhook_per_host  # never more at once: the rest wait, holding no slot
     finally:
-        server.shutdown()
+        server.stop()
 
 
 def test_dead_receivers_on_many_networks_take_the_suspect_slots_and_delay_nobody_else(
@@ -545,7 +502,7 @@ def test_dead_receivers_on_many_networks_take_the_suspect_slots_and_delay_nobody
         assert hole.most == settings.webhook_suspect_slots < settings.delivery_concurrency
     finally:
         hole.close()  # the suspect attempts still queued are refused at once
-        server.shutdown()
+        server.stop()
 
 
 def test_what_a_subscriber_reads_of_a_failed_mail_names_neither_the_relay_nor_the_address(

@@ -1,1 +1,1 @@
-"""Alerts: turns relevance crossing the threshold into alerts (Kafka topic, signed webhooks)."""
+"""Alerts: alert episodes per source (onset, update, end) from relevance crossing the threshold (flashes.alerts.v3)."""

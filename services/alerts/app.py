@@ -10,7 +10,7 @@ it is replayed after its point has aged past `live_days`, never the other way ro
 Its state per source (each series' trigger snapshot and last points, the open episode) is in the
 compacted state topic with the input offset it covers (flashes/processor.py), so a replayed
 batch raises the same records with the same ids. Delivery to subscribers is another service
-(services/alerts/delivery.py): detection never waits for a receiver.
+(services/delivery/): detection never waits for a receiver.
 """
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ class Alerts:
         self.settings = settings
         self.rules = Rules(settings.relevance_threshold, settings.episode_end_points)
         self.now = now or (lambda: clock.now(settings))
-        self.records = {rec["_id"]: rec for rec in catalogue.load(settings)}
+        self.records = {rec.id: rec for rec in catalogue.load(settings)}
         self.sources: dict[str, schemas.EpisodeState] = {}
 
     def key(self, chunk: schemas.RelevanceChunk) -> str:
@@ -114,7 +114,7 @@ class Alerts:
             onset_time=mjd_to_datetime(episode.onset_mjd), onset_mjd=episode.onset_mjd, relevance=p.relevance,
             peak_relevance=episode.peak_relevance, terms=schemas.RelevanceTerms(**p.terms),
             reasons=list(episode.reasons), change=record.change,
-            explanation=explain(source["integral_name"], record, p, self.rules.threshold),
+            explanation=explain(source.integral_name, record, p, self.rules.threshold),
             model_version=model_version, last_points=last_points, freshness=freshness)
 
 

@@ -29,35 +29,17 @@ class Page(BaseModel, Generic[Item]):
 
 
 # ---------------------------------------------------------------------------------------------- catalogue
-class SeriesEntry(BaseModel):
-    """A series of a source: where it comes from, its key, and its newest stored point."""
+class SeriesEntry(schemas.CatalogueSeries):
+    """A series of a source (the catalogue's record) with its newest stored point, instruments' also in mCrab."""
 
-    data_url: str | None
-    provider_id: str | None
-    series: str = Field(examples=["maxi_maxij1535-571"])
-    last_timestamp: str | None
-    last_flux: float | None = Field(description="provider units; derived series: mCrab, hardness a ratio")
-    last_error: float | None
     last_flux_mcrab: float | None = Field(default=None, description="instruments only, once a point is stored")
     last_error_mcrab: float | None = None
 
 
-class Source(BaseModel):
-    """A catalogue source with each series' newest point and the temporary labels of its open alert episode."""
+class Source(schemas.CatalogueSource):
+    """A catalogue source (its record) with each series' newest point and the temporary labels of its open alert
+    episode."""
 
-    model_config = ConfigDict(populate_by_name=True)
-
-    id: str = Field(alias="_id", examples=["maxij1535-571"])
-    integral_name: str
-    class_code: int
-    coord_ra: float
-    coord_dec: float
-    coord_glon: float
-    coord_glat: float
-    alternative_names: list[str]
-    class_name: str
-    labels_constant: list[str]
-    labels_dynamic: list[str]
     maxi: SeriesEntry | None
     swift: SeriesEntry | None
     fermi: SeriesEntry | None

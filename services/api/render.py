@@ -13,7 +13,8 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment
 from markupsafe import Markup
 
-from flashes import catalogue, mail
+import schemas
+from flashes import templating
 from flashes.settings import Settings
 from flashes.units import INSTRUMENTS, MAIN_BAND, SERIES_TITLES, UNITS
 from services.api.skymap import sky_map
@@ -90,18 +91,18 @@ def link(path: str, **params: Any) -> str:
 
 def environment(settings: Settings) -> Environment:
     """The pages' templates (services/api/templates), with the mails' filters: `mjd` is the bare number here."""
-    env = mail.environment("services.api", num=num, mjd=mail.mjd_number, unit=unit, q=lambda s: quote(str(s), safe=""),
-                           pairs=lambda xs: [(x, x) for x in xs])
+    env = templating.environment("services.api", num=num, mjd=templating.mjd_number, unit=unit,
+                                 q=lambda s: quote(str(s), safe=""), pairs=lambda xs: [(x, x) for x in xs])
     base = urlsplit(settings.api_url).path.rstrip("/")
     env.globals.update(base=base, link=lambda path, **p: link(base + path, **p), instruments=INSTRUMENTS,
                        units=UNITS, main_band=MAIN_BAND, series_titles=SERIES_TITLES, tag_text=TAG_TEXT | LABEL_TEXT,
-                       api_url=settings.api_url, fields=catalogue.SERIES_FIELD, hms=hms)
+                       api_url=settings.api_url, hms=hms)
     return env
 
 
-def external_links(record: dict[str, Any]) -> dict[str, str]:
+def external_links(record: schemas.CatalogueSource) -> dict[str, str]:
     """SIMBAD and NED by name; HEASARC Browse (its master table) around the position, which always resolves."""
-    name, position = quote(record["integral_name"]), f"{record['coord_ra']:.5f}, {record['coord_dec']:.5f}"
+    name, position = quote(record.integral_name), f"{record.coord_ra:.5f}, {record.coord_dec:.5f}"
     browse = urlencode({"tablehead": "name=heasarc_master", "Action": "Query", "Coordinates": "Equatorial",
                         "Equinox": 2000, "Entry": position, "Radius": "Default"})
     return {"SIMBAD": f"https://simbad.cds.unistra.fr/simbad/sim-id?Ident={name}",
@@ -116,7 +117,7 @@ class Site:
     def __init__(self, settings: Settings, index: SourceIndex) -> None:
         self.env = environment(settings)
         records = list(index.records.values())
-        self.instrument_counts = {k: sum(1 for r in records if r[k]) for k in INSTRUMENTS}
+        self.instrument_counts = {k: sum(1 for r in records if k in r.instruments) for k in INSTRUMENTS}
         self.home_map = sky_map(records, 900)
         self.home_svg = Markup(self.env.from_string('{% from "macros.html.j2" import sky_svg %}{{ sky_svg(m) }}')
                                .render(m=self.home_map))

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from flashes.units import INSTRUMENTS
+import schemas
 
 # Sky-map colours: each source takes the first of these tags it has.
 MAP_CLASSES = (("BLACK HOLE", "#d62728"), ("PULSAR", "#9467bd"), ("LMXRB", "#1f77b4"), ("HMXRB", "#17becf"),
@@ -33,7 +33,8 @@ def map_class(tags: list[str]) -> int:
     return next((i for i, (tag, _) in enumerate(MAP_CLASSES) if tag in tags), len(MAP_CLASSES) - 1)
 
 
-def sky_map(records: list[dict[str, Any]], width: float, marked: dict[str, Any] | None = None) -> dict[str, Any]:
+def sky_map(records: list[schemas.CatalogueSource], width: float,
+            marked: schemas.CatalogueSource | None = None) -> dict[str, Any]:
     """What the SVG template draws: the outline and grid of the galactic sky (every 60° in l, 30° in b),
     one dot per record and optionally a marked source."""
     b = np.linspace(-90, 90, 61)
@@ -47,16 +48,16 @@ def sky_map(records: list[dict[str, Any]], width: float, marked: dict[str, Any] 
         labels.append({"x": (x[0] + 1) * width / 2, "y": (y[0] + 0.5) * width / 2 - 3, "text": f"{lon}°"})
     dots = []
     if records:
-        xs, ys = hammer(np.array([r["coord_glon"] for r in records]), np.array([r["coord_glat"] for r in records]))
+        xs, ys = hammer(np.array([r.coord_glon for r in records]), np.array([r.coord_glat for r in records]))
         for r, x, y in zip(records, xs, ys):
-            has_data = any(r[k] for k in INSTRUMENTS)
-            dots.append({"id": r["_id"], "name": r["integral_name"], "x": (x + 1) * width / 2,
-                         "y": (y + 0.5) * width / 2, "cls": map_class(r["labels_constant"]),
+            has_data = bool(r.instruments)
+            dots.append({"id": r.id, "name": r.integral_name, "x": (x + 1) * width / 2,
+                         "y": (y + 0.5) * width / 2, "cls": map_class(r.labels_constant),
                          "r": 2.6 if has_data else 1.5, "data": has_data})
     mark = None
     if marked is not None:
-        x, y = hammer(np.array([marked["coord_glon"]]), np.array([marked["coord_glat"]]))
-        mark = {"x": (x[0] + 1) * width / 2, "y": (y[0] + 0.5) * width / 2, "name": marked["integral_name"]}
+        x, y = hammer(np.array([marked.coord_glon]), np.array([marked.coord_glat]))
+        mark = {"x": (x[0] + 1) * width / 2, "y": (y[0] + 0.5) * width / 2, "name": marked.integral_name}
     return {"width": width, "height": width / 2, "grid": grid, "outline": outline, "labels": labels, "dots": dots,
             "mark": mark, "classes": MAP_CLASSES}
 

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Literal, overload
 
 import asyncpg
 import numpy as np
@@ -101,7 +101,7 @@ class Series:
             row[f"flux {band} max"] = flux + error
             row[f"flux {band} min"] = flux - error
         ts, rows = np.array([micros(t) for t in out], dtype=np.int64), list(out.values())
-        views = {None: Encoded.of(ts, rows)}
+        views: dict[str | None, Encoded] = {None: Encoded.of(ts, rows)}
         bands = list(dict.fromkeys(r[2] for r in records))
         if len(bands) == 1:  # BAT, GBM and derived series: the band alone is the whole series
             views[bands[0]] = views[None]
@@ -292,6 +292,14 @@ class Reader:
                  "mjd": r["mjd"], "value": r["value"], "relevance": r["relevance"],
                  "terms": {name: r[f"{name}_term"] for name in TERMS}} for r in ranked]
 
+    @overload
+    async def alerts(self, q: AlertQuery, limit: int, offset: int,
+                     with_total: Literal[True] = True) -> tuple[list[dict[str, Any]], int]: ...
+
+    @overload
+    async def alerts(self, q: AlertQuery, limit: int, offset: int,
+                     with_total: Literal[False]) -> tuple[list[dict[str, Any]], None]: ...
+
     async def alerts(self, q: AlertQuery, limit: int, offset: int,
                      with_total: bool = True) -> tuple[list[dict[str, Any]], int | None]:
         """The alert records (as on flashes.alerts.v3) that pass the filters, newest first, and their total
@@ -332,7 +340,8 @@ class Reader:
         rows = await self.fetch("SELECT ts, alert_id, record_number, test, channel, attempt, status, detail "
                                 "FROM deliveries WHERE subscription_id = $1 ORDER BY ts DESC LIMIT $2",
                                 subscription_id, limit)
-        return [{"time": sql_time(r["ts"]), **{k: r[k] for k in r.keys() if k != "ts"}} for r in rows]
+        # r.keys(), not r: an asyncpg Record iterates its values
+        return [{"time": sql_time(r["ts"]), **{k: r[k] for k in r.keys() if k != "ts"}} for r in rows]  # noqa: SIM118
 
 
 class Labels:

@@ -1,4 +1,4 @@
-"""Subscriptions by code, without accounts: create, read, change, revoke, test, deliveries; e-mail links.
+"""The API's subscription service: create, read, change, revoke, test, list deliveries, by code; e-mail links.
 The JSON routes (routers/subscriptions.py) and the pages (routers/pages.py) both call this service.
 
 The code is returned once, at creation; it is the only key to the subscription (only its
@@ -21,7 +21,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import schemas
-from flashes import clock, links, mail, topics
+from flashes import clock, links, smtp, topics
 from flashes.errors import DeliveryError, SubscriptionError
 from flashes.settings import Settings
 from flashes.subscriptions import (Vault, check_webhook_url, expired, new_subscription, new_webhook_secret, sources_of,
@@ -47,7 +47,7 @@ class Subscriptions:
     delivery log). `network` is the client's network (ratelimit.client_network): every write draws on its
     budget, the same whether it came as JSON or from a page."""
 
-    def __init__(self, settings: Settings, records: dict[str, dict[str, Any]], tags: set[str], store: Store,
+    def __init__(self, settings: Settings, records: dict[str, schemas.CatalogueSource], tags: set[str], store: Store,
                  reader: Reader) -> None:
         self.settings, self.records, self.tags, self.store, self.reader = settings, records, tags, store, reader
         self.vault = Vault(settings)
@@ -228,7 +228,7 @@ class Subscriptions:
                                          now + timedelta(hours=self.settings.confirm_link_hours))
         url = f"{self.settings.api_url}/subscriptions/confirm?id={sub.subscription_id}&token={token}"
         summary = f"{len(sources)} source(s): {', '.join(sources[:10])}{' …' if len(sources) > 10 else ''}"
-        await mail.send(self.settings, mail.confirmation_message(self.settings, email, url, summary))
+        await smtp.send(self.settings, smtp.confirmation_message(self.settings, email, url, summary))
 
     def address(self, sub: schemas.Subscription | None) -> str | None:
         if sub is None or sub.email is None:
@@ -247,15 +247,15 @@ class Subscriptions:
                 "sources": sources_of(sub.filters, self.records)}
 
 
-def test_alert(settings: Settings, record: dict[str, Any]) -> schemas.Alert:
+def test_alert(settings: Settings, record: schemas.CatalogueSource) -> schemas.Alert:
     """An alert marked as a test, about one of the subscription's sources, now."""
     at = datetime.now(timezone.utc)
     return schemas.Alert(
         **links.alert_source(settings, record),
-        alert_id=f"{record['_id']}@test-{uuid.uuid4().hex[:12]}", record_number=1, alert_type="onset", test=True,
+        alert_id=f"{record.id}@test-{uuid.uuid4().hex[:12]}", record_number=1, alert_type="onset", test=True,
         live=True, raised_at=at, series=[], trigger_series="", time=at,
         mjd=datetime_to_mjd(at), onset_time=at, onset_mjd=datetime_to_mjd(at), relevance=0.0, peak_relevance=0.0,
         terms=schemas.RelevanceTerms(model=0.0, hardness=0.0, flux=0.0, trend=0.0), reasons=[],
         change="a test of this subscription's channel", model_version="test",
-        explanation=f"This is a test alert about {record['integral_name']}: nothing happened to the source.",
+        explanation=f"This is a test alert about {record.integral_name}: nothing happened to the source.",
         last_points=[], freshness={})

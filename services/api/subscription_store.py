@@ -78,11 +78,15 @@ class Store:
         idempotent producer has a gap in its sequence numbers and the broker refuses each of its later batches
         (OutOfOrderSequenceNumber), so a failed send drops the producer: the next request makes a new one."""
         producer = (await self.ready()).producer
+        assert producer is not None  # ready() made it, and nothing ran between
         try:
             await producer.send_and_wait(topic, value, key=key.encode())
         except KafkaError as exc:
             async with self.lock:
-                if self.producer is producer:
+                # Not dropped already by a parallel request. A flag: `if self.producer is producer` would make
+                # mypy narrow `producer` to the attribute's Optional type.
+                current = self.producer is producer
+                if current:
                     self.producer = None
                     with contextlib.suppress(Exception):
                         await producer.stop()
@@ -98,6 +102,7 @@ class Store:
         """The end offset of each partition of the alerts topic now: a subscription made now gets the alerts
         appended from there on."""
         tps = [TopicPartition(topics.ALERTS.name, p) for p in range(topics.ALERTS.partitions)]
+        assert self.offsets is not None  # the caller's ready() made it
         try:
             ends = await self.offsets.end_offsets(tps)
         except KafkaError as exc:

@@ -133,7 +133,7 @@ class Derive:
 
 def joinable_sources(settings: Settings) -> set[str]:
     """Ids of the catalogue sources with both a MAXI and a BAT series."""
-    return {r["_id"] for r in catalogue.load(settings) if all(r.get(inst) for inst in JOINED)}
+    return {r.id for r in catalogue.load(settings) if set(JOINED) <= set(r.instruments)}
 
 
 def build(settings: Settings) -> Processor:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import ssl
 from collections import defaultdict
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -40,6 +41,14 @@ async def refuse_downgrade(response: httpx.Response) -> None:
             raise FetchError(f"{response.url}: refused a redirect from https to {target.scheme}://{target.host}")
 
 
+def trusted(settings: Settings) -> ssl.SSLContext:
+    """httpx's default certificate authorities, and those of `http_ca_file` when it is set."""
+    context = httpx.create_ssl_context()
+    if settings.http_ca_file is not None:
+        context.load_verify_locations(cafile=settings.http_ca_file)
+    return context
+
+
 class Provider:
     """The shared HTTP client with at most `per_host` requests in flight to any one host."""
 
@@ -47,7 +56,7 @@ class Provider:
         self.settings = settings
         self.client = httpx.AsyncClient(timeout=settings.http_timeout_s, headers={"User-Agent": USER_AGENT},
                                         follow_redirects=True, limits=httpx.Limits(max_connections=32),
-                                        event_hooks={"response": [refuse_downgrade]})
+                                        event_hooks={"response": [refuse_downgrade]}, verify=trusted(settings))
         self._limits: dict[str, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(settings.http_per_host))
 
     async def __aenter__(self) -> "Provider":

@@ -6,7 +6,6 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
@@ -34,13 +33,14 @@ class FetchReport:
     errors: list[str] = field(default_factory=list)
 
 
-def selected_series(records: list[dict[str, Any]], sources: list[str] | None,
+def selected_series(records: list[schemas.CatalogueSource], sources: list[str] | None,
                     instruments: list[str] | None) -> list[tuple[str, str, str]]:
     """(source_id, instrument, url) of every series to fetch."""
     wanted = set(sources) if sources else None
-    return [(rec["_id"], inst, rec[inst]["data_url"])
-            for rec in records if wanted is None or rec["_id"] in wanted
-            for inst in topics.INSTRUMENTS if rec.get(inst) and (not instruments or inst in instruments)]
+    return [(rec.id, inst, entry.data_url)
+            for rec in records if wanted is None or rec.id in wanted
+            for inst in topics.INSTRUMENTS if (not instruments or inst in instruments)
+            and (entry := rec.entry(inst)) is not None and entry.data_url is not None]
 
 
 async def fetch_series(provider: Provider, producer: AIOKafkaProducer, publishing: asyncio.Semaphore,
@@ -107,7 +107,7 @@ async def fetch_once(settings: Settings, sources: list[str] | None = None, instr
     behind the source's newest point opens nothing), so they must not depend on which download
     finished first."""
     records = catalogue.load(settings)
-    unknown = sorted(set(sources or []) - {rec["_id"] for rec in records})
+    unknown = sorted(set(sources or []) - {rec.id for rec in records})
     if unknown:
         raise ValueError(f"unknown source id(s): {', '.join(unknown)}")
     await ensure_topics(settings)

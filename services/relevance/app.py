@@ -205,6 +205,7 @@ class Relevance:
         if problem is None:
             self.deadline = None
         else:
+            assert self.settings is not None  # a problem comes only from the history, which only settings give
             if self.deadline is None:
                 self.deadline = time.monotonic() + self.settings.relevance_history_wait_s
             if time.monotonic() < self.deadline:
@@ -227,6 +228,7 @@ class RelevanceProcessor(Processor):
         self.relevance = logic
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        assert self.consumer is not None  # it calls this listener
         try:
             starts = await self.consumer.beginning_offsets(sorted(assigned)) if assigned else {}
         except KafkaError as exc:  # raised by the batch loop, as a failed restore is

@@ -97,7 +97,8 @@ class Recent:
 def scores(mjd: np.ndarray, value: np.ndarray, error: np.ndarray, colour: np.ndarray,
            colour_error: np.ndarray) -> np.ndarray:
     """The whole formula over one series in time order (`flashes evaluate`'s baseline); colour NaN where none."""
-    hardness, window = [], []  # window: the colours of the last HISTORY points, None where a point has none
+    hardness: list[float] = []
+    window: list[tuple[float, float] | None] = []  # the colours of the last HISTORY points, None where a point has none
     for c, ce in zip(colour.tolist(), colour_error.tolist()):
         now = None if math.isnan(c) else (c, ce)
         hardness.append(hardness_term([x for x in window if x is not None], now))
@@ -105,4 +106,4 @@ def scores(mjd: np.ndarray, value: np.ndarray, error: np.ndarray, colour: np.nda
         del window[:-HISTORY]
     terms = {"flux": flux_terms(value, error), "trend": trend_terms(mjd, value, error),
              "hardness": np.array(hardness, dtype=np.float64)}
-    return _clip01_all(sum(WEIGHTS[k] * v for k, v in terms.items()))
+    return _clip01_all(sum((WEIGHTS[k] * v for k, v in terms.items()), np.zeros(len(value))))

@@ -65,6 +65,7 @@ import logging
 import math
 import statistics
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
@@ -239,6 +240,7 @@ class Novelty(AnomalyDetector):
         if not self.relative:
             return u, u
         high = self.high.get()
+        assert high is not None  # a relative detector learns it from each point (_learn), and n > 0 here
         variance = error ** 2 + (p.record_margin * high) ** 2
         return u, (max(u, (value - high) / math.sqrt(variance)) if variance > 0 else u)
 
@@ -374,7 +376,7 @@ class Novelty(AnomalyDetector):
             high=optional(self.high.value) if self.relative else None,
             last_u=_finite(self.last_u), last_mjd=None if self.last_mjd == -math.inf else _finite(self.last_mjd),
             rise=[_finite(s) for s in self.rise] if self.relative else [],
-            excursions=[tuple(_finite(x) for x in e) for e in self.excursions])  # type: ignore[misc]
+            excursions=[tuple(_finite(x) for x in e) for e in self.excursions])
 
     def load_state(self, d: schemas.DetectorState) -> None:
         """Take the state `to_state` gave (on a fresh detector); ValueError if it does not hold together."""
@@ -407,9 +409,9 @@ State = schemas.RelevanceModel | schemas.SupersededModel
 STATE: TypeAdapter[State] = TypeAdapter(State)
 
 
-def _scored_until(d: object) -> float | None:
+def _scored_until(d: State | dict) -> float | None:
     """The newest MJD a state of any version says it scored (its recent points), or None."""
-    if isinstance(d, State.__args__):
+    if isinstance(d, State):
         return d.recent.mjd[-1] if d.recent and d.recent.mjd else None
     try:
         last = d["recent"]["mjd"][-1]
@@ -469,7 +471,7 @@ class Bands:
         self.template = template
         self.variance = [EWMean(fading) for _ in template]
 
-    def combine(self, flux: list[float], error: list[float]) -> tuple[float, float] | None:
+    def combine(self, flux: Sequence[float], error: Sequence[float]) -> tuple[float, float] | None:
         """(flux, error) of the point, or None if none of its bands has a finite flux and error > 0; learns
         the typical variances afterwards."""
         norm = weighted = variance = 0.0
@@ -489,15 +491,15 @@ class SeriesModel:
     """Everything one series needs to score its next points; `to_state()` is its checkpoint."""
 
     params: Params = PARAMS
-    flux: Novelty | None = None
-    colour: Novelty | None = None
+    flux: Novelty = field(init=False)  # both made from the params
+    colour: Novelty = field(init=False)
     bands: Bands | None = None  # created by the first chunk that gives bands (MAXI)
     recent: formula.Recent = field(default_factory=formula.Recent)
 
     def __post_init__(self) -> None:
         p = self.params
-        self.flux = self.flux or Novelty(p, p.level_window, relative=True, prior_spread=p.prior_fraction)
-        self.colour = self.colour or self._new_colour()
+        self.flux = Novelty(p, p.level_window, relative=True, prior_spread=p.prior_fraction)
+        self.colour = self._new_colour()
 
     def _new_colour(self) -> Novelty:
         p = self.params
@@ -615,7 +617,7 @@ class SeriesModel:
                 continue
             last = t
             kept.append(i)
-            point = combine(band_flux, band_error) if combine else (
+            point: tuple[float, float] | None = combine(band_flux, band_error) if combine else (
                 (v, e) if -largest < v < largest and 0.0 <= e < largest else None)
             fluxes.append(flux_evidence(*point, t, True) if flux_evidence and point else 0.0)
             colours.append(colour_evidence(c, ce, t))
@@ -628,7 +630,7 @@ class SeriesModel:
         history = len(r.mjd)
         recent = [np.concatenate([np.asarray(old, dtype=np.float64), new])
                   for old, new in ((r.mjd, mjd), (r.value, value), (r.error, error))]
-        trends = formula.trend_terms(*recent, start=history)
+        trends = formula.trend_terms(recent[0], recent[1], recent[2], start=history)
         self.recent = formula.Recent(*(column[-formula.HISTORY:].tolist() for column in recent))
         terms = {"model": models, "hardness": hardnesses, "flux": formula.flux_terms(value, error), "trend": trends}
         return ChunkScores(keep, refused, np.array(relevance, dtype=np.float64),

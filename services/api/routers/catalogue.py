@@ -42,7 +42,7 @@ async def list_sources(
     cone = schemas.Cone(ra=ra, dec=dec, radius=radius) if all(given) else None
     hits = index.search(q, tag, instrument, cone, dynamic, sort, order == "desc")
     latest = await reader.latest()
-    items = [Source.model_validate(index.view(sid, latest, dynamic, d)) for sid, d in hits[offset:offset + limit]]
+    items = [index.view(sid, latest, dynamic, d) for sid, d in hits[offset:offset + limit]]
     return Page[Source](total=len(hits), offset=offset, limit=limit, items=items)
 
 
@@ -50,7 +50,7 @@ async def list_sources(
 async def get_source(index: IndexDep, reader: ReaderDep, labels: LabelsDep,
                      source_id: str = Path(examples=["maxij1535-571"])) -> Source:
     index.get(source_id)
-    return Source.model_validate(index.view(source_id, await reader.latest(), await labels.get()))
+    return index.view(source_id, await reader.latest(), await labels.get())
 
 
 @router.get("/tags", summary="Every tag (constant, and the temporary labels of open episodes) with its number of "

@@ -40,7 +40,7 @@ async def get_timeseries(
         raise Invalid(f"channel {channel!r} is not a band of the {series} series; "
                       f"its bands: {', '.join(bands) or 'none (a derived series has no channel)'}")
     t0, t1 = window(start, end, timedelta(days=365))
-    return Response(await reader.timeseries(entry["series"], series, t0, t1, channel), media_type="application/json")
+    return Response(await reader.timeseries(entry.series, series, t0, t1, channel), media_type="application/json")
 
 
 @router.get("/download/{series_key}", summary="One series as a file: provider units and mCrab per band",
@@ -51,7 +51,7 @@ async def download(index: IndexDep, reader: ReaderDep, series_key: str = Path(ex
     source, kind = index.series_of(series_key)
     t0, t1 = window(start, end, None)
     rows = await reader.download(series_key, kind, t0, t1)
-    title = f"{series_key} ({index.get(source)['integral_name']}, {kind})"
+    title = f"{series_key} ({index.get(source).integral_name}, {kind})"
     return downloads.file(rows, format, series_key, downloads.header(title, t0.isoformat(), t1.isoformat()))
 
 
@@ -68,5 +68,5 @@ async def download_hid(index: IndexDep, reader: ReaderDep,
                       f"e.g. /download/hid/hardness_{h_source}/combined_{h_source}")
     t0, t1 = window(start, end, None)
     rows = await reader.hid(hardness_key, combined_key, t0, t1)
-    title = f"hardness-intensity of {index.get(h_source)['integral_name']}"
+    title = f"hardness-intensity of {index.get(h_source).integral_name}"
     return downloads.file(rows, format, f"hid_{h_source}", downloads.header(title, t0.isoformat(), t1.isoformat()))

@@ -24,11 +24,11 @@ from flashes.tags import TAGS
 from flashes.topics import DERIVED_KINDS
 from flashes.units import BANDS, INSTRUMENTS, MAIN_BAND, MCRAB_PER_UNIT, UNITS
 from services.api.deps import IndexDep, LabelsDep, NetworkDep, ReaderDep, SettingsDep, SiteDep, SubscriptionsDep
-from services.api.models import SubscriptionRequest
+from services.api.models import Source, SubscriptionRequest
 from services.api.problems import ApiError, invalid_fields
 from services.api.render import LABEL_TEXT, TAG_TEXT, Site, external_links
 from services.api.skymap import sky_map
-from services.api.sources import SORT_FIELD, SourceIndex
+from services.api.sources import SORT_FIELD, SortKey, SourceIndex
 from services.api.store import EPISODE_LABELS, AlertQuery, Labels, Reader
 from services.api.subscription_store import CODE
 
@@ -59,7 +59,7 @@ async def read(coro: Awaitable[T], default: T) -> tuple[T, str | None]:
 
 
 async def views(index: SourceIndex, reader: Reader, labels: Labels,
-                ids: list[str]) -> tuple[list[dict[str, Any]], str | None]:
+                ids: list[str]) -> tuple[list[Source], str | None]:
     latest, problem = await read(reader.latest(), {})
     dynamic, _ = await read(labels.get(), {})
     return [index.view(sid, latest, dynamic) for sid in ids], problem
@@ -87,7 +87,7 @@ async def source_list(request: Request, site: Site, index: SourceIndex, reader: 
     q = p.get("q", "").strip()[:100]
     instrument = p.get("instrument", "")
     instrument = instrument if instrument in (*INSTRUMENTS, "any") else ""
-    sort = p.get("sort", "name") if p.get("sort") in SORT_FIELD else "name"
+    sort: SortKey = next((key for key in SORT_FIELD if key == p.get("sort")), "name")
     order = "desc" if p.get("order") == "desc" else "asc"
     dynamic, _ = await read(labels.get(), {})
     hits = [sid for sid, _ in index.search(q or None, tag, instrument if instrument in INSTRUMENTS else None,
@@ -136,13 +136,13 @@ async def source(source_id: str, settings: SettingsDep, site: SiteDep, index: In
     if source_id not in index.records:
         return site.not_found(f"There is no source '{source_id}' in the catalogue.", "/web/sources",
                               "the list of sources")
-    kinds = [k for k, f in catalogue.SERIES_FIELD.items() if index.records[source_id][f] is not None]
+    kinds = [k for k in schemas.SERIES_FIELD if index.records[source_id].entry(k) is not None]
     if kinds:
         (view,), problem = await views(index, reader, labels, [source_id])
         alerts, _ = await read(reader.alerts(AlertQuery(sources=[source_id]), 20, 0), ([], 0))
     else:  # catalogue only: no series, so no points and no alerts to read
         view, problem, alerts = index.view(source_id, {}, {}), None, ([], 0)
-    return site.page("source.html.j2", title=view["integral_name"], s=view, skymap=sky_map([], 360, view),
+    return site.page("source.html.j2", title=view.integral_name, s=view, skymap=sky_map([], 360, view),
                      external=external_links(view), kinds=kinds, bands=BANDS, derived=DERIVED_KINDS,
                      alerts=alerts[0], alert_total=alerts[1], start=HISTORY_START,
                      threshold=settings.relevance_threshold, problem=problem)

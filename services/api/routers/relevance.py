@@ -20,7 +20,7 @@ async def get_relevance(index: IndexDep, reader: ReaderDep, source: str = Query(
                         min_relevance: float = Query(0.0, ge=0.0, le=1.0)) -> list[RelevanceRow]:
     entry = index.series_entry(source, series)
     t0, t1 = window(start, end, timedelta(days=365))
-    return [RelevanceRow.model_validate(r) for r in await reader.relevance(entry["series"], t0, t1, min_relevance)]
+    return [RelevanceRow.model_validate(r) for r in await reader.relevance(entry.series, t0, t1, min_relevance)]
 
 
 @router.get("/relevance/top", summary="The most unusual sources now: each source's series with the highest "

@@ -1,4 +1,5 @@
-"""The services, listed once: the CLI runs them, the stack runner starts them, compose declares them."""
+"""The services, listed once: `flashes run` (services/cli.py) runs them, the stack runner starts them, compose
+declares them, the healthcheck and Prometheus find their metrics ports here."""
 from __future__ import annotations
 
 from importlib import import_module
@@ -10,7 +11,7 @@ from flashes.settings import Settings
 SERVICES = ("fetcher", "derive", "relevance", "alerts", "delivery", "sink", "api")
 PROCESSORS = ("derive", "relevance", "alerts")  # stateful stream processors on flashes/processor.py
 PIPELINE = tuple(s for s in SERVICES if s != "fetcher")  # what runs continuously beside a fetch
-LOOPS = {"fetcher": "services.fetcher.service", "sink": "services.sink.service", "delivery": "services.alerts.delivery"}
+LOOPS = {"fetcher": "services.fetcher.service", "sink": "services.sink.service", "delivery": "services.delivery.app"}
 
 
 def metrics_port(settings: Settings, name: str) -> int:

@@ -1,4 +1,5 @@
-"""E-mail for the API and the delivery service: SMTP sending, message headers and Jinja2 templates.
+"""Mail as the API (confirmation) and the delivery service (alerts, digests) send it: messages with their
+headers, the double opt-in mail, and SMTP sending with the configured transport security.
 
 No e-mail address may appear in a log line or an error: `send` reports failures as a
 DeliveryError whose message has every address redacted and no chained exception; `reason` is
@@ -11,19 +12,17 @@ import email.utils
 import hashlib
 import re
 import ssl
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from email.headerregistry import HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
-from typing import Any
 
 import aiosmtplib
-from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from flashes.errors import CLOSED, CONNECTION_REFUSED, FAILED, TIMED_OUT, TLS, DeliveryError
 from flashes.safety import cleartext_smtp
 from flashes.settings import Settings
-from flashes.timeconv import datetime_to_mjd
+from flashes.templating import environment
 
 SMTP_TIMEOUT_S = 10.0
 ADDRESS = re.compile(r"[^\s<>@\"',;:]+@[^\s<>@\"',;:]+")
@@ -39,33 +38,6 @@ def reason(exc: Exception, private: Iterable[str | None] = ()) -> str:
     return ADDRESS.sub("<address>", text)
 
 
-def as_datetime(time: str | datetime) -> datetime:
-    """A datetime, or an ISO 8601 text (as the API's rows and QuestDB's answers carry) read as one."""
-    return datetime.fromisoformat(time.replace("Z", "+00:00")) if isinstance(time, str) else time
-
-
-def utc(time: str | datetime | None) -> str:
-    return as_datetime(time).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if time else "–"
-
-
-def mjd_number(value: str | datetime | float | None) -> str:
-    if value is None or value == "":
-        return "–"
-    return f"{value if isinstance(value, float | int) else datetime_to_mjd(as_datetime(value)):.2f}"
-
-
-def mjd(value: str | datetime | float) -> str:
-    return f"MJD {mjd_number(value)}"
-
-
-def environment(package: str, **filters: Callable[..., Any]) -> Environment:
-    """Templates `*.j2` of `{package}/templates`; the `*.html.j2` ones are autoescaped."""
-    env = Environment(loader=PackageLoader(package), autoescape=select_autoescape(["html.j2"]),
-                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update({"utc": utc, "mjd": mjd, **filters})  # a caller may format MJDs its own way
-    return env
-
-
 _ENV = environment("flashes")
 
 
@@ -77,11 +49,12 @@ class UnencodedHeader(UnstructuredHeader):
     """
 
     def fold(self, *, policy: email.policy.Policy) -> str:
-        return f"{self.name}: {self}{policy.linesep}"
+        # typeshed's UnstructuredHeader is no BaseHeader (the registry mixes that in): `name` comes from it
+        return f"{self.name}: {self}{policy.linesep}"  # type: ignore[attr-defined]
 
 
 _HEADERS = HeaderRegistry()
-_HEADERS.map_to_type("list-unsubscribe", UnencodedHeader)
+_HEADERS.map_to_type("list-unsubscribe", UnencodedHeader)  # type: ignore[arg-type]  # typeshed, as above
 POLICY = email.policy.default.clone(header_factory=_HEADERS)
 
 

@@ -1,4 +1,4 @@
-"""Webhooks signed as in the Standard Webhooks specification (https://www.standardwebhooks.com).
+"""The delivery service's webhooks, signed as in the Standard Webhooks specification (https://www.standardwebhooks.com).
 
 Each POST carries the alert JSON and the headers `webhook-id` (the same on every retry of one
 message, so a receiver can drop repeats), `webhook-timestamp` (Unix seconds) and

@@ -1,4 +1,6 @@
-"""The `flashes` command line: one subcommand per job."""
+"""The `flashes` command line, one subcommand per job: run a service (services/registry.py), fetch, backfill, sync
+a mirror, refresh the catalogue, export schemas, evaluate, listen, rescore, grant Kafka ACLs. It lives with the
+services because it starts them; `python -m devtools` reuses its fetch commands."""
 from __future__ import annotations
 
 import argparse
@@ -13,17 +15,18 @@ from typing import get_args
 from pydantic import ValidationError
 
 import schemas
+from flashes import safety, topics
 from flashes.errors import InfraError, SettingsError, UnsafeSettings
-from flashes import safety, services, topics
-from flashes.services import SERVICES
 from flashes.settings import Settings
 from flashes.topics import INSTRUMENTS
+from services import registry
+from services.registry import SERVICES
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> None:
     """Run one service in the foreground until SIGTERM/Ctrl-C; unsafe settings exit with the reasons, no traceback."""
     try:
-        services.run(args.service, settings)
+        registry.run(args.service, settings)
     except UnsafeSettings as exc:
         sys.exit(f"flashes run {args.service}: {exc}")
 

@@ -16,8 +16,9 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 import schemas
-from flashes.mail import environment, make_id, new_message
 from flashes.settings import Settings
+from flashes.smtp import make_id, new_message
+from flashes.templating import environment
 from flashes.topics import catalogue_series
 from flashes.units import MAIN_BAND
 
@@ -37,7 +38,7 @@ def _reasons(alert: schemas.Alert) -> str:
     return ", ".join(r.replace("_", " ") for r in alert.reasons)
 
 
-_ENV = environment("services.alerts", point=_point, reasons=_reasons)
+_ENV = environment("services.delivery", point=_point, reasons=_reasons)
 
 
 async def recent_points(settings: Settings, alert: schemas.Alert) -> Points:
@@ -106,8 +107,9 @@ def _add_unsubscribe(message: EmailMessage, unsubscribe_url: str) -> None:
 
 def _render(name: str, **context: object) -> tuple[str, str]:
     """The text and HTML versions of a template pair."""
-    return tuple(_ENV.get_template(f"{name}.{kind}.j2").render(context, link_labels=LINK_LABELS)
-                 for kind in ("txt", "html"))
+    text, html = (_ENV.get_template(f"{name}.{kind}.j2").render(context, link_labels=LINK_LABELS)
+                  for kind in ("txt", "html"))
+    return text, html
 
 
 def alert_message(settings: Settings, to: str, alert: schemas.Alert, unsubscribe_url: str,
@@ -118,8 +120,9 @@ def alert_message(settings: Settings, to: str, alert: schemas.Alert, unsubscribe
     message = new_message(settings, to, _subject(alert), text, html, message_id)
     _add_unsubscribe(message, unsubscribe_url)
     message["X-Flashes-Alert-Id"] = alert.message_id
-    message.get_body(preferencelist=("html",)).add_related(
-        png, "image", "png", cid=cid, filename=f"{alert.source_id}-lightcurve.png")
+    body = message.get_body(preferencelist=("html",))
+    assert body is not None  # new_message gave it one
+    body.add_related(png, "image", "png", cid=cid, filename=f"{alert.source_id}-lightcurve.png")
     return message
 
 

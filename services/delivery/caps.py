@@ -19,7 +19,7 @@ from collections.abc import Collection, Iterable
 
 import schemas
 from flashes.keyedcap import KeyedCap
-from services.alerts.webhooks import FAILURES
+from services.delivery.webhooks import FAILURES
 
 __all__ = ["KeyedCap", "Streaks", "answered"]
 

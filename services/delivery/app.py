@@ -16,7 +16,7 @@ Two consumers feed one deliverer:
   at the oldest task: a test alert queued before the service ever ran still goes out, and the
   topic keeps tasks only for the broker's retention (7 days).
 
-Each attempt is claimed in the ledger (services/alerts/ledger.py, read from the delivery log
+Each attempt is claimed in the ledger (services/delivery/ledger.py, read from the delivery log
 `flashes.deliveries.v1` at start) and its outcome recorded there before the offset of its alert
 or task is committed, so a restarted service skips what was done: the retry tasks, tests and
 digests it reads again from the retry topic's commit point (the oldest pending task, often the
@@ -37,7 +37,7 @@ Whatever goes wrong in one attempt (a receiver, a subscription sealed under a ke
 removed, a chart that cannot be drawn) is a failed attempt with its reason: retried, then a dead
 letter, while every other subscriber is served. A receiver that never answers costs one timeout
 per attempt and holds up no other: attempts run concurrently, at most webhook_per_subscription per
-subscription and webhook_per_host per receiving network (services/alerts/caps.py), caps taken
+subscription and webhook_per_host per receiving network (services/delivery/caps.py), caps taken
 before a global slot; a subscription whose last webhook_suspect_after attempts got no answer takes
 one of webhook_suspect_slots instead, so dead receivers spread over many networks wait for each
 other, not for the global slots (the streaks are read from the delivery log at start). Webhooks
@@ -67,17 +67,17 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.errors import CommitFailedError, IllegalStateError
 
 import schemas
-from flashes import clock, kafka, mail, metrics, topics
+from flashes import clock, kafka, metrics, smtp, topics
 from flashes.errors import DecodeError, SubscriptionError
 from flashes.heartbeat import beat
 from flashes.kafka import dead_letter, ensure_topics, make_producer, read_to_end, rejected, send_dead_letter
 from flashes.netguard import Guard, webhook_port
 from flashes.settings import Settings
 from flashes.subscriptions import SubscriptionView, Vault, keyed, made_before, matches
-from services.alerts import mail as alert_mail
-from services.alerts.caps import KeyedCap, Streaks
-from services.alerts.ledger import Ledger
-from services.alerts.webhooks import failure, post
+from services.delivery import messages
+from services.delivery.caps import KeyedCap, Streaks
+from services.delivery.ledger import Ledger
+from services.delivery.webhooks import failure, post
 
 log = logging.getLogger(__name__)
 COMMIT_EVERY_S = 1.0
@@ -150,6 +150,7 @@ class Deliverer:
         holds no slot."""
         slot = self.slots
         if sub.channel == "webhook":
+            assert sub.webhook_url is not None  # the API (the topic's one writer) refuses a webhook without one
             await caps.enter_async_context(self.per_subscription.hold(sub.subscription_id))
             if self.streaks.suspect(sub.subscription_id):
                 slot = self.suspects
@@ -176,6 +177,7 @@ class Deliverer:
     async def _send(self, sub: schemas.Subscription, alert: schemas.Alert, body: bytes,
                     attempt: int) -> tuple[str, str]:
         if sub.channel == "webhook":
+            assert sub.webhook_url is not None  # as in _take_slot
             await post(self.client, sub.webhook_url, self.secret(sub.webhook_secret), alert.message_id, body)
             return "delivered", "2xx"
         if not sub.email_confirmed:
@@ -188,11 +190,11 @@ class Deliverer:
                                                    due=midnight, digest=True))
             return "held", f"daily cap of {cap} mails reached: in the digest at {midnight:%Y-%m-%d %H:%M} UTC"
         try:
-            message = alert_mail.alert_message(
+            message = messages.alert_message(
                 self.settings, self.secret(sub.email), alert, self.unsubscribe_url(sub),
                 await asyncio.shield(self.chart(alert)),
-                mail.make_id(self.settings, f"{sub.subscription_id}/{alert.message_id}"))
-            await mail.send(self.settings, message)
+                smtp.make_id(self.settings, f"{sub.subscription_id}/{alert.message_id}"))
+            await smtp.send(self.settings, message)
         except BaseException:
             self.ledger.give_back_mail(sub.subscription_id, day)
             raise
@@ -205,8 +207,8 @@ class Deliverer:
         task = self.charts.get(key)
         if task is None or (task.done() and (task.cancelled() or task.exception())):  # a failure is tried again
             async def draw() -> bytes:
-                points = await alert_mail.recent_points(self.settings, alert)
-                return await asyncio.to_thread(alert_mail.lightcurve_png, alert, points)
+                points = await messages.recent_points(self.settings, alert)
+                return await asyncio.to_thread(messages.lightcurve_png, alert, points)
             self.charts[key] = asyncio.ensure_future(draw())
             while len(self.charts) > CHARTS:
                 self.charts.popitem(last=False)
@@ -224,8 +226,8 @@ class Deliverer:
             return
         alerts = [t.alert for t in tasks]
         try:
-            message_id = mail.make_id(self.settings, f"{sub_id}/digest/{','.join(a.message_id for a in alerts)}")
-            await mail.send(self.settings, alert_mail.digest_message(self.settings, self.secret(sub.email), alerts,
+            message_id = smtp.make_id(self.settings, f"{sub_id}/digest/{','.join(a.message_id for a in alerts)}")
+            await smtp.send(self.settings, messages.digest_message(self.settings, self.secret(sub.email), alerts,
                                                                      self.unsubscribe_url(sub), message_id))
         except Exception as exc:  # noqa: BLE001 - as in deliver: the digest's failure is its own
             why = self._reason(exc, sub)
@@ -250,7 +252,7 @@ class Deliverer:
         if sub.email:
             with contextlib.suppress(SubscriptionError):  # a secret that does not open is not in the text either
                 private.append(self.secret(sub.email))
-        return mail.reason(exc, private)
+        return smtp.reason(exc, private)
 
     async def _failed(self, sub: schemas.Subscription, alert: schemas.Alert, attempt: int, why: str,
                       body: bytes) -> None:

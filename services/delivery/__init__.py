@@ -1,0 +1,1 @@
+"""Delivery: alerts matched with subscriptions, sent as signed webhooks and e-mail, once, through a delivery log."""
