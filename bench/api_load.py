@@ -12,6 +12,7 @@ to the last byte.
 
 The last line printed is one JSON object with the figures.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,8 +42,10 @@ def windows(query: str, year: int, vary: bool) -> list[str]:
     if not vary:
         return [f"{query}&start={year}-01-01T00:00:00Z&end={year + 1}-01-01T00:00:00Z"]
     first = date(2012, 1, 1).toordinal()
-    return [f"{query}&start={date.fromordinal(d)}T00:00:00Z&end={date.fromordinal(d + 365)}T00:00:00Z"
-            for d in range(first, first + 7 * 365 + 2)]
+    return [
+        f"{query}&start={date.fromordinal(d)}T00:00:00Z&end={date.fromordinal(d + 365)}T00:00:00Z"
+        for d in range(first, first + 7 * 365 + 2)
+    ]
 
 
 async def load(urls: list[str], clients: int, seconds: float, warmup_s: float) -> dict[str, float]:
@@ -70,10 +73,14 @@ async def load(urls: list[str], clients: int, seconds: float, warmup_s: float) -
     async with aiohttp.ClientSession(connector=connector) as session:
         await asyncio.gather(*(client(session) for _ in range(clients)))
     lat = np.array(latencies)
-    return {"requests": len(lat), "failures": failures, "requests_per_s": round(len(lat) / seconds, 1),
-            "p50_ms": round(float(np.percentile(lat, 50)) * 1000, 1),
-            "p99_ms": round(float(np.percentile(lat, 99)) * 1000, 1),
-            "max_ms": round(float(lat.max()) * 1000, 1)}
+    return {
+        "requests": len(lat),
+        "failures": failures,
+        "requests_per_s": round(len(lat) / seconds, 1),
+        "p50_ms": round(float(np.percentile(lat, 50)) * 1000, 1),
+        "p99_ms": round(float(np.percentile(lat, 99)) * 1000, 1),
+        "max_ms": round(float(lat.max()) * 1000, 1),
+    }
 
 
 def main() -> None:
@@ -96,8 +103,14 @@ def main() -> None:
         settings = run.settings
         report = asyncio.run(fetch_once(settings, [SOURCE]))
         table = "derived" if args.series in ("hardness", "combined") else "lightcurve"
-        observe.wait_until(lambda: observe.series_counts(settings, table).get(f"{args.series}_{SOURCE}", 0) > 1000
-                           and questdb.wal_applied(settings), "the sample in QuestDB", 300)
+        observe.wait_until(
+            lambda: (
+                observe.series_counts(settings, table).get(f"{args.series}_{SOURCE}", 0) > 1000
+                and questdb.wal_applied(settings)
+            ),
+            "the sample in QuestDB",
+            300,
+        )
         query = f"{settings.api_url}/timeseries?source={SOURCE}&series={args.series}"
         (url,) = windows(query, args.year, vary=False)
         observe.wait_until(lambda: httpx.get(url, timeout=5).status_code == 200, "the API", 60)
@@ -105,14 +118,41 @@ def main() -> None:
         print(f"{report.points} points of {SOURCE} stored; {url} -> {rows} rows", flush=True)
         figures = {}
         for name, vary in (("same_window", []), ("varied_windows", ["--vary"])):
-            done = subprocess.run([sys.executable, __file__, "--load-only", query, *vary, "--year", str(args.year),
-                                   "--clients", str(args.clients), "--seconds", str(args.seconds),
-                                   "--warmup-s", str(args.warmup_s)], capture_output=True, text=True, check=True)
+            done = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--load-only",
+                    query,
+                    *vary,
+                    "--year",
+                    str(args.year),
+                    "--clients",
+                    str(args.clients),
+                    "--seconds",
+                    str(args.seconds),
+                    "--warmup-s",
+                    str(args.warmup_s),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             figures[name] = json.loads(done.stdout.strip().splitlines()[-1])
             print(f"{name}: {figures[name]}", flush=True)
         run.keep = any(f["failures"] for f in figures.values())
-        print(json.dumps({"endpoint": "/timeseries", "series": args.series, "rows_per_response": rows,
-                          "clients": args.clients, "seconds": args.seconds, **figures}))
+        print(
+            json.dumps(
+                {
+                    "endpoint": "/timeseries",
+                    "series": args.series,
+                    "rows_per_response": rows,
+                    "clients": args.clients,
+                    "seconds": args.seconds,
+                    **figures,
+                }
+            )
+        )
 
 
 if __name__ == "__main__":

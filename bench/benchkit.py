@@ -2,6 +2,7 @@
 
 Importable from a script in bench/, whose folder Python puts on sys.path.
 """
+
 from __future__ import annotations
 
 import schemas
@@ -22,7 +23,8 @@ async def write_subscriptions(settings: Settings, subs: list[schemas.Subscriptio
     await producer.start()
     try:
         for sub in subs:
-            await producer.send(topics.SUBSCRIPTIONS.name, topics.SUBSCRIPTIONS.encode(sub),
-                                key=sub.subscription_id.encode())
+            await producer.send(
+                topics.SUBSCRIPTIONS.name, topics.SUBSCRIPTIONS.encode(sub), key=sub.subscription_id.encode()
+            )
     finally:
         await producer.stop()

@@ -27,6 +27,7 @@ meanwhile: the first flood's subscriptions are suspect too, and both share the s
 
     .venv/bin/python bench/delivery.py [--subscriptions 1000] [--alerts 50] [--dead 1000] [--flood-alerts 10]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,9 +39,9 @@ from collections.abc import Callable
 
 import numpy as np
 from aiohttp import web
+from benchkit import webhook_subscriptions, write_subscriptions
 
 import schemas
-from benchkit import webhook_subscriptions, write_subscriptions
 from devtools.infra import free_port
 from devtools.observe import BlackHole, positioned, wait_until
 from devtools.stack import private_stack
@@ -124,76 +125,114 @@ def latencies(receivers: Receivers, start: int, sent: dict[str, float]) -> np.nd
 
 
 def figures(prefix: str, latency: np.ndarray) -> dict[str, float]:
-    return {f"{prefix}_{name}_s": round(float(f(latency)), 3)
-            for name, f in (("p50", lambda a: np.percentile(a, 50)), ("p99", lambda a: np.percentile(a, 99)),
-                            ("max", np.max))}
+    return {
+        f"{prefix}_{name}_s": round(float(f(latency)), 3)
+        for name, f in (
+            ("p50", lambda a: np.percentile(a, 50)),
+            ("p99", lambda a: np.percentile(a, 99)),
+            ("max", np.max),
+        )
+    }
 
 
-def measure(args: argparse.Namespace, settings: Settings, receivers: Receivers,
-            start_delivery: Callable[[], None]) -> None:
+def measure(
+    args: argparse.Namespace, settings: Settings, receivers: Receivers, start_delivery: Callable[[], None]
+) -> None:
     """The three rounds; prints the figures as one JSON object."""
     urls = [f"http://127.0.0.1:{receivers.ports[i % HEALTHY]}/s{i}" for i in range(args.subscriptions - 1)]
     urls.append(f"http://{DEAD_HOST}:{receivers.ports[HEALTHY]}/dead")
     subs = webhook_subscriptions(settings, urls)
-    flood = webhook_subscriptions(settings, [f"http://{DEAD_HOST}:{receivers.ports[HEALTHY]}/flood{i}"
-                                             for i in range(args.dead)])
-    spread = webhook_subscriptions(settings, [f"http://{SPREAD_HOSTS[i % len(SPREAD_HOSTS)]}:"
-                                              f"{receivers.ports[HEALTHY + 1]}/spread{i}" for i in range(args.dead)])
+    flood = webhook_subscriptions(
+        settings, [f"http://{DEAD_HOST}:{receivers.ports[HEALTHY]}/flood{i}" for i in range(args.dead)]
+    )
+    spread = webhook_subscriptions(
+        settings,
+        [
+            f"http://{SPREAD_HOSTS[i % len(SPREAD_HOSTS)]}:{receivers.ports[HEALTHY + 1]}/spread{i}"
+            for i in range(args.dead)
+        ],
+    )
     example = schemas.Alert.model_validate_json(EXAMPLE.read_bytes())
     suspect_after = settings.webhook_suspect_after
-    alerts = [example.model_copy(update={"alert_id": f"bench@{i}"})
-              for i in range(args.alerts + 1 + 2 * args.flood_alerts + suspect_after)]
+    alerts = [
+        example.model_copy(update={"alert_id": f"bench@{i}"})
+        for i in range(args.alerts + 1 + 2 * args.flood_alerts + suspect_after)
+    ]
     asyncio.run(ensure_topics(settings))
     asyncio.run(write_subscriptions(settings, subs))
     start_delivery()
-    wait_until(lambda: asyncio.run(positioned(settings, "flashes-delivery", topics.ALERTS.name)),
-               "the delivery service to join at the end of the alerts", 120, 0.2)
+    wait_until(
+        lambda: asyncio.run(positioned(settings, "flashes-delivery", topics.ALERTS.name)),
+        "the delivery service to join at the end of the alerts",
+        120,
+        0.2,
+    )
     warm = asyncio.run(publish(settings, alerts[:1]))
     wait_for(receivers, set(warm), len(subs) - 1, 120)
     start = len(receivers.received)
     dead_before = receivers.dead.attempts
-    sent = asyncio.run(publish(settings, alerts[1:args.alerts + 1]))
+    sent = asyncio.run(publish(settings, alerts[1 : args.alerts + 1]))
     wait_for(receivers, set(sent), len(subs) - 1, 600)
     got = [(i, t) for i, t in receivers.received[start:] if i in sent]
     latency = np.array([t - sent[i] for i, t in got])
     span = max(t for _, t in got) - min(sent.values())
-    result = {"subscriptions": len(subs), "alerts": len(sent), "deliveries": len(got),
-              "deliveries_per_s": round(len(got) / span, 1), "p50_s": round(float(np.percentile(latency, 50)), 3),
-              "p99_s": round(float(np.percentile(latency, 99)), 3), "max_s": round(float(latency.max()), 3),
-              "dead_attempts": receivers.dead.attempts - dead_before}
+    result = {
+        "subscriptions": len(subs),
+        "alerts": len(sent),
+        "deliveries": len(got),
+        "deliveries_per_s": round(len(got) / span, 1),
+        "p50_s": round(float(np.percentile(latency, 50)), 3),
+        "p99_s": round(float(np.percentile(latency, 99)), 3),
+        "max_s": round(float(latency.max()), 3),
+        "dead_attempts": receivers.dead.attempts - dead_before,
+    }
     # The flood: `--dead` more subscriptions on the black hole, written before the burst, so that their
     # attempts start first.
     asyncio.run(write_subscriptions(settings, flood))
     start, receivers.dead.most = len(receivers.received), 0
     first_flood = args.alerts + 1
-    sent = asyncio.run(publish(settings, alerts[first_flood:first_flood + args.flood_alerts]))
+    sent = asyncio.run(publish(settings, alerts[first_flood : first_flood + args.flood_alerts]))
     wait_for(receivers, set(sent), len(subs) - 1, 600)
     latency = latencies(receivers, start, sent)
-    result |= {"flood_dead_subscriptions": len(flood) + 1, "flood_alerts": len(sent),
-               "flood_healthy_deliveries": len(latency), **figures("flood", latency),
-               "flood_dead_at_once": receivers.dead.most, "webhook_timeout_s": settings.webhook_timeout_s}
+    result |= {
+        "flood_dead_subscriptions": len(flood) + 1,
+        "flood_alerts": len(sent),
+        "flood_healthy_deliveries": len(latency),
+        **figures("flood", latency),
+        "flood_dead_at_once": receivers.dead.most,
+        "webhook_timeout_s": settings.webhook_timeout_s,
+    }
     # The spread flood: `--dead` subscriptions on 300 networks. The first alerts, one failed attempt each,
     # make every one of them suspect; the burst after is measured.
     asyncio.run(write_subscriptions(settings, spread))
     start = len(receivers.received)
     first_spread = first_flood + args.flood_alerts
-    sent = asyncio.run(publish(settings, alerts[first_spread:first_spread + suspect_after]))
+    sent = asyncio.run(publish(settings, alerts[first_spread : first_spread + suspect_after]))
     wait_for(receivers, set(sent), len(subs) - 1, 600)
     first = latencies(receivers, start, sent)
     paths = [f"/spread{i}".encode() for i in range(args.dead)]
-    wait_until(lambda: min(receivers.spread.paths[p] for p in paths) >= suspect_after,
-               "every spread subscription to fail its first attempts", 600, 0.2)
+    wait_until(
+        lambda: min(receivers.spread.paths[p] for p in paths) >= suspect_after,
+        "every spread subscription to fail its first attempts",
+        600,
+        0.2,
+    )
     start, receivers.spread.most, receivers.dead.most = len(receivers.received), 0, 0
-    sent = asyncio.run(publish(settings, alerts[first_spread + suspect_after:]))
+    sent = asyncio.run(publish(settings, alerts[first_spread + suspect_after :]))
     wait_for(receivers, set(sent), len(subs) - 1, 600)
     latency = latencies(receivers, start, sent)
-    result |= {"spread_dead_subscriptions": len(spread), "spread_networks": len(SPREAD_HOSTS),
-               "spread_first_alerts": suspect_after,
-               "spread_first_p99_s": round(float(np.percentile(first, 99)), 3),
-               "spread_alerts": len(sent), "spread_healthy_deliveries": len(latency),
-               **figures("spread", latency), "spread_dead_at_once": receivers.spread.most,
-               "spread_one_network_at_once": receivers.dead.most,
-               "suspect_slots": settings.webhook_suspect_slots}
+    result |= {
+        "spread_dead_subscriptions": len(spread),
+        "spread_networks": len(SPREAD_HOSTS),
+        "spread_first_alerts": suspect_after,
+        "spread_first_p99_s": round(float(np.percentile(first, 99)), 3),
+        "spread_alerts": len(sent),
+        "spread_healthy_deliveries": len(latency),
+        **figures("spread", latency),
+        "spread_dead_at_once": receivers.spread.most,
+        "spread_one_network_at_once": receivers.dead.most,
+        "suspect_slots": settings.webhook_suspect_slots,
+    }
     print(json.dumps(result))
 
 

@@ -5,6 +5,7 @@
 Prints one line per run, then, as its last line, one JSON object with `runs`, `lost`,
 `duplicated`, `mismatched` (summed over the runs) and the runs' details.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,9 +34,17 @@ def main() -> None:
             shutil.rmtree(var, ignore_errors=True)
         results.append(result)
         print(f"run {i + 1}/{args.runs}: {result}", flush=True)
-    print(json.dumps({"runs": len(results), **{k: sum(r[k] for r in results) for k in ("lost", "duplicated", "mismatched", "crashes")},
-                      "points_per_run": results[0]["points"] if results else 0,
-                      "kills": sum(r["kills"] for r in results), "details": results}))
+    print(
+        json.dumps(
+            {
+                "runs": len(results),
+                **{k: sum(r[k] for r in results) for k in ("lost", "duplicated", "mismatched", "crashes")},
+                "points_per_run": results[0]["points"] if results else 0,
+                "kills": sum(r["kills"] for r in results),
+                "details": results,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

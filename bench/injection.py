@@ -46,6 +46,7 @@ says how many were used.
 
 The last line printed is one JSON object with every figure.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -53,7 +54,7 @@ import dataclasses
 import json
 import math
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -61,8 +62,15 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from evaluation.methods import (MEDIAN_SIGMA, METHODS, crossings, file_series, formula_scores, median_sigma_scores,
-                                model_alerts)
+from evaluation.methods import (
+    MEDIAN_SIGMA,
+    METHODS,
+    crossings,
+    file_series,
+    formula_scores,
+    median_sigma_scores,
+    model_alerts,
+)
 from evaluation.metrics import DAYS_PER_YEAR, Event, false_episodes, score_method
 from evaluation.run import find_series
 from flashes.parsers import ParsedLightcurve, parse
@@ -88,8 +96,11 @@ SYSTEMATIC = 0.02
 HISTORY_D, AFTER_D, END_GAP_D = 150.0, 15.0, 10.0
 BIN_SAMPLES = 48  # instants per day bin over which a profile is averaged
 # State changes: the bright persistent sources and the end of their bright span (GRS 1915+105 declined in 2018).
-BRIGHT_UNTIL = {"scox-1": math.inf, "cygx-3": math.inf,
-                "grs1915+105": datetime_to_mjd(datetime(2018, 1, 1, tzinfo=timezone.utc))}
+BRIGHT_UNTIL = {
+    "scox-1": math.inf,
+    "cygx-3": math.inf,
+    "grs1915+105": datetime_to_mjd(datetime(2018, 1, 1, tzinfo=UTC)),
+}
 SIZES = (0.05, 0.1, 0.2, 0.4)
 # The error model's fit: days up to 1 Crab in the band (the injections reach 320 mCrab in 2-20 keV, 445 in a hard
 # 10-20 keV; Sco X-1 is brighter on every day, and its errors follow no line in its flux), in log-spaced flux bins
@@ -117,8 +128,10 @@ class Stretch:
         return self.end - END_GAP_D - self.start - WARMUP_D
 
     def describe(self) -> str:
-        return (f"{mjd_to_datetime(self.start):%Y-%m-%d} … {mjd_to_datetime(self.end):%Y-%m-%d} "
-                f"({(self.end - self.start) / DAYS_PER_YEAR:.2f} yr)")
+        return (
+            f"{mjd_to_datetime(self.start):%Y-%m-%d} … {mjd_to_datetime(self.end):%Y-%m-%d} "
+            f"({(self.end - self.start) / DAYS_PER_YEAR:.2f} yr)"
+        )
 
 
 @dataclass(frozen=True)
@@ -148,14 +161,22 @@ class Verdict:
 
 def load(settings: Settings, mirror: Path) -> dict[str, ParsedLightcurve]:
     """The standard MAXI 1-day files of the mirror, by source id: the files `flashes evaluate` reads."""
-    return {sid: parse(inst, path.name, path.read_bytes())
-            for sid, inst, path in find_series(settings, mirror) if inst == "maxi"}
+    return {
+        sid: parse(inst, path.name, path.read_bytes())
+        for sid, inst, path in find_series(settings, mirror)
+        if inst == "maxi"
+    }
 
 
 def cut(lc: ParsedLightcurve, start: float, end: float) -> ParsedLightcurve:
     keep = (lc.mjd >= start) & (lc.mjd <= end)
-    return dataclasses.replace(lc, mjd=lc.mjd[keep], bands={b: (f[keep], e[keep]) for b, (f, e) in lc.bands.items()},
-                               flags={k: v[keep] for k, v in lc.flags.items()}, rejected=[])
+    return dataclasses.replace(
+        lc,
+        mjd=lc.mjd[keep],
+        bands={b: (f[keep], e[keep]) for b, (f, e) in lc.bands.items()},
+        flags={k: v[keep] for k, v in lc.flags.items()},
+        rejected=[],
+    )
 
 
 def activity(lc: ParsedLightcurve) -> Activity:
@@ -165,8 +186,9 @@ def activity(lc: ParsedLightcurve) -> Activity:
         return values.rolling(points, center=True, min_periods=points // 3 + 1).median().to_numpy()
 
     typical, week = running_median(error, LEVEL_POINTS), running_median(flux, WEEK_POINTS)
-    return Activity(lc.mjd, week, running_median(flux, LEVEL_POINTS) > LEVEL_ERRORS * typical,
-                    week > WEEK_ERRORS * typical)
+    return Activity(
+        lc.mjd, week, running_median(flux, LEVEL_POINTS) > LEVEL_ERRORS * typical, week > WEEK_ERRORS * typical
+    )
 
 
 def quiet_runs(mjd: np.ndarray, active: np.ndarray) -> list[tuple[float, float]]:
@@ -175,12 +197,16 @@ def quiet_runs(mjd: np.ndarray, active: np.ndarray) -> list[tuple[float, float]]
     quiet = np.ones(len(mjd), dtype=bool)
     if len(times):
         at = np.searchsorted(times, mjd)
-        nearest = np.minimum(np.abs(mjd - times[np.maximum(at - 1, 0)]),
-                             np.abs(times[np.minimum(at, len(times) - 1)] - mjd))
+        nearest = np.minimum(
+            np.abs(mjd - times[np.maximum(at - 1, 0)]), np.abs(times[np.minimum(at, len(times) - 1)] - mjd)
+        )
         quiet = nearest > MARGIN_D
     edges = np.flatnonzero(np.diff(np.concatenate(([0], quiet.astype(int), [0]))))
-    return [(float(mjd[a]), float(mjd[b - 1])) for a, b in zip(edges[::2], edges[1::2])
-            if mjd[b - 1] - mjd[a] >= MIN_STRETCH_D]
+    return [
+        (float(mjd[a]), float(mjd[b - 1]))
+        for a, b in zip(edges[::2], edges[1::2])
+        if mjd[b - 1] - mjd[a] >= MIN_STRETCH_D
+    ]
 
 
 def neighbours(acts: dict[str, Activity]) -> dict[str, tuple[str, float]]:
@@ -209,14 +235,24 @@ def find_stretches(lcs: dict[str, ParsedLightcurve]) -> list[Verdict]:
         runs = [Stretch(sid, *run) for run in quiet_runs(act.mjd, act.raised | act.excursion)]
         if sid in shared:
             other, r = shared[sid]
-            verdicts.append(Verdict(sid, [], runs, f"its weekly fluxes follow {other}'s (r = {r:.2f}): a neighbour's "
-                                                   "flux in its field"))
+            verdicts.append(
+                Verdict(
+                    sid, [], runs, f"its weekly fluxes follow {other}'s (r = {r:.2f}): a neighbour's flux in its field"
+                )
+            )
         elif runs:
             verdicts.append(Verdict(sid, runs, [], "quiet"))
         else:
-            verdicts.append(Verdict(sid, [], [], f"no {MIN_STRETCH_D:g} d without activity: month median above "
-                                                 f"{LEVEL_ERRORS:g} typical errors on {act.raised.mean():.0%} of days, "
-                                                 f"week median above {WEEK_ERRORS:g} on {act.excursion.mean():.0%}"))
+            verdicts.append(
+                Verdict(
+                    sid,
+                    [],
+                    [],
+                    f"no {MIN_STRETCH_D:g} d without activity: month median above "
+                    f"{LEVEL_ERRORS:g} typical errors on {act.raised.mean():.0%} of days, "
+                    f"week median above {WEEK_ERRORS:g} on {act.excursion.mean():.0%}",
+                )
+            )
     return verdicts
 
 
@@ -231,8 +267,13 @@ def noise_model(lcs: list[ParsedLightcurve]) -> dict[str, tuple[float, float]]:
         used = (flux > 0) & (flux * FACTOR[band] <= NOISE_TOP_MCRAB)
         flux, variance = flux[used], variance[used]
         which = np.clip(np.digitize(flux, np.geomspace(flux.min(), flux.max(), NOISE_BINS + 1)) - 1, 0, NOISE_BINS - 1)
-        medians = np.array([(np.median(flux[which == k]), np.median(variance[which == k]))
-                            for k in range(NOISE_BINS) if np.count_nonzero(which == k) >= NOISE_BIN_DAYS])
+        medians = np.array(
+            [
+                (np.median(flux[which == k]), np.median(variance[which == k]))
+                for k in range(NOISE_BINS)
+                if np.count_nonzero(which == k) >= NOISE_BIN_DAYS
+            ]
+        )
         b, a = np.polyfit(medians[:, 0], medians[:, 1], 1)
         if b <= 0:
             raise ValueError(f"the {band} keV errors of the bright files do not grow with their flux (b = {b:.3g})")
@@ -254,9 +295,11 @@ def outburst_shape(mjd: np.ndarray, onset: float, rise_d: float) -> np.ndarray:
 
 def power_law_shares(index: float) -> dict[str, float]:
     """The fraction of the 2-20 keV photons of a power law (photon index `index`) in each sub-band."""
+
     def photons(band: str) -> float:
         lo, hi = (float(e) for e in band.split("-"))
         return (hi ** (1 - index) - lo ** (1 - index)) / (1 - index)
+
     return {band: photons(band) / photons(MAIN) for band in SUB_BANDS}
 
 
@@ -268,15 +311,21 @@ def peak_photons(peak_mcrab: float, spectrum: str) -> dict[str, float]:
     return {MAIN: total, **{band: total * share for band, share in power_law_shares(HARD_INDEX).items()}}
 
 
-def add_source(window: ParsedLightcurve, signal: dict[str, np.ndarray], noise: dict[str, tuple[float, float]],
-               rng: np.random.Generator) -> ParsedLightcurve:
+def add_source(
+    window: ParsedLightcurve,
+    signal: dict[str, np.ndarray],
+    noise: dict[str, tuple[float, float]],
+    rng: np.random.Generator,
+) -> ParsedLightcurve:
     """The window plus a source's photon fluxes per band, with their counting noise and the systematic."""
     systematic = rng.normal(0.0, SYSTEMATIC, len(window))
     bands = {}
     for band, (flux, error) in window.bands.items():
         counting = noise[band][1] * signal[band]
-        bands[band] = (flux + signal[band] * (1.0 + systematic) + rng.normal(0.0, np.sqrt(counting)),
-                       np.sqrt(error ** 2 + counting + (SYSTEMATIC * signal[band]) ** 2))
+        bands[band] = (
+            flux + signal[band] * (1.0 + systematic) + rng.normal(0.0, np.sqrt(counting)),
+            np.sqrt(error**2 + counting + (SYSTEMATIC * signal[band]) ** 2),
+        )
     return dataclasses.replace(window, bands=bands)
 
 
@@ -300,9 +349,11 @@ def colour_change(window: ParsedLightcurve, onset: float, size: float) -> Parsed
 def method_alerts(lc: ParsedLightcurve, threshold: float) -> dict[str, list[float]]:
     """Alert times of each method on one series, as `flashes evaluate` finds them at the levels in service."""
     series = file_series(lc, "maxi", "injected")
-    return {"model": model_alerts(series, threshold),
-            "formula": crossings(series.mjd, formula_scores(series), threshold),
-            "median_5sigma": crossings(series.mjd, median_sigma_scores(series), MEDIAN_SIGMA)}
+    return {
+        "model": model_alerts(series, threshold),
+        "formula": crossings(series.mjd, formula_scores(series), threshold),
+        "median_5sigma": crossings(series.mjd, median_sigma_scores(series), MEDIAN_SIGMA),
+    }
 
 
 def completeness(cases: list[tuple[ParsedLightcurve, float]], kind: str, threshold: float) -> Rates:
@@ -321,8 +372,9 @@ def completeness(cases: list[tuple[ParsedLightcurve, float]], kind: str, thresho
     return rates
 
 
-def false_rates(lcs: dict[str, ParsedLightcurve], stretches: list[Stretch],
-                threshold: float) -> tuple[dict[str, float], dict[str, dict[str, int]]]:
+def false_rates(
+    lcs: dict[str, ParsedLightcurve], stretches: list[Stretch], threshold: float
+) -> tuple[dict[str, float], dict[str, dict[str, int]]]:
     """Each method's false-alert episodes per source-year on the untouched stretches, each scored from its start
     without its warm-up's alerts and days; and each stretch's false episodes per method."""
     alerts: dict[str, dict[str, list[float]]] = {name: {} for name in METHODS}
@@ -331,8 +383,9 @@ def false_rates(lcs: dict[str, ParsedLightcurve], stretches: list[Stretch],
         for name, times in method_alerts(cut(lcs[st.source_id], st.start, st.end), threshold).items():
             alerts[name][st.key] = [t for t in times if t >= st.start + WARMUP_D]
         spans[st.key] = st.end - st.start - WARMUP_D
-    rates = {name: round(score_method(alerts[name], spans, [])[0]["false_alerts_per_source_year"], 3)
-             for name in METHODS}
+    rates = {
+        name: round(score_method(alerts[name], spans, [])[0]["false_alerts_per_source_year"], 3) for name in METHODS
+    }
     episodes = {name: false_episodes(alerts[name], []) for name in METHODS}
     return rates, {st.key: {name: episodes[name][st.key][0] for name in METHODS} for st in stretches}
 
@@ -340,17 +393,24 @@ def false_rates(lcs: dict[str, ParsedLightcurve], stretches: list[Stretch],
 def draw_onsets(stretches: list[Stretch], n: int, rng: np.random.Generator) -> list[Onset]:
     usable = np.array([st.usable_d for st in stretches])
     picks = rng.choice(len(stretches), size=n, p=usable / usable.sum())
-    return [Onset(stretches[k], stretches[k].start + WARMUP_D + rng.uniform(0.0, usable[k]), i)
-            for i, k in enumerate(picks)]
+    return [
+        Onset(stretches[k], stretches[k].start + WARMUP_D + rng.uniform(0.0, usable[k]), i) for i, k in enumerate(picks)
+    ]
 
 
 def window(lcs: dict[str, ParsedLightcurve], onset: Onset) -> ParsedLightcurve:
     return cut(lcs[onset.stretch.source_id], max(onset.stretch.start, onset.mjd - HISTORY_D), onset.mjd + AFTER_D)
 
 
-def outburst_recovery(lcs: dict[str, ParsedLightcurve], onsets: list[Onset], noise: dict[str, tuple[float, float]],
-                      peaks: tuple[int, ...], rises: tuple[int, ...], seed: int,
-                      threshold: float) -> dict[str, dict[str, dict[str, Rates]]]:
+def outburst_recovery(
+    lcs: dict[str, ParsedLightcurve],
+    onsets: list[Onset],
+    noise: dict[str, tuple[float, float]],
+    peaks: tuple[int, ...],
+    rises: tuple[int, ...],
+    seed: int,
+    threshold: float,
+) -> dict[str, dict[str, dict[str, Rates]]]:
     """completeness[spectrum][rise_d][peak_mcrab][method] = {"2d", "7d"}."""
     windows = [window(lcs, onset) for onset in onsets]
     table: dict[str, dict[str, dict[str, Rates]]] = {}
@@ -359,11 +419,21 @@ def outburst_recovery(lcs: dict[str, ParsedLightcurve], onsets: list[Onset], noi
             shapes = [outburst_shape(w.mjd, onset.mjd, rise) for w, onset in zip(windows, onsets)]
             for peak in peaks:
                 photons = peak_photons(peak, spectrum)
-                cases = [(add_source(w, {band: p * shape for band, p in photons.items()}, noise,
-                                     np.random.default_rng((seed, onset.draw))), onset.mjd)
-                         for w, onset, shape in zip(windows, onsets, shapes)]
-                table.setdefault(spectrum, {}).setdefault(str(rise), {})[str(peak)] = \
-                    completeness(cases, "outburst onset", threshold)
+                cases = [
+                    (
+                        add_source(
+                            w,
+                            {band: p * shape for band, p in photons.items()},
+                            noise,
+                            np.random.default_rng((seed, onset.draw)),
+                        ),
+                        onset.mjd,
+                    )
+                    for w, onset, shape in zip(windows, onsets, shapes)
+                ]
+                table.setdefault(spectrum, {}).setdefault(str(rise), {})[str(peak)] = completeness(
+                    cases, "outburst onset", threshold
+                )
     return table
 
 
@@ -378,8 +448,9 @@ def peak_at_half(fractions: list[float], peaks: tuple[int, ...]) -> float | str 
     return None
 
 
-def state_recovery(lcs: dict[str, ParsedLightcurve], onsets: list[Onset], sizes: tuple[float, ...],
-                   threshold: float) -> dict[str, dict]:
+def state_recovery(
+    lcs: dict[str, ParsedLightcurve], onsets: list[Onset], sizes: tuple[float, ...], threshold: float
+) -> dict[str, dict]:
     """[signed size] = {"cases": windows that can take the change, method: {"2d", "7d"}}; positive sizes harden."""
     windows = [window(lcs, onset) for onset in onsets]
     table = {}
@@ -397,9 +468,11 @@ def untouched(lcs: dict[str, ParsedLightcurve], onsets: list[Onset], kind: str, 
 
 def data_ceiling(lcs: dict[str, ParsedLightcurve], onsets: list[Onset]) -> dict[str, float]:
     """The fraction of onsets with a day bin that can show them within 2 and 7 days: MAXI's gaps bound every method."""
+
     def shown(onset: Onset, days: float) -> bool:
         mjd = window(lcs, onset).mjd
         return bool(np.any((mjd > onset.mjd - 0.5) & (mjd <= onset.mjd + days)))
+
     return {f"{days}d": round(float(np.mean([shown(onset, days) for onset in onsets])), 3) for days in (2, 7)}
 
 
@@ -424,15 +497,19 @@ def show(console: Console, result: dict, verdicts: list[Verdict], episodes: dict
     for column in ("data", "source-years", *METHODS):
         false.add_column(column)
     for label, part in (("quiet stretches", result), ("bright sources", result["state_change"])):
-        false.add_row(label, f"{part['source_years']:.1f}",
-                      *(f"{part['false_episodes_per_source_year'][name]:.3f}" for name in METHODS))
+        false.add_row(
+            label,
+            f"{part['source_years']:.1f}",
+            *(f"{part['false_episodes_per_source_year'][name]:.3f}" for name in METHODS),
+        )
     console.print(false)
     noise = Table(title="Error model error² = a + b·flux (photons/cm²/s), on the bright files' days up to 1 Crab")
     for column in ("band", "a", "b", "counting error at 100 mCrab (mCrab)"):
         noise.add_column(column)
     for band, fit in result["noise_model"].items():
-        noise.add_row(band, f"{fit['a']:.3g}", f"{fit['b']:.3g}",
-                      f"{math.sqrt(fit['b'] * 100 / FACTOR[band]) * FACTOR[band]:.1f}")
+        noise.add_row(
+            band, f"{fit['a']:.3g}", f"{fit['b']:.3g}", f"{math.sqrt(fit['b'] * 100 / FACTOR[band]) * FACTOR[band]:.1f}"
+        )
     console.print(noise)
     found = Table(title="Outbursts found within 2 d / 7 d (completeness)")
     for column in ("spectrum", "rise d", "peak mCrab", *METHODS):
@@ -450,11 +527,16 @@ def show(console: Console, result: dict, verdicts: list[Verdict], episodes: dict
         half.add_column(column)
     for spectrum, by_rise in result["peak_at_50pct_2d"].items():
         for rise, by_method in by_rise.items():
-            half.add_row(spectrum, rise, *("not reached" if by_method[name] is None else str(by_method[name])
-                                           for name in METHODS))
+            half.add_row(
+                spectrum,
+                rise,
+                *("not reached" if by_method[name] is None else str(by_method[name]) for name in METHODS),
+            )
     console.print(half)
-    state = Table(title=f"Colour changes at constant 2-20 keV flux ({', '.join(result['state_change']['sources'])}), "
-                        "found within 2 d / 7 d")
+    state = Table(
+        title=f"Colour changes at constant 2-20 keV flux ({', '.join(result['state_change']['sources'])}), "
+        "found within 2 d / 7 d"
+    )
     for column in ("d", "onsets", *METHODS):
         state.add_column(column)
     state.add_row("0 (chance)", str(result["onsets"]), *rates_row(result["state_change"]["chance"]))
@@ -468,14 +550,19 @@ def show(console: Console, result: dict, verdicts: list[Verdict], episodes: dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mirror", default=str(PROJECT_ROOT.parent / "shared" / "data" / "lightcurves"))
-    parser.add_argument("--onsets", type=int,
-                        help=f"onsets per level (default {DEFAULT_ONSETS}, with --quick {QUICK['onsets']})")
+    parser.add_argument(
+        "--onsets", type=int, help=f"onsets per level (default {DEFAULT_ONSETS}, with --quick {QUICK['onsets']})"
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true",
-                        help=f"peaks {QUICK['peaks']}, rises {QUICK['rises']}, sizes {QUICK['sizes']}, fewer onsets")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help=f"peaks {QUICK['peaks']}, rises {QUICK['rises']}, sizes {QUICK['sizes']}, fewer onsets",
+    )
     args = parser.parse_args()
-    peaks, rises, sizes = ((QUICK["peaks"], QUICK["rises"], QUICK["sizes"]) if args.quick
-                           else (PEAKS_MCRAB, RISES_D, SIZES))
+    peaks, rises, sizes = (
+        (QUICK["peaks"], QUICK["rises"], QUICK["sizes"]) if args.quick else (PEAKS_MCRAB, RISES_D, SIZES)
+    )
     n = args.onsets or (QUICK["onsets"] if args.quick else DEFAULT_ONSETS)
     settings = Settings()
     threshold = settings.relevance_threshold
@@ -487,8 +574,10 @@ def main() -> None:
     quiet = [st for v in verdicts for st in v.kept]
     if not quiet:
         raise SystemExit(f"no quiet stretch in the MAXI files under {args.mirror}/maxi")
-    bright = [Stretch(sid, float(lcs[sid].mjd[0]), float(lcs[sid].mjd[lcs[sid].mjd < until][-1]))
-              for sid, until in BRIGHT_UNTIL.items()]
+    bright = [
+        Stretch(sid, float(lcs[sid].mjd[0]), float(lcs[sid].mjd[lcs[sid].mjd < until][-1]))
+        for sid, until in BRIGHT_UNTIL.items()
+    ]
     noise = noise_model([lcs[sid] for sid in BRIGHT_UNTIL])
     rng = np.random.default_rng(args.seed)
     onsets, state_onsets = draw_onsets(quiet, n, rng), draw_onsets(bright, n, rng)
@@ -497,33 +586,54 @@ def main() -> None:
     bright_false, _ = false_rates(lcs, bright, threshold)
     table = outburst_recovery(lcs, onsets, noise, peaks, rises, args.seed, threshold)
     result = {
-        "model_version": MODEL_VERSION, "threshold": threshold, "median_sigma": MEDIAN_SIGMA, "onsets": n,
-        "seed": args.seed, "quick": args.quick, "warmup_d": WARMUP_D,
-        "stretches": [{"source_id": st.source_id, "start_mjd": st.start, "end_mjd": st.end,
-                       "years": round((st.end - st.start) / DAYS_PER_YEAR, 2)} for st in quiet],
-        "refused": [{"source_id": v.source_id, "reason": v.reason,
-                     "stretches": [[st.start, st.end] for st in v.refused]} for v in verdicts if not v.kept],
+        "model_version": MODEL_VERSION,
+        "threshold": threshold,
+        "median_sigma": MEDIAN_SIGMA,
+        "onsets": n,
+        "seed": args.seed,
+        "quick": args.quick,
+        "warmup_d": WARMUP_D,
+        "stretches": [
+            {
+                "source_id": st.source_id,
+                "start_mjd": st.start,
+                "end_mjd": st.end,
+                "years": round((st.end - st.start) / DAYS_PER_YEAR, 2),
+            }
+            for st in quiet
+        ],
+        "refused": [
+            {"source_id": v.source_id, "reason": v.reason, "stretches": [[st.start, st.end] for st in v.refused]}
+            for v in verdicts
+            if not v.kept
+        ],
         "source_years": round(sum(st.end - st.start - WARMUP_D for st in quiet) / DAYS_PER_YEAR, 2),
         "false_episodes_per_source_year": quiet_false,
         "noise_model": {band: {"a": a, "b": b} for band, (a, b) in noise.items()},
         "completeness": table,
         "chance": untouched(lcs, onsets, "outburst onset", threshold),
         "data_ceiling": data_ceiling(lcs, onsets),
-        "peak_at_50pct_2d": {spectrum: {rise: {name: peak_at_half([by_peak[str(p)][name]["2d"] for p in peaks], peaks)
-                                               for name in METHODS}
-                                        for rise, by_peak in by_rise.items()}
-                             for spectrum, by_rise in table.items()},
+        "peak_at_50pct_2d": {
+            spectrum: {
+                rise: {name: peak_at_half([by_peak[str(p)][name]["2d"] for p in peaks], peaks) for name in METHODS}
+                for rise, by_peak in by_rise.items()
+            }
+            for spectrum, by_rise in table.items()
+        },
         "state_change": {
             "sources": [st.source_id for st in bright],
             "source_years": round(sum(st.end - st.start - WARMUP_D for st in bright) / DAYS_PER_YEAR, 2),
             "false_episodes_per_source_year": bright_false,
             "completeness": state_recovery(lcs, state_onsets, sizes, threshold),
             "chance": untouched(lcs, state_onsets, "state transition", threshold),
-            "data_ceiling": data_ceiling(lcs, state_onsets)},
+            "data_ceiling": data_ceiling(lcs, state_onsets),
+        },
     }
     console = Console(width=120)
-    console.print(f"model {MODEL_VERSION}, threshold {threshold}, median baseline {MEDIAN_SIGMA:g}σ; {n} onsets per "
-                  f"level (seed {args.seed}); warm-up {WARMUP_D:g} d; {result['source_years']:.1f} quiet source-years")
+    console.print(
+        f"model {MODEL_VERSION}, threshold {threshold}, median baseline {MEDIAN_SIGMA:g}σ; {n} onsets per "
+        f"level (seed {args.seed}); warm-up {WARMUP_D:g} d; {result['source_years']:.1f} quiet source-years"
+    )
     show(console, result, verdicts, episodes)
     print(json.dumps(result))
 

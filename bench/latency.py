@@ -37,6 +37,7 @@ Figures (p99 interpolated, numpy's default):
 
 The last line printed is one JSON object with the figures.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,15 +50,16 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import orjson
 from aiokafka import TopicPartition
-
 from benchkit import webhook_subscriptions, write_subscriptions
+from pipeline_throughput import log_tail, wait_members  # the sibling benchmark's helpers (bench/ is on the path)
+
 from devtools import observe
 from devtools.stack import SAMPLE_MIRROR, private_stack
 from flashes import catalogue, kafka, topics
@@ -65,7 +67,6 @@ from flashes.kafka import ensure_topics
 from flashes.settings import Settings
 from flashes.timeconv import datetime_to_mjd
 from flashes.topics import catalogue_series, series_key
-from pipeline_throughput import log_tail, wait_members  # the sibling benchmark's helpers (bench/ is on the path)
 from services.fetcher import state
 
 INPUTS = observe.GROUP_INPUTS
@@ -105,9 +106,11 @@ def wait_webhook(match: Callable[[dict], bool], what: str, timeout_s: float) -> 
             Receiver.arrived.wait(left)
 
 
-def wait_drained(settings: Settings, processes: dict[str, subprocess.Popen], logs: Path,
-                 timeout_s: float = 600.0) -> None:
+def wait_drained(
+    settings: Settings, processes: dict[str, subprocess.Popen], logs: Path, timeout_s: float = 600.0
+) -> None:
     """Every consumer group, delivery's included, has committed its input topics to their end."""
+
     async def lags() -> dict[str, int]:
         async with observe.InputLag(settings) as lag:
             return await lag(INPUTS)
@@ -122,7 +125,7 @@ def wait_drained(settings: Settings, processes: dict[str, subprocess.Popen], log
 
 
 def now_mjd() -> float:
-    return datetime_to_mjd(datetime.now(timezone.utc))
+    return datetime_to_mjd(datetime.now(UTC))
 
 
 class MirroredFile:
@@ -156,14 +159,16 @@ async def end_offsets(settings: Settings, names: list[str]) -> dict[TopicPartiti
     consumer = kafka.consumer(settings)
     await consumer.start()
     try:
-        return await consumer.end_offsets([TopicPartition(n, p) for n in names for p in
-                                           range(topics.BY_NAME[n].partitions)])
+        return await consumer.end_offsets(
+            [TopicPartition(n, p) for n in names for p in range(topics.BY_NAME[n].partitions)]
+        )
     finally:
         await consumer.stop()
 
 
-async def record_times(settings: Settings, since: dict[TopicPartition, int],
-                       match: dict[str, Callable[[dict], bool]]) -> dict[str, float]:
+async def record_times(
+    settings: Settings, since: dict[TopicPartition, int], match: dict[str, Callable[[dict], bool]]
+) -> dict[str, float]:
     """Per topic, the timestamp (s) of the first record from `since` whose decoded value `match`es."""
     consumer = kafka.consumer(settings, enable_auto_commit=False)
     await consumer.start()
@@ -194,13 +199,18 @@ def holds(mjds: list[float], mjd: float) -> bool:
 def fetched_everything(settings: Settings, files: dict[str, MirroredFile]) -> bool:
     """The fetcher's state has every file's history, up to its last row."""
     states = asyncio.run(state.load_all(settings))
-    return all(key in states and states[key].last_mjd is not None and abs(states[key].last_mjd - f.last_mjd) < 1e-7
-               for key, f in files.items())
+    return all(
+        key in states and states[key].last_mjd is not None and abs(states[key].last_mjd - f.last_mjd) < 1e-7
+        for key, f in files.items()
+    )
 
 
 def spread(values: list[float]) -> dict[str, float]:
-    return {"p50_s": round(float(np.percentile(values, 50)), 3), "p99_s": round(float(np.percentile(values, 99)), 3),
-            "max_s": round(float(np.max(values)), 3)}
+    return {
+        "p50_s": round(float(np.percentile(values, 50)), 3),
+        "p99_s": round(float(np.percentile(values, 99)), 3),
+        "max_s": round(float(np.max(values)), 3),
+    }
 
 
 def main() -> None:
@@ -220,19 +230,28 @@ def main() -> None:
     receiver = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
     hook = f"http://127.0.0.1:{receiver.server_address[1]}/hook"
-    env = {"FLASHES_WEBHOOK_ALLOW_LOOPBACK": "true", "FLASHES_FETCH_JITTER_S": str(args.jitter_s),
-           "FLASHES_FETCH_EVERY_S": json.dumps({"maxi": args.poll_s, "swift": 3600.0, "fermi": 3600.0})}
-    with tempfile.TemporaryDirectory(prefix="flashes-latency-mirror-") as served, \
-            private_stack(env=env, mirror=Path(served), keep=args.keep) as stacked:
+    env = {
+        "FLASHES_WEBHOOK_ALLOW_LOOPBACK": "true",
+        "FLASHES_FETCH_JITTER_S": str(args.jitter_s),
+        "FLASHES_FETCH_EVERY_S": json.dumps({"maxi": args.poll_s, "swift": 3600.0, "fermi": 3600.0}),
+    }
+    with (
+        tempfile.TemporaryDirectory(prefix="flashes-latency-mirror-") as served,
+        private_stack(env=env, mirror=Path(served), keep=args.keep) as stacked,
+    ):
         settings, folder, logs, processes = stacked.settings, Path(served), stacked.logs, stacked.processes
         asyncio.run(ensure_topics(settings))
         # MAXI alone: no BAT or GBM file to miss, no other instrument to hold a lone crossing for.
         records = [r for r in catalogue.load(settings) if r.maxi and not r.swift and not r.fermi]
         if len(records) < args.runs:
             raise SystemExit(f"{args.runs} runs need as many MAXI-only catalogue sources; there are {len(records)}")
-        sources = [r.id for r in records[:args.runs]]
-        files = {series_key("maxi", r.id): MirroredFile(sample, folder / "maxi" / catalogue.path_below_base(
-            settings, "maxi", r.maxi.data_url)) for r in records[:args.runs]}
+        sources = [r.id for r in records[: args.runs]]
+        files = {
+            series_key("maxi", r.id): MirroredFile(
+                sample, folder / "maxi" / catalogue.path_below_base(settings, "maxi", r.maxi.data_url)
+            )
+            for r in records[: args.runs]
+        }
         if files[series_key("maxi", sources[0])].level[0] <= 0:
             raise SystemExit(f"{args.sample} has no positive recent level to multiply")
 
@@ -246,10 +265,18 @@ def main() -> None:
         history = sum(asyncio.run(end_offsets(settings, [topics.ALERTS.name])).values())
         if Receiver.received:
             raise RuntimeError(f"{len(Receiver.received)} history alerts were pushed to the webhook in the warm-up")
-        warmup = {"series": len(files), "points": sum(f.rows for f in files.values()), "history_alerts": history,
-                  "pushed": 0, "s": round(time.perf_counter() - warm, 1)}
-        print(f"warm-up: {warmup['points']} history points of {len(files)} series through the pipeline in "
-              f"{warmup['s']} s; {history} history alerts raised, none pushed", flush=True)
+        warmup = {
+            "series": len(files),
+            "points": sum(f.rows for f in files.values()),
+            "history_alerts": history,
+            "pushed": 0,
+            "s": round(time.perf_counter() - warm, 1),
+        }
+        print(
+            f"warm-up: {warmup['points']} history points of {len(files)} series through the pipeline in "
+            f"{warmup['s']} s; {history} history alerts raised, none pushed",
+            flush=True,
+        )
 
         runs = []
         watched = [topics.LIGHTCURVE.name, topics.RELEVANCE.name, topics.ALERTS.name]
@@ -260,33 +287,62 @@ def main() -> None:
             mjd, t0 = files[series_key("maxi", source)].publish(args.factor)
             received, alert = wait_webhook(
                 lambda a: a["source_id"] == source and a["alert_type"] == "onset" and abs(a["mjd"] - mjd) < 1e-7,
-                f"the onset of {source} at MJD {mjd:.6f}", args.timeout_s)
+                f"the onset of {source} at MJD {mjd:.6f}",
+                args.timeout_s,
+            )
             if not alert["live"]:
                 raise RuntimeError(f"the onset of {source} at MJD {mjd:.6f} was pushed as history")
-            stamps = asyncio.run(record_times(settings, since, {
-                topics.LIGHTCURVE.name: lambda v: v["source_id"] == source and v.get("instrument") == "maxi"
-                                                  and holds(v["mjd"], mjd),
-                topics.RELEVANCE.name: lambda v: v["series"] == series and holds(v["mjd"], mjd),
-                topics.ALERTS.name: lambda v: v["alert_id"] == alert["alert_id"]}))
+            stamps = asyncio.run(
+                record_times(
+                    settings,
+                    since,
+                    {
+                        topics.LIGHTCURVE.name: lambda v: (
+                            v["source_id"] == source and v.get("instrument") == "maxi" and holds(v["mjd"], mjd)
+                        ),
+                        topics.RELEVANCE.name: lambda v: v["series"] == series and holds(v["mjd"], mjd),
+                        topics.ALERTS.name: lambda v: v["alert_id"] == alert["alert_id"],
+                    },
+                )
+            )
             lc, rel, sent = (stamps.get(n, math.nan) for n in watched)
-            run = {"total_s": received - t0, "poll_wait_s": lc - t0, "pipeline_s": received - lc,
-                   "relevance_s": rel - lc, "alerts_s": sent - rel, "webhook_s": received - sent}
+            run = {
+                "total_s": received - t0,
+                "poll_wait_s": lc - t0,
+                "pipeline_s": received - lc,
+                "relevance_s": rel - lc,
+                "alerts_s": sent - rel,
+                "webhook_s": received - sent,
+            }
             runs.append(run)
-            print(f"run {i + 1:>2}: {source:<22} MJD {mjd:.6f}  {run['total_s']:6.3f} s  (poll wait "
-                  f"{run['poll_wait_s']:.3f}, pipeline {run['pipeline_s']:.3f}: relevance {run['relevance_s']:.3f}, "
-                  f"alerts {run['alerts_s']:.3f}, webhook {run['webhook_s']:.3f})", flush=True)
+            print(
+                f"run {i + 1:>2}: {source:<22} MJD {mjd:.6f}  {run['total_s']:6.3f} s  (poll wait "
+                f"{run['poll_wait_s']:.3f}, pipeline {run['pipeline_s']:.3f}: relevance {run['relevance_s']:.3f}, "
+                f"alerts {run['alerts_s']:.3f}, webhook {run['webhook_s']:.3f})",
+                flush=True,
+            )
             wait_drained(settings, processes, logs)
 
         column = {name: [r[name] for r in runs] for name in runs[0]}
-        figures = {"runs": len(runs), "poll_interval_s": args.poll_s, "jitter_s": args.jitter_s,
-                   **spread(column["total_s"]), "mean_s": round(float(np.mean(column["total_s"])), 3),
-                   "poll_wait": spread(column["poll_wait_s"]), "pipeline": spread(column["pipeline_s"]),
-                   "stages": {name: spread(column[name]) for name in ("relevance_s", "alerts_s", "webhook_s")},
-                   "sample": args.sample, "factor": args.factor, "warmup": warmup}
-        print(f"news latency, provider publication -> webhook, over {len(runs)} runs with polls every "
-              f"{args.poll_s:g} s + up to {args.jitter_s:g} s: p50 {figures['p50_s']:.3f} s, p99 "
-              f"{figures['p99_s']:.3f} s, max {figures['max_s']:.3f} s; the pipeline part (fetched -> webhook): "
-              f"p50 {figures['pipeline']['p50_s']:.3f} s, p99 {figures['pipeline']['p99_s']:.3f} s")
+        figures = {
+            "runs": len(runs),
+            "poll_interval_s": args.poll_s,
+            "jitter_s": args.jitter_s,
+            **spread(column["total_s"]),
+            "mean_s": round(float(np.mean(column["total_s"])), 3),
+            "poll_wait": spread(column["poll_wait_s"]),
+            "pipeline": spread(column["pipeline_s"]),
+            "stages": {name: spread(column[name]) for name in ("relevance_s", "alerts_s", "webhook_s")},
+            "sample": args.sample,
+            "factor": args.factor,
+            "warmup": warmup,
+        }
+        print(
+            f"news latency, provider publication -> webhook, over {len(runs)} runs with polls every "
+            f"{args.poll_s:g} s + up to {args.jitter_s:g} s: p50 {figures['p50_s']:.3f} s, p99 "
+            f"{figures['p99_s']:.3f} s, max {figures['max_s']:.3f} s; the pipeline part (fetched -> webhook): "
+            f"p50 {figures['pipeline']['p50_s']:.3f} s, p99 {figures['pipeline']['p99_s']:.3f} s"
+        )
         print(json.dumps(figures), flush=True)
     receiver.shutdown()
 

@@ -6,6 +6,7 @@ Runs the month with every fault, then (unless --no-compare) the same month witho
 compares the alert records raised (the newcomer source of the faulted run left out). The last
 line printed is one JSON object: days, news_delivered, history_pushed, duplicates, exits, ...
 """
+
 from __future__ import annotations
 
 import argparse

@@ -32,10 +32,12 @@ Figures (all rates in lightcurve points, the points the fetch published, so they
   runqueue_wait_s is the time each process was runnable but waiting for a core (/proc schedstat,
   summed over its threads, so a JVM's can exceed the wall time): what CPU contention cost it.
 """
+
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -43,7 +45,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -54,8 +56,8 @@ from devtools.infra import SERVERS
 from devtools.stack import Stack, private_stack, sample_pairs
 from flashes import catalogue, kafka, questdb
 from flashes.kafka import ensure_topics
-from flashes.settings import Settings
 from flashes.parsers import parse
+from flashes.settings import Settings
 from services.fetcher.publish import make_chunks
 from services.fetcher.service import fetch_once
 from services.sink.rows import SYMBOLS, lightcurve_frame
@@ -91,10 +93,8 @@ def runqueue_wait_seconds(pid: int) -> float:
     """Time the threads of a process spent runnable but waiting for a CPU (/proc schedstat), in seconds."""
     total = 0
     for task in Path(f"/proc/{pid}/task").glob("*/schedstat"):
-        try:
+        with contextlib.suppress(OSError, IndexError, ValueError):  # a thread that ended meanwhile
             total += int(task.read_text().split()[1])
-        except (OSError, IndexError, ValueError):
-            pass
     return total / 1e9
 
 
@@ -158,11 +158,21 @@ class Poller(threading.Thread):
             while not self.stop.is_set():
                 began = time.perf_counter()
                 lags = await lag({g: observe.GROUP_INPUTS[g] for _, g in STAGES})
-                scored = questdb.query(self.settings, "SELECT count() n FROM relevance "
-                                                      "WHERE kind IN ('maxi', 'swift')")[0]["n"]
+                scored = questdb.query(
+                    self.settings, "SELECT count() n FROM relevance WHERE kind IN ('maxi', 'swift')"
+                )[0]["n"]
                 applied = questdb.wal_applied(self.settings)
-                self.samples.append({"t": time.perf_counter(), "took": time.perf_counter() - began, "lags": lags, "scored": scored, "applied": applied,
-                                     "cpu": self.cpu(), "wait": self.waits()})
+                self.samples.append(
+                    {
+                        "t": time.perf_counter(),
+                        "took": time.perf_counter() - began,
+                        "lags": lags,
+                        "scored": scored,
+                        "applied": applied,
+                        "cpu": self.cpu(),
+                        "wait": self.waits(),
+                    }
+                )
                 await asyncio.sleep(self.every_s)
 
 
@@ -175,8 +185,14 @@ def milestones(samples: list[dict], fetch_end: float, points: int) -> dict[str, 
         if hit is None:
             return None
         out[stage] = after = hit["t"]
-    end = next((s for s in samples if s["t"] >= after and s["scored"] == points and s["applied"]
-                and all(v == 0 for v in s["lags"].values())), None)
+    end = next(
+        (
+            s
+            for s in samples
+            if s["t"] >= after and s["scored"] == points and s["applied"] and all(v == 0 for v in s["lags"].values())
+        ),
+        None,
+    )
     if end is None:
         return None
     out["end"] = end["t"]
@@ -194,7 +210,7 @@ def direct_ilp(settings: Settings, files: list[tuple[str, str, str, Path]]) -> t
     (points, seconds until the last flush was accepted, seconds until QuestDB applied the WAL).
     """
     questdb.query(settings, "CREATE TABLE IF NOT EXISTS bench_direct (LIKE lightcurve)")
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     n = 0
     start = time.perf_counter()
     with questdb.sender(settings) as sender:
@@ -227,8 +243,10 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, data)")
     parser.add_argument("--timeline", action="store_true", help="print every progress sample")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="flashes-bench-mirror-") as folder, \
-            private_stack(mirror=Path(folder), keep=args.keep) as stack:
+    with (
+        tempfile.TemporaryDirectory(prefix="flashes-bench-mirror-") as folder,
+        private_stack(mirror=Path(folder), keep=args.keep) as stack,
+    ):
         measure(args, stack, Path(folder))
 
 
@@ -241,13 +259,17 @@ def measure(args: argparse.Namespace, stack: Stack, folder: Path) -> None:
         files = make_mirror(settings, folder, args.sources)
         sources = sorted({s for s, _, _, _ in files})
         stack.start("sink", "derive", "relevance", *(f"relevance#{i}" for i in range(2, args.relevance_workers + 1)))
-        wait_members(settings, {"flashes-sink": 1, "flashes-derive": 1,
-                                "flashes-relevance": args.relevance_workers}, processes)
+        wait_members(
+            settings, {"flashes-sink": 1, "flashes-derive": 1, "flashes-relevance": args.relevance_workers}, processes
+        )
 
         server_pids = {name: int((settings.var_dir / f"{name}.pid").read_text()) for name in SERVERS}
-        pids = {"derive": [processes["derive"].pid], "sink": [processes["sink"].pid],
-                "relevance": [p.pid for n, p in processes.items() if n.startswith("relevance")],
-                **{name: [pid] for name, pid in server_pids.items()}}
+        pids = {
+            "derive": [processes["derive"].pid],
+            "sink": [processes["sink"].pid],
+            "relevance": [p.pid for n, p in processes.items() if n.startswith("relevance")],
+            **{name: [pid] for name, pid in server_pids.items()},
+        }
         poller = Poller(settings, pids, args.poll_s)
         cpu0, wait0 = poller.cpu(), poller.waits()
         poller.start()
@@ -268,8 +290,10 @@ def measure(args: argparse.Namespace, stack: Stack, folder: Path) -> None:
             if poller.error:
                 raise poller.error
             if time.perf_counter() > deadline:
-                raise TimeoutError(f"pipeline not done after {args.timeout_s:.0f} s; last sample "
-                                   f"{poller.samples[-1] if poller.samples else None}")
+                raise TimeoutError(
+                    f"pipeline not done after {args.timeout_s:.0f} s; last sample "
+                    f"{poller.samples[-1] if poller.samples else None}"
+                )
             if poller.samples:
                 last = poller.samples[-1]
                 if (last["lags"], last["scored"]) != progress:
@@ -277,8 +301,9 @@ def measure(args: argparse.Namespace, stack: Stack, folder: Path) -> None:
                 elif time.perf_counter() - moved > args.stall_s:
                     raise RuntimeError(
                         f"no progress for {args.stall_s:.0f} s (lags {last['lags']}, {last['scored']} of {points} "
-                        "points scored in QuestDB); the services' last log lines:\n" +
-                        "\n".join(f"--- {name}\n{log_tail(logs / f'{name}.log', 5)}" for name in processes))
+                        "points scored in QuestDB); the services' last log lines:\n"
+                        + "\n".join(f"--- {name}\n{log_tail(logs / f'{name}.log', 5)}" for name in processes)
+                    )
             for name, proc in processes.items():
                 if proc.poll() is not None:
                     raise RuntimeError(f"{name} exited with {proc.returncode}:\n{log_tail(logs / f'{name}.log')}")
@@ -297,42 +322,60 @@ def measure(args: argparse.Namespace, stack: Stack, folder: Path) -> None:
         e2e, direct = points / elapsed, direct_points / direct_s
         stage_s = {"fetch": fetch_end - start, **{stage: marks[stage] - start for stage, _ in STAGES}}
         figures = {
-            "sources": len(sources), "relevance_workers": args.relevance_workers, "points": points,
-            "derived_points": derived, "elapsed_s": round(elapsed, 2),
-            "points_per_s": round(e2e), "direct_points_per_s": round(direct),
+            "sources": len(sources),
+            "relevance_workers": args.relevance_workers,
+            "points": points,
+            "derived_points": derived,
+            "elapsed_s": round(elapsed, 2),
+            "points_per_s": round(e2e),
+            "direct_points_per_s": round(direct),
             "direct_accepted_points_per_s": round(direct_points / direct_accepted_s),
             "ratio": round(e2e / direct, 4),
             **{f"{stage}_points_per_s": round(points / s) for stage, s in stage_s.items()},
             "stage_done_s": {stage: round(s, 2) for stage, s in stage_s.items()},
             "cpu_s": cpu,
             "runqueue_wait_s": runq,
-            "points_per_cpu_s": {stage: round(points / cpu[stage]) if cpu[stage] > 0 else None
-                                 for stage in ("fetch", "derive", "relevance", "sink")},
-            "poll_s": args.poll_s, "sink_batch_messages": settings.sink_batch_messages,
+            "points_per_cpu_s": {
+                stage: round(points / cpu[stage]) if cpu[stage] > 0 else None
+                for stage in ("fetch", "derive", "relevance", "sink")
+            },
+            "poll_s": args.poll_s,
+            "sink_batch_messages": settings.sink_batch_messages,
         }
         if args.timeline:
             for smp in poller.samples:
-                print(f"t={smp['t'] - start:7.2f}s (poll {smp['took']:.2f}s) lag " +
-                      " ".join(f"{g.removeprefix('flashes-')}={v}" for g, v in smp["lags"].items()) +
-                      f" scored={smp['scored']} applied={smp['applied']} cpu " +
-                      " ".join(f"{k}={v - cpu0[k]:.1f}" for k, v in smp["cpu"].items()) + " runq " +
-                      " ".join(f"{k}={v - wait0[k]:.1f}" for k, v in smp["wait"].items()))
-        print(f"sources: {len(sources)}  lightcurve points: {points}  derived points: {derived}  "
-              f"relevance workers: {args.relevance_workers}")
-        print(f"end to end (fetch-parse -> Kafka -> derive -> relevance -> QuestDB): {elapsed:.1f} s, "
-              f"{e2e:,.0f} points/s")
+                print(
+                    f"t={smp['t'] - start:7.2f}s (poll {smp['took']:.2f}s) lag "
+                    + " ".join(f"{g.removeprefix('flashes-')}={v}" for g, v in smp["lags"].items())
+                    + f" scored={smp['scored']} applied={smp['applied']} cpu "
+                    + " ".join(f"{k}={v - cpu0[k]:.1f}" for k, v in smp["cpu"].items())
+                    + " runq "
+                    + " ".join(f"{k}={v - wait0[k]:.1f}" for k, v in smp["wait"].items())
+                )
+        print(
+            f"sources: {len(sources)}  lightcurve points: {points}  derived points: {derived}  "
+            f"relevance workers: {args.relevance_workers}"
+        )
+        print(
+            f"end to end (fetch-parse -> Kafka -> derive -> relevance -> QuestDB): {elapsed:.1f} s, {e2e:,.0f} points/s"
+        )
         for stage, s in stage_s.items():
             print(f"  {stage:<10} done at {s:6.1f} s  {points / s:>9,.0f} points/s   cpu {cpu[stage]:6.1f} s")
-        print(f"  kafka cpu {cpu['kafka']:.1f} s, questdb cpu {cpu['questdb']:.1f} s; waiting for a CPU "
-              "(runnable, s): " + ", ".join(f"{k} {v:.1f}" for k, v in runq.items()))
-        print(f"parse + ILP straight into QuestDB: {direct_s:.2f} s, {direct:,.0f} points/s "
-              f"(accepted after {direct_accepted_s:.2f} s)")
+        print(
+            f"  kafka cpu {cpu['kafka']:.1f} s, questdb cpu {cpu['questdb']:.1f} s; waiting for a CPU "
+            "(runnable, s): " + ", ".join(f"{k} {v:.1f}" for k, v in runq.items())
+        )
+        print(
+            f"parse + ILP straight into QuestDB: {direct_s:.2f} s, {direct:,.0f} points/s "
+            f"(accepted after {direct_accepted_s:.2f} s)"
+        )
         print(f"ratio end-to-end / direct: {e2e / direct:.3f}")
         print(json.dumps(figures), flush=True)
     finally:
         if poller is not None:
             poller.stop.set()
             poller.join(10)
+
 
 if __name__ == "__main__":
     main()

@@ -11,13 +11,14 @@ read alone is timed too. Each rebuilt model is checked to equal the one that sco
 
 The last line of output is one JSON object (points_per_s, read_points_per_s, largest series, ...).
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import statistics
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -41,10 +42,13 @@ def main() -> None:
     parser.add_argument("--mirror", default=str(PROJECT_ROOT / "data" / "mirror"))
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    fetched = datetime.now(timezone.utc)
+    fetched = datetime.now(UTC)
     now = datetime_to_mjd(fetched)
-    files = [(path.parent.name.lower(), parse(inst, path.name, path.read_bytes()))
-             for _, inst, path in find_series(Settings(), Path(args.mirror)) if inst == "maxi"]
+    files = [
+        (path.parent.name.lower(), parse(inst, path.name, path.read_bytes()))
+        for _, inst, path in find_series(Settings(), Path(args.mirror))
+        if inst == "maxi"
+    ]
     if not files:
         raise SystemExit(f"no MAXI files under {args.mirror}/maxi")
     with private_stack(servers=("questdb",)) as stack:
@@ -74,20 +78,38 @@ def main() -> None:
                 assert read == done.points == n and done.model.to_state() == state, f"{source_id}: rebuilt differently"
                 reads.append(t1 - t0)
                 rebuilds.append(t2 - t1)
-            rows.append({"series": f"maxi_{source_id}", "points": n, "rebuild_s": round(min(rebuilds), 4),
-                         "read_s": round(min(reads), 4), "rebuild_s_median": round(statistics.median(rebuilds), 4)})
+            rows.append(
+                {
+                    "series": f"maxi_{source_id}",
+                    "points": n,
+                    "rebuild_s": round(min(rebuilds), 4),
+                    "read_s": round(min(reads), 4),
+                    "rebuild_s_median": round(statistics.median(rebuilds), 4),
+                }
+            )
     points = sum(r["points"] for r in rows)
     largest = max(rows, key=lambda r: r["points"])
-    result = {"model_version": MODEL_VERSION, "series": len(rows), "points": points,
-              "points_per_s": round(points / sum(r["rebuild_s"] for r in rows)),
-              "read_points_per_s": round(points / sum(r["read_s"] for r in rows)),
-              "largest_series": largest["series"], "largest_points": largest["points"],
-              "largest_rebuild_s": largest["rebuild_s"], "per_series": rows}
+    result = {
+        "model_version": MODEL_VERSION,
+        "series": len(rows),
+        "points": points,
+        "points_per_s": round(points / sum(r["rebuild_s"] for r in rows)),
+        "read_points_per_s": round(points / sum(r["read_s"] for r in rows)),
+        "largest_series": largest["series"],
+        "largest_points": largest["points"],
+        "largest_rebuild_s": largest["rebuild_s"],
+        "per_series": rows,
+    }
     for r in rows:
-        print(f"{r['series']:>24}: {r['points']:5d} points, rebuilt in {r['rebuild_s'] * 1e3:6.1f} ms "
-              f"(read {r['read_s'] * 1e3:5.1f} ms; median rebuild {r['rebuild_s_median'] * 1e3:.1f} ms), model identical")
-    print(f"{len(rows)} whole-history MAXI series, {points} points, best of {args.repeat} (wall time): "
-          f"{result['points_per_s']:,} points/s rebuilt from QuestDB (read alone {result['read_points_per_s']:,} points/s)")
+        print(
+            f"{r['series']:>24}: {r['points']:5d} points, rebuilt in {r['rebuild_s'] * 1e3:6.1f} ms "
+            f"(read {r['read_s'] * 1e3:5.1f} ms; median rebuild {r['rebuild_s_median'] * 1e3:.1f} ms), model identical"
+        )
+    print(
+        f"{len(rows)} whole-history MAXI series, {points} points, best of {args.repeat} (wall time): "
+        f"{result['points_per_s']:,} points/s rebuilt from QuestDB "
+        f"(read alone {result['read_points_per_s']:,} points/s)"
+    )
     print(json.dumps(result))
 
 

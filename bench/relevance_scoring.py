@@ -13,6 +13,7 @@ The original formula's speed on the same points is shown for comparison.
 
 The last line of output is one JSON object (points_per_s, state_bytes_max, ...).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,8 +27,8 @@ import orjson
 
 from evaluation.methods import file_series, formula_scores
 from evaluation.run import find_series
-from flashes.settings import PROJECT_ROOT, Settings
 from flashes.parsers import parse
+from flashes.settings import PROJECT_ROOT, Settings
 from services.relevance.model import MODEL_VERSION, SeriesModel
 from services.relevance.series import SeriesColumns
 
@@ -35,8 +36,15 @@ from services.relevance.series import SeriesColumns
 def score(series: SeriesColumns, model: SeriesModel, start: int = 0, stop: int | None = None) -> np.ndarray:
     part = slice(start, stop)
     bands = None if series.bands is None else (series.bands[0][part], series.bands[1][part])
-    return model.score_chunk(series.kind, series.mjd[part], series.value[part], series.error[part],
-                             series.colour[part], series.colour_error[part], bands=bands).relevance
+    return model.score_chunk(
+        series.kind,
+        series.mjd[part],
+        series.value[part],
+        series.error[part],
+        series.colour[part],
+        series.colour_error[part],
+        bands=bands,
+    ).relevance
 
 
 def main() -> None:
@@ -45,8 +53,11 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--checkpoint-every", type=int, default=100)
     args = parser.parse_args()
-    series = [file_series(parse(inst, path.name, path.read_bytes()), inst, sid)
-              for sid, inst, path in find_series(Settings(), Path(args.mirror)) if inst == "maxi"]
+    series = [
+        file_series(parse(inst, path.name, path.read_bytes()), inst, sid)
+        for sid, inst, path in find_series(Settings(), Path(args.mirror))
+        if inst == "maxi"
+    ]
     n = sum(len(s.mjd) for s in series)
     if not n:
         raise SystemExit(f"no MAXI files under {args.mirror}/maxi")
@@ -74,19 +85,29 @@ def main() -> None:
             checkpoints += 1
         assert np.array_equal(np.concatenate(parts), expected), "a restored model scored differently"
 
-    result = {"series": len(series), "points": n, "points_per_s": round(max(model_rates)),
-              "points_per_s_median": round(statistics.median(model_rates)),
-              "formula_points_per_s": round(max(formula_rates)), "state_bytes_max": max(sizes),
-              "state_bytes_median": round(statistics.median(sizes)), "checkpoints": checkpoints,
-              "state_save_us": round(1e6 * save_s / checkpoints, 1),
-              "state_restore_us": round(1e6 * restore_s / checkpoints, 1)}
+    result = {
+        "series": len(series),
+        "points": n,
+        "points_per_s": round(max(model_rates)),
+        "points_per_s_median": round(statistics.median(model_rates)),
+        "formula_points_per_s": round(max(formula_rates)),
+        "state_bytes_max": max(sizes),
+        "state_bytes_median": round(statistics.median(sizes)),
+        "checkpoints": checkpoints,
+        "state_save_us": round(1e6 * save_s / checkpoints, 1),
+        "state_restore_us": round(1e6 * restore_s / checkpoints, 1),
+    }
     print(f"{len(series)} MAXI series, {n} points, best of {args.repeat} (CPU time of this one process)")
-    print(f"model {MODEL_VERSION} (score_chunk): {result['points_per_s']:,} points/s per core "
-          f"(median {result['points_per_s_median']:,})")
+    print(
+        f"model {MODEL_VERSION} (score_chunk): {result['points_per_s']:,} points/s per core "
+        f"(median {result['points_per_s_median']:,})"
+    )
     print(f"original formula:            {result['formula_points_per_s']:,} points/s per core")
-    print(f"state (orjson of to_state()'s JSON) at {checkpoints} checkpoints every {args.checkpoint_every} points: "
-          f"median {result['state_bytes_median']:,} bytes, max {result['state_bytes_max']:,} bytes; "
-          f"save {result['state_save_us']} µs, restore {result['state_restore_us']} µs; restored scores identical")
+    print(
+        f"state (orjson of to_state()'s JSON) at {checkpoints} checkpoints every {args.checkpoint_every} points: "
+        f"median {result['state_bytes_median']:,} bytes, max {result['state_bytes_max']:,} bytes; "
+        f"save {result['state_save_us']} µs, restore {result['state_restore_us']} µs; restored scores identical"
+    )
     print(json.dumps(result))
 
 

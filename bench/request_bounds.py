@@ -11,6 +11,7 @@ tag, a cone) is then validated (the request model) and matched against the whole
 
 The last line printed is one JSON object with the figures (milliseconds).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,21 +45,45 @@ def main() -> None:
     huge = json.dumps({"channel": "none", "filters": {"sources": ["maxij1535-571"] * 500_000}}).encode()
     headers = {"content-type": "application/json"}
     declared_ms, declared = timed(lambda: client.post("/subscriptions", content=huge, headers=headers))
-    streamed_ms, streamed = timed(lambda: client.post(
-        "/subscriptions", content=iter([huge[i:i + 65536] for i in range(0, len(huge), 65536)]), headers=headers))
-    largest = json.dumps({"channel": "none", "filters": {"sources": sorted(records)[:1000], "tags": list(TAGS),
-                                                         "cone": {"ra": 250, "dec": -40, "radius": 30}}})
+    streamed_ms, streamed = timed(
+        lambda: client.post(
+            "/subscriptions", content=iter([huge[i : i + 65536] for i in range(0, len(huge), 65536)]), headers=headers
+        )
+    )
+    largest = json.dumps(
+        {
+            "channel": "none",
+            "filters": {
+                "sources": sorted(records)[:1000],
+                "tags": list(TAGS),
+                "cone": {"ra": 250, "dec": -40, "radius": 30},
+            },
+        }
+    )
     validate_ms, body = timed(lambda: SubscriptionRequest.model_validate_json(largest), args.repeat)
     match_ms, selected = timed(lambda: sources_of(body.filters, records), args.repeat)
-    print(f"500k sources ({len(huge) / 1e6:.1f} MB): {declared.status_code} in {declared_ms:.1f} ms with "
-          f"Content-Length, {streamed.status_code} in {streamed_ms:.1f} ms streamed; the largest accepted filter "
-          f"({len(largest)} bytes): validated in {validate_ms:.2f} ms, matched over {len(records)} catalogue "
-          f"sources in {match_ms:.2f} ms ({len(selected)} selected)")
-    print(json.dumps({"body_bytes": len(huge), "refused_declared": declared.status_code,
-                      "refused_declared_ms": round(declared_ms, 2), "refused_streamed": streamed.status_code,
-                      "refused_streamed_ms": round(streamed_ms, 2), "largest_accepted_bytes": len(largest),
-                      "largest_validate_ms": round(validate_ms, 3), "largest_match_ms": round(match_ms, 3),
-                      "catalogue_sources": len(records), "selected": len(selected)}))
+    print(
+        f"500k sources ({len(huge) / 1e6:.1f} MB): {declared.status_code} in {declared_ms:.1f} ms with "
+        f"Content-Length, {streamed.status_code} in {streamed_ms:.1f} ms streamed; the largest accepted filter "
+        f"({len(largest)} bytes): validated in {validate_ms:.2f} ms, matched over {len(records)} catalogue "
+        f"sources in {match_ms:.2f} ms ({len(selected)} selected)"
+    )
+    print(
+        json.dumps(
+            {
+                "body_bytes": len(huge),
+                "refused_declared": declared.status_code,
+                "refused_declared_ms": round(declared_ms, 2),
+                "refused_streamed": streamed.status_code,
+                "refused_streamed_ms": round(streamed_ms, 2),
+                "largest_accepted_bytes": len(largest),
+                "largest_validate_ms": round(validate_ms, 3),
+                "largest_match_ms": round(match_ms, 3),
+                "catalogue_sources": len(records),
+                "selected": len(selected),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

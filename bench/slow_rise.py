@@ -9,6 +9,7 @@ turns the CUSUM off and leaves river-1's point evidence.
 
 The last line printed is one JSON object with the figures.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,8 +37,9 @@ def main() -> None:
     args = parser.parse_args()
     figures = {}
     for name, params in (("with_cusum", PARAMS), ("without", replace(PARAMS, quiescent_snr=-1.0))):
-        figures[name] = {f"{slope:g}_mcrab_per_day": [latency(params, slope, seed) for seed in range(args.draws)]
-                         for slope in SLOPES}
+        figures[name] = {
+            f"{slope:g}_mcrab_per_day": [latency(params, slope, seed) for seed in range(args.draws)] for slope in SLOPES
+        }
         for slope, days in figures[name].items():
             print(f"{name:<11} {slope:<16} latency in days: {days}")
     print(json.dumps(figures))

@@ -50,6 +50,7 @@ DATA_FLAG TIMEDEL_EXPO TIMEDEL_CODED TIMEDEL_DITHERED). Every number below is in
 
 Run: .venv/bin/python data/make_synthetic_bat.py   (deterministic: the same files every time)
 """
+
 from __future__ import annotations
 
 import sys
@@ -126,8 +127,10 @@ def spectral_factor(daily: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     for width in WINDOWS_D:
         n = daily["m2-20"].notna().astype(float).rolling(width, center=True, min_periods=1).sum()
         median = {b: daily[f"m{b}"].rolling(width, center=True, min_periods=1).median().to_numpy() for b in MAXI_BANDS}
-        error = {b: (np.sqrt(daily[f"v{b}"].rolling(width, center=True, min_periods=1).sum()) / n).to_numpy()
-                 for b in MAXI_BANDS}
+        error = {
+            b: (np.sqrt(daily[f"v{b}"].rolling(width, center=True, min_periods=1).sum()) / n).to_numpy()
+            for b in MAXI_BANDS
+        }
         good = (n.to_numpy() > 0) & np.isnan(factor)
         for b in ("4-10", "10-20"):  # a colour measured, not a ratio of noise
             good &= median[b] >= MIN_SNR * error[b]
@@ -148,7 +151,7 @@ def daily_grid(maxi: ParsedLightcurve) -> pd.DataFrame:
     for band in MAXI_BANDS:
         flux, error = to_mcrab("maxi", band, *maxi.bands[band])
         cols[f"m{band}"] = flux
-        cols[f"v{band}"] = error ** 2
+        cols[f"v{band}"] = error**2
     frame = pd.DataFrame(cols, index=day)
     frame = frame[~frame.index.duplicated(keep="last")]
     return frame.reindex(np.arange(day.min(), day.max() + 1))
@@ -159,8 +162,9 @@ def true_bat_mcrab(daily: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
     maxi = daily[["m2-20", "v2-20"]].dropna()
     flux, sigma = maxi["m2-20"].to_numpy(), np.sqrt(maxi["v2-20"].to_numpy())
     median3 = maxi["m2-20"].rolling(3, center=True, min_periods=1).median().to_numpy()
-    glitch = (np.abs(flux - median3) > GLITCH_SIGMA * sigma) & ((flux > GLITCH_FACTOR * median3) |
-                                                                 (flux < median3 / GLITCH_FACTOR))
+    glitch = (np.abs(flux - median3) > GLITCH_SIGMA * sigma) & (
+        (flux > GLITCH_FACTOR * median3) | (flux < median3 / GLITCH_FACTOR)
+    )
     level = pd.Series(np.where(glitch, median3, flux), index=maxi.index)
     level = level.reindex(daily.index).interpolate(method="index", limit_area="inside")
     present = daily["m2-20"].notna().to_numpy()
@@ -202,14 +206,21 @@ def synthesise(maxi: ParsedLightcurve, longitude: float, rng: np.random.Generato
     keep = np.isfinite(bat_mcrab) & (elongation > SUN_HALF_GAP_DEG) & ~dropped
     rate = true_rate + noise * error
     t = Time(day[keep], format="mjd", scale="utc")
-    return pd.DataFrame({
-        "TIME": day[keep], "RATE": rate[keep], "ERROR": error[keep],
-        "YEAR": t.datetime64.astype("datetime64[Y]").astype(int) + 1970,
-        "DAY": [int(s.split(":")[1]) for s in t.yday],
-        "STAT_ERR": stat[keep], "SYS_ERR": sys_err[keep], "DATA_FLAG": flagged[keep],
-        "TIMEDEL_EXPO": expo[keep], "TIMEDEL_CODED": (expo[keep] * 0.9).astype(int),
-        "TIMEDEL_DITHERED": (expo[keep] * 0.95).astype(int),
-    })
+    return pd.DataFrame(
+        {
+            "TIME": day[keep],
+            "RATE": rate[keep],
+            "ERROR": error[keep],
+            "YEAR": t.datetime64.astype("datetime64[Y]").astype(int) + 1970,
+            "DAY": [int(s.split(":")[1]) for s in t.yday],
+            "STAT_ERR": stat[keep],
+            "SYS_ERR": sys_err[keep],
+            "DATA_FLAG": flagged[keep],
+            "TIMEDEL_EXPO": expo[keep],
+            "TIMEDEL_CODED": (expo[keep] * 0.9).astype(int),
+            "TIMEDEL_DITHERED": (expo[keep] * 0.95).astype(int),
+        }
+    )
 
 
 def main() -> None:
@@ -225,8 +236,11 @@ def main() -> None:
         folder = ROOT / "mirror" / "swift" / "results" / "transients" / ("weak" if row["Swift Weak"] == "yes" else "")
         folder.mkdir(parents=True, exist_ok=True)
         out = folder / f"{row['Swift ID']}.lc.txt"
-        lines = [f"{r.TIME:.1f} {r.RATE:.6f} {r.ERROR:.6f} {r.YEAR} {r.DAY} {r.STAT_ERR:.6f} {r.SYS_ERR:.6f} "
-                 f"{r.DATA_FLAG} {r.TIMEDEL_EXPO} {r.TIMEDEL_CODED} {r.TIMEDEL_DITHERED}" for r in bat.itertuples()]
+        lines = [
+            f"{r.TIME:.1f} {r.RATE:.6f} {r.ERROR:.6f} {r.YEAR} {r.DAY} {r.STAT_ERR:.6f} {r.SYS_ERR:.6f} "
+            f"{r.DATA_FLAG} {r.TIMEDEL_EXPO} {r.TIMEDEL_CODED} {r.TIMEDEL_DITHERED}"
+            for r in bat.itertuples()
+        ]
         header = HEADER.format(name=row["Integral Name"], swift_id=row["Swift ID"], lam=longitude)
         out.write_text(header + "\n".join(lines) + "\n")
         print(f"wrote {out.relative_to(ROOT)} ({len(lines)} rows)")

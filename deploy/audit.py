@@ -6,6 +6,7 @@ hashed, so pip-audit reads them as they are (`--disable-pip`: nothing is install
 advisory data for each pinned version. Imports nothing of the project, so it also runs before the project is
 installed.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,11 @@ LOCKS = ("requirements.lock", "requirements-test.lock")
 def audit(locks: tuple[str, ...] = LOCKS) -> dict:
     """pip-audit's JSON report of the locks; SystemExit if pip-audit could not produce one."""
     files = [arg for lock in locks for arg in ("-r", str(ROOT / lock))]
-    result = subprocess.run([sys.executable, "-m", "pip_audit", "--disable-pip", "--progress-spinner", "off",
-                             "--format", "json", *files], capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "pip_audit", "--disable-pip", "--progress-spinner", "off", "--format", "json", *files],
+        capture_output=True,
+        text=True,
+    )
     try:  # exit 1 with a report means "found something"; no report means pip-audit itself failed
         return json.loads(result.stdout)
     except json.JSONDecodeError:
@@ -52,8 +56,16 @@ def main(report: dict | None = None) -> int:
         print(line)
     if skipped:
         print(f"not checked, no advisory data from the index: {' '.join(skipped)}")
-    print(json.dumps({"packages": len(report.get("dependencies", [])), "fixable": len(fixable),
-                      "unfixed": len(unfixed), "skipped": len(skipped)}))
+    print(
+        json.dumps(
+            {
+                "packages": len(report.get("dependencies", [])),
+                "fixable": len(fixable),
+                "unfixed": len(unfixed),
+                "skipped": len(skipped),
+            }
+        )
+    )
     return 1 if fixable else 0
 
 

@@ -5,6 +5,7 @@ services.registry.metrics_port (the API on its own port, where /metrics is one o
 means the process is up and its event loop turns. A container that runs anything else (`flashes kafka-acls`, a
 one-off command) has no port to ask and counts as healthy.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,9 +1,10 @@
 """`python -m devtools COMMAND`: what a developer runs beside the product's `flashes` command.
 
-    python -m devtools infra fetch|start|stop|status      Kafka and QuestDB on loopback from Maven Central jars
-    python -m devtools stack                              `make run`: the servers, every service, the sample
-    python -m devtools fetch|backfill MIRROR [options]    `flashes fetch|backfill` from a mirror folder, served
+python -m devtools infra fetch|start|stop|status      Kafka and QuestDB on loopback from Maven Central jars
+python -m devtools stack                              `make run`: the servers, every service, the sample
+python -m devtools fetch|backfill MIRROR [options]    `flashes fetch|backfill` from a mirror folder, served
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,10 +23,12 @@ from services import cli
 def _infra(args: argparse.Namespace, env: dict[str, str]) -> None:
     settings = Settings.from_env(env)
     try:
-        {"fetch": lambda: print(infra.fetch_jars(settings)),
-         "start": lambda: infra.start(settings),
-         "stop": lambda: infra.stop(settings),
-         "status": lambda: print(infra.status(settings))}[args.action]()
+        {
+            "fetch": lambda: print(infra.fetch_jars(settings)),
+            "start": lambda: infra.start(settings),
+            "stop": lambda: infra.stop(settings),
+            "status": lambda: print(infra.status(settings)),
+        }[args.action]()
     except InfraError as exc:
         sys.exit(f"devtools infra {args.action}: {exc}")
 

@@ -19,6 +19,7 @@ Used by tests/test_faults.py (one short run) and bench/faults.py (N runs), on a 
    topic must be in QuestDB once, each episode numbered 1, 2, ... from its onset, and the sources
    with alerts the same as in the uninterrupted run.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -27,7 +28,7 @@ import random
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -38,10 +39,10 @@ from devtools.observe import read_topic
 from devtools.stack import Stack, private_stack, sample_pairs
 from flashes import questdb, topics
 from flashes.kafka import ensure_topics, make_producer
+from flashes.parsers import parse
 from flashes.settings import Settings
 from services.alerts.app import Alerts
 from services.derive.app import Derive, joinable_sources
-from flashes.parsers import parse
 from services.fetcher.publish import make_chunks
 from services.relevance.app import Relevance
 
@@ -62,13 +63,14 @@ def backlog(settings: Settings, sources: int) -> list[schemas.LightcurveChunk]:
     """Chunks of real MAXI files and their synthetic BAT partners, given to `sources` catalogue sources."""
     pairs = sample_pairs(settings)
     targets = sorted(joinable_sources(settings))[:sources]
-    fetched = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    fetched = datetime(2026, 1, 1, tzinfo=UTC)
     chunks = []
     for i, source_id in enumerate(targets):
         for instrument, path in zip(("maxi", "swift"), pairs[i % len(pairs)]):
             parsed = parse(instrument, path.name, path.read_bytes())
-            chunks += make_chunks(parsed, np.ones(len(parsed), dtype=bool), source_id, instrument,
-                                  f"file://{path.name}", fetched)
+            chunks += make_chunks(
+                parsed, np.ones(len(parsed), dtype=bool), source_id, instrument, f"file://{path.name}", fetched
+            )
     return chunks
 
 
@@ -78,7 +80,9 @@ def uninterrupted(settings: Settings, chunks: list[schemas.LightcurveChunk]) -> 
     out = Expected()
     for chunk in chunks:
         for band in chunk.bands:
-            out.lightcurve |= {(topics.catalogue_series(chunk.instrument, chunk.source_id), band, t) for t in chunk.time}
+            out.lightcurve |= {
+                (topics.catalogue_series(chunk.instrument, chunk.source_id), band, t) for t in chunk.time
+            }
         derived = [o.value for o in derive.apply(chunk)]
         for d in derived:
             out.derived |= {(topics.catalogue_series(d.kind, d.source_id), t) for t in d.time}
@@ -94,8 +98,10 @@ async def produce(settings: Settings, chunks: list[schemas.LightcurveChunk]) -> 
     producer = make_producer(settings)
     await producer.start()
     try:
-        futures = [await producer.send(topics.LIGHTCURVE.name, topics.LIGHTCURVE.encode(c), key=c.source_id.encode())
-                   for c in chunks]
+        futures = [
+            await producer.send(topics.LIGHTCURVE.name, topics.LIGHTCURVE.encode(c), key=c.source_id.encode())
+            for c in chunks
+        ]
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
@@ -140,55 +146,92 @@ def alert_faults(settings: Settings, stored_alerts: Counter, sources: set[str]) 
     for a in records:
         episodes.setdefault(a["alert_id"], []).append((a["record_number"], a["alert_type"]))
     numbered = [sorted(set(recs)) for recs in episodes.values()]  # replays repeat records, identical
-    misnumbered = sum(1 for recs in numbered
-                      if [n for n, _ in recs] != list(range(1, len(recs) + 1)) or recs[0][1] != "onset")
+    misnumbered = sum(
+        1 for recs in numbered if [n for n, _ in recs] != list(range(1, len(recs) + 1)) or recs[0][1] != "onset"
+    )
     alerted = {a["source_id"] for a in records}
-    return (len(on_topic - set(stored_alerts)), sum(n - 1 for n in stored_alerts.values() if n > 1),
-            misnumbered + len(set(stored_alerts) - on_topic) + len(alerted ^ sources))
+    return (
+        len(on_topic - set(stored_alerts)),
+        sum(n - 1 for n in stored_alerts.values() if n > 1),
+        misnumbered + len(set(stored_alerts) - on_topic) + len(alerted ^ sources),
+    )
 
 
 def _iso(micros: int) -> str:
-    return datetime.fromtimestamp(micros / 1e6, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.fromtimestamp(micros / 1e6, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def check(settings: Settings, expected: Expected) -> dict[str, int]:
     """lost / duplicated / mismatched against the uninterrupted run (QuestDB and the relevance topic)."""
     rows = stored(settings)
-    want = {"lightcurve": Counter((s, b, _iso(t)) for s, b, t in expected.lightcurve),
-            "derived": Counter((s, _iso(t)) for s, t in expected.derived),
-            "relevance": Counter((s, _iso(t)) for s, t in expected.relevance)}
+    want = {
+        "lightcurve": Counter((s, b, _iso(t)) for s, b, t in expected.lightcurve),
+        "derived": Counter((s, _iso(t)) for s, t in expected.derived),
+        "relevance": Counter((s, _iso(t)) for s, t in expected.relevance),
+    }
     lost = sum(len(set(want[t]) - set(rows[t])) for t in want)
     duplicated = sum(sum(n - 1 for n in rows[t].values() if n > 1) for t in want)
     unexpected = sum(len(set(rows[t]) - set(want[t])) for t in want)
-    values = {(r["series"], r["ts"]): r["relevance"]
-              for r in questdb.query(settings, "SELECT series, ts, relevance FROM relevance", timeout_s=120)}
-    mismatched = unexpected + sum(1 for (s, t), r in expected.relevance.items()
-                                  if (s, _iso(t)) in values and abs(values[(s, _iso(t))] - r) > 1e-12)
+    values = {
+        (r["series"], r["ts"]): r["relevance"]
+        for r in questdb.query(settings, "SELECT series, ts, relevance FROM relevance", timeout_s=120)
+    }
+    mismatched = unexpected + sum(
+        1
+        for (s, t), r in expected.relevance.items()
+        if (s, _iso(t)) in values and abs(values[(s, _iso(t))] - r) > 1e-12
+    )
     for _, chunk in asyncio.run(read_topic(settings, topics.RELEVANCE.name, timeout_s=3.0)):
-        mismatched += sum(1 for t, r in zip(chunk["time"], chunk["relevance"])
-                          if expected.relevance.get((chunk["series"], t)) != r)  # bit-exact, duplicates included
+        mismatched += sum(
+            1 for t, r in zip(chunk["time"], chunk["relevance"]) if expected.relevance.get((chunk["series"], t)) != r
+        )  # bit-exact, duplicates included
     alerts = alert_faults(settings, rows["alerts"], expected.alerts)
     twice = {k for k, n in rows["alerts"].items() if n > 1}
-    dup = [r for r in questdb.query(settings, "SELECT ts, alert_id, record_number, alert_type, trigger_series, mjd, "
-                                              "relevance, explanation FROM alerts", timeout_s=120)
-           if (r["alert_id"], r["record_number"]) in twice] if twice else []
-    return {"lost": lost + alerts[0], "duplicated": duplicated + alerts[1], "mismatched": mismatched + alerts[2],
-            "duplicate_alerts": dup}
+    dup = (
+        [
+            r
+            for r in questdb.query(
+                settings,
+                "SELECT ts, alert_id, record_number, alert_type, trigger_series, mjd, "
+                "relevance, explanation FROM alerts",
+                timeout_s=120,
+            )
+            if (r["alert_id"], r["record_number"]) in twice
+        ]
+        if twice
+        else []
+    )
+    return {
+        "lost": lost + alerts[0],
+        "duplicated": duplicated + alerts[1],
+        "mismatched": mismatched + alerts[2],
+        "duplicate_alerts": dup,
+    }
 
 
 def complete(settings: Settings, expected: Expected) -> bool:
     try:
-        counts = {t: questdb.query(settings, f"SELECT count() n FROM {t}")[0]["n"]
-                  for t in ("lightcurve", "derived", "relevance")}
-        return (counts == {"lightcurve": len(expected.lightcurve), "derived": len(expected.derived),
-                           "relevance": len(expected.relevance)}
-                and asyncio.run(observe.group_lag(settings)) == 0 and questdb.wal_applied(settings))
+        counts = {
+            t: questdb.query(settings, f"SELECT count() n FROM {t}")[0]["n"]
+            for t in ("lightcurve", "derived", "relevance")
+        }
+        return (
+            counts
+            == {
+                "lightcurve": len(expected.lightcurve),
+                "derived": len(expected.derived),
+                "relevance": len(expected.relevance),
+            }
+            and asyncio.run(observe.group_lag(settings)) == 0
+            and questdb.wal_applied(settings)
+        )
     except Exception:  # a server is restarting
         return False
 
 
-def run(var: Path, sources: int = 15, kills: int = 8, seed: int | None = None,
-        timeout_s: float = 900.0) -> dict[str, int]:
+def run(
+    var: Path, sources: int = 15, kills: int = 8, seed: int | None = None, timeout_s: float = 900.0
+) -> dict[str, int]:
     """One fault run in a private stack under `var`; returns lost, duplicated, mismatched and what was done."""
     rng = random.Random(seed)
     var.mkdir(parents=True, exist_ok=True)
@@ -201,8 +244,12 @@ def run(var: Path, sources: int = 15, kills: int = 8, seed: int | None = None,
         stack.start(*WORKERS)
         # The plan: kills at random moments (some right after a start), one Kafka and one QuestDB
         # restart, and a second derive and relevance worker for part of the time.
-        events = [("kill", None)] * kills + [("kafka", None), ("questdb", None), ("extra-on", None),
-                                              ("extra-off", None)]
+        events = [("kill", None)] * kills + [
+            ("kafka", None),
+            ("questdb", None),
+            ("extra-on", None),
+            ("extra-off", None),
+        ]
         rng.shuffle(events)
         if events.index(("extra-off", None)) < events.index(("extra-on", None)):
             events.remove(("extra-off", None))
@@ -237,6 +284,10 @@ def run(var: Path, sources: int = 15, kills: int = 8, seed: int | None = None,
         observe.wait_drained(settings, timeout_s=120)
         result = check(settings, expected)
         workers.supervise()
-        result.update(points=sum(c.count for c in chunks), kills=workers.kills, crashes=workers.crashes,
-                      seconds=round(time.monotonic() - started))
+        result.update(
+            points=sum(c.count for c in chunks),
+            kills=workers.kills,
+            crashes=workers.crashes,
+            seconds=round(time.monotonic() - started),
+        )
         return result

@@ -5,6 +5,7 @@ servers and every private stack's (devtools/stack.py).
 them against deploy/maven/jars.sha256; `start` formats and starts both servers in the
 background (pid files under var_dir) and waits until they answer; `stop` ends them cleanly.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -30,8 +31,8 @@ from flashes import kafka, questdb
 from flashes.errors import InfraError
 from flashes.kafka_acl import ADMIN, PLAN
 from flashes.kafka_deploy import PASSWORD_ENV, kafka_properties, scram_users
-from services.registry import SERVICES
 from flashes.settings import PREFIX, PROJECT_ROOT, Settings
+from services.registry import SERVICES
 
 POM = PROJECT_ROOT / "deploy" / "maven" / "pom.xml"
 CHECKSUMS = PROJECT_ROOT / "deploy" / "maven" / "jars.sha256"
@@ -60,11 +61,20 @@ def free_ports(n: int) -> int:
 def isolated_env(var_dir: Path) -> dict[str, str]:
     """FLASHES_* settings for a private stack (tests, benchmarks): free loopback ports (a run of them for the
     services' metrics), own data folder."""
-    ports = ("KAFKA_PORT", "KAFKA_CONTROLLER_PORT", "QUESTDB_HTTP_PORT", "QUESTDB_PG_PORT", "QUESTDB_MIN_HTTP_PORT",
-             "API_PORT")
-    return {"FLASHES_VAR_DIR": str(var_dir), "FLASHES_CACHE_DIR": str(PROJECT_ROOT / ".cache"),
-            **{f"FLASHES_{name}": str(free_port()) for name in ports},
-            "FLASHES_METRICS_PORT": str(free_ports(len(SERVICES)))}
+    ports = (
+        "KAFKA_PORT",
+        "KAFKA_CONTROLLER_PORT",
+        "QUESTDB_HTTP_PORT",
+        "QUESTDB_PG_PORT",
+        "QUESTDB_MIN_HTTP_PORT",
+        "API_PORT",
+    )
+    return {
+        "FLASHES_VAR_DIR": str(var_dir),
+        "FLASHES_CACHE_DIR": str(PROJECT_ROOT / ".cache"),
+        **{f"FLASHES_{name}": str(free_port()) for name in ports},
+        "FLASHES_METRICS_PORT": str(free_ports(len(SERVICES))),
+    }
 
 
 def child_env(env: Mapping[str, str]) -> dict[str, str]:
@@ -88,8 +98,11 @@ def _expected_checksums() -> dict[str, str]:
 
 def _verify(jars: Path) -> list[str]:
     """Names of jars that are missing or whose sha256 differs from the committed list."""
-    return [name for name, digest in _expected_checksums().items()
-            if not (jars / name).is_file() or _sha256(jars / name) != digest]
+    return [
+        name
+        for name, digest in _expected_checksums().items()
+        if not (jars / name).is_file() or _sha256(jars / name) != digest
+    ]
 
 
 def checksummed_jars(jars: Path) -> list[Path]:
@@ -116,18 +129,29 @@ def fetch_jars(settings: Settings) -> Path:
         return jars
     mvn = shutil.which("mvn")
     if mvn is None:
-        raise InfraError("mvn (Apache Maven) not found on PATH: it downloads Kafka and QuestDB "
-                         "from Maven Central (Debian: apt-get install maven)")
+        raise InfraError(
+            "mvn (Apache Maven) not found on PATH: it downloads Kafka and QuestDB "
+            "from Maven Central (Debian: apt-get install maven)"
+        )
     jars.mkdir(parents=True, exist_ok=True)
-    cmd = [mvn, "-q", "-B", "--strict-checksums", "-f", str(POM), "dependency:copy-dependencies",
-           f"-DoutputDirectory={jars}"]
+    cmd = [
+        mvn,
+        "-q",
+        "-B",
+        "--strict-checksums",
+        "-f",
+        str(POM),
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={jars}",
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         raise InfraError(f"Maven could not fetch the jars ({' '.join(cmd)}):\n{result.stdout}{result.stderr}")
     bad = _verify(jars)
     if bad:
-        raise InfraError(f"checksum mismatch or missing after download: {', '.join(bad)} "
-                         f"(expected digests in {CHECKSUMS})")
+        raise InfraError(
+            f"checksum mismatch or missing after download: {', '.join(bad)} (expected digests in {CHECKSUMS})"
+        )
     return jars
 
 
@@ -163,8 +187,14 @@ def _port_open(host: str, port: int) -> bool:
 
 def _spawn(settings: Settings, name: str, cmd: list[str], env: dict[str, str] | None = None) -> None:
     log = (settings.var_dir / f"{name}.log").open("ab")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            env=child_env(env or {}), start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=child_env(env or {}),
+        start_new_session=True,
+    )
     _pid_file(settings, name).write_text(str(proc.pid))
 
 
@@ -187,8 +217,10 @@ class KafkaLogins:
             raise InfraError(f"no Kafka password for the service users {', '.join(missing)}")
         for user, password in self.passwords().items():
             if len(password) < 16 or not set(password) <= PASSWORD_CHARS:
-                raise InfraError(f"the Kafka password of {user!r} must be at least 16 characters of A-Z a-z 0-9 _ - "
-                                 f"(make one: python -c 'import secrets; print(secrets.token_urlsafe(24))')")
+                raise InfraError(
+                    f"the Kafka password of {user!r} must be at least 16 characters of A-Z a-z 0-9 _ - "
+                    f"(make one: python -c 'import secrets; print(secrets.token_urlsafe(24))')"
+                )
 
     def passwords(self) -> dict[str, str]:
         return {ADMIN: self.admin_password, "controller": self.controller_password, **self.service_passwords}
@@ -204,8 +236,11 @@ def _start_kafka(settings: Settings, java: str, jars: Path, logins: KafkaLogins 
     data = home / "data"
     home.mkdir(parents=True, exist_ok=True)
     props = home / "server.properties"
-    props.write_text(kafka_properties(settings.kafka_host, settings.kafka_port, settings.kafka_controller_port, data,
-                                      sasl=logins is not None))
+    props.write_text(
+        kafka_properties(
+            settings.kafka_host, settings.kafka_port, settings.kafka_controller_port, data, sasl=logins is not None
+        )
+    )
     env = logins.env() if logins else {}
     users = scram_users(logins.passwords().__getitem__) if logins else []
     classpath = ":".join(str(p) for p in checksummed_jars(jars) if not p.name.startswith("questdb-"))
@@ -214,8 +249,12 @@ def _start_kafka(settings: Settings, java: str, jars: Path, logins: KafkaLogins 
         cluster_id = "-"
         while cluster_id.startswith("-"):  # the storage tool would take a leading '-' for an option
             cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        fmt = subprocess.run([*base, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), *users],
-                             capture_output=True, text=True, env=child_env(env))
+        fmt = subprocess.run(
+            [*base, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props), *users],
+            capture_output=True,
+            text=True,
+            env=child_env(env),
+        )
         if fmt.returncode != 0:
             raise InfraError(f"formatting Kafka storage in {data} failed:\n{fmt.stdout}{fmt.stderr}")
     _spawn(settings, "kafka", [*base, "kafka.Kafka", str(props)], env)
@@ -243,8 +282,12 @@ def _start_questdb(settings: Settings, java: str, jars: Path) -> None:
         "QDB_PG_USER": settings.questdb_writer_user,
         "QDB_PG_PASSWORD": settings.questdb_writer_password.get_secret_value(),
     }
-    _spawn(settings, "questdb", [java, "-Xmx1g", "-p", str(jar), "-m", "io.questdb/io.questdb.ServerMain",
-                                 "-d", str(data)], env)
+    _spawn(
+        settings,
+        "questdb",
+        [java, "-Xmx1g", "-p", str(jar), "-m", "io.questdb/io.questdb.ServerMain", "-d", str(data)],
+        env,
+    )
 
 
 def kafka_healthy(settings: Settings) -> bool:
@@ -272,7 +315,9 @@ def _wait(settings: Settings, name: str, healthy: Callable[[Settings], bool], ti
         if _running_pid(settings, name) is None:
             raise InfraError(f"{name} exited during start-up; see {settings.var_dir / (name + '.log')}")
         time.sleep(0.3)
-    raise InfraError(f"{name} did not become healthy within {timeout_s:.0f} s; see {settings.var_dir / (name + '.log')}")
+    raise InfraError(
+        f"{name} did not become healthy within {timeout_s:.0f} s; see {settings.var_dir / (name + '.log')}"
+    )
 
 
 class _Plan(NamedTuple):
@@ -285,27 +330,42 @@ class _Plan(NamedTuple):
     healthy: Callable[[Settings], bool]
 
 
-def start(settings: Settings, timeout_s: float = 90.0, servers: tuple[str, ...] = SERVERS,
-          kafka_logins: KafkaLogins | None = None) -> None:
+def start(
+    settings: Settings,
+    timeout_s: float = 90.0,
+    servers: tuple[str, ...] = SERVERS,
+    kafka_logins: KafkaLogins | None = None,
+) -> None:
     """Start whichever of the servers (Kafka, QuestDB) is not running yet and wait until all are healthy.
 
     With `kafka_logins`, Kafka listens with SASL only (as compose's broker does); `settings` must then log in
     as `admin` (the health check does), and `flashes.kafka_acl.apply` creates the topics and ACLs."""
-    if kafka_logins is not None and (settings.kafka_security_protocol, settings.kafka_user) != ("SASL_PLAINTEXT", ADMIN):
-        raise InfraError(f"a SASL Kafka is started with settings that log in as {ADMIN!r}: "
-                         f"FLASHES_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT, FLASHES_KAFKA_USER={ADMIN}")
+    if kafka_logins is not None and (settings.kafka_security_protocol, settings.kafka_user) != (
+        "SASL_PLAINTEXT",
+        ADMIN,
+    ):
+        raise InfraError(
+            f"a SASL Kafka is started with settings that log in as {ADMIN!r}: "
+            f"FLASHES_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT, FLASHES_KAFKA_USER={ADMIN}"
+        )
     java = require_java()
     jars = fetch_jars(settings)
     settings.var_dir.mkdir(parents=True, exist_ok=True)
-    plans = {"kafka": _Plan(settings.kafka_host, settings.kafka_port, "PORT", partial(_start_kafka, logins=kafka_logins),
-                            kafka_healthy),
-             "questdb": _Plan(settings.questdb_host, settings.questdb_http_port, "HTTP_PORT", _start_questdb,
-                              questdb.healthy)}
+    plans = {
+        "kafka": _Plan(
+            settings.kafka_host, settings.kafka_port, "PORT", partial(_start_kafka, logins=kafka_logins), kafka_healthy
+        ),
+        "questdb": _Plan(
+            settings.questdb_host, settings.questdb_http_port, "HTTP_PORT", _start_questdb, questdb.healthy
+        ),
+    }
     for name in servers:
         plan = plans[name]
         if _running_pid(settings, name) is None and _port_open(plan.host, plan.port):
-            raise InfraError(f"port {plan.host}:{plan.port} is taken by another program; "
-                             f"choose another with FLASHES_{name.upper()}_{plan.port_setting}")
+            raise InfraError(
+                f"port {plan.host}:{plan.port} is taken by another program; "
+                f"choose another with FLASHES_{name.upper()}_{plan.port_setting}"
+            )
     for name in servers:
         if _running_pid(settings, name) is None:
             plans[name].launch(settings, java, jars)

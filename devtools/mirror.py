@@ -4,6 +4,7 @@ Layout: {mirror}/maxi/star_data/..., {mirror}/swift/results/transients/..., {mir
 the fetcher then reads it through the same HTTP code path as the live providers
 (`python -m devtools fetch MIRROR`, the private stacks, `make run`).
 """
+
 from __future__ import annotations
 
 import functools
@@ -27,8 +28,9 @@ def serve(folder: Path, host: str = "127.0.0.1", port: int = 0) -> tuple[Threadi
     return serve_handler(functools.partial(_QuietHandler, directory=str(folder)), host, port)
 
 
-def serve_handler(handler: Callable[..., BaseHTTPRequestHandler], host: str = "127.0.0.1",
-                  port: int = 0) -> tuple[ThreadingHTTPServer, str]:
+def serve_handler(
+    handler: Callable[..., BaseHTTPRequestHandler], host: str = "127.0.0.1", port: int = 0
+) -> tuple[ThreadingHTTPServer, str]:
     """An HTTP server with `handler` in a background thread; the server and its base URL."""
     server = ThreadingHTTPServer((host, port), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()

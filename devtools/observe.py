@@ -3,6 +3,7 @@ service answers, and the receivers that catch what it sends (webhook receivers, 
 
 The one home of these helpers for the tests, the fault and operation harnesses and the benches.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -33,11 +34,13 @@ from flashes.settings import Settings
 from flashes.topics import BY_NAME
 
 # In pipeline order: a group's lag is read after its upstream's, so all zero in one poll means drained.
-GROUP_INPUTS = {"flashes-derive": (topics.LIGHTCURVE.name,),
-                "flashes-relevance": (topics.LIGHTCURVE.name, topics.DERIVED.name),
-                "flashes-alerts": (topics.RELEVANCE.name,),
-                "flashes-delivery": (topics.ALERTS.name,),
-                "flashes-sink": tuple(t.name for t in topics.STORED)}
+GROUP_INPUTS = {
+    "flashes-derive": (topics.LIGHTCURVE.name,),
+    "flashes-relevance": (topics.LIGHTCURVE.name, topics.DERIVED.name),
+    "flashes-alerts": (topics.RELEVANCE.name,),
+    "flashes-delivery": (topics.ALERTS.name,),
+    "flashes-sink": tuple(t.name for t in topics.STORED),
+}
 # Delivery's retry group is left out: tasks due later (backoff, tomorrow's digest) keep it behind on purpose.
 PIPELINE_GROUPS = ("flashes-sink", "flashes-derive", "flashes-relevance", "flashes-alerts")
 # The receivers' server logs a line per request, which would drown the logs of the tests that fail.
@@ -82,6 +85,7 @@ def wait_drained(settings: Settings, groups: tuple[str, ...] | None = None, time
     Checked three times, seconds apart: the groups are asked one after another, so output that a
     later group produced after an earlier group was asked shows up in the next check.
     """
+
     def drained() -> bool:
         return asyncio.run(group_lag(settings, groups)) == 0 and questdb.wal_applied(settings)
 
@@ -109,7 +113,7 @@ class InputLag:
         self.admin = kafka.admin(settings)
         self.consumer = kafka.consumer(settings)
 
-    async def __aenter__(self) -> "InputLag":
+    async def __aenter__(self) -> InputLag:
         await self.admin.start()
         await self.consumer.start()
         return self
@@ -125,8 +129,10 @@ class InputLag:
             tps = [TopicPartition(n, p) for n in names for p in range(BY_NAME[n].partitions)]
             committed = await self.admin.list_consumer_group_offsets(group, partitions=tps)
             starts, ends = await self.consumer.beginning_offsets(tps), await self.consumer.end_offsets(tps)
-            out[group] = sum(ends[tp] - (committed[tp].offset if tp in committed and committed[tp].offset >= 0
-                                         else starts[tp]) for tp in tps)
+            out[group] = sum(
+                ends[tp] - (committed[tp].offset if tp in committed and committed[tp].offset >= 0 else starts[tp])
+                for tp in tps
+            )
         return out
 
 
@@ -160,9 +166,15 @@ def lightcurve_points(settings: Settings, timeout_s: float = 5.0) -> list[dict]:
         except DecodeError:
             continue
         for i, mjd in enumerate(chunk.mjd):
-            out.append({"source_id": chunk.source_id, "instrument": chunk.instrument, "mjd": mjd,
-                        "bands": {b: {"flux": chunk.flux[b][i], "error": chunk.error[b][i]} for b in chunk.bands},
-                        "provenance": {"url": chunk.provenance.url}})
+            out.append(
+                {
+                    "source_id": chunk.source_id,
+                    "instrument": chunk.instrument,
+                    "mjd": mjd,
+                    "bands": {b: {"flux": chunk.flux[b][i], "error": chunk.error[b][i]} for b in chunk.bands},
+                    "provenance": {"url": chunk.provenance.url},
+                }
+            )
     return out
 
 
@@ -210,8 +222,14 @@ class Receiver(HTTPServer):
 
     def _record(self, request: Request) -> Response:
         path = request.path + (f"?{request.query_string.decode()}" if request.query_string else "")
-        self.received.append({"path": path, "headers": {k.lower(): v for k, v in request.headers.items()},
-                              "body": request.get_data(), "at": time.time()})
+        self.received.append(
+            {
+                "path": path,
+                "headers": {k.lower(): v for k, v in request.headers.items()},
+                "body": request.get_data(),
+                "at": time.time(),
+            }
+        )
         return Response(status=self.status)
 
 
@@ -230,8 +248,9 @@ class Mailbox:
         self.messages: list[email.message.EmailMessage] = []
         self.received: list[tuple[list[str], bytes]] = []  # (envelope recipients, the message as sent)
 
-    async def handle_RCPT(self, server: object, session: object, envelope: object, address: str,
-                          options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: object, session: object, envelope: object, address: str, options: list[str]
+    ) -> str:
         if (reply := self.refuse(address)) is not None:
             return reply
         envelope.rcpt_tos.append(address)
@@ -284,8 +303,10 @@ class BlackHole:
 
     def close(self) -> None:
         """Stop listening and drop every held connection: the attempts still queued fail at once."""
+
         def shut() -> None:
             self.server.close()
             for w in list(self.writers):
                 w.transport.abort()
+
         self.loop.call_soon_threadsafe(shut)

@@ -24,9 +24,11 @@ Used by tests/test_operation.py (a short run) and bench/operation.py (`--days N`
    record is pushed (`history_pushed`); no service exited on its own (`exits`); the freshness
    check was red while BAT was down and green after (`freshness`).
 """
+
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import email.policy
 import functools
@@ -37,7 +39,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -167,8 +169,9 @@ def read_sample(path: Path, shift: int) -> tuple[list[str], list[tuple[float, st
     return header, rows
 
 
-def inject(rows: list[tuple[float, str]], instrument: str, start: float, peak_mcrab: float,
-           rise_days: int) -> list[tuple[float, str]]:
+def inject(
+    rows: list[tuple[float, str]], instrument: str, start: float, peak_mcrab: float, rise_days: int
+) -> list[tuple[float, str]]:
     """An outburst from day `start`: half the peak on the first day if it rises for a day, the peak, then
     e-folding in 5 days; the same mCrab in every band (a Crab-like spectrum), errors unchanged."""
     out = []
@@ -204,10 +207,19 @@ class Outcome:
     doubled: dict[str, int] = field(default_factory=dict)  # "channel:webhook-id" -> times received, if more than once
 
     def figures(self) -> dict:
-        return {"days": self.days, "news_records": self.news_records, "news_delivered": self.news_delivered,
-                "history_pushed": self.history_pushed, "duplicates": self.duplicates, "missing": self.missing,
-                "exits": self.exits, "kills": self.kills, "doubled": self.doubled, "dead_letters": self.dead_letters,
-                "freshness": self.freshness}
+        return {
+            "days": self.days,
+            "news_records": self.news_records,
+            "news_delivered": self.news_delivered,
+            "history_pushed": self.history_pushed,
+            "duplicates": self.duplicates,
+            "missing": self.missing,
+            "exits": self.exits,
+            "kills": self.kills,
+            "doubled": self.doubled,
+            "dead_letters": self.dead_letters,
+            "freshness": self.freshness,
+        }
 
 
 class Operation:
@@ -224,11 +236,16 @@ class Operation:
         self.handler = handler
         self.mirror = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(self.mirror_dir)))
         base = f"http://127.0.0.1:{self.mirror.server_address[1]}"
-        self.env = {"FLASHES_WEBHOOK_ALLOW_LOOPBACK": "true",
-                    "FLASHES_SMTP_PORT": str(self.smtp.port), "FLASHES_SMTP_SECURITY": "none",
-                    "FLASHES_EMAIL_DAILY_CAP": "1000",
-                    "FLASHES_DELIVERY_BACKOFF_S": "1", "FLASHES_HTTP_RETRIES": "1", "FLASHES_HTTP_BACKOFF_S": "0.05",
-                    **{f"FLASHES_{i.upper()}_BASE_URL": f"{base}/{i}/" for i in topics.INSTRUMENTS}}
+        self.env = {
+            "FLASHES_WEBHOOK_ALLOW_LOOPBACK": "true",
+            "FLASHES_SMTP_PORT": str(self.smtp.port),
+            "FLASHES_SMTP_SECURITY": "none",
+            "FLASHES_EMAIL_DAILY_CAP": "1000",
+            "FLASHES_DELIVERY_BACKOFF_S": "1",
+            "FLASHES_HTTP_RETRIES": "1",
+            "FLASHES_HTTP_BACKOFF_S": "0.05",
+            **{f"FLASHES_{i.upper()}_BASE_URL": f"{base}/{i}/" for i in topics.INSTRUMENTS},
+        }
         self.stack: Stack  # while `run` runs
         self.settings: Settings
         self.outcome = Outcome(days)
@@ -249,7 +266,7 @@ class Operation:
                 if maxi.exists() and bat:
                     pairs.append((rec, maxi, bat[0]))
         last = max(math.floor(read_sample(p, 0)[1][-1][0]) for _, m, b in pairs for p in (m, b))
-        today = math.floor(datetime_to_mjd(datetime.now(timezone.utc)))
+        today = math.floor(datetime_to_mjd(datetime.now(UTC)))
         shift = today - 1 - last  # the sample's last day becomes yesterday
         first_day = today - self.days
         for rec, maxi, bat in pairs:
@@ -258,15 +275,22 @@ class Operation:
                 if rec.id in OUTBURSTS:
                     start = first_day + (self.kill_day if rec.id == KILLED else 1)
                     rows = inject(rows, instrument, start, *OUTBURSTS[rec.id])
-                target = self.mirror_dir / instrument / catalogue.path_below_base(self.settings, instrument,
-                                                                                   rec.entry(instrument).data_url)
+                target = (
+                    self.mirror_dir
+                    / instrument
+                    / catalogue.path_below_base(self.settings, instrument, rec.entry(instrument).data_url)
+                )
                 self.files.append(SampleFile(target, instrument, rec.id, header, rows))
             self.sources.append(rec.id)
         self.newcomer = next(r for r in records if r.maxi and not r.swift and not r.fermi)
         header, rows = read_sample(pairs[0][1], shift)
         self.newcomer_file = SampleFile(
             self.mirror_dir / "maxi" / catalogue.path_below_base(self.settings, "maxi", self.newcomer.maxi.data_url),
-            "maxi", self.newcomer.id, header, rows)
+            "maxi",
+            self.newcomer.id,
+            header,
+            rows,
+        )
         return float(first_day)
 
     # -- the services --------------------------------------------------------------------------
@@ -293,19 +317,23 @@ class Operation:
         def done() -> bool:
             self.check_alive()
             return asyncio.run(observe.group_lag(self.settings, observe.PIPELINE_GROUPS + ("flashes-delivery",))) == 0
+
         observe.wait_until(done, "the pipeline to catch up", 300, 0.5)
 
     async def subscribe(self) -> None:
         vault, everything = Vault(self.settings), schemas.SubscriptionFilters()
         hook = f"http://127.0.0.1:{self.hooks.server_address[1]}/hook"
-        subs = [new_subscription(vault, everything, "webhook", webhook_url=hook)[2],
-                new_subscription(vault, everything, "email", email=MAIL_TO, email_confirmed=True)[2]]
+        subs = [
+            new_subscription(vault, everything, "webhook", webhook_url=hook)[2],
+            new_subscription(vault, everything, "email", email=MAIL_TO, email_confirmed=True)[2],
+        ]
         producer = make_producer(self.settings)
         await producer.start()
         try:
             for sub in subs:
-                await producer.send_and_wait(topics.SUBSCRIPTIONS.name, topics.SUBSCRIPTIONS.encode(sub),
-                                             key=sub.subscription_id.encode())
+                await producer.send_and_wait(
+                    topics.SUBSCRIPTIONS.name, topics.SUBSCRIPTIONS.encode(sub), key=sub.subscription_id.encode()
+                )
         finally:
             await producer.stop()
 
@@ -330,18 +358,35 @@ class Operation:
 
     def diagnosis(self, source_id: str, mjd: float) -> str:
         """What the stack made of a source's last days: its relevance scores and alert records."""
-        scores = questdb.query(self.settings, f"SELECT series, mjd, value, relevance, model_version FROM relevance "
-                                              f"WHERE source_id = '{source_id}' AND mjd > {mjd - 3}")
-        alerts = [orjson.loads(r.value) for r in asyncio.run(read_to_end(
-            self.settings, [TopicPartition(topics.ALERTS.name, p) for p in range(topics.ALERTS.partitions)]))]
-        mine = [(a["alert_type"], a["mjd"], a["live"], a["raised_at"]) for a in alerts
-                if a["source_id"] == source_id and a["mjd"] > mjd - 3]
-        return f"scores {scores}; alerts {mine}; held {[g.held for g in (self.hooks.RequestHandlerClass.gate, self.mailbox.gate)]}"
+        scores = questdb.query(
+            self.settings,
+            f"SELECT series, mjd, value, relevance, model_version FROM relevance "
+            f"WHERE source_id = '{source_id}' AND mjd > {mjd - 3}",
+        )
+        alerts = [
+            orjson.loads(r.value)
+            for r in asyncio.run(
+                read_to_end(
+                    self.settings, [TopicPartition(topics.ALERTS.name, p) for p in range(topics.ALERTS.partitions)]
+                )
+            )
+        ]
+        mine = [
+            (a["alert_type"], a["mjd"], a["live"], a["raised_at"])
+            for a in alerts
+            if a["source_id"] == source_id and a["mjd"] > mjd - 3
+        ]
+        held = [g.held for g in (self.hooks.RequestHandlerClass.gate, self.mailbox.gate)]
+        return f"scores {scores}; alerts {mine}; held {held}"
 
     def wait_positioned(self) -> None:
         """Delivery starts a new group at the end of the alerts topic: news must come after it has a position."""
-        observe.wait_until(lambda: asyncio.run(observe.positioned(self.settings, "flashes-delivery", topics.ALERTS.name)),
-                           "delivery's position on the alerts topic", 120, 0.2)
+        observe.wait_until(
+            lambda: asyncio.run(observe.positioned(self.settings, "flashes-delivery", topics.ALERTS.name)),
+            "delivery's position on the alerts topic",
+            120,
+            0.2,
+        )
 
     def freshness(self) -> int:
         return httpx.get(f"{self.settings.api_url}/health/freshness", timeout=30).status_code
@@ -391,8 +436,11 @@ class Operation:
             self.handler.down = {"/swift/"} if self.faults and day in (1, 2) else set()
             for f in self.files:
                 broken = self.faults and day == 0 and f.instrument == "maxi" and f.source_id == "cirx-1"
-                future = [(96000.5, f.rows[-1][1])] if self.faults and day == 1 and f.source_id == "scox-1" \
-                    and f.instrument == "maxi" else []
+                future = (
+                    [(96000.5, f.rows[-1][1])]
+                    if self.faults and day == 1 and f.source_id == "scox-1" and f.instrument == "maxi"
+                    else []
+                )
                 f.write(mjd + 1, future, broken)
             sources = list(self.sources)
             if self.faults and day >= newcomer_day:
@@ -406,8 +454,12 @@ class Operation:
             asyncio.run(fetch_once(self._clocked(mjd), sources, ["maxi", "swift"]))
             if self.faults and day == self.kill_day:
                 try:
-                    observe.wait_until(lambda: all(any(i.startswith(f"{KILLED}@") for i in g.held) for g in gates),
-                                       f"{KILLED}'s outburst alert in flight to both receivers", 120, 0.05)
+                    observe.wait_until(
+                        lambda: all(any(i.startswith(f"{KILLED}@") for i in g.held) for g in gates),
+                        f"{KILLED}'s outburst alert in flight to both receivers",
+                        120,
+                        0.05,
+                    )
                 except TimeoutError as exc:
                     raise TimeoutError(f"{exc}; {self.diagnosis(KILLED, mjd)}") from exc
                 self.stop("delivery", signal.SIGKILL)
@@ -421,8 +473,14 @@ class Operation:
 
     def settle(self) -> None:
         """Wait for every news record to reach both channels, then count."""
-        alerts = [orjson.loads(r.value) for r in asyncio.run(read_to_end(
-            self.settings, [TopicPartition(topics.ALERTS.name, p) for p in range(topics.ALERTS.partitions)]))]
+        alerts = [
+            orjson.loads(r.value)
+            for r in asyncio.run(
+                read_to_end(
+                    self.settings, [TopicPartition(topics.ALERTS.name, p) for p in range(topics.ALERTS.partitions)]
+                )
+            )
+        ]
         self.outcome.records = {(a["alert_id"], a["record_number"], a["alert_type"]) for a in alerts}
         news = {f"{a['alert_id']}#{a['record_number']}" for a in alerts if a["live"] and not a["test"]}
         history = {f"{a['alert_id']}#{a['record_number']}" for a in alerts if not a["live"]}
@@ -434,30 +492,34 @@ class Operation:
         def arrived() -> bool:
             self.check_alive()
             return news <= set(self.hooks.RequestHandlerClass.ids) and news <= set(mail_ids())
-        try:
+
+        with contextlib.suppress(TimeoutError):  # counted as missing below
             observe.wait_until(arrived, "every news record by webhook and e-mail", 120, 0.5)
-        except TimeoutError:
-            pass  # counted as missing below
         hooks, mails = Counter(self.hooks.RequestHandlerClass.ids), Counter(mail_ids())
         self.outcome.news_delivered = sum(1 for n in news if hooks[n] >= 1) + sum(1 for n in news if mails[n] >= 1)
         self.outcome.missing = 2 * len(news) - self.outcome.news_delivered
-        self.outcome.doubled = {f"{channel}:{i}": c for channel, seen in (("webhook", hooks), ("email", mails))
-                                for i, c in seen.items() if c > 1}
+        self.outcome.doubled = {
+            f"{channel}:{i}": c
+            for channel, seen in (("webhook", hooks), ("email", mails))
+            for i, c in seen.items()
+            if c > 1
+        }
         self.outcome.duplicates = sum(c - 1 for c in self.outcome.doubled.values())
         self.outcome.history_pushed = sum(hooks[h] + mails[h] for h in history)
-        letters = [orjson.loads(r.value) for r in asyncio.run(read_to_end(
-            self.settings, [TopicPartition(topics.DEADLETTER.name, 0)]))]
+        letters = [
+            orjson.loads(r.value)
+            for r in asyncio.run(read_to_end(self.settings, [TopicPartition(topics.DEADLETTER.name, 0)]))
+        ]
         self.outcome.dead_letters = dict(Counter(letter["origin"].split(":")[0] for letter in letters))
         self.outcome.exits += len(self.stack.crashed(SERVICES))
 
     # -- helpers -------------------------------------------------------------------------------
     def _morning(self, mjd: float) -> datetime:
         """The simulated wall time at which day `mjd`'s data is fetched: the next day at PUBLISHED_HOUR."""
-        return datetime(1858, 11, 17, tzinfo=timezone.utc) + timedelta(days=math.floor(mjd) + 1,
-                                                                          hours=PUBLISHED_HOUR)
+        return datetime(1858, 11, 17, tzinfo=UTC) + timedelta(days=math.floor(mjd) + 1, hours=PUBLISHED_HOUR)
 
     def _offset(self, mjd: float) -> float:
-        return (self._morning(mjd) - datetime.now(timezone.utc)) / timedelta(days=1)
+        return (self._morning(mjd) - datetime.now(UTC)) / timedelta(days=1)
 
     def _clocked(self, mjd: float) -> Settings:
         return self.settings.model_copy(update={"clock_offset_days": self._offset(mjd)})

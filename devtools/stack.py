@@ -11,6 +11,7 @@ something failed; `make run` runs the same `running_stack` on the configured por
 `flashes run NAME` given exactly the stack's FLASHES_* variables (devtools.infra.child_env), logging to
 logs/SLOT.log; a traceback there counts as a crash (`Stack.crashed`).
 """
+
 from __future__ import annotations
 
 import shutil
@@ -61,8 +62,13 @@ class Stack:
             if slot in self.processes and self.processes[slot].poll() is None:
                 raise ValueError(f"{slot} is running: stop or kill it first, or start another slot ({slot}#2)")
             log = (self.logs / f"{slot}.log").open("ab")
-            self.processes[slot] = subprocess.Popen([str(FLASHES), "run", slot.split("#")[0]], env=child,
-                                                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+            self.processes[slot] = subprocess.Popen(
+                [str(FLASHES), "run", slot.split("#")[0]],
+                env=child,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
             log.close()  # the child holds its own descriptor
             self.slots.add(slot)
 
@@ -86,8 +92,11 @@ class Stack:
 
     def crashed(self, slots: Iterable[str] | None = None) -> list[str]:
         """The slots (default: every one started) whose log shows a traceback."""
-        return [slot for slot in sorted(self.slots if slots is None else slots)
-                if (log := self.logs / f"{slot}.log").exists() and "Traceback" in log.read_text(errors="replace")]
+        return [
+            slot
+            for slot in sorted(self.slots if slots is None else slots)
+            if (log := self.logs / f"{slot}.log").exists() and "Traceback" in log.read_text(errors="replace")
+        ]
 
 
 def _terminate(processes: Mapping[str, subprocess.Popen], timeout_s: float = 30.0) -> None:
@@ -105,8 +114,13 @@ def _terminate(processes: Mapping[str, subprocess.Popen], timeout_s: float = 30.
 
 
 @contextmanager
-def running_stack(env: Mapping[str, str], services: tuple[str, ...] = (), mirror: Path | None = None,
-                  servers: tuple[str, ...] = SERVERS, kafka_logins: KafkaLogins | None = None) -> Iterator[Stack]:
+def running_stack(
+    env: Mapping[str, str],
+    services: tuple[str, ...] = (),
+    mirror: Path | None = None,
+    servers: tuple[str, ...] = SERVERS,
+    kafka_logins: KafkaLogins | None = None,
+) -> Iterator[Stack]:
     """The provider mirror folder `mirror` served over HTTP on loopback (the providers' URLs added to the
     variables), the servers (and QuestDB's tables), then the services. On leaving: the services stopped, the
     servers, the mirror; each service that logged a traceback is named on stderr."""
@@ -130,17 +144,24 @@ def running_stack(env: Mapping[str, str], services: tuple[str, ...] = (), mirror
 
 
 @contextmanager
-def private_stack(services: tuple[str, ...] = (), env: Mapping[str, str] | None = None, mirror: Path | None = None,
-                  var: Path | None = None, servers: tuple[str, ...] = SERVERS,
-                  kafka_logins: KafkaLogins | None = None, keep: bool = False) -> Iterator[Stack]:
+def private_stack(
+    services: tuple[str, ...] = (),
+    env: Mapping[str, str] | None = None,
+    mirror: Path | None = None,
+    var: Path | None = None,
+    servers: tuple[str, ...] = SERVERS,
+    kafka_logins: KafkaLogins | None = None,
+    keep: bool = False,
+) -> Iterator[Stack]:
     """`running_stack` on free loopback ports with its data under `var` (default: a new temporary folder, removed
     afterwards unless `keep`, an error, a crashed service or `stack.keep` says otherwise); `env` on top."""
     temporary = var is None
     folder = Path(tempfile.mkdtemp(prefix="flashes-stack-")) if var is None else var
     failed = True
     try:
-        with running_stack({**infra.isolated_env(folder), **(env or {})}, services, mirror, servers,
-                           kafka_logins) as stack:
+        with running_stack(
+            {**infra.isolated_env(folder), **(env or {})}, services, mirror, servers, kafka_logins
+        ) as stack:
             yield stack
         failed = stack.keep or bool(stack.crashed())
     finally:

@@ -13,6 +13,7 @@ Every setting chosen from data is a level per method, stricter as it grows: the 
 Nothing a series' model learns depends on alert_sigma, only the calibration of its evidence
 (`model.calibrated`), so a series is scored once and its evidence calibrated per level.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -29,7 +30,10 @@ from services.relevance.series import SeriesColumns, of_instrument
 METHODS = ("model", "formula", "median_5sigma")
 MEDIAN_HISTORY, MEDIAN_SIGMA = 30, 5.0
 # How strict each baseline can be made: formula threshold, median sigma.
-BASELINE_LEVELS = {"formula": np.round(np.arange(0.70, 1.0001, 0.01), 2), "median_5sigma": np.round(5.0 * 1.1 ** np.arange(60), 1)}
+BASELINE_LEVELS = {
+    "formula": np.round(np.arange(0.70, 1.0001, 0.01), 2),
+    "median_5sigma": np.round(5.0 * 1.1 ** np.arange(60), 1),
+}
 # How strict the model can be made: the evidence (σ) at which relevance reaches the alert threshold.
 MODEL_LEVELS = np.round(np.arange(4.0, 14.0001, 0.25), 2)
 
@@ -44,18 +48,25 @@ def file_series(parsed: ParsedLightcurve, instrument: str, source_id: str) -> Se
 
 
 def model_scores(series: SeriesColumns, params: Params = PARAMS) -> ChunkScores:
-    return SeriesModel(params=params).score_chunk(series.kind, series.mjd, series.value, series.error,
-                                                  series.colour, series.colour_error, bands=series.bands)
+    return SeriesModel(params=params).score_chunk(
+        series.kind, series.mjd, series.value, series.error, series.colour, series.colour_error, bands=series.bands
+    )
 
 
-def model_alerts(series: SeriesColumns, threshold: float, params: Params = PARAMS,
-                 scores: ChunkScores | None = None) -> list[float]:
+def model_alerts(
+    series: SeriesColumns, threshold: float, params: Params = PARAMS, scores: ChunkScores | None = None
+) -> list[float]:
     """Alert times of the model on a series, its scores calibrated at `params.alert_sigma`: from `scores` if given
     (the same series scored with any alert_sigma: the evidence does not depend on it), else scored here."""
     scores = scores or model_scores(series, params)
-    models, hardnesses, relevances = calibrated(scores.evidence["model"].tolist(), scores.evidence["hardness"].tolist(),
-                                                params)
-    terms = {**{name: column.tolist() for name, column in scores.terms.items()}, "model": models, "hardness": hardnesses}
+    models, hardnesses, relevances = calibrated(
+        scores.evidence["model"].tolist(), scores.evidence["hardness"].tolist(), params
+    )
+    terms = {
+        **{name: column.tolist() for name, column in scores.terms.items()},
+        "model": models,
+        "hardness": hardnesses,
+    }
     alerts, previous = [], None
     for i, (mjd, relevance) in enumerate(zip(series.mjd[scores.keep].tolist(), relevances)):
         current = trigger.snapshot(relevance, {name: column[i] for name, column in terms.items()})
@@ -65,14 +76,25 @@ def model_alerts(series: SeriesColumns, threshold: float, params: Params = PARAM
     return alerts
 
 
-def flag_latency(params: Params, flux_mcrab: np.ndarray, start: int, error_mcrab: float = 5.0,
-                 threshold: float = Settings.model_fields["relevance_threshold"].default) -> int | None:
+def flag_latency(
+    params: Params,
+    flux_mcrab: np.ndarray,
+    start: int,
+    error_mcrab: float = 5.0,
+    threshold: float = Settings.model_fields["relevance_threshold"].default,
+) -> int | None:
     """Days from day `start` to the first relevance at or above `threshold` of a synthetic daily MAXI series
     given in mCrab (None: never): how soon the model flags a lightcurve (tests and bench/slow_rise.py)."""
     n = len(flux_mcrab)
     factor = mcrab_factor("maxi")
-    scores = SeriesModel(params).score_chunk("maxi", 55000.5 + np.arange(n), flux_mcrab / factor,
-                                             np.full(n, error_mcrab / factor), np.full(n, np.nan), np.full(n, np.nan))
+    scores = SeriesModel(params).score_chunk(
+        "maxi",
+        55000.5 + np.arange(n),
+        flux_mcrab / factor,
+        np.full(n, error_mcrab / factor),
+        np.full(n, np.nan),
+        np.full(n, np.nan),
+    )
     above = np.flatnonzero((np.arange(n) >= start) & (scores.relevance >= threshold))
     return int(above[0]) - start if len(above) else None
 
@@ -93,7 +115,7 @@ def median_sigma_scores(series: SeriesColumns) -> np.ndarray:
         windows = np.lib.stride_tricks.sliding_window_view(flux[:-1], MEDIAN_HISTORY)
         median = np.median(windows, axis=1)
         mad = 1.4826 * np.median(np.abs(windows - median[:, None]), axis=1)
-        sigma = np.sqrt(error[MEDIAN_HISTORY:] ** 2 + mad ** 2)
+        sigma = np.sqrt(error[MEDIAN_HISTORY:] ** 2 + mad**2)
         good = np.isfinite(sigma) & (sigma > 0)
         out[MEDIAN_HISTORY:][good] = (flux[MEDIAN_HISTORY:][good] - median[good]) / sigma[good]
     return out

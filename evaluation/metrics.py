@@ -10,6 +10,7 @@ Recall within 2 d is also given per kind of event (`event_kind`: onsets, state t
 A method's level (methods.py) is selected by `select_level`: the least strict level whose
 false-alert episodes per source-year are at most the target, else the strictest.
 """
+
 from __future__ import annotations
 
 import csv
@@ -79,32 +80,54 @@ def recall_by_kind(rows: list[EventRow], within_d: float = 2.0) -> dict[str, flo
     groups: dict[str, list[EventRow]] = {kind: [] for kind in EVENT_KINDS}
     for row in rows:
         groups.setdefault(event_kind(row["kind"]), []).append(row)
-    return {kind: sum(1 for r in group if r["latency_d"] is not None and r["latency_d"] <= within_d) / len(group)
-            if group else None for kind, group in groups.items()}
+    return {
+        kind: sum(1 for r in group if r["latency_d"] is not None and r["latency_d"] <= within_d) / len(group)
+        if group
+        else None
+        for kind, group in groups.items()
+    }
 
 
 def score_method(alerts: dict[str, list[float]], spans: dict[str, float], events: list[Event]) -> tuple[dict, dict]:
     """The metrics of one method (the documented JSON) and its details."""
     rows: list[EventRow] = []
     for ev in events:
-        hits = [t for t in alerts.get(ev.source_id, [])
-                if ev.onset_mjd - WINDOW_BEFORE_D <= t <= ev.onset_mjd + WINDOW_AFTER_D]
+        hits = [
+            t
+            for t in alerts.get(ev.source_id, [])
+            if ev.onset_mjd - WINDOW_BEFORE_D <= t <= ev.onset_mjd + WINDOW_AFTER_D
+        ]
         first = min(hits) if hits else None
-        rows.append({"source_id": ev.source_id, "kind": ev.kind, "onset_mjd": ev.onset_mjd, "first_alert_mjd": first,
-                     "latency_d": None if first is None else round(first - ev.onset_mjd, 3)})
+        rows.append(
+            {
+                "source_id": ev.source_id,
+                "kind": ev.kind,
+                "onset_mjd": ev.onset_mjd,
+                "first_alert_mjd": first,
+                "latency_d": None if first is None else round(first - ev.onset_mjd, 3),
+            }
+        )
     false = false_episodes(alerts, events)
     episodes = sum(e for e, _ in false.values())
     years = sum(spans.values()) / DAYS_PER_YEAR
     latencies = [r["latency_d"] for r in rows if r["latency_d"] is not None]
     n = len(rows) or 1
-    metrics = {"recall_2d": sum(1 for x in latencies if x <= 2) / n, "recall_7d": sum(1 for x in latencies if x <= 7) / n,
-               "median_latency_d": statistics.median(latencies) if latencies else None,
-               "false_alerts_per_source_year": episodes / years if years else None,
-               "recall_2d_by_kind": recall_by_kind(rows), "events": rows}
-    details = {"false_alert_episodes": episodes, "source_years": years,
-               "false_alerts_raw_per_source_year": sum(a for _, a in false.values()) / years if years else None,
-               "false_alert_episodes_per_year_by_source": {
-                   sid: round(false.get(sid, (0, 0))[0] / (spans[sid] / DAYS_PER_YEAR), 3) for sid in sorted(spans)}}
+    metrics = {
+        "recall_2d": sum(1 for x in latencies if x <= 2) / n,
+        "recall_7d": sum(1 for x in latencies if x <= 7) / n,
+        "median_latency_d": statistics.median(latencies) if latencies else None,
+        "false_alerts_per_source_year": episodes / years if years else None,
+        "recall_2d_by_kind": recall_by_kind(rows),
+        "events": rows,
+    }
+    details = {
+        "false_alert_episodes": episodes,
+        "source_years": years,
+        "false_alerts_raw_per_source_year": sum(a for _, a in false.values()) / years if years else None,
+        "false_alert_episodes_per_year_by_source": {
+            sid: round(false.get(sid, (0, 0))[0] / (spans[sid] / DAYS_PER_YEAR), 3) for sid in sorted(spans)
+        },
+    }
     return metrics, details
 
 
@@ -113,12 +136,15 @@ def false_rate(alerts: Mapping[str, list[float]], spans: Mapping[str, float], ev
     years = sum(spans.values()) / DAYS_PER_YEAR
     if not years:
         return None
-    false = false_episodes({sid: list(alerts.get(sid, [])) for sid in spans}, [ev for ev in events if ev.source_id in spans])
+    false = false_episodes(
+        {sid: list(alerts.get(sid, [])) for sid in spans}, [ev for ev in events if ev.source_id in spans]
+    )
     return sum(e for e, _ in false.values()) / years
 
 
-def least_strict_level(alerts_by_level: AlertsByLevel, spans: Mapping[str, float], events: list[Event],
-                       rate: float | None) -> float | None:
+def least_strict_level(
+    alerts_by_level: AlertsByLevel, spans: Mapping[str, float], events: list[Event], rate: float | None
+) -> float | None:
     """The least strict level whose false-alert rate over the sources in `spans` is at most `rate`; None if none is."""
     if rate is None:
         return None
@@ -129,19 +155,26 @@ def least_strict_level(alerts_by_level: AlertsByLevel, spans: Mapping[str, float
     return None
 
 
-def select_level(alerts_by_level: AlertsByLevel, spans: Mapping[str, float], events: list[Event],
-                 target: float = TARGET_FALSE_RATE) -> float:
+def select_level(
+    alerts_by_level: AlertsByLevel, spans: Mapping[str, float], events: list[Event], target: float = TARGET_FALSE_RATE
+) -> float:
     """The selection rule of every method, judged on the sources in `spans` only: the least strict level
     whose false-alert episodes per source-year are at most `target`; if none reaches it, the strictest."""
     level = least_strict_level(alerts_by_level, spans, events, target)
     return max(alerts_by_level) if level is None else level
 
 
-def at_false_rate(alerts_by_level: AlertsByLevel, spans: dict[str, float], events: list[Event], rate: float | None) -> dict:
+def at_false_rate(
+    alerts_by_level: AlertsByLevel, spans: dict[str, float], events: list[Event], rate: float | None
+) -> dict:
     """A method's figures at its least strict level that raises no more false-alert episodes than `rate`."""
     level = least_strict_level(alerts_by_level, spans, events, rate)
     if level is None:
         return {"level": None, "recall_2d": 0.0, "recall_7d": 0.0, "false_alerts_per_source_year": None}
     metrics, _ = score_method(dict(alerts_by_level[level]), spans, events)
-    return {"level": float(level), "recall_2d": metrics["recall_2d"], "recall_7d": metrics["recall_7d"],
-            "false_alerts_per_source_year": metrics["false_alerts_per_source_year"]}
+    return {
+        "level": float(level),
+        "recall_2d": metrics["recall_2d"],
+        "recall_7d": metrics["recall_7d"],
+        "false_alerts_per_source_year": metrics["false_alerts_per_source_year"],
+    }

@@ -14,6 +14,7 @@ sources, divided by the summed source-years). Every (source, level) is scored on
 once and its evidence is calibrated per level; the baselines' scores do not depend on the level
 either, and only their crossings are taken per level.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -22,10 +23,28 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from evaluation.methods import (METHODS, crossings, default_levels, file_series, formula_scores, level_grids,
-                                median_sigma_scores, model_alerts, model_scores)
-from evaluation.metrics import (DAYS_PER_YEAR, EPISODE_GAP_D, TARGET_FALSE_RATE, Event, at_false_rate, false_rate,
-                                read_events, score_method, select_level)
+from evaluation.methods import (
+    METHODS,
+    crossings,
+    default_levels,
+    file_series,
+    formula_scores,
+    level_grids,
+    median_sigma_scores,
+    model_alerts,
+    model_scores,
+)
+from evaluation.metrics import (
+    DAYS_PER_YEAR,
+    EPISODE_GAP_D,
+    TARGET_FALSE_RATE,
+    Event,
+    at_false_rate,
+    false_rate,
+    read_events,
+    score_method,
+    select_level,
+)
 from flashes import catalogue
 from flashes.parsers import parse
 from flashes.progress import progress_bar
@@ -33,8 +52,10 @@ from flashes.settings import Settings
 from services.relevance.model import PARAMS
 from services.relevance.series import SeriesColumns
 
-FILE_PATTERNS = {"maxi": re.compile(r"^(J\d{4}[+-]\d{3})_g_lc_1day_all\.dat$"),  # the standard product only
-                 "swift": re.compile(r"^(.+)\.lc\.txt$")}
+FILE_PATTERNS = {
+    "maxi": re.compile(r"^(J\d{4}[+-]\d{3})_g_lc_1day_all\.dat$"),  # the standard product only
+    "swift": re.compile(r"^(.+)\.lc\.txt$"),
+}
 
 
 def find_series(settings: Settings, mirror: Path) -> Iterator[tuple[str, str, Path]]:
@@ -63,8 +84,9 @@ class Scored:
     alerts: dict[str, dict[float, dict[str, list[float]]]]  # method -> level -> source -> alert MJDs
 
 
-def score_mirror(settings: Settings, mirror: Path, events_csv: Path, model_grid: bool = False,
-                 progress: bool = False) -> Scored:
+def score_mirror(
+    settings: Settings, mirror: Path, events_csv: Path, model_grid: bool = False, progress: bool = False
+) -> Scored:
     """Score every series once and take its alerts per level: the baselines at every level of their grids
     (crossings of one score series), the model at every alert_sigma of its grid (`model_grid`; its evidence
     calibrated per value) or at the one in service only."""
@@ -82,7 +104,8 @@ def score_mirror(settings: Settings, mirror: Path, events_csv: Path, model_grid:
         spans[source_id] = max(spans.get(source_id, 0.0), float(parsed.mjd[-1] - parsed.mjd[0]))
         series.append((source_id, file_series(parsed, instrument, source_id)))
     alerts: dict[str, dict[float, dict[str, list[float]]]] = {
-        name: {level: {sid: [] for sid in spans} for level in levels[name]} for name in METHODS}
+        name: {level: {sid: [] for sid in spans} for level in levels[name]} for name in METHODS
+    }
     for sid, ser in series:
         for name, score in (("formula", formula_scores(ser)), ("median_5sigma", median_sigma_scores(ser))):
             for level in levels[name]:
@@ -92,7 +115,8 @@ def score_mirror(settings: Settings, mirror: Path, events_csv: Path, model_grid:
             scores = model_scores(ser)  # once: the levels only calibrate its evidence
             for level in levels["model"]:
                 alerts["model"][level][sid].extend(
-                    model_alerts(ser, threshold, dataclasses.replace(PARAMS, alert_sigma=level), scores))
+                    model_alerts(ser, threshold, dataclasses.replace(PARAMS, alert_sigma=level), scores)
+                )
             advance()
     events = [ev for ev in read_events(events_csv) if ev.source_id in spans]
     return Scored(threshold, spans, events, defaults, alerts)
@@ -102,13 +126,23 @@ def in_sample(scored: Scored) -> dict:
     """Every method at its level in service, on every source (the figures without --cv)."""
     methods, details = {}, {}
     for name in METHODS:
-        methods[name], details[name] = score_method(scored.alerts[name][scored.defaults[name]], scored.spans, scored.events)
+        methods[name], details[name] = score_method(
+            scored.alerts[name][scored.defaults[name]], scored.spans, scored.events
+        )
     for name in ("formula", "median_5sigma"):
         details[name]["at_model_false_alert_rate"] = at_false_rate(
-            scored.alerts[name], scored.spans, scored.events, methods["model"]["false_alerts_per_source_year"])
-    return {"threshold": scored.threshold, "methods": methods,
-            "details": {"episode_gap_d": EPISODE_GAP_D, "source_years": round(sum(scored.spans.values()) / DAYS_PER_YEAR, 2),
-                        "levels": scored.defaults, "methods": details}}
+            scored.alerts[name], scored.spans, scored.events, methods["model"]["false_alerts_per_source_year"]
+        )
+    return {
+        "threshold": scored.threshold,
+        "methods": methods,
+        "details": {
+            "episode_gap_d": EPISODE_GAP_D,
+            "source_years": round(sum(scored.spans.values()) / DAYS_PER_YEAR, 2),
+            "levels": scored.defaults,
+            "methods": details,
+        },
+    }
 
 
 def cross_validate(scored: Scored, target: float = TARGET_FALSE_RATE) -> dict:
@@ -122,33 +156,50 @@ def cross_validate(scored: Scored, target: float = TARGET_FALSE_RATE) -> dict:
         train = {s: days for s, days in scored.spans.items() if s != sid}
         own = [ev for ev in scored.events if ev.source_id == sid]
         by_method: dict[str, dict[str, float | None]] = {}
-        fold = {"held_out": sid, "source_years": scored.spans[sid] / DAYS_PER_YEAR, "events": len(own),
-                "methods": by_method}
+        fold = {
+            "held_out": sid,
+            "source_years": scored.spans[sid] / DAYS_PER_YEAR,
+            "events": len(own),
+            "methods": by_method,
+        }
         for name, by_level in scored.alerts.items():
             level = select_level(by_level, train, scored.events, target)
             held[name][sid] = list(by_level[level].get(sid, []))
             metrics, details = score_method({sid: held[name][sid]}, {sid: scored.spans[sid]}, own)
             by_method[name] = {
-                "level": level, "train_false_alerts_per_source_year": false_rate(by_level[level], train, scored.events),
+                "level": level,
+                "train_false_alerts_per_source_year": false_rate(by_level[level], train, scored.events),
                 "false_alert_episodes": details["false_alert_episodes"],
-                "found_2d": sum(1 for r in metrics["events"] if r["latency_d"] is not None and r["latency_d"] <= 2)}
+                "found_2d": sum(1 for r in metrics["events"] if r["latency_d"] is not None and r["latency_d"] <= 2),
+            }
         folds.append(fold)
     methods, details = {}, {}
     for name in scored.alerts:
         methods[name], details[name] = score_method(held[name], scored.spans, scored.events)
-    return {"target_false_rate": target, "grids": {name: sorted(by_level) for name, by_level in scored.alerts.items()},
-            "selected_on_all_sources": {name: select_level(by_level, scored.spans, scored.events, target)
-                                        for name, by_level in scored.alerts.items()},
-            "methods": methods, "details": details, "folds": folds}
+    return {
+        "target_false_rate": target,
+        "grids": {name: sorted(by_level) for name, by_level in scored.alerts.items()},
+        "selected_on_all_sources": {
+            name: select_level(by_level, scored.spans, scored.events, target)
+            for name, by_level in scored.alerts.items()
+        },
+        "methods": methods,
+        "details": details,
+        "folds": folds,
+    }
 
 
-def evaluate(settings: Settings, mirror: Path, events_csv: Path, cv: bool = False,
-             target_false_rate: float = TARGET_FALSE_RATE, progress: bool = False) -> dict:
+def evaluate(
+    settings: Settings,
+    mirror: Path,
+    events_csv: Path,
+    cv: bool = False,
+    target_false_rate: float = TARGET_FALSE_RATE,
+    progress: bool = False,
+) -> dict:
     """In-sample figures; with `cv`, also the leave-one-source-out ones under "cv"."""
     scored = score_mirror(settings, mirror, events_csv, model_grid=cv, progress=progress)
     result = in_sample(scored)
     if cv:
         result["cv"] = cross_validate(scored, target_false_rate)
     return result
-
-

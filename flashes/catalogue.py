@@ -8,6 +8,7 @@ URL and series key. Class names come from HEASARC's class table when the catalog
 online (flashes/heasarc.py); otherwise, and for codes that table lacks, from the bundled
 data/heasarc_classes.csv decoded here.
 """
+
 from __future__ import annotations
 
 import csv
@@ -78,8 +79,11 @@ class HeasarcClasses:
 def differing_names(classes: HeasarcClasses, names: Mapping[int, str]) -> list[int]:
     """The codes that `names` (HEASARC's class table) names with other words than the bundled table decodes
     them to; codes the bundled table cannot decode are left out."""
-    return sorted(code for code, name in names.items()
-                  if (words := classes.words(code)) != [UNCLASSIFIED] and words_of(name) != words_of(class_name(words)))
+    return sorted(
+        code
+        for code, name in names.items()
+        if (words := classes.words(code)) != [UNCLASSIFIED] and words_of(name) != words_of(class_name(words))
+    )
 
 
 def source_id(integral_name: str) -> str:
@@ -90,17 +94,20 @@ def _present(value: str, absent: str) -> bool:
     return bool(value) and value != absent
 
 
-def data_urls(settings: Settings, maxi_id: str | None, swift_id: str | None, swift_weak: bool,
-              fermi_id: str | None) -> dict[str, str | None]:
-    paths = {"maxi": f"star_data/{maxi_id}/{maxi_id}_g_lc_1day_all.dat" if maxi_id else None,
-             "swift": f"results/transients/{'weak/' if swift_weak else ''}{swift_id}.lc.txt" if swift_id else None,
-             "fermi": f"{fermi_id}_old.fits.gz" if fermi_id else None}
+def data_urls(
+    settings: Settings, maxi_id: str | None, swift_id: str | None, swift_weak: bool, fermi_id: str | None
+) -> dict[str, str | None]:
+    paths = {
+        "maxi": f"star_data/{maxi_id}/{maxi_id}_g_lc_1day_all.dat" if maxi_id else None,
+        "swift": f"results/transients/{'weak/' if swift_weak else ''}{swift_id}.lc.txt" if swift_id else None,
+        "fermi": f"{fermi_id}_old.fits.gz" if fermi_id else None,
+    }
     return {inst: settings.base_urls[inst].rstrip("/") + "/" + path if path else None for inst, path in paths.items()}
 
 
 def path_below_base(settings: Settings, instrument: str, url: str) -> str:
     """Where a data URL's file lies below its provider's base URL (its place in a mirror folder)."""
-    return url[len(settings.base_urls[instrument].rstrip("/")) + 1:]
+    return url[len(settings.base_urls[instrument].rstrip("/")) + 1 :]
 
 
 def _series(kind: str, sid: str, url: str | None, provider_id: str | None) -> schemas.CatalogueSeries:
@@ -124,30 +131,40 @@ def build(settings: Settings, heasarc_names: Mapping[int, str] | None = None) ->
         fermi_id = row["Fermi ID"] if _present(row["Fermi ID"], "noFermi") else None
         urls = data_urls(settings, maxi_id, swift_id, row["Swift Weak"] == "yes", fermi_id)
         names = [n.strip() for n in row["Integral Alt Names"].split(",") if n.strip() not in NO_NAME]
-        for other, absent in ((row["Maxi Name"], "noMaxi"), (row["Swift Name"], "noSwift"), (row["Fermi Name"], "noFermi")):
+        for other, absent in (
+            (row["Maxi Name"], "noMaxi"),
+            (row["Swift Name"], "noSwift"),
+            (row["Fermi Name"], "noFermi"),
+        ):
             for name in other.split(","):
-                if _present(name.strip(), absent) and name.strip() != row["Integral Name"] and name.strip() not in names:
+                if (
+                    _present(name.strip(), absent)
+                    and name.strip() != row["Integral Name"]
+                    and name.strip() not in names
+                ):
                     names.append(name.strip())
         code = int(row["Class"]) if row["Class"].isdigit() else 0
         name = heasarc_names.get(code) or class_name(classes.words(code))
         both = maxi_id is not None and swift_id is not None
-        records.append(schemas.CatalogueSource(
-            id=sid,
-            integral_name=row["Integral Name"],
-            class_code=code,
-            coord_ra=float(ra[i]),
-            coord_dec=float(dec[i]),
-            coord_glon=float(np.round(galactic.l.deg[i], 6)),
-            coord_glat=float(np.round(galactic.b.deg[i], 6)),
-            alternative_names=names,
-            class_name=name,
-            labels_constant=tags_of(name),
-            maxi=_series("maxi", sid, urls["maxi"], maxi_id) if maxi_id else None,
-            swift=_series("swift", sid, urls["swift"], swift_id) if swift_id else None,
-            fermi=_series("fermi", sid, urls["fermi"], fermi_id) if fermi_id else None,
-            hardness_ratio=_series("hardness", sid, None, None) if both else None,
-            combined=_series("combined", sid, None, None) if both else None,
-        ))
+        records.append(
+            schemas.CatalogueSource(
+                id=sid,
+                integral_name=row["Integral Name"],
+                class_code=code,
+                coord_ra=float(ra[i]),
+                coord_dec=float(dec[i]),
+                coord_glon=float(np.round(galactic.l.deg[i], 6)),
+                coord_glat=float(np.round(galactic.b.deg[i], 6)),
+                alternative_names=names,
+                class_name=name,
+                labels_constant=tags_of(name),
+                maxi=_series("maxi", sid, urls["maxi"], maxi_id) if maxi_id else None,
+                swift=_series("swift", sid, urls["swift"], swift_id) if swift_id else None,
+                fermi=_series("fermi", sid, urls["fermi"], fermi_id) if fermi_id else None,
+                hardness_ratio=_series("hardness", sid, None, None) if both else None,
+                combined=_series("combined", sid, None, None) if both else None,
+            )
+        )
     return records
 
 
@@ -163,9 +180,15 @@ def write(settings: Settings, heasarc_names: Mapping[int, str] | None = None) ->
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     # json.dumps of the records' dicts, not pydantic's compact JSON: format 2 of `built_for`, byte for byte.
-    tmp.write_text(json.dumps({"built_for": _built_for(settings),
-                               "class_names": "HEASARC" if heasarc_names else "bundled",
-                               "sources": [r.model_dump(mode="json") for r in build(settings, heasarc_names)]}))
+    tmp.write_text(
+        json.dumps(
+            {
+                "built_for": _built_for(settings),
+                "class_names": "HEASARC" if heasarc_names else "bundled",
+                "sources": [r.model_dump(mode="json") for r in build(settings, heasarc_names)],
+            }
+        )
+    )
     tmp.replace(path)
     return path
 

@@ -5,6 +5,7 @@ A chunk holds at most MAX_CHUNK_POINTS points and stays under MAX_CHUNK_BYTES en
 that follow from the columns (first_mjd, last_mjd, count, and the µs times unless given); the
 fetcher, derive, relevance and the tests all make their chunks with it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -48,16 +49,22 @@ def build(contract: type[C], mjd: Column, columns: Columns, time: Column | None 
     """
     mjd = np.asarray(mjd)
     arrays: dict[str, np.ndarray | dict[str, np.ndarray]] = {
-        "time": mjd_to_unix_us(mjd) if time is None else np.asarray(time), "mjd": mjd}
+        "time": mjd_to_unix_us(mjd) if time is None else np.asarray(time),
+        "mjd": mjd,
+    }
     for name, column in columns.items():
-        arrays[name] = ({key: np.asarray(c) for key, c in column.items()} if isinstance(column, Mapping)
-                        else np.asarray(column))
+        arrays[name] = (
+            {key: np.asarray(c) for key, c in column.items()} if isinstance(column, Mapping) else np.asarray(column)
+        )
     numbers = sum(len(a) if isinstance(a, dict) else 1 for a in arrays.values())
     out = []
     for part in spans(len(mjd), numbers):
-        values = {name: {key: c[part].tolist() for key, c in a.items()} if isinstance(a, dict) else a[part].tolist()
-                  for name, a in arrays.items()}
+        values = {
+            name: {key: c[part].tolist() for key, c in a.items()} if isinstance(a, dict) else a[part].tolist()
+            for name, a in arrays.items()
+        }
         points = mjd[part]
-        out.append(contract(**header, **values, first_mjd=float(points[0]), last_mjd=float(points[-1]),
-                            count=len(points)))
+        out.append(
+            contract(**header, **values, first_mjd=float(points[0]), last_mjd=float(points[-1]), count=len(points))
+        )
     return out

@@ -19,16 +19,17 @@ An alert is taken when it passes the filters: a schemas.SubscriptionFilters, mat
 function delivery uses (flashes/subscriptions.py `matches`), so a listener and a subscription with
 the same filters take the same alerts. The listener reads the alerts topic partition by partition
 in offset order. Without a consumer group it commits nothing: every listener decides where it
-starts (`since`, `from_beginning`, or the end: new alerts only). With `group_id` it commits what the caller has taken and, when neither
-`since` nor `from_beginning` is given, resumes after the last committed alert. To stop early,
-leave the loop inside `contextlib.aclosing(aiter(listener))` so that the consumer is closed at once.
+starts (`since`, `from_beginning`, or the end: new alerts only). With `group_id` it commits what the caller
+has taken and, when neither `since` nor `from_beginning` is given, resumes after the last committed alert. To
+stop early, leave the loop inside `contextlib.aclosing(aiter(listener))` so that the consumer is closed at once.
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -55,9 +56,16 @@ class AlertListener:
     `positioned` is set once the start positions are taken: an alert published after it is not missed.
     """
 
-    def __init__(self, bootstrap_servers: str, filters: schemas.SubscriptionFilters = EVERY_ALERT,
-                 since: datetime | None = None, from_beginning: bool = False, exit_at_end: bool = False,
-                 group_id: str | None = None, login: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        filters: schemas.SubscriptionFilters = EVERY_ALERT,
+        since: datetime | None = None,
+        from_beginning: bool = False,
+        exit_at_end: bool = False,
+        group_id: str | None = None,
+        login: dict[str, str] | None = None,
+    ) -> None:
         if since is not None and from_beginning:
             raise ValueError("give either since or from_beginning, not both")
         self.bootstrap_servers = bootstrap_servers
@@ -70,14 +78,20 @@ class AlertListener:
         self.positioned = asyncio.Event()
 
     @classmethod
-    def from_settings(cls, settings: Settings, filters: schemas.SubscriptionFilters = EVERY_ALERT,
-                      **start: Any) -> AlertListener:
+    def from_settings(
+        cls, settings: Settings, filters: schemas.SubscriptionFilters = EVERY_ALERT, **start: Any
+    ) -> AlertListener:
         """A listener on the Kafka of the FLASHES settings (FLASHES_KAFKA_HOST/PORT)."""
         return cls(settings.kafka_bootstrap, filters, login=security(settings), **start)
 
     async def __aiter__(self) -> AsyncIterator[schemas.Alert]:
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, group_id=self.group_id,
-                                    enable_auto_commit=False, auto_offset_reset="earliest", **self.login)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap_servers,
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            **self.login,
+        )
         try:
             await consumer.start()
             partitions = await self._partitions(consumer)
@@ -111,7 +125,7 @@ class AlertListener:
         """`since` as Kafka record time (ms; naive means UTC); 0 without it."""
         if self.since is None:
             return 0
-        since = self.since if self.since.tzinfo else self.since.replace(tzinfo=timezone.utc)
+        since = self.since if self.since.tzinfo else self.since.replace(tzinfo=UTC)
         return max(0, int(since.timestamp() * 1000))
 
     async def _partitions(self, consumer: AIOKafkaConsumer) -> list[TopicPartition]:
@@ -124,8 +138,9 @@ class AlertListener:
             await asyncio.sleep(METADATA_RETRY_S)
         return [TopicPartition(topics.ALERTS.name, p) for p in range(topics.ALERTS.partitions)]
 
-    async def _start_offsets(self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition],
-                             ends: dict[TopicPartition, int]) -> dict[TopicPartition, int]:
+    async def _start_offsets(
+        self, consumer: AIOKafkaConsumer, partitions: list[TopicPartition], ends: dict[TopicPartition, int]
+    ) -> dict[TopicPartition, int]:
         """Where each partition is read from; the end offsets are taken once, so nothing published
         after the start is missed."""
         if self.from_beginning:
@@ -143,6 +158,11 @@ class AlertListener:
         try:
             return topics.ALERTS.decode(record.value)
         except DecodeError as exc:  # a client cannot dead-letter it: say so and go on
-            log.warning("skipping the undecodable record at %s:%d offset %d: %s", record.topic, record.partition,
-                        record.offset, exc)
+            log.warning(
+                "skipping the undecodable record at %s:%d offset %d: %s",
+                record.topic,
+                record.partition,
+                record.offset,
+                exc,
+            )
             return None

@@ -4,9 +4,10 @@ The offset exists for simulations of days of operation (bench/operation.py): the
 judge news, future-dated rows, data freshness and the e-mail day against the simulated date, by
 the same code that runs in production.
 """
+
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from flashes.settings import Settings
 
@@ -17,7 +18,7 @@ FUTURE_DAYS = 1.0
 
 
 def now(settings: Settings) -> datetime:
-    return datetime.now(timezone.utc) + timedelta(days=settings.clock_offset_days)
+    return datetime.now(UTC) + timedelta(days=settings.clock_offset_days)
 
 
 def latest_credible(settings: Settings) -> datetime:

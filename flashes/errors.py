@@ -1,4 +1,5 @@
 """Every error the project raises on purpose, in one place; each message says what went wrong."""
+
 from __future__ import annotations
 
 

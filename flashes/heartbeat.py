@@ -3,6 +3,7 @@
 A heartbeat must never take its service down: a record that cannot be sent (Kafka away, a status
 callback failing) is logged and the next beat tries again.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -10,7 +11,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaProducer
 
@@ -37,21 +38,30 @@ async def _connected(settings: Settings) -> AIOKafkaProducer:
     return producer
 
 
-def _heartbeat(service: str, instance: str, started_at: datetime, freshness: FreshnessOf | None,
-               status: Status | None) -> schemas.Heartbeat:
+def _heartbeat(
+    service: str, instance: str, started_at: datetime, freshness: FreshnessOf | None, status: Status | None
+) -> schemas.Heartbeat:
     state, detail = status() if status else ("ok", "")
-    return schemas.Heartbeat(service=service, instance=instance, started_at=started_at, at=datetime.now(timezone.utc),
-                             status=state, detail=detail, freshness=freshness() if freshness else {})
+    return schemas.Heartbeat(
+        service=service,
+        instance=instance,
+        started_at=started_at,
+        at=datetime.now(UTC),
+        status=state,
+        detail=detail,
+        freshness=freshness() if freshness else {},
+    )
 
 
-async def beat(settings: Settings, service: str, freshness: FreshnessOf | None = None,
-               status: Status | None = None) -> None:
+async def beat(
+    settings: Settings, service: str, freshness: FreshnessOf | None = None, status: Status | None = None
+) -> None:
     """Produce a Heartbeat keyed by `service` every settings.heartbeat_s until cancelled.
 
     `status` gives ("ok" | "degraded", detail), `freshness` the sink's newest point per instrument.
     """
     instance = f"{socket.gethostname()}:{os.getpid()}"
-    started_at = datetime.now(timezone.utc)
+    started_at = datetime.now(UTC)
     producer: AIOKafkaProducer | None = None
 
     async def send() -> None:

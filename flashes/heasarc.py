@@ -6,6 +6,7 @@ Browse answers show "HMXRB SUPERGIANT X-RAY PULSAR ECLIPSING" for 1213. `flashes
 the catalogue's classes from it; data/heasarc_classes.csv, decoded by flashes/catalogue.py, stays the offline
 default and names the codes this table lacks.
 """
+
 from __future__ import annotations
 
 from typing import Any

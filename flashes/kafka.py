@@ -1,4 +1,5 @@
 """Kafka plumbing shared by the services: topic creation, producers, encoding, the dead-letter path."""
+
 from __future__ import annotations
 
 import asyncio
@@ -6,7 +7,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -22,8 +23,12 @@ from flashes.settings import Settings
 log = logging.getLogger(__name__)
 # Compacted topics (state, subscriptions) are rewritten often: small segments, so compaction
 # keeps them near one record per key and a restarting processor reads little.
-COMPACTED = {"cleanup.policy": "compact", "segment.bytes": str(16 * 1024 * 1024), "segment.ms": "600000",
-             "min.cleanable.dirty.ratio": "0.1"}
+COMPACTED = {
+    "cleanup.policy": "compact",
+    "segment.bytes": str(16 * 1024 * 1024),
+    "segment.ms": "600000",
+    "min.cleanable.dirty.ratio": "0.1",
+}
 
 
 SCRAM = "SCRAM-SHA-512"
@@ -35,12 +40,17 @@ def security(settings: Settings) -> dict[str, str]:
     ACLs (flashes/kafka_acl.py) allow."""
     if settings.kafka_security_protocol == "PLAINTEXT":
         return {}
-    return {"security_protocol": settings.kafka_security_protocol, "sasl_mechanism": SCRAM,
-            "sasl_plain_username": settings.kafka_user, "sasl_plain_password": settings.kafka_password.get_secret_value()}
+    return {
+        "security_protocol": settings.kafka_security_protocol,
+        "sasl_mechanism": SCRAM,
+        "sasl_plain_username": settings.kafka_user,
+        "sasl_plain_password": settings.kafka_password.get_secret_value(),
+    }
 
 
 # Every Kafka client of the project is made here, so none can forget the login (a client built without it
 # is refused by the broker only in a SASL deployment, where the tests on PLAINTEXT would not see it).
+
 
 def consumer(settings: Settings, *names: str, **kw: Any) -> AIOKafkaConsumer:
     """A consumer of the topics `names` (none: partitions are assigned) logged in as this service."""
@@ -62,8 +72,9 @@ def client(settings: Settings, **kw: Any) -> AIOKafkaClient:
     return AIOKafkaClient(bootstrap_servers=settings.kafka_bootstrap, **security(settings), **kw)
 
 
-def run_restarting(name: str, main: Callable[[], Coroutine[Any, Any, None]],
-                   reset: Callable[[], None] = lambda: None) -> None:
+def run_restarting(
+    name: str, main: Callable[[], Coroutine[Any, Any, None]], reset: Callable[[], None] = lambda: None
+) -> None:
     """Run `main()` until it returns; after a Kafka failure (e.g. the broker restarting) `reset()` and start
     over in 2 s, from the committed offsets and stored state, as a restarted process would."""
     while True:
@@ -76,17 +87,28 @@ def run_restarting(name: str, main: Callable[[], Coroutine[Any, Any, None]],
             time.sleep(2)
 
 
-async def create_topics(settings: Settings, wanted: dict[str, tuple[int, bool]],
-                        retention: dict[str, int] | None = None) -> None:
+async def create_topics(
+    settings: Settings, wanted: dict[str, tuple[int, bool]], retention: dict[str, int] | None = None
+) -> None:
     """Create the topics {name: (partitions, compacted)} that do not exist yet, with `retention` {name: ms}."""
     retention = retention or {}
     kafka_admin = admin(settings)
     await kafka_admin.start()
     try:
         existing = set(await kafka_admin.list_topics())
-        new = [NewTopic(name, partitions, 1, topic_configs={**(COMPACTED if compacted else {}),
-                                                            **({"retention.ms": str(retention[name])} if name in retention else {})})
-               for name, (partitions, compacted) in wanted.items() if name not in existing]
+        new = [
+            NewTopic(
+                name,
+                partitions,
+                1,
+                topic_configs={
+                    **(COMPACTED if compacted else {}),
+                    **({"retention.ms": str(retention[name])} if name in retention else {}),
+                },
+            )
+            for name, (partitions, compacted) in wanted.items()
+            if name not in existing
+        ]
         if new:
             with contextlib.suppress(TopicAlreadyExistsError):
                 await kafka_admin.create_topics(new)
@@ -96,22 +118,33 @@ async def create_topics(settings: Settings, wanted: dict[str, tuple[int, bool]],
 
 async def ensure_topics(settings: Settings) -> None:
     """Create every declared topic with its partition count (existing topics are left alone)."""
-    await create_topics(settings, {t.name: (t.partitions, t.compacted) for t in topics.ALL},
-                        {t.name: t.retention_ms for t in topics.ALL if t.retention_ms is not None})
+    await create_topics(
+        settings,
+        {t.name: (t.partitions, t.compacted) for t in topics.ALL},
+        {t.name: t.retention_ms for t in topics.ALL if t.retention_ms is not None},
+    )
 
 
 def make_producer(settings: Settings) -> AIOKafkaProducer:
-    """Idempotent producer batching for throughput (linger, large batches, zstd: lz4 in aiokafka compresses at level 9 and cost a fifth of the processors CPU)."""
-    return producer(settings, enable_idempotence=True, linger_ms=20, max_batch_size=512 * 1024,
-                    compression_type="zstd", request_timeout_ms=60_000)
+    """Idempotent producer batching for throughput (linger, large batches, zstd: lz4 in aiokafka compresses at
+    level 9 and cost a fifth of the processors' CPU)."""
+    return producer(
+        settings,
+        enable_idempotence=True,
+        linger_ms=20,
+        max_batch_size=512 * 1024,
+        compression_type="zstd",
+        request_timeout_ms=60_000,
+    )
 
 
-def dead_letter(origin: str, reason: str, payload: str, url: str | None = None,
-                at_ms: int | None = None) -> schemas.DeadLetter:
+def dead_letter(
+    origin: str, reason: str, payload: str, url: str | None = None, at_ms: int | None = None
+) -> schemas.DeadLetter:
     """A rejected input with the reason; `at_ms`, the rejected Kafka record's timestamp, makes the letter
     of a replayed record the same letter (the deadletter table keys on time, origin and payload)."""
     log.warning("dead letter from %s: %s", origin, reason)
-    received = datetime.fromtimestamp(at_ms / 1000, timezone.utc) if at_ms is not None else datetime.now(timezone.utc)
+    received = datetime.fromtimestamp(at_ms / 1000, UTC) if at_ms is not None else datetime.now(UTC)
     return schemas.DeadLetter(origin=origin, reason=reason, payload=payload[:100_000], url=url, received_at=received)
 
 

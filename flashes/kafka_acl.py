@@ -7,6 +7,7 @@ relevance writes scores, only alerts writes alerts, only the API writes subscrip
 `flashes kafka-acls` one-shot step, run as `admin`) creates every topic and these ACLs; it can run
 again at any time (Kafka ignores an ACL that exists).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -40,16 +41,27 @@ EVERY_SERVICE_WRITES = (topics.HEARTBEAT, topics.DEADLETTER)
 # in consumer group flashes-{name}.
 PLAN: dict[str, Access] = {
     "fetcher": Access(reads=(topics.FETCHSTATE,), writes=(topics.LIGHTCURVE, topics.FETCHSTATE)),
-    "derive": Access(reads=(topics.LIGHTCURVE, topics.DERIVE_STATE), writes=(topics.DERIVED, topics.DERIVE_STATE),
-                     groups=("flashes-derive",)),
-    "relevance": Access(reads=(topics.LIGHTCURVE, topics.DERIVED, topics.RELEVANCE_STATE),
-                        writes=(topics.RELEVANCE, topics.RELEVANCE_STATE), groups=("flashes-relevance",)),
-    "alerts": Access(reads=(topics.RELEVANCE, topics.ALERTS_STATE), writes=(topics.ALERTS, topics.ALERTS_STATE),
-                     groups=("flashes-alerts",)),
+    "derive": Access(
+        reads=(topics.LIGHTCURVE, topics.DERIVE_STATE),
+        writes=(topics.DERIVED, topics.DERIVE_STATE),
+        groups=("flashes-derive",),
+    ),
+    "relevance": Access(
+        reads=(topics.LIGHTCURVE, topics.DERIVED, topics.RELEVANCE_STATE),
+        writes=(topics.RELEVANCE, topics.RELEVANCE_STATE),
+        groups=("flashes-relevance",),
+    ),
+    "alerts": Access(
+        reads=(topics.RELEVANCE, topics.ALERTS_STATE),
+        writes=(topics.ALERTS, topics.ALERTS_STATE),
+        groups=("flashes-alerts",),
+    ),
     # Matches alerts with the subscriptions it reads whole; reads its own log back at start (nothing sent twice).
-    "delivery": Access(reads=(topics.ALERTS, topics.SUBSCRIPTIONS, topics.DELIVERY_RETRY, topics.DELIVERIES),
-                       writes=(topics.DELIVERY_RETRY, topics.DELIVERIES),
-                       groups=("flashes-delivery", "flashes-delivery-retry")),
+    "delivery": Access(
+        reads=(topics.ALERTS, topics.SUBSCRIPTIONS, topics.DELIVERY_RETRY, topics.DELIVERIES),
+        writes=(topics.DELIVERY_RETRY, topics.DELIVERIES),
+        groups=("flashes-delivery", "flashes-delivery-retry"),
+    ),
     "sink": Access(reads=topics.STORED, writes=(), groups=("flashes-sink",)),
     # Writes subscriptions and queues test alerts (POST /subscriptions/{code}/test) for delivery.
     "api": Access(reads=(topics.SUBSCRIPTIONS,), writes=(topics.SUBSCRIPTIONS, topics.DELIVERY_RETRY)),
@@ -100,8 +112,10 @@ def acls(plan: dict[str, Access] = PLAN) -> list[Acl]:
     for user, access in plan.items():
         out.append(Acl(user, Resource.TOPIC, TOPIC_PREFIX, Operation.DESCRIBE, Pattern.PREFIXED))
         out += [Acl(user, Resource.TOPIC, t.name, Operation.READ) for t in dict.fromkeys(access.reads)]
-        out += [Acl(user, Resource.TOPIC, t.name, Operation.WRITE)
-                for t in dict.fromkeys(access.writes + EVERY_SERVICE_WRITES)]
+        out += [
+            Acl(user, Resource.TOPIC, t.name, Operation.WRITE)
+            for t in dict.fromkeys(access.writes + EVERY_SERVICE_WRITES)
+        ]
         out += [Acl(user, Resource.GROUP, g, Operation.READ) for g in access.groups]
     return out
 
@@ -127,6 +141,12 @@ async def apply(settings: Settings, plan: dict[str, Access] = PLAN) -> int:
 
 
 def _request(acl: Acl) -> CreateAclsRequest:
-    return CreateAclsRequest(resource_type=acl.resource, resource_name=acl.name,
-                             resource_pattern_type_filter=acl.pattern, principal=f"User:{acl.user}", host="*",
-                             operation=acl.operation, permission_type=ALLOW)
+    return CreateAclsRequest(
+        resource_type=acl.resource,
+        resource_name=acl.name,
+        resource_pattern_type_filter=acl.pattern,
+        principal=f"User:{acl.user}",
+        host="*",
+        operation=acl.operation,
+        permission_type=ALLOW,
+    )

@@ -1,6 +1,7 @@
 """At most n holders per key at once (a subscription, a receiving network), each key's semaphore kept only while
 someone holds or waits for it: memory follows the work in flight, not the number of keys ever seen. Delivery caps
 webhook attempts with it; the API serialises each subscription's read-modify-write with n = 1."""
+
 from __future__ import annotations
 
 import asyncio

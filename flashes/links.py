@@ -1,5 +1,6 @@
 """The public addresses of a source's page and of its alerts, written once for pages, alerts and mails, and
 the fields every alert record takes from the source's catalogue record."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -21,7 +22,15 @@ def source_alerts(settings: Settings, source_id: str) -> str:
 def alert_source(settings: Settings, record: schemas.CatalogueSource) -> dict[str, Any]:
     """The source fields of an alert record (schemas.Alert): id, name, tags, position and links."""
     source = record.id
-    return {"source_id": source, "source_name": record.integral_name, "tags": record.labels_constant,
-            "ra": record.coord_ra % 360.0, "dec": record.coord_dec,
-            "links": {"api": source_alerts(settings, source), "source": source_page(settings, source),
-                      "grafana": dashboard_url(settings, record)}}
+    return {
+        "source_id": source,
+        "source_name": record.integral_name,
+        "tags": record.labels_constant,
+        "ra": record.coord_ra % 360.0,
+        "dec": record.coord_dec,
+        "links": {
+            "api": source_alerts(settings, source),
+            "source": source_page(settings, source),
+            "grafana": dashboard_url(settings, record),
+        },
+    }

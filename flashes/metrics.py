@@ -5,6 +5,7 @@ Prometheus adds the job and instance. Labels are bounded sets (service, topic, i
 channel, status, a dead letter's reason class such as "undecodable" or "columns"), never a source
 id, an address or a free-text reason.
 """
+
 from __future__ import annotations
 
 import logging
@@ -18,19 +19,31 @@ from flashes.settings import Settings
 
 log = logging.getLogger(__name__)
 
-POINTS_IN = Counter("flashes_points_in", "points a stage read (a chunk's points; 1 per other record)",
-                    ["service", "topic"])
-POINTS_OUT = Counter("flashes_points_out", "points a stage produced, to a topic or (the sink) into a QuestDB table",
-                     ["service", "output"])
-CONSUMER_LAG = Gauge("flashes_consumer_lag", "records of the partitions this worker owns not fetched yet "
-                                             "(sum over a group's workers: the group's lag)", ["group", "topic"])
-DEAD_LETTERS = Counter("flashes_dead_letters", "inputs refused to the dead-letter topic, by reason class",
-                       ["service", "reason"])
+POINTS_IN = Counter(
+    "flashes_points_in", "points a stage read (a chunk's points; 1 per other record)", ["service", "topic"]
+)
+POINTS_OUT = Counter(
+    "flashes_points_out",
+    "points a stage produced, to a topic or (the sink) into a QuestDB table",
+    ["service", "output"],
+)
+CONSUMER_LAG = Gauge(
+    "flashes_consumer_lag",
+    "records of the partitions this worker owns not fetched yet (sum over a group's workers: the group's lag)",
+    ["group", "topic"],
+)
+DEAD_LETTERS = Counter(
+    "flashes_dead_letters", "inputs refused to the dead-letter topic, by reason class", ["service", "reason"]
+)
 FETCHES = Counter("flashes_fetches", "provider file requests by outcome", ["provider", "outcome"])
 NEWEST_POINT = Gauge("flashes_newest_point_seconds", "UNIX time of the newest stored point", ["instrument"])
 DELIVERIES = Counter("flashes_deliveries", "delivery attempts by channel and status", ["channel", "status"])
-DELIVERY_LATENCY = Histogram("flashes_delivery_latency_seconds", "alert raised -> delivered", ["channel"],
-                             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400))
+DELIVERY_LATENCY = Histogram(
+    "flashes_delivery_latency_seconds",
+    "alert raised -> delivered",
+    ["channel"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400),
+)
 
 
 def serve(settings: Settings, port: int) -> bool:
@@ -42,8 +55,12 @@ def serve(settings: Settings, port: int) -> bool:
     try:
         start_http_server(port, addr=settings.metrics_host)
     except OSError as exc:
-        log.warning("metrics not served: %s:%d is taken (%s); this worker runs without them",
-                    settings.metrics_host, port, exc.strerror)
+        log.warning(
+            "metrics not served: %s:%d is taken (%s); this worker runs without them",
+            settings.metrics_host,
+            port,
+            exc.strerror,
+        )
         return False
     return True
 

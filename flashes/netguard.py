@@ -15,6 +15,7 @@ nameserver), and a thousand names on a silent nameserver would otherwise hold ev
 (asyncio.to_thread) and every other lookup need. A timeout ends the wait, not the thread, so the pool's
 size is what a hanging resolver can hold.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -45,9 +46,21 @@ def _networks(*cidrs: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Networ
 TRANSLATED = _networks("::/96", "::ffff:0:0/96", "64:ff9b::/96", "64:ff9b:1::/48", "2002::/16", "2001::/32")
 # Not reachable hosts, or not a host, that ipaddress's is_global lets through (multicast, 6to4's relay anycast,
 # documentation 3fff::/20, site-local fec0::/10, SRv6 5f00::/16) or that are refused by name here, not by a flag.
-NOT_HOSTS = _networks("0.0.0.0/8", "100.64.0.0/10", "192.0.0.0/24", "192.88.99.0/24", "198.18.0.0/15",
-                      "224.0.0.0/4", "240.0.0.0/4", "100::/64", "2001:db8::/32", "3fff::/20", "5f00::/16",
-                      "fec0::/10", "ff00::/8")
+NOT_HOSTS = _networks(
+    "0.0.0.0/8",
+    "100.64.0.0/10",
+    "192.0.0.0/24",
+    "192.88.99.0/24",
+    "198.18.0.0/15",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+    "100::/64",
+    "2001:db8::/32",
+    "3fff::/20",
+    "5f00::/16",
+    "fec0::/10",
+    "ff00::/8",
+)
 REFUSED = TRANSLATED + NOT_HOSTS
 # The per-host cap counts a receiving network, not a name: a thousand names (or addresses) of one network share it.
 CAP_PREFIX = (24, 48)
@@ -60,8 +73,15 @@ LOOKUP_TIMEOUT_S = 5.0  # glibc's own wait for one nameserver try (resolv.conf `
 def is_public(ip: IPAddress) -> bool:
     """Is this an address on the public internet that names one host? Not loopback, private, link-local,
     multicast, reserved, unspecified, CGNAT (100.64/10), documentation, site-local, nor a translated form."""
-    flags = (ip.is_loopback or ip.is_private or ip.is_link_local or ip.is_multicast or ip.is_reserved
-             or ip.is_unspecified or getattr(ip, "is_site_local", False))
+    flags = (
+        ip.is_loopback
+        or ip.is_private
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+        or getattr(ip, "is_site_local", False)
+    )
     return ip.is_global and not flags and not any(ip in net for net in REFUSED if net.version == ip.version)
 
 
@@ -96,19 +116,33 @@ class Lookups(AbstractResolver):
     """getaddrinfo in a pool of `threads` threads of its own, each lookup given up after `timeout_s` (its thread
     is not: it stays with the resolver until the resolver answers). `lookup` is getaddrinfo's signature."""
 
-    def __init__(self, threads: int = LOOKUP_THREADS, timeout_s: float = LOOKUP_TIMEOUT_S,
-                 lookup: Callable[..., list] = socket.getaddrinfo) -> None:
+    def __init__(
+        self,
+        threads: int = LOOKUP_THREADS,
+        timeout_s: float = LOOKUP_TIMEOUT_S,
+        lookup: Callable[..., list] = socket.getaddrinfo,
+    ) -> None:
         self.pool = ThreadPoolExecutor(threads, thread_name_prefix="webhook-lookup")
         self.timeout_s, self.lookup = timeout_s, lookup
 
-    async def resolve(self, host: str, port: int = 0,
-                      family: socket.AddressFamily = socket.AF_UNSPEC) -> list[ResolveResult]:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_UNSPEC
+    ) -> list[ResolveResult]:
         call = functools.partial(self.lookup, host, port, family, socket.SOCK_STREAM, 0, socket.AI_ADDRCONFIG)
         async with asyncio.timeout(self.timeout_s):
             infos = await asyncio.get_running_loop().run_in_executor(self.pool, call)
-        return [ResolveResult(hostname=host, host=address[0], port=address[1], family=kind, proto=proto,
-                              flags=socket.AI_NUMERICHOST | socket.AI_NUMERICSERV)
-                for kind, _, proto, _, address in infos if kind in (socket.AF_INET, socket.AF_INET6)]
+        return [
+            ResolveResult(
+                hostname=host,
+                host=address[0],
+                port=address[1],
+                family=kind,
+                proto=proto,
+                flags=socket.AI_NUMERICHOST | socket.AI_NUMERICSERV,
+            )
+            for kind, _, proto, _, address in infos
+            if kind in (socket.AF_INET, socket.AF_INET6)
+        ]
 
     async def close(self) -> None:
         self.pool.shutdown(wait=False, cancel_futures=True)
@@ -135,8 +169,9 @@ class Guard(AbstractResolver):
     def allowed(self, address: str) -> bool:
         return allowed(address, self.allow_loopback)
 
-    async def resolve(self, host: str, port: int = 0,
-                      family: socket.AddressFamily = socket.AF_UNSPEC) -> list[ResolveResult]:
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_UNSPEC
+    ) -> list[ResolveResult]:
         """The host's addresses, every one allowed; RefusedAddress if it does not resolve or any address is not
         (a name that does not resolve and one that resolves inward look alike: no probing of internal names)."""
         now = asyncio.get_running_loop().time()
@@ -192,4 +227,3 @@ class Guard(AbstractResolver):
     def connector(self, limit: int) -> aiohttp.TCPConnector:
         """A connector that resolves through this Guard only and checks every socket's address."""
         return aiohttp.TCPConnector(limit=limit, resolver=self, use_dns_cache=False, socket_factory=self.socket)
-

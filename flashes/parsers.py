@@ -4,6 +4,7 @@ Each reader returns a `ParsedLightcurve`: the good rows as arrays, and every rej
 the reason (they go to the dead-letter topic). Bad lines never stop the good ones; a file that
 cannot be read at all raises `RefusedFile` with the reason, whatever the reading tripped on.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -26,10 +27,25 @@ from flashes.errors import RefusedFile
 from flashes.timeconv import datetime_to_mjd
 
 MAXI_COLUMNS = ["MJD", "F2_20", "E2_20", "F2_4", "E2_4", "F4_10", "E4_10", "F10_20", "E10_20"]
-MAXI_BANDS = {"2-20": ("F2_20", "E2_20"), "2-4": ("F2_4", "E2_4"), "4-10": ("F4_10", "E4_10"),
-              "10-20": ("F10_20", "E10_20")}
-BAT_COLUMNS = ["TIME", "RATE", "ERROR", "YEAR", "DAY", "STAT_ERR", "SYS_ERR", "DATA_FLAG",
-               "TIMEDEL_EXPO", "TIMEDEL_CODED", "TIMEDEL_DITHERED"]
+MAXI_BANDS = {
+    "2-20": ("F2_20", "E2_20"),
+    "2-4": ("F2_4", "E2_4"),
+    "4-10": ("F4_10", "E4_10"),
+    "10-20": ("F10_20", "E10_20"),
+}
+BAT_COLUMNS = [
+    "TIME",
+    "RATE",
+    "ERROR",
+    "YEAR",
+    "DAY",
+    "STAT_ERR",
+    "SYS_ERR",
+    "DATA_FLAG",
+    "TIMEDEL_EXPO",
+    "TIMEDEL_CODED",
+    "TIMEDEL_DITHERED",
+]
 BAT_BANDS = {"15-50": ("RATE", "ERROR")}
 BAT_FLAGS = {"data_flag": "DATA_FLAG"}
 GBM_BANDS = {"12-50": ("AMPLITUDE", "AMPLITUDE_ERR")}
@@ -119,8 +135,15 @@ def _header(text: str, default_columns: list[str]) -> tuple[list[str], int]:
 def _fast_table(body: str, columns: list[str]) -> np.ndarray | None:
     """The common case, vectorised: every data line numeric with the same column count (else None)."""
     try:
-        frame = pd.read_csv(io.StringIO(body), sep=r"\s+", header=None, comment="#", dtype=np.float64,
-                            names=range(len(columns) + 1), engine="c")
+        frame = pd.read_csv(
+            io.StringIO(body),
+            sep=r"\s+",
+            header=None,
+            comment="#",
+            dtype=np.float64,
+            names=range(len(columns) + 1),
+            engine="c",
+        )
     except Exception:  # only a shortcut: whatever pandas trips on, the line-by-line reader decides
         return None
     values = frame.to_numpy()
@@ -179,8 +202,15 @@ def _increasing(times: np.ndarray, sound: np.ndarray) -> np.ndarray:
     return keep
 
 
-def _validate(columns: list[str], values: np.ndarray, time_col: str, bands: dict[str, tuple[str, str]],
-              flag_columns: list[str], window: Window, rejected: list[Rejected]) -> np.ndarray:
+def _validate(
+    columns: list[str],
+    values: np.ndarray,
+    time_col: str,
+    bands: dict[str, tuple[str, str]],
+    flag_columns: list[str],
+    window: Window,
+    rejected: list[Rejected],
+) -> np.ndarray:
     """Boolean mask of usable rows; every unusable row is added to `rejected` with its reason."""
     idx = {c: i for i, c in enumerate(columns)}
     times = values[:, idx[time_col]]
@@ -191,7 +221,7 @@ def _validate(columns: list[str], values: np.ndarray, time_col: str, bands: dict
         "non_finite": np.isfinite(times) & np.isfinite(measured).all(axis=1),
         "negative_error": (errors >= 0).all(axis=1),
         "out_of_range": (np.abs(measured) <= MAX_ABS_VALUE).all(axis=1),
-        "flag": (np.isfinite(flags) & (np.round(flags) == flags) & (np.abs(flags) < 2 ** 31)).all(axis=1),
+        "flag": (np.isfinite(flags) & (np.round(flags) == flags) & (np.abs(flags) < 2**31)).all(axis=1),
         "before_launch": times >= window.earliest,
         "future": times <= window.latest,
     }
@@ -206,16 +236,25 @@ def _validate(columns: list[str], values: np.ndarray, time_col: str, bands: dict
     return ok
 
 
-def _assemble(columns: list[str], values: np.ndarray, rejected: list[Rejected], time_col: str,
-              bands: dict[str, tuple[str, str]], flag_columns: dict[str, str], window: Window) -> ParsedLightcurve:
+def _assemble(
+    columns: list[str],
+    values: np.ndarray,
+    rejected: list[Rejected],
+    time_col: str,
+    bands: dict[str, tuple[str, str]],
+    flag_columns: dict[str, str],
+    window: Window,
+) -> ParsedLightcurve:
     missing = [c for c in [time_col, *(c for pair in bands.values() for c in pair)] if c not in columns]
     if missing:
         raise RefusedFile(f"not a lightcurve: missing column(s) {', '.join(missing)} (found {columns[:20]})")
     flags = {name: col for name, col in flag_columns.items() if col in columns}
     ok = _validate(columns, values, time_col, bands, list(flags.values()), window, rejected)
     if len(rejected) > MAX_BAD_LINES:
-        raise RefusedFile(f"{len(rejected):,} bad lines, more than {MAX_BAD_LINES:,}: not this kind of "
-                          f"lightcurve (the first: {rejected[0].reason})")
+        raise RefusedFile(
+            f"{len(rejected):,} bad lines, more than {MAX_BAD_LINES:,}: not this kind of "
+            f"lightcurve (the first: {rejected[0].reason})"
+        )
     good = values[ok]
     idx = {c: i for i, c in enumerate(columns)}
     return ParsedLightcurve(
@@ -236,14 +275,14 @@ def _read_text(text: str, default_columns: list[str]) -> tuple[list[str], np.nda
 
 def parse_maxi(text: str, latest_mjd: float = np.inf) -> ParsedLightcurve:
     """MAXI/GSC `*_g_lc_1day_all.dat`: MJD and flux/error in 2-20, 2-4, 4-10, 10-20 keV (photons/cm²/s)."""
-    return _assemble(*_read_text(text, MAXI_COLUMNS), "MJD", MAXI_BANDS, {},
-                     Window(LAUNCH_MJD["maxi"], latest_mjd))
+    return _assemble(*_read_text(text, MAXI_COLUMNS), "MJD", MAXI_BANDS, {}, Window(LAUNCH_MJD["maxi"], latest_mjd))
 
 
 def parse_bat(text: str, latest_mjd: float = np.inf) -> ParsedLightcurve:
     """Swift/BAT transient monitor daily `*.lc.txt`: TIME (MJD), RATE, ERROR in 15-50 keV (counts/cm²/s)."""
-    return _assemble(*_read_text(text, BAT_COLUMNS), "TIME", BAT_BANDS, BAT_FLAGS,
-                     Window(LAUNCH_MJD["swift"], latest_mjd))
+    return _assemble(
+        *_read_text(text, BAT_COLUMNS), "TIME", BAT_BANDS, BAT_FLAGS, Window(LAUNCH_MJD["swift"], latest_mjd)
+    )
 
 
 def _fits_value(cards: dict[str, str], keyword: str, low: int, high: int, default: int | None = None) -> int:
@@ -263,7 +302,7 @@ def _fits_cards(content: bytes, offset: int) -> tuple[dict[str, str], int]:
     where its data begins."""
     cards: dict[str, str] = {}
     for start in range(offset, len(content) - 79, 80):
-        card = content[start: start + 80].decode("ascii", errors="replace")
+        card = content[start : start + 80].decode("ascii", errors="replace")
         keyword = card[:8].strip()
         if keyword == "END":
             return cards, offset + -(-(start + 80 - offset) // FITS_BLOCK) * FITS_BLOCK
@@ -279,24 +318,32 @@ def _check_fits_sizes(content: bytes) -> None:
     (hours), and a table column TFORM = 9999999999 makes it allocate gigabytes (both found by
     tests/test_fetcher_fuzz.py). The sizes follow the FITS standard 4.0, sections 4.4.1 and 7.3."""
     offset, first = 0, True
-    while first or content[offset: offset + 8] == b"XTENSION":
+    while first or content[offset : offset + 8] == b"XTENSION":
         cards, data_start = _fits_cards(content, offset)
         bitpix = _fits_value(cards, "BITPIX", -64, 64)
         if bitpix not in (8, 16, 32, 64, -32, -64):
             raise RefusedFile(f"FITS keyword BITPIX = {bitpix} is not a FITS data type")
         naxis = _fits_value(cards, "NAXIS", 0, 999)
         axes = [_fits_value(cards, f"NAXIS{i}", 0, len(content)) for i in range(1, naxis + 1)]
-        size = abs(bitpix) // 8 * _fits_value(cards, "GCOUNT", 1, 1, 1) * (
-            _fits_value(cards, "PCOUNT", 0, len(content), 0) + math.prod(axes)) if naxis else 0
+        size = (
+            abs(bitpix)
+            // 8
+            * _fits_value(cards, "GCOUNT", 1, 1, 1)
+            * (_fits_value(cards, "PCOUNT", 0, len(content), 0) + math.prod(axes))
+            if naxis
+            else 0
+        )
         if cards.get("XTENSION") == "BINTABLE":
             fields = _fits_value(cards, "TFIELDS", 0, 999)
             widths = [_tform_bytes(cards.get(f"TFORM{i}", "")) for i in range(1, fields + 1)]
             if naxis != 2 or sum(widths) != axes[0]:
-                raise RefusedFile(f"FITS table rows of {axes[0] if axes else 0} bytes, "
-                                  f"columns (TFORMn) of {sum(widths)}")
+                raise RefusedFile(
+                    f"FITS table rows of {axes[0] if axes else 0} bytes, columns (TFORMn) of {sum(widths)}"
+                )
         if size > len(content) - data_start:
-            raise RefusedFile(f"FITS header declares {size:,} bytes of data, "
-                              f"the file holds {len(content) - data_start:,}")
+            raise RefusedFile(
+                f"FITS header declares {size:,} bytes of data, the file holds {len(content) - data_start:,}"
+            )
         offset, first = data_start + -(-size // FITS_BLOCK) * FITS_BLOCK, False
 
 
@@ -309,8 +356,9 @@ def _tform_bytes(tform: str) -> int:
     return -(-repeat // 8) if match[2] == "X" else repeat * TFORM_BYTES[match[2]]
 
 
-def _fits_table(content: bytes, required: list[str],
-                optional: list[str]) -> tuple[list[str], np.ndarray, dict[str, str], fits.Header]:
+def _fits_table(
+    content: bytes, required: list[str], optional: list[str]
+) -> tuple[list[str], np.ndarray, dict[str, str], fits.Header]:
     """The first binary table holding every required column: (the required and present optional
     columns, their values as float rows, each one's unit, the table's header). Other columns are
     not read, so an unexpected extra column (text, arrays) does not refuse the file."""
@@ -322,8 +370,9 @@ def _fits_table(content: bytes, required: list[str],
             return _first_table(hdus, required, optional)
 
 
-def _first_table(hdus: fits.HDUList, required: list[str],
-                 optional: list[str]) -> tuple[list[str], np.ndarray, dict[str, str], fits.Header]:
+def _first_table(
+    hdus: fits.HDUList, required: list[str], optional: list[str]
+) -> tuple[list[str], np.ndarray, dict[str, str], fits.Header]:
     """See _fits_table; reading a table's data raises whatever astropy meets in a damaged file."""
     for hdu in hdus[1:]:
         if not isinstance(hdu, fits.BinTableHDU):
@@ -332,8 +381,13 @@ def _first_table(hdus: fits.HDUList, required: list[str],
         if all(r in names for r in required):
             wanted = required + [o for o in optional if o in names]
             data = hdu.data
-            values = np.column_stack([np.asarray(data.field(names[c]), dtype=np.float64).reshape(len(data), -1)[:, 0]
-                                      for c in wanted]) if len(data) else np.empty((0, len(wanted)))
+            values = (
+                np.column_stack(
+                    [np.asarray(data.field(names[c]), dtype=np.float64).reshape(len(data), -1)[:, 0] for c in wanted]
+                )
+                if len(data)
+                else np.empty((0, len(wanted)))
+            )
             units = {c: str(hdu.columns[names[c]].unit or "") for c in wanted}
             return wanted, values, units, hdu.header.copy()
     found = [[n.upper() for n in h.columns.names][:20] for h in hdus[1:] if isinstance(h, fits.BinTableHDU)]
@@ -401,8 +455,14 @@ def _read(instrument: str, content: bytes, latest_mjd: float) -> ParsedLightcurv
     raise RefusedFile(f"a text file where a {instrument} FITS lightcurve was expected")
 
 
-def parse(instrument: str, url: str, content: bytes, *, fetched_at: datetime | None = None,
-          max_decompressed_bytes: int | None = None) -> ParsedLightcurve:
+def parse(
+    instrument: str,
+    url: str,
+    content: bytes,
+    *,
+    fetched_at: datetime | None = None,
+    max_decompressed_bytes: int | None = None,
+) -> ParsedLightcurve:
     """Read a provider file of any supported kind, after checking it is one at all.
 
     Rows dated before the instrument's launch, or after `fetched_at` plus FUTURE_DAYS, are refused

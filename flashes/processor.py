@@ -21,6 +21,7 @@ partitions to their end before it processes anything. The records are applied in
 that the consumer's heartbeats go on meanwhile. Points in and out, dead letters and, after
 every poll, the lag of the partitions it owns are exported as Prometheus metrics (flashes/metrics.py).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -92,7 +93,9 @@ class Processor(ConsumerRebalanceListener):
         self.name, self.logic, self.settings, self.max_records = name, logic, settings, max_records
         self.group = f"flashes-{name}"
         self.lock = asyncio.Lock()
-        self.covered: dict[TopicPartition, dict[str, int]] = {}  # per input partition: the offset each key's state covers
+        self.covered: dict[
+            TopicPartition, dict[str, int]
+        ] = {}  # per input partition: the offset each key's state covers
         self.consumer: AIOKafkaConsumer | None = None
         self.failure: StateRestoreError | None = None
 
@@ -112,7 +115,9 @@ class Processor(ConsumerRebalanceListener):
             try:
                 self.covered.update(await self._restore(assigned))
             except Exception as exc:  # noqa: BLE001 - re-raised by the batch loop
-                self.failure = StateRestoreError(f"{self.name}: restoring the state of {sorted(assigned)} failed: {exc!r}")
+                self.failure = StateRestoreError(
+                    f"{self.name}: restoring the state of {sorted(assigned)} failed: {exc!r}"
+                )
 
     async def _restore(self, assigned: set[TopicPartition]) -> dict[TopicPartition, dict[str, int]]:
         """Read the state topic's partitions of `assigned` to their end (the newest record per key wins)."""
@@ -157,7 +162,8 @@ class Processor(ConsumerRebalanceListener):
                     continue  # this key's stored state already includes it
                 outputs += self.logic.apply(value)
             except StateRestoreError:
-                raise  # a state that cannot be read back now (a model's history, QuestDB down): start over, no dead letter
+                # a state that cannot be read back now (a model's history, QuestDB down): start over, no dead letter
+                raise
             except Exception as exc:  # noqa: BLE001 - a message that cannot be processed must not stop the others
                 undecodable = isinstance(exc, DecodeError)
                 reason = str(exc) if undecodable else f"cannot process: {type(exc).__name__}: {exc}"
@@ -171,8 +177,10 @@ class Processor(ConsumerRebalanceListener):
         return outputs, touched
 
     async def _produce(self, producer: Any, outputs: list[Output]) -> None:
-        futures = [await producer.send(o.spec.name, o.spec.encode(o.value), key=o.key.encode(), partition=o.partition)
-                   for o in outputs]
+        futures = [
+            await producer.send(o.spec.name, o.spec.encode(o.value), key=o.key.encode(), partition=o.partition)
+            for o in outputs
+        ]
         await asyncio.gather(*futures)
 
     async def _batch(self, producer: Any, batches: dict[TopicPartition, list]) -> None:
@@ -186,9 +194,10 @@ class Processor(ConsumerRebalanceListener):
             # event loop, which sends the consumer's heartbeats (a 10 s session). The lock keeps it alone.
             out, touched = await asyncio.to_thread(self._apply, tp, records)
             outputs += out
-            states += [Output(self.logic.state, key,
-                              self.logic.snapshot(key, tp.topic, tp.partition, offset), tp.partition)
-                       for key, offset in touched.items()]
+            states += [
+                Output(self.logic.state, key, self.logic.snapshot(key, tp.topic, tp.partition, offset), tp.partition)
+                for key, offset in touched.items()
+            ]
             commits[tp] = records[-1].offset + 1
         await self._produce(producer, outputs)
         produced: Counter[str] = Counter()
@@ -224,10 +233,16 @@ class Processor(ConsumerRebalanceListener):
             loop.add_signal_handler(sig, stop.set)
         heartbeat = asyncio.ensure_future(beat(self.settings, self.name))
         self.consumer = kafka.consumer(
-            self.settings, group_id=self.group, enable_auto_commit=False,
-            auto_offset_reset="earliest", partition_assignment_strategy=(RangePartitionAssignor,),
-            session_timeout_ms=10_000, heartbeat_interval_ms=2_000, max_partition_fetch_bytes=8 * 1024 * 1024,
-            fetch_max_bytes=32 * 1024 * 1024)
+            self.settings,
+            group_id=self.group,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            partition_assignment_strategy=(RangePartitionAssignor,),
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=2_000,
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+            fetch_max_bytes=32 * 1024 * 1024,
+        )
         # Range assignment gives one worker the same partition number of every input topic, so a
         # source's lightcurve and derived chunks are processed (and their state stored) together.
         self.consumer.subscribe([spec.name for spec in self.logic.inputs], listener=self)

@@ -1,4 +1,5 @@
 """One progress bar for the command line (rich, on stderr): shown only when asked for and on a terminal."""
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator

@@ -3,9 +3,10 @@
 Every table fed from a topic is a WAL table with DEDUP UPSERT KEYS on its natural key, so a
 replayed topic rewrites the same rows instead of adding new ones.
 """
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -37,7 +38,8 @@ TABLES: dict[str, str] = {
     "deliveries": """CREATE TABLE IF NOT EXISTS deliveries (
         ts TIMESTAMP, subscription_id SYMBOL, channel SYMBOL, status SYMBOL, alert_id VARCHAR,
         record_number INT, test BOOLEAN, attempt INT, detail VARCHAR
-    ) TIMESTAMP(ts) PARTITION BY MONTH WAL DEDUP UPSERT KEYS(ts, subscription_id, alert_id, record_number, attempt, status)""",
+    ) TIMESTAMP(ts) PARTITION BY MONTH WAL
+    DEDUP UPSERT KEYS(ts, subscription_id, alert_id, record_number, attempt, status)""",
     "deadletter": """CREATE TABLE IF NOT EXISTS deadletter (
         ts TIMESTAMP, origin SYMBOL, reason VARCHAR, payload VARCHAR, url VARCHAR
     ) TIMESTAMP(ts) PARTITION BY MONTH WAL DEDUP UPSERT KEYS(ts, origin, payload)""",
@@ -51,14 +53,18 @@ NEWEST_PER_INSTRUMENT = "SELECT {columns} FROM lightcurve WHERE ts <= {bound} LA
 
 def sql_time(t: datetime) -> str:
     """A time as QuestDB writes a timestamp (UTC; a time without a zone is UTC, as asyncpg returns them)."""
-    return (t.astimezone(timezone.utc) if t.tzinfo else t).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return (t.astimezone(UTC) if t.tzinfo else t).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def query(settings: Settings, sql: str, timeout_s: float = 30.0) -> list[dict[str, Any]]:
     """Run SQL over HTTP /exec and return the rows as dicts."""
     try:
-        r = httpx.get(f"{settings.questdb_http_url}/exec", params={"query": sql}, timeout=timeout_s,
-                      auth=(settings.questdb_writer_user, settings.questdb_writer_password.get_secret_value()))
+        r = httpx.get(
+            f"{settings.questdb_http_url}/exec",
+            params={"query": sql},
+            timeout=timeout_s,
+            auth=(settings.questdb_writer_user, settings.questdb_writer_password.get_secret_value()),
+        )
     except httpx.HTTPError as exc:
         raise QuestDBError(f"QuestDB at {settings.questdb_http_url} unreachable: {exc!r}") from exc
     try:
@@ -79,8 +85,12 @@ def ensure_tables(settings: Settings) -> None:
 def healthy(settings: Settings) -> bool:
     """QuestDB answers a query of the writer's: up, and the login holds (the sink waits for this)."""
     try:
-        r = httpx.get(f"{settings.questdb_http_url}/exec", params={"query": "SELECT 1"}, timeout=2,
-                      auth=(settings.questdb_writer_user, settings.questdb_writer_password.get_secret_value()))
+        r = httpx.get(
+            f"{settings.questdb_http_url}/exec",
+            params={"query": "SELECT 1"},
+            timeout=2,
+            auth=(settings.questdb_writer_user, settings.questdb_writer_password.get_secret_value()),
+        )
         return r.status_code == 200
     except httpx.HTTPError:
         return False
@@ -94,6 +104,13 @@ def wal_applied(settings: Settings) -> bool:
 
 def sender(settings: Settings) -> Sender:
     """ILP over HTTP as the writer (HTTP basic auth); each flush is one transaction per table."""
-    return Sender(Protocol.Http, settings.questdb_host, settings.questdb_http_port,
-                  username=settings.questdb_writer_user, password=settings.questdb_writer_password.get_secret_value(),
-                  auto_flush=False, retry_timeout=60000, request_timeout=60000)
+    return Sender(
+        Protocol.Http,
+        settings.questdb_host,
+        settings.questdb_http_port,
+        username=settings.questdb_writer_user,
+        password=settings.questdb_writer_password.get_secret_value(),
+        auto_flush=False,
+        retry_timeout=60000,
+        request_timeout=60000,
+    )

@@ -17,6 +17,7 @@ Kafka user; a service that mails refuses cleartext SMTP to a host that is not lo
 `smtp_allow_cleartext` says it is a local relay; the fetcher refuses a provider URL that is not
 https on a host that is not loopback.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -47,7 +48,9 @@ SECRETS: dict[str, tuple[str, ...]] = {
 MAILERS = ("api", "delivery")
 WEBHOOK_CHECKERS = ("api", "delivery")  # the API when an address is given, delivery when it connects
 FETCHERS = ("fetcher",)
-KAFKA_ACCOUNT = "set FLASHES_KAFKA_USER to this service's user (its name: flashes/kafka_acl.py) and FLASHES_KAFKA_PASSWORD"
+KAFKA_ACCOUNT = (
+    "set FLASHES_KAFKA_USER to this service's user (its name: flashes/kafka_acl.py) and FLASHES_KAFKA_PASSWORD"
+)
 FERNET_KEY = 'python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
 PASSWORD = "openssl rand -base64 24"
 
@@ -69,8 +72,11 @@ def is_loopback(host: str) -> bool:
 
 def exposed_hosts(settings: Settings) -> list[str]:
     """The host settings that are not loopback (empty: a local deployment)."""
-    hosts = {name: getattr(settings, name) for name, field in Settings.model_fields.items()
-             if name.endswith("_host") and field.annotation is str}  # not http_per_host, a count
+    hosts = {
+        name: getattr(settings, name)
+        for name, field in Settings.model_fields.items()
+        if name.endswith("_host") and field.annotation is str
+    }  # not http_per_host, a count
     if settings.public_api_url:
         hosts["public_api_url"] = urlsplit(settings.public_api_url).hostname or ""
     return [env_name(name) for name, host in hosts.items() if not is_loopback(str(host))]
@@ -85,17 +91,23 @@ def default_secrets(settings: Settings, used: tuple[str, ...]) -> list[str]:
     default, a user whose password is empty."""
     problems = []
     development_key = _plain(Settings.model_fields["secret_key"].get_default())
-    if "secret_key" in used and development_key in (_plain(key) for key in settings.secret_keys or [settings.secret_key]):
+    if "secret_key" in used and development_key in (
+        _plain(key) for key in settings.secret_keys or [settings.secret_key]
+    ):
         name = env_name("secret_keys" if settings.secret_keys else "secret_key")
-        problems.append(f"{name} holds the development key, which is public in the source: anyone could forge "
-                        f"confirmation and unsubscribe links and open the stored addresses and webhook secrets; "
-                        f"make a key with {FERNET_KEY}")
+        problems.append(
+            f"{name} holds the development key, which is public in the source: anyone could forge "
+            f"confirmation and unsubscribe links and open the stored addresses and webhook secrets; "
+            f"make a key with {FERNET_KEY}"
+        )
     for name in used:
         if name not in KEY_FIELDS:
             default = _plain(Settings.model_fields[name].get_default(call_default_factory=True))
             if default and _plain(getattr(settings, name)) == default:
-                problems.append(f"{env_name(name)} is its public default: set a new one on the server and the "
-                                f"services, e.g. from {PASSWORD}")
+                problems.append(
+                    f"{env_name(name)} is its public default: set a new one on the server and the "
+                    f"services, e.g. from {PASSWORD}"
+                )
     for name in used:
         user = name.removesuffix("_password") + "_user"
         if name.endswith("_password") and getattr(settings, user, None) and not _plain(getattr(settings, name)):
@@ -106,8 +118,10 @@ def default_secrets(settings: Settings, used: tuple[str, ...]) -> list[str]:
 def kafka_login(settings: Settings) -> str | None:
     """Why this service's Kafka connection would be anonymous, if it would."""
     if settings.kafka_security_protocol == "PLAINTEXT" and not is_loopback(settings.kafka_host):
-        return ("FLASHES_KAFKA_SECURITY_PROTOCOL is PLAINTEXT and FLASHES_KAFKA_HOST is not loopback: whoever reaches "
-                f"the broker could publish alerts that delivery signs and sends; use SASL_PLAINTEXT, {KAFKA_ACCOUNT}")
+        return (
+            "FLASHES_KAFKA_SECURITY_PROTOCOL is PLAINTEXT and FLASHES_KAFKA_HOST is not loopback: whoever reaches "
+            f"the broker could publish alerts that delivery signs and sends; use SASL_PLAINTEXT, {KAFKA_ACCOUNT}"
+        )
     if settings.kafka_security_protocol == "SASL_PLAINTEXT" and not settings.kafka_user:
         return f"FLASHES_KAFKA_SECURITY_PROTOCOL is SASL_PLAINTEXT and FLASHES_KAFKA_USER is empty: {KAFKA_ACCOUNT}"
     return None
@@ -117,24 +131,30 @@ def loopback_webhooks(settings: Settings) -> str | None:
     """Why webhooks could be aimed at this host's own servers, if they could (said only beyond loopback)."""
     if not settings.webhook_allow_loopback:
         return None
-    return ("FLASHES_WEBHOOK_ALLOW_LOOPBACK is true: a subscriber could aim webhooks at the servers on this host's "
-            "loopback (QuestDB, Kafka, the metrics); it is for tests, set it false")
+    return (
+        "FLASHES_WEBHOOK_ALLOW_LOOPBACK is true: a subscriber could aim webhooks at the servers on this host's "
+        "loopback (QuestDB, Kafka, the metrics); it is for tests, set it false"
+    )
 
 
 def cleartext_smtp(settings: Settings) -> str | None:
     """Why this SMTP setup would send credentials, addresses and unsubscribe links in clear, if it would."""
     if settings.smtp_security != "none" or is_loopback(settings.smtp_host) or settings.smtp_allow_cleartext:
         return None
-    return ("FLASHES_SMTP_SECURITY is none (cleartext) and FLASHES_SMTP_HOST is not loopback: use starttls or tls, "
-            "or set FLASHES_SMTP_ALLOW_CLEARTEXT=true for a relay on the local network")
+    return (
+        "FLASHES_SMTP_SECURITY is none (cleartext) and FLASHES_SMTP_HOST is not loopback: use starttls or tls, "
+        "or set FLASHES_SMTP_ALLOW_CLEARTEXT=true for a relay on the local network"
+    )
 
 
 def plain_providers(settings: Settings) -> list[str]:
     """Provider base URLs that are not https on a host that is not loopback (a local mirror may be http)."""
-    return [f"{env_name(f'{instrument}_base_url')} is not https: a man in the middle could inject points that "
-            f"become alerts; use the provider's https:// address (http is for a mirror on loopback)"
-            for instrument, url in settings.base_urls.items()
-            if (parts := urlsplit(url)).scheme != "https" and not is_loopback(parts.hostname or "")]
+    return [
+        f"{env_name(f'{instrument}_base_url')} is not https: a man in the middle could inject points that "
+        f"become alerts; use the provider's https:// address (http is for a mirror on loopback)"
+        for instrument, url in settings.base_urls.items()
+        if (parts := urlsplit(url)).scheme != "https" and not is_loopback(parts.hostname or "")
+    ]
 
 
 def unsafe_settings(settings: Settings, service: str) -> list[str]:

@@ -4,6 +4,7 @@ The entry point (`flashes` in services/cli.py) calls `Settings.from_env(os.envir
 dict or with keywords, a child process is given its variables explicitly. Secrets are `SecretStr`: they print
 as stars and are read with `.get_secret_value()` where they are used.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,19 +35,26 @@ class Settings(BaseModel):
     kafka_port: int = 9092
     kafka_controller_port: int = 9093
     kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT"] = Field(
-        default="PLAINTEXT", description="SASL_PLAINTEXT: log in with SCRAM-SHA-512 as kafka_user (compose); "
-                                         "PLAINTEXT: no login, for a broker on loopback only (make run, tests)")
-    kafka_user: str = Field(default="", description="this service's Kafka user; what it may read and write: "
-                                                    "flashes/kafka_acl.py")
+        default="PLAINTEXT",
+        description="SASL_PLAINTEXT: log in with SCRAM-SHA-512 as kafka_user (compose); "
+        "PLAINTEXT: no login, for a broker on loopback only (make run, tests)",
+    )
+    kafka_user: str = Field(
+        default="", description="this service's Kafka user; what it may read and write: flashes/kafka_acl.py"
+    )
     kafka_password: SecretStr = SecretStr("")
     questdb_http_port: int = 9000
     questdb_pg_port: int = 8812
-    questdb_reader_user: str = Field(default="reader", description="QuestDB's read-only PG-wire user: the API and "
-                                                                   "Grafana read as it")
+    questdb_reader_user: str = Field(
+        default="reader", description="QuestDB's read-only PG-wire user: the API and Grafana read as it"
+    )
     questdb_reader_password: SecretStr = SecretStr("quest")
-    questdb_writer_user: str = Field(default="admin", description="QuestDB's HTTP (REST, ILP) and PG-wire user that "
-                                                                  "may write: the sink, table creation, the queries "
-                                                                  "of flashes.questdb.query")
+    questdb_writer_user: str = Field(
+        default="admin",
+        description="QuestDB's HTTP (REST, ILP) and PG-wire user that "
+        "may write: the sink, table creation, the queries "
+        "of flashes.questdb.query",
+    )
     questdb_writer_password: SecretStr = SecretStr("quest")
     questdb_min_http_port: int = 9003
     var_dir: Path = PROJECT_ROOT / "var"
@@ -55,9 +63,11 @@ class Settings(BaseModel):
     # Data and providers.
     master_table: Path = PROJECT_ROOT / "data" / "master_table.csv"
     heasarc_classes: Path = PROJECT_ROOT / "data" / "heasarc_classes.csv"
-    heasarc_vo_url: str = Field(default="https://heasarc.gsfc.nasa.gov/xamin/vo",
-                                description="HEASARC's VO services (astroquery's Heasarc VO_URL): `flashes catalogue build --online` "
-                                            "reads the class names from its TAP table `class`")
+    heasarc_vo_url: str = Field(
+        default="https://heasarc.gsfc.nasa.gov/xamin/vo",
+        description="HEASARC's VO services (astroquery's Heasarc VO_URL): `flashes catalogue build --online` "
+        "reads the class names from its TAP table `class`",
+    )
     maxi_base_url: str = "https://maxi.riken.jp/"
     swift_base_url: str = "https://swift.gsfc.nasa.gov/"
     fermi_base_url: str = "https://gammaray.nsstc.nasa.gov/gbm/science/pulsars/lightcurves/"
@@ -65,7 +75,8 @@ class Settings(BaseModel):
     fetch_every_s: dict[str, float] = Field(
         default_factory=lambda: dict(POLL_EVERY_S),
         description="poll interval of each provider (conditional requests make an unchanged file a 304); "
-                    "providers not given keep the default")
+        "providers not given keep the default",
+    )
     fetch_jitter_s: float = Field(default=300.0, description="random delay added to each poll, up to this")
     max_download_bytes: int = Field(default=64 * 1024 * 1024, description="a larger provider file is refused")
     max_decompressed_bytes: int = Field(default=256 * 1024 * 1024, description="a gzip that inflates beyond is refused")
@@ -73,9 +84,12 @@ class Settings(BaseModel):
     http_timeout_s: float = 30.0
     http_retries: int = 4
     http_backoff_s: float = 1.0
-    http_ca_file: Path | None = Field(default=None, description="a PEM file of certificate authorities the provider "
-                                                                "client trusts besides the default ones (a mirror "
-                                                                "with a private CA)")
+    http_ca_file: Path | None = Field(
+        default=None,
+        description="a PEM file of certificate authorities the provider "
+        "client trusts besides the default ones (a mirror "
+        "with a private CA)",
+    )
 
     # Storage.
     sink_batch_s: float = 2.0
@@ -83,14 +97,24 @@ class Settings(BaseModel):
 
     # Scoring and alerts.
     relevance_threshold: float = 0.7
-    relevance_history_wait_s: float = Field(default=600.0, description="how long in all a relevance worker waits "
-                                                                       "for QuestDB to answer and hold what old states "
-                                                                       "had scored, before it rebuilds from what is stored")
-    clock_offset_days: float = Field(default=0.0, description="simulations only: every service's clock "
-                                                                "(flashes.clock.now) runs this many days off UTC")
-    live_days: float = Field(default=3.0, description="an alert whose triggering point is at most this old when it "
-                                                      "is raised is news (pushed); older is history (stored, shown)")
-    episode_end_points: int = Field(default=5, description="points below the threshold, per series, that end an episode")
+    relevance_history_wait_s: float = Field(
+        default=600.0,
+        description="how long in all a relevance worker waits "
+        "for QuestDB to answer and hold what old states "
+        "had scored, before it rebuilds from what is stored",
+    )
+    clock_offset_days: float = Field(
+        default=0.0,
+        description="simulations only: every service's clock (flashes.clock.now) runs this many days off UTC",
+    )
+    live_days: float = Field(
+        default=3.0,
+        description="an alert whose triggering point is at most this old when it "
+        "is raised is news (pushed); older is history (stored, shown)",
+    )
+    episode_end_points: int = Field(
+        default=5, description="points below the threshold, per series, that end an episode"
+    )
     api_port: int = 8000
     api_cache_s: float = Field(default=10.0, description="how long the API serves a series from memory")
     api_db_connections: int = Field(default=8, description="the API's PostgreSQL-wire connections to QuestDB")
@@ -98,62 +122,93 @@ class Settings(BaseModel):
     grafana_url: str = "http://127.0.0.1:3000"
 
     # Subscriptions and delivery.
-    secret_key: SecretStr = Field(default=DEVELOPMENT_KEY,
-                            description="Fernet key (urlsafe base64 of 32 bytes) that encrypts e-mail addresses "
-                                        "and webhook secrets and signs confirmation links; the default is for "
-                                        "development only")
+    secret_key: SecretStr = Field(
+        default=DEVELOPMENT_KEY,
+        description="Fernet key (urlsafe base64 of 32 bytes) that encrypts e-mail addresses "
+        "and webhook secrets and signs confirmation links; the default is for "
+        "development only",
+    )
     webhook_allow_loopback: bool = Field(default=False, description="tests only: accept http://127.0.0.1 webhooks")
     webhook_timeout_s: float = 5.0
     delivery_backoff_s: float = Field(default=30.0, description="first retry delay; doubles at each attempt")
     delivery_max_attempts: int = Field(default=12, description="then the dead-letter topic (12: about 17 h)")
     delivery_concurrency: int = Field(default=256, description="attempts in flight in all")
     webhook_per_subscription: int = Field(default=4, description="webhook attempts in flight per subscription")
-    webhook_per_host: int = Field(default=16, description="webhook attempts in flight per receiving network (the "
-                                                         "/24 or /48 its host resolves to)")
-    webhook_suspect_after: int = Field(default=2, description="connection-level webhook failures in a row (no "
-                                                              "HTTP answer) that make a subscription suspect")
-    webhook_suspect_slots: int = Field(default=16, description="webhook attempts in flight, in all, of suspect "
-                                                               "subscriptions (in place of the global slots)")
+    webhook_per_host: int = Field(
+        default=16, description="webhook attempts in flight per receiving network (the /24 or /48 its host resolves to)"
+    )
+    webhook_suspect_after: int = Field(
+        default=2,
+        description="connection-level webhook failures in a row (no HTTP answer) that make a subscription suspect",
+    )
+    webhook_suspect_slots: int = Field(
+        default=16,
+        description="webhook attempts in flight, in all, of suspect subscriptions (in place of the global slots)",
+    )
     smtp_host: str = "127.0.0.1"
     smtp_port: int = 8025
     smtp_user: str = ""
     smtp_password: SecretStr = SecretStr("")
     smtp_security: Literal["starttls", "tls", "none"] = Field(
-        default="starttls", description="starttls: STARTTLS required (port 587 or 25); tls: implicit TLS (port 465); "
-                                        "none: cleartext, refused unless smtp_host is loopback or "
-                                        "smtp_allow_cleartext is set")
-    smtp_allow_cleartext: bool = Field(default=False, description="allow smtp_security none to a relay that is "
-                                                                 "not loopback (a relay on the local network)")
-    smtp_ca_file: Path | None = Field(default=None, description="a PEM file of certificate authorities the SMTP "
-                                                                "client trusts besides the system's (a relay with "
-                                                                "a private CA)")
+        default="starttls",
+        description="starttls: STARTTLS required (port 587 or 25); tls: implicit TLS (port 465); "
+        "none: cleartext, refused unless smtp_host is loopback or "
+        "smtp_allow_cleartext is set",
+    )
+    smtp_allow_cleartext: bool = Field(
+        default=False,
+        description="allow smtp_security none to a relay that is not loopback (a relay on the local network)",
+    )
+    smtp_ca_file: Path | None = Field(
+        default=None,
+        description="a PEM file of certificate authorities the SMTP "
+        "client trusts besides the system's (a relay with "
+        "a private CA)",
+    )
     mail_from: str = "FLASHES stream <flashes@localhost>"
     email_daily_cap: int = Field(default=10, description="alert mails per subscription and UTC day; then a digest")
-    subscriptions_per_hour: int = Field(default=20, description="subscriptions one client network (IPv4 address, "
-                                                                "IPv6 /64) may create per hour")
-    writes_per_hour: int = Field(default=120, description="changes (PATCH, DELETE, test, confirm) one client network "
-                                                          "may make per hour")
-    rate_limit_networks: int = Field(default=50_000, description="client networks the rate limits remember (about "
-                                                                 "200 bytes each); the least recently seen is forgotten")
-    confirmation_mails_per_day: int = Field(default=3, description="confirmation mails per subscription, "
-                                                                   "and per address, in any 24 h (beyond: 429)")
+    subscriptions_per_hour: int = Field(
+        default=20, description="subscriptions one client network (IPv4 address, IPv6 /64) may create per hour"
+    )
+    writes_per_hour: int = Field(
+        default=120, description="changes (PATCH, DELETE, test, confirm) one client network may make per hour"
+    )
+    rate_limit_networks: int = Field(
+        default=50_000,
+        description="client networks the rate limits remember (about "
+        "200 bytes each); the least recently seen is forgotten",
+    )
+    confirmation_mails_per_day: int = Field(
+        default=3, description="confirmation mails per subscription, and per address, in any 24 h (beyond: 429)"
+    )
     confirm_link_hours: float = Field(default=48.0, description="a confirmation link expires after this")
-    unconfirmed_days: float = Field(default=7.0, description="an e-mail address not confirmed within this is "
-                                                             "removed with its subscription; so is a "
-                                                             "subscription left on channel none")
+    unconfirmed_days: float = Field(
+        default=7.0,
+        description="an e-mail address not confirmed within this is "
+        "removed with its subscription; so is a "
+        "subscription left on channel none",
+    )
     max_body_bytes: int = Field(default=64 * 1024, description="a larger request body is refused (413)")
-    secret_keys: list[SecretStr] = Field(default_factory=list,
-                                   description="Fernet keys, newest first: the first encrypts and signs, every one "
-                                               "decrypts and verifies (key rotation); empty: [secret_key]")
+    secret_keys: list[SecretStr] = Field(
+        default_factory=list,
+        description="Fernet keys, newest first: the first encrypts and signs, every one "
+        "decrypts and verifies (key rotation); empty: [secret_key]",
+    )
     heartbeat_s: float = 3.0
-    metrics_port: int = Field(default=9400, description="Prometheus metrics: service i of services.registry.SERVICES "
-                                                        "listens on metrics_port + i (the API on its own port, /metrics)")
-    metrics_host: str = Field(default="127.0.0.1", description="where the services' metrics listen (compose: 0.0.0.0, "
-                                                               "inside its network only)")
+    metrics_port: int = Field(
+        default=9400,
+        description="Prometheus metrics: service i of services.registry.SERVICES "
+        "listens on metrics_port + i (the API on its own port, /metrics)",
+    )
+    metrics_host: str = Field(
+        default="127.0.0.1",
+        description="where the services' metrics listen (compose: 0.0.0.0, inside its network only)",
+    )
     freshness_days: dict[str, float] = Field(
         default_factory=lambda: {"maxi": 2.0, "swift": 2.0, "fermi": 7.0},
         description="GET /health/freshness: an instrument whose newest point is older is stale (503); "
-                    "an instrument not listed is not judged")
+        "an instrument not listed is not judged",
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:

@@ -5,6 +5,7 @@ No e-mail address may appear in a log line or an error: `send` reports failures 
 DeliveryError whose message has every address redacted and no chained exception; `reason` is
 that redaction, also for the delivery service's reasons.
 """
+
 from __future__ import annotations
 
 import email.policy
@@ -13,7 +14,7 @@ import hashlib
 import re
 import ssl
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.headerregistry import HeaderRegistry, UnstructuredHeader
 from email.message import EmailMessage
 
@@ -58,15 +59,16 @@ _HEADERS.map_to_type("list-unsubscribe", UnencodedHeader)  # type: ignore[arg-ty
 POLICY = email.policy.default.clone(header_factory=_HEADERS)
 
 
-def new_message(settings: Settings, to: str, subject: str, text: str, html: str,
-                message_id: str | None = None) -> EmailMessage:
+def new_message(
+    settings: Settings, to: str, subject: str, text: str, html: str, message_id: str | None = None
+) -> EmailMessage:
     """A text + HTML (multipart/alternative) message from the service, with Date and Message-ID (new unless
     given)."""
     msg = EmailMessage(policy=POLICY)
     msg["From"] = settings.mail_from
     msg["To"] = to
     msg["Subject"] = subject
-    msg["Date"] = email.utils.format_datetime(datetime.now(timezone.utc))
+    msg["Date"] = email.utils.format_datetime(datetime.now(UTC))
     msg["Message-ID"] = message_id or make_id(settings)
     msg["Auto-Submitted"] = "auto-generated"
     msg.set_content(text)
@@ -87,9 +89,13 @@ def make_id(settings: Settings, seed: str | None = None) -> str:
 def confirmation_message(settings: Settings, to: str, confirm_url: str, summary: str) -> EmailMessage:
     """The double opt-in mail: nothing is sent to `to` until `confirm_url` is opened."""
     context = {"confirm_url": confirm_url, "summary": summary, "api_url": settings.api_url}
-    return new_message(settings, to, "Confirm your FLASHES stream alert subscription",
-                       _ENV.get_template("confirmation.txt.j2").render(context),
-                       _ENV.get_template("confirmation.html.j2").render(context))
+    return new_message(
+        settings,
+        to,
+        "Confirm your FLASHES stream alert subscription",
+        _ENV.get_template("confirmation.txt.j2").render(context),
+        _ENV.get_template("confirmation.html.j2").render(context),
+    )
 
 
 async def send(settings: Settings, message: EmailMessage) -> None:
@@ -100,12 +106,17 @@ async def send(settings: Settings, message: EmailMessage) -> None:
     if refusal := cleartext_smtp(settings):
         raise DeliveryError(f"mail not sent: {refusal}")
     try:
-        await aiosmtplib.send(message, hostname=settings.smtp_host, port=settings.smtp_port,
-                              username=settings.smtp_user or None,
-                              password=settings.smtp_password.get_secret_value() or None,
-                              use_tls=settings.smtp_security == "tls", start_tls=settings.smtp_security == "starttls",
-                              cert_bundle=str(settings.smtp_ca_file) if settings.smtp_ca_file else None,
-                              timeout=SMTP_TIMEOUT_S)
+        await aiosmtplib.send(
+            message,
+            hostname=settings.smtp_host,
+            port=settings.smtp_port,
+            username=settings.smtp_user or None,
+            password=settings.smtp_password.get_secret_value() or None,
+            use_tls=settings.smtp_security == "tls",
+            start_tls=settings.smtp_security == "starttls",
+            cert_bundle=str(settings.smtp_ca_file) if settings.smtp_ca_file else None,
+            timeout=SMTP_TIMEOUT_S,
+        )
     except (aiosmtplib.SMTPException, OSError) as exc:
         # `from None`: the original exception names the refused address and the relay and would reach tracebacks.
         raise DeliveryError(f"mail not sent: {smtp_failure(exc)}") from None

@@ -8,6 +8,7 @@ mails carry an HMAC, so they need no storage: an unsubscribe link signs the subs
 of the address it was mailed to and its expiry, so a link kept and replayed after the address was
 changed, or after it expired, confirms nothing.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -15,18 +16,18 @@ import base64
 import hashlib
 import hmac
 import logging
-import secrets
 import re
-from datetime import datetime, timezone
+import secrets
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaError
 from astropy.coordinates import angular_separation
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-import numpy as np
 
 import schemas
 from flashes import kafka, topics
@@ -55,18 +56,31 @@ def new_webhook_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
-def new_subscription(vault: "Vault", filters: schemas.SubscriptionFilters, channel: str,
-                     webhook_url: str | None = None, email: str | None = None, email_confirmed: bool = False,
-                     created_at: datetime | None = None,
-                     alerts_from: list[int] | None = None) -> tuple[str, str | None, schemas.Subscription]:
+def new_subscription(
+    vault: Vault,
+    filters: schemas.SubscriptionFilters,
+    channel: str,
+    webhook_url: str | None = None,
+    email: str | None = None,
+    email_confirmed: bool = False,
+    created_at: datetime | None = None,
+    alerts_from: list[int] | None = None,
+) -> tuple[str, str | None, schemas.Subscription]:
     """A new subscription as stored (address and webhook secret sealed), with its code and the webhook
     secret in clear: both are shown to the subscriber once and never stored. `alerts_from`: see made_before."""
     code = new_code()
     secret = new_webhook_secret() if channel == "webhook" else None
     sub = schemas.Subscription(
-        subscription_id=subscription_id(code), created_at=created_at or datetime.now(timezone.utc), filters=filters,
-        channel=channel, webhook_url=webhook_url, webhook_secret=vault.seal(secret) if secret else None,
-        email=vault.seal(email) if email else None, email_confirmed=email_confirmed, alerts_from=alerts_from or [])
+        subscription_id=subscription_id(code),
+        created_at=created_at or datetime.now(UTC),
+        filters=filters,
+        channel=channel,
+        webhook_url=webhook_url,
+        webhook_secret=vault.seal(secret) if secret else None,
+        email=vault.seal(email) if email else None,
+        email_confirmed=email_confirmed,
+        alerts_from=alerts_from or [],
+    )
     return code, secret, sub
 
 
@@ -110,8 +124,9 @@ class Vault:
         try:
             return self.fernet.decrypt(token.encode()).decode()
         except InvalidToken as exc:
-            raise SubscriptionError("a stored secret does not decrypt with any of the keys in "
-                                    "FLASHES_SECRET_KEYS (was its key removed?)") from exc
+            raise SubscriptionError(
+                "a stored secret does not decrypt with any of the keys in FLASHES_SECRET_KEYS (was its key removed?)"
+            ) from exc
 
     def link_token(self, sub_id: str) -> str:
         """The token of an unsubscribe link, bound to the subscription alone, signed with the newest key."""
@@ -138,15 +153,17 @@ class Vault:
         parts = CONFIRM_TOKEN.match(token)
         if parts is None or not self._verifies(self._confirmation(sub_id, address, int(parts[1])), parts[2]):
             return None
-        return datetime.fromtimestamp(int(parts[1]), timezone.utc)
+        return datetime.fromtimestamp(int(parts[1]), UTC)
 
     @staticmethod
     def _confirmation(sub_id: str, address: str, at: int) -> str:
         return f"confirm:{sub_id}:{hashlib.sha256(address.encode()).hexdigest()}:{at}"
 
     def _verifies(self, message: str, token: str) -> bool:
-        return any(hmac.compare_digest(self._mac(key, message).encode(), token.encode())  # bytes: any text
-                   for key in self.mac_keys)
+        return any(
+            hmac.compare_digest(self._mac(key, message).encode(), token.encode())  # bytes: any text
+            for key in self.mac_keys
+        )
 
     @staticmethod
     def _mac(key: bytes, message: str) -> str:
@@ -172,9 +189,11 @@ async def check_webhook_url(url: str, allow_loopback: bool, guard: Guard | None 
         async with asyncio.timeout(WEBHOOK_LOOKUP_S):
             addresses = await (guard or Guard(allow_loopback)).addresses(parts.hostname, port)
     except (RefusedAddress, TimeoutError):
-        raise SubscriptionError("webhook_url's host must resolve to public addresses only, not to loopback, "
-                                "private, link-local, reserved or translated (NAT64, 6to4, Teredo, IPv4-mapped) "
-                                "ones") from None
+        raise SubscriptionError(
+            "webhook_url's host must resolve to public addresses only, not to loopback, "
+            "private, link-local, reserved or translated (NAT64, 6to4, Teredo, IPv4-mapped) "
+            "ones"
+        ) from None
     if parts.scheme != "https" and not (allow_loopback and all(a.is_loopback for a in addresses)):
         raise SubscriptionError(f"webhook_url must use https, not {parts.scheme}")
 
@@ -194,28 +213,33 @@ def sources_of(filters: schemas.SubscriptionFilters, records: Mapping[str, schem
 
     One pass over the catalogue with set look-ups: O(catalogue + filters), whatever the lists' lengths."""
     wanted, tags, instruments = set(filters.sources), set(filters.tags), set(filters.instruments)
-    ids = [i for i, r in records.items()
-           if (not wanted or i in wanted)
-           and (not tags or not tags.isdisjoint(r.labels_constant + r.labels_dynamic))
-           and (not instruments or not instruments.isdisjoint(r.instruments))]
+    ids = [
+        i
+        for i, r in records.items()
+        if (not wanted or i in wanted)
+        and (not tags or not tags.isdisjoint(r.labels_constant + r.labels_dynamic))
+        and (not instruments or not instruments.isdisjoint(r.instruments))
+    ]
     if filters.cone and ids:
-        inside = in_cone(filters.cone, np.array([records[i].coord_ra for i in ids]),
-                         np.array([records[i].coord_dec for i in ids]))
+        inside = in_cone(
+            filters.cone, np.array([records[i].coord_ra for i in ids]), np.array([records[i].coord_dec for i in ids])
+        )
         ids = [i for i, ok in zip(ids, inside) if ok]
     return sorted(ids)
 
 
 def matches(filters: schemas.SubscriptionFilters, alert: schemas.Alert) -> bool:
     """Does an alert pass every filter given? History (`live` false) only if the subscription asks for it."""
-    return ((alert.live or filters.history)
-            and (not filters.sources or alert.source_id in filters.sources)
-            and (not filters.tags or not set(filters.tags).isdisjoint(alert.tags))
-            and (not filters.instruments
-                 or any(series_kind(s) in filters.instruments for s in alert.series))
-            and (not filters.reasons or bool(set(filters.reasons) & set(alert.reasons)))
-            and (not filters.alert_types or alert.alert_type in filters.alert_types)
-            and alert.peak_relevance >= filters.min_relevance
-            and (filters.cone is None or bool(in_cone(filters.cone, np.array([alert.ra]), np.array([alert.dec]))[0])))
+    return (
+        (alert.live or filters.history)
+        and (not filters.sources or alert.source_id in filters.sources)
+        and (not filters.tags or not set(filters.tags).isdisjoint(alert.tags))
+        and (not filters.instruments or any(series_kind(s) in filters.instruments for s in alert.series))
+        and (not filters.reasons or bool(set(filters.reasons) & set(alert.reasons)))
+        and (not filters.alert_types or alert.alert_type in filters.alert_types)
+        and alert.peak_relevance >= filters.min_relevance
+        and (filters.cone is None or bool(in_cone(filters.cone, np.array([alert.ra]), np.array([alert.dec]))[0]))
+    )
 
 
 # What a record of each keyed topic is filed under. A record keyed otherwise (or not at all) was not written by the
@@ -224,7 +248,8 @@ def matches(filters: schemas.SubscriptionFilters, alert: schemas.Alert) -> bool:
 KEY_OF: dict[str, tuple[str, Callable[[Any], str]]] = {
     topics.SUBSCRIPTIONS.name: ("subscription id", lambda sub: sub.subscription_id),
     topics.DELIVERY_RETRY.name: ("subscription id", lambda task: task.subscription_id),
-    topics.ALERTS.name: ("source id", lambda alert: alert.source_id)}
+    topics.ALERTS.name: ("source id", lambda alert: alert.source_id),
+}
 
 
 def keyed(spec: topics.TopicSpec, key: bytes | None, value: Any) -> str:
@@ -307,8 +332,9 @@ class SubscriptionView:
                 letters = make_producer(self.settings)
                 await letters.start()
                 self.letters = letters
-            await send_dead_letter(self.letters, dead_letter(topics.SUBSCRIPTIONS.name, reason, where,
-                                                             at_ms=record.timestamp))
+            await send_dead_letter(
+                self.letters, dead_letter(topics.SUBSCRIPTIONS.name, reason, where, at_ms=record.timestamp)
+            )
         except KafkaError as exc:
             log.error("%s: the dead letter was not sent (%s); the record is skipped", where, type(exc).__name__)
 

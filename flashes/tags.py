@@ -6,6 +6,7 @@ Some phrases stand for a wider tag: an X-ray binary (LMXRB, HMXRB) or a CV, RS C
 or symbiotic star is also BINARY; a Seyfert, QSO, BL Lac, LINER or radio galaxy is also AGN.
 UNCLASSIFIED is the default when no other tag applies (as in the seed), so "AGN Unclassified" is AGN.
 """
+
 from __future__ import annotations
 
 import re

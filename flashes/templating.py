@@ -1,9 +1,10 @@
 """Jinja2 templates of the product, for the API's pages and every mail (flashes/smtp.py, services/delivery/messages.py):
 HTML autoescaped, undefined names an error, times as UTC or MJD."""
+
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
@@ -17,7 +18,7 @@ def as_datetime(time: str | datetime) -> datetime:
 
 
 def utc(time: str | datetime | None) -> str:
-    return as_datetime(time).astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC") if time else "–"
+    return as_datetime(time).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if time else "–"
 
 
 def mjd_number(value: str | datetime | float | None) -> str:
@@ -32,7 +33,12 @@ def mjd(value: str | datetime | float) -> str:
 
 def environment(package: str, **filters: Callable[..., Any]) -> Environment:
     """Templates `*.j2` of `{package}/templates`; the `*.html.j2` ones are autoescaped."""
-    env = Environment(loader=PackageLoader(package), autoescape=select_autoescape(["html.j2"]),
-                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env = Environment(
+        loader=PackageLoader(package),
+        autoescape=select_autoescape(["html.j2"]),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
     env.filters.update({"utc": utc, "mjd": mjd, **filters})  # a caller may format MJDs its own way
     return env

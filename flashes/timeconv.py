@@ -3,17 +3,25 @@
 Provider files give MJD in UTC; days are treated as 86400 s long (leap seconds are not
 represented in MJD(UTC) day fractions), which is what astropy's Time(..., scale='utc') does too.
 """
+
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
 from schemas import SECONDS_PER_DAY, UNIX_EPOCH_MJD
 
-__all__ = ["EPOCH", "SECONDS_PER_DAY", "UNIX_EPOCH_MJD", "datetime_to_mjd", "mjd_to_datetime", "mjd_to_unix_us",
-           "utc_day_centre"]
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+__all__ = [
+    "EPOCH",
+    "SECONDS_PER_DAY",
+    "UNIX_EPOCH_MJD",
+    "datetime_to_mjd",
+    "mjd_to_datetime",
+    "mjd_to_unix_us",
+    "utc_day_centre",
+]
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def mjd_to_unix_us(mjd: np.ndarray) -> np.ndarray:

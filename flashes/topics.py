@@ -4,6 +4,7 @@ Producers call `spec.encode(model)`, consumers `spec.decode(raw)`; nobody else t
 contracts. A value that does not decode raises DecodeError whose message is the reason the
 dead letter carries.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,8 +43,10 @@ class TopicSpec(Generic[M]):
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"]) or "value"
-            raise DecodeError(f"{self.name}: not a {self.model.__name__}: {where}: {first['msg']}"
-                              + (f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else "")) from exc
+            raise DecodeError(
+                f"{self.name}: not a {self.model.__name__}: {where}: {first['msg']}"
+                + (f" (and {exc.error_count() - 1} more)" if exc.error_count() > 1 else "")
+            ) from exc
 
 
 # Data topics are keyed by source id, so Kafka's default partitioner (murmur2 of the key) puts
@@ -68,8 +71,21 @@ INSTRUMENTS: tuple[str, ...] = get_args(schemas.Instrument)
 DERIVED_KINDS: tuple[str, ...] = get_args(schemas.DerivedKind)  # made by derive from BAT and MAXI
 SERIES_KINDS = INSTRUMENTS + DERIVED_KINDS
 
-ALL = (LIGHTCURVE, DERIVED, RELEVANCE, ALERTS, SUBSCRIPTIONS, DELIVERY_RETRY, DELIVERIES, HEARTBEAT, DEADLETTER,
-       FETCHSTATE, DERIVE_STATE, RELEVANCE_STATE, ALERTS_STATE)
+ALL = (
+    LIGHTCURVE,
+    DERIVED,
+    RELEVANCE,
+    ALERTS,
+    SUBSCRIPTIONS,
+    DELIVERY_RETRY,
+    DELIVERIES,
+    HEARTBEAT,
+    DEADLETTER,
+    FETCHSTATE,
+    DERIVE_STATE,
+    RELEVANCE_STATE,
+    ALERTS_STATE,
+)
 BY_NAME = {t.name: t for t in ALL}
 STORED = (LIGHTCURVE, DERIVED, RELEVANCE, ALERTS, DELIVERIES, DEADLETTER)  # what the sink writes into QuestDB
 

@@ -4,6 +4,7 @@ An alert fires when the relevance reaches the threshold after being below it, or
 it stays high, another of the alerting terms reaches the threshold (a state switch during an
 outburst is news of its own). It names the terms that crossed: the reason for the alert.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping

@@ -3,6 +3,7 @@
 From the original FLASHES: 1 Crab gives 0.22 counts/cm²/s in BAT 15-50 keV, 3.2 photons/cm²/s in
 MAXI 2-20 keV (2.1, 1.2, 0.4 in 2-4, 4-10, 10-20 keV) and 4.5 in GBM 12-50 keV.
 """
+
 from __future__ import annotations
 
 MCRAB_PER_UNIT: dict[tuple[str, str], float] = {
@@ -32,6 +33,7 @@ def value_units(kind: str) -> str:
 def to_mcrab(instrument: str, band: str, flux: float, error: float) -> tuple[float, float]:
     factor = MCRAB_PER_UNIT[(instrument, band)]
     return flux * factor, error * factor
+
 
 UNITS = {"maxi": "photons/cm2/s", "swift": "counts/cm2/s", "fermi": "photons/cm2/s"}
 INSTRUMENTS = {"maxi": "MAXI/GSC", "swift": "Swift/BAT", "fermi": "Fermi/GBM"}

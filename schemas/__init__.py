@@ -8,6 +8,7 @@ topics) are contracts too: numbers and arrays with the input offset they cover, 
 So is the catalogue's source record (var/catalogue.json), which every service reads and the API serves.
 The exported JSON Schemas beside this file are checked for drift by tests/test_contracts.py.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -60,13 +61,15 @@ class Chunk(Contract):
         return {"time": self.time, "mjd": self.mjd}
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Chunk":
+    def _consistent(self) -> Chunk:
         for name, column in self._columns().items():
             if len(column) != self.count:
                 raise ValueError(f"column {name} has {len(column)} values, the header says count={self.count}")
         if self.mjd[0] != self.first_mjd or self.mjd[-1] != self.last_mjd:
-            raise ValueError(f"first_mjd/last_mjd {self.first_mjd}/{self.last_mjd} do not match the mjd column "
-                             f"({self.mjd[0]}..{self.mjd[-1]})")
+            raise ValueError(
+                f"first_mjd/last_mjd {self.first_mjd}/{self.last_mjd} do not match the mjd column "
+                f"({self.mjd[0]}..{self.mjd[-1]})"
+            )
         if any(b <= a for a, b in zip(self.mjd, self.mjd[1:])):
             raise ValueError("mjd is not strictly increasing")
         for t, mjd in zip(self.time, self.mjd):
@@ -88,13 +91,19 @@ class LightcurveChunk(Chunk):
     flags: dict[str, list[int]] = Field(default_factory=dict, description="provider quality flags, e.g. BAT data_flag")
 
     def _columns(self) -> dict[str, list]:
-        return {**super()._columns(), **{f"flux {b}": v for b, v in self.flux.items()},
-                **{f"error {b}": v for b, v in self.error.items()}, **{f"flag {f}": v for f, v in self.flags.items()}}
+        return {
+            **super()._columns(),
+            **{f"flux {b}": v for b, v in self.flux.items()},
+            **{f"error {b}": v for b, v in self.error.items()},
+            **{f"flag {f}": v for f, v in self.flags.items()},
+        }
 
     @model_validator(mode="after")
-    def _bands(self) -> "LightcurveChunk":
+    def _bands(self) -> LightcurveChunk:
         if set(self.flux) != set(self.bands) or set(self.error) != set(self.bands):
-            raise ValueError(f"flux/error bands {sorted(self.flux)}/{sorted(self.error)} differ from bands {self.bands}")
+            raise ValueError(
+                f"flux/error bands {sorted(self.flux)}/{sorted(self.error)} differ from bands {self.bands}"
+            )
         return self
 
 
@@ -115,8 +124,15 @@ class DerivedChunk(Chunk):
     maxi_error: list[float]
 
     def _columns(self) -> dict[str, list]:
-        return {**super()._columns(), "value": self.value, "error": self.error, "swift_flux": self.swift_flux,
-                "swift_error": self.swift_error, "maxi_flux": self.maxi_flux, "maxi_error": self.maxi_error}
+        return {
+            **super()._columns(),
+            "value": self.value,
+            "error": self.error,
+            "swift_flux": self.swift_flux,
+            "swift_error": self.swift_error,
+            "maxi_flux": self.maxi_flux,
+            "maxi_error": self.maxi_error,
+        }
 
 
 class RelevanceTerms(Contract):
@@ -147,17 +163,24 @@ class RelevanceChunk(Chunk):
     series: str = Field(description="series key as in the catalogue, e.g. 'maxi_gx339-4'")
     kind: SeriesKind
     model_version: str
-    value: list[float] = Field(description="the scored value: main-band flux (provider units), hardness ratio or combined mCrab")
+    value: list[float] = Field(
+        description="the scored value: main-band flux (provider units), hardness ratio or combined mCrab"
+    )
     error: list[float]
     relevance: list[float]
     terms: RelevanceTermColumns
 
     def _columns(self) -> dict[str, list]:
-        return {**super()._columns(), "value": self.value, "error": self.error, "relevance": self.relevance,
-                **{f"terms.{name}": v for name, v in self.terms}}
+        return {
+            **super()._columns(),
+            "value": self.value,
+            "error": self.error,
+            "relevance": self.relevance,
+            **{f"terms.{name}": v for name, v in self.terms},
+        }
 
     @model_validator(mode="after")
-    def _unit_interval(self) -> "RelevanceChunk":
+    def _unit_interval(self) -> RelevanceChunk:
         for name, column in (("relevance", self.relevance), *((f"terms.{n}", v) for n, v in self.terms)):
             if any(not 0.0 <= x <= 1.0 for x in column):
                 raise ValueError(f"{name} outside 0..1")
@@ -197,9 +220,11 @@ class Alert(Contract):
     record_number: int = Field(ge=1, description="1 for the onset, then 2, 3, ... for updates and the end")
     alert_type: AlertType
     test: bool = Field(default=False, description="true for the test alert of POST /subscriptions/{code}/test")
-    live: bool = Field(description="news: the triggering point was at most FLASHES_LIVE_DAYS old (wall clock) when "
-                                   "this record was raised; false: history (a backfill, an added source, a "
-                                   "re-published archive, a rebuilt model), stored and shown but not pushed")
+    live: bool = Field(
+        description="news: the triggering point was at most FLASHES_LIVE_DAYS old (wall clock) when "
+        "this record was raised; false: history (a backfill, an added source, a "
+        "re-published archive, a rebuilt model), stored and shown but not pushed"
+    )
     raised_at: datetime = Field(description="UTC wall-clock time at which the alerts service raised this record")
     source_id: str
     source_name: str
@@ -220,7 +245,9 @@ class Alert(Contract):
     explanation: str
     model_version: str
     last_points: list[AlertPoint] = Field(description="the last points of each series in the episode, oldest first")
-    freshness: dict[Instrument, datetime] = Field(description="time of the last good point of this source per instrument")
+    freshness: dict[Instrument, datetime] = Field(
+        description="time of the last good point of this source per instrument"
+    )
     links: dict[str, str] = Field(description="api, source page, grafana")
 
     @property
@@ -236,8 +263,13 @@ class Cone(Contract):
 
 
 # The record field of each series kind (the seed's names).
-SERIES_FIELD: dict[str, str] = {"maxi": "maxi", "swift": "swift", "fermi": "fermi",
-                             "hardness": "hardness_ratio", "combined": "combined"}
+SERIES_FIELD: dict[str, str] = {
+    "maxi": "maxi",
+    "swift": "swift",
+    "fermi": "fermi",
+    "hardness": "hardness_ratio",
+    "combined": "combined",
+}
 
 
 class CatalogueSeries(Contract):
@@ -302,8 +334,9 @@ class SubscriptionFilters(Contract):
 
     sources: list[Name] = Field(default_factory=list, max_length=MAX_FILTER_SOURCES, description="source ids")
     tags: list[Name] = Field(default_factory=list, max_length=MAX_FILTER_TAGS, description="any of these tags")
-    instruments: list[Instrument] = Field(default_factory=list, max_length=3,
-                                          description="alerts with a series of any of these")
+    instruments: list[Instrument] = Field(
+        default_factory=list, max_length=3, description="alerts with a series of any of these"
+    )
     reasons: list[Reason] = Field(default_factory=list, max_length=3, description="alerts with any of these reasons")
     alert_types: list[AlertType] = Field(default_factory=list, max_length=3, description="onset, update, end")
     min_relevance: float = Field(default=0.0, ge=0.0, le=1.0, description="peak relevance of the episode")
@@ -330,15 +363,22 @@ class Subscription(Contract):
     webhook_secret: str | None = Field(default=None, max_length=1024, description="encrypted")
     email: str | None = Field(default=None, max_length=1024, description="encrypted")
     email_confirmed: bool = False
-    alerts_from: list[int] = Field(default_factory=list, max_length=1024,
-                                   description="end offset of each partition of flashes.alerts.v3 when the subscription "
-                                               "was made: alerts from there on are delivered (Kafka's order, no clock); "
-                                               "empty in records written before it existed: every alert")
-    confirm_by: datetime | None = Field(default=None, description="an e-mail address not confirmed, or a channel "
-                                                                  "none not changed, by then is removed (a tombstone); "
-                                                                  "None once confirmed, or for a webhook")
-    confirmations: list[datetime] = Field(default_factory=list, max_length=100,
-                                          description="when confirmation mails were sent in the last day (the cap)")
+    alerts_from: list[int] = Field(
+        default_factory=list,
+        max_length=1024,
+        description="end offset of each partition of flashes.alerts.v3 when the subscription "
+        "was made: alerts from there on are delivered (Kafka's order, no clock); "
+        "empty in records written before it existed: every alert",
+    )
+    confirm_by: datetime | None = Field(
+        default=None,
+        description="an e-mail address not confirmed, or a channel "
+        "none not changed, by then is removed (a tombstone); "
+        "None once confirmed, or for a webhook",
+    )
+    confirmations: list[datetime] = Field(
+        default_factory=list, max_length=100, description="when confirmation mails were sent in the last day (the cap)"
+    )
 
 
 class DeliveryTask(Contract):
@@ -402,7 +442,9 @@ class FetchState(Contract):
     last_modified: str | None = None
     last_mjd: float | None = Field(default=None, description="newest published bin time")
     points: int = 0
-    digests: str = Field(default="", description="base64 of zlib-compressed published times (float64) then row digests (uint64)")
+    digests: str = Field(
+        default="", description="base64 of zlib-compressed published times (float64) then row digests (uint64)"
+    )
 
 
 class DeadLetter(Contract):
@@ -433,7 +475,7 @@ class Columns(Contract):
     """A few columns of one small table, as lists: every field is a column, all of one length."""
 
     @model_validator(mode="after")
-    def _aligned(self) -> "Columns":
+    def _aligned(self) -> Columns:
         lengths = {name: len(getattr(self, name)) for name in type(self).model_fields}
         if len(set(lengths.values())) > 1:
             raise ValueError(f"columns {', '.join(lengths)} differ in length")
@@ -462,7 +504,7 @@ class DetectorState(Contract):
     """One detector of the relevance model (services/relevance/model.py, `Novelty`): its statistics' own
     fields (services/relevance/stats.py). None: a statistic never updated."""
 
-    n: int = Field(ge=0, le=2 ** 53, description="points learned")
+    n: int = Field(ge=0, le=2**53, description="points learned")
     level: list[float] = Field(max_length=64, description="the level's window, oldest first")
     error: float | None = Field(description="typical error (exponentially weighted mean)")
     excess: float | None = Field(description="usual spread beyond the errors, relative (flux) or absolute (colour)")
@@ -474,7 +516,8 @@ class DetectorState(Contract):
     last_mjd: float | None
     rise: list[float] = Field(max_length=16, description="flux: the CUSUMs, one per drift")
     excursions: list[tuple[float, float, float, float]] = Field(
-        max_length=32, description="flux: [start MJD, MJD of the last point above, peak, threshold], oldest first")
+        max_length=32, description="flux: [start MJD, MJD of the last point above, peak, threshold], oldest first"
+    )
 
 
 class RecentPoints(Columns):
@@ -497,7 +540,9 @@ class RelevanceModel(Contract):
     model_version: Literal["river-4"]  # RELEVANCE_MODEL_VERSION
     state_version: Literal[4]  # RELEVANCE_STATE_VERSION
     recent: RecentPoints
-    bands: list[PositiveFloat | None] | None = Field(max_length=3, description="MAXI: typical variance of each band (mCrab²)")
+    bands: list[PositiveFloat | None] | None = Field(
+        max_length=3, description="MAXI: typical variance of each band (mCrab²)"
+    )
     flux: DetectorState
     colour: DetectorState
 
@@ -519,7 +564,7 @@ class SupersededModel(BaseModel):
     recent: SupersededRecent | None = None
 
     @model_validator(mode="after")
-    def _superseded(self) -> "SupersededModel":
+    def _superseded(self) -> SupersededModel:
         if (self.model_version, self.state_version) == (RELEVANCE_MODEL_VERSION, RELEVANCE_STATE_VERSION):
             raise ValueError("a river-4 state that is not a valid RelevanceModel")
         return self
@@ -539,8 +584,11 @@ class SeriesTrack(Contract):
     last_mjd: float
     last: dict[str, float]
     points: list[tuple[float, float, float]] = Field(description="(mjd, value, error) of the last points, oldest first")
-    held: bool = Field(False, description="its last point was a lone instrument's crossing, waiting for the next one "
-                                          "(services/alerts/episodes.py); absent in states written before it existed")
+    held: bool = Field(
+        False,
+        description="its last point was a lone instrument's crossing, waiting for the next one "
+        "(services/alerts/episodes.py); absent in states written before it existed",
+    )
 
 
 class Episode(Contract):
@@ -552,7 +600,9 @@ class Episode(Contract):
     series: list[str]
     reasons: list[Reason]
     peak_relevance: float
-    reported: dict[str, float] = Field(description="per series, the value reported in the last record (doubling = update)")
+    reported: dict[str, float] = Field(
+        description="per series, the value reported in the last record (doubling = update)"
+    )
     quiet: dict[str, int] = Field(description="per series, points below the threshold since its last unusual one")
 
 

@@ -1,6 +1,7 @@
 """The `flashes` command line, one subcommand per job: run a service (services/registry.py), fetch, backfill, sync
 a mirror, refresh the catalogue, export schemas, evaluate, listen, rescore, grant Kafka ACLs. It lives with the
 services because it starts them; `python -m devtools` reuses its fetch commands."""
+
 from __future__ import annotations
 
 import argparse
@@ -8,7 +9,7 @@ import asyncio
 import logging
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import get_args
 
@@ -56,12 +57,17 @@ def fetch(args: argparse.Namespace, settings: Settings) -> None:
         if args.command == "fetch" and not args.once:
             asyncio.run(run_forever(settings))
             return
-        report = asyncio.run(fetch_once(settings, args.source or None, args.instrument or None,
-                                        full=args.command == "backfill", progress=True))
+        report = asyncio.run(
+            fetch_once(
+                settings, args.source or None, args.instrument or None, full=args.command == "backfill", progress=True
+            )
+        )
     except (ValueError, UnsafeSettings) as exc:
         sys.exit(f"flashes {args.command}: {exc}")
-    print(f"{report.series} series with new points ({report.points} points), {report.unchanged} unchanged, "
-          f"{report.rejected} bad lines to the dead-letter topic, {len(report.errors)} failures")
+    print(
+        f"{report.series} series with new points ({report.points} points), {report.unchanged} unchanged, "
+        f"{report.rejected} bad lines to the dead-letter topic, {len(report.errors)} failures"
+    )
     for error in report.errors:
         print(f"  {error}")
 
@@ -90,13 +96,18 @@ def _catalogue(args: argparse.Namespace, settings: Settings) -> None:
         try:
             names = heasarc.class_names(settings.heasarc_vo_url, settings.http_timeout_s)
         except HeasarcError as exc:
-            print(f"flashes catalogue build: {exc}; the classes are named from the bundled table "
-                  f"{settings.heasarc_classes}", file=sys.stderr)
+            print(
+                f"flashes catalogue build: {exc}; the classes are named from the bundled table "
+                f"{settings.heasarc_classes}",
+                file=sys.stderr,
+            )
     print(catalogue.write(settings, names))
     if names:
         differing = catalogue.differing_names(catalogue.HeasarcClasses(settings.heasarc_classes), names)
-        print(f"{len(names)} class names from HEASARC; {len(differing)} of them in other words than the bundled "
-              f"table's{': ' if differing else ''}{', '.join(map(str, differing))}")
+        print(
+            f"{len(names)} class names from HEASARC; {len(differing)} of them in other words than the bundled "
+            f"table's{': ' if differing else ''}{', '.join(map(str, differing))}"
+        )
 
 
 def _schemas(args: argparse.Namespace, settings: Settings) -> None:
@@ -119,8 +130,9 @@ def _evaluate(args: argparse.Namespace, settings: Settings) -> None:
     if not target >= 0:  # nan too
         sys.exit(f"flashes evaluate: --target-false-rate {args.target_false_rate} is not a rate (≥ 0)")
     try:
-        result = evaluate(settings, Path(args.mirror), Path(args.events), cv=args.cv, target_false_rate=target,
-                          progress=True)
+        result = evaluate(
+            settings, Path(args.mirror), Path(args.events), cv=args.cv, target_false_rate=target, progress=True
+        )
     except ValueError as exc:
         sys.exit(f"flashes evaluate: {exc}")
     print(json.dumps(result, indent=1) if args.json else table(result))
@@ -141,10 +153,15 @@ def _rescore(args: argparse.Namespace, settings: Settings) -> None:
     print(f"{len(report.rebuilt)} series rebuilt from {points} stored points in {report.seconds:.1f} s")
     for series, n in report.rebuilt.items():
         print(f"  {series}: {n} points")
-    problems = [*(f"{s}: no stored state (its workers rebuild it before its next point)" for s in report.unknown),
-                *(f"{s}: the stored history ends before what its state had scored (the sink is behind); "
-                  "left as it is, run rescore again later" for s in report.behind),
-                *(f"{s}: its state record does not decode; left as it is" for s in report.unreadable)]
+    problems = [
+        *(f"{s}: no stored state (its workers rebuild it before its next point)" for s in report.unknown),
+        *(
+            f"{s}: the stored history ends before what its state had scored (the sink is behind); "
+            "left as it is, run rescore again later"
+            for s in report.behind
+        ),
+        *(f"{s}: its state record does not decode; left as it is" for s in report.unreadable),
+    ]
     for problem in problems:
         print(f"  {problem}")
     if report.behind or report.unreadable:
@@ -161,24 +178,37 @@ def _since(text: str) -> datetime:
         try:
             t = datetime.fromisoformat(text)
         except ValueError:
-            sys.exit(f"flashes listen: --since {text!r} is neither an ISO 8601 time (e.g. 2024-05-01T12:00:00, "
-                     "UTC unless it has a zone) nor an MJD number (e.g. 60431.5)")
-        return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
-    first, last = (datetime_to_mjd(datetime(y, 1, 1, tzinfo=timezone.utc)) for y in (1, 9999))
+            sys.exit(
+                f"flashes listen: --since {text!r} is neither an ISO 8601 time (e.g. 2024-05-01T12:00:00, "
+                "UTC unless it has a zone) nor an MJD number (e.g. 60431.5)"
+            )
+        return t if t.tzinfo else t.replace(tzinfo=UTC)
+    first, last = (datetime_to_mjd(datetime(y, 1, 1, tzinfo=UTC)) for y in (1, 9999))
     if not first <= mjd <= last:  # nan too
-        sys.exit(f"flashes listen: --since {text!r}: MJD {mjd} is not a time in the years 1 to 9999 "
-                 f"(MJD {first:.0f} to {last:.0f})")
+        sys.exit(
+            f"flashes listen: --since {text!r}: MJD {mjd} is not a time in the years 1 to 9999 "
+            f"(MJD {first:.0f} to {last:.0f})"
+        )
     return mjd_to_datetime(mjd)
 
 
 def _alert_line(alert: schemas.Alert) -> str:
-    time = alert.time.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-    return (f"{time}  {alert.alert_type} #{alert.record_number}  {alert.source_name}  "
-            f"peak {alert.peak_relevance:.2f}  {','.join(alert.reasons)}  {alert.explanation}")
+    time = alert.time.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return (
+        f"{time}  {alert.alert_type} #{alert.record_number}  {alert.source_name}  "
+        f"peak {alert.peak_relevance:.2f}  {','.join(alert.reasons)}  {alert.explanation}"
+    )
 
 
-LISTEN_FILTERS = {"sources": "--source", "tags": "--tag", "instruments": "--instrument", "reasons": "--reason",
-                  "alert_types": "--alert-type", "min_relevance": "--min-relevance", "cone": "--cone"}
+LISTEN_FILTERS = {
+    "sources": "--source",
+    "tags": "--tag",
+    "instruments": "--instrument",
+    "reasons": "--reason",
+    "alert_types": "--alert-type",
+    "min_relevance": "--min-relevance",
+    "cone": "--cone",
+}
 
 
 def _listen_filters(args: argparse.Namespace) -> schemas.SubscriptionFilters:
@@ -186,10 +216,15 @@ def _listen_filters(args: argparse.Namespace) -> schemas.SubscriptionFilters:
     bounds exits naming the option and the bound."""
     try:
         return schemas.SubscriptionFilters(
-            sources=args.source or [], tags=args.tag or [], instruments=args.instrument or [],
-            reasons=args.reason or [], alert_types=args.alert_type or [], min_relevance=args.min_relevance,
+            sources=args.source or [],
+            tags=args.tag or [],
+            instruments=args.instrument or [],
+            reasons=args.reason or [],
+            alert_types=args.alert_type or [],
+            min_relevance=args.min_relevance,
             cone=None if args.cone is None else dict(zip(("ra", "dec", "radius"), args.cone)),
-            history=not args.news_only)
+            history=not args.news_only,
+        )
     except ValidationError as exc:
         sys.exit("flashes listen: " + "; ".join(_filter_error(*e["loc"], message=e["msg"]) for e in exc.errors()))
 
@@ -207,8 +242,9 @@ def _listen(args: argparse.Namespace, settings: Settings) -> None:
     from flashes.client import AlertListener
 
     since = _since(args.since) if args.since is not None else None
-    listener = AlertListener.from_settings(settings, _listen_filters(args), since=since,
-                                           from_beginning=args.from_beginning, exit_at_end=args.exit_at_end)
+    listener = AlertListener.from_settings(
+        settings, _listen_filters(args), since=since, from_beginning=args.from_beginning, exit_at_end=args.exit_at_end
+    )
 
     async def show() -> None:
         async for alert in listener:
@@ -231,8 +267,10 @@ def add_selection(p: argparse.ArgumentParser) -> None:
 def add_fetch_commands(sub: argparse._SubParsersAction) -> list[argparse.ArgumentParser]:
     """`fetch` and `backfill` (here, and with a mirror folder in `python -m devtools`)."""
     parsers = []
-    for name, text in (("fetch", "fetch new and revised points of the catalogue's lightcurves and publish them"),
-                       ("backfill", "fetch and publish the full history of every selected series")):
+    for name, text in (
+        ("fetch", "fetch new and revised points of the catalogue's lightcurves and publish them"),
+        ("backfill", "fetch and publish the full history of every selected series"),
+    ):
         p = sub.add_parser(name, help=text)
         if name == "fetch":
             p.add_argument("--once", action="store_true", help="one round, then exit (default: on the schedule)")
@@ -256,9 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_mirror)
     p = sub.add_parser("catalogue", help="build the source catalogue from data/master_table.csv")
     p.add_argument("action", choices=["build"])
-    p.add_argument("--online", action="store_true",
-                   help="name the classes from HEASARC's class table (astroquery); the bundled table when it "
-                        "cannot be had and for the codes it lacks")
+    p.add_argument(
+        "--online",
+        action="store_true",
+        help="name the classes from HEASARC's class table (astroquery); the bundled table when it "
+        "cannot be had and for the codes it lacks",
+    )
     p.set_defaults(func=_catalogue)
     p = sub.add_parser("schemas", help="export the topic contracts as JSON Schema into schemas/")
     p.add_argument("action", choices=["export"])
@@ -267,30 +308,57 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mirror", required=True, help="a folder per instrument, or the providers' site layout")
     p.add_argument("--events", required=True, help="CSV with source_id,kind,onset_mjd,reference")
     p.add_argument("--json", action="store_true", help="one JSON object instead of the table")
-    p.add_argument("--cv", action="store_true",
-                   help="also leave-one-source-out cross-validation: every level (model alert_sigma, formula "
-                        "threshold, median σ) chosen on the other sources, then the held-out source scored with it")
-    p.add_argument("--target-false-rate", type=float, metavar="X",
-                   help="with --cv: each level is the least strict whose false-alert episodes per source-year on "
-                        "the training sources are ≤ X, else the strictest (default 0.5)")
+    p.add_argument(
+        "--cv",
+        action="store_true",
+        help="also leave-one-source-out cross-validation: every level (model alert_sigma, formula "
+        "threshold, median σ) chosen on the other sources, then the held-out source scored with it",
+    )
+    p.add_argument(
+        "--target-false-rate",
+        type=float,
+        metavar="X",
+        help="with --cv: each level is the least strict whose false-alert episodes per source-year on "
+        "the training sources are ≤ X, else the strictest (default 0.5)",
+    )
     p.set_defaults(func=_evaluate)
     p = sub.add_parser("listen", help="print alerts from Kafka as they come, or replay them")
     p.add_argument("--source", action="append", metavar="ID", help="source id (repeatable); default: all")
     p.add_argument("--tag", action="append", help="alerts of sources with any of these tags (repeatable)")
-    p.add_argument("--instrument", action="append", choices=INSTRUMENTS,
-                   help="alerts with a series of any of these instruments (repeatable)")
-    p.add_argument("--reason", action="append", choices=get_args(schemas.Reason),
-                   help="alerts with any of these reasons (repeatable)")
+    p.add_argument(
+        "--instrument",
+        action="append",
+        choices=INSTRUMENTS,
+        help="alerts with a series of any of these instruments (repeatable)",
+    )
+    p.add_argument(
+        "--reason",
+        action="append",
+        choices=get_args(schemas.Reason),
+        help="alerts with any of these reasons (repeatable)",
+    )
     p.add_argument("--alert-type", action="append", choices=get_args(schemas.AlertType), help="repeatable")
-    p.add_argument("--min-relevance", type=float, default=0.0, metavar="X",
-                   help="lowest peak relevance of the episode (0..1)")
-    p.add_argument("--cone", nargs=3, type=float, metavar=("RA", "DEC", "RADIUS"),
-                   help="sources within RADIUS of (RA, DEC), all in degrees (ICRS)")
-    p.add_argument("--news-only", action="store_true",
-                   help="only news, as a subscription without history gets (default: history too)")
+    p.add_argument(
+        "--min-relevance", type=float, default=0.0, metavar="X", help="lowest peak relevance of the episode (0..1)"
+    )
+    p.add_argument(
+        "--cone",
+        nargs=3,
+        type=float,
+        metavar=("RA", "DEC", "RADIUS"),
+        help="sources within RADIUS of (RA, DEC), all in degrees (ICRS)",
+    )
+    p.add_argument(
+        "--news-only",
+        action="store_true",
+        help="only news, as a subscription without history gets (default: history too)",
+    )
     start = p.add_mutually_exclusive_group()
-    start.add_argument("--since", metavar="TIME", help="alerts published since TIME: ISO 8601 (UTC unless it "
-                                                       "has a zone) or MJD; default: new alerts only")
+    start.add_argument(
+        "--since",
+        metavar="TIME",
+        help="alerts published since TIME: ISO 8601 (UTC unless it has a zone) or MJD; default: new alerts only",
+    )
     start.add_argument("--from-beginning", action="store_true", help="every stored alert")
     p.add_argument("--exit-at-end", action="store_true", help="stop at the last alert published before the start")
     p.add_argument("--json", action="store_true", help="one JSON object per line, as on the topic")

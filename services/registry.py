@@ -1,5 +1,6 @@
 """The services, listed once: `flashes run` (services/cli.py) runs them, the stack runner starts them, compose
 declares them, the healthcheck and Prometheus find their metrics ports here."""
+
 from __future__ import annotations
 
 from importlib import import_module

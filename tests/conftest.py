@@ -3,18 +3,18 @@
 The servers run on free loopback ports with data under a temporary folder; the services a test starts
 (`stack.start`) are given the stack's FLASHES_* variables, and the tests' settings are built from them.
 """
-from __future__ import annotations
 
-import json
-import shutil
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from __future__ import annotations
 
 import asyncio
 import email
+import json
 import math
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import pytest
@@ -23,8 +23,8 @@ from werkzeug import Request, Response
 
 from devtools import mirror
 from devtools.infra import free_port
-from devtools.observe import (PIPELINE_GROUPS, Mailbox, positioned, receiver, serve, series_counts as counts, up,
-                              wait_drained, wait_until)
+from devtools.observe import PIPELINE_GROUPS, Mailbox, positioned, receiver, serve, up, wait_drained, wait_until
+from devtools.observe import series_counts as counts
 from devtools.stack import Stack, private_stack
 from flashes import topics
 from flashes.settings import PROJECT_ROOT, Settings
@@ -51,8 +51,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """The session's Kafka and QuestDB (fast provider retries); the services tests start run on it."""
-    with private_stack(env={"FLASHES_HTTP_BACKOFF_S": "0.05", "FLASHES_HTTP_TIMEOUT_S": "2"},
-                       var=tmp_path_factory.mktemp("var")) as session:
+    with private_stack(
+        env={"FLASHES_HTTP_BACKOFF_S": "0.05", "FLASHES_HTTP_TIMEOUT_S": "2"}, var=tmp_path_factory.mktemp("var")
+    ) as session:
         yield session
 
 
@@ -189,18 +190,28 @@ def own(found: dict[str, int], wanted: dict[str, int]) -> dict[str, int]:
 def pipeline_env(smtp_port: int) -> dict[str, str]:
     """What the pipeline's services are given beside the stack's variables and the mirror (a test that starts
     one more API or delivery beside them gives it the same)."""
-    return {"FLASHES_WEBHOOK_ALLOW_LOOPBACK": "true", "FLASHES_DELIVERY_BACKOFF_S": "1.0",
-            "FLASHES_DELIVERY_MAX_ATTEMPTS": "3", "FLASHES_SMTP_PORT": str(smtp_port),
-            "FLASHES_SMTP_SECURITY": "none",  # aiosmtpd on loopback, without STARTTLS
-            "FLASHES_EMAIL_DAILY_CAP": "2",
-            # Every test subscribes from 127.0.0.1 through this one API; the limit itself is tested on its own app.
-            "FLASHES_SUBSCRIPTIONS_PER_HOUR": "1000"}
+    return {
+        "FLASHES_WEBHOOK_ALLOW_LOOPBACK": "true",
+        "FLASHES_DELIVERY_BACKOFF_S": "1.0",
+        "FLASHES_DELIVERY_MAX_ATTEMPTS": "3",
+        "FLASHES_SMTP_PORT": str(smtp_port),
+        "FLASHES_SMTP_SECURITY": "none",  # aiosmtpd on loopback, without STARTTLS
+        "FLASHES_EMAIL_DAILY_CAP": "2",
+        # Every test subscribes from 127.0.0.1 through this one API; the limit itself is tested on its own app.
+        "FLASHES_SUBSCRIPTIONS_PER_HOUR": "1000",
+    }
 
 
 @pytest.fixture(scope="session")
-def pipeline(stack: Stack, mirror_dir: Path, webhook_receiver: tuple[str, list[dict]],
-             failing_receiver: tuple[str, list[dict]], smtp_server: tuple[int, Mailbox], subscribers: Subscribers,
-             expected: dict[str, int]) -> Iterator[Settings]:
+def pipeline(
+    stack: Stack,
+    mirror_dir: Path,
+    webhook_receiver: tuple[str, list[dict]],
+    failing_receiver: tuple[str, list[dict]],
+    smtp_server: tuple[int, Mailbox],
+    subscribers: Subscribers,
+    expected: dict[str, int],
+) -> Iterator[Settings]:
     """The services on the sample (three sources), with subscriptions made through the API first:
     'all' (webhook, every source), 'failing' (webhook answering 500, MAXI J1535-571 onsets), 'mail'
     (e-mail, confirmed, MAXI J1535-571, daily cap 2) and 'unconfirmed' (e-mail never confirmed); all ask
@@ -215,29 +226,44 @@ def pipeline(stack: Stack, mirror_dir: Path, webhook_receiver: tuple[str, list[d
         wait_until(lambda: up(f"{s.api_url}/health/kafka") or processes["api"].poll() is not None, "the API", 120)
         assert processes["api"].poll() is None, f"the API exited: see {stack.logs / 'api.log'}"
         made = subscribers.made
-        made["all"] = subscribe(s.api_url, {"channel": "webhook", "webhook_url": f"{webhook_receiver[0]}/all",
-                                            "filters": {"history": True}})
-        made["failing"] = subscribe(s.api_url, {"channel": "webhook", "webhook_url": f"{failing_receiver[0]}/x",
-                                                "filters": {"sources": ["maxij1535-571"], "alert_types": ["onset"],
-                                                            "history": True}})
+        made["all"] = subscribe(
+            s.api_url, {"channel": "webhook", "webhook_url": f"{webhook_receiver[0]}/all", "filters": {"history": True}}
+        )
+        made["failing"] = subscribe(
+            s.api_url,
+            {
+                "channel": "webhook",
+                "webhook_url": f"{failing_receiver[0]}/x",
+                "filters": {"sources": ["maxij1535-571"], "alert_types": ["onset"], "history": True},
+            },
+        )
         for name, address in (("mail", "astro@example.org"), ("unconfirmed", "lazy@example.org")):
-            made[name] = subscribe(s.api_url, {"channel": "email", "email": address,
-                                               "filters": {"sources": ["maxij1535-571"], "history": True}})
+            made[name] = subscribe(
+                s.api_url,
+                {"channel": "email", "email": address, "filters": {"sources": ["maxij1535-571"], "history": True}},
+            )
         link = confirm_link(smtp_server[1].to("astro@example.org")[0])
         page = httpx.get(link, timeout=10)
         assert page.status_code == 200 and "<form method=post>" in page.text
         sub_id, token = (part.split("=", 1)[1] for part in link.split("?", 1)[1].split("&"))
         assert httpx.post(link.split("?")[0], data={"id": sub_id, "token": token}, timeout=10).status_code == 200
-        wait_until(lambda: asyncio.run(positioned(s, "flashes-delivery", topics.ALERTS.name)),
-                   "the delivery service to join at the end of the alerts", 120)
+        wait_until(
+            lambda: asyncio.run(positioned(s, "flashes-delivery", topics.ALERTS.name)),
+            "the delivery service to join at the end of the alerts",
+            120,
+        )
         report = asyncio.run(fetch_once(s, [sid for sid, _ in SOURCES.values()]))
         assert report.series == 6 and report.rejected == len(BAD_LINES), dump(report)
         lightcurve = {k: v for k, v in expected.items() if k.startswith(("maxi", "swift"))}
         # Only this fixture's series are counted: other tests may have stored series of their own first.
-        wait_until(lambda: own(counts(s, "lightcurve", "WHERE band IN ('2-20', '15-50')"), lightcurve) == lightcurve,
-                   "every valid lightcurve row in QuestDB")
-        wait_until(lambda: own(counts(s, "relevance", "WHERE kind IN ('maxi', 'swift')"), lightcurve) == lightcurve,
-                   "a relevance score for every lightcurve point")
+        wait_until(
+            lambda: own(counts(s, "lightcurve", "WHERE band IN ('2-20', '15-50')"), lightcurve) == lightcurve,
+            "every valid lightcurve row in QuestDB",
+        )
+        wait_until(
+            lambda: own(counts(s, "relevance", "WHERE kind IN ('maxi', 'swift')"), lightcurve) == lightcurve,
+            "a relevance score for every lightcurve point",
+        )
         wait_drained(s, PIPELINE_GROUPS + ("flashes-delivery",))
         yield s
     finally:

@@ -1,31 +1,30 @@
 """The API on the real QuestDB and Kafka, after the sample went through the pipeline."""
+
 from __future__ import annotations
 
 import asyncio
 import io
 import math
-from datetime import datetime, timezone
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pandas as pd
-from astropy.io import votable
-
 import pytest
+from astropy.io import votable
 from fastapi.testclient import TestClient
 from pytest_httpserver import HTTPServer
 
-from flashes.settings import Settings
-from services.api.app import create_app
-from services.api.store import AlertQuery, Reader
-from services.sink.rows import FRAMES, SYMBOLS
-from services.relevance.model import MODEL_VERSION
 import schemas
-from flashes import questdb, topics
 from devtools.infra import free_port
 from devtools.observe import wait_until
+from flashes import questdb, topics
+from flashes.settings import PROJECT_ROOT, Settings
 from flashes.tags import TAGS
-from tests.conftest import maxi_path, data_rows
-from flashes.settings import PROJECT_ROOT
+from services.api.app import create_app
+from services.api.store import AlertQuery, Reader
+from services.relevance.model import MODEL_VERSION
+from services.sink.rows import FRAMES, SYMBOLS
+from tests.conftest import data_rows, maxi_path
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +66,12 @@ def test_sources_search_names_and_alternative_names(client: TestClient) -> None:
     assert [r["_id"] for r in client.get("/sources", params={"q": "gx 339"}).json()["items"]] == ["gx339-4"]
     # "4U 1658-48" is only an alternative name of GX 339-4
     assert [r["_id"] for r in client.get("/sources", params={"q": "4u1658"}).json()["items"]] == ["gx339-4"]
-    assert client.get("/sources", params={"q": "no such name at all"}).json() == \
-        {"total": 0, "offset": 0, "limit": 100, "items": []}
+    assert client.get("/sources", params={"q": "no such name at all"}).json() == {
+        "total": 0,
+        "offset": 0,
+        "limit": 100,
+        "items": [],
+    }
 
 
 def test_cone_search_sorted_by_distance(client: TestClient) -> None:
@@ -84,6 +87,7 @@ def test_cone_search_sorted_by_distance(client: TestClient) -> None:
         ra, dec = math.radians(r["coord_ra"]), math.radians(r["coord_dec"])
         h = math.sin((dec - dec0) / 2) ** 2 + math.cos(dec) * math.cos(dec0) * math.sin((ra - ra0) / 2) ** 2
         return math.degrees(2 * math.asin(math.sqrt(h)))
+
     assert {r["_id"] for r in page["items"]} == {r["_id"] for r in every if sep(r) <= 1.0}
 
 
@@ -105,8 +109,15 @@ def test_tags(client: TestClient) -> None:
 
 
 def test_timeseries_rows_in_mcrab_with_error_band(client: TestClient) -> None:
-    rows = client.get("/timeseries", params={"source": "maxij1535-571", "series": "maxi",
-                                             "start": "2017-09-20T00:00:00", "end": "2017-09-21T00:00:00"}).json()
+    rows = client.get(
+        "/timeseries",
+        params={
+            "source": "maxij1535-571",
+            "series": "maxi",
+            "start": "2017-09-20T00:00:00",
+            "end": "2017-09-21T00:00:00",
+        },
+    ).json()
     assert len(rows) == 1
     row = rows[0]
     # File line: 58016.500000 7.411582 0.061271 ... -> 2316.119 mCrab ± 19.147
@@ -115,8 +126,10 @@ def test_timeseries_rows_in_mcrab_with_error_band(client: TestClient) -> None:
     assert row["flux 2-20 max"] == pytest.approx((7.411582 + 0.061271) * 312.5)
     assert row["flux 2-20 min"] == pytest.approx((7.411582 - 0.061271) * 312.5)
     assert {"flux 2-4", "flux 4-10", "flux 10-20"} <= set(row)
-    hardness = client.get("/timeseries", params={"source": "maxij1535-571", "series": "hardness",
-                                                 "start": "2017-09-20", "end": "2017-09-21"}).json()
+    hardness = client.get(
+        "/timeseries",
+        params={"source": "maxij1535-571", "series": "hardness", "start": "2017-09-20", "end": "2017-09-21"},
+    ).json()
     assert len(hardness) == 1 and "flux hardness" in hardness[0]
 
 
@@ -128,12 +141,17 @@ def test_timeseries_defaults_to_the_last_year(client: TestClient) -> None:
 
 
 def test_timeseries_takes_the_seed_grafana_parameters(client: TestClient) -> None:
-    seed = client.get("/timeseries", params={"influx_key": "maxi_maxij1535-571", "channel": "2-20",
-                                             "start": "2017-09-20", "end": "2017-09-22"}).json()
-    ours = client.get("/timeseries", params={"source": "maxij1535-571", "series": "maxi",
-                                             "start": "2017-09-20", "end": "2017-09-22"}).json()
-    assert len(seed) == 2 and [set(r) for r in seed] == [{"time", "mjd", "flux 2-20", "flux 2-20 max",
-                                                           "flux 2-20 min"}] * 2
+    seed = client.get(
+        "/timeseries",
+        params={"influx_key": "maxi_maxij1535-571", "channel": "2-20", "start": "2017-09-20", "end": "2017-09-22"},
+    ).json()
+    ours = client.get(
+        "/timeseries", params={"source": "maxij1535-571", "series": "maxi", "start": "2017-09-20", "end": "2017-09-22"}
+    ).json()
+    assert (
+        len(seed) == 2
+        and [set(r) for r in seed] == [{"time", "mjd", "flux 2-20", "flux 2-20 max", "flux 2-20 min"}] * 2
+    )
     assert [r["flux 2-20"] for r in seed] == [r["flux 2-20"] for r in ours]
     bad = client.get("/timeseries", params={"influx_key": "maxi_maxij1535-571", "channel": "15-50"})
     assert bad.status_code == 422 and "2-20" in bad.json()["detail"]
@@ -149,9 +167,9 @@ def test_download_csv_has_provider_units_and_mcrab(client: TestClient) -> None:
     # File line: 58016.500000 7.411582 0.061271 4.610519 0.057688 2.674983 0.030062 0.350699 0.014271
     assert row["mjd"] == 58016.5 and row["time"] == "2017-09-20T12:00:00.000000Z"
     assert row["flux 2-20 keV [photons/cm2/s]"] == pytest.approx(7.411582)
-    assert row["flux 2-20 keV [mCrab]"] == pytest.approx(2316.119375)       # 7.411582 x 312.5
-    assert row["error 2-20 keV [mCrab]"] == pytest.approx(19.1471875)       # 0.061271 x 312.5
-    assert row["flux 10-20 keV [mCrab]"] == pytest.approx(876.7475)         # 0.350699 x 2500
+    assert row["flux 2-20 keV [mCrab]"] == pytest.approx(2316.119375)  # 7.411582 x 312.5
+    assert row["error 2-20 keV [mCrab]"] == pytest.approx(19.1471875)  # 0.061271 x 312.5
+    assert row["flux 10-20 keV [mCrab]"] == pytest.approx(876.7475)  # 0.350699 x 2500
     assert row["flux 2-4 keV [mCrab]"] == pytest.approx(4.610519 * 476.1905)
     assert "maxi 2-20 keV x312.5" in r.text.splitlines()[3]
 
@@ -168,14 +186,18 @@ def test_download_hid_as_json_and_votable(client: TestClient) -> None:
     path = "/download/hid/hardness_maxij1535-571/combined_maxij1535-571"
     rows = client.get(path, params={"start": "2017-09-20", "end": "2017-09-21", "format": "json"}).json()
     assert len(rows) == 1
-    bat = next(r for r in data_rows(PROJECT_ROOT / "data" / "mirror" /
-                                    "swift/results/transients/weak/MAXIJ1535-571.lc.txt") if r[0] == 58016.0)
+    bat = next(
+        r
+        for r in data_rows(PROJECT_ROOT / "data" / "mirror" / "swift/results/transients/weak/MAXIJ1535-571.lc.txt")
+        if r[0] == 58016.0
+    )
     bat_mcrab, maxi_mcrab = bat[1] * 4545.4545, 7.411582 * 312.5
     assert rows[0]["hardness"] == pytest.approx(bat_mcrab / maxi_mcrab)
     assert rows[0]["combined [mCrab]"] == pytest.approx(bat_mcrab + maxi_mcrab)
     assert rows[0]["combined error [mCrab]"] == pytest.approx(math.hypot(bat[2] * 4545.4545, 0.061271 * 312.5))
-    assert rows[0]["hardness error"] == pytest.approx(rows[0]["hardness"] * math.hypot(bat[2] / bat[1],
-                                                                                       0.061271 / 7.411582))
+    assert rows[0]["hardness error"] == pytest.approx(
+        rows[0]["hardness"] * math.hypot(bat[2] / bat[1], 0.061271 / 7.411582)
+    )
     xml = client.get(path, params={"start": "2017-09-20", "end": "2017-09-23", "format": "votable"})
     table = votable.parse_single_table(io.BytesIO(xml.content)).to_table(use_names_over_ids=True)
     assert len(table) == 3 and {"hardness", "combined [mCrab]"} <= set(table.colnames)
@@ -200,8 +222,10 @@ def test_relevance_top_is_ordered_and_names_the_source(client: TestClient) -> No
     assert len(top) == 3  # the three sample sources, one row each
     assert [t["relevance"] for t in top] == sorted((t["relevance"] for t in top), reverse=True)
     first = top[0]
-    newest = client.get("/relevance", params={"source": first["source_id"], "series": first["kind"],
-                                              "start": "2009-01-01", "end": "2030-01-01"}).json()[-1]
+    newest = client.get(
+        "/relevance",
+        params={"source": first["source_id"], "series": first["kind"], "start": "2009-01-01", "end": "2030-01-01"},
+    ).json()[-1]
     assert newest["relevance"] == first["relevance"] and newest["time"] == first["time"]
 
 
@@ -218,13 +242,15 @@ def test_relevance_rows_carry_the_terms_that_explain_them(client: TestClient) ->
 
 def test_alerts_list_their_reasons_and_explanation(client: TestClient) -> None:
     alerts = client.get("/alerts", params={"source": "maxij1535-571", "limit": 1000}).json()["items"]
-    onset = min((a for a in alerts if a["alert_type"] == "onset" and 57996 <= a["onset_mjd"] <= 58010),
-                key=lambda a: a["mjd"])  # the 2017 outburst's episode (other tests publish alerts of their own)
+    onset = min(
+        (a for a in alerts if a["alert_type"] == "onset" and 57996 <= a["onset_mjd"] <= 58010), key=lambda a: a["mjd"]
+    )  # the 2017 outburst's episode (other tests publish alerts of their own)
     outburst = [a for a in alerts if a["alert_id"] == onset["alert_id"]]
     assert [a["mjd"] for a in outburst] == sorted((a["mjd"] for a in outburst), reverse=True)  # newest first
     assert outburst[-1] == onset and onset["record_number"] == 1 and "brightening" in onset["reasons"]
     assert [a["record_number"] for a in outburst] == list(range(len(outburst), 0, -1)) and all(
-        a["explanation"] for a in outburst)
+        a["explanation"] for a in outburst
+    )
     assert all(a["source_id"] == "maxij1535-571" for a in alerts)
     assert client.get("/alerts", params={"source": "no-such-source"}).status_code == 404
     assert client.get("/relevance", params={"source": "maxij1535-571", "min_relevance": 2}).status_code == 422
@@ -265,11 +291,17 @@ def test_temporary_labels_follow_the_open_episodes(pipeline: Settings, client: T
         labels = client.get(f"/sources/{sid}").json()["labels_dynamic"]
         assert labels == ([] if alert["alert_type"] == "end" else sorted({named[r] for r in alert["reasons"]}))
     # GX 339-4 (not in the sample) gets an episode: labelled while it is open, not once it has ended.
-    onset = schemas.Alert.model_validate_json(schemas.EXAMPLE_ALERT.read_text()).model_copy(update={
-        "alert_id": "gx339-4@55197.00000", "source_id": "gx339-4", "alert_type": "onset", "record_number": 1,
-        "reasons": ["brightening", "state_change"], "time": datetime(2010, 1, 1, tzinfo=timezone.utc)})
-    end = onset.model_copy(update={"alert_type": "end", "record_number": 2,
-                                   "time": datetime(2010, 1, 6, tzinfo=timezone.utc)})
+    onset = schemas.Alert.model_validate_json(schemas.EXAMPLE_ALERT.read_text()).model_copy(
+        update={
+            "alert_id": "gx339-4@55197.00000",
+            "source_id": "gx339-4",
+            "alert_type": "onset",
+            "record_number": 1,
+            "reasons": ["brightening", "state_change"],
+            "time": datetime(2010, 1, 1, tzinfo=UTC),
+        }
+    )
+    end = onset.model_copy(update={"alert_type": "end", "record_number": 2, "time": datetime(2010, 1, 6, tzinfo=UTC)})
     for record, expected in ((onset, ["OUTBURST", "STATE CHANGE"]), (end, [])):
         store_alert(pipeline, record)
         with TestClient(create_app(pipeline)) as fresh:  # a new app: the labels are read at most every 5 s
@@ -280,14 +312,17 @@ def test_temporary_labels_follow_the_open_episodes(pipeline: Settings, client: T
                 assert "gx339-4" in fresh.get("/tags/STATE CHANGE").json()["sources"]
 
 
-@pytest.mark.parametrize("path, params", [
-    ("/sources/x'; DROP TABLE lightcurve; --", {}),
-    ("/timeseries", {"source": "maxij1535-571'; DROP TABLE lightcurve; --"}),
-    ("/timeseries", {"influx_key": "maxi_x' OR '1'='1"}),
-    ("/download/maxi_maxij1535-571' OR '1'='1", {}),
-    ("/alerts", {"source": "'; DELETE FROM alerts; --"}),
-    ("/tags/x\"; DROP TABLE relevance;", {}),
-])
+@pytest.mark.parametrize(
+    "path, params",
+    [
+        ("/sources/x'; DROP TABLE lightcurve; --", {}),
+        ("/timeseries", {"source": "maxij1535-571'; DROP TABLE lightcurve; --"}),
+        ("/timeseries", {"influx_key": "maxi_x' OR '1'='1"}),
+        ("/download/maxi_maxij1535-571' OR '1'='1", {}),
+        ("/alerts", {"source": "'; DELETE FROM alerts; --"}),
+        ('/tags/x"; DROP TABLE relevance;', {}),
+    ],
+)
 def test_quotes_and_semicolons_reach_no_sql(client: TestClient, path: str, params: dict) -> None:
     before = client.get("/timeseries", params={"source": "maxij1535-571", "start": "2017-01-01"}).json()
     r = client.get(path, params=params)
@@ -298,16 +333,21 @@ def test_quotes_and_semicolons_reach_no_sql(client: TestClient, path: str, param
 
 def test_request_values_are_bind_parameters_in_the_store(pipeline: Settings) -> None:
     """Below the catalogue checks: the reader itself takes quotes and semicolons as plain values."""
+
     async def run() -> tuple:
         reader = Reader(pipeline)
         try:
             evil = "maxij1535-571' OR '1'='1"
-            return (await reader.alerts(AlertQuery(sources=[evil, "x'; DROP TABLE alerts; --"]), 10, 0),
-                    await reader.alerts(AlertQuery(sources=["maxij1535-571"]), 10, 0),
-                    await reader.timeseries(f"maxi_{evil}", "maxi", datetime(2017, 1, 1), datetime(2018, 1, 1)),
-                    await reader.deliveries("'; DELETE FROM deliveries; --", 10), await reader.tables())
+            return (
+                await reader.alerts(AlertQuery(sources=[evil, "x'; DROP TABLE alerts; --"]), 10, 0),
+                await reader.alerts(AlertQuery(sources=["maxij1535-571"]), 10, 0),
+                await reader.timeseries(f"maxi_{evil}", "maxi", datetime(2017, 1, 1), datetime(2018, 1, 1)),
+                await reader.deliveries("'; DELETE FROM deliveries; --", 10),
+                await reader.tables(),
+            )
         finally:
             await reader.close()
+
     (evil_items, evil_total), (items, total), series, deliveries, tables = asyncio.run(run())
     assert (evil_items, evil_total, series, deliveries) == ([], 0, b"[]", []) and total > 0 and items
     assert {"alerts", "deliveries", "lightcurve"} <= set(tables)
@@ -316,15 +356,19 @@ def test_request_values_are_bind_parameters_in_the_store(pipeline: Settings) -> 
 def test_grafana_health_when_configured_down_or_not(pipeline: Settings, httpserver: HTTPServer) -> None:
     # A stand-in for Grafana (it cannot be installed on these machines) answering its documented /api/health.
     httpserver.expect_request("/api/health").respond_with_json({"database": "ok", "version": "12.2.0"})
-    for url, status, word in ((httpserver.url_for("/").rstrip("/"), 200, "ok"), ("", 200, "not configured"),
-                              (f"http://127.0.0.1:{free_port()}", 503, "unavailable")):
+    for url, status, word in (
+        (httpserver.url_for("/").rstrip("/"), 200, "ok"),
+        ("", 200, "not configured"),
+        (f"http://127.0.0.1:{free_port()}", 503, "unavailable"),
+    ):
         with TestClient(create_app(pipeline.model_copy(update={"grafana_url": url}))) as c:
             r = c.get("/health/grafana")
             assert r.status_code == status and r.json()["status"] == word, r.text
 
 
 def test_make_runs_episode_list_leads_with_the_real_outburst_and_says_why_per_source(
-        pipeline: Settings, capsys: pytest.CaptureFixture[str]) -> None:
+    pipeline: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
     """`make run`'s summary (devtools/run.py) on the sample: the MAXI J1535-571 outburst, which escalated most, leads;
     then every sample source with its episodes' onsets and reasons, or 'none'."""
     from devtools import run
@@ -336,10 +380,12 @@ def test_make_runs_episode_list_leads_with_the_real_outburst_and_says_why_per_so
     listed = lines[2:5]
     # Which BAT points join (records) depends on how the test pipeline interleaves the instruments, so the 2017
     # outburst is among the first three, not necessarily first.
-    assert any(line.split()[:2] == ["MAXI", "J1535-571"] and line.split()[2].startswith("2017-09-0")
-               and "brightening" in line for line in listed), lines
+    assert any(
+        line.split()[:2] == ["MAXI", "J1535-571"] and line.split()[2].startswith("2017-09-0") and "brightening" in line
+        for line in listed
+    ), lines
     header = next(i for i, line in enumerate(lines) if line.startswith("Per source"))
-    per_source = {line.split()[0]: line for line in lines[header + 1:]}
+    per_source = {line.split()[0]: line for line in lines[header + 1 :]}
     assert set(per_source) == set(sources)
     found = run.episodes(pipeline)
     for sid in sources:

@@ -1,5 +1,6 @@
 """The API's in-memory series cache: one load for concurrent first requests, the old value served while
 a newer one loads, and kept when the reload fails. Time is the cache's injected clock; each reload is awaited."""
+
 from __future__ import annotations
 
 import asyncio

@@ -1,5 +1,6 @@
 """Boundaries a newcomer can guess: the shared library and the contracts never reach into the services, a service
 reaches only into itself, and the README's table of parts names exactly the folders the tree has."""
+
 from __future__ import annotations
 
 import ast
@@ -32,8 +33,11 @@ def _project_packages() -> set[str]:
 
 
 def test_the_shared_library_and_the_contracts_never_import_the_services() -> None:
-    importing = {str(f.relative_to(PROJECT_ROOT)): sorted(n for n in _imports(f) if n.split(".")[0] == "services")
-                 for top in ("flashes", "schemas") for f in (PROJECT_ROOT / top).rglob("*.py")}
+    importing = {
+        str(f.relative_to(PROJECT_ROOT)): sorted(n for n in _imports(f) if n.split(".")[0] == "services")
+        for top in ("flashes", "schemas")
+        for f in (PROJECT_ROOT / top).rglob("*.py")
+    }
     assert {f: names for f, names in importing.items() if names} == {}
 
 
@@ -55,10 +59,14 @@ def test_a_service_imports_the_shared_library_the_contracts_and_itself_only() ->
 
 def _folders() -> set[str]:
     """The top-level folders of the tree as a clone has them (git's view: ignored folders such as var/ are not)."""
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=PROJECT_ROOT,
-                           capture_output=True, text=True, check=True).stdout.splitlines()
-    return {f.split("/")[0] + "/" for f in files if "/" in f and not f.startswith(".")
-            and (PROJECT_ROOT / f).exists()}
+    files = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    return {f.split("/")[0] + "/" for f in files if "/" in f and not f.startswith(".") and (PROJECT_ROOT / f).exists()}
 
 
 def _parts_table() -> list[str]:

@@ -1,4 +1,5 @@
 """The catalogue built from data/master_table.csv: ids, coordinates, tags, series and URLs."""
+
 import json
 from pathlib import Path
 
@@ -13,8 +14,11 @@ Records = dict[str, schemas.CatalogueSource]
 
 @pytest.fixture(scope="module")
 def records() -> Records:
-    live = Settings(maxi_base_url="http://maxi.riken.jp/", swift_base_url="https://swift.gsfc.nasa.gov/",
-                    fermi_base_url="https://gammaray.nsstc.nasa.gov/gbm/science/pulsars/lightcurves/")
+    live = Settings(
+        maxi_base_url="http://maxi.riken.jp/",
+        swift_base_url="https://swift.gsfc.nasa.gov/",
+        fermi_base_url="https://gammaray.nsstc.nasa.gov/gbm/science/pulsars/lightcurves/",
+    )
     return {r.id: r for r in catalogue.build(live)}
 
 
@@ -52,44 +56,51 @@ def test_gbm_pulsar_url_and_no_joined_series_without_both_instruments(records: R
     assert only_maxi.hardness_ratio is None and only_maxi.combined is None
 
 
-@pytest.mark.parametrize("code, words", [
-    (1316, ["HMXRB Be star", "X-ray pulsar", "hard transient"]),
-    (7106, ["Seyfert", "type 2"]),
-    (1440, ["LMXRB", "QPO"]),
-    (9999, ["unidentified"]),
-    (2555, ["star, spectral type G", "spectral sub-type 5", "luminosity class V"]),
-    (1213, ["HMXRB supergiant", "X-ray pulsar", "eclipsing"]),
-    (1810, ["X-ray pulsator"]),
-    (1981, ["T Tauri star", "(naked)"]),
-    (1635, ["CV", "AM Her (polar)", "eclipsing"]),
-    (0, [tags.UNCLASSIFIED]),
-    (8765, [tags.UNCLASSIFIED]),
-])
-def test_heasarc_codes_decode_as_the_worked_examples(classes: catalogue.HeasarcClasses, code: int,
-                                                     words: list[str]) -> None:
+@pytest.mark.parametrize(
+    "code, words",
+    [
+        (1316, ["HMXRB Be star", "X-ray pulsar", "hard transient"]),
+        (7106, ["Seyfert", "type 2"]),
+        (1440, ["LMXRB", "QPO"]),
+        (9999, ["unidentified"]),
+        (2555, ["star, spectral type G", "spectral sub-type 5", "luminosity class V"]),
+        (1213, ["HMXRB supergiant", "X-ray pulsar", "eclipsing"]),
+        (1810, ["X-ray pulsator"]),
+        (1981, ["T Tauri star", "(naked)"]),
+        (1635, ["CV", "AM Her (polar)", "eclipsing"]),
+        (0, [tags.UNCLASSIFIED]),
+        (8765, [tags.UNCLASSIFIED]),
+    ],
+)
+def test_heasarc_codes_decode_as_the_worked_examples(
+    classes: catalogue.HeasarcClasses, code: int, words: list[str]
+) -> None:
     assert classes.words(code) == words
 
 
-@pytest.mark.parametrize("code, expected", [  # checked by hand against the class name of each code
-    (1456, {"LMXRB", "BINARY", "QPO", "BLACK HOLE", "TRANSIENT", "HARD"}),     # GX 339-4
-    (1316, {"HMXRB", "BINARY", "BE STAR", "PULSAR", "TRANSIENT", "HARD"}),     # Swift J0243.6+6124
-    (1213, {"HMXRB", "BINARY", "SUPERGIANT", "PULSAR"}),                       # eclipsing supergiant pulsar
-    (1526, {"LMXRB", "BINARY", "GLOBULAR CLUSTER", "CLUSTER", "BURSTER", "TRANSIENT", "HARD"}),
-    (1480, {"LMXRB", "BINARY", "QPO", "PULSAR", "BURSTER"}),                   # "QPO,pulsar,bursts"
-    (1721, {"GAMMA RAY SOURCE", "REPEATER", "PULSAR"}),                        # soft gamma repeater
-    (1810, {"PULSATOR"}),                                                      # X-ray pulsator, not a pulsar
-    (7106, {"SEYFERT GALAXY", "AGN"}),                                         # Seyfert type 2
-    (7900, {"SEYFERT GALAXY", "AGN"}),                                         # narrow-line Seyfert 1
-    (7204, {"QSO", "AGN"}),
-    (7311, {"BL LAC", "AGN"}),
-    (7000, {"AGN"}),                                                           # "AGN Unclassified"
-    (5000, {"GALAXY CLUSTER", "CLUSTER"}),
-    (3600, {"CLUSTER"}),                                                       # open star cluster
-    (1640, {"BINARY"}),                                                        # CV, intermediate polar
-    (9999, {"UNIDENTIFIED"}),
-    (2900, {tags.UNCLASSIFIED}),                                               # "Star": no seed word
-    (0, {tags.UNCLASSIFIED}),
-])
+@pytest.mark.parametrize(
+    "code, expected",
+    [  # checked by hand against the class name of each code
+        (1456, {"LMXRB", "BINARY", "QPO", "BLACK HOLE", "TRANSIENT", "HARD"}),  # GX 339-4
+        (1316, {"HMXRB", "BINARY", "BE STAR", "PULSAR", "TRANSIENT", "HARD"}),  # Swift J0243.6+6124
+        (1213, {"HMXRB", "BINARY", "SUPERGIANT", "PULSAR"}),  # eclipsing supergiant pulsar
+        (1526, {"LMXRB", "BINARY", "GLOBULAR CLUSTER", "CLUSTER", "BURSTER", "TRANSIENT", "HARD"}),
+        (1480, {"LMXRB", "BINARY", "QPO", "PULSAR", "BURSTER"}),  # "QPO,pulsar,bursts"
+        (1721, {"GAMMA RAY SOURCE", "REPEATER", "PULSAR"}),  # soft gamma repeater
+        (1810, {"PULSATOR"}),  # X-ray pulsator, not a pulsar
+        (7106, {"SEYFERT GALAXY", "AGN"}),  # Seyfert type 2
+        (7900, {"SEYFERT GALAXY", "AGN"}),  # narrow-line Seyfert 1
+        (7204, {"QSO", "AGN"}),
+        (7311, {"BL LAC", "AGN"}),
+        (7000, {"AGN"}),  # "AGN Unclassified"
+        (5000, {"GALAXY CLUSTER", "CLUSTER"}),
+        (3600, {"CLUSTER"}),  # open star cluster
+        (1640, {"BINARY"}),  # CV, intermediate polar
+        (9999, {"UNIDENTIFIED"}),
+        (2900, {tags.UNCLASSIFIED}),  # "Star": no seed word
+        (0, {tags.UNCLASSIFIED}),
+    ],
+)
 def test_seed_tags_from_the_class_name(classes: catalogue.HeasarcClasses, code: int, expected: set[str]) -> None:
     assert set(tags.tags_of(tags.class_name(classes.words(code)))) == expected
 
@@ -101,9 +112,24 @@ def test_every_source_has_seed_tags_only(records: Records) -> None:
 
 
 # The stored record's fields in the seed's order, as the dict records of format 2 wrote them.
-SEED_FIELDS = ["_id", "integral_name", "class_code", "coord_ra", "coord_dec", "coord_glon", "coord_glat",
-               "alternative_names", "class_name", "labels_constant", "labels_dynamic", "maxi", "swift", "fermi",
-               "hardness_ratio", "combined"]
+SEED_FIELDS = [
+    "_id",
+    "integral_name",
+    "class_code",
+    "coord_ra",
+    "coord_dec",
+    "coord_glon",
+    "coord_glat",
+    "alternative_names",
+    "class_name",
+    "labels_constant",
+    "labels_dynamic",
+    "maxi",
+    "swift",
+    "fermi",
+    "hardness_ratio",
+    "combined",
+]
 SEED_SERIES_FIELDS = ["data_url", "provider_id", "series", "last_timestamp", "last_flux", "last_error"]
 
 

@@ -1,4 +1,5 @@
 """Topic contracts: exported JSON Schemas are current, and docker-compose.yml wires the stack."""
+
 import json
 import re
 import shutil
@@ -10,9 +11,9 @@ import yaml
 
 import schemas
 from flashes import topics
-from services.registry import SERVICES
 from flashes.schema_export import rendered
 from flashes.settings import PROJECT_ROOT
+from services.registry import SERVICES
 
 
 def test_exported_json_schemas_match_the_models() -> None:
@@ -28,15 +29,30 @@ def test_a_chunk_with_infinities_or_times_that_are_not_its_mjds_does_not_decode(
 
     from flashes.errors import DecodeError
 
-    good = {"version": 2, "source_id": "gx339-4", "instrument": "maxi", "bands": ["2-20"], "units": "u",
-            "provenance": {"url": "x", "fetched_at": "2026-01-01T00:00:00Z"}, "first_mjd": 58000.5,
-            "last_mjd": 58000.5, "count": 1, "time": [1504526400000000], "mjd": [58000.5],
-            "flux": {"2-20": [1.0]}, "error": {"2-20": [0.1]}}
-    assert topics.LIGHTCURVE.decode(orjson.dumps(good)).time == [1504526400000000]  # MJD 58000.5 = 2017-09-04T12:00Z: (58000.5 − 40587) d × 86,400 s
-    for change, reason in (({"flux": {"2-20": ["inf"]}}, "finite number"),
-                           ({"time": [1504526400000000 + 86_400_000_000]}, "is not the mjd"),
-                           ({"time": [-1]}, "is not the mjd"),
-                           ({"mjd": [58000.5], "count": 2}, "the header says count=2")):
+    good = {
+        "version": 2,
+        "source_id": "gx339-4",
+        "instrument": "maxi",
+        "bands": ["2-20"],
+        "units": "u",
+        "provenance": {"url": "x", "fetched_at": "2026-01-01T00:00:00Z"},
+        "first_mjd": 58000.5,
+        "last_mjd": 58000.5,
+        "count": 1,
+        "time": [1504526400000000],
+        "mjd": [58000.5],
+        "flux": {"2-20": [1.0]},
+        "error": {"2-20": [0.1]},
+    }
+    assert topics.LIGHTCURVE.decode(orjson.dumps(good)).time == [
+        1504526400000000
+    ]  # MJD 58000.5 = 2017-09-04T12:00Z: (58000.5 − 40587) d × 86,400 s
+    for change, reason in (
+        ({"flux": {"2-20": ["inf"]}}, "finite number"),
+        ({"time": [1504526400000000 + 86_400_000_000]}, "is not the mjd"),
+        ({"time": [-1]}, "is not the mjd"),
+        ({"mjd": [58000.5], "count": 2}, "the header says count=2"),
+    ):
         with pytest.raises(DecodeError, match=reason):
             topics.LIGHTCURVE.decode(orjson.dumps({**good, **change}))
 
@@ -62,16 +78,25 @@ def test_compose_file_runs_every_service_on_kafka_questdb_grafana() -> None:
     for name in SERVICES:
         svc = services[name]
         assert svc["command"] == ["flashes", "run", name]
-        assert svc["environment"]["FLASHES_KAFKA_HOST"] == "kafka" and svc["environment"]["FLASHES_QUESTDB_HOST"] == "questdb"
+        assert (
+            svc["environment"]["FLASHES_KAFKA_HOST"] == "kafka"
+            and svc["environment"]["FLASHES_QUESTDB_HOST"] == "questdb"
+        )
         assert svc["build"]["dockerfile"] == "Dockerfile"
     assert (PROJECT_ROOT / "Dockerfile").exists()
 
 
-@pytest.mark.skipif(shutil.which("docker") is None or subprocess.run(["docker", "compose", "version"],
-                    capture_output=True).returncode != 0, reason="the docker CLI with compose is not installed")
+@pytest.mark.skipif(
+    shutil.which("docker") is None
+    or subprocess.run(["docker", "compose", "version"], capture_output=True).returncode != 0,
+    reason="the docker CLI with compose is not installed",
+)
 def test_docker_compose_config_validates() -> None:
-    result = subprocess.run(["docker", "compose", "-f", str(PROJECT_ROOT / "docker-compose.yml"), "config", "-q"],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        ["docker", "compose", "-f", str(PROJECT_ROOT / "docker-compose.yml"), "config", "-q"],
+        capture_output=True,
+        text=True,
+    )
     assert result.returncode == 0, result.stderr
 
 

@@ -5,6 +5,7 @@ the delivery service as its own process (`flashes run delivery`), a real SMTP se
 real HTTP receivers. The service runs with two keys, newest first; the subscriptions were sealed
 under either, as they would be across a key change.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -12,7 +13,7 @@ import json
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -20,13 +21,12 @@ from cryptography.fernet import Fernet
 from standardwebhooks import Webhook
 
 import schemas
-from devtools.observe import positioned, wait_until
+from devtools.observe import Mailbox, positioned, read_topic, receiver, wait_until
 from devtools.stack import Stack, private_stack
 from flashes import topics
 from flashes.kafka import ensure_topics, make_producer
 from flashes.settings import Settings
 from flashes.subscriptions import Vault, new_code, new_webhook_secret, subscription_id
-from devtools.observe import Mailbox, read_topic, receiver
 
 pytestmark = pytest.mark.integration  # starts its own services and servers
 
@@ -50,10 +50,18 @@ def test_links_are_signed_with_the_newest_key_and_old_secrets_and_links_still_wo
 def private(tmp_path_factory: pytest.TempPathFactory, smtp_server: tuple[int, Mailbox]) -> Iterator[Stack]:
     """Kafka alone on free loopback ports; the delivery service's settings (cap 2 mails a day, retries 1 s doubling
     for up to 10 attempts, keys [NEW, OLD], QuestDB absent: charts from the alerts' points)."""
-    env = {"FLASHES_WEBHOOK_ALLOW_LOOPBACK": "true", "FLASHES_SMTP_HOST": "127.0.0.1",
-           "FLASHES_SMTP_PORT": str(smtp_server[0]), "FLASHES_SMTP_USER": "", "FLASHES_SMTP_SECURITY": "none",
-           "FLASHES_EMAIL_DAILY_CAP": "2", "FLASHES_DELIVERY_BACKOFF_S": "1.0", "FLASHES_DELIVERY_MAX_ATTEMPTS": "10",
-           "FLASHES_SECRET_KEYS": json.dumps([NEW, OLD]), "FLASHES_CLOCK_OFFSET_DAYS": "0.0"}
+    env = {
+        "FLASHES_WEBHOOK_ALLOW_LOOPBACK": "true",
+        "FLASHES_SMTP_HOST": "127.0.0.1",
+        "FLASHES_SMTP_PORT": str(smtp_server[0]),
+        "FLASHES_SMTP_USER": "",
+        "FLASHES_SMTP_SECURITY": "none",
+        "FLASHES_EMAIL_DAILY_CAP": "2",
+        "FLASHES_DELIVERY_BACKOFF_S": "1.0",
+        "FLASHES_DELIVERY_MAX_ATTEMPTS": "10",
+        "FLASHES_SECRET_KEYS": json.dumps([NEW, OLD]),
+        "FLASHES_CLOCK_OFFSET_DAYS": "0.0",
+    }
     with private_stack(env=env, var=tmp_path_factory.mktemp("delivery-restart"), servers=("kafka",)) as stack:
         asyncio.run(ensure_topics(stack.settings))
         yield stack
@@ -64,15 +72,27 @@ def subscription(key: str, channel: str, **fields: object) -> tuple[schemas.Subs
     vault = Vault(Settings(secret_keys=[key]))
     secret = new_webhook_secret() if channel == "webhook" else None
     sealed = {"webhook_secret": vault.seal(secret)} if secret else {"email": vault.seal(str(fields.pop("email")))}
-    sub = schemas.Subscription(subscription_id=subscription_id(new_code()), channel=channel,
-                               created_at=datetime.now(timezone.utc) - timedelta(minutes=1),
-                               filters=schemas.SubscriptionFilters(sources=[SOURCE]), **sealed, **fields)
+    sub = schemas.Subscription(
+        subscription_id=subscription_id(new_code()),
+        channel=channel,
+        created_at=datetime.now(UTC) - timedelta(minutes=1),
+        filters=schemas.SubscriptionFilters(sources=[SOURCE]),
+        **sealed,
+        **fields,
+    )
     return sub, secret
 
 
 def alert(name: str) -> schemas.Alert:
-    return EXAMPLE.model_copy(update={"source_id": SOURCE, "alert_id": f"{SOURCE}@{name}", "record_number": 1,
-                                      "live": True, "raised_at": datetime.now(timezone.utc)})
+    return EXAMPLE.model_copy(
+        update={
+            "source_id": SOURCE,
+            "alert_id": f"{SOURCE}@{name}",
+            "record_number": 1,
+            "live": True,
+            "raised_at": datetime.now(UTC),
+        }
+    )
 
 
 async def produce(settings: Settings, messages: list[tuple[topics.TopicSpec, str, object]]) -> None:
@@ -87,8 +107,9 @@ async def produce(settings: Settings, messages: list[tuple[topics.TopicSpec, str
 
 def digest_task(sub: schemas.Subscription, a: schemas.Alert) -> tuple[topics.TopicSpec, str, schemas.DeliveryTask]:
     """A mail held for the digest, due now (as the held ones are at midnight)."""
-    task = schemas.DeliveryTask(subscription_id=sub.subscription_id, alert=a, attempt=1,
-                                due=datetime.now(timezone.utc), digest=True)
+    task = schemas.DeliveryTask(
+        subscription_id=sub.subscription_id, alert=a, attempt=1, due=datetime.now(UTC), digest=True
+    )
     return topics.DELIVERY_RETRY, sub.subscription_id, task
 
 
@@ -96,8 +117,10 @@ class Log:
     """The delivery log as read at one moment (read again with `Log(settings)`)."""
 
     def __init__(self, settings: Settings) -> None:
-        self.records = [schemas.DeliveryRecord.model_validate(v)
-                        for _, v in asyncio.run(read_topic(settings, topics.DELIVERIES.name, 1.0))]
+        self.records = [
+            schemas.DeliveryRecord.model_validate(v)
+            for _, v in asyncio.run(read_topic(settings, topics.DELIVERIES.name, 1.0))
+        ]
 
     def of(self, sub: schemas.Subscription) -> list[schemas.DeliveryRecord]:
         return [r for r in self.records if r.subscription_id == sub.subscription_id]
@@ -108,7 +131,8 @@ class Log:
 
 
 def test_a_killed_delivery_service_sends_each_mail_and_webhook_once(
-        private: Stack, smtp_server: tuple[int, Mailbox]) -> None:
+    private: Stack, smtp_server: tuple[int, Mailbox]
+) -> None:
     settings = private.settings
     address = f"restart-{uuid.uuid4().hex[:8]}@example.org"
     (ok_server, ok_url, ok_got), (flaky_server, flaky_url, flaky_got) = receiver(204), receiver(500)
@@ -119,17 +143,27 @@ def test_a_killed_delivery_service_sends_each_mail_and_webhook_once(
     held_early, held_late = alert("digest-1"), alert("digest-2")
     ids = {a.alert_id for a in [*first, later]}
     try:
-        asyncio.run(produce(settings, [(topics.SUBSCRIPTIONS, s.subscription_id, s)
-                                       for s in (mail_sub, ok_sub, flaky_sub)]))
+        asyncio.run(
+            produce(settings, [(topics.SUBSCRIPTIONS, s.subscription_id, s) for s in (mail_sub, ok_sub, flaky_sub)])
+        )
         private.start("delivery")
-        wait_until(lambda: asyncio.run(positioned(settings, "flashes-delivery", topics.ALERTS.name)),
-                   "the delivery service to join at the end of the alerts", 60, 0.2)
+        wait_until(
+            lambda: asyncio.run(positioned(settings, "flashes-delivery", topics.ALERTS.name)),
+            "the delivery service to join at the end of the alerts",
+            60,
+            0.2,
+        )
         asyncio.run(produce(settings, [(topics.ALERTS, a.source_id, a) for a in first]))
+
         def first_round() -> bool:
             log = Log(settings)
-            return (sum(log.count(mail_sub, "delivered").values()) == 2 and sum(log.count(mail_sub, "held").values()) == 1
-                    and len(log.count(ok_sub, "delivered")) == 3 and len(log.count(flaky_sub, "retrying")) == 3
-                    and min(log.count(flaky_sub, "retrying").values()) >= 2)
+            return (
+                sum(log.count(mail_sub, "delivered").values()) == 2
+                and sum(log.count(mail_sub, "held").values()) == 1
+                and len(log.count(ok_sub, "delivered")) == 3
+                and len(log.count(flaky_sub, "retrying")) == 3
+                and min(log.count(flaky_sub, "retrying").values()) >= 2
+            )
 
         wait_until(first_round, "two mails, one held, three webhooks and retries under way", 60, 0.5)
         asyncio.run(produce(settings, [digest_task(mail_sub, held_early)]))  # after the held one, on its partition
@@ -143,9 +177,11 @@ def test_a_killed_delivery_service_sends_each_mail_and_webhook_once(
 
         def second_round() -> bool:
             log = Log(settings)
-            return (set(log.count(flaky_sub, "delivered")) == ids == set(log.count(ok_sub, "delivered"))
-                    and later.alert_id in log.count(mail_sub, "held")
-                    and held_late.alert_id in log.count(mail_sub, "digested"))
+            return (
+                set(log.count(flaky_sub, "delivered")) == ids == set(log.count(ok_sub, "delivered"))
+                and later.alert_id in log.count(mail_sub, "held")
+                and held_late.alert_id in log.count(mail_sub, "digested")
+            )
 
         wait_until(second_round, "the restarted service to deliver the retries, the new alert and the digest", 120, 0.5)
 
@@ -161,8 +197,9 @@ def test_a_killed_delivery_service_sends_each_mail_and_webhook_once(
         for got, secret in ((ok_got, ok_secret), (flaky_got[before_restart:], flaky_secret)):
             assert Counter(r["headers"]["webhook-id"] for r in got) == {f"{i}#1": 1 for i in ids}
             for r in got:  # secrets sealed under the old key and the new one both sign
-                Webhook(secret).verify(r["body"], {k: r["headers"][k] for k in
-                                                   ("webhook-id", "webhook-timestamp", "webhook-signature")})
+                Webhook(secret).verify(
+                    r["body"], {k: r["headers"][k] for k in ("webhook-id", "webhook-timestamp", "webhook-signature")}
+                )
         flaky_log = Log(settings).of(flaky_sub)
         assert len({(r.alert_id, r.attempt) for r in flaky_log}) == len(flaky_log)  # no attempt made twice
         assert not any(flaky_got[i]["headers"]["webhook-id"] == f"{later.alert_id}#1" for i in range(before_restart))

@@ -1,7 +1,8 @@
 """Derive's join on whole chunks, its bounded state and its state round trip, without Kafka."""
+
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -11,14 +12,21 @@ from flashes import chunks
 from services.derive.app import REVISION_DAYS, Derive
 
 SOURCE = "gx339-4"
-FETCHED = datetime(2026, 1, 1, tzinfo=timezone.utc)
+FETCHED = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def chunk(instrument: str, mjd: list[float], flux: list[float], error: list[float]) -> schemas.LightcurveChunk:
     band = {"maxi": "2-20", "swift": "15-50"}[instrument]
-    [one] = chunks.build(schemas.LightcurveChunk, mjd, {"flux": {band: flux}, "error": {band: error}}, source_id=SOURCE,
-                         instrument=instrument, bands=[band], units="u",
-                         provenance=schemas.Provenance(url="file://x", fetched_at=FETCHED))
+    [one] = chunks.build(
+        schemas.LightcurveChunk,
+        mjd,
+        {"flux": {band: flux}, "error": {band: error}},
+        source_id=SOURCE,
+        instrument=instrument,
+        bands=[band],
+        units="u",
+        provenance=schemas.Provenance(url="file://x", fetched_at=FETCHED),
+    )
     return one
 
 
@@ -29,8 +37,9 @@ def by_kind(outputs: list) -> dict[str, schemas.DerivedChunk]:
 def test_maxi_day_centres_join_bat_day_starts_by_hand() -> None:
     derive = Derive({SOURCE})
     assert derive.apply(chunk("maxi", [58000.5, 58001.5, 58002.5], [0.64, 0.32, 0.0], [0.032, 0.016, 0.01])) == []
-    out = by_kind(derive.apply(chunk("swift", [58000.0, 58002.0, 58003.0], [0.022, 0.011, 0.011],
-                                     [0.0011, 0.0011, 0.0011])))
+    out = by_kind(
+        derive.apply(chunk("swift", [58000.0, 58002.0, 58003.0], [0.022, 0.011, 0.011], [0.0011, 0.0011, 0.0011]))
+    )
     combined, hardness = out["combined"], out["hardness"]
     # Day 58000: BAT 100 ± 5 mCrab, MAXI 200 ± 10 mCrab. Day 58002: BAT 50 ± 5, MAXI 0 ± 3.125.
     assert combined.mjd == [58000.5, 58002.5]

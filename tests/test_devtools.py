@@ -1,5 +1,6 @@
 """Development tooling stays out of the product: nothing the image ships imports devtools, the product's command
 has no development commands, and the private stack's processes see only the variables they are given."""
+
 from __future__ import annotations
 
 import ast
@@ -22,8 +23,11 @@ def _commands(parser: object) -> set[str]:
 def _product() -> list[Path]:
     """The packages the distribution ships (pyproject's packages.find) and the image's own scripts."""
     include = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
-    tops = [p for p in PROJECT_ROOT.iterdir() if (p / "__init__.py").exists()
-            and any(fnmatch(p.name, pattern) for pattern in include["include"])]
+    tops = [
+        p
+        for p in PROJECT_ROOT.iterdir()
+        if (p / "__init__.py").exists() and any(fnmatch(p.name, pattern) for pattern in include["include"])
+    ]
     return [f for top in tops for f in top.rglob("*.py")] + [PROJECT_ROOT / "deploy" / "healthcheck.py"]
 
 
@@ -41,11 +45,15 @@ def test_the_product_never_imports_devtools() -> None:
     files = _product()
     tops = {f.relative_to(PROJECT_ROOT).parts[0] for f in files}
     assert {"flashes", "schemas", "services"} <= tops and "devtools" not in tops
-    importing = {str(f.relative_to(PROJECT_ROOT)) for f in files
-                 if any(name == "devtools" or name.startswith("devtools.") for name in _imports(f))}
+    importing = {
+        str(f.relative_to(PROJECT_ROOT))
+        for f in files
+        if any(name == "devtools" or name.startswith("devtools.") for name in _imports(f))
+    }
     assert importing == set()
-    copied = [line.split()[1] for line in (PROJECT_ROOT / "Dockerfile").read_text().splitlines()
-              if line.startswith("COPY ")]
+    copied = [
+        line.split()[1] for line in (PROJECT_ROOT / "Dockerfile").read_text().splitlines() if line.startswith("COPY ")
+    ]
     assert not any(c.startswith("devtools") for c in copied), copied
 
 
@@ -65,8 +73,14 @@ def test_a_child_sees_the_flashes_variables_it_is_given_and_no_others() -> None:
 def test_a_private_stack_has_ports_and_a_folder_of_its_own(tmp_path: Path) -> None:
     env = isolated_env(tmp_path)
     stack = Stack({**env, "FLASHES_HTTP_RETRIES": "1"})
-    ports = [stack.settings.kafka_port, stack.settings.kafka_controller_port, stack.settings.questdb_http_port,
-             stack.settings.questdb_pg_port, stack.settings.questdb_min_http_port, stack.settings.api_port]
+    ports = [
+        stack.settings.kafka_port,
+        stack.settings.kafka_controller_port,
+        stack.settings.questdb_http_port,
+        stack.settings.questdb_pg_port,
+        stack.settings.questdb_min_http_port,
+        stack.settings.api_port,
+    ]
     assert len(set(ports)) == len(ports) and Settings().kafka_port not in ports
     assert stack.settings.var_dir == tmp_path and stack.logs == tmp_path / "logs"
     assert stack.settings.http_retries == 1 and stack.processes == {}

@@ -3,6 +3,7 @@
 The model (services/relevance/model.py) is tuned separately, so its figures on real files are
 bounded here, not pinned; the baselines' figures do not depend on it and are pinned.
 """
+
 from __future__ import annotations
 
 import json
@@ -11,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from flashes.settings import Settings
-from services.cli import main
 from evaluation.methods import METHODS, MODEL_LEVELS
 from evaluation.metrics import DAYS_PER_YEAR, Event, event_kind, read_events, score_method, select_level
 from evaluation.run import Scored, cross_validate, evaluate, score_mirror
+from flashes.settings import Settings
+from services.cli import main
 from services.relevance.model import PARAMS
 
 DATA = Path(__file__).resolve().parent / "data" / "maxi"
@@ -25,9 +26,11 @@ YEAR = DAYS_PER_YEAR
 @pytest.fixture()
 def events(tmp_path: Path) -> Path:
     path = tmp_path / "events.csv"
-    path.write_text("source_id,kind,onset_mjd,reference\n"
-                    "maxij1535-571,outburst onset,57998,ATel #10700\n"
-                    "cirx-1,not in the mirror,58000,none\n")
+    path.write_text(
+        "source_id,kind,onset_mjd,reference\n"
+        "maxij1535-571,outburst onset,57998,ATel #10700\n"
+        "cirx-1,not in the mirror,58000,none\n"
+    )
     return path
 
 
@@ -75,12 +78,28 @@ def test_false_alerts_are_counted_in_episodes_outside_event_windows() -> None:
 
 
 def test_event_kinds_are_grouped_for_per_kind_recall() -> None:
-    assert {kind: event_kind(kind) for kind in (
-        "outburst onset", "giant outburst", "state transition hard-to-soft", "state transition soft-to-hard",
-        "flare", "Flare ", "superburst", "not in the mirror")} == {
-        "outburst onset": "onset", "giant outburst": "onset", "state transition hard-to-soft": "state transition",
-        "state transition soft-to-hard": "state transition", "flare": "flare", "Flare ": "flare",
-        "superburst": "other", "not in the mirror": "other"}
+    assert {
+        kind: event_kind(kind)
+        for kind in (
+            "outburst onset",
+            "giant outburst",
+            "state transition hard-to-soft",
+            "state transition soft-to-hard",
+            "flare",
+            "Flare ",
+            "superburst",
+            "not in the mirror",
+        )
+    } == {
+        "outburst onset": "onset",
+        "giant outburst": "onset",
+        "state transition hard-to-soft": "state transition",
+        "state transition soft-to-hard": "state transition",
+        "flare": "flare",
+        "Flare ": "flare",
+        "superburst": "other",
+        "not in the mirror": "other",
+    }
     # Every kind in the shared events file belongs to one of the three groups.
     shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "events.csv"
     if shared.exists():
@@ -88,8 +107,12 @@ def test_event_kinds_are_grouped_for_per_kind_recall() -> None:
 
 
 def test_recall_within_2_days_is_given_per_kind() -> None:
-    events = [Event("a", "outburst onset", 100.0), Event("a", "state transition hard-to-soft", 130.0),
-              Event("b", "giant outburst", 500.0), Event("b", "state transition soft-to-hard", 540.0)]
+    events = [
+        Event("a", "outburst onset", 100.0),
+        Event("a", "state transition hard-to-soft", 130.0),
+        Event("b", "giant outburst", 500.0),
+        Event("b", "state transition soft-to-hard", 540.0),
+    ]
     # a: the onset found after 1.5 d; the transition's window (128..190) holds 131.5 (latency 1.5, within 2 d).
     # b: the giant outburst found after 3 d (within 7 d, not 2 d); the transition (window 538..600) not found:
     # both alerts of b are earlier. No alert is outside every window: no false alert.
@@ -116,11 +139,16 @@ def test_recall_within_2_days_is_given_per_kind() -> None:
 # per kind within 2 d: onset 1, flare 0, state transition 0. On all sources: level 1 3/4 = 0.75, level 2
 # 1/4 = 0.25 -> level 2. With target 0.2 no level reaches it on all sources (level 3: 1/4) -> the strictest, 3.
 HAND_SPANS = {"a": YEAR, "b": YEAR, "c": 2 * YEAR}
-HAND_EVENTS = [Event("a", "outburst onset", 100.0), Event("b", "flare", 200.0),
-               Event("c", "state transition hard-to-soft", 300.0)]
-HAND_ALERTS = {1.0: {"a": [101.0, 400.0, 600.0], "b": [201.0, 500.0], "c": [301.0]},
-               2.0: {"a": [101.0, 400.0], "b": [205.0], "c": []},
-               3.0: {"a": [700.0], "b": [], "c": []}}
+HAND_EVENTS = [
+    Event("a", "outburst onset", 100.0),
+    Event("b", "flare", 200.0),
+    Event("c", "state transition hard-to-soft", 300.0),
+]
+HAND_ALERTS = {
+    1.0: {"a": [101.0, 400.0, 600.0], "b": [201.0, 500.0], "c": [301.0]},
+    2.0: {"a": [101.0, 400.0], "b": [205.0], "c": []},
+    3.0: {"a": [700.0], "b": [], "c": []},
+}
 
 
 def test_level_selection_on_a_hand_made_case() -> None:
@@ -137,7 +165,11 @@ def test_level_selection_on_a_hand_made_case() -> None:
 def test_cross_validation_on_a_hand_made_case() -> None:
     scored = Scored(0.7, HAND_SPANS, HAND_EVENTS, {"model": 1.0}, {"model": HAND_ALERTS})
     cv = cross_validate(scored, 0.5)
-    assert [(f["held_out"], f["methods"]["model"]["level"]) for f in cv["folds"]] == [("a", 1.0), ("b", 2.0), ("c", 2.0)]
+    assert [(f["held_out"], f["methods"]["model"]["level"]) for f in cv["folds"]] == [
+        ("a", 1.0),
+        ("b", 2.0),
+        ("c", 2.0),
+    ]
     assert [f["methods"]["model"]["false_alert_episodes"] for f in cv["folds"]] == [2, 0, 0]
     assert [f["methods"]["model"]["found_2d"] for f in cv["folds"]] == [1, 0, 0]
     assert [f["methods"]["model"]["train_false_alerts_per_source_year"] for f in cv["folds"]] == [1 / 3, 1 / 3, 0.5]
@@ -161,9 +193,11 @@ def test_cross_validation_needs_two_sources() -> None:
         cross_validate(Scored(0.7, {"a": YEAR}, [], {"model": 1.0}, {"model": {1.0: {"a": []}}}))
 
 
-THREE_SOURCES = ("J1535-572_g_lc_1day_all.dat",  # MAXI J1535-571: an outburst and its state changes
-                 "J1520-571_g_lc_1day_all.dat",  # Cir X-1: periodic flares, no listed event
-                 "J1619-156_g_lc_1day_all.dat")  # Sco X-1: bright, persistent, no listed event
+THREE_SOURCES = (
+    "J1535-572_g_lc_1day_all.dat",  # MAXI J1535-571: an outburst and its state changes
+    "J1520-571_g_lc_1day_all.dat",  # Cir X-1: periodic flares, no listed event
+    "J1619-156_g_lc_1day_all.dat",
+)  # Sco X-1: bright, persistent, no listed event
 
 
 @pytest.fixture(scope="module")
@@ -173,10 +207,12 @@ def three_sources(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]
     for name in THREE_SOURCES:
         shutil.copy(DATA / name, root / "mirror" / "maxi")
     events = root / "events.csv"
-    events.write_text("source_id,kind,onset_mjd,reference\n"
-                      "maxij1535-571,outburst onset,57998,ATel #10700\n"
-                      "maxij1535-571,state transition hard-to-soft,58006,ATel #10761\n"
-                      "maxij1535-571,state transition soft-to-hard,58039,ATel #11020\n")
+    events.write_text(
+        "source_id,kind,onset_mjd,reference\n"
+        "maxij1535-571,outburst onset,57998,ATel #10700\n"
+        "maxij1535-571,state transition hard-to-soft,58006,ATel #10761\n"
+        "maxij1535-571,state transition soft-to-hard,58039,ATel #11020\n"
+    )
     return root / "mirror", events
 
 
@@ -185,15 +221,18 @@ def three_sources_scored(three_sources: tuple[Path, Path]) -> Scored:
     return score_mirror(Settings(), *three_sources, model_grid=True)
 
 
-def test_cv_through_the_cli_on_three_real_sources(three_sources: tuple[Path, Path], three_sources_scored: Scored,
-                                                  capsys: pytest.CaptureFixture) -> None:
+def test_cv_through_the_cli_on_three_real_sources(
+    three_sources: tuple[Path, Path], three_sources_scored: Scored, capsys: pytest.CaptureFixture
+) -> None:
     mirror, events = three_sources
     main(["evaluate", "--mirror", str(mirror), "--events", str(events), "--cv", "--json"])
     result = json.loads(capsys.readouterr().out)
     cv, scored = result["cv"], three_sources_scored
     assert [f["held_out"] for f in cv["folds"]] == ["cirx-1", "maxij1535-571", "scox-1"]
     assert cv["target_false_rate"] == 0.5
-    assert cv["grids"]["model"] == sorted({*MODEL_LEVELS.tolist(), PARAMS.alert_sigma})  # the grid, the one in service among them
+    assert cv["grids"]["model"] == sorted(
+        {*MODEL_LEVELS.tolist(), PARAMS.alert_sigma}
+    )  # the grid, the one in service among them
     for fold in cv["folds"]:
         held_out = fold["held_out"]
         train = {sid: days for sid, days in scored.spans.items() if sid != held_out}
@@ -203,7 +242,9 @@ def test_cv_through_the_cli_on_three_real_sources(three_sources: tuple[Path, Pat
             # ... and the held-out source is scored at that level.
             level = fold["methods"][name]["level"]
             own = [ev for ev in scored.events if ev.source_id == held_out]
-            _, details = score_method({held_out: scored.alerts[name][level][held_out]}, {held_out: scored.spans[held_out]}, own)
+            _, details = score_method(
+                {held_out: scored.alerts[name][level][held_out]}, {held_out: scored.spans[held_out]}, own
+            )
             assert fold["methods"][name]["false_alert_episodes"] == details["false_alert_episodes"]
     for name in METHODS:
         m, details = cv["methods"][name], cv["details"][name]
@@ -211,13 +252,18 @@ def test_cv_through_the_cli_on_three_real_sources(three_sources: tuple[Path, Pat
         # Pooled figures add up from the folds.
         assert details["false_alert_episodes"] == sum(f["false_alert_episodes"] for f in folds)
         assert details["source_years"] == pytest.approx(sum(f["source_years"] for f in cv["folds"]))
-        assert m["false_alerts_per_source_year"] == pytest.approx(details["false_alert_episodes"] / details["source_years"])
+        assert m["false_alerts_per_source_year"] == pytest.approx(
+            details["false_alert_episodes"] / details["source_years"]
+        )
         assert m["recall_2d"] * 3 == pytest.approx(sum(f["found_2d"] for f in folds))
         for fold in cv["folds"]:
             assert details["false_alert_episodes_per_year_by_source"][fold["held_out"]] == pytest.approx(
-                fold["methods"][name]["false_alert_episodes"] / fold["source_years"], abs=5e-4)
+                fold["methods"][name]["false_alert_episodes"] / fold["source_years"], abs=5e-4
+            )
         kinds = m["recall_2d_by_kind"]
-        assert kinds["flare"] is None and (kinds["onset"] + 2 * kinds["state transition"]) / 3 == pytest.approx(m["recall_2d"])
+        assert kinds["flare"] is None and (kinds["onset"] + 2 * kinds["state transition"]) / 3 == pytest.approx(
+            m["recall_2d"]
+        )
     # The in-sample figures are the ones without --cv.
     assert result["methods"] == evaluate(Settings(), mirror, events)["methods"]
     # Pinned baseline figures (they do not depend on the model). The formula reaches 0.5 false episodes per
@@ -236,8 +282,10 @@ def test_a_held_out_source_does_not_choose_its_own_level(three_sources_scored: S
     scored = three_sources_scored
     before = cross_validate(scored)
     # Sco X-1 made to raise 200 false episodes at every level of every method.
-    noisy = {name: {level: {**per, "scox-1": [55100.0 + 20 * i for i in range(200)]} for level, per in by_level.items()}
-             for name, by_level in scored.alerts.items()}
+    noisy = {
+        name: {level: {**per, "scox-1": [55100.0 + 20 * i for i in range(200)]} for level, per in by_level.items()}
+        for name, by_level in scored.alerts.items()
+    }
     after = cross_validate(Scored(scored.threshold, scored.spans, scored.events, scored.defaults, noisy))
     fold = {f["held_out"]: f for f in before["folds"]}["scox-1"]
     noisy_fold = {f["held_out"]: f for f in after["folds"]}["scox-1"]
@@ -269,7 +317,9 @@ def test_the_model_beats_both_baselines_on_the_bundled_real_files(tmp_path: Path
     details = result["details"]["methods"]
     assert (details["formula"]["false_alert_episodes"], details["median_5sigma"]["false_alert_episodes"]) == (74, 48)
     assert formula["recall_2d"] == 0.0 and median["recall_2d"] == 1.0
-    assert model["false_alerts_per_source_year"] < min(formula["false_alerts_per_source_year"],
-                                                       median["false_alerts_per_source_year"]) / 2
+    assert (
+        model["false_alerts_per_source_year"]
+        < min(formula["false_alerts_per_source_year"], median["false_alerts_per_source_year"]) / 2
+    )
     for name in ("formula", "median_5sigma"):
         assert result["details"]["methods"][name]["at_model_false_alert_rate"]["recall_2d"] <= model["recall_2d"]

@@ -1,6 +1,7 @@
 """Nothing lost, nothing doubled: one fault run (devtools/faults.py) with a backlog of over 100 k points
 waiting, workers SIGKILLed at random (also right after a start), two workers of derive and
 relevance for a while, Kafka and QuestDB restarted once each. `bench/faults.py --runs N` repeats it."""
+
 from __future__ import annotations
 
 from pathlib import Path

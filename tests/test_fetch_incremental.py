@@ -1,6 +1,7 @@
 """Incremental fetching against a real HTTP mirror and the real broker: all three instruments,
 conditional requests, only new or revised points published, state kept in Kafka, each provider
 polled on its own schedule."""
+
 from __future__ import annotations
 
 import asyncio
@@ -12,15 +13,18 @@ from pathlib import Path
 import pytest
 from werkzeug import Request, Response
 
+from devtools.observe import files, lightcurve_points, read_records, read_topic
 from flashes.settings import PROJECT_ROOT, Settings
 from services.fetcher import state
-from tests.conftest import providers
 from services.fetcher.service import fetch_once, run_forever
-from devtools.observe import files, lightcurve_points, read_records, read_topic
+from tests.conftest import providers
 
 SOURCE = "swiftj0243.6+6124"  # MAXI, BAT (weak) and GBM pulsar series
-FILES = ["maxi/star_data/J0243+614/J0243+614_g_lc_1day_all.dat",
-         "swift/results/transients/weak/SwiftJ0243.6p6124.lc.txt", "fermi/swiftj0243_old.fits.gz"]
+FILES = [
+    "maxi/star_data/J0243+614/J0243+614_g_lc_1day_all.dat",
+    "swift/results/transients/weak/SwiftJ0243.6p6124.lc.txt",
+    "fermi/swiftj0243_old.fits.gz",
+]
 
 
 @pytest.fixture()
@@ -47,7 +51,8 @@ def published(settings: Settings, base: str) -> list[dict]:
 
 
 def test_second_round_costs_only_conditional_requests_and_revisions_are_republished(
-        provider: tuple[Settings, Path, list, str]) -> None:
+    provider: tuple[Settings, Path, list, str],
+) -> None:
     settings, folder, log, base = provider
     first = asyncio.run(fetch_once(settings, [SOURCE]))
     assert first.series == 3 and not first.errors
@@ -89,7 +94,8 @@ def test_backfill_publishes_everything_again(provider: tuple[Settings, Path, lis
 
 
 def test_files_that_are_not_lightcurves_are_reported_and_the_other_series_still_arrive(
-        provider: tuple[Settings, Path, list, str]) -> None:
+    provider: tuple[Settings, Path, list, str],
+) -> None:
     settings, folder, log, base = provider
     (folder / FILES[1]).write_text("<!DOCTYPE html><html><body><h1>Service Unavailable</h1></body></html>")
     (folder / FILES[2]).write_bytes(b"SIMPLE  = T / not gzipped at all")
@@ -99,9 +105,12 @@ def test_files_that_are_not_lightcurves_are_reported_and_the_other_series_still_
     assert "swift:swiftj0243.6+6124" in errors and "HTML page" in errors
     assert "fermi:swiftj0243.6+6124" in errors and "not gzip" in errors
     assert {p["instrument"] for p in published(settings, base)} == {"maxi"}
-    letters = [v for _, v in asyncio.run(read_topic(settings, "flashes.deadletter.v1")) if (v["url"] or "").startswith(base)]
-    assert {l["origin"] for l in letters} == {"fetcher:swift:swiftj0243.6+6124", "fetcher:fermi:swiftj0243.6+6124"}
-    assert any("Service Unavailable" in l["payload"] for l in letters)  # the refused page itself
+    letters = [
+        v for _, v in asyncio.run(read_topic(settings, "flashes.deadletter.v1")) if (v["url"] or "").startswith(base)
+    ]
+    origins = {"fetcher:swift:swiftj0243.6+6124", "fetcher:fermi:swiftj0243.6+6124"}
+    assert {letter["origin"] for letter in letters} == origins
+    assert any("Service Unavailable" in letter["payload"] for letter in letters)  # the refused page itself
 
     # The next poll asks conditionally: the refused files cost a 304 and are not refused again.
     log.clear()
@@ -121,25 +130,32 @@ def bump(path: Path) -> None:
 
 
 def test_a_future_dated_row_is_refused_alone_and_never_becomes_the_series_last_time(
-        provider: tuple[Settings, Path, list, str]) -> None:
+    provider: tuple[Settings, Path, list, str],
+) -> None:
     settings, folder, _, base = provider
     asyncio.run(fetch_once(settings, [SOURCE], ["maxi"]))
     maxi = folder / FILES[0]
     with maxi.open("a") as f:  # a typo dated 2121, then the next real day
-        f.write("96000.500000 0.5 0.05 0.2 0.03 0.2 0.03 0.1 0.02\r\n59130.500000 0.6 0.05 0.2 0.03 0.2 0.03 0.1 0.02\r\n")
+        f.write(
+            "96000.500000 0.5 0.05 0.2 0.03 0.2 0.03 0.1 0.02\r\n59130.500000 0.6 0.05 0.2 0.03 0.2 0.03 0.1 0.02\r\n"
+        )
     bump(maxi)
     report = asyncio.run(fetch_once(settings, [SOURCE], ["maxi"]))
     assert report.points == 1 and report.rejected == 1
     assert [p["mjd"] for p in published(settings, base)][-1] == 59130.5
     stored = asyncio.run(state.load_all(settings))[f"maxi:{SOURCE}"]
     assert stored.url.startswith(base) and stored.last_mjd == 59130.5
-    letters = [v for _, v in asyncio.run(read_topic(settings, "flashes.deadletter.v1")) if (v["url"] or "").startswith(base)]
-    assert [(l["payload"].split()[0], l["reason"].split(" (")[0]) for l in letters] == [
-        ("96000.5", "time after the fetch time plus one day")]
+    letters = [
+        v for _, v in asyncio.run(read_topic(settings, "flashes.deadletter.v1")) if (v["url"] or "").startswith(base)
+    ]
+    assert [(letter["payload"].split()[0], letter["reason"].split(" (")[0]) for letter in letters] == [
+        ("96000.5", "time after the fetch time plus one day")
+    ]
 
 
 def test_each_provider_is_polled_on_its_own_jittered_schedule_and_a_new_row_arrives_at_the_next_poll(
-        provider: tuple[Settings, Path, list, str]) -> None:
+    provider: tuple[Settings, Path, list, str],
+) -> None:
     settings, folder, log, base = provider
     every = {"maxi": 600.0, "swift": 900.0, "fermi": 1200.0}
     scheduled = settings.model_copy(update={"fetch_every_s": every, "fetch_jitter_s": 60.0, "fetch_sources": [SOURCE]})
@@ -169,16 +185,19 @@ def test_each_provider_is_polled_on_its_own_jittered_schedule_and_a_new_row_arri
     asyncio.run(scenario())
     requests = {rel: [(code, conditional) for path, code, conditional in log if path == f"/{rel}"] for rel in FILES}
     # One request per file at start, then one per poll of its own provider only (not 1 + 6).
-    assert requests == {FILES[0]: [(200, False), (304, True), (304, True)],
-                        FILES[1]: [(200, False), (304, True), (200, True)],
-                        FILES[2]: [(200, False), (304, True), (304, True)]}
+    assert requests == {
+        FILES[0]: [(200, False), (304, True), (304, True)],
+        FILES[1]: [(200, False), (304, True), (200, True)],
+        FILES[2]: [(200, False), (304, True), (304, True)],
+    }
     assert all(every[i] <= d <= every[i] + 60.0 for i, ds in delays.items() for d in ds)
     assert len({round(d, 6) for ds in delays.values() for d in ds}) == 9  # jittered: no two waits alike
     assert published(settings, base)[-1]["mjd"] == 59130.0
 
 
 def test_mirror_sync_copies_the_provider_files_into_the_mirror_layout(
-        provider: tuple[Settings, Path, list, str], tmp_path_factory: pytest.TempPathFactory) -> None:
+    provider: tuple[Settings, Path, list, str], tmp_path_factory: pytest.TempPathFactory
+) -> None:
     from services.fetcher.mirror_sync import sync
 
     settings, folder, _, _ = provider  # the served folder stands in for the live providers

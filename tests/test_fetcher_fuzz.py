@@ -6,6 +6,7 @@ either reads into rows that keep every promise of a lightcurve chunk, or is refu
 error type and a reason. Then one real fetch round (HTTP, Kafka) over many damaged files and
 untouched ones: it completes, and every untouched series is on the lightcurve topic, whole.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -15,7 +16,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ import pytest
 from astropy.io import fits
 
 from devtools import mirror
+from devtools.observe import lightcurve_points, read_topic
 from flashes import catalogue
 from flashes.errors import RefusedFile
 from flashes.parsers import LAUNCH_MJD, MAX_ABS_VALUE, ParsedLightcurve, parse
@@ -30,26 +32,79 @@ from flashes.settings import PROJECT_ROOT, Settings
 from flashes.timeconv import datetime_to_mjd
 from services.fetcher.publish import make_chunks
 from services.fetcher.service import fetch_once
-from devtools.observe import lightcurve_points, read_topic
 
 SEED = 19
 MUTATIONS_PER_KIND = 300
 LIMIT = 2_000_000  # max_decompressed_bytes in the fuzz: the sample GBM file inflates to 25,920 bytes
-FETCHED = datetime(2026, 12, 1, tzinfo=timezone.utc)
+FETCHED = datetime(2026, 12, 1, tzinfo=UTC)
 SAMPLE = PROJECT_ROOT / "data" / "mirror"
 TESTS = Path(__file__).resolve().parent / "data"
 
-JUNK = [b"this is not a number line", b"\x00\x01\x02\xff\xfe\x80", b"<html><body>oops</body></html>", b"nan " * 9,
-        b"1 2 3", b"9" * 5000, b"#", b"\t \t", "\uff15\uff15\uff10\uff15\uff13 1 1 1 1 1 1 1 1".encode(),
-        b"55053.5 " + b"1e999 " * 10, b"\xef\xbb\xbf55053.5 1 0.1", b"- - - - - - - - -", b"0x10 1 1 1 1 1 1 1 1",
-        b"SIMPLE  = T", b"\x1f\x8b\x08\x00", b"55060.5" + b" 0.1" * 200]
-DATES = [b"96000.5", b"0", b"-1", b"1e300", b"50000.5", b"nan", b"99999999999", b"55028", b"-inf", b"1e-300",
-         b"61376.5", b"55053.5"]
+JUNK = [
+    b"this is not a number line",
+    b"\x00\x01\x02\xff\xfe\x80",
+    b"<html><body>oops</body></html>",
+    b"nan " * 9,
+    b"1 2 3",
+    b"9" * 5000,
+    b"#",
+    b"\t \t",
+    "\uff15\uff15\uff10\uff15\uff13 1 1 1 1 1 1 1 1".encode(),
+    b"55053.5 " + b"1e999 " * 10,
+    b"\xef\xbb\xbf55053.5 1 0.1",
+    b"- - - - - - - - -",
+    b"0x10 1 1 1 1 1 1 1 1",
+    b"SIMPLE  = T",
+    b"\x1f\x8b\x08\x00",
+    b"55060.5" + b" 0.1" * 200,
+]
+DATES = [
+    b"96000.5",
+    b"0",
+    b"-1",
+    b"1e300",
+    b"50000.5",
+    b"nan",
+    b"99999999999",
+    b"55028",
+    b"-inf",
+    b"1e-300",
+    b"61376.5",
+    b"55053.5",
+]
 HUGE = [b"1e308", b"-1e308", b"9e999", b"123456789012345678901234567890", b"inf", b"-0", b"1e-320", b"4e4", b"-5"]
-CARDS = [b"NAXIS2  =", b"NAXIS1  =", b"TFIELDS =", b"TFORM1  =", b"TFORM2  =", b"TTYPE1  =", b"TTYPE2  =",
-         b"TTYPE3  =", b"BITPIX  =", b"PCOUNT  =", b"XTENSION=", b"TUNIT1  =", b"NAXIS   =", b"END     ", b"SIMPLE  ="]
-CARD_VALUES = [b"9999999999", b"-1", b"'XYZ    '", b"0", b"1E30", b"'8A      '", b"'s       '", b"T", b"'TIME    '",
-               b"", b"3", b"'PD()    '", b"2147483648"]
+CARDS = [
+    b"NAXIS2  =",
+    b"NAXIS1  =",
+    b"TFIELDS =",
+    b"TFORM1  =",
+    b"TFORM2  =",
+    b"TTYPE1  =",
+    b"TTYPE2  =",
+    b"TTYPE3  =",
+    b"BITPIX  =",
+    b"PCOUNT  =",
+    b"XTENSION=",
+    b"TUNIT1  =",
+    b"NAXIS   =",
+    b"END     ",
+    b"SIMPLE  =",
+]
+CARD_VALUES = [
+    b"9999999999",
+    b"-1",
+    b"'XYZ    '",
+    b"0",
+    b"1E30",
+    b"'8A      '",
+    b"'s       '",
+    b"T",
+    b"'TIME    '",
+    b"",
+    b"3",
+    b"'PD()    '",
+    b"2147483648",
+]
 CELL_VALUES = [np.nan, np.inf, -np.inf, 1e308, -1e308, 96000.5, 0.0, -1.0, 50000.5, 1e30, 2.5]
 
 BOMB = gzip.compress(b"\0" * (LIMIT + 1), 1)  # 9 kB that inflate beyond the limit
@@ -137,13 +192,29 @@ def reorder(rng: random.Random, content: bytes) -> bytes:
 
 
 def replace_all(rng: random.Random, content: bytes) -> bytes:
-    return rng.choice([lambda: b"", lambda: b"\n\n", lambda: b"<!DOCTYPE html><html>Not Found</html>",
-                       lambda: rng.randbytes(rng.randrange(1, 5000)), lambda: gzip.compress(content, 1),
-                       lambda: content.decode("latin-1").encode("utf-16"), lambda: content * 2])()
+    return rng.choice(
+        [
+            lambda: b"",
+            lambda: b"\n\n",
+            lambda: b"<!DOCTYPE html><html>Not Found</html>",
+            lambda: rng.randbytes(rng.randrange(1, 5000)),
+            lambda: gzip.compress(content, 1),
+            lambda: content.decode("latin-1").encode("utf-16"),
+            lambda: content * 2,
+        ]
+    )()
 
 
-TEXT_MUTATORS: list[Mutator] = [truncate, flip_bytes, junk_lines, column_damage, wrong_dates, huge_numbers,
-                                reorder, replace_all]
+TEXT_MUTATORS: list[Mutator] = [
+    truncate,
+    flip_bytes,
+    junk_lines,
+    column_damage,
+    wrong_dates,
+    huge_numbers,
+    reorder,
+    replace_all,
+]
 
 
 # FITS mutations, on the bytes of an (uncompressed) FITS file.
@@ -153,7 +224,7 @@ def damage_card(rng: random.Random, content: bytes) -> bytes:
         at = content.find(rng.choice(CARDS), rng.choice([0, 2880]))
         if at >= 0:
             value = rng.choice(CARD_VALUES)
-            out[at + 10: at + 30] = value.rjust(20) if value[:1] != b"'" else value.ljust(20)
+            out[at + 10 : at + 30] = value.rjust(20) if value[:1] != b"'" else value.ljust(20)
     return bytes(out)
 
 
@@ -167,14 +238,18 @@ class Layout:
     fields: list[tuple[int, np.dtype]]
 
     @classmethod
-    def of(cls, content: bytes) -> "Layout":
+    def of(cls, content: bytes) -> Layout:
         import io
 
         with fits.open(io.BytesIO(content)) as hdus:
             table = hdus[1]
             dtype = table.data.dtype
-            return cls(table._data_offset, dtype.itemsize, len(table.data),
-                       [(dtype.fields[n][1], dtype.fields[n][0]) for n in dtype.names])
+            return cls(
+                table._data_offset,
+                dtype.itemsize,
+                len(table.data),
+                [(dtype.fields[n][1], dtype.fields[n][0]) for n in dtype.names],
+            )
 
 
 def cell_values(layout: Layout) -> Mutator:
@@ -186,8 +261,9 @@ def cell_values(layout: Layout) -> Mutator:
                 continue
             start = layout.offset + rng.randrange(layout.rows) * layout.row + at
             with np.errstate(over="ignore"):  # 1e308 as a 4-byte float is inf: wanted
-                out[start: start + dtype.itemsize] = np.array([rng.choice(CELL_VALUES)], dtype=dtype).tobytes()
+                out[start : start + dtype.itemsize] = np.array([rng.choice(CELL_VALUES)], dtype=dtype).tobytes()
         return bytes(out)
+
     return mutate
 
 
@@ -223,6 +299,7 @@ def inside_gzip(mutator: Mutator) -> Mutator:
         except (OSError, EOFError, zlib.error):  # damaged by an earlier mutation: damage it further
             return mutator(rng, content)
         return gzip.compress(mutator(rng, inner), 1, mtime=0)
+
     return mutate
 
 
@@ -243,8 +320,9 @@ def kinds() -> dict[str, Kind]:
         "maxi text": Kind("maxi", "x_g_lc_1day_all.dat", maxi, TEXT_MUTATORS),
         "bat text": Kind("swift", "x.lc.txt", bat, TEXT_MUTATORS),
         "bat fits": Kind("swift", "x.lc.fits", bat_fits, fits_mutators(bat_fits)),
-        "gbm fits.gz": Kind("fermi", "x_old.fits.gz", gbm,
-                            [gzip_damage] + [inside_gzip(m) for m in fits_mutators(gzip.decompress(gbm))]),
+        "gbm fits.gz": Kind(
+            "fermi", "x_old.fits.gz", gbm, [gzip_damage] + [inside_gzip(m) for m in fits_mutators(gzip.decompress(gbm))]
+        ),
     }
 
 
@@ -302,16 +380,21 @@ def fuzzed_mirror(settings: Settings, tmp_path: Path) -> Iterator[tuple[Settings
         s = settings.model_copy(update=mirror.provider_settings(base))
         rng = random.Random(SEED + 1)
         fuzz = kinds()
-        untouched = {"maxi": [p.read_bytes() for p in sorted((TESTS / "maxi").glob("J*.dat"))],
-                     "swift": [p.read_bytes() for p in sorted((SAMPLE / "swift").rglob("*.lc.txt"))],
-                     "fermi": [fuzz["gbm fits.gz"].content]}
+        untouched = {
+            "maxi": [p.read_bytes() for p in sorted((TESTS / "maxi").glob("J*.dat"))],
+            "swift": [p.read_bytes() for p in sorted((SAMPLE / "swift").rglob("*.lc.txt"))],
+            "fermi": [fuzz["gbm fits.gz"].content],
+        }
         kinds_of = {"maxi": ["maxi text"], "swift": ["bat text", "bat fits"], "fermi": ["gbm fits.gz"]}
         served: dict[tuple[str, str], bytes] = {}  # (source id, instrument) -> the file
         clean: dict[tuple[str, str], bytes] = {}
         records = catalogue.load(s)
-        chosen = {r.id: r for instrument, count in (("maxi", 20), ("swift", 20), ("fermi", 12))
-                  for r in [r for r in records if r.entry(instrument)][:count]}
-        for i, (sid, record) in enumerate(sorted((chosen.items()))):
+        chosen = {
+            r.id: r
+            for instrument, count in (("maxi", 20), ("swift", 20), ("fermi", 12))
+            for r in [r for r in records if r.entry(instrument)][:count]
+        }
+        for i, (sid, record) in enumerate(sorted(chosen.items())):
             for instrument in (inst for inst in kinds_of if record.entry(inst)):
                 if (i + len(served)) % 3 == 0:  # a third untouched, on every instrument
                     served[sid, instrument] = clean[sid, instrument] = rng.choice(untouched[instrument])
@@ -326,10 +409,11 @@ def fuzzed_mirror(settings: Settings, tmp_path: Path) -> Iterator[tuple[Settings
 
 
 def test_a_round_over_damaged_files_completes_and_every_untouched_series_arrives(
-        fuzzed_mirror: tuple[Settings, str, dict, dict]) -> None:
+    fuzzed_mirror: tuple[Settings, str, dict, dict],
+) -> None:
     settings, base, served, clean = fuzzed_mirror
     assert len(clean) >= 15 and len(served) - len(clean) >= 30 and {i for _, i in clean} == {"maxi", "swift", "fermi"}
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     report = asyncio.run(fetch_once(settings, sorted({sid for sid, _ in served})))
     points = [p for p in lightcurve_points(settings) if p["provenance"]["url"].startswith(base)]
     published: dict[tuple[str, str], list[float]] = {}
@@ -341,14 +425,22 @@ def test_a_round_over_damaged_files_completes_and_every_untouched_series_arrives
     refused: dict[str, str] = {}  # origin -> reason
     for (source_id, instrument), content in served.items():
         try:
-            expected = parse(instrument, "x.gz" if instrument == "fermi" else "x", content, fetched_at=now,
-                             max_decompressed_bytes=settings.max_decompressed_bytes)
+            expected = parse(
+                instrument,
+                "x.gz" if instrument == "fermi" else "x",
+                content,
+                fetched_at=now,
+                max_decompressed_bytes=settings.max_decompressed_bytes,
+            )
         except RefusedFile as exc:
             refused[f"fetcher:{instrument}:{source_id}"] = str(exc)
             assert (source_id, instrument) not in published
             continue
         assert published.get((source_id, instrument), []) == expected.mjd.tolist(), (source_id, instrument)
     assert len(refused) >= 10 and len(report.errors) == len(refused)
-    letters = {(v["origin"], v["reason"]) for _, v in asyncio.run(read_topic(settings, "flashes.deadletter.v1"))
-               if (v["url"] or "").startswith(base)}
+    letters = {
+        (v["origin"], v["reason"])
+        for _, v in asyncio.run(read_topic(settings, "flashes.deadletter.v1"))
+        if (v["url"] or "").startswith(base)
+    }
     assert set(refused.items()) <= letters  # each refused file's dead letter says why

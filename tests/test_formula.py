@@ -1,4 +1,5 @@
 """The original FLASHES relevance formula: each term reacts to what it should, and never raises."""
+
 import math
 
 import numpy as np
@@ -46,15 +47,20 @@ def test_a_colour_switch_raises_the_hardness_term() -> None:
 
 
 def test_scores_stay_in_0_1_for_degenerate_input() -> None:
-    cases = [([math.nan], [0.1]), ([1.0], [0.0]), ([-5.0, -6.0, -7.0], [0.1] * 3), ([1.0], [math.inf]),
-             ([math.inf, 1.0, 2.0], [0.1, math.nan, 0.1])]
+    cases = [
+        ([math.nan], [0.1]),
+        ([1.0], [0.0]),
+        ([-5.0, -6.0, -7.0], [0.1] * 3),
+        ([1.0], [math.inf]),
+        ([math.inf, 1.0, 2.0], [0.1, math.nan, 0.1]),
+    ]
     for values, errors in cases:
         relevance, terms = run(values, errors, [(math.nan, 0.1)] * len(values))
-        assert np.all((0.0 <= relevance) & (relevance <= 1.0))
-        assert all(np.all((0.0 <= t) & (t <= 1.0)) for t in terms.values())
+        assert np.all((relevance >= 0.0) & (relevance <= 1.0))
+        assert all(np.all((t >= 0.0) & (t <= 1.0)) for t in terms.values())
 
 
 def test_errors_too_small_to_weigh_score_in_0_1_without_raising() -> None:
     relevance, terms = run([1.0, 2.0, 3.0, 4.0], [1e-300, 1e-170, 0.1, 1e-300], [(1.0, 1e-300), (1.0, 0.1)] * 2)
-    assert np.all((0.0 <= relevance) & (relevance <= 1.0))
-    assert all(np.all((0.0 <= t) & (t <= 1.0)) for t in terms.values())
+    assert np.all((relevance >= 0.0) & (relevance <= 1.0))
+    assert all(np.all((t >= 0.0) & (t <= 1.0)) for t in terms.values())

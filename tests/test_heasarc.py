@@ -1,5 +1,6 @@
 """HEASARC's class table through astroquery (flashes/heasarc.py), from an answer served locally: HEASARC's own
 class names in a written VOTable (tests/data/heasarc/README.md says which part is recorded)."""
+
 import json
 import socket
 import threading
@@ -31,20 +32,23 @@ def recorded(httpserver: HTTPServer) -> str:
 
 
 def votable(fields: str, rows: str, status: str = '<INFO name="QUERY_STATUS" value="OK"/>') -> str:
-    return (f'<?xml version="1.0"?><VOTABLE version="1.4" xmlns="http://www.ivoa.net/xml/VOTable/v1.3">'
-            f'<RESOURCE type="results">{status}<TABLE>{fields}<DATA><TABLEDATA>{rows}</TABLEDATA></DATA></TABLE>'
-            f'</RESOURCE></VOTABLE>')
+    return (
+        f'<?xml version="1.0"?><VOTABLE version="1.4" xmlns="http://www.ivoa.net/xml/VOTable/v1.3">'
+        f'<RESOURCE type="results">{status}<TABLE>{fields}<DATA><TABLEDATA>{rows}</TABLEDATA></DATA></TABLE>'
+        f"</RESOURCE></VOTABLE>"
+    )
 
 
 CLASS_FIELDS = '<FIELD name="class_id" datatype="int"/><FIELD name="class_name" datatype="char" arraysize="*"/>'
 
 
 def test_the_recorded_answer_names_the_codes_as_the_bundled_table_does(
-        httpserver: HTTPServer, recorded: str, classes: catalogue.HeasarcClasses) -> None:
+    httpserver: HTTPServer, recorded: str, classes: catalogue.HeasarcClasses
+) -> None:
     names = heasarc.class_names(recorded, timeout_s=5)
     assert len(names) == 10
     assert names[1213] == "HMXRB SUPERGIANT X-RAY PULSAR ECLIPSING" and names[1100] == "HMXRB"
-    (request, _), = httpserver.log
+    ((request, _),) = httpserver.log
     assert request.form["QUERY"] == heasarc.QUERY == "SELECT class_id, class_name FROM class"
     assert request.form["LANG"] == "ADQL" and request.form["REQUEST"] == "doQuery"
     assert catalogue.differing_names(classes, names) == []
@@ -67,33 +71,60 @@ def test_heasarc_names_go_into_the_catalogue_and_stay_there(recorded: str, tmp_p
     named = [r for r in online.values() if r.class_code in names]
     assert len(named) == 117 and online["velax-1"].class_name == "HMXRB SUPERGIANT X-RAY PULSAR ECLIPSING"
     assert all(r.class_name == names[r.class_code] for r in named)
-    assert all(r.class_name == offline[sid].class_name
-               for sid, r in online.items() if r.class_code not in names)
+    assert all(r.class_name == offline[sid].class_name for sid, r in online.items() if r.class_code not in names)
     assert all(r.labels_constant == offline[sid].labels_constant for sid, r in online.items())
     catalogue.write(settings)
     assert json.loads(settings.catalogue_path.read_text())["class_names"] == "bundled"
 
 
-@pytest.mark.parametrize("body, status, reason", [
-    ("", 500, "HEASARC's TAP service at {url} answered HTTP 500"),
-    ("<html><body>maintenance</body></html>", 200,
-     "HEASARC's TAP service at {url} answered with something other than a VOTable"),
-    (votable("", "", '<INFO name="QUERY_STATUS" value="ERROR">Table class not found</INFO>'), 200,
-     "HEASARC's TAP service at {url} refused the query: Table class not found"),
-    (votable('<FIELD name="class_id" datatype="int"/><FIELD name="name" datatype="char" arraysize="*"/>',
-             "<TR><TD>1100</TD><TD>HMXRB</TD></TR>"), 200, "HEASARC's class table came without the column class_name"),
-    (votable(CLASS_FIELDS, "<TR><TD>1100</TD><TD>HMXRB</TD></TR><TR><TD>12345</TD><TD>HMXRB</TD></TR>"), 200,
-     "HEASARC's class table, row 2: class_id is not a four-digit class code"),
-    (votable(CLASS_FIELDS, "<TR><TD></TD><TD>HMXRB</TD></TR>"), 200,
-     "HEASARC's class table, row 1: class_id is not a four-digit class code"),
-    (votable(CLASS_FIELDS, "<TR><TD>1100</TD><TD> </TD></TR>"), 200,
-     "HEASARC's class table, row 1: class 1100 has no name"),
-    (votable(CLASS_FIELDS, "<TR><TD>1100</TD><TD>HMXRB</TD></TR><TR><TD>1100</TD><TD>LMXRB</TD></TR>"), 200,
-     "HEASARC's class table, row 2: class 1100 is named twice"),
-    (votable(CLASS_FIELDS, ""), 200, "HEASARC's class table came empty"),
-])
+@pytest.mark.parametrize(
+    "body, status, reason",
+    [
+        ("", 500, "HEASARC's TAP service at {url} answered HTTP 500"),
+        (
+            "<html><body>maintenance</body></html>",
+            200,
+            "HEASARC's TAP service at {url} answered with something other than a VOTable",
+        ),
+        (
+            votable("", "", '<INFO name="QUERY_STATUS" value="ERROR">Table class not found</INFO>'),
+            200,
+            "HEASARC's TAP service at {url} refused the query: Table class not found",
+        ),
+        (
+            votable(
+                '<FIELD name="class_id" datatype="int"/><FIELD name="name" datatype="char" arraysize="*"/>',
+                "<TR><TD>1100</TD><TD>HMXRB</TD></TR>",
+            ),
+            200,
+            "HEASARC's class table came without the column class_name",
+        ),
+        (
+            votable(CLASS_FIELDS, "<TR><TD>1100</TD><TD>HMXRB</TD></TR><TR><TD>12345</TD><TD>HMXRB</TD></TR>"),
+            200,
+            "HEASARC's class table, row 2: class_id is not a four-digit class code",
+        ),
+        (
+            votable(CLASS_FIELDS, "<TR><TD></TD><TD>HMXRB</TD></TR>"),
+            200,
+            "HEASARC's class table, row 1: class_id is not a four-digit class code",
+        ),
+        (
+            votable(CLASS_FIELDS, "<TR><TD>1100</TD><TD> </TD></TR>"),
+            200,
+            "HEASARC's class table, row 1: class 1100 has no name",
+        ),
+        (
+            votable(CLASS_FIELDS, "<TR><TD>1100</TD><TD>HMXRB</TD></TR><TR><TD>1100</TD><TD>LMXRB</TD></TR>"),
+            200,
+            "HEASARC's class table, row 2: class 1100 is named twice",
+        ),
+        (votable(CLASS_FIELDS, ""), 200, "HEASARC's class table came empty"),
+    ],
+)
 def test_an_answer_that_is_not_the_class_table_is_refused_with_the_reason(
-        httpserver: HTTPServer, body: str, status: int, reason: str) -> None:
+    httpserver: HTTPServer, body: str, status: int, reason: str
+) -> None:
     httpserver.expect_request(SYNC, method="POST").respond_with_data(body, status=status, content_type="text/xml")
     url = httpserver.url_for("/xamin/vo")
     with pytest.raises(HeasarcError) as refused:

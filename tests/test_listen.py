@@ -2,6 +2,7 @@
 
 The alerts topic is shared with other tests, so every alert here has a source id of its own.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -10,7 +11,7 @@ import socket
 import subprocess
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -31,9 +32,16 @@ STEP_MS = 1000
 
 def alert(source_id: str, peak: float, record_number: int = 1) -> schemas.Alert:
     base = topics.ALERTS.decode(EXAMPLE.read_bytes())
-    return base.model_copy(update={"source_id": source_id, "alert_id": f"{source_id}@57998.50000",
-                                   "record_number": record_number, "alert_type": "onset" if record_number == 1
-                                   else "update", "peak_relevance": peak, "relevance": peak})
+    return base.model_copy(
+        update={
+            "source_id": source_id,
+            "alert_id": f"{source_id}@57998.50000",
+            "record_number": record_number,
+            "alert_type": "onset" if record_number == 1 else "update",
+            "peak_relevance": peak,
+            "relevance": peak,
+        }
+    )
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +64,9 @@ async def send(settings: Settings, alerts: list[schemas.Alert], stamps: list[int
     await producer.start()
     try:
         for a, ms in zip(alerts, stamps):
-            await producer.send_and_wait(topics.ALERTS.name, topics.ALERTS.encode(a), key=a.source_id.encode(),
-                                         timestamp_ms=ms)
+            await producer.send_and_wait(
+                topics.ALERTS.name, topics.ALERTS.encode(a), key=a.source_id.encode(), timestamp_ms=ms
+            )
     finally:
         await producer.stop()
 
@@ -70,10 +79,22 @@ async def varied(settings: Settings) -> tuple[list[schemas.Alert], list[str]]:
     sources = [f"listen-varied-{i}-{tag}" for i in range(3)]
     differences = [  # the example's position is (233.83, -57.23)
         {"series": [f"maxi_{sources[0]}"], "reasons": ["brightening"], "alert_type": "onset", "live": True},
-        {"series": [f"swift_{sources[1]}"], "reasons": ["state_change"], "alert_type": "update", "live": True,
-         "ra": 10.0, "dec": 10.0},
-        {"series": [f"hardness_{sources[2]}"], "reasons": ["brightening", "unusual"], "alert_type": "end",
-         "live": False, "ra": 234.5, "dec": -57.5},
+        {
+            "series": [f"swift_{sources[1]}"],
+            "reasons": ["state_change"],
+            "alert_type": "update",
+            "live": True,
+            "ra": 10.0,
+            "dec": 10.0,
+        },
+        {
+            "series": [f"hardness_{sources[2]}"],
+            "reasons": ["brightening", "unusual"],
+            "alert_type": "end",
+            "live": False,
+            "ra": 234.5,
+            "dec": -57.5,
+        },
     ]
     alerts = [alert(source, 0.9).model_copy(update=update) for source, update in zip(sources, differences)]
     start = int(time.time() * 1000) - 10 * STEP_MS
@@ -83,8 +104,13 @@ async def varied(settings: Settings) -> tuple[list[schemas.Alert], list[str]]:
 
 def listen(*args: str, stack: Stack | None = None) -> subprocess.CompletedProcess:
     """`flashes listen ARGS` given the session stack's variables (none: the refusals need no Kafka)."""
-    return subprocess.run([str(FLASHES), "listen", *args], env=child_env(stack.env if stack else {}),
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [str(FLASHES), "listen", *args],
+        env=child_env(stack.env if stack else {}),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 async def collect(listener: AlertListener) -> list[schemas.Alert]:
@@ -93,39 +119,53 @@ async def collect(listener: AlertListener) -> list[schemas.Alert]:
 
 async def test_listen_since_replays_the_chosen_sources_in_order(published, stack: Stack) -> None:
     alerts, stamps, sources = published
-    since = datetime.fromtimestamp((stamps[0] + stamps[1]) / 2000, timezone.utc).isoformat()
-    done = listen("--since", since, "--exit-at-end", "--json", "--source", sources[0], "--source", sources[1],
-                  stack=stack)
+    since = datetime.fromtimestamp((stamps[0] + stamps[1]) / 2000, UTC).isoformat()
+    done = listen(
+        "--since", since, "--exit-at-end", "--json", "--source", sources[0], "--source", sources[1], stack=stack
+    )
     assert done.returncode == 0, done.stderr
     printed = [topics.ALERTS.decode(line.encode()) for line in done.stdout.splitlines()]
     assert printed == [alerts[1], alerts[3]]  # not the first (before since), not the third (another source)
 
 
-@pytest.mark.parametrize(("options", "expected"), [
-    ([], [0, 1, 2]),  # history too, unless asked otherwise
-    (["--news-only"], [0, 1]),
-    (["--instrument", "swift"], [1]),
-    (["--instrument", "maxi", "--instrument", "fermi"], [0]),  # a hardness series is no instrument's own
-    (["--reason", "unusual"], [2]),
-    (["--reason", "state_change", "--reason", "unusual"], [1, 2]),
-    (["--alert-type", "onset", "--alert-type", "end"], [0, 2]),
-    (["--cone", "233.8", "-57.2", "1"], [0, 2]),
-    (["--cone", "233.8", "-57.2", "1", "--reason", "unusual", "--news-only"], []),
-])
-async def test_listen_takes_every_subscription_filter(varied, stack: Stack, options: list[str],
-                                                     expected: list[int]) -> None:
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        ([], [0, 1, 2]),  # history too, unless asked otherwise
+        (["--news-only"], [0, 1]),
+        (["--instrument", "swift"], [1]),
+        (["--instrument", "maxi", "--instrument", "fermi"], [0]),  # a hardness series is no instrument's own
+        (["--reason", "unusual"], [2]),
+        (["--reason", "state_change", "--reason", "unusual"], [1, 2]),
+        (["--alert-type", "onset", "--alert-type", "end"], [0, 2]),
+        (["--cone", "233.8", "-57.2", "1"], [0, 2]),
+        (["--cone", "233.8", "-57.2", "1", "--reason", "unusual", "--news-only"], []),
+    ],
+)
+async def test_listen_takes_every_subscription_filter(
+    varied, stack: Stack, options: list[str], expected: list[int]
+) -> None:
     alerts, sources = varied
-    done = listen("--from-beginning", "--exit-at-end", "--json", *(a for s in sources for a in ("--source", s)),
-                  *options, stack=stack)
+    done = listen(
+        "--from-beginning",
+        "--exit-at-end",
+        "--json",
+        *(a for s in sources for a in ("--source", s)),
+        *options,
+        stack=stack,
+    )
     assert done.returncode == 0, done.stderr
     assert [topics.ALERTS.decode(line.encode()) for line in done.stdout.splitlines()] == [alerts[i] for i in expected]
 
 
-@pytest.mark.parametrize(("options", "reason"), [
-    (["--cone", "233.8", "-91", "1"], "--cone dec: Input should be greater than or equal to -90"),
-    (["--min-relevance", "1.5"], "--min-relevance: Input should be less than or equal to 1"),
-    (["--cone", "233.8", "-57.2", "0"], "--cone radius: Input should be greater than 0"),
-])
+@pytest.mark.parametrize(
+    ("options", "reason"),
+    [
+        (["--cone", "233.8", "-91", "1"], "--cone dec: Input should be greater than or equal to -90"),
+        (["--min-relevance", "1.5"], "--min-relevance: Input should be less than or equal to 1"),
+        (["--cone", "233.8", "-57.2", "0"], "--cone radius: Input should be greater than 0"),
+    ],
+)
 def test_listen_refuses_a_filter_out_of_bounds(options: list[str], reason: str) -> None:
     done = listen("--exit-at-end", *options)
     assert (done.returncode, done.stderr.strip()) == (1, f"flashes listen: {reason}")
@@ -136,7 +176,8 @@ async def test_listen_readable_lines(published, stack: Stack) -> None:
     done = listen("--from-beginning", "--exit-at-end", "--source", sources[2], stack=stack)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
-        f"2017-09-03 12:00:00 UTC  onset #1  MAXI J1535-571  peak 0.60  brightening  {alerts[2].explanation}"]
+        f"2017-09-03 12:00:00 UTC  onset #1  MAXI J1535-571  peak 0.60  brightening  {alerts[2].explanation}"
+    ]
 
 
 @pytest.mark.parametrize("since", ["yesterday", "2024-13-01", "nan"])
@@ -156,12 +197,18 @@ async def test_listener_from_beginning_with_min_relevance(settings: Settings, pu
 async def test_listener_tag_filter_and_start_positions(settings: Settings, published) -> None:
     alerts, stamps, sources = published
     ours = schemas.SubscriptionFilters(sources=sources)
-    tagged, untagged = (ours.model_copy(update={"tags": tags}) for tags in (["BLACK HOLE", "no such tag"], ["no such tag"]))
-    before_last = datetime.fromtimestamp((stamps[2] + stamps[3]) / 2000, timezone.utc)
-    assert await collect(AlertListener.from_settings(settings, tagged, since=before_last, exit_at_end=True)) == [alerts[3]]
+    tagged, untagged = (
+        ours.model_copy(update={"tags": tags}) for tags in (["BLACK HOLE", "no such tag"], ["no such tag"])
+    )
+    before_last = datetime.fromtimestamp((stamps[2] + stamps[3]) / 2000, UTC)
+    assert await collect(AlertListener.from_settings(settings, tagged, since=before_last, exit_at_end=True)) == [
+        alerts[3]
+    ]
     assert await collect(AlertListener.from_settings(settings, untagged, from_beginning=True, exit_at_end=True)) == []
-    assert await collect(AlertListener.from_settings(settings, ours, exit_at_end=True)) == []  # from the end: new alerts only
-    later = datetime.now(timezone.utc).replace(tzinfo=None)  # naive: UTC, after every alert
+    assert (
+        await collect(AlertListener.from_settings(settings, ours, exit_at_end=True)) == []
+    )  # from the end: new alerts only
+    later = datetime.now(UTC).replace(tzinfo=None)  # naive: UTC, after every alert
     assert await collect(AlertListener.from_settings(settings, ours, since=later, exit_at_end=True)) == []
 
 
@@ -191,10 +238,11 @@ async def test_listener_follows_new_alerts(settings: Settings) -> None:
 async def test_heartbeat(settings: Settings) -> None:
     service = f"test-beat-{uuid.uuid4().hex[:8]}"
     fast = settings.model_copy(update={"heartbeat_s": 0.2})
-    newest = datetime(2024, 5, 1, 12, tzinfo=timezone.utc)
+    newest = datetime(2024, 5, 1, 12, tzinfo=UTC)
     freshness = {"maxi": schemas.Freshness(time=newest, received_at=newest)}
-    task = asyncio.ensure_future(beat(fast, service, freshness=lambda: freshness,
-                                      status=lambda: ("degraded", "testing")))
+    task = asyncio.ensure_future(
+        beat(fast, service, freshness=lambda: freshness, status=lambda: ("degraded", "testing"))
+    )
 
     async def stored() -> list[dict]:
         """This service's beats; none before the first beat has created the topic."""

@@ -1,5 +1,6 @@
 """Mails through a real SMTP server (aiosmtpd on loopback): alert, confirmation, digest, and failures; the
 alert mail's chart read from a real QuestDB."""
+
 from __future__ import annotations
 
 import email
@@ -11,16 +12,16 @@ from email import policy
 from email.message import EmailMessage
 
 import pytest
-from pydantic import SecretStr
 from aiosmtpd.controller import Controller
+from pydantic import SecretStr
 
 import schemas
-from flashes import questdb
-from flashes.errors import DeliveryError
-from flashes.smtp import confirmation_message, make_id, send
 from devtools.infra import free_port
 from devtools.observe import Mailbox, wait_until
+from flashes import questdb
+from flashes.errors import DeliveryError
 from flashes.settings import Settings
+from flashes.smtp import confirmation_message, make_id, send
 from flashes.timeconv import mjd_to_datetime
 from services.delivery.messages import alert_message, digest_message, lightcurve_png, recent_points
 
@@ -51,17 +52,21 @@ def alert() -> schemas.Alert:
     return schemas.Alert.model_validate_json(EXAMPLE.read_text())
 
 
-async def deliver(settings: Settings, recorder: Mailbox,
-                  message: EmailMessage) -> tuple[EmailMessage, list[bytes], str, str]:
+async def deliver(
+    settings: Settings, recorder: Mailbox, message: EmailMessage
+) -> tuple[EmailMessage, list[bytes], str, str]:
     """Send; return the message as the server got it, its raw header lines, its text and HTML bodies."""
     await send(settings, message)
     [(recipients, raw)] = recorder.received
     assert recipients == [TO]
     received = email.message_from_bytes(raw, policy=policy.default)
     assert received["To"] == TO
-    return (received, raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n"),
-            received.get_body(preferencelist=("plain",)).get_content(),
-            received.get_body(preferencelist=("html",)).get_content())
+    return (
+        received,
+        raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n"),
+        received.get_body(preferencelist=("plain",)).get_content(),
+        received.get_body(preferencelist=("html",)).get_content(),
+    )
 
 
 def assert_unsubscribe_headers(header_lines: list[bytes]) -> None:
@@ -156,8 +161,12 @@ def lightcurve_rows(settings: Settings, rows: list[tuple[str, str, float, float,
     """(series, band, MJD, mCrab, error) rows into QuestDB's lightcurve table, visible once this returns."""
     with questdb.sender(settings) as sender:
         for series, band, mjd, value, error in rows:
-            sender.row("lightcurve", symbols={"series": series, "band": band},
-                       columns={"mjd": mjd, "flux_mcrab": value, "error_mcrab": error}, at=mjd_to_datetime(mjd))
+            sender.row(
+                "lightcurve",
+                symbols={"series": series, "band": band},
+                columns={"mjd": mjd, "flux_mcrab": value, "error_mcrab": error},
+                at=mjd_to_datetime(mjd),
+            )
         sender.flush()
     wait_until(lambda: questdb.wal_applied(settings), "QuestDB to apply the rows")
 
@@ -172,14 +181,22 @@ async def test_recent_points_merge_questdb_main_bands_with_the_alerts_own(settin
     """QuestDB's 60 days of the main bands (read as the read-only user over the PostgreSQL wire, not over
     HTTP) plus the alert's newest points, each point once; when the reader is refused, the alert's alone."""
     alert = renamed(alert, "chart-merge")
-    lightcurve_rows(settings, [("maxi_chart-merge", "2-20", 57950.5, 20.0, 5.0),
-                               ("maxi_chart-merge", "2-20", 57997.5, 30.1, 9.8),  # also among the alert's own
-                               ("maxi_chart-merge", "2-4", 57960.5, 99.0, 1.0),  # not the main band
-                               ("maxi_chart-merge", "2-20", 57930.5, 99.0, 1.0),  # before the 60 days
-                               ("maxi_other", "2-20", 57960.5, 99.0, 1.0)])  # another source
+    lightcurve_rows(
+        settings,
+        [
+            ("maxi_chart-merge", "2-20", 57950.5, 20.0, 5.0),
+            ("maxi_chart-merge", "2-20", 57997.5, 30.1, 9.8),  # also among the alert's own
+            ("maxi_chart-merge", "2-4", 57960.5, 99.0, 1.0),  # not the main band
+            ("maxi_chart-merge", "2-20", 57930.5, 99.0, 1.0),  # before the 60 days
+            ("maxi_other", "2-20", 57960.5, 99.0, 1.0),
+        ],
+    )  # another source
     no_http = settings.model_copy(update={"questdb_http_port": free_port()})
     mjd, value, error = (await recent_points(no_http, alert))["maxi_chart-merge"]
     assert (mjd.tolist(), value.tolist(), error.tolist()) == (
-        [57950.5, 57997.5, 57998.5, 57999.5], [20.0, 30.1, 210.3, 612.8], [5.0, 9.8, 12.5, 15.0])
+        [57950.5, 57997.5, 57998.5, 57999.5],
+        [20.0, 30.1, 210.3, 612.8],
+        [5.0, 9.8, 12.5, 15.0],
+    )
     refused = settings.model_copy(update={"questdb_reader_password": SecretStr("not-the-password")})
     assert (await recent_points(refused, alert))["maxi_chart-merge"][0].tolist() == [57997.5, 57998.5, 57999.5]

@@ -7,6 +7,7 @@ parsed by prometheus_client's own parser), checks that every metric the operatio
 exported by a service and that the counters equal what reached QuestDB; deploy/prometheus/prometheus.yml, the
 Grafana provisioning and the dashboard JSON are checked structurally.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -16,7 +17,7 @@ import re
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -26,13 +27,13 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from devtools.observe import PIPELINE_GROUPS, receiver, up, wait_drained, wait_until
 from devtools.stack import private_stack
 from flashes import kafka, metrics, ops_dashboard, questdb, topics
 from flashes.kafka import create_topics, make_producer
-from devtools.observe import PIPELINE_GROUPS, receiver, up, wait_drained, wait_until
-from services.registry import SERVICES, metrics_port
 from flashes.settings import PROJECT_ROOT, Settings
 from flashes.timeconv import datetime_to_mjd
+from services.registry import SERVICES, metrics_port
 from tests.conftest import copy_mirror
 
 SOURCE, MAXI_ID = "maxij1535-571", "J1535-572"
@@ -74,12 +75,13 @@ def stored(settings: Settings, sql: str) -> int:
 
 
 def truncate(path: Path, rows: int, extra: list[str] = ()) -> None:
-    """Keep the header lines and the first `rows` data lines of a provider file (CRLF kept), `extra` lines among them."""
+    """Keep the header lines and the first `rows` data lines of a provider file (CRLF kept), `extra` lines among
+    them."""
     lines = path.read_bytes().decode().splitlines(keepends=True)
     end = "\r\n" if lines[0].endswith("\r\n") else "\n"
     head = [line for line in lines if line.startswith("#") or line[0].isalpha()]
     data = [line for line in lines if line not in head][:rows]
-    path.write_text("".join(head + data[:rows // 2] + [x + end for x in extra] + data[rows // 2:]), newline="")
+    path.write_text("".join(head + data[: rows // 2] + [x + end for x in extra] + data[rows // 2 :]), newline="")
 
 
 @pytest.fixture(scope="module")
@@ -89,17 +91,24 @@ def ops(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ops]:
     truncate(folder / "maxi" / "star_data" / MAXI_ID / f"{MAXI_ID}_g_lc_1day_all.dat", ROWS, BAD_LINES)
     truncate(folder / BAT, ROWS)
     hook_server, hook_url, webhooks = receiver(204)
-    env = {"FLASHES_FETCH_SOURCES": json.dumps([SOURCE]),
-           "FLASHES_FETCH_EVERY_S": json.dumps({i: 1.0 for i in topics.INSTRUMENTS}),
-           "FLASHES_FETCH_JITTER_S": "0", "FLASHES_WEBHOOK_ALLOW_LOOPBACK": "true"}
+    env = {
+        "FLASHES_FETCH_SOURCES": json.dumps([SOURCE]),
+        "FLASHES_FETCH_EVERY_S": json.dumps({i: 1.0 for i in topics.INSTRUMENTS}),
+        "FLASHES_FETCH_JITTER_S": "0",
+        "FLASHES_WEBHOOK_ALLOW_LOOPBACK": "true",
+    }
     try:
         with private_stack(SERVICES, env=env, mirror=folder, var=var) as stack:
             settings, processes = stack.settings, stack.processes
-            wait_until(lambda: up(f"{settings.api_url}/health/kafka") or processes["api"].poll() is not None,
-                       "the API", 120)
+            wait_until(
+                lambda: up(f"{settings.api_url}/health/kafka") or processes["api"].poll() is not None, "the API", 120
+            )
             assert processes["api"].poll() is None, f"the API exited: see {stack.logs / 'api.log'}"
-            wait_until(lambda: stored(settings, "SELECT count() n FROM relevance WHERE kind IN ('maxi', 'swift')")
-                       >= 2 * ROWS, "the sample scored and stored", 180)
+            wait_until(
+                lambda: stored(settings, "SELECT count() n FROM relevance WHERE kind IN ('maxi', 'swift')") >= 2 * ROWS,
+                "the sample scored and stored",
+                180,
+            )
             wait_drained(settings, PIPELINE_GROUPS)
             yield Ops(settings, folder, hook_url, webhooks)
         dead = stack.crashed()
@@ -124,8 +133,11 @@ def test_metric_names_are_read_from_promql() -> None:
 def test_every_service_exports_what_the_operations_dashboard_reads_and_the_counters_match_the_data(ops: Ops) -> None:
     s = ops.settings
     # A test alert through a webhook subscription (deliveries), an undecodable chunk (dead letters in three stages).
-    made = httpx.post(f"{s.api_url}/subscriptions", timeout=30, json={
-        "channel": "webhook", "webhook_url": f"{ops.webhook_url}/ops", "filters": {"sources": [SOURCE]}})
+    made = httpx.post(
+        f"{s.api_url}/subscriptions",
+        timeout=30,
+        json={"channel": "webhook", "webhook_url": f"{ops.webhook_url}/ops", "filters": {"sources": [SOURCE]}},
+    )
     assert made.status_code == 201, made.text
     assert httpx.post(f"{s.api_url}/subscriptions/{made.json()['code']}/test", timeout=30).status_code == 202
     wait_until(lambda: any(h["path"] == "/ops" for h in ops.webhooks), "the test alert at the webhook", 60)
@@ -142,12 +154,15 @@ def test_every_service_exports_what_the_operations_dashboard_reads_and_the_count
     consumers = ("derive", "relevance", "sink")  # the lightcurve topic's consumers
 
     def refused_everywhere() -> bool:
-        return all(value(scrape(metrics_url(s, n)), "flashes_dead_letters_total", service=n, reason="undecodable") == 1
-                   for n in consumers)
+        return all(
+            value(scrape(metrics_url(s, n)), "flashes_dead_letters_total", service=n, reason="undecodable") == 1
+            for n in consumers
+        )
 
     wait_until(refused_everywhere, "derive, relevance and the sink to count the undecodable chunk", 60)
-    wait_until(lambda: value(scrape(metrics_url(s, "delivery")), "flashes_deliveries_total") >= 1,
-               "the delivery counted", 30)
+    wait_until(
+        lambda: value(scrape(metrics_url(s, "delivery")), "flashes_deliveries_total") >= 1, "the delivery counted", 30
+    )
     wait_drained(s, PIPELINE_GROUPS)
 
     scraped = scrape_all(s)
@@ -175,24 +190,37 @@ def test_every_service_exports_what_the_operations_dashboard_reads_and_the_count
     assert value(scraped["sink"], "flashes_points_out_total", output="questdb:relevance") == scores
     assert value(scraped["fetcher"], "flashes_points_out_total", output=lc) == maxi + swift
     fetched_letters = stored(s, "SELECT count() n FROM deadletter WHERE origin LIKE 'fetcher:%'")
-    assert value(scraped["fetcher"], "flashes_dead_letters_total", service="fetcher") == fetched_letters >= len(BAD_LINES)
+    assert (
+        value(scraped["fetcher"], "flashes_dead_letters_total", service="fetcher") == fetched_letters >= len(BAD_LINES)
+    )
     assert value(scraped["fetcher"], "flashes_fetches_total", provider="maxi") >= 1
     assert value(scraped["fetcher"], "flashes_fetches_total", provider="swift") >= 1
     newest = questdb.query(s, "SELECT max(ts) t FROM lightcurve WHERE instrument = 'maxi'")[0]["t"]
     assert value(scraped["sink"], "flashes_newest_point_seconds", instrument="maxi") == pytest.approx(
-        datetime.fromisoformat(newest).timestamp())
-    assert value(scraped["delivery"], "flashes_points_in_total", topic=topics.DELIVERY_RETRY.name) >= 1  # the test alert
+        datetime.fromisoformat(newest).timestamp()
+    )
+    assert (
+        value(scraped["delivery"], "flashes_points_in_total", topic=topics.DELIVERY_RETRY.name) >= 1
+    )  # the test alert
     assert value(scraped["delivery"], "flashes_deliveries_total", channel="webhook") >= 1
     assert value(scraped["delivery"], "flashes_delivery_latency_seconds_count", channel="webhook") >= 1
 
     # Lag: every group's gauge is there, and once the groups have caught up it reads 0.
-    groups = {sample.labels["group"] for samples in scraped.values() for sample in samples
-              if sample.name == "flashes_consumer_lag"}
+    groups = {
+        sample.labels["group"]
+        for samples in scraped.values()
+        for sample in samples
+        if sample.name == "flashes_consumer_lag"
+    }
     assert set(PIPELINE_GROUPS) <= groups
 
     def caught_up() -> bool:
-        return all(sample.value == 0 for samples in scrape_all(s).values() for sample in samples
-                   if sample.name == "flashes_consumer_lag" and sample.labels["group"] in PIPELINE_GROUPS)
+        return all(
+            sample.value == 0
+            for samples in scrape_all(s).values()
+            for sample in samples
+            if sample.name == "flashes_consumer_lag" and sample.labels["group"] in PIPELINE_GROUPS
+        )
 
     wait_until(caught_up, "every pipeline group's lag gauge at 0", 30)
 
@@ -203,7 +231,10 @@ def test_freshness_names_the_stale_instruments_until_fresh_points_arrive(ops: Op
     assert r.status_code == 503, r.text
     body = r.json()
     assert body["status"] == "stale" and {i: v["status"] for i, v in body["instruments"].items()} == {
-        "maxi": "stale", "swift": "stale", "fermi": "no data"}
+        "maxi": "stale",
+        "swift": "stale",
+        "fermi": "no data",
+    }
     for instrument in ("maxi", "swift"):
         newest = questdb.query(s, f"SELECT max(ts) t FROM lightcurve WHERE instrument = '{instrument}'")[0]["t"]
         assert body["instruments"][instrument]["newest"] == newest and newest < "2011"
@@ -211,7 +242,7 @@ def test_freshness_names_the_stale_instruments_until_fresh_points_arrive(ops: Op
     assert "fermi" not in body["detail"]  # no data at all is not stale
 
     # Today's points, appended to the provider files: the fetcher's next poll brings them.
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     today = math.floor(datetime_to_mjd(now))
     maxi_file = ops.mirror / "maxi" / "star_data" / MAXI_ID / f"{MAXI_ID}_g_lc_1day_all.dat"
     with maxi_file.open("a", newline="") as f:
@@ -224,12 +255,18 @@ def test_freshness_names_the_stale_instruments_until_fresh_points_arrive(ops: Op
 
     wait_until(fresh, "both instruments fresh", 120)
     body = httpx.get(f"{s.api_url}/health/freshness", timeout=10).json()
-    assert {i: v["status"] for i, v in body["instruments"].items()} == {"maxi": "fresh", "swift": "fresh",
-                                                                       "fermi": "no data"}
+    assert {i: v["status"] for i, v in body["instruments"].items()} == {
+        "maxi": "fresh",
+        "swift": "fresh",
+        "fermi": "no data",
+    }
     assert body["instruments"]["maxi"]["age_days"] <= 2
     newest = datetime.fromisoformat(body["instruments"]["maxi"]["newest"]).timestamp()
-    wait_until(lambda: value(scrape(metrics_url(s, "sink")), "flashes_newest_point_seconds", instrument="maxi") == newest,
-               "the sink's newest MAXI point", 30)
+    wait_until(
+        lambda: value(scrape(metrics_url(s, "sink")), "flashes_newest_point_seconds", instrument="maxi") == newest,
+        "the sink's newest MAXI point",
+        30,
+    )
 
 
 def test_lag_is_highwater_minus_position_of_the_owned_partitions(ops: Ops) -> None:
@@ -266,8 +303,9 @@ def test_a_second_worker_runs_without_metrics_when_the_port_is_taken() -> None:
 
 
 def test_prometheus_scrapes_every_service_and_grafana_provisions_the_operations_dashboard() -> None:
-    defaults = Settings(metrics_port=Settings.model_fields["metrics_port"].default,
-                        api_port=Settings.model_fields["api_port"].default)
+    defaults = Settings(
+        metrics_port=Settings.model_fields["metrics_port"].default, api_port=Settings.model_fields["api_port"].default
+    )
     config = yaml.safe_load((PROJECT_ROOT / "deploy" / "prometheus" / "prometheus.yml").read_text())
     (job,) = config["scrape_configs"]
     assert job["job_name"] == "flashes" and job.get("metrics_path", "/metrics") == "/metrics"
@@ -276,22 +314,35 @@ def test_prometheus_scrapes_every_service_and_grafana_provisions_the_operations_
     assert all(f'job="{job["job_name"]}"' in e for e in ops_dashboard.expressions(ops_dashboard.build()) if "up{" in e)
 
     compose = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())["services"]
-    mounts = dict(v.removesuffix(":ro").split(":", 1)[::-1] for v in compose["prometheus"]["volumes"] if v.startswith("./"))
+    mounts = dict(
+        v.removesuffix(":ro").split(":", 1)[::-1] for v in compose["prometheus"]["volumes"] if v.startswith("./")
+    )
     assert mounts == {"/etc/prometheus/prometheus.yml": "./deploy/prometheus/prometheus.yml"}
-    assert set(SERVICES) <= set(compose["prometheus"]["depends_on"]) and "prometheus" in compose["grafana"]["depends_on"]
+    assert (
+        set(SERVICES) <= set(compose["prometheus"]["depends_on"]) and "prometheus" in compose["grafana"]["depends_on"]
+    )
     for name in SERVICES:  # reachable by Prometheus inside the compose network; the API on its own port
         assert compose[name]["environment"]["FLASHES_METRICS_HOST"] == "0.0.0.0"
     assert compose["api"]["environment"]["FLASHES_API_HOST"] == "0.0.0.0"
 
     grafana = PROJECT_ROOT / "deploy" / "grafana"
-    (source,) = yaml.safe_load((grafana / "provisioning" / "datasources" / "prometheus.yaml").read_text())["datasources"]
-    assert {k: source[k] for k in ("uid", "type", "url")} == {**ops_dashboard.DATASOURCE, "url": "http://prometheus:9090"}
+    (source,) = yaml.safe_load((grafana / "provisioning" / "datasources" / "prometheus.yaml").read_text())[
+        "datasources"
+    ]
+    assert {k: source[k] for k in ("uid", "type", "url")} == {
+        **ops_dashboard.DATASOURCE,
+        "url": "http://prometheus:9090",
+    }
     (provider,) = yaml.safe_load((grafana / "provisioning" / "dashboards" / "flashes.yaml").read_text())["providers"]
-    grafana_mounts = dict(v.removesuffix(":ro").split(":", 1)[::-1] for v in compose["grafana"]["volumes"]
-                          if v.startswith("./"))
-    assert ops_dashboard.PATH.is_relative_to(PROJECT_ROOT / grafana_mounts[provider["options"]["path"]].removeprefix("./"))
-    assert json.loads(ops_dashboard.PATH.read_text()) == json.loads(ops_dashboard.rendered()), \
+    grafana_mounts = dict(
+        v.removesuffix(":ro").split(":", 1)[::-1] for v in compose["grafana"]["volumes"] if v.startswith("./")
+    )
+    assert ops_dashboard.PATH.is_relative_to(
+        PROJECT_ROOT / grafana_mounts[provider["options"]["path"]].removeprefix("./")
+    )
+    assert json.loads(ops_dashboard.PATH.read_text()) == json.loads(ops_dashboard.rendered()), (
         "stale: run `python -m flashes.ops_dashboard`"
+    )
     board = ops_dashboard.build()
     panels = [p for p in board["panels"] if p["type"] != "row"]
     assert len({p["id"] for p in board["panels"]}) == len(board["panels"]) and len(panels) == 11

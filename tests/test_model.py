@@ -1,4 +1,5 @@
 """The River relevance model on synthetic series whose right answer is known, its chunk scoring and its state."""
+
 from __future__ import annotations
 
 import copy
@@ -7,10 +8,10 @@ import functools
 import json
 import logging
 import math
+from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 
-from dataclasses import replace
 import numpy as np
 import orjson
 import pytest
@@ -22,8 +23,18 @@ from flashes.parsers import ParsedLightcurve, parse
 from flashes.units import MCRAB_PER_UNIT
 from services.relevance import model as model_module
 from services.relevance import stats
-from services.relevance.model import (BAND_ORDER, MODEL_VERSION, PARAMS, STATE_VERSION, Bands, Novelty, Params,
-                                      SeriesModel, band_template, calibrate)
+from services.relevance.model import (
+    BAND_ORDER,
+    MODEL_VERSION,
+    PARAMS,
+    STATE_VERSION,
+    Bands,
+    Novelty,
+    Params,
+    SeriesModel,
+    band_template,
+    calibrate,
+)
 from services.relevance.series import SeriesColumns
 from services.relevance.stats import EWMean, FrugalQuantile
 
@@ -41,12 +52,18 @@ class Point(NamedTuple):
 def columns(points: list[Point]) -> tuple[np.ndarray, ...]:
     """mjd, value, error, colour, colour_error as score_chunk takes them (NaN: no colour)."""
     colour = [p.colour or (math.nan, math.nan) for p in points]
-    return (np.array([p.mjd for p in points]), np.array([p.value for p in points]), np.array([p.error for p in points]),
-            np.array([c for c, _ in colour]), np.array([e for _, e in colour]))
+    return (
+        np.array([p.mjd for p in points]),
+        np.array([p.value for p in points]),
+        np.array([p.error for p in points]),
+        np.array([c for c, _ in colour]),
+        np.array([e for _, e in colour]),
+    )
 
 
-def scores(points: list[Point], model: SeriesModel | None = None,
-           kind: str = "maxi") -> list[tuple[float, dict[str, float]]]:
+def scores(
+    points: list[Point], model: SeriesModel | None = None, kind: str = "maxi"
+) -> list[tuple[float, dict[str, float]]]:
     """(relevance, terms) of every point, scored as one chunk."""
     result = (model or SeriesModel()).score_chunk(kind, *columns(points))
     assert result.keep.all()
@@ -80,7 +97,7 @@ def test_a_quiet_source_going_into_outburst_is_flagged_within_two_points() -> No
         points[onset + k] = Point(points[onset + k].mjd, flux, 0.012 + 0.01 * flux)
     relevance = [r for r, _ in scores(points)]
     assert max(relevance[:onset]) < THRESHOLD
-    assert max(relevance[onset:onset + 2]) >= THRESHOLD
+    assert max(relevance[onset : onset + 2]) >= THRESHOLD
 
 
 def test_the_same_quiet_series_without_outburst_stays_below_the_threshold() -> None:
@@ -109,11 +126,11 @@ def test_a_regular_outburster_stays_quiet_until_an_outburst_breaks_its_pattern_i
     peaks = {100 * i + 50: (3.0 if i == 12 else 1.0) for i in range(15)}  # every 100 d; the 13th is 3× brighter
     for start, peak in peaks.items():
         k = np.arange(25)
-        flux[start:start + 25] += peak * np.where(k < 5, np.exp(-((k - 5) / 4) ** 2), np.exp(-(k - 5) / 6))
+        flux[start : start + 25] += peak * np.where(k < 5, np.exp(-(((k - 5) / 4) ** 2)), np.exp(-(k - 5) / 6))
     points = [Point(55000.5 + i, float(f + rng.normal(0, 0.012)), 0.012) for i, f in enumerate(flux)]
     relevance = np.array([r for r, _ in scores(points)])
     for start in peaks:
-        usual = relevance[start:start + 25].max()
+        usual = relevance[start : start + 25].max()
         if start == 1250:
             assert usual >= THRESHOLD
         elif start >= 450:  # the recurrence is learned after four outbursts
@@ -146,12 +163,24 @@ def test_regular_orbital_flares_are_learned_and_stay_quiet() -> None:
     assert alerts <= 1, f"{alerts} alerts on a regular flaring source"
 
 
-@pytest.mark.parametrize("value,error", [(math.nan, 0.01), (0.1, math.nan), (0.1, 0.0), (-0.3, 0.01),
-                                         (math.inf, 0.01), (0.1, -1.0), (0.1, 1e-300), (1e200, 0.01), (0.1, 1e200)])
+@pytest.mark.parametrize(
+    "value,error",
+    [
+        (math.nan, 0.01),
+        (0.1, math.nan),
+        (0.1, 0.0),
+        (-0.3, 0.01),
+        (math.inf, 0.01),
+        (0.1, -1.0),
+        (0.1, 1e-300),
+        (1e200, 0.01),
+        (0.1, 1e200),
+    ],
+)
 def test_degenerate_points_score_in_0_1_without_raising(value: float, error: float) -> None:
     model = SeriesModel()
     scores(quiet(20), model)
-    (relevance, terms), = scores([Point(58100.5, value, error, (math.nan, 0.0))], model)
+    ((relevance, terms),) = scores([Point(58100.5, value, error, (math.nan, 0.0))], model)
     assert 0.0 <= relevance <= 1.0 and all(0.0 <= t <= 1.0 for t in terms.values())
     assert json.dumps(model.to_state().model_dump(mode="json"), allow_nan=False)  # unusable values are stored as None
 
@@ -163,7 +192,7 @@ def test_a_flux_of_exact_zeros_with_zero_errors_scores_without_raising() -> None
 
 
 def test_a_single_point_series_and_a_hardness_series_score_in_0_1() -> None:
-    (relevance, terms), = scores([Point(58000.5, 5.0, 0.1)])
+    ((relevance, terms),) = scores([Point(58000.5, 5.0, 0.1)])
     assert relevance < 0.05 and set(terms) == {"model", "hardness", "flux", "trend"}
     for r, t in scores([Point(58000.5 + i, 0.5 + i, 0.02, (0.5, 0.02)) for i in range(40)], kind="hardness"):
         assert 0.0 <= r <= 1.0 and t["model"] < 0.05  # a hardness series has no flux term of its own
@@ -216,7 +245,7 @@ def test_a_model_restored_from_its_json_state_continues_bit_exactly_like_an_unin
         state = orjson.loads(orjson.dumps(model.to_state().model_dump(mode="json")))
         assert state["model_version"] == MODEL_VERSION and state["state_version"] == STATE_VERSION
         model = SeriesModel.from_state(state)
-        assert scores(points[start:start + 37], model) == uninterrupted[start:start + 37]
+        assert scores(points[start : start + 37], model) == uninterrupted[start : start + 37]
     plain = model.to_state().model_dump(mode="json")
     assert json.loads(json.dumps(plain, allow_nan=False)) == plain  # plain JSON, no NaN/inf
 
@@ -239,8 +268,15 @@ def test_the_state_of_a_long_real_series_is_small_and_restores_exactly() -> None
 def trained_state() -> dict:
     model = SeriesModel()
     scores(coloured(120), model)
-    model.score_chunk("maxi", np.array([58200.5]), np.array([0.1]), np.array([0.01]), np.array([math.nan]),
-                      np.array([math.nan]), bands=(np.array([[30.0, 31.0, 29.0]]), np.array([[3.0, 4.5, 20.0]])))
+    model.score_chunk(
+        "maxi",
+        np.array([58200.5]),
+        np.array([0.1]),
+        np.array([0.01]),
+        np.array([math.nan]),
+        np.array([math.nan]),
+        bands=(np.array([[30.0, 31.0, 29.0]]), np.array([[3.0, 4.5, 20.0]])),
+    )
     return model.to_state().model_dump(mode="json")
 
 
@@ -267,7 +303,7 @@ MALFORMED = {
     "n not an int": mutated(("flux", "n"), "120"),
     "n a bool": mutated(("colour", "n"), True),
     "negative n": mutated(("flux", "n"), -1),
-    "huge n": mutated(("flux", "n"), 10 ** 400),
+    "huge n": mutated(("flux", "n"), 10**400),
     "level window of the wrong length": mutated(("flux", "level"), [1.0] * 29),
     "level window longer than any": mutated(("flux", "level"), [1.0] * 65),
     "CUSUMs of another drift grid": mutated(("flux", "rise"), [0.0]),
@@ -295,8 +331,12 @@ MALFORMED = {
     "excursions not a list": mutated(("flux", "excursions"), {"start": 1.0}),
     "an excursion of 3 numbers": mutated(("flux", "excursions"), [[55001.5, 55002.5, 1.0]]),
     "an excursion that ends before it starts": mutated(("flux", "excursions"), [[55002.5, 55001.5, 1.0, 0.5]]),
-    "excursions out of order": mutated(("flux", "excursions"), [[55010.5, 55011.5, 1.0, 0.5], [55001.5, 55002.5, 1.0, 0.5]]),
-    "excursions beyond any time": mutated(("flux", "excursions"), [[-1.7e308, -1.7e308, 1.0, 0.5], [1.7e308, 1.7e308, 1.0, 0.5]]),
+    "excursions out of order": mutated(
+        ("flux", "excursions"), [[55010.5, 55011.5, 1.0, 0.5], [55001.5, 55002.5, 1.0, 0.5]]
+    ),
+    "excursions beyond any time": mutated(
+        ("flux", "excursions"), [[-1.7e308, -1.7e308, 1.0, 0.5], [1.7e308, 1.7e308, 1.0, 0.5]]
+    ),
     "an excursion after the last point": mutated(("flux", "excursions"), [[1e9, 1e9, 1.0, 0.5]]),
     "too many excursions": mutated(("flux", "excursions"), [[55001.5 + i, 55001.5 + i, 1.0, 0.5] for i in range(13)]),
     "excursions for the colour": mutated(("colour", "excursions"), [[55001.5, 55002.5, 1.0, 0.5]]),
@@ -309,7 +349,8 @@ SCORED_UNTIL = {"not a dict": None, "recent not a dict": None, "too many recent 
 
 @pytest.mark.parametrize("name", MALFORMED)
 def test_a_malformed_state_or_one_of_another_version_is_the_prior_flagged_for_a_rebuild_without_raising(
-        name: str, caplog: pytest.LogCaptureFixture) -> None:
+    name: str, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.WARNING, logger=model_module.__name__):
         restored = SeriesModel.restore(MALFORMED[name])
     model = restored.model
@@ -460,18 +501,19 @@ def _outbursts(starts: list[int], peaks: list[float] | None = None, n: int = 100
     6-day decay) at each start."""
     flux = np.full(n, 5.0)
     k = np.arange(25)
-    profile = np.where(k < 5, np.exp(-((k - 5) / 2.5) ** 2), np.exp(-(k - 5) / 6.0))
+    profile = np.where(k < 5, np.exp(-(((k - 5) / 2.5) ** 2)), np.exp(-(k - 5) / 6.0))
     for start, peak in zip(starts, peaks or [300.0] * len(starts)):
         end = min(n, start + len(k))
-        flux[start:end] += peak * profile[:end - start]
+        flux[start:end] += peak * profile[: end - start]
     return flux + np.random.default_rng(seed).normal(0.0, 5.0, n)
 
 
 @pytest.mark.parametrize("seed", range(3))
 def test_a_regular_outburster_is_news_when_early_or_late_not_on_schedule(seed: int) -> None:
     """Eight outbursts 100 days apart teach the source's schedule: a ninth on schedule (day 850) raises nothing;
-    40 days early or late it is flagged within 4 days, at the usual peak, and not before it starts. Without the recurrence (memory of
-    one excursion) the on-schedule one is flagged too: the quiescent spread alone does not make it routine.
+    40 days early or late it is flagged within 4 days, at the usual peak, and not before it starts. Without the
+    recurrence (memory of one excursion) the on-schedule one is flagged too: the quiescent spread alone does not
+    make it routine.
     (Four days, not one: a quarter of this source's days are in outburst, so its deviations are scaled down.)"""
     schedule = [50 + 100 * i for i in range(8)]
     assert _latency(PARAMS, _outbursts(schedule + [850], seed=seed), 840) is None
@@ -491,14 +533,17 @@ def test_flares_at_random_times_become_routine_up_to_their_usual_peak(seed: int)
     day = 30
     while day < 1500:
         k = np.arange(8)
-        flux[day:day + 8] += rng.uniform(300, 600) * np.exp(-k / 1.5)
+        flux[day : day + 8] += rng.uniform(300, 600) * np.exp(-k / 1.5)
         day += int(rng.integers(20, 120))
     flux[1550:1553] += 3000.0
     mjd = 55000.5 + np.arange(n)
 
     def alerts(params: Params) -> tuple[int, bool]:
-        relevance = SeriesModel(params).score_chunk("maxi", mjd, flux / 312.5, np.full(n, 5.0 / 312.5),
-                                                    np.full(n, np.nan), np.full(n, np.nan)).relevance
+        relevance = (
+            SeriesModel(params)
+            .score_chunk("maxi", mjd, flux / 312.5, np.full(n, 5.0 / 312.5), np.full(n, np.nan), np.full(n, np.nan))
+            .relevance
+        )
         late = relevance[365:1545]
         return int(np.sum((late[1:] >= THRESHOLD) & (late[:-1] < THRESHOLD))), bool(relevance[1550] >= THRESHOLD)
 
@@ -534,8 +579,9 @@ CRAB_LIKE, HARD = (1.0, 1.0, 1.0), band_template(1.6)  # mCrab per band, relativ
 ONSETS = 20
 
 
-def maxi_days(seed: int, level: float = 2.0, signal: np.ndarray | None = None,
-              shape: tuple[float, ...] = CRAB_LIKE) -> SeriesColumns:
+def maxi_days(
+    seed: int, level: float = 2.0, signal: np.ndarray | None = None, shape: tuple[float, ...] = CRAB_LIKE
+) -> SeriesColumns:
     """DAYS daily points of a MAXI source at `level` mCrab plus `signal` (mCrab per day, times `shape` per band),
     read as the service reads a MAXI file (file_series: bands in mCrab, colour; 2-20 keV is the sum of the bands'
     photon fluxes, so Crab-like bands add up to 1.16 times their mCrab, as the factors of flashes/units.py do).
@@ -546,13 +592,13 @@ def maxi_days(seed: int, level: float = 2.0, signal: np.ndarray | None = None,
     error = BAND_ERRORS * rng.uniform(0.8, 1.25, (DAYS, 1))
     drift = rng.normal(0.0, 1.0, (DAYS, len(BAND_ORDER)))
     for day in range(1, DAYS):
-        drift[day] = SCATTER_RHO * drift[day - 1] + math.sqrt(1.0 - SCATTER_RHO ** 2) * drift[day]
+        drift[day] = SCATTER_RHO * drift[day - 1] + math.sqrt(1.0 - SCATTER_RHO**2) * drift[day]
     flux = level + (0.0 if signal is None else signal[:, None] * np.array(shape))
     flux = flux + rng.normal(0.0, 1.0, error.shape) * error + SCATTER * BAND_ERRORS * drift
     per_unit = np.array([MCRAB_PER_UNIT[("maxi", band)] for band in BAND_ORDER])
     photons, photon_errors = flux / per_unit, error / per_unit
     bands = {band: (photons[:, i], photon_errors[:, i]) for i, band in enumerate(BAND_ORDER)}
-    bands["2-20"] = (photons.sum(axis=1), np.sqrt((photon_errors ** 2).sum(axis=1)))
+    bands["2-20"] = (photons.sum(axis=1), np.sqrt((photon_errors**2).sum(axis=1)))
     return file_series(ParsedLightcurve(55000.5 + np.arange(DAYS), bands), "maxi", "synthetic")
 
 
@@ -565,8 +611,9 @@ def outburst(onset: float, peak: float, rise_d: float, decay_d: float = 15.0) ->
 
 
 @functools.cache
-def found(peak: float, rise_d: float, shape: tuple[float, ...], within_d: float,
-          params: Params = PARAMS) -> tuple[int, int]:
+def found(
+    peak: float, rise_d: float, shape: tuple[float, ...], within_d: float, params: Params = PARAMS
+) -> tuple[int, int]:
     """Of ONSETS seeded outbursts on a quiet 2 mCrab source (400–550 days into its history), how many the model
     flags within `within_d` days of the onset (evaluate's rule: the first alert from onset − 2 d on), scored with
     the bands and from the 2-20 keV band alone (as before river-4)."""

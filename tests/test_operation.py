@@ -1,4 +1,5 @@
 """Six simulated days of operation with every fault of devtools/operation.py (bench/operation.py runs a month)."""
+
 from __future__ import annotations
 
 from pathlib import Path

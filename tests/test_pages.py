@@ -4,6 +4,7 @@ Playwright against the API of the `pipeline` fixture (real Kafka, QuestDB and th
 Every page is loaded without console or page errors and photographed (full page) into
 var/test-artifacts/screenshots/, which outlives the session's temporary folder.
 """
+
 from __future__ import annotations
 
 import re
@@ -145,8 +146,9 @@ def test_pages_load_nothing_from_other_hosts(pipeline: Settings, context: Browse
     for path in ("/", f"/web/sources/{SOURCE}", "/web/subscribe"):
         page.goto(pipeline.api_url + path, wait_until="networkidle")
     host = urlsplit(pipeline.api_url).netloc
-    assert requested and all(urlsplit(u).netloc == host for u in requested), \
-        [u for u in requested if urlsplit(u).netloc != host]
+    assert requested and all(urlsplit(u).netloc == host for u in requested), [
+        u for u in requested if urlsplit(u).netloc != host
+    ]
 
 
 def test_landing_page_sky_map_links_every_source(pipeline: Settings, context: BrowserContext) -> None:
@@ -198,8 +200,9 @@ def test_source_page_plots_draw(pipeline: Settings, context: BrowserContext, sho
 
     # The relevance plot follows the chosen series.
     page.select_option("select.relevance-series", "swift")
-    page.wait_for_function("(e => e.dataset.series === 'swift' && e.dataset.ready)"
-                           "(document.querySelector('#plot-relevance'))")
+    page.wait_for_function(
+        "(e => e.dataset.series === 'swift' && e.dataset.ready)(document.querySelector('#plot-relevance'))"
+    )
     assert int(page.get_attribute("#plot-relevance", "data-points")) > 100
     assert not v.errors, v.errors
 
@@ -252,8 +255,7 @@ def test_search_form_finds_a_source_by_name(pipeline: Settings, context: Browser
     assert not v.errors, v.errors
 
 
-def test_subscribe_and_manage_in_the_browser(pipeline: Settings, context: BrowserContext,
-                                            shots: list[Path]) -> None:
+def test_subscribe_and_manage_in_the_browser(pipeline: Settings, context: BrowserContext, shots: list[Path]) -> None:
     v = visit(context, pipeline.api_url + "/web/subscribe")
     page = v.page
     page.fill("input[name=sources]", "MAXI J1535-571, Cir X-1")
@@ -287,8 +289,11 @@ def test_subscribe_and_manage_in_the_browser(pipeline: Settings, context: Browse
 
 
 def test_unknown_pages_answer_404_in_html(pipeline: Settings, context: BrowserContext, shots: list[Path]) -> None:
-    for path, see in (("/web/sources/no-such-source", "/web/sources"), ("/web/tags/NO%20SUCH%20TAG", "/web/tags"),
-                      ("/web/nowhere", "/")):
+    for path, see in (
+        ("/web/sources/no-such-source", "/web/sources"),
+        ("/web/tags/NO%20SUCH%20TAG", "/web/tags"),
+        ("/web/nowhere", "/"),
+    ):
         v = visit(context, pipeline.api_url + path)
         assert v.status == 404, path
         assert f"{pipeline.api_url}{see}" in v.page.inner_text("main"), path
@@ -304,6 +309,6 @@ def test_page_numbers_past_the_end_answer_a_page(pipeline: Settings) -> None:
     # 10**30 reached QuestDB as an offset past int64; "²" is a digit to str.isdigit but not to int();
     # 5,000 digits are past what int() takes from text.
     for path in ("/web/alerts", "/web/sources"):
-        for number in (str(10 ** 30), "²", "5" * 5000):
+        for number in (str(10**30), "²", "5" * 5000):
             r = httpx.get(f"{pipeline.api_url}{path}", params={"page": number}, timeout=30)
             assert r.status_code == 200 and "unavailable" not in r.text, (path, number[:20])

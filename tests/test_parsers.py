@@ -1,7 +1,8 @@
 """Provider file readers on real MAXI files (values checked by hand) and on bad input."""
+
 import gzip
 import io
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -31,11 +32,11 @@ def test_real_maxi_file_with_crlf_and_no_header() -> None:
 def test_malformed_lines_are_rejected_with_reasons_and_the_rest_kept() -> None:
     lines = (DATA / "J1535-572_g_lc_1day_all.dat").read_text().splitlines()
     bad = [
-        "55000.5 1.0 0.1",                                              # too few columns
-        "58016.7 abc 0.1 1 0.1 1 0.1 1 0.1",                            # not a number
-        "58016.8 nan 0.1 1 0.1 1 0.1 1 0.1",                            # NaN
-        "58016.9 1.0 -0.1 1 0.1 1 0.1 1 0.1",                           # negative error
-        lines[100],                                                     # duplicate time
+        "55000.5 1.0 0.1",  # too few columns
+        "58016.7 abc 0.1 1 0.1 1 0.1 1 0.1",  # not a number
+        "58016.8 nan 0.1 1 0.1 1 0.1 1 0.1",  # NaN
+        "58016.9 1.0 -0.1 1 0.1 1 0.1 1 0.1",  # negative error
+        lines[100],  # duplicate time
     ]
     text = "\n".join(lines[:2000] + bad + lines[2000:])
     parsed = parse_maxi(text)
@@ -52,7 +53,7 @@ def test_bat_text_with_comment_header_and_flags() -> None:
     path = SAMPLE_BAT / "weak" / "MAXIJ1535-571.lc.txt"
     text = path.read_text()
     assert "synthetic" in text.splitlines()[0].lower()
-    data_lines = [l for l in text.splitlines() if l and l[0].isdigit()]
+    data_lines = [line for line in text.splitlines() if line and line[0].isdigit()]
     parsed = parse_bat(text)
     assert len(parsed) == len(data_lines) and parsed.rejected == []
     first = data_lines[0].split()
@@ -61,8 +62,10 @@ def test_bat_text_with_comment_header_and_flags() -> None:
 
 
 def test_bat_header_variant_with_hash_and_reordered_columns() -> None:
-    text = "# comment\n# TIME ERROR RATE YEAR DAY STAT_ERR SYS_ERR DATA_FLAG TIMEDEL_EXPO TIMEDEL_CODED TIMEDEL_DITHERED\n" \
-           "53414.0 0.002 0.010 2005 45 0.002 0 1 100 90 95\n"
+    text = (
+        "# comment\n# TIME ERROR RATE YEAR DAY STAT_ERR SYS_ERR DATA_FLAG TIMEDEL_EXPO TIMEDEL_CODED TIMEDEL_DITHERED\n"
+        "53414.0 0.002 0.010 2005 45 0.002 0 1 100 90 95\n"
+    )
     parsed = parse_bat(text)
     assert parsed.bands["15-50"][0][0] == 0.010 and parsed.bands["15-50"][1][0] == 0.002
     assert parsed.flags["data_flag"][0] == 1
@@ -93,8 +96,11 @@ def test_bat_fits_read_with_astropy_and_flags_kept() -> None:
 def test_bat_fits_time_in_mission_seconds_is_converted_to_mjd() -> None:
     from astropy.io import fits
 
-    cols = [fits.Column("TIME", "D", unit="s", array=[86400.0 * 5000]), fits.Column("RATE", "E", array=[0.01]),
-            fits.Column("ERROR", "E", array=[0.002])]
+    cols = [
+        fits.Column("TIME", "D", unit="s", array=[86400.0 * 5000]),
+        fits.Column("RATE", "E", array=[0.01]),
+        fits.Column("ERROR", "E", array=[0.002]),
+    ]
     hdul = fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(cols)])
     hdul[1].header["MJDREFI"], hdul[1].header["MJDREFF"] = 51910, 0.00074287037
     buf = io.BytesIO()
@@ -113,23 +119,32 @@ def test_gbm_pulsar_fits_gz_with_zero_errors_kept() -> None:
 MAXI_TEXT = (DATA / "J1535-572_g_lc_1day_all.dat").read_bytes()
 
 
-@pytest.mark.parametrize("name, content, message", [
-    ("html", b"<!DOCTYPE html><html><body>404 Not Found</body></html>", "HTML page"),
-    ("not gzip", MAXI_TEXT, "not gzip"),
-    ("truncated gzip", gzip.compress(MAXI_TEXT)[:5000], "truncated or corrupt gzip"),
-    ("empty", b"\n\n", "empty file"),
-    ("fits without columns", None, "no table with columns"),
-])
-def test_files_that_are_not_lightcurves_are_refused_with_the_reason(name: str, content: bytes | None,
-                                                                    message: str) -> None:
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("html", b"<!DOCTYPE html><html><body>404 Not Found</body></html>", "HTML page"),
+        ("not gzip", MAXI_TEXT, "not gzip"),
+        ("truncated gzip", gzip.compress(MAXI_TEXT)[:5000], "truncated or corrupt gzip"),
+        ("empty", b"\n\n", "empty file"),
+        ("fits without columns", None, "no table with columns"),
+    ],
+)
+def test_files_that_are_not_lightcurves_are_refused_with_the_reason(
+    name: str, content: bytes | None, message: str
+) -> None:
     from astropy.io import fits
 
     if content is None:
         buf = io.BytesIO()
-        fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns([fits.Column("PSRTIME", "D", array=[1.0])])]
-                     ).writeto(buf)
+        fits.HDUList(
+            [fits.PrimaryHDU(), fits.BinTableHDU.from_columns([fits.Column("PSRTIME", "D", array=[1.0])])]
+        ).writeto(buf)
         content = gzip.compress(buf.getvalue())
-    url = "https://x/swiftj0243_old.fits.gz" if name in ("not gzip", "truncated gzip", "fits without columns") else "x.dat"
+    url = (
+        "https://x/swiftj0243_old.fits.gz"
+        if name in ("not gzip", "truncated gzip", "fits without columns")
+        else "x.dat"
+    )
     instrument = "fermi" if url.endswith(".gz") else "maxi"
     with pytest.raises(RefusedFile, match=message):
         parse(instrument, url, content)
@@ -153,7 +168,7 @@ def test_inf_and_out_of_order_times_are_rejected() -> None:
     assert len(parsed) == len(lines) - 2
 
 
-FETCHED = datetime(2020, 10, 20, 12, tzinfo=timezone.utc)  # MJD 59142.5, the day after the sample's last bin
+FETCHED = datetime(2020, 10, 20, 12, tzinfo=UTC)  # MJD 59142.5, the day after the sample's last bin
 ROW = "{:.6f} 1.0 0.1 0.5 0.05 0.4 0.04 0.1 0.01"
 
 
@@ -188,11 +203,13 @@ def test_a_row_dated_before_the_instrument_was_launched_is_refused(instrument: s
 
 
 def test_absurd_values_and_flags_are_refused_with_a_label_for_each_reason() -> None:
-    bat = ["55100.0 0.01 0.002 2009 1 0.002 0 0 100 90 95",
-           "55101.0 5e300 0.002 2009 1 0.002 0 0 100 90 95",  # flux beyond any source
-           "55102.0 0.01 0.002 2009 1 0.002 0 1.5 100 90 95",  # a flag that is not an integer
-           "55103.0 0.01 0.002 2009 1 0.002 0 1e30 100 90 95",  # a flag no integer type holds
-           "55104.0 0.01 0.002 2009 1 0.002 0 1 100 90 95"]
+    bat = [
+        "55100.0 0.01 0.002 2009 1 0.002 0 0 100 90 95",
+        "55101.0 5e300 0.002 2009 1 0.002 0 0 100 90 95",  # flux beyond any source
+        "55102.0 0.01 0.002 2009 1 0.002 0 1.5 100 90 95",  # a flag that is not an integer
+        "55103.0 0.01 0.002 2009 1 0.002 0 1e30 100 90 95",  # a flag no integer type holds
+        "55104.0 0.01 0.002 2009 1 0.002 0 1 100 90 95",
+    ]
     parsed = parse("swift", "x.lc.txt", "\n".join(bat).encode(), fetched_at=FETCHED)
     assert list(parsed.mjd) == [55100.0, 55104.0] and list(parsed.flags["data_flag"]) == [0, 1]
     assert [r.label for r in parsed.rejected] == ["out_of_range", "flag", "flag"]
@@ -220,29 +237,39 @@ def test_a_gzip_bomb_is_refused_at_the_limit_and_several_members_are_read() -> N
 def _card(content: bytes, keyword: bytes, value: bytes) -> bytes:
     """The FITS file with one header card's value replaced (columns 11-30 of the card)."""
     at = content.index(keyword)
-    return content[: at + 10] + (value.ljust(20) if value[:1] == b"'" else value.rjust(20)) + content[at + 30:]
+    return content[: at + 10] + (value.ljust(20) if value[:1] == b"'" else value.rjust(20)) + content[at + 30 :]
 
 
-@pytest.mark.parametrize("keyword, value, message", [
-    (b"TUNIT2  =", b"'count/cm2/s", r"unreadable swift file: VerifyError: Unparsable card \(TUNIT2\)"),
-    (b"TTYPE2  =", b"3", "unreadable swift file: AssertionError: Column name must be a string"),
-    (b"TFORM1  =", b"'8A      '", "unreadable swift file: ValueError: could not convert string to float"),
-    (b"TTYPE1  =", b"''", "unreadable swift file: AttributeError"),
-])
+@pytest.mark.parametrize(
+    "keyword, value, message",
+    [
+        (b"TUNIT2  =", b"'count/cm2/s", r"unreadable swift file: VerifyError: Unparsable card \(TUNIT2\)"),
+        (b"TTYPE2  =", b"3", "unreadable swift file: AssertionError: Column name must be a string"),
+        (b"TFORM1  =", b"'8A      '", "unreadable swift file: ValueError: could not convert string to float"),
+        (b"TTYPE1  =", b"''", "unreadable swift file: AttributeError"),
+    ],
+)
 def test_whatever_astropy_raises_on_a_damaged_fits_refuses_the_file_with_the_exception(
-        keyword: bytes, value: bytes, message: str) -> None:
+    keyword: bytes, value: bytes, message: str
+) -> None:
     with pytest.raises(RefusedFile, match=message):
         parse("swift", "x.lc.fits", _card(BAT_FITS.read_bytes(), keyword, value))
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda c: c[: len(c) // 2], r"FITS header declares 185,136 bytes of data, the file holds 89,280"),  # astropy: TypeError
-    (lambda c: _card(c, b"NAXIS   =", b"2147483648"), r"NAXIS = '2147483648' is not an integer in 0..999"),  # hours
-    (lambda c: _card(c, b"TFORM1  =", b"9999999999"), r"TFORM = '9999999999' is not one of the standard's"),  # GBs
-    (lambda c: _card(c, b"TFORM1  =", b"'99999999D'"), r"FITS table rows of 48 bytes, columns \(TFORMn\) of 800"),
-    (lambda c: _card(c, b"NAXIS2  =", b"3901"), r"declares 187,248 bytes of data, the file holds 187,200"),
-    (lambda c: c[: c.index(b"END     ")], r"a FITS header without END"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (
+            lambda c: c[: len(c) // 2],
+            r"FITS header declares 185,136 bytes of data, the file holds 89,280",
+        ),  # astropy: TypeError
+        (lambda c: _card(c, b"NAXIS   =", b"2147483648"), r"NAXIS = '2147483648' is not an integer in 0..999"),  # hours
+        (lambda c: _card(c, b"TFORM1  =", b"9999999999"), r"TFORM = '9999999999' is not one of the standard's"),  # GBs
+        (lambda c: _card(c, b"TFORM1  =", b"'99999999D'"), r"FITS table rows of 48 bytes, columns \(TFORMn\) of 800"),
+        (lambda c: _card(c, b"NAXIS2  =", b"3901"), r"declares 187,248 bytes of data, the file holds 187,200"),
+        (lambda c: c[: c.index(b"END     ")], r"a FITS header without END"),
+    ],
+)
 def test_fits_sizes_the_file_cannot_hold_are_refused_before_astropy_believes_them(damage, message: str) -> None:
     with pytest.raises(RefusedFile, match=message):
         parse("swift", "x.lc.fits", damage(BAT_FITS.read_bytes()))
@@ -258,8 +285,12 @@ def test_a_line_copied_from_further_down_is_refused_alone() -> None:
 def test_an_extra_text_column_in_a_fits_table_is_not_read() -> None:
     from astropy.io import fits
 
-    cols = [fits.Column("PSRTIME", "D", array=[56000.5, 56001.5]), fits.Column("AMPLITUDE", "E", array=[1.0, 2.0]),
-            fits.Column("AMPLITUDE_ERR", "E", array=[0.0, 0.1]), fits.Column("NOTE", "10A", array=["ok", "late"])]
+    cols = [
+        fits.Column("PSRTIME", "D", array=[56000.5, 56001.5]),
+        fits.Column("AMPLITUDE", "E", array=[1.0, 2.0]),
+        fits.Column("AMPLITUDE_ERR", "E", array=[0.0, 0.1]),
+        fits.Column("NOTE", "10A", array=["ok", "late"]),
+    ]
     buf = io.BytesIO()
     fits.HDUList([fits.PrimaryHDU(), fits.BinTableHDU.from_columns(cols)]).writeto(buf)
     parsed = parse("fermi", "x_old.fits.gz", gzip.compress(buf.getvalue()), fetched_at=FETCHED)

@@ -1,5 +1,6 @@
 """Units, Crab factors, MJD/UTC and error propagation against hand-computed values."""
-from datetime import datetime, timezone
+
+from datetime import UTC, datetime
 
 import numpy as np
 import pytest
@@ -13,9 +14,16 @@ from services.relevance.series import band_colour, maxi_bands
 
 
 def test_crab_factors_are_the_inverse_of_one_crab_in_each_band() -> None:
-    # 1 Crab = 0.22 counts/cm²/s (BAT 15-50), 3.2 / 2.1 / 1.2 / 0.4 ph/cm²/s (MAXI 2-20 / 2-4 / 4-10 / 10-20), 4.5 (GBM).
-    one_crab = {("swift", "15-50"): 0.22, ("maxi", "2-20"): 3.2, ("maxi", "2-4"): 2.1, ("maxi", "4-10"): 1.2,
-                ("maxi", "10-20"): 0.4, ("fermi", "12-50"): 4.5}
+    # 1 Crab = 0.22 counts/cm²/s (BAT 15-50), 3.2 / 2.1 / 1.2 / 0.4 ph/cm²/s (MAXI 2-20 / 2-4 / 4-10 / 10-20),
+    # 4.5 (GBM).
+    one_crab = {
+        ("swift", "15-50"): 0.22,
+        ("maxi", "2-20"): 3.2,
+        ("maxi", "2-4"): 2.1,
+        ("maxi", "4-10"): 1.2,
+        ("maxi", "10-20"): 0.4,
+        ("fermi", "12-50"): 4.5,
+    }
     for key, flux in one_crab.items():
         assert to_mcrab(*key, flux, 0.0)[0] == pytest.approx(1000.0, rel=1e-6), key
     assert set(one_crab) == set(MCRAB_PER_UNIT)
@@ -27,8 +35,8 @@ def _one(f, bat: tuple[float, float], maxi: tuple[float, float]) -> tuple[float,
 
 
 def test_hardness_and_combined_flux_by_hand() -> None:
-    bat = to_mcrab("swift", "15-50", 0.022, 0.0011)   # 100 mCrab ± 5
-    maxi = to_mcrab("maxi", "2-20", 0.64, 0.032)      # 200 mCrab ± 10
+    bat = to_mcrab("swift", "15-50", 0.022, 0.0011)  # 100 mCrab ± 5
+    maxi = to_mcrab("maxi", "2-20", 0.64, 0.032)  # 200 mCrab ± 10
     assert bat == pytest.approx((100.0, 5.0), rel=1e-6)
     assert maxi == pytest.approx((200.0, 10.0), rel=1e-6)
     h, dh = _one(hardness, bat, maxi)
@@ -47,14 +55,14 @@ def test_negative_flux_keeps_its_sign_and_zero_maxi_gives_no_hardness() -> None:
 
 
 def test_mjd_to_utc_by_hand_and_against_astropy() -> None:
-    assert mjd_to_datetime(40587.0) == datetime(1970, 1, 1, tzinfo=timezone.utc)
-    assert mjd_to_datetime(51544.5) == datetime(2000, 1, 1, 12, tzinfo=timezone.utc)  # J2000.0 = JD 2451545.0
-    assert mjd_to_datetime(58016.5) == datetime(2017, 9, 20, 12, tzinfo=timezone.utc)  # MAXI J1535-571 peak day
+    assert mjd_to_datetime(40587.0) == datetime(1970, 1, 1, tzinfo=UTC)
+    assert mjd_to_datetime(51544.5) == datetime(2000, 1, 1, 12, tzinfo=UTC)  # J2000.0 = JD 2451545.0
+    assert mjd_to_datetime(58016.5) == datetime(2017, 9, 20, 12, tzinfo=UTC)  # MAXI J1535-571 peak day
     mjd = np.array([55053.5, 58000.25, 59141.5])
-    expected = Time(mjd, format="mjd", scale="utc").to_datetime(timezone=timezone.utc)
+    expected = Time(mjd, format="mjd", scale="utc").to_datetime(timezone=UTC)
     assert [mjd_to_datetime(m) for m in mjd] == list(expected)
     assert mjd_to_unix_us(np.array([40588.0]))[0] == 86_400_000_000
-    assert datetime_to_mjd(datetime(2017, 9, 20, 12, tzinfo=timezone.utc)) == pytest.approx(58016.5)
+    assert datetime_to_mjd(datetime(2017, 9, 20, 12, tzinfo=UTC)) == pytest.approx(58016.5)
     assert list(utc_day_centre(np.array([58000.0, 58000.5, 58000.99]))) == [58000.5] * 3
 
 
@@ -68,12 +76,15 @@ def test_maxi_colour_4_10_over_2_4_in_mcrab_with_propagated_error() -> None:
     assert np.isnan(c[1]) and np.isnan(dc[1])  # a negative soft flux has no colour
 
 
-@pytest.mark.parametrize(("ra", "dec", "text"), [
-    # The Crab: 83.63308° / 15 = 5.575539 h = 5h 34m 31.94s; 22.0145° = 22° 0′ 52.2″.
-    (83.63308, 22.0145, "05h 34m 31.9s  +22° 00′ 52.2″"),
-    # 359.99999° is 23h 59m 59.9976s: rounded to 0.1 s it is 0h, never 24h; a small negative Dec keeps its sign.
-    (359.99999, -0.00001, "00h 00m 00.0s  -00° 00′ 00.0″"),
-    (-15.0, -89.99999, "23h 00m 00.0s  -90° 00′ 00.0″"),
-])
+@pytest.mark.parametrize(
+    ("ra", "dec", "text"),
+    [
+        # The Crab: 83.63308° / 15 = 5.575539 h = 5h 34m 31.94s; 22.0145° = 22° 0′ 52.2″.
+        (83.63308, 22.0145, "05h 34m 31.9s  +22° 00′ 52.2″"),
+        # 359.99999° is 23h 59m 59.9976s: rounded to 0.1 s it is 0h, never 24h; a small negative Dec keeps its sign.
+        (359.99999, -0.00001, "00h 00m 00.0s  -00° 00′ 00.0″"),
+        (-15.0, -89.99999, "23h 00m 00.0s  -90° 00′ 00.0″"),
+    ],
+)
 def test_sexagesimal_positions_by_hand(ra: float, dec: float, text: str) -> None:
     assert hms(ra, dec) == text

@@ -7,6 +7,7 @@ scores as `flashes evaluate` scores the whole file; `flashes rescore` refuses to
 worker and, once it is stopped, rebuilds the selected source only. The module has its own stack
 because the suite's shared one runs the pipeline's relevance worker in the same consumer group.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -28,13 +29,13 @@ from aiokafka.structs import ConsumerRecord
 
 import schemas
 from devtools.infra import child_env, free_port
+from devtools.observe import read_records, wait_until
 from devtools.stack import Stack, private_stack
 from evaluation.methods import file_series, model_scores
 from flashes import kafka, questdb, topics
 from flashes.chunks import build
 from flashes.errors import StateRestoreError
 from flashes.kafka import ensure_topics, make_producer
-from devtools.observe import wait_until
 from flashes.parsers import parse
 from flashes.processor import Processor
 from flashes.settings import Settings
@@ -45,13 +46,12 @@ from services.relevance.history import History
 from services.relevance.model import MODEL_VERSION, SeriesModel
 from services.sink.rows import derived_frame, lightcurve_frame
 from services.sink.service import write_frames
-from devtools.observe import read_records
 
 DATA = Path(__file__).resolve().parent / "data"
 MAXI = DATA / "maxi" / "J1535-572_g_lc_1day_all.dat"
 BAT = DATA / "bat" / "CirX-1.lc.fits"
-FETCHED = datetime(2026, 1, 1, tzinfo=timezone.utc)
-NOW = datetime(2026, 1, 2, tzinfo=timezone.utc)  # the clock of the in-process runs
+FETCHED = datetime(2026, 1, 1, tzinfo=UTC)
+NOW = datetime(2026, 1, 2, tzinfo=UTC)  # the clock of the in-process runs
 
 
 @pytest.fixture(scope="module")
@@ -95,10 +95,26 @@ def derived(kind: str, source_id: str, n: int, seed: int) -> schemas.DerivedChun
     swift, maxi = rng.lognormal(3, 1, n), rng.lognormal(4, 1, n)
     swift_error, maxi_error = swift * rng.uniform(0.01, 0.2, n), maxi * rng.uniform(0.01, 0.2, n)
     value = swift / maxi if kind == "hardness" else swift + maxi
-    error = value * np.hypot(swift_error / swift, maxi_error / maxi) if kind == "hardness" else np.hypot(swift_error, maxi_error)
-    [one] = build(schemas.DerivedChunk, mjd, {"value": value, "error": error, "swift_flux": swift, "swift_error": swift_error,
-                                              "maxi_flux": maxi, "maxi_error": maxi_error},
-                  source_id=source_id, kind=kind, units="ratio" if kind == "hardness" else "mCrab")
+    error = (
+        value * np.hypot(swift_error / swift, maxi_error / maxi)
+        if kind == "hardness"
+        else np.hypot(swift_error, maxi_error)
+    )
+    [one] = build(
+        schemas.DerivedChunk,
+        mjd,
+        {
+            "value": value,
+            "error": error,
+            "swift_flux": swift,
+            "swift_error": swift_error,
+            "maxi_flux": maxi,
+            "maxi_error": maxi_error,
+        },
+        source_id=source_id,
+        kind=kind,
+        units="ratio" if kind == "hardness" else "mCrab",
+    )
     return one
 
 
@@ -136,12 +152,15 @@ def after_retention(logic: Relevance) -> Relevance:
 
 @pytest.mark.parametrize("page_rows", [30_000, 1_000])
 def test_a_model_rebuilt_from_questdb_equals_the_model_that_scored_the_same_points_live(
-        qdb: Settings, page_rows: int) -> None:
+    qdb: Settings, page_rows: int
+) -> None:
     tag = f"p{page_rows}"
-    series = {"maxi": lightcurve("maxi", MAXI, f"rebuilt-maxi-{tag}"),
-              "swift": lightcurve("swift", BAT, f"rebuilt-swift-{tag}"),
-              "hardness": [derived("hardness", f"rebuilt-derived-{tag}", 700, 1)],
-              "combined": [derived("combined", f"rebuilt-derived-{tag}", 700, 2)]}
+    series = {
+        "maxi": lightcurve("maxi", MAXI, f"rebuilt-maxi-{tag}"),
+        "swift": lightcurve("swift", BAT, f"rebuilt-swift-{tag}"),
+        "hardness": [derived("hardness", f"rebuilt-derived-{tag}", 700, 1)],
+        "combined": [derived("combined", f"rebuilt-derived-{tag}", 700, 2)],
+    }
     stored(qdb, [c for chunks in series.values() for c in chunks])
     history = History(qdb, page_rows=page_rows)
     for kind, chunks in series.items():
@@ -170,8 +189,7 @@ def test_a_series_without_state_reads_nothing_of_the_chunks_still_ahead_on_the_t
         assert [o.value for o in replayed.apply(chunk)] == [o.value for o in fresh.apply(chunk)]
 
 
-def test_a_series_without_state_on_a_partition_that_kept_its_records_learns_from_the_topic_alone(
-        qdb: Settings) -> None:
+def test_a_series_without_state_on_a_partition_that_kept_its_records_learns_from_the_topic_alone(qdb: Settings) -> None:
     """A later record dated earlier (a derived day emitted late, a revision) that the sink stored before
     the worker wrote the series' first state: restarted, the worker learns what the uninterrupted run did."""
     _, day, later = split(lightcurve("maxi", MAXI, "late-day")[0], [40, 41])
@@ -189,7 +207,9 @@ def test_a_series_without_state_on_a_partition_that_kept_its_records_learns_from
 def test_the_next_point_of_a_series_met_first_with_its_history_stored_scores_as_the_whole_file(qdb: Settings) -> None:
     chunks = points(lightcurve("maxi", MAXI, "met-late"))
     stored(qdb, chunks[:-1])
-    whole = model_scores(file_series(parse("maxi", MAXI.name, MAXI.read_bytes()), "maxi", "maxij1535-571")).relevance.tolist()
+    whole = model_scores(
+        file_series(parse("maxi", MAXI.name, MAXI.read_bytes()), "maxi", "maxij1535-571")
+    ).relevance.tolist()
     out = after_retention(Relevance(qdb, now=lambda: NOW)).apply(chunks[-1])
     assert relevance_of(out) == whole  # the history as scored by the current model, then the new point
     assert {o.value.model_version for o in out} == {MODEL_VERSION}
@@ -201,7 +221,8 @@ def old_state(model: SeriesModel) -> dict:
 
 
 def test_questdb_unreachable_during_a_rebuild_is_a_retry_of_the_runtime_until_the_worker_s_bound(
-        qdb: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    qdb: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
     dead = qdb.model_copy(update={"questdb_http_port": free_port()})
     chunk = lightcurve("maxi", MAXI, "unreachable")[0]
     logic = after_retention(Relevance(dead, now=lambda: NOW))
@@ -248,15 +269,17 @@ def test_a_stalled_questdb_read_leaves_the_event_loop_free_for_the_consumer_s_he
 
 
 def test_rebuilds_wait_for_the_sink_within_one_bound_per_worker_then_use_what_is_stored(
-        qdb: Settings, caplog: pytest.LogCaptureFixture) -> None:
+    qdb: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
     behind = {f"maxi_{name}": points(lightcurve("maxi", MAXI, name)) for name in ("sink-behind", "sink-behind-too")}
     stored(qdb, [c for chunks in behind.values() for c in chunks[:-11]])  # ten points behind the old states
     model, _ = live(next(iter(behind.values()))[:-1])
     worker = Relevance(qdb, now=lambda: NOW)
 
     def old(key: str, model: SeriesModel) -> schemas.RelevanceState:
-        return schemas.RelevanceState(key=key, topic=topics.LIGHTCURVE.name, partition=0, offset=9,
-                                      model=old_state(model))
+        return schemas.RelevanceState(
+            key=key, topic=topics.LIGHTCURVE.name, partition=0, offset=9, model=old_state(model)
+        )
 
     for key in behind:
         worker.restore(old(key, model))
@@ -281,8 +304,9 @@ def test_rebuilds_wait_for_the_sink_within_one_bound_per_worker_then_use_what_is
 def test_a_point_dated_after_the_clock_is_a_dead_letter_and_a_state_it_silenced_is_rebuilt(qdb: Settings) -> None:
     chunk = lightcurve("maxi", MAXI, "future")[0]
     quiet, future, rest = split(chunk, [40, 41])
-    bad = future.model_copy(update=dict(mjd=[95000.0], first_mjd=95000.0, last_mjd=95000.0,
-                                        time=mjd_to_unix_us([95000.0]).tolist()))
+    bad = future.model_copy(
+        update=dict(mjd=[95000.0], first_mjd=95000.0, last_mjd=95000.0, time=mjd_to_unix_us([95000.0]).tolist())
+    )
     logic = Relevance(qdb, now=lambda: NOW)
     logic.apply(quiet)
     out = logic.apply(bad)
@@ -294,21 +318,32 @@ def test_a_point_dated_after_the_clock_is_a_dead_letter_and_a_state_it_silenced_
     # A state the code before this rule wrote: 95000 learned as the last time, every point after skipped.
     poisoned = SeriesModel()
     for c in (quiet, bad):
-        poisoned.score_chunk("maxi", *(getattr(columns_of(c), n) for n in ("mjd", "value", "error", "colour",
-                                                                               "colour_error")), now=math.inf,
-                             bands=columns_of(c).bands)
+        poisoned.score_chunk(
+            "maxi",
+            *(getattr(columns_of(c), n) for n in ("mjd", "value", "error", "colour", "colour_error")),
+            now=math.inf,
+            bands=columns_of(c).bands,
+        )
     assert poisoned.last_scored_mjd == 95000.0
     stored(qdb, [quiet, bad])
     healed = Relevance(qdb, now=lambda: NOW)
-    healed.restore(schemas.RelevanceState(key="maxi_future", topic=topics.LIGHTCURVE.name, partition=0, offset=3,
-                                          model=poisoned.to_state()))
+    healed.restore(
+        schemas.RelevanceState(
+            key="maxi_future", topic=topics.LIGHTCURVE.name, partition=0, offset=3, model=poisoned.to_state()
+        )
+    )
     expected = Relevance(now=lambda: NOW)
     assert relevance_of(healed.apply(rest)) == relevance_of(expected.apply(quiet) + expected.apply(rest))
 
 
 def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(Path(sys.executable).parent / "flashes"), *args], env=child_env(env),
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "flashes"), *args],
+        env=child_env(env),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 async def send(settings: Settings, spec: topics.TopicSpec, key: str, value: object, partition: int | None = None):
@@ -323,8 +358,12 @@ async def send(settings: Settings, spec: topics.TopicSpec, key: str, value: obje
 def scores(settings: Settings, series: str) -> list[tuple[int, float, str]]:
     """(time, relevance, model version) of every score of a series on the relevance topic, in order."""
     records = asyncio.run(read_records(settings, topics.RELEVANCE.name, timeout_s=1.0))
-    return [(t, r, v["model_version"]) for _, v, _ in records if v["series"] == series
-            for t, r in zip(v["time"], v["relevance"])]
+    return [
+        (t, r, v["model_version"])
+        for _, v, _ in records
+        if v["series"] == series
+        for t, r in zip(v["time"], v["relevance"])
+    ]
 
 
 async def drop_before(settings: Settings, tp: TopicPartition, offset: int) -> None:
@@ -338,15 +377,20 @@ async def drop_before(settings: Settings, tp: TopicPartition, offset: int) -> No
 
 
 def states(settings: Settings, key: str) -> list[dict]:
-    return [v for k, v, _ in asyncio.run(read_records(settings, topics.RELEVANCE_STATE.name, timeout_s=1.0))
-            if k == key.encode()]
+    return [
+        v
+        for k, v, _ in asyncio.run(read_records(settings, topics.RELEVANCE_STATE.name, timeout_s=1.0))
+        if k == key.encode()
+    ]
 
 
 def test_an_upgrade_and_flashes_rescore_on_the_running_relevance_service(own: Stack) -> None:
     settings, env = own.settings, own.env
     chunks = points(lightcurve("maxi", MAXI, "upgrade"))
     history, following, after = chunks[:-2], chunks[-2], chunks[-1]
-    whole = model_scores(file_series(parse("maxi", MAXI.name, MAXI.read_bytes()), "maxi", "maxij1535-571")).relevance.tolist()
+    whole = model_scores(
+        file_series(parse("maxi", MAXI.name, MAXI.read_bytes()), "maxi", "maxij1535-571")
+    ).relevance.tolist()
     n = sum(c.count for c in history)
     # A source whose first chunk retention dropped from the topic: met without a state, rebuilt from QuestDB.
     retained = points(lightcurve("maxi", MAXI, "retained"))
@@ -360,20 +404,36 @@ def test_an_upgrade_and_flashes_rescore_on_the_running_relevance_service(own: St
     stored(settings, history)
     other = lightcurve("swift", BAT, "untouched")
     meta = asyncio.run(send(settings, topics.LIGHTCURVE, "upgrade", following))
-    asyncio.run(send(settings, topics.RELEVANCE_STATE, "maxi_upgrade", schemas.RelevanceState(
-        key="maxi_upgrade", topic=topics.LIGHTCURVE.name, partition=meta.partition, offset=meta.offset,
-        model=old_state(old)), partition=meta.partition))
+    asyncio.run(
+        send(
+            settings,
+            topics.RELEVANCE_STATE,
+            "maxi_upgrade",
+            schemas.RelevanceState(
+                key="maxi_upgrade",
+                topic=topics.LIGHTCURVE.name,
+                partition=meta.partition,
+                offset=meta.offset,
+                model=old_state(old),
+            ),
+            partition=meta.partition,
+        )
+    )
     for chunk in other:
         asyncio.run(send(settings, topics.LIGHTCURVE, "untouched", chunk))
     own.start("relevance")
     try:
         # The upgraded worker rebuilds the series from QuestDB before the next point, which then scores
         # as `flashes evaluate` scores the whole file.
-        wait_until(lambda: len(scores(settings, "maxi_upgrade")) == n + 1, "the rebuilt history and the next point", 120)
+        wait_until(
+            lambda: len(scores(settings, "maxi_upgrade")) == n + 1, "the rebuilt history and the next point", 120
+        )
         got = scores(settings, "maxi_upgrade")
-        assert [r for _, r, _ in got] == whole[:n + 1]
+        assert [r for _, r, _ in got] == whole[: n + 1]
         assert {v for _, _, v in got} == {MODEL_VERSION}
-        wait_until(lambda: len(scores(settings, "swift_untouched")) == sum(c.count for c in other), "the BAT series", 60)
+        wait_until(
+            lambda: len(scores(settings, "swift_untouched")) == sum(c.count for c in other), "the BAT series", 60
+        )
         wait_until(lambda: len(scores(settings, "maxi_retained")) == len(whole), "the series retention cut", 60)
         assert [r for _, r, _ in scores(settings, "maxi_retained")] == whole
         result = run_cli(env, "rescore", "--source", "upgrade")
@@ -392,7 +452,7 @@ def test_an_upgrade_and_flashes_rescore_on_the_running_relevance_service(own: St
     rebuilt, _ = live([*history, following])
     assert states(settings, "maxi_upgrade")[-1]["model"] == rebuilt.to_state().model_dump(mode="json")
     assert states(settings, "maxi_upgrade")[-1]["offset"] == meta.offset + 1
-    assert [r for _, r, _ in scores(settings, "maxi_upgrade")[n + 1:]] == whole[:n + 1]  # rescored: history
+    assert [r for _, r, _ in scores(settings, "maxi_upgrade")[n + 1 :]] == whole[: n + 1]  # rescored: history
     # Started again, the worker goes on from the rebuilt state: the point after scores as the whole file.
     asyncio.run(send(settings, topics.LIGHTCURVE, "upgrade", after))
     own.start("relevance")

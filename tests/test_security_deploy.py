@@ -4,6 +4,7 @@ verdict and Swagger UI served from the package.
 
 Containers cannot run on these machines; docs/operations.md tells how to check the same on a Docker host.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -22,22 +23,22 @@ import asyncpg
 import httpx
 import pandas as pd
 import pytest
-from pydantic import SecretStr
-from packaging.requirements import Requirement
-from packaging.utils import canonicalize_name
 import uvicorn
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 from playwright.sync_api import sync_playwright
+from pydantic import SecretStr
 from questdb import QuestDBError as IngressError
 
 from devtools import infra
+from devtools.observe import wait_until
 from flashes import metrics, questdb
 from flashes.errors import QuestDBError
 from flashes.safety import SECRET_FIELD, SECRETS
-from devtools.observe import wait_until
-from services.registry import SERVICES, metrics_port
 from flashes.settings import PROJECT_ROOT, Settings
 from services.api.app import create_app
+from services.registry import SERVICES, metrics_port
 
 
 def script(path: Path) -> ModuleType:
@@ -55,8 +56,17 @@ COMPOSE = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())
 SERVERS = ("kafka", "questdb", "prometheus", "grafana")
 PUBLIC_PORTS = {"api": ["8000:8000"], "grafana": ["3000:3000"]}  # the two things meant to face users
 REQUIRED = re.compile(r"^\$\{(?P<var>[A-Z0-9_]+):\?[^}]*\}$")  # compose refuses to start while it is unset
-TEST_TOOLS = {"pytest", "pytest-asyncio", "playwright", "schemathesis", "aiosmtpd", "pytest-httpserver",
-              "standardwebhooks", "pip-audit", "uv"}
+TEST_TOOLS = {
+    "pytest",
+    "pytest-asyncio",
+    "playwright",
+    "schemathesis",
+    "aiosmtpd",
+    "pytest-httpserver",
+    "standardwebhooks",
+    "pip-audit",
+    "uv",
+}
 
 
 def required_variable(value: str) -> str:
@@ -84,19 +94,22 @@ def lock(name: str) -> dict[str, tuple[str, list[str]]]:
 
 # QuestDB: the local server runs with the same logins as compose's (devtools/infra.py).
 
+
 def test_questdb_http_refuses_queries_and_ilp_rows_without_the_writer_login(settings: Settings) -> None:
     exec_url = f"{settings.questdb_http_url}/exec"
     assert httpx.get(exec_url, params={"query": "DROP TABLE deadletter"}, timeout=10).status_code == 401
     wrong = httpx.get(exec_url, params={"query": "SELECT 1"}, auth=(settings.questdb_writer_user, "guess"), timeout=10)
     assert wrong.status_code == 401
-    forged = "alerts,source_id=fake alert_id=\"fake@1\",record_number=1i,relevance=1.0"
+    forged = 'alerts,source_id=fake alert_id="fake@1",record_number=1i,relevance=1.0'
     assert httpx.post(f"{settings.questdb_http_url}/write", content=forged, timeout=10).status_code == 401
     intruder = settings.model_copy(update={"questdb_writer_password": SecretStr("quest-guess")})
-    with pytest.raises(IngressError, match="401|nauthorized"):
-        with questdb.sender(intruder) as sender:
-            sender.dataframe(pd.DataFrame({"alert_id": ["fake@1"], "ts": [pd.Timestamp("2020-01-01", tz="UTC")]}),
-                             table_name="alerts", at="ts")
-            sender.flush()
+    with pytest.raises(IngressError, match="401|nauthorized"), questdb.sender(intruder) as sender:
+        sender.dataframe(
+            pd.DataFrame({"alert_id": ["fake@1"], "ts": [pd.Timestamp("2020-01-01", tz="UTC")]}),
+            table_name="alerts",
+            at="ts",
+        )
+        sender.flush()
     with pytest.raises(QuestDBError):
         questdb.query(intruder, "SELECT count() FROM alerts")
     assert questdb.query(settings, "SELECT count() n FROM alerts WHERE alert_id = 'fake@1'") == [{"n": 0}]
@@ -105,9 +118,13 @@ def test_questdb_http_refuses_queries_and_ilp_rows_without_the_writer_login(sett
 
 def test_questdb_ilp_over_tcp_is_off_and_the_reader_cannot_write(settings: Settings) -> None:
     async def attempts() -> tuple[list, str]:
-        reader = await asyncpg.connect(host=settings.questdb_host, port=settings.questdb_pg_port,
-                                       user=settings.questdb_reader_user, password=settings.questdb_reader_password.get_secret_value(),
-                                       database="qdb")
+        reader = await asyncpg.connect(
+            host=settings.questdb_host,
+            port=settings.questdb_pg_port,
+            user=settings.questdb_reader_user,
+            password=settings.questdb_reader_password.get_secret_value(),
+            database="qdb",
+        )
         try:
             rows = await reader.fetch("SELECT count() n FROM deliveries")
             with pytest.raises(asyncpg.PostgresError) as refused:
@@ -125,6 +142,7 @@ def test_questdb_ilp_over_tcp_is_off_and_the_reader_cannot_write(settings: Setti
 
 
 # docker-compose.yml
+
 
 def test_questdb_and_kafka_are_reachable_inside_the_compose_network_only() -> None:
     published = {name: svc.get("ports", []) for name, svc in COMPOSE["services"].items() if svc.get("ports")}
@@ -157,12 +175,17 @@ def test_questdb_logins_come_from_variables_compose_requires() -> None:
 def test_each_service_is_given_only_the_secrets_it_reads() -> None:
     """The writer's password reaches the sink and relevance, the key and SMTP the API and delivery, nothing else;
     each service's Kafka password is its own."""
-    writers = {name for name in SERVICES if "FLASHES_QUESTDB_WRITER_PASSWORD" in COMPOSE["services"][name]["environment"]}
+    writers = {
+        name for name in SERVICES if "FLASHES_QUESTDB_WRITER_PASSWORD" in COMPOSE["services"][name]["environment"]
+    }
     assert writers == {"sink", "relevance"}
     for name in SERVICES:
         env = COMPOSE["services"][name]["environment"]
-        given = {"secret_key" if key == "FLASHES_SECRET_KEYS" else key.removeprefix("FLASHES_").lower()
-                 for key in env if SECRET_FIELD.search(key.removeprefix("FLASHES_").lower())}
+        given = {
+            "secret_key" if key == "FLASHES_SECRET_KEYS" else key.removeprefix("FLASHES_").lower()
+            for key in env
+            if SECRET_FIELD.search(key.removeprefix("FLASHES_").lower())
+        }
         assert given == set(SECRETS[name]), name
         assert env["FLASHES_KAFKA_USER"] == name
         assert env["FLASHES_KAFKA_PASSWORD"] == f"${{FLASHES_KAFKA_{name.upper()}_PASSWORD}}"
@@ -206,15 +229,19 @@ def test_everything_waits_for_what_it_needs_to_be_healthy() -> None:
 
 # The image
 
+
 def test_the_image_installs_the_hashed_runtime_lock_only_and_runs_as_a_user_with_a_healthcheck() -> None:
-    lines = [line.strip() for line in (PROJECT_ROOT / "Dockerfile").read_text().splitlines()
-             if line.strip() and not line.lstrip().startswith("#")]
+    lines = [
+        line.strip()
+        for line in (PROJECT_ROOT / "Dockerfile").read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
     installs = [line for line in lines if "pip install" in line and " -r " in line]
     assert installs == ["RUN pip install --no-cache-dir --require-hashes -r requirements.lock"]
     assert not any("requirements-test.lock" in line or "[test]" in line for line in lines)
     users = [i for i, line in enumerate(lines) if line.startswith("USER ")]
     assert users and lines[users[-1]].split()[1] not in ("root", "0", "0:0")
-    run_after_user = [line for line in lines[users[-1]:] if line.startswith("RUN ")]
+    run_after_user = [line for line in lines[users[-1] :] if line.startswith("RUN ")]
     assert not run_after_user and any(line.startswith("HEALTHCHECK ") and "healthcheck.py" in line for line in lines)
 
 
@@ -234,6 +261,7 @@ def test_healthcheck_answers_for_the_service_of_the_container(tmp_path: Path) ->
 
 # Jars
 
+
 @pytest.mark.integration  # starts a Kafka
 def test_a_jar_without_a_checksum_never_reaches_the_classpath(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
@@ -242,8 +270,9 @@ def test_a_jar_without_a_checksum_never_reaches_the_classpath(tmp_path: Path) ->
         (cache / "jars" / jar.name).symlink_to(jar)
     planted = cache / "jars" / "aaa-evil-1.0.jar"  # sorts first: on the classpath it would shadow Kafka's classes
     shutil.copy(next((cache / "jars").glob("kafka-clients-*.jar")), planted)
-    local = Settings(var_dir=tmp_path / "var", cache_dir=cache, kafka_port=infra.free_port(),
-                     kafka_controller_port=infra.free_port())
+    local = Settings(
+        var_dir=tmp_path / "var", cache_dir=cache, kafka_port=infra.free_port(), kafka_controller_port=infra.free_port()
+    )
     infra.start(local, servers=("kafka",))
     try:
         pid = int((local.var_dir / "kafka.pid").read_text())
@@ -253,17 +282,19 @@ def test_a_jar_without_a_checksum_never_reaches_the_classpath(tmp_path: Path) ->
         infra.stop(local, servers=("kafka",))
     assert str(planted) not in classpath
     assert sorted(Path(p).name for p in classpath) == sorted(
-        name for name in infra._expected_checksums() if not name.startswith("questdb-"))
+        name for name in infra._expected_checksums() if not name.startswith("questdb-")
+    )
 
 
 # Locks and the audit
+
 
 def test_both_locks_pin_every_package_with_hashes_and_split_runtime_from_test_tools() -> None:
     runtime, test = lock("requirements.lock"), lock("requirements-test.lock")
     for name, (version, hashes) in {**runtime, **test}.items():
         assert hashes and all(re.fullmatch(r"[0-9a-f]{64}", h) for h in hashes), f"{name}=={version} has no hash"
     assert not set(runtime) & set(test), "a package in both locks"
-    assert not TEST_TOOLS & set(runtime) and TEST_TOOLS <= set(test)
+    assert not TEST_TOOLS & set(runtime) and set(test) >= TEST_TOOLS
     project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
     declared = [Requirement(d) for d in project["dependencies"]]  # extras such as aiokafka[zstd] name no package
     direct = {canonicalize_name(r.name): str(r.specifier).removeprefix("==") for r in declared}
@@ -273,11 +304,14 @@ def test_both_locks_pin_every_package_with_hashes_and_split_runtime_from_test_to
 
 
 def test_audit_fails_only_on_a_vulnerability_with_a_fix(capsys: pytest.CaptureFixture[str]) -> None:
-    report = {"dependencies": [
-        {"name": "jinja2", "version": "3.1.5", "vulns": [{"id": "GHSA-cpwx-vrp4-4pq7", "fix_versions": ["3.1.6"]}]},
-        {"name": "ecdsa", "version": "0.19.1", "vulns": [{"id": "GHSA-wj6h-64fc-37mp", "fix_versions": []}]},
-        {"name": "numpy", "version": "2.4.6", "vulns": []},
-        {"name": "private-wheel", "skip_reason": "Dependency not found on PyPI"}]}
+    report = {
+        "dependencies": [
+            {"name": "jinja2", "version": "3.1.5", "vulns": [{"id": "GHSA-cpwx-vrp4-4pq7", "fix_versions": ["3.1.6"]}]},
+            {"name": "ecdsa", "version": "0.19.1", "vulns": [{"id": "GHSA-wj6h-64fc-37mp", "fix_versions": []}]},
+            {"name": "numpy", "version": "2.4.6", "vulns": []},
+            {"name": "private-wheel", "skip_reason": "Dependency not found on PyPI"},
+        ]
+    }
     assert audit.main(report) == 1
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "jinja2==3.1.5 GHSA-cpwx-vrp4-4pq7: fixed in 3.1.6"
@@ -296,11 +330,13 @@ def test_audit_reads_both_real_locks_without_installing_anything() -> None:
 
 # Swagger UI
 
+
 @pytest.fixture(scope="module")
 def api_url(settings: Settings) -> Iterator[str]:
     """The API (create_app) served by uvicorn on a free loopback port, in this process."""
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=infra.free_port(),
-                                           log_level="warning"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=infra.free_port(), log_level="warning")
+    )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_until(lambda: server.started or not thread.is_alive(), "the API to start", 60, 0.1)
@@ -325,8 +361,12 @@ def test_docs_load_swagger_ui_from_the_api_itself(api_url: str) -> None:
         try:
             tab = browser.new_page()
             hosts: set[str] = set()
-            tab.on("request", lambda request: hosts.add(urlsplit(request.url).netloc)
-                   if request.url.startswith(("http:", "https:")) else None)
+            tab.on(
+                "request",
+                lambda request: (
+                    hosts.add(urlsplit(request.url).netloc) if request.url.startswith(("http:", "https:")) else None
+                ),
+            )
             tab.goto(f"{api_url}/docs")
             tab.wait_for_selector(".opblock-summary-path", timeout=30_000)  # the operations, drawn by Swagger UI
             assert "/subscriptions" in tab.inner_text("#swagger-ui")

@@ -4,6 +4,7 @@ and authorizer compose runs (deploy/kafka/, generated from the same code), the A
 A service works with its own login; a wrong writer, a wrong reader, a stranger's consumer group, a wrong
 password and a client without SASL are refused.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -16,22 +17,22 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cryptography.fernet import Fernet
 from aiokafka import TopicPartition
 from aiokafka.errors import GroupAuthorizationFailedError, KafkaConnectionError, TopicAuthorizationFailedError
+from cryptography.fernet import Fernet
 
 import schemas
 from devtools import mirror
 from devtools.infra import KafkaLogins
+from devtools.observe import positioned, receiver, up, wait_until
 from devtools.stack import Stack, private_stack
 from flashes import chunks, kafka, kafka_acl, kafka_deploy, questdb, topics
-from flashes.kafka import make_producer, read_to_end
 from flashes.errors import InfraError
+from flashes.kafka import make_producer, read_to_end
 from flashes.kafka_acl import ADMIN, PLAN, Access
-from devtools.observe import positioned, receiver, up, wait_until
 from flashes.safety import SECRETS, env_name
-from services.registry import PIPELINE, PROCESSORS, SERVICES
 from flashes.settings import Settings
+from services.registry import PIPELINE, PROCESSORS, SERVICES
 from tests.conftest import SOURCES, copy_mirror, subscribe
 
 pytestmark = pytest.mark.integration  # starts its own Kafka with logins
@@ -40,8 +41,12 @@ SOURCE = "gx339-4"  # MAXI and BAT both in the catalogue: derive joins them
 
 
 # A new value for every secret but the Kafka logins: what the end-to-end test gives each service that reads it.
-RIGHT = {"questdb_writer_password": secrets.token_urlsafe(24), "questdb_reader_password": secrets.token_urlsafe(24),
-         "secret_key": Fernet.generate_key().decode(), "smtp_password": ""}
+RIGHT = {
+    "questdb_writer_password": secrets.token_urlsafe(24),
+    "questdb_reader_password": secrets.token_urlsafe(24),
+    "secret_key": Fernet.generate_key().decode(),
+    "smtp_password": "",
+}
 
 
 class Broker:
@@ -52,8 +57,12 @@ class Broker:
 
     def login_env(self, user: str, password: str | None = None) -> dict[str, str]:
         """FLASHES_* of a process that logs in as `user`."""
-        return {**self.env, "FLASHES_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "FLASHES_KAFKA_USER": user,
-                "FLASHES_KAFKA_PASSWORD": password or self.logins.passwords()[user]}
+        return {
+            **self.env,
+            "FLASHES_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+            "FLASHES_KAFKA_USER": user,
+            "FLASHES_KAFKA_PASSWORD": password or self.logins.passwords()[user],
+        }
 
     def as_user(self, user: str, password: str | None = None) -> Settings:
         return Settings.from_env(self.login_env(user, password))
@@ -61,12 +70,18 @@ class Broker:
 
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
-    logins = KafkaLogins(secrets.token_urlsafe(24), secrets.token_urlsafe(24),
-                         {service: secrets.token_urlsafe(24) for service in PLAN})
-    admin = {"FLASHES_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "FLASHES_KAFKA_USER": ADMIN,
-             "FLASHES_KAFKA_PASSWORD": logins.admin_password, **{env_name(f): v for f, v in RIGHT.items()}}
-    with private_stack(env=admin, var=tmp_path_factory.mktemp("sasl"), servers=("kafka",),
-                       kafka_logins=logins) as stack:
+    logins = KafkaLogins(
+        secrets.token_urlsafe(24), secrets.token_urlsafe(24), {service: secrets.token_urlsafe(24) for service in PLAN}
+    )
+    admin = {
+        "FLASHES_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+        "FLASHES_KAFKA_USER": ADMIN,
+        "FLASHES_KAFKA_PASSWORD": logins.admin_password,
+        **{env_name(f): v for f, v in RIGHT.items()},
+    }
+    with private_stack(
+        env=admin, var=tmp_path_factory.mktemp("sasl"), servers=("kafka",), kafka_logins=logins
+    ) as stack:
         b = Broker(stack, logins)
         assert asyncio.run(kafka_acl.apply(b.as_user(ADMIN))) == len(kafka_acl.acls())
         yield b
@@ -74,9 +89,16 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
 
 def lightcurve(instrument: str, mjd: list[float], flux: float) -> schemas.LightcurveChunk:
     band = {"maxi": "2-20", "swift": "15-50"}[instrument]
-    [one] = chunks.build(schemas.LightcurveChunk, mjd, {"flux": {band: [flux] * len(mjd)}, "error": {band: [flux / 20] * len(mjd)}},
-                         source_id=SOURCE, instrument=instrument, bands=[band], units="u",
-                         provenance=schemas.Provenance(url="file://x", fetched_at="2026-01-01T00:00:00Z"))
+    [one] = chunks.build(
+        schemas.LightcurveChunk,
+        mjd,
+        {"flux": {band: [flux] * len(mjd)}, "error": {band: [flux / 20] * len(mjd)}},
+        source_id=SOURCE,
+        instrument=instrument,
+        bands=[band],
+        units="u",
+        provenance=schemas.Provenance(url="file://x", fetched_at="2026-01-01T00:00:00Z"),
+    )
     return one
 
 
@@ -91,8 +113,9 @@ async def send(settings: Settings, topic: str, value: bytes, key: bytes = b"k") 
 
 async def derived_kinds(settings: Settings, group: str, want: set[str]) -> set[str]:
     """Consume flashes.derived.v2 as `settings`' user in `group` until every kind in `want` has come."""
-    consumer = kafka.consumer(settings, topics.DERIVED.name, group_id=group, auto_offset_reset="earliest",
-                              enable_auto_commit=False)
+    consumer = kafka.consumer(
+        settings, topics.DERIVED.name, group_id=group, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     seen: set[str] = set()
     await consumer.start()
     try:
@@ -112,10 +135,17 @@ def test_derive_works_with_its_own_login_between_the_fetcher_and_the_sink(broker
     try:
         fetcher = broker.as_user("fetcher")
         for instrument, mjd, flux in (("maxi", [58000.5, 58001.5], 0.64), ("swift", [58000.0, 58001.0], 0.022)):
-            asyncio.run(send(fetcher, topics.LIGHTCURVE.name, topics.LIGHTCURVE.encode(lightcurve(instrument, mjd, flux)),
-                             SOURCE.encode()))
-        kinds = asyncio.run(asyncio.wait_for(derived_kinds(broker.as_user("sink"), "flashes-sink",
-                                                           {"hardness", "combined"}), 120))
+            asyncio.run(
+                send(
+                    fetcher,
+                    topics.LIGHTCURVE.name,
+                    topics.LIGHTCURVE.encode(lightcurve(instrument, mjd, flux)),
+                    SOURCE.encode(),
+                )
+            )
+        kinds = asyncio.run(
+            asyncio.wait_for(derived_kinds(broker.as_user("sink"), "flashes-sink", {"hardness", "combined"}), 120)
+        )
         assert kinds == {"hardness", "combined"}
         assert stack.processes["derive"].poll() is None
     finally:
@@ -129,7 +159,8 @@ def refused(log_dir: Path, names: Iterable[str]) -> list[str]:
 
 
 def test_every_service_with_its_own_login_and_only_its_secrets_carries_an_alert_end_to_end(
-        broker: Broker, tmp_path: Path) -> None:
+    broker: Broker, tmp_path: Path
+) -> None:
     """The seven services, each logged in as its own Kafka user and given a wrong value for every secret it does not
     declare (flashes.safety.SECRETS): MAXI J1535-571 fetched from a mirror becomes alerts that the sink stores in
     QuestDB and delivery posts to a webhook subscribed through the API; the broker refuses no one anything."""
@@ -139,8 +170,12 @@ def test_every_service_with_its_own_login_and_only_its_secrets_carries_an_alert_
     questdb.ensure_tables(admin)
     hooks, hook_url, received = receiver(204)
     providers, base = mirror.serve(copy_mirror({"J1535-572": SOURCES["J1535-572"][1]}, tmp_path / "mirror"))
-    common = {**mirror.provider_env(base), "FLASHES_WEBHOOK_ALLOW_LOOPBACK": "true", "FLASHES_FETCH_JITTER_S": "0",
-              "FLASHES_FETCH_SOURCES": '["maxij1535-571"]'}
+    common = {
+        **mirror.provider_env(base),
+        "FLASHES_WEBHOOK_ALLOW_LOOPBACK": "true",
+        "FLASHES_FETCH_JITTER_S": "0",
+        "FLASHES_FETCH_SOURCES": '["maxij1535-571"]',
+    }
 
     def env_of(name: str) -> dict[str, str]:
         told = {env_name(f): value if f in SECRETS[name] else f"undeclared-{f}" for f, value in RIGHT.items()}
@@ -164,14 +199,22 @@ def test_every_service_with_its_own_login_and_only_its_secrets_carries_an_alert_
             start(name)
         api = f"http://127.0.0.1:{broker.env['FLASHES_API_PORT']}"
         until(lambda: up(f"{api}/health/kafka") or processes[slots["api"]].poll() is not None, "the API")
-        code = subscribe(api, {"channel": "webhook", "webhook_url": f"{hook_url}/all",
-                               "filters": {"sources": ["maxij1535-571"], "history": True}})["code"]
+        code = subscribe(
+            api,
+            {
+                "channel": "webhook",
+                "webhook_url": f"{hook_url}/all",
+                "filters": {"sources": ["maxij1535-571"], "history": True},
+            },
+        )["code"]
         # A test alert: the API queues it on the retry topic, delivery's retry group sends it.
         assert httpx.post(f"{api}/subscriptions/{code}/test", timeout=30).status_code == 202
         until(lambda: bool(received), "the test alert at the webhook")
         assert schemas.Alert.model_validate_json(received[0]["body"]).test
-        until(lambda: asyncio.run(positioned(admin, "flashes-delivery", topics.ALERTS.name)),
-              "delivery to join at the end of the alerts")
+        until(
+            lambda: asyncio.run(positioned(admin, "flashes-delivery", topics.ALERTS.name)),
+            "delivery to join at the end of the alerts",
+        )
         start("fetcher")
         until(lambda: len(received) > 1, "an alert at the webhook")
         alert = schemas.Alert.model_validate_json(received[1]["body"])
@@ -196,9 +239,16 @@ def test_every_service_with_its_own_login_and_only_its_secrets_carries_an_alert_
 
 # For every service, a topic it must not write: only the fetcher writes lightcurves, only relevance scores,
 # only alerts alerts, only the API subscriptions (a forged or null-keyed subscription), only delivery its log.
-WRONG_WRITERS = [("fetcher", topics.ALERTS), ("derive", topics.LIGHTCURVE), ("relevance", topics.ALERTS),
-                 ("alerts", topics.RELEVANCE), ("delivery", topics.SUBSCRIPTIONS), ("sink", topics.DERIVED),
-                 ("api", topics.ALERTS), ("api", topics.DELIVERIES)]
+WRONG_WRITERS = [
+    ("fetcher", topics.ALERTS),
+    ("derive", topics.LIGHTCURVE),
+    ("relevance", topics.ALERTS),
+    ("alerts", topics.RELEVANCE),
+    ("delivery", topics.SUBSCRIPTIONS),
+    ("sink", topics.DERIVED),
+    ("api", topics.ALERTS),
+    ("api", topics.DELIVERIES),
+]
 
 
 @pytest.mark.parametrize(("user", "spec"), WRONG_WRITERS, ids=[f"{u}->{s.name}" for u, s in WRONG_WRITERS])
@@ -220,11 +270,15 @@ def test_a_wrong_reader_and_a_strangers_group_are_refused(broker: Broker) -> Non
         asyncio.run(asyncio.wait_for(derived_kinds(broker.as_user("derive"), "flashes-sink", {"hardness"}), 60))
 
 
-def test_a_wrong_password_and_a_client_without_sasl_are_refused(broker: Broker,
-                                                                caplog: pytest.LogCaptureFixture) -> None:
+def test_a_wrong_password_and_a_client_without_sasl_are_refused(
+    broker: Broker, caplog: pytest.LogCaptureFixture
+) -> None:
     with caplog.at_level(logging.ERROR, logger="aiokafka"), pytest.raises(KafkaConnectionError):
-        asyncio.run(asyncio.wait_for(send(broker.as_user("fetcher", secrets.token_urlsafe(24)),
-                                          topics.LIGHTCURVE.name, b"{}"), 60))
+        asyncio.run(
+            asyncio.wait_for(
+                send(broker.as_user("fetcher", secrets.token_urlsafe(24)), topics.LIGHTCURVE.name, b"{}"), 60
+            )
+        )
     assert "SaslAuthenticationFailed" in caplog.text
     anonymous = broker.as_user("fetcher").model_copy(update={"kafka_security_protocol": "PLAINTEXT"})
     with pytest.raises(KafkaConnectionError):
@@ -268,9 +322,15 @@ def test_compose_runs_the_tested_broker(broker: Broker) -> None:
     local = Path(broker.env["FLASHES_VAR_DIR"], "kafka", "server.properties").read_text().splitlines()
     compose = kafka_deploy.server_properties().splitlines()[1:]
     assert {line.split("=")[0] for line in set(local) ^ set(compose)} == {
-        "controller.quorum.voters", "listeners", "advertised.listeners", "log.dirs"}
+        "controller.quorum.voters",
+        "listeners",
+        "advertised.listeners",
+        "log.dirs",
+    }
     assert "super.users=User:admin;User:controller" in compose and "allow.everyone.if.no.acl.found=false" in compose
-    assert not any(p in (kafka_deploy.DEPLOY / "server.properties").read_text() for p in broker.logins.passwords().values())
+    assert not any(
+        p in (kafka_deploy.DEPLOY / "server.properties").read_text() for p in broker.logins.passwords().values()
+    )
 
 
 @pytest.mark.parametrize("password", [None, "short", 'has"a-quote-and-is-long-enough'])

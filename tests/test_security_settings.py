@@ -1,5 +1,6 @@
 """Issue 21, unsafe settings, SMTP transport security, the chart query: each test provokes the failure and
 asserts it is refused (a service that will not start, a mail not sent in clear, SQL that stays SQL)."""
+
 from __future__ import annotations
 
 import os
@@ -15,16 +16,16 @@ from cryptography.fernet import Fernet
 from pydantic import SecretStr
 
 import schemas
-from flashes import questdb
-from flashes.errors import DeliveryError
-from flashes.smtp import confirmation_message, send
-from flashes.safety import KEY_FIELDS, SECRET_FIELD, SECRETS, env_name, unsafe_settings
-from services.registry import SERVICES
-from flashes.settings import Settings
-from services.delivery.messages import recent_points
-from tests.certs import self_signed, server_context
 from devtools.infra import free_port
 from devtools.observe import Mailbox
+from flashes import questdb
+from flashes.errors import DeliveryError
+from flashes.safety import KEY_FIELDS, SECRET_FIELD, SECRETS, env_name, unsafe_settings
+from flashes.settings import Settings
+from flashes.smtp import confirmation_message, send
+from services.delivery.messages import recent_points
+from services.registry import SERVICES
+from tests.certs import self_signed, server_context
 from tests.test_mail import TO, lightcurve_rows, renamed
 
 FLASHES = Path(sys.executable).parent / "flashes"
@@ -33,8 +34,11 @@ EXPOSED = {"api_host": "0.0.0.0"}
 
 def fresh_secrets() -> dict[str, str]:
     """A new value for every secret text setting (whoever declared it), a Fernet key for the secret key."""
-    values = {name: secrets.token_urlsafe(24) for name, field in Settings.model_fields.items()
-              if SECRET_FIELD.search(name) and field.annotation in (str, SecretStr)}
+    values = {
+        name: secrets.token_urlsafe(24)
+        for name, field in Settings.model_fields.items()
+        if SECRET_FIELD.search(name) and field.annotation in (str, SecretStr)
+    }
     return {**values, "secret_key": Fernet.generate_key().decode()}
 
 
@@ -61,8 +65,11 @@ def test_every_secret_setting_is_declared_by_the_services_that_read_it() -> None
 def test_every_default_secret_a_service_reads_is_refused_beyond_loopback(service: str) -> None:
     """Each secret the service reads, left at its non-empty default, is named; the others are not its business."""
     used = SECRETS[service]
-    defaults = [env_name(name) for name in used
-                if name not in KEY_FIELDS and Settings.model_fields[name].get_default(call_default_factory=True)]
+    defaults = [
+        env_name(name)
+        for name in used
+        if name not in KEY_FIELDS and Settings.model_fields[name].get_default(call_default_factory=True)
+    ]
     problems = unsafe_settings(Settings(**EXPOSED), service)
     assert all(p.startswith("beyond loopback (FLASHES_API_HOST): ") for p in problems)
     if "secret_key" in used:
@@ -87,8 +94,16 @@ def test_a_service_is_not_asked_for_secrets_it_never_reads() -> None:
 KAFKA_LOGIN = {"kafka_security_protocol": "SASL_PLAINTEXT", "kafka_user": "derive"}
 
 
-@pytest.mark.parametrize("exposure", [{"kafka_host": "kafka"}, {"questdb_host": "10.0.0.5"}, {"metrics_host": "::"},
-                                      {"smtp_host": "smtp"}, {"public_api_url": "https://flashes.example.org"}])
+@pytest.mark.parametrize(
+    "exposure",
+    [
+        {"kafka_host": "kafka"},
+        {"questdb_host": "10.0.0.5"},
+        {"metrics_host": "::"},
+        {"smtp_host": "smtp"},
+        {"public_api_url": "https://flashes.example.org"},
+    ],
+)
 def test_any_host_beyond_loopback_exposes(exposure: dict[str, str]) -> None:
     [problem, *_] = unsafe_settings(Settings(**exposure), "api")
     assert "FLASHES_SECRET_KEY holds the development key" in problem
@@ -101,7 +116,9 @@ def test_webhooks_to_loopback_are_refused_beyond_loopback() -> None:
     for service in ("api", "delivery"):
         assert unsafe_settings(allowed, service) == [
             "beyond loopback (FLASHES_API_HOST): FLASHES_WEBHOOK_ALLOW_LOOPBACK is true: a subscriber could aim "
-            "webhooks at the servers on this host's loopback (QuestDB, Kafka, the metrics); it is for tests, set it false"]
+            "webhooks at the servers on this host's loopback (QuestDB, Kafka, the metrics); "
+            "it is for tests, set it false"
+        ]
     assert unsafe_settings(allowed, "sink") == []  # it sends no webhook
     assert unsafe_settings(Settings(webhook_allow_loopback=True), "delivery") == []  # the tests, on loopback
 
@@ -114,19 +131,23 @@ def test_anonymous_kafka_beyond_loopback_and_sasl_without_a_user_are_refused(ser
     assert [p for p in problems if "FLASHES_KAFKA_SECURITY_PROTOCOL" in p] == [
         "FLASHES_KAFKA_SECURITY_PROTOCOL is PLAINTEXT and FLASHES_KAFKA_HOST is not loopback: whoever reaches the "
         "broker could publish alerts that delivery signs and sends; use SASL_PLAINTEXT, set FLASHES_KAFKA_USER to "
-        "this service's user (its name: flashes/kafka_acl.py) and FLASHES_KAFKA_PASSWORD"]
+        "this service's user (its name: flashes/kafka_acl.py) and FLASHES_KAFKA_PASSWORD"
+    ]
     assert unsafe_settings(Settings(**new, kafka_host="10.1.2.3", **KAFKA_LOGIN), service) == []
     nobody = Settings(**new, kafka_security_protocol="SASL_PLAINTEXT")
     assert unsafe_settings(nobody, service) == [
         "FLASHES_KAFKA_SECURITY_PROTOCOL is SASL_PLAINTEXT and FLASHES_KAFKA_USER is empty: set FLASHES_KAFKA_USER "
-        "to this service's user (its name: flashes/kafka_acl.py) and FLASHES_KAFKA_PASSWORD"]
+        "to this service's user (its name: flashes/kafka_acl.py) and FLASHES_KAFKA_PASSWORD"
+    ]
 
 
 def test_a_service_refuses_to_start_on_an_anonymous_remote_broker() -> None:
     done = run_cli("run", "derive", kafka_host="kafka", **fresh_secrets())
     assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert done.stderr.startswith("flashes run derive: refusing to start with unsafe settings:\n  - "
-                                  "FLASHES_KAFKA_SECURITY_PROTOCOL is PLAINTEXT and FLASHES_KAFKA_HOST is not loopback")
+    assert done.stderr.startswith(
+        "flashes run derive: refusing to start with unsafe settings:\n  - "
+        "FLASHES_KAFKA_SECURITY_PROTOCOL is PLAINTEXT and FLASHES_KAFKA_HOST is not loopback"
+    )
 
 
 def test_development_key_among_the_rotation_keys_and_a_user_without_password_are_refused() -> None:
@@ -136,8 +157,12 @@ def test_development_key_among_the_rotation_keys_and_a_user_without_password_are
     [problem] = unsafe_settings(rotated, "api")
     assert "FLASHES_SECRET_KEYS holds the development key" in problem
     # The keys in use are secret_keys when given: secret_key is then not used and may keep its default.
-    assert unsafe_settings(Settings(**EXPOSED, **{**new, "secret_key": development},
-                                    secret_keys=[new["secret_key"]]), "api") == []
+    assert (
+        unsafe_settings(
+            Settings(**EXPOSED, **{**new, "secret_key": development}, secret_keys=[new["secret_key"]]), "api"
+        )
+        == []
+    )
     users = {name.removesuffix("_password") + "_user" for name in Settings.model_fields if name.endswith("_password")}
     users &= set(Settings.model_fields)
     assert {"smtp_user", "kafka_user"} <= users
@@ -146,7 +171,8 @@ def test_development_key_among_the_rotation_keys_and_a_user_without_password_are
         user_only = Settings(**EXPOSED, **{**new, user: "flashes", password: ""})
         for service in (s for s, used in SECRETS.items() if password in used):
             assert [p.split(": ", 1)[1] for p in unsafe_settings(user_only, service)] == [
-                f"{env_name(user)} is set and {env_name(password)} is empty: set the account's password"]
+                f"{env_name(user)} is set and {env_name(password)} is empty: set the account's password"
+            ]
 
 
 def test_service_refuses_to_start_with_the_development_key_beyond_loopback() -> None:
@@ -161,10 +187,14 @@ def test_service_refuses_to_start_with_the_development_key_beyond_loopback() -> 
 
 def test_cleartext_smtp_beyond_loopback_is_refused_at_startup() -> None:
     done = run_cli("run", "delivery", smtp_host="mail.example.org", smtp_security="none", **fresh_secrets())
-    assert (done.returncode, done.stderr) == (1, (
-        "flashes run delivery: refusing to start with unsafe settings:\n  - FLASHES_SMTP_SECURITY is none "
-        "(cleartext) and FLASHES_SMTP_HOST is not loopback: use starttls or tls, or set "
-        "FLASHES_SMTP_ALLOW_CLEARTEXT=true for a relay on the local network\n"))
+    assert (done.returncode, done.stderr) == (
+        1,
+        (
+            "flashes run delivery: refusing to start with unsafe settings:\n  - FLASHES_SMTP_SECURITY is none "
+            "(cleartext) and FLASHES_SMTP_HOST is not loopback: use starttls or tls, or set "
+            "FLASHES_SMTP_ALLOW_CLEARTEXT=true for a relay on the local network\n"
+        ),
+    )
     relay = Settings(smtp_host="relay.lan", smtp_security="none", smtp_allow_cleartext=True, **fresh_secrets())
     assert unsafe_settings(relay, "delivery") == []
 
@@ -174,9 +204,11 @@ def test_plain_http_provider_is_refused_unless_a_mirror_on_loopback() -> None:
     assert unsafe_settings(Settings(maxi_base_url="http://127.0.0.1:8080/maxi/"), "fetcher") == []
     done = run_cli("fetch", "--once", maxi_base_url="http://maxi.riken.jp/")
     assert done.returncode == 1 and "Traceback" not in done.stderr
-    assert done.stderr == ("flashes fetch: refusing to start with unsafe settings:\n  - FLASHES_MAXI_BASE_URL is "
-                           "not https: a man in the middle could inject points that become alerts; use the "
-                           "provider's https:// address (http is for a mirror on loopback)\n")
+    assert done.stderr == (
+        "flashes fetch: refusing to start with unsafe settings:\n  - FLASHES_MAXI_BASE_URL is "
+        "not https: a man in the middle could inject points that become alerts; use the "
+        "provider's https:// address (http is for a mirror on loopback)\n"
+    )
 
 
 @pytest.fixture
@@ -209,8 +241,11 @@ async def test_starttls_refuses_a_server_without_it_and_cleartext_goes_to_loopba
 async def test_starttls_and_implicit_tls_deliver_with_a_verified_certificate(security: str, tmp_path: Path) -> None:
     cert, key = self_signed(tmp_path)
     recorder = Mailbox()
-    tls = ({"tls_context": server_context(cert, key), "require_starttls": True} if security == "starttls"
-           else {"ssl_context": server_context(cert, key)})
+    tls = (
+        {"tls_context": server_context(cert, key), "require_starttls": True}
+        if security == "starttls"
+        else {"ssl_context": server_context(cert, key)}
+    )
     controller = Controller(recorder, hostname="127.0.0.1", port=free_port(), **tls)
     controller.start()
     try:
@@ -230,13 +265,15 @@ HOSTILE = ["x' OR '1'='1", "x'); DROP TABLE alerts; --", "x' UNION SELECT series
 
 
 @pytest.mark.parametrize("source_id", HOSTILE)
-async def test_chart_query_keeps_a_hostile_source_name_a_value(settings: Settings, source_id: str,
-                                                                caplog: pytest.LogCaptureFixture) -> None:
+async def test_chart_query_keeps_a_hostile_source_name_a_value(
+    settings: Settings, source_id: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """Rows of the hostile series itself come back (the query ran, the name matched as a value), no other
     series' rows do, and the alerts table is still there."""
     alert = renamed(schemas.Alert.model_validate_json(schemas.EXAMPLE_ALERT.read_text()), source_id)
-    lightcurve_rows(settings, [(f"maxi_{source_id}", "2-20", 57960.5, 11.0, 1.0),
-                               ("maxi_chart-victim", "2-20", 57961.5, 99.0, 1.0)])
+    lightcurve_rows(
+        settings, [(f"maxi_{source_id}", "2-20", 57960.5, 11.0, 1.0), ("maxi_chart-victim", "2-20", 57961.5, 99.0, 1.0)]
+    )
     points = await recent_points(settings, alert)
     assert "not read" not in caplog.text
     assert set(points) == {f"maxi_{source_id}", f"swift_{source_id}"}

@@ -3,17 +3,18 @@ in bounded memory, oversized requests, unconfirmed subscriptions that linger, Ka
 clock skew between the API and Kafka. Real Kafka, real aiosmtpd, real HTTP receivers, the delivery service as its
 own process; each test provokes the failure and asserts it is refused.
 """
+
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
 import uuid
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
-import contextlib
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -25,18 +26,16 @@ from fastapi.testclient import TestClient
 
 import schemas
 from devtools.infra import free_port
-from flashes import kafka, topics
-from flashes.kafka import COMPACTED, ensure_topics, make_producer
-from devtools.observe import group_lag, positioned, wait_until
+from devtools.observe import Mailbox, group_lag, positioned, read_records, receiver, wait_until
 from devtools.stack import Stack
+from flashes import clock, kafka, topics
+from flashes.kafka import COMPACTED, ensure_topics, make_producer
 from flashes.settings import Settings
-from flashes import clock
 from flashes.subscriptions import Vault, made_before, new_subscription
 from services.api.app import create_app
 from services.api.ratelimit import Budget, RateLimit, network
 from services.api.subscription_store import Store
 from tests.conftest import confirm_link
-from devtools.observe import Mailbox, read_records, receiver
 
 CIRX = {"sources": ["cirx-1"], "history": True}
 EXAMPLE = schemas.Alert.model_validate_json(schemas.EXAMPLE_ALERT.read_bytes())
@@ -46,9 +45,15 @@ EXAMPLE = schemas.Alert.model_validate_json(schemas.EXAMPLE_ALERT.read_bytes())
 def base(settings: Settings, smtp_server: tuple[int, Mailbox]) -> Settings:
     """The API's settings on the session's Kafka, mailing to aiosmtpd; budgets high unless a test lowers them."""
     asyncio.run(ensure_topics(settings))
-    return settings.model_copy(update={"smtp_port": smtp_server[0], "smtp_security": "none",
-                                       "webhook_allow_loopback": True, "subscriptions_per_hour": 1000,
-                                       "writes_per_hour": 1000})
+    return settings.model_copy(
+        update={
+            "smtp_port": smtp_server[0],
+            "smtp_security": "none",
+            "webhook_allow_loopback": True,
+            "subscriptions_per_hour": 1000,
+            "writes_per_hour": 1000,
+        }
+    )
 
 
 @contextmanager
@@ -83,6 +88,7 @@ def unbound(s: Settings, sub_id: str) -> str:
 async def at_once(app: object, calls: list[tuple[str, str, str, dict]]) -> list[httpx.Response]:
     """The requests (client host, method, path, httpx keywords) sent together, each from its own client, so
     that all are in flight at once; the answers in order."""
+
     async def one(host: str, method: str, path: str, kw: dict) -> httpx.Response:
         transport = httpx.ASGITransport(app=app, client=(host, 1))
         async with httpx.AsyncClient(transport=transport, base_url="http://api", timeout=60) as client:
@@ -97,7 +103,8 @@ def tombstoned(s: Settings, sub_id: str) -> bool:
 
 
 def test_a_link_kept_and_replayed_after_the_address_changed_confirms_nobody(
-        base: Settings, smtp_server: tuple[int, Mailbox]) -> None:
+    base: Settings, smtp_server: tuple[int, Mailbox]
+) -> None:
     mailbox, mine, victim = smtp_server[1], address(), address()
     with api(base) as c:
         made = subscribe_by_mail(c, mine)
@@ -119,10 +126,12 @@ def test_expired_and_forged_links_are_refused(base: Settings, smtp_server: tuple
     sub_id, token = link_of(mailbox, to)
     expires, mac = token.split("-")
     other = Vault(Settings(secret_keys=[Fernet.generate_key().decode()]))
-    forged = [f"{int(expires) + 86400 * 365}-{mac}",  # a later expiry under the same MAC
-              other.confirm_token(sub_id, to, datetime(2100, 1, 1, tzinfo=timezone.utc)),  # another key
-              unbound(base, sub_id),  # the old form, bound to the subscription alone
-              "0" * 10 + "-" + "0" * 64]
+    forged = [
+        f"{int(expires) + 86400 * 365}-{mac}",  # a later expiry under the same MAC
+        other.confirm_token(sub_id, to, datetime(2100, 1, 1, tzinfo=UTC)),  # another key
+        unbound(base, sub_id),  # the old form, bound to the subscription alone
+        "0" * 10 + "-" + "0" * 64,
+    ]
     with api(base) as c:
         for bad in forged:
             r = c.post("/subscriptions/confirm", data={"id": sub_id, "token": bad})
@@ -147,8 +156,9 @@ def test_the_unsubscribe_link_keeps_working_across_changes(base: Settings, smtp_
         assert c.get(f"/subscriptions/{made['code']}").status_code == 404
 
 
-def test_thirty_address_changes_send_a_bounded_number_of_mails(base: Settings,
-                                                               smtp_server: tuple[int, Mailbox]) -> None:
+def test_thirty_address_changes_send_a_bounded_number_of_mails(
+    base: Settings, smtp_server: tuple[int, Mailbox]
+) -> None:
     mailbox, victims = smtp_server[1], [address() for _ in range(30)]
     with api(base, confirmation_mails_per_day=3) as c:
         made = subscribe_by_mail(c, address())  # the first of the three mails
@@ -162,9 +172,13 @@ def test_thirty_address_changes_send_a_bounded_number_of_mails(base: Settings,
 def test_every_write_is_limited_per_network(base: Settings) -> None:
     with api(base, writes_per_hour=4) as c:
         code = c.post("/subscriptions", json={"channel": "none", "filters": CIRX}).json()["code"]
-        writes = [c.patch(f"/subscriptions/{code}", json={"filters": CIRX}), c.post(f"/subscriptions/{code}/test"),
-                  c.post("/subscriptions/confirm", data={"id": "0" * 64, "token": "x"}),
-                  c.patch(f"/subscriptions/{code}", json={"filters": CIRX}), c.delete(f"/subscriptions/{code}")]
+        writes = [
+            c.patch(f"/subscriptions/{code}", json={"filters": CIRX}),
+            c.post(f"/subscriptions/{code}/test"),
+            c.post("/subscriptions/confirm", data={"id": "0" * 64, "token": "x"}),
+            c.patch(f"/subscriptions/{code}", json={"filters": CIRX}),
+            c.delete(f"/subscriptions/{code}"),
+        ]
         page = c.post("/web/manage/revoke", data={"code": code, "confirm": "yes"})
     assert [w.status_code for w in writes] == [200, 202, 404, 200, 429]
     assert int(writes[-1].headers["Retry-After"]) > 0 and "too many changes" in writes[-1].json()["detail"]
@@ -191,8 +205,10 @@ def test_the_limit_over_http_keys_on_the_64(base: Settings) -> None:
             return await client.post("/subscriptions", json={"channel": "none", "filters": CIRX})
 
     with api(base, subscriptions_per_hour=2) as c:  # one app; each request from its own address
-        answers = [c.portal.call(subscribe_from, c.app, host) for host in
-                   ("2001:db8:5:6::1", "2001:db8:5:6:a:b:c:d", "2001:db8:5:6::2", "2001:db8:5:7::1")]
+        answers = [
+            c.portal.call(subscribe_from, c.app, host)
+            for host in ("2001:db8:5:6::1", "2001:db8:5:6:a:b:c:d", "2001:db8:5:6::2", "2001:db8:5:7::1")
+        ]
     assert [a.status_code for a in answers] == [201, 201, 429, 201]
     assert int(answers[2].headers["Retry-After"]) > 0
 
@@ -201,7 +217,7 @@ def test_the_limiter_forgets_the_oldest_networks_and_stays_bounded() -> None:
     now = [0.0]
     limit = RateLimit(1, "calls", networks=1000, clock=lambda: now[0])
     for i in range(20_000):
-        limit.check(network(f"2001:db8:{i >> 16:x}:{i & 0xffff:x}::1"))
+        limit.check(network(f"2001:db8:{i >> 16:x}:{i & 0xFFFF:x}::1"))
     assert len(limit.buckets) == 1000
     newest = network(f"2001:db8:0:{19_999:x}::1")
     with pytest.raises(HTTPException):  # the most recent networks are remembered: their budget is spent
@@ -216,8 +232,11 @@ def test_an_oversized_body_is_refused_before_it_is_read_and_an_overlong_list_is_
     huge = json.dumps({"channel": "none", "filters": {"sources": ["cirx-1"] * 500_000}}).encode()  # 5 MB
     with api(base) as c:
         declared = c.post("/subscriptions", content=huge, headers={"content-type": "application/json"})
-        streamed = c.post("/subscriptions", content=iter([huge[i:i + 8192] for i in range(0, len(huge), 8192)]),
-                          headers={"content-type": "application/json"})
+        streamed = c.post(
+            "/subscriptions",
+            content=iter([huge[i : i + 8192] for i in range(0, len(huge), 8192)]),
+            headers={"content-type": "application/json"},
+        )
         overlong = c.post("/subscriptions", json={"channel": "none", "filters": {"sources": ["cirx-1"] * 1001}})
         made = c.post("/subscriptions", json={"channel": "none", "filters": CIRX}).json()
         long_patch = c.patch(f"/subscriptions/{made['code']}", json={"filters": {"tags": ["BLACK HOLE"] * 101}})
@@ -242,8 +261,9 @@ def test_an_unconfirmed_subscription_expires_and_is_removed(base: Settings, smtp
         assert c.post("/subscriptions/confirm", data={"id": sub_id, "token": token}).status_code == 404
 
 
-def test_kafka_down_at_subscribe_answers_503_and_mails_nothing(base: Settings,
-                                                               smtp_server: tuple[int, Mailbox]) -> None:
+def test_kafka_down_at_subscribe_answers_503_and_mails_nothing(
+    base: Settings, smtp_server: tuple[int, Mailbox]
+) -> None:
     mailbox, nowhere, refused = smtp_server[1], address(), address()
     with api(base, kafka_port=free_port()) as c:  # no broker at all
         r = c.post("/subscriptions", json={"channel": "email", "email": nowhere, "filters": CIRX})
@@ -259,20 +279,25 @@ def test_kafka_down_at_subscribe_answers_503_and_mails_nothing(base: Settings,
         again = c.post("/subscriptions", json={"channel": "email", "email": refused, "filters": CIRX})
         changed = c.patch(f"/subscriptions/{made['code']}", json={"filters": {"sources": ["maxij1535-571"]}})
         test = c.post(f"/subscriptions/{made['code']}/test")
-    assert again.status_code == 201 and changed.status_code == 200 and test.status_code == 202, \
-        (again.text, changed.text, test.text)
+    assert again.status_code == 201 and changed.status_code == 200 and test.status_code == 202, (
+        again.text,
+        changed.text,
+        test.text,
+    )
     assert len(mailbox.to(refused)) == 1
 
 
 @contextmanager
 def topic_refusing_records(s: Settings) -> Iterator[None]:
     """The subscriptions topic refuses every record (max.message.bytes below any record) while inside."""
+
     async def alter(extra: dict[str, str]) -> None:
         admin = kafka.admin(s)
         await admin.start()
         try:
-            resource = ConfigResource(ConfigResourceType.TOPIC, topics.SUBSCRIPTIONS.name,
-                                      configs={**COMPACTED, **extra})
+            resource = ConfigResource(
+                ConfigResourceType.TOPIC, topics.SUBSCRIPTIONS.name, configs={**COMPACTED, **extra}
+            )
             await admin.alter_configs([resource])
         finally:
             await admin.close()
@@ -306,12 +331,19 @@ async def publish(s: Settings, alert: schemas.Alert) -> None:
 
 
 def cirx_alert() -> schemas.Alert:
-    return EXAMPLE.model_copy(update={"source_id": "cirx-1", "alert_id": f"cirx-1@{uuid.uuid4().hex}",
-                                      "alert_type": "onset", "record_number": 1})
+    return EXAMPLE.model_copy(
+        update={
+            "source_id": "cirx-1",
+            "alert_id": f"cirx-1@{uuid.uuid4().hex}",
+            "alert_type": "onset",
+            "record_number": 1,
+        }
+    )
 
 
-def test_kafkas_order_not_the_api_clock_decides_which_alerts_a_new_subscription_gets(base: Settings,
-                                                                                     stack: Stack) -> None:
+def test_kafkas_order_not_the_api_clock_decides_which_alerts_a_new_subscription_gets(
+    base: Settings, stack: Stack
+) -> None:
     server, url, received = receiver(204)
     delivery = "delivery#subscriptions"
 
@@ -325,9 +357,10 @@ def test_kafkas_order_not_the_api_clock_decides_which_alerts_a_new_subscription_
     start_delivery()
     try:
         with api(base, clock_offset_days=1.0) as ahead:  # the API's host a day ahead of the broker's
-            made = ahead.post("/subscriptions", json={"channel": "webhook", "webhook_url": f"{url}/ahead",
-                                                      "filters": CIRX}).json()
-        assert datetime.fromisoformat(made["created_at"]) > datetime.now(timezone.utc) + timedelta(hours=12)
+            made = ahead.post(
+                "/subscriptions", json={"channel": "webhook", "webhook_url": f"{url}/ahead", "filters": CIRX}
+            ).json()
+        assert datetime.fromisoformat(made["created_at"]) > datetime.now(UTC) + timedelta(hours=12)
         first = cirx_alert()
         asyncio.run(publish(base, first))
         wait_until(lambda: first.alert_id in got("/ahead"), "the alert appended after the subscription", 60, 0.2)
@@ -339,8 +372,9 @@ def test_kafkas_order_not_the_api_clock_decides_which_alerts_a_new_subscription_
         start_delivery()
         after = cirx_alert()
         asyncio.run(publish(base, after))
-        wait_until(lambda: after.alert_id in got("/behind"), "the alert appended after the second subscription",
-                   60, 0.2)
+        wait_until(
+            lambda: after.alert_id in got("/behind"), "the alert appended after the second subscription", 60, 0.2
+        )
         wait_until(lambda: asyncio.run(group_lag(base, ("flashes-delivery",))) == 0, "delivery to commit", 60, 0.2)
         assert before.alert_id not in got("/behind")
         assert {first.alert_id, before.alert_id, after.alert_id} <= got("/ahead")
@@ -351,15 +385,20 @@ def test_kafkas_order_not_the_api_clock_decides_which_alerts_a_new_subscription_
 
 
 def test_made_before_reads_the_offsets_of_each_partition() -> None:
-    sub = schemas.Subscription(subscription_id="a" * 64, created_at=EXAMPLE.raised_at,
-                               filters=schemas.SubscriptionFilters(), channel="none", alerts_from=[5])
+    sub = schemas.Subscription(
+        subscription_id="a" * 64,
+        created_at=EXAMPLE.raised_at,
+        filters=schemas.SubscriptionFilters(),
+        channel="none",
+        alerts_from=[5],
+    )
     assert not made_before(sub, 0, 4) and made_before(sub, 0, 5) and made_before(sub, 1, 0)
     assert made_before(sub.model_copy(update={"alerts_from": []}), 0, 0)  # written before the field: every alert
 
 
 def test_confirmation_links_survive_a_key_rotation_and_no_other_key_signs_them() -> None:
     old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
-    until = datetime(2100, 1, 1, tzinfo=timezone.utc)
+    until = datetime(2100, 1, 1, tzinfo=UTC)
     mailed = Vault(Settings(secret_keys=[old])).confirm_token("s" * 64, "a@example.org", until)
     assert Vault(Settings(secret_keys=[new, old])).confirmation_expiry("s" * 64, "a@example.org", mailed) == until
     assert Vault(Settings(secret_keys=[new])).confirmation_expiry("s" * 64, "a@example.org", mailed) is None
@@ -367,12 +406,15 @@ def test_confirmation_links_survive_a_key_rotation_and_no_other_key_signs_them()
 
 
 def test_one_address_gets_three_confirmation_mails_however_many_networks_ask(
-        base: Settings, smtp_server: tuple[int, Mailbox]) -> None:
+    base: Settings, smtp_server: tuple[int, Mailbox]
+) -> None:
     mailbox, user = smtp_server[1], uuid.uuid4().hex[:12]
     # One mailbox, written 30 ways (case, RFC 5233 subaddresses), from 30 IPv6 /64s: one budget.
     forms = [f"{user}@example.org", f"{user.upper()}@Example.ORG"] + [f"{user}+{i}@example.org" for i in range(28)]
-    calls = [(f"2001:db8:{i:x}::1", "POST", "/subscriptions", {"json": {"channel": "email", "email": to,
-                                                                       "filters": CIRX}}) for i, to in enumerate(forms)]
+    calls = [
+        (f"2001:db8:{i:x}::1", "POST", "/subscriptions", {"json": {"channel": "email", "email": to, "filters": CIRX}})
+        for i, to in enumerate(forms)
+    ]
     with api(base) as c:
         answers = [c.portal.call(at_once, c.app, [call])[0] for call in calls]
         other = c.post("/subscriptions", json={"channel": "email", "email": address(), "filters": CIRX})
@@ -404,13 +446,13 @@ def test_the_address_budget_is_a_sliding_day_in_bounded_memory() -> None:
 
 
 def test_thirty_address_changes_at_once_send_no_more_mails_than_one_after_another(
-        base: Settings, smtp_server: tuple[int, Mailbox]) -> None:
+    base: Settings, smtp_server: tuple[int, Mailbox]
+) -> None:
     mailbox, victims = smtp_server[1], [address() for _ in range(30)]
     with api(base, confirmation_mails_per_day=3) as c:
         made = subscribe_by_mail(c, address())  # the first of the three mails
         path = f"/subscriptions/{made['code']}"
-        answers = c.portal.call(at_once, c.app, [("192.0.2.1", "PATCH", path, {"json": {"email": v}})
-                                                 for v in victims])
+        answers = c.portal.call(at_once, c.app, [("192.0.2.1", "PATCH", path, {"json": {"email": v}}) for v in victims])
         stored = c.get(path).json()
     assert sorted(a.status_code for a in answers) == [200, 200] + [429] * 28
     assert sum(len(mailbox.to(v)) for v in victims) == 2 and stored["email_confirmed"] is False
@@ -422,10 +464,19 @@ def test_a_confirmation_and_a_change_at_once_both_stay(base: Settings, smtp_serv
         with api(base) as c:
             made = subscribe_by_mail(c, to)
             link = dict(zip(("id", "token"), link_of(smtp_server[1], to)))
-            confirmed, changed = c.portal.call(at_once, c.app, [
-                ("192.0.2.1", "POST", "/subscriptions/confirm", {"data": link}),
-                ("192.0.2.1", "PATCH", f"/subscriptions/{made['code']}",
-                 {"json": {"filters": {"sources": ["maxij1535-571"]}}})])
+            confirmed, changed = c.portal.call(
+                at_once,
+                c.app,
+                [
+                    ("192.0.2.1", "POST", "/subscriptions/confirm", {"data": link}),
+                    (
+                        "192.0.2.1",
+                        "PATCH",
+                        f"/subscriptions/{made['code']}",
+                        {"json": {"filters": {"sources": ["maxij1535-571"]}}},
+                    ),
+                ],
+            )
             stored = c.get(f"/subscriptions/{made['code']}").json()
         assert confirmed.status_code == 200 and changed.status_code == 200
         assert stored["email_confirmed"] is True and stored["filters"]["sources"] == ["maxij1535-571"], stored
@@ -435,9 +486,14 @@ def test_a_revoke_during_a_change_whose_mail_fails_is_not_undone(base: Settings)
     with api(base, smtp_port=free_port()) as c:  # no mail server: a PATCH of the address fails and writes back
         made = c.post("/subscriptions", json={"channel": "none", "filters": CIRX}).json()
         path = f"/subscriptions/{made['code']}"
-        changed, revoked = c.portal.call(at_once, c.app, [
-            ("192.0.2.1", "PATCH", path, {"json": {"channel": "email", "email": address()}}),
-            ("192.0.2.1", "DELETE", path, {})])
+        changed, revoked = c.portal.call(
+            at_once,
+            c.app,
+            [
+                ("192.0.2.1", "PATCH", path, {"json": {"channel": "email", "email": address()}}),
+                ("192.0.2.1", "DELETE", path, {}),
+            ],
+        )
         after = c.get(path)
     assert changed.status_code in (503, 404) and revoked.status_code == 204  # 404: the revoke went first
     assert after.status_code == 404  # the PATCH's write-back did not bring the revoked subscription back
@@ -474,8 +530,9 @@ def test_the_api_reads_the_topic_again_when_its_view_stopped(base: Settings) -> 
             store.view.task.cancel()  # the follower stops (before #21, a dead letter Kafka refused stopped it)
             with contextlib.suppress(asyncio.CancelledError):
                 await store.view.task
-            _, _, sub = new_subscription(Vault(base), schemas.SubscriptionFilters(sources=["cirx-1"]), "none",
-                                         created_at=clock.now(base))
+            _, _, sub = new_subscription(
+                Vault(base), schemas.SubscriptionFilters(sources=["cirx-1"]), "none", created_at=clock.now(base)
+            )
             await other.write(sub.subscription_id, sub)  # written by another API process
             await store.ready()
             await store.view.caught_up()

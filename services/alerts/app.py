@@ -12,6 +12,7 @@ compacted state topic with the input offset it covers (flashes/processor.py), so
 batch raises the same records with the same ids. Delivery to subscribers is another service
 (services/delivery/): detection never waits for a receiver.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
@@ -27,23 +28,30 @@ from flashes.units import mcrab_factor, series_label, value_units
 from services.alerts.episodes import NOTHING, Point, Record, Rules, step
 
 TERMS = tuple(schemas.RelevanceTerms.model_fields)
-WHY = {"brightening": "brighter than its usual level", "state_change": "its colour (hard/soft) switched",
-       "unusual": "several terms together are unusual"}
+WHY = {
+    "brightening": "brighter than its usual level",
+    "state_change": "its colour (hard/soft) switched",
+    "unusual": "several terms together are unusual",
+}
 
 
 def explain(name: str, record: Record, p: Point, threshold: float) -> str:
     """The alert's explanation: what is unusual about source `name` (or that it is back to usual) and the point."""
     units = "" if value_units(p.kind) == "ratio" else " mCrab"
     terms = p.terms
-    point = (f"{series_label(p.kind)} {p.value:.4g} ± {p.error:.2g}{units} on {mjd_to_datetime(p.mjd):%Y-%m-%d} "
-             f"(MJD {p.mjd:.2f}), relevance {p.relevance:.2f} (threshold {threshold:.2f}; model term "
-             f"{terms['model']:.2f}, hardness {terms['hardness']:.2f}, flux S/N {terms['flux']:.2f}, "
-             f"trend {terms['trend']:.2f})")
+    point = (
+        f"{series_label(p.kind)} {p.value:.4g} ± {p.error:.2g}{units} on {mjd_to_datetime(p.mjd):%Y-%m-%d} "
+        f"(MJD {p.mjd:.2f}), relevance {p.relevance:.2f} (threshold {threshold:.2f}; model term "
+        f"{terms['model']:.2f}, hardness {terms['hardness']:.2f}, flux S/N {terms['flux']:.2f}, "
+        f"trend {terms['trend']:.2f})"
+    )
     episode, change = record.episode, record.change
     if record.alert_type == "end":
-        return (f"{name} is back to its usual behaviour ({change}); the episode began on "
-                f"{mjd_to_datetime(episode.onset_mjd):%Y-%m-%d} with peak relevance {episode.peak_relevance:.2f}. "
-                f"Last: {point}.")
+        return (
+            f"{name} is back to its usual behaviour ({change}); the episode began on "
+            f"{mjd_to_datetime(episode.onset_mjd):%Y-%m-%d} with peak relevance {episode.peak_relevance:.2f}. "
+            f"Last: {point}."
+        )
     why = "; ".join(WHY[r] for r in episode.reasons)
     return f"{name} is unusual: {why}. {change[0].upper()}{change[1:]}. {point}."
 
@@ -73,8 +81,9 @@ class Alerts:
 
     def snapshot(self, key: str, topic: str, partition: int, offset: int) -> schemas.AlertState:
         source = self.sources[key]
-        return schemas.AlertState(key=key, topic=topic, partition=partition, offset=offset, series=source.series,
-                                  episode=source.episode)
+        return schemas.AlertState(
+            key=key, topic=topic, partition=partition, offset=offset, series=source.series, episode=source.episode
+        )
 
     def apply(self, chunk: schemas.RelevanceChunk) -> list[Output]:
         """Every point of the chunk through the episode logic, in order; the source's state is replaced once the
@@ -86,8 +95,16 @@ class Alerts:
         factor = mcrab_factor(chunk.kind)
         out = []
         for i, mjd in enumerate(chunk.mjd):
-            point = Point(chunk.source_id, chunk.series, chunk.kind, mjd, chunk.value[i] * factor,
-                          chunk.error[i] * factor, chunk.relevance[i], {name: c[i] for name, c in columns.items()})
+            point = Point(
+                chunk.source_id,
+                chunk.series,
+                chunk.kind,
+                mjd,
+                chunk.value[i] * factor,
+                chunk.error[i] * factor,
+                chunk.relevance[i],
+                {name: c[i] for name, c in columns.items()},
+            )
             decision = step(state, point, self.rules)
             state = decision.state
             if decision.record is not None:
@@ -100,22 +117,42 @@ class Alerts:
         """The alert record `record` of the episode, raised by point `p`, as published (the state is after `p`)."""
         source = self.records[p.source_id]
         episode = record.episode
-        last_points = [schemas.AlertPoint(series=s, time=mjd_to_datetime(m), mjd=m, value=v, error=e,
-                                          units=value_units(series_kind(s)))
-                       for s in episode.series for m, v, e in state.series[s].points]
-        freshness = {series_kind(s): mjd_to_datetime(t.last_mjd) for s, t in state.series.items()
-                     if series_kind(s) in topics.INSTRUMENTS}
+        last_points = [
+            schemas.AlertPoint(
+                series=s, time=mjd_to_datetime(m), mjd=m, value=v, error=e, units=value_units(series_kind(s))
+            )
+            for s in episode.series
+            for m, v, e in state.series[s].points
+        ]
+        freshness = {
+            series_kind(s): mjd_to_datetime(t.last_mjd)
+            for s, t in state.series.items()
+            if series_kind(s) in topics.INSTRUMENTS
+        }
         raised_at, time = self.now(), mjd_to_datetime(p.mjd)
         return schemas.Alert(
-            alert_id=episode.alert_id, record_number=episode.record_number, alert_type=record.alert_type,
-            live=raised_at - time <= timedelta(days=self.settings.live_days), raised_at=raised_at,
-            **links.alert_source(self.settings, source), series=list(episode.series),
-            trigger_series=p.series, time=time, mjd=p.mjd,
-            onset_time=mjd_to_datetime(episode.onset_mjd), onset_mjd=episode.onset_mjd, relevance=p.relevance,
-            peak_relevance=episode.peak_relevance, terms=schemas.RelevanceTerms(**p.terms),
-            reasons=list(episode.reasons), change=record.change,
+            alert_id=episode.alert_id,
+            record_number=episode.record_number,
+            alert_type=record.alert_type,
+            live=raised_at - time <= timedelta(days=self.settings.live_days),
+            raised_at=raised_at,
+            **links.alert_source(self.settings, source),
+            series=list(episode.series),
+            trigger_series=p.series,
+            time=time,
+            mjd=p.mjd,
+            onset_time=mjd_to_datetime(episode.onset_mjd),
+            onset_mjd=episode.onset_mjd,
+            relevance=p.relevance,
+            peak_relevance=episode.peak_relevance,
+            terms=schemas.RelevanceTerms(**p.terms),
+            reasons=list(episode.reasons),
+            change=record.change,
             explanation=explain(source.integral_name, record, p, self.rules.threshold),
-            model_version=model_version, last_points=last_points, freshness=freshness)
+            model_version=model_version,
+            last_points=last_points,
+            freshness=freshness,
+        )
 
 
 def build(settings: Settings) -> Processor:

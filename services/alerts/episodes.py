@@ -31,6 +31,7 @@ The logic is one pure function, `step(state, point, rules) -> Decision`: it chan
 given; the decision holds the next state (schemas.EpisodeState, what the alerts state topic stores)
 and the record to raise, if any.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -96,8 +97,11 @@ def alone(p: Point, tracks: dict[str, schemas.SeriesTrack]) -> bool:
     if p.relevance >= DECISIVE:
         return False
     derived = p.kind in DERIVED_KINDS
-    others = [t for s, t in tracks.items() if series_kind(s) in INSTRUMENTS and series_kind(s) != p.kind
-              and abs(t.last_mjd - p.mjd) <= FUSION_DAYS]
+    others = [
+        t
+        for s, t in tracks.items()
+        if series_kind(s) in INSTRUMENTS and series_kind(s) != p.kind and abs(t.last_mjd - p.mjd) <= FUSION_DAYS
+    ]
     return bool(others) and all(t.last["relevance"] < AGREE or (derived and t.held) for t in others)
 
 
@@ -113,7 +117,7 @@ def step(state: schemas.EpisodeState, p: Point, rules: Rules) -> Decision:
     crossed = trigger.reasons(before.last if before else None, current, rules.threshold)
     # A hold is answered by the series' next point, whatever it is: the new track is not held unless held again.
     held = bool(before and before.held and before.points and p.mjd - before.points[-1][0] <= FUSION_DAYS)
-    kept = before.points[-(KEEP_POINTS - 1):] if before else []
+    kept = before.points[-(KEEP_POINTS - 1) :] if before else []
     track = schemas.SeriesTrack(last_mjd=p.mjd, last=current, points=[*kept, (p.mjd, p.value, p.error)])
     tracks = {**state.series, p.series: track}
     high, newest = p.relevance >= rules.threshold, max(t.last_mjd for t in tracks.values())
@@ -124,8 +128,9 @@ def step(state: schemas.EpisodeState, p: Point, rules: Rules) -> Decision:
     return _continued(state.episode, p, tracks, crossed, high, newest, rules)
 
 
-def _opened(p: Point, tracks: dict[str, schemas.SeriesTrack], crossed: list[str], confirmed: bool,
-            rules: Rules) -> Decision:
+def _opened(
+    p: Point, tracks: dict[str, schemas.SeriesTrack], crossed: list[str], confirmed: bool, rules: Rules
+) -> Decision:
     """No episode open: this point opens one, is held (a lone instrument's crossing), or is usual."""
     if confirmed:
         reasons = [REASON_OF_TERM[t] for t in trigger.above(tracks[p.series].last, rules.threshold)]
@@ -138,14 +143,28 @@ def _opened(p: Point, tracks: dict[str, schemas.SeriesTrack], crossed: list[str]
         change = f"{p.series} became unusual ({', '.join(reasons)})"
     else:
         return Decision(schemas.EpisodeState(series=tracks))
-    opened = schemas.Episode(alert_id=f"{p.source_id}@{p.mjd:.5f}", record_number=1, onset_mjd=p.mjd,
-                             series=[p.series], reasons=reasons, peak_relevance=p.relevance,
-                             reported={p.series: p.value}, quiet={p.series: 0})
+    opened = schemas.Episode(
+        alert_id=f"{p.source_id}@{p.mjd:.5f}",
+        record_number=1,
+        onset_mjd=p.mjd,
+        series=[p.series],
+        reasons=reasons,
+        peak_relevance=p.relevance,
+        reported={p.series: p.value},
+        quiet={p.series: 0},
+    )
     return Decision(schemas.EpisodeState(series=tracks, episode=opened), Record("onset", change, opened))
 
 
-def _continued(episode: schemas.Episode, p: Point, tracks: dict[str, schemas.SeriesTrack], crossed: list[str],
-               high: bool, newest: float, rules: Rules) -> Decision:
+def _continued(
+    episode: schemas.Episode,
+    p: Point,
+    tracks: dict[str, schemas.SeriesTrack],
+    crossed: list[str],
+    high: bool,
+    newest: float,
+    rules: Rules,
+) -> Decision:
     """An episode open: this point ends it, escalates it (an update), or only counts."""
     if not high:
         quiet = {**episode.quiet, p.series: episode.quiet[p.series] + 1} if p.series in episode.quiet else episode.quiet
@@ -168,9 +187,15 @@ def _continued(episode: schemas.Episode, p: Point, tracks: dict[str, schemas.Ser
     if value_units(p.kind) == "mCrab" and last > 0 and p.value >= DOUBLING * last:
         changes.append(f"{p.series} doubled since the last record ({last:.1f} -> {p.value:.1f} mCrab)")
         reported[p.series] = p.value
-    escalated = episode.model_copy(update={
-        "series": series, "reasons": reasons, "reported": reported, "quiet": {**episode.quiet, p.series: 0},
-        "peak_relevance": max(episode.peak_relevance, p.relevance),
-        "record_number": episode.record_number + (1 if changes else 0)})
+    escalated = episode.model_copy(
+        update={
+            "series": series,
+            "reasons": reasons,
+            "reported": reported,
+            "quiet": {**episode.quiet, p.series: 0},
+            "peak_relevance": max(episode.peak_relevance, p.relevance),
+            "record_number": episode.record_number + (1 if changes else 0),
+        }
+    )
     state = schemas.EpisodeState(series=tracks, episode=escalated)
     return Decision(state, Record("update", "; ".join(changes), escalated) if changes else None)

@@ -1,4 +1,5 @@
 """Access logs without secrets: /subscriptions/<code> and link tokens are written as '…'."""
+
 from __future__ import annotations
 
 import logging
@@ -12,8 +13,10 @@ class RedactCodes(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple):
-            record.args = tuple(self.SECRET.sub(lambda m: (m.group(1) or m.group(2)) + "…", a) if isinstance(a, str)
-                                else a for a in record.args)
+            record.args = tuple(
+                self.SECRET.sub(lambda m: (m.group(1) or m.group(2)) + "…", a) if isinstance(a, str) else a
+                for a in record.args
+            )
         return True
 
 

@@ -1,6 +1,7 @@
 """The FastAPI gateway: `create_app(settings)` builds the objects every request shares, puts them on `app.state`
 (services/api/deps.py hands them to the routes), and mounts one router per concern (services/api/routers/):
 health and metrics, catalogue, data, relevance, alerts, subscriptions, and the web pages."""
+
 from __future__ import annotations
 
 import asyncio
@@ -28,10 +29,12 @@ from services.api.subscribing import Subscriptions
 from services.api.subscription_store import Store
 
 STATIC = Path(__file__).resolve().parent / "static"
-DESCRIPTION = ("Catalogue, tags, lightcurves, relevance and alerts of the X-ray sources FLASHES watches (MAXI/GSC, "
-               "Swift/BAT, Fermi/GBM). Fluxes in mCrab unless stated; times UTC. Every error answers with the same "
-               "shape (Problem). Fermi/GBM pulsar amplitudes often come with an error of 0 in the provider's files; "
-               "they are served as they are.")
+DESCRIPTION = (
+    "Catalogue, tags, lightcurves, relevance and alerts of the X-ray sources FLASHES watches (MAXI/GSC, "
+    "Swift/BAT, Fermi/GBM). Fluxes in mCrab unless stated; times UTC. Every error answers with the same "
+    "shape (Problem). Fermi/GBM pulsar amplitudes often come with an error of 0 in the provider's files; "
+    "they are served as they are."
+)
 
 
 @asynccontextmanager
@@ -53,17 +56,28 @@ async def docs(request: Request) -> HTMLResponse:
     """Swagger UI from the package (static/vendor/swagger-ui), not from a CDN: the origin that shows subscription
     codes runs no script another host serves. No validator badge (it calls validator.swagger.io); no ReDoc."""
     app = request.app
-    return get_swagger_ui_html(openapi_url=app.openapi_url, title=f"{app.title} - docs",
-                               swagger_js_url="/static/vendor/swagger-ui/swagger-ui-bundle.js",
-                               swagger_css_url="/static/vendor/swagger-ui/swagger-ui.css",
-                               swagger_favicon_url="/static/favicon.svg", swagger_ui_parameters={"validatorUrl": None})
+    return get_swagger_ui_html(
+        openapi_url=app.openapi_url,
+        title=f"{app.title} - docs",
+        swagger_js_url="/static/vendor/swagger-ui/swagger-ui-bundle.js",
+        swagger_css_url="/static/vendor/swagger-ui/swagger-ui.css",
+        swagger_favicon_url="/static/favicon.svg",
+        swagger_ui_parameters={"validatorUrl": None},
+    )
 
 
 def create_app(settings: Settings) -> FastAPI:
     """The API on these settings. Nothing connects here: the reader and the Kafka store start at their first use,
     so the app starts (and refuses bad requests) while QuestDB or Kafka is down."""
-    app = FastAPI(title="FLASHES stream API", version="2", lifespan=lifespan, responses=problems.RESPONSES,
-                  docs_url=None, redoc_url=None, description=DESCRIPTION)
+    app = FastAPI(
+        title="FLASHES stream API",
+        version="2",
+        lifespan=lifespan,
+        responses=problems.RESPONSES,
+        docs_url=None,
+        redoc_url=None,
+        description=DESCRIPTION,
+    )
     index = SourceIndex(catalogue.load(settings))
     reader = Reader(settings)
     app.state.settings = settings

@@ -6,6 +6,7 @@ handler ever holds more than the limit (a 7.5 MB list of sources held the event 
 FastAPI's own `max_body_size` answers a declared excess in plain text whatever the app answers; this
 one answers with the API's Problem, like every other error.
 """
+
 from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send

@@ -1,5 +1,6 @@
 """The routes' dependencies as Annotated aliases, each read from `app.state`, where create_app put the objects
 every request shares. A test replaces one through `app.dependency_overrides[deps.<function>]`."""
+
 from __future__ import annotations
 
 from typing import Annotated

@@ -1,4 +1,5 @@
 """Rows of a series as a file: CSV (with a commented header), JSON or VOTable (astropy)."""
+
 from __future__ import annotations
 
 import io
@@ -18,10 +19,14 @@ MEDIA = {"csv": "text/csv; charset=utf-8", "json": "application/json", "votable"
 
 def header(title: str, start: str, end: str) -> list[str]:
     factors = "; ".join(f"{inst} {band} keV x{f:.10g}" for (inst, band), f in MCRAB_PER_UNIT.items())
-    return [f"FLASHES stream: {title}", f"time range (UTC): {start} .. {end}",
-            "time: UTC; mjd: Modified Julian Date (UTC)", f"mCrab = factor x provider flux: {factors}",
-            "hardness = BAT 15-50 / MAXI 2-20 (both in mCrab); combined = BAT + MAXI in mCrab, "
-            "errors propagated in quadrature"]
+    return [
+        f"FLASHES stream: {title}",
+        f"time range (UTC): {start} .. {end}",
+        "time: UTC; mjd: Modified Julian Date (UTC)",
+        f"mCrab = factor x provider flux: {factors}",
+        "hardness = BAT 15-50 / MAXI 2-20 (both in mCrab); combined = BAT + MAXI in mCrab, "
+        "errors propagated in quadrature",
+    ]
 
 
 def file(rows: list[dict[str, Any]], fmt: Format, name: str, lines: list[str]) -> Response:

@@ -4,6 +4,7 @@ The contracts' types (series kinds, alert types, reasons, filters, terms, channe
 these models add only what the API itself says about them. Times the store gives are written as QuestDB
 writes them (`2017-09-20T12:00:00.000000Z`) and stay text.
 """
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -156,8 +157,9 @@ class SubscriptionRead(BaseModel):
     webhook_url: str | None
     email: str | None = Field(description="masked: its first letter and its domain")
     email_confirmed: bool
-    confirm_by: datetime | None = Field(description="removed then unless its address is confirmed, or channel "
-                                                    "none is changed, by that time")
+    confirm_by: datetime | None = Field(
+        description="removed then unless its address is confirmed, or channel none is changed, by that time"
+    )
     sources: list[str] = Field(description="the catalogue sources the filters select")
 
 

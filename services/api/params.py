@@ -1,7 +1,8 @@
 """Query parameters several routers share: times in UTC, bounded, and the window they make."""
+
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import Query
@@ -9,7 +10,7 @@ from pydantic import AfterValidator
 
 from services.api.problems import Invalid
 
-EARLIEST, LATEST = datetime(1950, 1, 1, tzinfo=timezone.utc), datetime(2200, 1, 1, tzinfo=timezone.utc)
+EARLIEST, LATEST = datetime(1950, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
 
 
 def utc_time(t: datetime | None) -> datetime | None:
@@ -17,7 +18,7 @@ def utc_time(t: datetime | None) -> datetime | None:
     if t is None:
         return None
     try:
-        t = t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
+        t = t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
     except OverflowError:
         raise ValueError("time out of range") from None
     if not EARLIEST <= t <= LATEST:
@@ -27,15 +28,21 @@ def utc_time(t: datetime | None) -> datetime | None:
 
 def window(start: datetime | None, end: datetime | None, default: timedelta | None) -> tuple[datetime, datetime]:
     """The UTC window asked for: `end` defaults to now, `start` to `default` before it (None: the beginning)."""
-    end = end or datetime.now(timezone.utc)
+    end = end or datetime.now(UTC)
     start = start or (end - default if default else EARLIEST)
     if start >= end:
         raise Invalid(f"start ({start.isoformat()}) must be before end ({end.isoformat()})")
     return start, end
 
 
-Start = Annotated[datetime | None, AfterValidator(utc_time),
-                  Query(description="UTC (ISO 8601); a time without a zone is UTC", examples=["2017-09-01T00:00:00Z"])]
-End = Annotated[datetime | None, AfterValidator(utc_time),
-                Query(description="UTC, exclusive (default: now)", examples=["2017-12-01T00:00:00Z"])]
+Start = Annotated[
+    datetime | None,
+    AfterValidator(utc_time),
+    Query(description="UTC (ISO 8601); a time without a zone is UTC", examples=["2017-09-01T00:00:00Z"]),
+]
+End = Annotated[
+    datetime | None,
+    AfterValidator(utc_time),
+    Query(description="UTC, exclusive (default: now)", examples=["2017-12-01T00:00:00Z"]),
+]
 Offset = Annotated[int, Query(ge=0, le=1_000_000)]  # QuestDB takes it as a 64-bit bind parameter

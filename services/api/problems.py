@@ -4,6 +4,7 @@ words, and where to look instead (`see`, e.g. the list of the known sources).
 The API's errors are typed (`ApiError` and its kinds): the services raise them, the JSON routes answer
 them as a Problem (`install`), and the pages show their words with their status.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -17,8 +18,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from flashes.errors import QuestDBError
 
-CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 409: "conflict", 413: "too_large",
-         422: "invalid", 429: "too_many_requests", 500: "internal", 503: "unavailable"}
+CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "too_large",
+    422: "invalid",
+    429: "too_many_requests",
+    500: "internal",
+    503: "unavailable",
+}
 
 
 class Problem(BaseModel):
@@ -71,13 +81,16 @@ class Unavailable(ApiError):
 
 
 RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": Problem, "description": text} for code, text in
-    ((404, "an unknown source, tag, series or code"), (422, "an invalid parameter"),
-     (503, "QuestDB or Kafka unavailable"))}
+    code: {"model": Problem, "description": text}
+    for code, text in (
+        (404, "an unknown source, tag, series or code"),
+        (422, "an invalid parameter"),
+        (503, "QuestDB or Kafka unavailable"),
+    )
+}
 
 
-def answer(status: int, detail: str, see: str | None = None,
-           headers: Mapping[str, str] | None = None) -> JSONResponse:
+def answer(status: int, detail: str, see: str | None = None, headers: Mapping[str, str] | None = None) -> JSONResponse:
     body = Problem(status=status, error=CODES.get(status, "error"), detail=detail, see=see)
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
 

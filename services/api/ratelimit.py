@@ -14,6 +14,7 @@ one costs the visitor `networks` distinct networks.
 Budget counts uses of a key in a sliding window, for budgets that must hold exactly ("at most 3 in any 24 h"),
 such as the confirmation mails one address may be sent whatever the networks asking.
 """
+
 from __future__ import annotations
 
 import math
@@ -44,8 +45,7 @@ class RateLimit:
     """At most `per_hour` calls per network in an hour, in bursts of up to `per_hour` (a token bucket that
     refills continuously); `what` names the calls in the 429's words."""
 
-    def __init__(self, per_hour: int, what: str, networks: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, per_hour: int, what: str, networks: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.per_hour, self.what, self.networks, self.clock = per_hour, what, networks, clock
         self.rate = per_hour / 3600.0  # tokens per second
         self.buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()  # network -> (tokens, at)
@@ -60,16 +60,18 @@ class RateLimit:
             self.buckets.popitem(last=False)
         if tokens < 1:
             wait = math.ceil((1 - tokens) / self.rate) if self.rate else 3600
-            raise TooMany(f"too many {self.what} from this network: at most {self.per_hour} per hour; "
-                          f"try again in {wait} s", wait)
+            raise TooMany(
+                f"too many {self.what} from this network: at most {self.per_hour} per hour; try again in {wait} s", wait
+            )
 
 
 class Budget:
     """At most `count` uses per key in any `window_s` seconds (the times of each key's last `count` uses), for at
     most `keys` keys, the least recently used forgotten; `what` says in the 429 what ran out."""
 
-    def __init__(self, count: int, window_s: float, what: str, keys: int,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, count: int, window_s: float, what: str, keys: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.count, self.window_s, self.what, self.keys, self.clock = count, window_s, what, keys, clock
         self.uses: OrderedDict[str, tuple[float, ...]] = OrderedDict()  # key -> times of its recent uses
 
@@ -81,6 +83,6 @@ class Budget:
             self.uses[key] = recent
             wait = math.ceil((recent[0] if recent else now) + self.window_s - now)
             raise TooMany(f"{self.what}: try again in {wait} s", wait)
-        self.uses[key] = (*recent, now)[-self.count:]  # (re)inserted last: the most recent
+        self.uses[key] = (*recent, now)[-self.count :]  # (re)inserted last: the most recent
         while len(self.uses) > self.keys:
             self.uses.popitem(last=False)

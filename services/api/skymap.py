@@ -1,5 +1,6 @@
 """The galactic sky as the pages draw it (an SVG, templates/macros.html.j2): a Hammer-Aitoff projection with its
 grid, one dot per catalogue source coloured by its class, and optionally one source marked."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -9,9 +10,17 @@ import numpy as np
 import schemas
 
 # Sky-map colours: each source takes the first of these tags it has.
-MAP_CLASSES = (("BLACK HOLE", "#d62728"), ("PULSAR", "#9467bd"), ("LMXRB", "#1f77b4"), ("HMXRB", "#17becf"),
-               ("BINARY", "#2ca02c"), ("AGN", "#ff7f0e"), ("CLUSTER", "#8c564b"), ("GAMMA RAY SOURCE", "#e377c2"),
-               ("other", "#7f7f7f"))
+MAP_CLASSES = (
+    ("BLACK HOLE", "#d62728"),
+    ("PULSAR", "#9467bd"),
+    ("LMXRB", "#1f77b4"),
+    ("HMXRB", "#17becf"),
+    ("BINARY", "#2ca02c"),
+    ("AGN", "#ff7f0e"),
+    ("CLUSTER", "#8c564b"),
+    ("GAMMA RAY SOURCE", "#e377c2"),
+    ("other", "#7f7f7f"),
+)
 
 
 def hammer(glon: np.ndarray, glat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -33,8 +42,9 @@ def map_class(tags: list[str]) -> int:
     return next((i for i, (tag, _) in enumerate(MAP_CLASSES) if tag in tags), len(MAP_CLASSES) - 1)
 
 
-def sky_map(records: list[schemas.CatalogueSource], width: float,
-            marked: schemas.CatalogueSource | None = None) -> dict[str, Any]:
+def sky_map(
+    records: list[schemas.CatalogueSource], width: float, marked: schemas.CatalogueSource | None = None
+) -> dict[str, Any]:
     """What the SVG template draws: the outline and grid of the galactic sky (every 60° in l, 30° in b),
     one dot per record and optionally a marked source."""
     b = np.linspace(-90, 90, 61)
@@ -51,13 +61,28 @@ def sky_map(records: list[schemas.CatalogueSource], width: float,
         xs, ys = hammer(np.array([r.coord_glon for r in records]), np.array([r.coord_glat for r in records]))
         for r, x, y in zip(records, xs, ys):
             has_data = bool(r.instruments)
-            dots.append({"id": r.id, "name": r.integral_name, "x": (x + 1) * width / 2,
-                         "y": (y + 0.5) * width / 2, "cls": map_class(r.labels_constant),
-                         "r": 2.6 if has_data else 1.5, "data": has_data})
+            dots.append(
+                {
+                    "id": r.id,
+                    "name": r.integral_name,
+                    "x": (x + 1) * width / 2,
+                    "y": (y + 0.5) * width / 2,
+                    "cls": map_class(r.labels_constant),
+                    "r": 2.6 if has_data else 1.5,
+                    "data": has_data,
+                }
+            )
     mark = None
     if marked is not None:
         x, y = hammer(np.array([marked.coord_glon]), np.array([marked.coord_glat]))
         mark = {"x": (x[0] + 1) * width / 2, "y": (y[0] + 0.5) * width / 2, "name": marked.integral_name}
-    return {"width": width, "height": width / 2, "grid": grid, "outline": outline, "labels": labels, "dots": dots,
-            "mark": mark, "classes": MAP_CLASSES}
-
+    return {
+        "width": width,
+        "height": width / 2,
+        "grid": grid,
+        "outline": outline,
+        "labels": labels,
+        "dots": dots,
+        "mark": mark,
+        "classes": MAP_CLASSES,
+    }

@@ -4,6 +4,7 @@ Every value that comes from a request is a bind parameter ($1, $2, …); the SQL
 names written here. Times are UTC; a row's time is written as QuestDB writes it over HTTP
 (`2017-09-20T12:00:00.000000Z`).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -12,7 +13,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, overload
 
 import asyncpg
@@ -45,7 +46,7 @@ def micros(t: datetime) -> int:
 
 def naive_utc(t: datetime) -> datetime:
     """A bind parameter for a TIMESTAMP column: naive, in UTC."""
-    return t.astimezone(timezone.utc).replace(tzinfo=None) if t.tzinfo else t
+    return t.astimezone(UTC).replace(tzinfo=None) if t.tzinfo else t
 
 
 @dataclass(frozen=True)
@@ -65,12 +66,12 @@ class AlertQuery:
 class Encoded:
     """Rows encoded as JSON once, joined by commas in one buffer; row i is buf[start[i]:start[i + 1] - 1]."""
 
-    ts: np.ndarray      # microseconds since 1970, one per row
-    start: np.ndarray   # where each row begins in buf, and len(buf) + 1 at the end
+    ts: np.ndarray  # microseconds since 1970, one per row
+    start: np.ndarray  # where each row begins in buf, and len(buf) + 1 at the end
     buf: bytes
 
     @classmethod
-    def of(cls, ts: np.ndarray, rows: list[dict[str, Any]]) -> "Encoded":
+    def of(cls, ts: np.ndarray, rows: list[dict[str, Any]]) -> Encoded:
         encoded = [orjson.dumps(r) for r in rows]
         start = np.zeros(len(encoded) + 1, dtype=np.int64)
         np.cumsum([len(e) + 1 for e in encoded], out=start[1:])
@@ -79,7 +80,7 @@ class Encoded:
     def json(self, start: datetime, end: datetime) -> bytes:
         """The rows in [start, end) as a JSON array."""
         lo, hi = np.searchsorted(self.ts, [micros(start), micros(end)])
-        return b"[" + self.buf[self.start[lo]:max(self.start[lo], self.start[hi] - 1)] + b"]"
+        return b"[" + self.buf[self.start[lo] : max(self.start[lo], self.start[hi] - 1)] + b"]"
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ class Series:
     views: dict[str | None, Encoded]
 
     @classmethod
-    def of(cls, records: list[asyncpg.Record]) -> "Series":
+    def of(cls, records: list[asyncpg.Record]) -> Series:
         """From (ts, mjd, band, flux, error) rows ordered by time (one row per band and time)."""
         out: dict[datetime, dict[str, Any]] = {}
         for ts, mjd, band, flux, error in records:
@@ -178,11 +179,17 @@ class Reader:
                 async with self._lock:
                     if self.pool is None:
                         self.pool = await asyncpg.create_pool(
-                            host=s.questdb_host, port=s.questdb_pg_port, user=s.questdb_reader_user,
-                            password=s.questdb_reader_password.get_secret_value(), database="qdb", min_size=1,
-                            max_size=s.api_db_connections, timeout=10)
+                            host=s.questdb_host,
+                            port=s.questdb_pg_port,
+                            user=s.questdb_reader_user,
+                            password=s.questdb_reader_password.get_secret_value(),
+                            database="qdb",
+                            min_size=1,
+                            max_size=s.api_db_connections,
+                            timeout=10,
+                        )
             return await self.pool.fetch(sql, *args, timeout=30)
-        except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise QuestDBError(f"QuestDB at {s.questdb_host}:{s.questdb_pg_port}: {type(exc).__name__}: {exc}") from exc
 
     async def close(self) -> None:
@@ -198,14 +205,20 @@ class Reader:
         return await self.newest.get("latest", self._latest)
 
     async def _latest(self) -> dict[str, dict[str, Any]]:
-        rows = await self.fetch("SELECT series, ts, flux, error FROM lightcurve WHERE band IN ($1, $2, $3) "
-                                "LATEST ON ts PARTITION BY series", *MAIN_BAND.values())
+        rows = await self.fetch(
+            "SELECT series, ts, flux, error FROM lightcurve WHERE band IN ($1, $2, $3) "
+            "LATEST ON ts PARTITION BY series",
+            *MAIN_BAND.values(),
+        )
         rows += await self.fetch("SELECT series, ts, value flux, error FROM derived LATEST ON ts PARTITION BY series")
-        return {r["series"]: {"last_timestamp": sql_time(r["ts"]), "last_flux": r["flux"], "last_error": r["error"]}
-                for r in rows}
+        return {
+            r["series"]: {"last_timestamp": sql_time(r["ts"]), "last_flux": r["flux"], "last_error": r["error"]}
+            for r in rows
+        }
 
-    async def timeseries(self, series: str, kind: str, start: datetime, end: datetime,
-                         band: str | None = None) -> bytes:
+    async def timeseries(
+        self, series: str, kind: str, start: datetime, end: datetime, band: str | None = None
+    ) -> bytes:
         """Grafana-style rows as JSON: time, mjd and for each band `flux {band}`, `flux {band} max`, `flux {band} min`.
 
         Instrument fluxes are in mCrab; a derived series has one column named after it (`flux hardness`
@@ -218,8 +231,9 @@ class Reader:
         if kind in DERIVED_KINDS:
             sql = "SELECT ts, mjd, kind band, value flux, error FROM derived WHERE series = $1 ORDER BY ts"
         else:
-            sql = ("SELECT ts, mjd, band, flux_mcrab flux, error_mcrab error FROM lightcurve WHERE series = $1 "
-                   "ORDER BY ts")
+            sql = (
+                "SELECT ts, mjd, band, flux_mcrab flux, error_mcrab error FROM lightcurve WHERE series = $1 ORDER BY ts"
+            )
         return Series.of(await self.fetch(sql, series))
 
     async def download(self, series: str, kind: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
@@ -230,20 +244,37 @@ class Reader:
         window = (series, naive_utc(start), naive_utc(end))
         if kind in DERIVED_KINDS:
             unit = value_units(kind)
-            return [{"time": sql_time(r["ts"]), "mjd": r["mjd"], f"{kind} [{unit}]": r["value"],
-                     f"{kind} error [{unit}]": r["error"]}
-                    for r in await self.fetch("SELECT ts, mjd, value, error FROM derived "
-                                              "WHERE series = $1 AND ts >= $2 AND ts < $3 ORDER BY ts", *window)]
+            return [
+                {
+                    "time": sql_time(r["ts"]),
+                    "mjd": r["mjd"],
+                    f"{kind} [{unit}]": r["value"],
+                    f"{kind} error [{unit}]": r["error"],
+                }
+                for r in await self.fetch(
+                    "SELECT ts, mjd, value, error FROM derived WHERE series = $1 AND ts >= $2 AND ts < $3 ORDER BY ts",
+                    *window,
+                )
+            ]
         unit = UNITS[kind]
         rows: dict[datetime, dict[str, Any]] = {}
-        for r in await self.fetch("SELECT ts, mjd, band, flux, error, flux_mcrab, error_mcrab, data_flag FROM lightcurve "
-                                  "WHERE series = $1 AND ts >= $2 AND ts < $3 ORDER BY ts, band", *window):
+        for r in await self.fetch(
+            "SELECT ts, mjd, band, flux, error, flux_mcrab, error_mcrab, data_flag FROM lightcurve "
+            "WHERE series = $1 AND ts >= $2 AND ts < $3 ORDER BY ts, band",
+            *window,
+        ):
             row = rows.get(r["ts"])
             if row is None:
                 row = rows[r["ts"]] = {"time": sql_time(r["ts"]), "mjd": r["mjd"]}
             b = r["band"]
-            row.update({f"flux {b} keV [{unit}]": r["flux"], f"error {b} keV [{unit}]": r["error"],
-                        f"flux {b} keV [mCrab]": r["flux_mcrab"], f"error {b} keV [mCrab]": r["error_mcrab"]})
+            row.update(
+                {
+                    f"flux {b} keV [{unit}]": r["flux"],
+                    f"error {b} keV [{unit}]": r["error"],
+                    f"flux {b} keV [mCrab]": r["flux_mcrab"],
+                    f"error {b} keV [mCrab]": r["error_mcrab"],
+                }
+            )
             if r["data_flag"] is not None:
                 row["data_flag"] = r["data_flag"]
         return list(rows.values())
@@ -251,8 +282,13 @@ class Reader:
     async def hid(self, hardness: str, combined: str, start: datetime, end: datetime) -> list[dict[str, Any]]:
         """Hardness and combined flux on the days both exist, for a hardness–intensity diagram."""
         window = (naive_utc(start), naive_utc(end))
-        rows = await self.fetch("SELECT ts, mjd, series, value, error FROM derived WHERE series IN ($1, $2) "
-                                "AND ts >= $3 AND ts < $4 ORDER BY ts", hardness, combined, *window)
+        rows = await self.fetch(
+            "SELECT ts, mjd, series, value, error FROM derived WHERE series IN ($1, $2) "
+            "AND ts >= $3 AND ts < $4 ORDER BY ts",
+            hardness,
+            combined,
+            *window,
+        )
         columns = {hardness: ("hardness", "hardness error"), combined: ("combined [mCrab]", "combined error [mCrab]")}
         by_time: dict[datetime, dict[str, Any]] = {}
         for r in rows:
@@ -261,15 +297,30 @@ class Reader:
             row[value], row[error] = r["value"], r["error"]
         return [r for r in by_time.values() if "hardness" in r and "combined [mCrab]" in r]
 
-    async def relevance(self, series: str, start: datetime, end: datetime,
-                        min_relevance: float) -> list[dict[str, Any]]:
+    async def relevance(
+        self, series: str, start: datetime, end: datetime, min_relevance: float
+    ) -> list[dict[str, Any]]:
         """Scores of one series with the terms behind each and the model version, oldest first."""
-        rows = await self.fetch(f"SELECT ts, mjd, value, error, relevance, {TERM_COLUMNS}, model_version FROM relevance "
-                                "WHERE series = $1 AND ts >= $2 AND ts < $3 AND relevance >= $4 ORDER BY ts",
-                                series, naive_utc(start), naive_utc(end), min_relevance)
-        return [{"time": sql_time(r["ts"]), "mjd": r["mjd"], "value": r["value"], "error": r["error"],
-                 "relevance": r["relevance"], "terms": {name: r[f"{name}_term"] for name in TERMS},
-                 "model_version": r["model_version"]} for r in rows]
+        rows = await self.fetch(
+            f"SELECT ts, mjd, value, error, relevance, {TERM_COLUMNS}, model_version FROM relevance "
+            "WHERE series = $1 AND ts >= $2 AND ts < $3 AND relevance >= $4 ORDER BY ts",
+            series,
+            naive_utc(start),
+            naive_utc(end),
+            min_relevance,
+        )
+        return [
+            {
+                "time": sql_time(r["ts"]),
+                "mjd": r["mjd"],
+                "value": r["value"],
+                "error": r["error"],
+                "relevance": r["relevance"],
+                "terms": {name: r[f"{name}_term"] for name in TERMS},
+                "model_version": r["model_version"],
+            }
+            for r in rows
+        ]
 
     async def top(self, limit: int) -> list[dict[str, Any]]:
         """The sources whose newest point is the most unusual: per source its series with the highest
@@ -278,8 +329,10 @@ class Reader:
         return await self.newest.get(f"top {limit}", lambda: self._top(limit))
 
     async def _top(self, limit: int) -> list[dict[str, Any]]:
-        rows = await self.fetch(f"SELECT ts, series, source_id, kind, mjd, value, relevance, {TERM_COLUMNS} "
-                                "FROM relevance LATEST ON ts PARTITION BY series")
+        rows = await self.fetch(
+            f"SELECT ts, series, source_id, kind, mjd, value, relevance, {TERM_COLUMNS} "
+            "FROM relevance LATEST ON ts PARTITION BY series"
+        )
         newest = max((r["mjd"] for r in rows), default=0.0)
         best: dict[str, asyncpg.Record] = {}
         for r in rows:
@@ -288,20 +341,33 @@ class Reader:
             if r["source_id"] not in best or r["relevance"] > best[r["source_id"]]["relevance"]:
                 best[r["source_id"]] = r
         ranked = sorted(best.values(), key=lambda r: (-r["relevance"], r["source_id"]))[:limit]
-        return [{"source_id": r["source_id"], "series": r["series"], "kind": r["kind"], "time": sql_time(r["ts"]),
-                 "mjd": r["mjd"], "value": r["value"], "relevance": r["relevance"],
-                 "terms": {name: r[f"{name}_term"] for name in TERMS}} for r in ranked]
+        return [
+            {
+                "source_id": r["source_id"],
+                "series": r["series"],
+                "kind": r["kind"],
+                "time": sql_time(r["ts"]),
+                "mjd": r["mjd"],
+                "value": r["value"],
+                "relevance": r["relevance"],
+                "terms": {name: r[f"{name}_term"] for name in TERMS},
+            }
+            for r in ranked
+        ]
 
     @overload
-    async def alerts(self, q: AlertQuery, limit: int, offset: int,
-                     with_total: Literal[True] = True) -> tuple[list[dict[str, Any]], int]: ...
+    async def alerts(
+        self, q: AlertQuery, limit: int, offset: int, with_total: Literal[True] = True
+    ) -> tuple[list[dict[str, Any]], int]: ...
 
     @overload
-    async def alerts(self, q: AlertQuery, limit: int, offset: int,
-                     with_total: Literal[False]) -> tuple[list[dict[str, Any]], None]: ...
+    async def alerts(
+        self, q: AlertQuery, limit: int, offset: int, with_total: Literal[False]
+    ) -> tuple[list[dict[str, Any]], None]: ...
 
-    async def alerts(self, q: AlertQuery, limit: int, offset: int,
-                     with_total: bool = True) -> tuple[list[dict[str, Any]], int | None]:
+    async def alerts(
+        self, q: AlertQuery, limit: int, offset: int, with_total: bool = True
+    ) -> tuple[list[dict[str, Any]], int | None]:
         """The alert records (as on flashes.alerts.v3) that pass the filters, newest first, and their total
         (None without `with_total`: a page that shows no total need not count them)."""
         where, args = ["relevance >= $1"], [q.min_relevance]
@@ -323,23 +389,34 @@ class Reader:
         if q.live is not None:  # QuestDB booleans have no null: records stored before v3 read as history
             where.append(f"live = {bind(q.live)}")
         clause = " AND ".join(where)
-        total = (await self.fetch(f"SELECT count() n FROM alerts WHERE {clause}", *args))[0]["n"] if with_total else None
-        page = await self.fetch(f"SELECT payload FROM alerts WHERE {clause} "
-                                f"ORDER BY ts DESC, alert_id, record_number DESC LIMIT {bind(offset)}, {bind(offset + limit)}",
-                                *args)
+        total = (
+            (await self.fetch(f"SELECT count() n FROM alerts WHERE {clause}", *args))[0]["n"] if with_total else None
+        )
+        page = await self.fetch(
+            f"SELECT payload FROM alerts WHERE {clause} "
+            f"ORDER BY ts DESC, alert_id, record_number DESC LIMIT {bind(offset)}, {bind(offset + limit)}",
+            *args,
+        )
         return [orjson.loads(r["payload"]) for r in page], total
 
     async def open_episodes(self) -> dict[str, list[str]]:
         """source_id -> the labels of its open alert episode (its newest record is not an `end`)."""
         rows = await self.fetch("SELECT source_id, alert_type, reasons FROM alerts LATEST ON ts PARTITION BY source_id")
-        return {r["source_id"]: sorted({EPISODE_LABELS[x] for x in r["reasons"].split(",") if x in EPISODE_LABELS})
-                or [OPEN_LABEL] for r in rows if r["alert_type"] != "end"}
+        return {
+            r["source_id"]: sorted({EPISODE_LABELS[x] for x in r["reasons"].split(",") if x in EPISODE_LABELS})
+            or [OPEN_LABEL]
+            for r in rows
+            if r["alert_type"] != "end"
+        }
 
     async def deliveries(self, subscription_id: str, limit: int) -> list[dict[str, Any]]:
         """The newest delivery attempts of one subscription."""
-        rows = await self.fetch("SELECT ts, alert_id, record_number, test, channel, attempt, status, detail "
-                                "FROM deliveries WHERE subscription_id = $1 ORDER BY ts DESC LIMIT $2",
-                                subscription_id, limit)
+        rows = await self.fetch(
+            "SELECT ts, alert_id, record_number, test, channel, attempt, status, detail "
+            "FROM deliveries WHERE subscription_id = $1 ORDER BY ts DESC LIMIT $2",
+            subscription_id,
+            limit,
+        )
         # r.keys(), not r: an asyncpg Record iterates its values
         return [{"time": sql_time(r["ts"]), **{k: r[k] for k in r.keys() if k != "ts"}} for r in rows]  # noqa: SIM118
 

@@ -13,22 +13,37 @@ and subscriptions left on channel `none` (it delivers nothing) as long, are remo
 at the API's start, hourly, and when their code is used. The API writes one record per
 subscription at a time (Store.locks). Refusals are the typed errors of services/api/problems.py.
 """
+
 from __future__ import annotations
 
 import math
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import schemas
 from flashes import clock, links, smtp, topics
 from flashes.errors import DeliveryError, SubscriptionError
 from flashes.settings import Settings
-from flashes.subscriptions import (Vault, check_webhook_url, expired, new_subscription, new_webhook_secret, sources_of,
-                                   subscription_id)
+from flashes.subscriptions import (
+    Vault,
+    check_webhook_url,
+    expired,
+    new_subscription,
+    new_webhook_secret,
+    sources_of,
+    subscription_id,
+)
 from flashes.timeconv import datetime_to_mjd
-from services.api.models import (Delivery, QueuedTest, SubscriptionChange, SubscriptionChanged, SubscriptionCreated,
-                                 SubscriptionRead, SubscriptionRequest)
+from services.api.models import (
+    Delivery,
+    QueuedTest,
+    SubscriptionChange,
+    SubscriptionChanged,
+    SubscriptionCreated,
+    SubscriptionRead,
+    SubscriptionRequest,
+)
 from services.api.problems import Invalid, NotFound, TooMany, Unavailable
 from services.api.ratelimit import Budget, RateLimit
 from services.api.store import Reader
@@ -47,16 +62,26 @@ class Subscriptions:
     delivery log). `network` is the client's network (ratelimit.client_network): every write draws on its
     budget, the same whether it came as JSON or from a page."""
 
-    def __init__(self, settings: Settings, records: dict[str, schemas.CatalogueSource], tags: set[str], store: Store,
-                 reader: Reader) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        records: dict[str, schemas.CatalogueSource],
+        tags: set[str],
+        store: Store,
+        reader: Reader,
+    ) -> None:
         self.settings, self.records, self.tags, self.store, self.reader = settings, records, tags, store, reader
         self.vault = Vault(settings)
         self.creations = RateLimit(settings.subscriptions_per_hour, "new subscriptions", settings.rate_limit_networks)
         self.writes = RateLimit(settings.writes_per_hour, "changes", settings.rate_limit_networks)
         cap = settings.confirmation_mails_per_day
-        self.recipients = Budget(cap, 86400.0, f"at most {cap} confirmation mails to one address in 24 hours, "
-                                               "whatever the subscriptions and networks asking",
-                                 settings.rate_limit_networks)
+        self.recipients = Budget(
+            cap,
+            86400.0,
+            f"at most {cap} confirmation mails to one address in 24 hours, "
+            "whatever the subscriptions and networks asking",
+            settings.rate_limit_networks,
+        )
         self.pending = timedelta(days=settings.unconfirmed_days)
 
     # ------------------------------------------------------------------------------------------ the routes' work
@@ -66,11 +91,19 @@ class Subscriptions:
         sources = await self.checked(body.filters, body.channel, body.webhook_url, body.email)
         await self.store.ready()
         now = clock.now(self.settings)
-        code, secret, sub = new_subscription(self.vault, body.filters, body.channel, body.webhook_url, body.email,
-                                             created_at=now, alerts_from=await self.store.alerts_end())
+        code, secret, sub = new_subscription(
+            self.vault,
+            body.filters,
+            body.channel,
+            body.webhook_url,
+            body.email,
+            created_at=now,
+            alerts_from=await self.store.alerts_end(),
+        )
         if body.channel != "webhook":  # an address to confirm, or no channel yet: either is removed if it stays so
-            sub = sub.model_copy(update={"confirm_by": now + self.pending,
-                                         "confirmations": [now] if body.email else []})
+            sub = sub.model_copy(
+                update={"confirm_by": now + self.pending, "confirmations": [now] if body.email else []}
+            )
         if body.email:
             self.recipients.check(self.vault.recipient(body.email))
         await self.store.write(sub.subscription_id, sub)
@@ -80,10 +113,15 @@ class Subscriptions:
             except DeliveryError as exc:
                 await self.store.write(sub.subscription_id, None)
                 raise Unavailable(f"the confirmation mail could not be sent ({exc}); nothing was kept") from None
-        note = ("keep the code: it reads, changes and revokes this subscription and is not shown again"
-                + ("; open the link in the confirmation mail to start e-mails" if body.email else "")
-                + ("; channel none delivers nothing: give it a channel before confirm_by, or it is removed"
-                   if body.channel == "none" else ""))
+        note = (
+            "keep the code: it reads, changes and revokes this subscription and is not shown again"
+            + ("; open the link in the confirmation mail to start e-mails" if body.email else "")
+            + (
+                "; channel none delivers nothing: give it a channel before confirm_by, or it is removed"
+                if body.channel == "none"
+                else ""
+            )
+        )
         return SubscriptionCreated(**self.public(sub), code=code, webhook_secret=secret, note=note)
 
     async def read(self, code: str) -> SubscriptionRead:
@@ -111,11 +149,15 @@ class Subscriptions:
             email = self.address(sub)
             until = self.vault.confirmation_expiry(sub_id, email, token) if email else None
             if sub is None or until is None or expired(sub, now):
-                raise NotFound("this confirmation link is wrong, its address was changed after it was mailed, or "
-                               "its subscription was revoked or not confirmed in time")
+                raise NotFound(
+                    "this confirmation link is wrong, its address was changed after it was mailed, or "
+                    "its subscription was revoked or not confirmed in time"
+                )
             if until < now:
-                raise NotFound(f"this confirmation link expired ({self.settings.confirm_link_hours:g} h after it was "
-                               "mailed); give the address again (PATCH, or the manage page) for a new one")
+                raise NotFound(
+                    f"this confirmation link expired ({self.settings.confirm_link_hours:g} h after it was "
+                    "mailed); give the address again (PATCH, or the manage page) for a new one"
+                )
             await self.store.write(sub_id, sub.model_copy(update={"email_confirmed": True, "confirm_by": None}))
 
     async def unsubscribe(self, sub_id: str, token: str) -> None:
@@ -133,8 +175,7 @@ class Subscriptions:
         self.writes.check(network)
         sub = await self.store.by_code(code)
         alert = test_alert(self.settings, self.records[sources_of(sub.filters, self.records)[0]])
-        task = schemas.DeliveryTask(subscription_id=sub.subscription_id, alert=alert, attempt=1,
-                                    due=datetime.now(timezone.utc))
+        task = schemas.DeliveryTask(subscription_id=sub.subscription_id, alert=alert, attempt=1, due=datetime.now(UTC))
         await self.store.send(topics.DELIVERY_RETRY.name, topics.DELIVERY_RETRY.encode(task), sub.subscription_id)
         return QueuedTest(alert_id=alert.alert_id, status="queued for delivery; see /subscriptions/{code}/deliveries")
 
@@ -147,8 +188,9 @@ class Subscriptions:
         return sources_of((await self.store.by_code(code)).filters, self.records)
 
     # ------------------------------------------------------------------------------------------ their parts
-    async def checked(self, filters: schemas.SubscriptionFilters, channel: str, webhook_url: str | None,
-                      email: str | None) -> list[str]:
+    async def checked(
+        self, filters: schemas.SubscriptionFilters, channel: str, webhook_url: str | None, email: str | None
+    ) -> list[str]:
         """The sources the filters select; Invalid (422) with the reason for anything invalid."""
         unknown = [s for s in filters.sources if s not in self.records]
         if unknown:
@@ -183,11 +225,17 @@ class Subscriptions:
         secret = new_webhook_secret() if channel == "webhook" and not sub.webhook_secret else None
         now = clock.now(self.settings)
         new_email = email if email is not None and email != current else None
-        updated = sub.model_copy(update={
-            "filters": filters, "channel": channel, "webhook_url": webhook_url,
-            "webhook_secret": (self.vault.seal(secret) if secret else sub.webhook_secret) if channel == "webhook"
-            else None,
-            **self._address_fields(sub, channel, new_email, now)})
+        updated = sub.model_copy(
+            update={
+                "filters": filters,
+                "channel": channel,
+                "webhook_url": webhook_url,
+                "webhook_secret": (self.vault.seal(secret) if secret else sub.webhook_secret)
+                if channel == "webhook"
+                else None,
+                **self._address_fields(sub, channel, new_email, now),
+            }
+        )
         await self.store.write(sub.subscription_id, updated)
         if new_email is not None:
             try:
@@ -197,12 +245,17 @@ class Subscriptions:
                 raise Unavailable(f"the confirmation mail could not be sent ({exc}); nothing was changed") from None
         return SubscriptionChanged(**self.public(updated), webhook_secret=secret)
 
-    def _address_fields(self, sub: schemas.Subscription, channel: str, new_email: str | None,
-                        now: datetime) -> dict[str, Any]:
+    def _address_fields(
+        self, sub: schemas.Subscription, channel: str, new_email: str | None, now: datetime
+    ) -> dict[str, Any]:
         """The fields a change sets about the address: none (it stays), a new one to confirm, or no address."""
         if new_email is not None:  # confirmed again, by a link bound to the new address; earlier links no longer do
-            fields = {"email": self.vault.seal(new_email), "email_confirmed": False, "confirm_by": now + self.pending,
-                      "confirmations": self.mail_allowance(sub, now)}
+            fields = {
+                "email": self.vault.seal(new_email),
+                "email_confirmed": False,
+                "confirm_by": now + self.pending,
+                "confirmations": self.mail_allowance(sub, now),
+            }
             self.recipients.check(self.vault.recipient(new_email))
             return fields
         if channel == "email":
@@ -218,14 +271,18 @@ class Subscriptions:
         cap = self.settings.confirmation_mails_per_day
         if len(recent) >= cap:
             wait = math.ceil((min(recent) + MAIL_DAY - now).total_seconds())
-            raise TooMany(f"at most {cap} confirmation mails per subscription in 24 hours: this address can be given "
-                          f"again in {wait} s", wait)
+            raise TooMany(
+                f"at most {cap} confirmation mails per subscription in 24 hours: this address can be given "
+                f"again in {wait} s",
+                wait,
+            )
         return [*recent, now]
 
     async def confirm_by_mail(self, sub: schemas.Subscription, email: str, sources: list[str], now: datetime) -> None:
         """The confirmation mail, its link bound to this subscription, this address and an expiry."""
-        token = self.vault.confirm_token(sub.subscription_id, email,
-                                         now + timedelta(hours=self.settings.confirm_link_hours))
+        token = self.vault.confirm_token(
+            sub.subscription_id, email, now + timedelta(hours=self.settings.confirm_link_hours)
+        )
         url = f"{self.settings.api_url}/subscriptions/confirm?id={sub.subscription_id}&token={token}"
         summary = f"{len(sources)} source(s): {', '.join(sources[:10])}{' …' if len(sources) > 10 else ''}"
         await smtp.send(self.settings, smtp.confirmation_message(self.settings, email, url, summary))
@@ -241,21 +298,43 @@ class Subscriptions:
     def public(self, sub: schemas.Subscription) -> dict[str, Any]:
         """The fields of SubscriptionRead."""
         email = self.address(sub)
-        return {"subscription_id": sub.subscription_id, "created_at": sub.created_at, "filters": sub.filters,
-                "channel": sub.channel, "webhook_url": sub.webhook_url, "email": masked(email) if email else None,
-                "email_confirmed": sub.email_confirmed, "confirm_by": sub.confirm_by,
-                "sources": sources_of(sub.filters, self.records)}
+        return {
+            "subscription_id": sub.subscription_id,
+            "created_at": sub.created_at,
+            "filters": sub.filters,
+            "channel": sub.channel,
+            "webhook_url": sub.webhook_url,
+            "email": masked(email) if email else None,
+            "email_confirmed": sub.email_confirmed,
+            "confirm_by": sub.confirm_by,
+            "sources": sources_of(sub.filters, self.records),
+        }
 
 
 def test_alert(settings: Settings, record: schemas.CatalogueSource) -> schemas.Alert:
     """An alert marked as a test, about one of the subscription's sources, now."""
-    at = datetime.now(timezone.utc)
+    at = datetime.now(UTC)
     return schemas.Alert(
         **links.alert_source(settings, record),
-        alert_id=f"{record.id}@test-{uuid.uuid4().hex[:12]}", record_number=1, alert_type="onset", test=True,
-        live=True, raised_at=at, series=[], trigger_series="", time=at,
-        mjd=datetime_to_mjd(at), onset_time=at, onset_mjd=datetime_to_mjd(at), relevance=0.0, peak_relevance=0.0,
-        terms=schemas.RelevanceTerms(model=0.0, hardness=0.0, flux=0.0, trend=0.0), reasons=[],
-        change="a test of this subscription's channel", model_version="test",
+        alert_id=f"{record.id}@test-{uuid.uuid4().hex[:12]}",
+        record_number=1,
+        alert_type="onset",
+        test=True,
+        live=True,
+        raised_at=at,
+        series=[],
+        trigger_series="",
+        time=at,
+        mjd=datetime_to_mjd(at),
+        onset_time=at,
+        onset_mjd=datetime_to_mjd(at),
+        relevance=0.0,
+        peak_relevance=0.0,
+        terms=schemas.RelevanceTerms(model=0.0, hardness=0.0, flux=0.0, trend=0.0),
+        reasons=[],
+        change="a test of this subscription's channel",
+        model_version="test",
         explanation=f"This is a test alert about {record.integral_name}: nothing happened to the source.",
-        last_points=[], freshness={})
+        last_points=[],
+        freshness={},
+    )

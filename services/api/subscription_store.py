@@ -4,6 +4,7 @@ it, the alerts topic's end offsets, and the hourly sweep of expired subscription
 Every write is answered once Kafka acknowledged it; a Kafka failure is `Unavailable` (503) in words that
 name only the error's class (the broker's own words name internal hosts).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -31,8 +32,10 @@ ClientT = TypeVar("ClientT", AIOKafkaProducer, AIOKafkaConsumer, SubscriptionVie
 
 def unavailable(exc: Exception) -> Unavailable:
     """503 for a Kafka failure: the broker's own words name internal hosts, so only the error's class is told."""
-    return Unavailable(f"the subscription store (Kafka) is unavailable ({type(exc).__name__}): nothing was "
-                       "stored and no mail was sent; try again later")
+    return Unavailable(
+        f"the subscription store (Kafka) is unavailable ({type(exc).__name__}): nothing was "
+        "stored and no mail was sent; try again later"
+    )
 
 
 class Store:
@@ -51,7 +54,7 @@ class Store:
         self.lock = asyncio.Lock()
         self.locks = KeyedCap(1)
 
-    async def ready(self) -> "Store":
+    async def ready(self) -> Store:
         """Start what is not running: at first use, after a record Kafka refused (the producer was dropped) and
         after the view's follower stopped (a new view reads the topic again; the old one serves until then)."""
         async with self.lock:
@@ -63,8 +66,10 @@ class Store:
                 view = await started(SubscriptionView(self.settings))
                 stopped, self.view = self.view, view
                 if stopped.task is not None:
-                    log.warning("the subscription view's follower stopped (%s); the topic was read again",
-                                "cancelled" if stopped.task.cancelled() else type(stopped.task.exception()).__name__)
+                    log.warning(
+                        "the subscription view's follower stopped (%s); the topic was read again",
+                        "cancelled" if stopped.task.cancelled() else type(stopped.task.exception()).__name__,
+                    )
                     await stopped.stop()
         return self
 
@@ -116,8 +121,10 @@ class Store:
             await self.write(sub.subscription_id, None)
             sub = None
         if sub is None:
-            raise NotFound("no subscription has this code: it is wrong or was revoked (or it expired: its "
-                           "e-mail address was not confirmed, or it stayed on channel none, in time)")
+            raise NotFound(
+                "no subscription has this code: it is wrong or was revoked (or it expired: its "
+                "e-mail address was not confirmed, or it stayed on channel none, in time)"
+            )
         return sub
 
     async def sweep(self) -> int:
@@ -140,8 +147,11 @@ class Store:
                 if removed := await self.sweep():
                     log.info("removed %d expired subscription(s)", removed)
             except Exception as exc:  # noqa: BLE001 - the sweeper must outlive any one failure
-                log.warning("the sweep of expired subscriptions failed (%s); the next in %g s",
-                            exc.detail if isinstance(exc, ApiError) else type(exc).__name__, every_s)
+                log.warning(
+                    "the sweep of expired subscriptions failed (%s); the next in %g s",
+                    exc.detail if isinstance(exc, ApiError) else type(exc).__name__,
+                    every_s,
+                )
             await asyncio.sleep(every_s)
 
 

@@ -47,6 +47,7 @@ webhook's is one of webhooks.FAILURES): subscriptions are named by the first cha
 id. A record on the alerts or retry topic keyed otherwise than its value is a dead letter
 (flashes.subscriptions.keyed).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -57,7 +58,7 @@ import logging
 import signal
 from collections import Counter, OrderedDict, defaultdict
 from collections.abc import Awaitable, Callable
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -110,8 +111,15 @@ class Offsets:
 class Deliverer:
     """Sends one alert to one subscription, records the outcome, hands failures to the retry topic."""
 
-    def __init__(self, settings: Settings, view: SubscriptionView, producer: AIOKafkaProducer,
-                 client: aiohttp.ClientSession, guard: Guard, ledger: Ledger) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        view: SubscriptionView,
+        producer: AIOKafkaProducer,
+        client: aiohttp.ClientSession,
+        guard: Guard,
+        ledger: Ledger,
+    ) -> None:
         self.settings, self.view, self.producer, self.client, self.ledger = settings, view, producer, client, ledger
         self.guard = guard  # the client's resolver: the per-host cap's key comes from the lookup it connects with
         self.vault = Vault(settings)
@@ -174,8 +182,9 @@ class Deliverer:
         async with asyncio.timeout(self.settings.webhook_timeout_s):
             return await self.guard.network(parts.hostname or "", webhook_port(parts))
 
-    async def _send(self, sub: schemas.Subscription, alert: schemas.Alert, body: bytes,
-                    attempt: int) -> tuple[str, str]:
+    async def _send(
+        self, sub: schemas.Subscription, alert: schemas.Alert, body: bytes, attempt: int
+    ) -> tuple[str, str]:
         if sub.channel == "webhook":
             assert sub.webhook_url is not None  # as in _take_slot
             await post(self.client, sub.webhook_url, self.secret(sub.webhook_secret), alert.message_id, body)
@@ -185,15 +194,22 @@ class Deliverer:
         day = self.now().date()
         cap = self.settings.email_daily_cap
         if not self.ledger.take_mail(sub.subscription_id, day, cap):  # taken before sending: mails run concurrently
-            midnight = datetime.combine(day + timedelta(days=1), time(0), timezone.utc)
-            await self._retry(schemas.DeliveryTask(subscription_id=sub.subscription_id, alert=alert, attempt=attempt,
-                                                   due=midnight, digest=True))
+            midnight = datetime.combine(day + timedelta(days=1), time(0), UTC)
+            await self._retry(
+                schemas.DeliveryTask(
+                    subscription_id=sub.subscription_id, alert=alert, attempt=attempt, due=midnight, digest=True
+                )
+            )
             return "held", f"daily cap of {cap} mails reached: in the digest at {midnight:%Y-%m-%d %H:%M} UTC"
         try:
             message = messages.alert_message(
-                self.settings, self.secret(sub.email), alert, self.unsubscribe_url(sub),
+                self.settings,
+                self.secret(sub.email),
+                alert,
+                self.unsubscribe_url(sub),
                 await asyncio.shield(self.chart(alert)),
-                smtp.make_id(self.settings, f"{sub.subscription_id}/{alert.message_id}"))
+                smtp.make_id(self.settings, f"{sub.subscription_id}/{alert.message_id}"),
+            )
             await smtp.send(self.settings, message)
         except BaseException:
             self.ledger.give_back_mail(sub.subscription_id, day)
@@ -206,9 +222,11 @@ class Deliverer:
         key = alert.message_id
         task = self.charts.get(key)
         if task is None or (task.done() and (task.cancelled() or task.exception())):  # a failure is tried again
+
             async def draw() -> bytes:
                 points = await messages.recent_points(self.settings, alert)
                 return await asyncio.to_thread(messages.lightcurve_png, alert, points)
+
             self.charts[key] = asyncio.ensure_future(draw())
             while len(self.charts) > CHARTS:
                 self.charts.popitem(last=False)
@@ -227,15 +245,21 @@ class Deliverer:
         alerts = [t.alert for t in tasks]
         try:
             message_id = smtp.make_id(self.settings, f"{sub_id}/digest/{','.join(a.message_id for a in alerts)}")
-            await smtp.send(self.settings, messages.digest_message(self.settings, self.secret(sub.email), alerts,
-                                                                     self.unsubscribe_url(sub), message_id))
+            await smtp.send(
+                self.settings,
+                messages.digest_message(
+                    self.settings, self.secret(sub.email), alerts, self.unsubscribe_url(sub), message_id
+                ),
+            )
         except Exception as exc:  # noqa: BLE001 - as in deliver: the digest's failure is its own
             why = self._reason(exc, sub)
-            await asyncio.gather(*(self._failed(sub, t.alert, t.attempt, why, topics.ALERTS.encode(t.alert))
-                                   for t in tasks))
+            await asyncio.gather(
+                *(self._failed(sub, t.alert, t.attempt, why, topics.ALERTS.encode(t.alert)) for t in tasks)
+            )
             return
-        await asyncio.gather(*(self._record(sub, t.alert, t.attempt, "digested", f"in a digest of {len(tasks)}")
-                               for t in tasks))
+        await asyncio.gather(
+            *(self._record(sub, t.alert, t.attempt, "digested", f"in a digest of {len(tasks)}") for t in tasks)
+        )
 
     def unsubscribe_url(self, sub: schemas.Subscription) -> str:
         token = self.vault.link_token(sub.subscription_id)
@@ -254,40 +278,70 @@ class Deliverer:
                 private.append(self.secret(sub.email))
         return smtp.reason(exc, private)
 
-    async def _failed(self, sub: schemas.Subscription, alert: schemas.Alert, attempt: int, why: str,
-                      body: bytes) -> None:
+    async def _failed(
+        self, sub: schemas.Subscription, alert: schemas.Alert, attempt: int, why: str, body: bytes
+    ) -> None:
         if attempt < self.settings.delivery_max_attempts:
             delay = self.settings.delivery_backoff_s * 2 ** (attempt - 1)
-            await self._retry(schemas.DeliveryTask(subscription_id=sub.subscription_id, alert=alert,
-                                                   attempt=attempt + 1, due=self.now() + timedelta(seconds=delay)))
+            await self._retry(
+                schemas.DeliveryTask(
+                    subscription_id=sub.subscription_id,
+                    alert=alert,
+                    attempt=attempt + 1,
+                    due=self.now() + timedelta(seconds=delay),
+                )
+            )
             await self._record(sub, alert, attempt, "retrying", f"{why}; attempt {attempt + 1} in {delay:.0f} s")
             return
-        letter = dead_letter(f"delivery:{sub.channel}:{sub.subscription_id[:12]}",
-                             f"{why} after {attempt} attempts", body.decode())
+        letter = dead_letter(
+            f"delivery:{sub.channel}:{sub.subscription_id[:12]}", f"{why} after {attempt} attempts", body.decode()
+        )
         await send_dead_letter(self.producer, letter)
         metrics.DEAD_LETTERS.labels("delivery", "delivery_gave_up").inc()
         await self._record(sub, alert, attempt, "dead", f"{why}; gave up after {attempt} attempts")
 
     async def _retry(self, task: schemas.DeliveryTask) -> None:
-        await (await self.producer.send(topics.DELIVERY_RETRY.name, topics.DELIVERY_RETRY.encode(task),
-                                        key=task.subscription_id.encode()))
+        await (
+            await self.producer.send(
+                topics.DELIVERY_RETRY.name, topics.DELIVERY_RETRY.encode(task), key=task.subscription_id.encode()
+            )
+        )
 
-    async def _record(self, sub: schemas.Subscription, alert: schemas.Alert, attempt: int, status: str,
-                      detail: str) -> None:
+    async def _record(
+        self, sub: schemas.Subscription, alert: schemas.Alert, attempt: int, status: str, detail: str
+    ) -> None:
         """The outcome to the delivery log (acknowledged), then the ledger and the metrics."""
-        record = schemas.DeliveryRecord(subscription_id=sub.subscription_id, alert_id=alert.alert_id,
-                                        record_number=alert.record_number, test=alert.test, channel=sub.channel,
-                                        attempt=attempt, status=status, detail=detail, at=self.now())
+        record = schemas.DeliveryRecord(
+            subscription_id=sub.subscription_id,
+            alert_id=alert.alert_id,
+            record_number=alert.record_number,
+            test=alert.test,
+            channel=sub.channel,
+            attempt=attempt,
+            status=status,
+            detail=detail,
+            at=self.now(),
+        )
         if status in ("retrying", "dead"):
-            log.warning("delivery of %s #%d to %s… (%s): %s", alert.alert_id, alert.record_number,
-                        sub.subscription_id[:12], sub.channel, detail)
-        await (await self.producer.send(topics.DELIVERIES.name, topics.DELIVERIES.encode(record),
-                                        key=sub.subscription_id.encode()))
+            log.warning(
+                "delivery of %s #%d to %s… (%s): %s",
+                alert.alert_id,
+                alert.record_number,
+                sub.subscription_id[:12],
+                sub.channel,
+                detail,
+            )
+        await (
+            await self.producer.send(
+                topics.DELIVERIES.name, topics.DELIVERIES.encode(record), key=sub.subscription_id.encode()
+            )
+        )
         self.ledger.note(record)
         metrics.DELIVERIES.labels(channel=sub.channel, status=status).inc()
         if status in ("delivered", "digested"):
             metrics.DELIVERY_LATENCY.labels(channel=sub.channel).observe(
-                max(0.0, (record.at - alert.raised_at).total_seconds()))
+                max(0.0, (record.at - alert.raised_at).total_seconds())
+            )
 
 
 class Jobs:
@@ -335,8 +389,11 @@ async def position(consumer: AIOKafkaConsumer, offsets: Offsets) -> None:
 
 
 async def commit(consumer: AIOKafkaConsumer, offsets: Offsets) -> None:
-    points = {tp: n for tp, n in offsets.commit_points().items()
-              if tp in consumer.assignment() and offsets.committed.get(tp) != n}  # an idle poll commits nothing
+    points = {
+        tp: n
+        for tp, n in offsets.commit_points().items()
+        if tp in consumer.assignment() and offsets.committed.get(tp) != n
+    }  # an idle poll commits nothing
     if points:
         try:
             await consumer.commit(points)
@@ -348,8 +405,16 @@ async def commit(consumer: AIOKafkaConsumer, offsets: Offsets) -> None:
 Decoded = list[tuple[TopicPartition, ConsumerRecord, Any]]
 
 
-async def follow(settings: Settings, spec: topics.TopicSpec, group: str, reset: str, producer: AIOKafkaProducer,
-                 handle: Callable[[Decoded, Jobs], Awaitable[None]], poll_ms: int, stop: asyncio.Event) -> None:
+async def follow(
+    settings: Settings,
+    spec: topics.TopicSpec,
+    group: str,
+    reset: str,
+    producer: AIOKafkaProducer,
+    handle: Callable[[Decoded, Jobs], Awaitable[None]],
+    poll_ms: int,
+    stop: asyncio.Event,
+) -> None:
     """Consume `spec` as `group` until `stop`: decode each batch (a record that does not decode becomes a dead
     letter), let `handle` start its delivery jobs, then commit up to the first record whose jobs are not done.
     A group without a committed offset starts at `reset` (earliest or latest) and commits that position at once."""
@@ -385,18 +450,30 @@ async def follow(settings: Settings, spec: topics.TopicSpec, group: str, reset: 
 
 async def follow_alerts(settings: Settings, view: SubscriptionView, deliverer: Deliverer, stop: asyncio.Event) -> None:
     """Each alert to every live subscription it matches that was made before the alert was published."""
+
     async def handle(decoded: Decoded, jobs: Jobs) -> None:
         if decoded:
             await view.caught_up()
         for tp, r, alert in decoded:
-            subs = [s.subscription_id for s in view.subscriptions.values()
-                    if s.channel != "none" and made_before(s, tp.partition, r.offset) and matches(s.filters, alert)]
+            subs = [
+                s.subscription_id
+                for s in view.subscriptions.values()
+                if s.channel != "none" and made_before(s, tp.partition, r.offset) and matches(s.filters, alert)
+            ]
             jobs.offsets.take(tp, r.offset, len(subs))
             for sub_id in subs:  # the record's value is the alert as encoded: it is the webhook body
                 jobs.start(tp, r.offset, deliverer.deliver(sub_id, alert, r.value, 1))
 
-    await follow(settings, topics.ALERTS, "flashes-delivery", "latest", deliverer.producer, handle,
-                 int(COMMIT_EVERY_S * 1000), stop)
+    await follow(
+        settings,
+        topics.ALERTS,
+        "flashes-delivery",
+        "latest",
+        deliverer.producer,
+        handle,
+        int(COMMIT_EVERY_S * 1000),
+        stop,
+    )
 
 
 async def follow_retries(settings: Settings, deliverer: Deliverer, stop: asyncio.Event) -> None:
@@ -414,8 +491,11 @@ async def follow_retries(settings: Settings, deliverer: Deliverer, stop: asyncio
             if task.digest:
                 digests[task.subscription_id].append((tp, offset, task))
             else:
-                jobs.start(tp, offset, deliverer.deliver(task.subscription_id, task.alert,
-                                                         topics.ALERTS.encode(task.alert), task.attempt))
+                jobs.start(
+                    tp,
+                    offset,
+                    deliverer.deliver(task.subscription_id, task.alert, topics.ALERTS.encode(task.alert), task.attempt),
+                )
         for sub_id, held in digests.items():
             done = asyncio.ensure_future(deliverer.digest(sub_id, [task for _, _, task in held]))
             for tp, offset, _ in held:
@@ -423,8 +503,9 @@ async def follow_retries(settings: Settings, deliverer: Deliverer, stop: asyncio
 
     # Earliest: a task queued before the group first joined (a test alert) is still due; the topic keeps tasks
     # for the broker's retention only, and the ledger skips the ones already done.
-    await follow(settings, topics.DELIVERY_RETRY, "flashes-delivery-retry", "earliest", deliverer.producer, handle,
-                 200, stop)
+    await follow(
+        settings, topics.DELIVERY_RETRY, "flashes-delivery-retry", "earliest", deliverer.producer, handle, 200, stop
+    )
 
 
 async def delivery_log(settings: Settings) -> list[schemas.DeliveryRecord]:
@@ -456,14 +537,22 @@ async def run_forever(settings: Settings) -> None:
     heartbeat = asyncio.ensure_future(beat(settings, "delivery"))
     guard = Guard(settings.webhook_allow_loopback)
     try:
-        async with aiohttp.ClientSession(connector=guard.connector(settings.delivery_concurrency),
-                                         timeout=aiohttp.ClientTimeout(total=settings.webhook_timeout_s)) as client:
+        async with aiohttp.ClientSession(
+            connector=guard.connector(settings.delivery_concurrency),
+            timeout=aiohttp.ClientTimeout(total=settings.webhook_timeout_s),
+        ) as client:
             deliverer = Deliverer(settings, view, producer, client, guard, ledger)
             deliverer.streaks.load(records)
-            log.info("delivery: %d subscriptions, %d records in the delivery log; following %s and %s",
-                     len(view.subscriptions), len(records), topics.ALERTS.name, topics.DELIVERY_RETRY.name)
-            await asyncio.gather(follow_alerts(settings, view, deliverer, stop),
-                                 follow_retries(settings, deliverer, stop))
+            log.info(
+                "delivery: %d subscriptions, %d records in the delivery log; following %s and %s",
+                len(view.subscriptions),
+                len(records),
+                topics.ALERTS.name,
+                topics.DELIVERY_RETRY.name,
+            )
+            await asyncio.gather(
+                follow_alerts(settings, view, deliverer, stop), follow_retries(settings, deliverer, stop)
+            )
     finally:
         heartbeat.cancel()
         await producer.stop()

@@ -13,6 +13,7 @@ suspect: its attempts take one of a few suspect slots (webhook_suspect_slots) in
 its lookups are made inside one too. Dead receivers then queue behind each other there, while every
 subscription that answers keeps the global slots. An answer of any kind, a 2xx or not, ends the streak.
 """
+
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable

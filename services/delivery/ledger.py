@@ -17,6 +17,7 @@ its alert or task again. Each entry is a 16-byte BLAKE2b digest (a collision amo
 entries has a chance below 1e-20), about 100 bytes with its dict slot: 10 k deliveries a day (an
 attempt and an outcome each) cost about 16 MB over the 8 days.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -30,8 +31,7 @@ FINAL = ("delivered", "digested", "dead", "unconfirmed")
 
 
 def _key(sub_id: str, alert_id: str, record_number: int, test: bool, what: str = "") -> bytes:
-    return hashlib.blake2b(f"{sub_id}\0{alert_id}\0{record_number}\0{test:d}\0{what}".encode(),
-                           digest_size=16).digest()
+    return hashlib.blake2b(f"{sub_id}\0{alert_id}\0{record_number}\0{test:d}\0{what}".encode(), digest_size=16).digest()
 
 
 class Ledger:

@@ -2,12 +2,12 @@
 
 Both carry one-click unsubscribe headers (RFC 8058); the unsubscribe URL must accept a POST.
 """
+
 from __future__ import annotations
 
-import asyncio
 import io
 import logging
-from datetime import timedelta, timezone
+from datetime import UTC, timedelta
 from email.message import EmailMessage
 
 import asyncpg
@@ -51,28 +51,43 @@ async def recent_points(settings: Settings, alert: schemas.Alert) -> Points:
     """
     series = {catalogue_series(instrument, alert.source_id): band for instrument, band in MAIN_BAND.items()}
     pairs = " OR ".join(f"(series = ${i} AND band = ${i + 1})" for i in range(3, 3 + 2 * len(series), 2))
-    sql = (f"SELECT series, mjd, flux_mcrab value, error_mcrab error FROM lightcurve "
-           f"WHERE ts >= $1 AND ts <= $2 AND ({pairs}) ORDER BY ts")
-    end = alert.time.astimezone(timezone.utc).replace(tzinfo=None)  # TIMESTAMP binds are naive UTC
+    sql = (
+        f"SELECT series, mjd, flux_mcrab value, error_mcrab error FROM lightcurve "
+        f"WHERE ts >= $1 AND ts <= $2 AND ({pairs}) ORDER BY ts"
+    )
+    end = alert.time.astimezone(UTC).replace(tzinfo=None)  # TIMESTAMP binds are naive UTC
     args = [end - timedelta(days=WINDOW_DAYS), end, *(value for pair in series.items() for value in pair)]
     try:
-        connection = await asyncpg.connect(host=settings.questdb_host, port=settings.questdb_pg_port,
-                                           user=settings.questdb_reader_user,
-                                           password=settings.questdb_reader_password.get_secret_value(), database="qdb",
-                                           timeout=CONNECT_TIMEOUT_S)
+        connection = await asyncpg.connect(
+            host=settings.questdb_host,
+            port=settings.questdb_pg_port,
+            user=settings.questdb_reader_user,
+            password=settings.questdb_reader_password.get_secret_value(),
+            database="qdb",
+            timeout=CONNECT_TIMEOUT_S,
+        )
         try:
             rows = [dict(r) for r in await connection.fetch(sql, *args, timeout=QUERY_TIMEOUT_S)]
         finally:
             await connection.close()
-    except (OSError, asyncio.TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        log.warning("lightcurve of %s not read, the mail shows the alert's last points: %s: %s",
-                    alert.source_id, type(exc).__name__, exc)
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        log.warning(
+            "lightcurve of %s not read, the mail shows the alert's last points: %s: %s",
+            alert.source_id,
+            type(exc).__name__,
+            exc,
+        )
         rows = []
     rows += [p.model_dump() for p in alert.last_points if p.series in series]
-    frame = (pd.DataFrame(rows, columns=["series", "mjd", "value", "error"])
-             .drop_duplicates(["series", "mjd"]).sort_values("mjd", kind="stable"))
-    return {name: tuple(g[c].to_numpy(dtype=float) for c in ("mjd", "value", "error"))
-            for name, g in frame.groupby("series", sort=False)}
+    frame = (
+        pd.DataFrame(rows, columns=["series", "mjd", "value", "error"])
+        .drop_duplicates(["series", "mjd"])
+        .sort_values("mjd", kind="stable")
+    )
+    return {
+        name: tuple(g[c].to_numpy(dtype=float) for c in ("mjd", "value", "error"))
+        for name, g in frame.groupby("series", sort=False)
+    }
 
 
 def lightcurve_png(alert: schemas.Alert, points: Points) -> bytes:
@@ -96,8 +111,7 @@ def lightcurve_png(alert: schemas.Alert, points: Points) -> bytes:
 
 def _subject(alert: schemas.Alert) -> str:
     test = "[TEST] " if alert.test else ""
-    return (f"{test}[FLASHES] {alert.alert_type}: {alert.source_name} {_reasons(alert)}, "
-            f"relevance {alert.relevance:.2f}")
+    return f"{test}[FLASHES] {alert.alert_type}: {alert.source_name} {_reasons(alert)}, relevance {alert.relevance:.2f}"
 
 
 def _add_unsubscribe(message: EmailMessage, unsubscribe_url: str) -> None:
@@ -107,13 +121,15 @@ def _add_unsubscribe(message: EmailMessage, unsubscribe_url: str) -> None:
 
 def _render(name: str, **context: object) -> tuple[str, str]:
     """The text and HTML versions of a template pair."""
-    text, html = (_ENV.get_template(f"{name}.{kind}.j2").render(context, link_labels=LINK_LABELS)
-                  for kind in ("txt", "html"))
+    text, html = (
+        _ENV.get_template(f"{name}.{kind}.j2").render(context, link_labels=LINK_LABELS) for kind in ("txt", "html")
+    )
     return text, html
 
 
-def alert_message(settings: Settings, to: str, alert: schemas.Alert, unsubscribe_url: str,
-                  png: bytes, message_id: str) -> EmailMessage:
+def alert_message(
+    settings: Settings, to: str, alert: schemas.Alert, unsubscribe_url: str, png: bytes, message_id: str
+) -> EmailMessage:
     """Text + HTML with the lightcurve PNG inline (multipart/alternative, the HTML in multipart/related)."""
     cid = make_id(settings)
     text, html = _render("alert", alert=alert, unsubscribe_url=unsubscribe_url, cid=cid[1:-1])
@@ -126,8 +142,9 @@ def alert_message(settings: Settings, to: str, alert: schemas.Alert, unsubscribe
     return message
 
 
-def digest_message(settings: Settings, to: str, alerts: list[schemas.Alert], unsubscribe_url: str,
-                   message_id: str) -> EmailMessage:
+def digest_message(
+    settings: Settings, to: str, alerts: list[schemas.Alert], unsubscribe_url: str, message_id: str
+) -> EmailMessage:
     """One mail listing the alerts held back by the daily cap, oldest first as given."""
     count = f"{len(alerts)} more alert{'' if len(alerts) == 1 else 's'}"
     text, html = _render("digest", alerts=alerts, count=count, unsubscribe_url=unsubscribe_url)

@@ -5,6 +5,7 @@ message, so a receiver can drop repeats), `webhook-timestamp` (Unix seconds) and
 `webhook-signature: v1,<base64 HMAC-SHA256 of "{id}.{timestamp}.{body}">`, keyed with the
 subscription's secret (`whsec_` + base64 key, returned once when subscribing).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -32,8 +33,12 @@ async def post(session: aiohttp.ClientSession, url: str, secret: str, msg_id: st
     aiohttp rather than httpx: with hundreds of requests in flight httpx's pool delivered 250 a second.
     """
     timestamp = int(time.time())
-    headers = {"content-type": "application/json", "webhook-id": msg_id, "webhook-timestamp": str(timestamp),
-               "webhook-signature": sign(secret, msg_id, timestamp, body)}
+    headers = {
+        "content-type": "application/json",
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": sign(secret, msg_id, timestamp, body),
+    }
     try:
         async with session.post(url, data=body, headers=headers, allow_redirects=False) as response:
             status = response.status
@@ -67,13 +72,14 @@ def failure(exc: BaseException) -> str:
     while seen is not None and seen not in chain:
         chain.append(seen)
         seen = getattr(seen, "os_error", None) or seen.__cause__ or seen.__context__
-    for kinds, words in ((RefusedAddress | socket.gaierror | aiohttp.ClientConnectorDNSError | aiohttp.InvalidURL,
-                          REFUSED),
-                         (asyncio.TimeoutError, TIMED_OUT),
-                         (ssl.SSLError | ssl.CertificateError | aiohttp.ClientSSLError, TLS),
-                         (ConnectionRefusedError, CONNECTION_REFUSED),
-                         (aiohttp.ClientResponseError, NOT_HTTP),
-                         (ConnectionResetError | aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError, CLOSED)):
+    for kinds, words in (
+        (RefusedAddress | socket.gaierror | aiohttp.ClientConnectorDNSError | aiohttp.InvalidURL, REFUSED),
+        (asyncio.TimeoutError, TIMED_OUT),
+        (ssl.SSLError | ssl.CertificateError | aiohttp.ClientSSLError, TLS),
+        (ConnectionRefusedError, CONNECTION_REFUSED),
+        (aiohttp.ClientResponseError, NOT_HTTP),
+        (ConnectionResetError | aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError, CLOSED),
+    ):
         if any(isinstance(e, kinds) for e in chain):
             return words
     return FAILED

@@ -11,6 +11,7 @@ bring that day, i.e. until the other's newest day is more than `revision_days` p
 steady state that is a month of days per source; only a full backfill holds one instrument's
 history until the other's arrives.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -38,10 +39,10 @@ class Days:
     error: np.ndarray
 
     @staticmethod
-    def empty() -> "Days":
+    def empty() -> Days:
         return Days(np.empty(0, np.int64), np.empty(0), np.empty(0))
 
-    def merge(self, other: "Days") -> "Days":
+    def merge(self, other: Days) -> Days:
         """Union of days; where both have a day, `other`'s (newer) value wins."""
         day = np.concatenate([self.day, other.day])
         flux = np.concatenate([self.flux, other.flux])
@@ -51,7 +52,7 @@ class Days:
         keep = len(day) - 1 - last
         return Days(day[keep], flux[keep], error[keep])
 
-    def since(self, first_day: int) -> "Days":
+    def since(self, first_day: int) -> Days:
         keep = self.day >= first_day
         return Days(self.day[keep], self.flux[keep], self.error[keep])
 
@@ -59,15 +60,18 @@ class Days:
         return schemas.DayColumns(day=self.day.tolist(), flux=self.flux.tolist(), error=self.error.tolist())
 
     @staticmethod
-    def of(c: schemas.DayColumns) -> "Days":
+    def of(c: schemas.DayColumns) -> Days:
         return Days(np.array(c.day, np.int64), np.array(c.flux, float), np.array(c.error, float))
 
 
 def chunk_days(chunk: schemas.LightcurveChunk) -> Days:
     """The chunk's main band per UTC day in mCrab (a day binned twice keeps its last bin)."""
     band, factor = MAIN_BAND[chunk.instrument], mcrab_factor(chunk.instrument)
-    points = Days(np.floor(np.array(chunk.mjd)).astype(np.int64), np.array(chunk.flux[band]) * factor,
-                  np.array(chunk.error[band]) * factor)
+    points = Days(
+        np.floor(np.array(chunk.mjd)).astype(np.int64),
+        np.array(chunk.flux[band]) * factor,
+        np.array(chunk.error[band]) * factor,
+    )
     return Days.empty().merge(points)
 
 
@@ -75,14 +79,26 @@ def derived_chunks(source_id: str, swift: Days, maxi: Days) -> list[schemas.Deri
     """Hardness and combined chunks of the days both instruments have (swift and maxi aligned by day)."""
     out = []
     for kind, units, (value, error) in (
-            ("hardness", "ratio", hardness(swift.flux, swift.error, maxi.flux, maxi.error)),
-            ("combined", "mCrab", combined(swift.flux, swift.error, maxi.flux, maxi.error))):
+        ("hardness", "ratio", hardness(swift.flux, swift.error, maxi.flux, maxi.error)),
+        ("combined", "mCrab", combined(swift.flux, swift.error, maxi.flux, maxi.error)),
+    ):
         defined = np.isfinite(value) & np.isfinite(error)
-        columns = {"value": value, "error": error, "swift_flux": swift.flux, "swift_error": swift.error,
-                   "maxi_flux": maxi.flux, "maxi_error": maxi.error}
-        out += chunks.build(schemas.DerivedChunk, swift.day[defined] + 0.5,
-                            {name: c[defined] for name, c in columns.items()}, source_id=source_id, kind=kind,
-                            units=units)
+        columns = {
+            "value": value,
+            "error": error,
+            "swift_flux": swift.flux,
+            "swift_error": swift.error,
+            "maxi_flux": maxi.flux,
+            "maxi_error": maxi.error,
+        }
+        out += chunks.build(
+            schemas.DerivedChunk,
+            swift.day[defined] + 0.5,
+            {name: c[defined] for name, c in columns.items()},
+            source_id=source_id,
+            kind=kind,
+            units=units,
+        )
     return out
 
 
@@ -109,12 +125,21 @@ class Derive:
 
     def snapshot(self, key: str, topic: str, partition: int, offset: int) -> schemas.DeriveState:
         days = self.days.get(key) or {inst: Days.empty() for inst in JOINED}
-        return schemas.DeriveState(key=key, topic=topic, partition=partition, offset=offset,
-                                   swift=days["swift"].columns(), maxi=days["maxi"].columns())
+        return schemas.DeriveState(
+            key=key,
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            swift=days["swift"].columns(),
+            maxi=days["maxi"].columns(),
+        )
 
     def apply(self, chunk: schemas.LightcurveChunk) -> list[Output]:
-        if (chunk.instrument not in JOINED or chunk.source_id not in self.joinable
-                or MAIN_BAND[chunk.instrument] not in chunk.flux):
+        if (
+            chunk.instrument not in JOINED
+            or chunk.source_id not in self.joinable
+            or MAIN_BAND[chunk.instrument] not in chunk.flux
+        ):
             return []
         new = chunk_days(chunk)
         days = self.days.setdefault(chunk.source_id, {inst: Days.empty() for inst in JOINED})
@@ -122,13 +147,21 @@ class Derive:
         other = "maxi" if mine == "swift" else "swift"
         days[mine] = days[mine].merge(new)
         both, in_new, in_other = np.intersect1d(new.day, days[other].day, assume_unique=True, return_indices=True)
-        pairs = {mine: Days(both, new.flux[in_new], new.error[in_new]),
-                 other: Days(both, days[other].flux[in_other], days[other].error[in_other])}
+        pairs = {
+            mine: Days(both, new.flux[in_new], new.error[in_new]),
+            other: Days(both, days[other].flux[in_other], days[other].error[in_other]),
+        }
         for inst, peer in ((mine, other), (other, mine)):  # keep only days the peer may still bring
             if len(days[peer].day):
                 days[inst] = days[inst].since(int(days[peer].day[-1]) - self.revision_days)
-        return [Output(topics.DERIVED, chunk.source_id, c)
-                for c in derived_chunks(chunk.source_id, pairs["swift"], pairs["maxi"])] if len(both) else []
+        return (
+            [
+                Output(topics.DERIVED, chunk.source_id, c)
+                for c in derived_chunks(chunk.source_id, pairs["swift"], pairs["maxi"])
+            ]
+            if len(both)
+            else []
+        )
 
 
 def joinable_sources(settings: Settings) -> set[str]:

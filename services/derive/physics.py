@@ -6,6 +6,7 @@ FLASHES README has an extra factor (Φ_BAT + Φ_MAXI) that is not dimensionally 
 A zero flux gives no hardness (NaN: the ratio is undefined); the combined flux is still given.
 Every function works on whole columns (numpy arrays) at once.
 """
+
 from __future__ import annotations
 
 import numpy as np

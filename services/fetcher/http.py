@@ -1,6 +1,7 @@
 """Polite HTTP downloads: one shared client, a per-host concurrency limit, timeouts, conditional
 requests (ETag / If-Modified-Since), retries with exponential backoff and jitter, bounded bodies,
 redirects followed but never from https to anything else."""
+
 from __future__ import annotations
 
 import asyncio
@@ -54,12 +55,17 @@ class Provider:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.client = httpx.AsyncClient(timeout=settings.http_timeout_s, headers={"User-Agent": USER_AGENT},
-                                        follow_redirects=True, limits=httpx.Limits(max_connections=32),
-                                        event_hooks={"response": [refuse_downgrade]}, verify=trusted(settings))
+        self.client = httpx.AsyncClient(
+            timeout=settings.http_timeout_s,
+            headers={"User-Agent": USER_AGENT},
+            follow_redirects=True,
+            limits=httpx.Limits(max_connections=32),
+            event_hooks={"response": [refuse_downgrade]},
+            verify=trusted(settings),
+        )
         self._limits: dict[str, asyncio.Semaphore] = defaultdict(lambda: asyncio.Semaphore(settings.http_per_host))
 
-    async def __aenter__(self) -> "Provider":
+    async def __aenter__(self) -> Provider:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -76,13 +82,18 @@ class Provider:
                 log.info("retrying %s in %.1f s (%s)", url, delay, reason)
                 await asyncio.sleep(delay)
             try:
-                async with (self._limits[urlsplit(url).netloc],
-                            self.client.stream("GET", url, headers=headers) as response):
+                async with (
+                    self._limits[urlsplit(url).netloc],
+                    self.client.stream("GET", url, headers=headers) as response,
+                ):
                     if response.status_code == 304:
                         return Download(None, etag, last_modified)
                     if response.status_code == 200:
-                        return Download(await self._body(response), response.headers.get("ETag"),
-                                        response.headers.get("Last-Modified"))
+                        return Download(
+                            await self._body(response),
+                            response.headers.get("ETag"),
+                            response.headers.get("Last-Modified"),
+                        )
             except httpx.TimeoutException:
                 reason = "timed out"
                 continue

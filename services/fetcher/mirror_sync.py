@@ -3,25 +3,28 @@
 The folder gets the layout `flashes fetch --mirror DIR` serves: {maxi,swift,fermi}/<path below
 the provider's base URL>.
 """
+
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 
 from flashes import catalogue
-from flashes.settings import Settings
 from flashes.errors import FetchError
-from services.fetcher.http import Provider
 from flashes.progress import progress_bar
+from flashes.settings import Settings
+from services.fetcher.http import Provider
 from services.fetcher.service import FetchReport, selected_series
 
 
-async def sync(settings: Settings, folder: Path, sources: list[str] | None = None,
-               instruments: list[str] | None = None) -> FetchReport:
+async def sync(
+    settings: Settings, folder: Path, sources: list[str] | None = None, instruments: list[str] | None = None
+) -> FetchReport:
     series = selected_series(catalogue.load(settings), sources, instruments)
     report = FetchReport()
     async with Provider(settings) as provider:
         with progress_bar(len(series), "copying", enabled=True) as advance:
+
             async def one(source_id: str, instrument: str, url: str) -> None:
                 try:
                     download = await provider.get(url)

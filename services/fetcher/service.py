@@ -1,4 +1,5 @@
 """Fetch rounds over the catalogue (incremental or full backfill) and the scheduled service."""
+
 from __future__ import annotations
 
 import asyncio
@@ -11,14 +12,14 @@ from aiokafka import AIOKafkaProducer
 
 import schemas
 from flashes import catalogue, clock, metrics, topics
+from flashes.errors import FetchError, RefusedFile
 from flashes.heartbeat import beat
 from flashes.kafka import dead_letter, ensure_topics, make_producer, send_dead_letter
+from flashes.parsers import parse
+from flashes.progress import progress_bar
 from flashes.settings import Settings
 from services.fetcher import state
-from flashes.errors import FetchError, RefusedFile
 from services.fetcher.http import Provider
-from flashes.progress import progress_bar
-from flashes.parsers import parse
 from services.fetcher.publish import publish
 
 log = logging.getLogger(__name__)
@@ -33,19 +34,33 @@ class FetchReport:
     errors: list[str] = field(default_factory=list)
 
 
-def selected_series(records: list[schemas.CatalogueSource], sources: list[str] | None,
-                    instruments: list[str] | None) -> list[tuple[str, str, str]]:
+def selected_series(
+    records: list[schemas.CatalogueSource], sources: list[str] | None, instruments: list[str] | None
+) -> list[tuple[str, str, str]]:
     """(source_id, instrument, url) of every series to fetch."""
     wanted = set(sources) if sources else None
-    return [(rec.id, inst, entry.data_url)
-            for rec in records if wanted is None or rec.id in wanted
-            for inst in topics.INSTRUMENTS if (not instruments or inst in instruments)
-            and (entry := rec.entry(inst)) is not None and entry.data_url is not None]
+    return [
+        (rec.id, inst, entry.data_url)
+        for rec in records
+        if wanted is None or rec.id in wanted
+        for inst in topics.INSTRUMENTS
+        if (not instruments or inst in instruments)
+        and (entry := rec.entry(inst)) is not None
+        and entry.data_url is not None
+    ]
 
 
-async def fetch_series(provider: Provider, producer: AIOKafkaProducer, publishing: asyncio.Semaphore,
-                       previous: schemas.FetchState | None, source_id: str, instrument: str, url: str,
-                       report: FetchReport, full: bool) -> None:
+async def fetch_series(
+    provider: Provider,
+    producer: AIOKafkaProducer,
+    publishing: asyncio.Semaphore,
+    previous: schemas.FetchState | None,
+    source_id: str,
+    instrument: str,
+    url: str,
+    report: FetchReport,
+    full: bool,
+) -> None:
     """Download one series, publish what is new or revised, and remember what was published."""
     key = topics.series_key(instrument, source_id)
     stored = previous if previous is not None and previous.url == url else None
@@ -59,8 +74,13 @@ async def fetch_series(provider: Provider, producer: AIOKafkaProducer, publishin
             return
         content = download.content
         fetched_at = clock.now(provider.settings)
-        parsed = parse(instrument, url, content, fetched_at=fetched_at,
-                       max_decompressed_bytes=provider.settings.max_decompressed_bytes)
+        parsed = parse(
+            instrument,
+            url,
+            content,
+            fetched_at=fetched_at,
+            max_decompressed_bytes=provider.settings.max_decompressed_bytes,
+        )
     except FetchError as exc:  # RefusedFile too: every other series carries on
         refused = isinstance(exc, RefusedFile)
         report.errors.append(f"{key}: {exc}")
@@ -72,8 +92,12 @@ async def fetch_series(provider: Provider, producer: AIOKafkaProducer, publishin
         if refused and download is not None:
             # Remember the refused file's validators (keeping what was published), so that the next
             # poll costs a 304 and refuses nothing again until the provider changes the file.
-            await _send_state(producer, (stored or schemas.FetchState(series=key, url=url)).model_copy(
-                update={"etag": download.etag, "last_modified": download.last_modified}))
+            await _send_state(
+                producer,
+                (stored or schemas.FetchState(series=key, url=url)).model_copy(
+                    update={"etag": download.etag, "last_modified": download.last_modified}
+                ),
+            )
         return
     digests = state.row_digests(parsed)
     rows = state.changed_rows(known, parsed.mjd, digests)
@@ -87,19 +111,31 @@ async def fetch_series(provider: Provider, producer: AIOKafkaProducer, publishin
         report.unchanged += 1
     metrics.FETCHES.labels(provider=instrument, outcome="new" if sent else "unchanged").inc()
     # parsed holds accepted rows only: a refused row (a future typo) never becomes last_mjd.
-    await _send_state(producer, schemas.FetchState(
-        series=key, url=url, etag=download.etag, last_modified=download.last_modified,
-        last_mjd=float(parsed.mjd.max()) if len(parsed) else None, points=len(parsed),
-        digests=state.encode_digests(parsed.mjd, digests)))
+    await _send_state(
+        producer,
+        schemas.FetchState(
+            series=key,
+            url=url,
+            etag=download.etag,
+            last_modified=download.last_modified,
+            last_mjd=float(parsed.mjd.max()) if len(parsed) else None,
+            points=len(parsed),
+            digests=state.encode_digests(parsed.mjd, digests),
+        ),
+    )
 
 
 async def _send_state(producer: AIOKafkaProducer, fetch_state: schemas.FetchState) -> None:
-    await producer.send(topics.FETCHSTATE.name, fetch_state.model_dump_json().encode(),
-                        key=fetch_state.series.encode())
+    await producer.send(topics.FETCHSTATE.name, fetch_state.model_dump_json().encode(), key=fetch_state.series.encode())
 
 
-async def fetch_once(settings: Settings, sources: list[str] | None = None, instruments: list[str] | None = None,
-                     full: bool = False, progress: bool = False) -> FetchReport:
+async def fetch_once(
+    settings: Settings,
+    sources: list[str] | None = None,
+    instruments: list[str] | None = None,
+    full: bool = False,
+    progress: bool = False,
+) -> FetchReport:
     """One round: every selected series, incremental (or everything again with `full`).
 
     Sources are fetched concurrently, but a source's series in a fixed order (topics.INSTRUMENTS): in a
@@ -120,13 +156,21 @@ async def fetch_once(settings: Settings, sources: list[str] | None = None, instr
     try:
         async with Provider(settings) as provider:
             with progress_bar(len(series), "fetching", progress) as advance:
+
                 async def in_order(items: list[tuple[str, str, str]]) -> None:
                     for source_id, instrument, url in items:
-                        await fetch_series(provider, producer, publishing,
-                                           states.get(topics.series_key(instrument, source_id)),
-                                           source_id, instrument, url, report, full)
-                        advance(f"points {report.points:,}  bad lines {report.rejected:,}  "
-                                f"errors {len(report.errors)}")
+                        await fetch_series(
+                            provider,
+                            producer,
+                            publishing,
+                            states.get(topics.series_key(instrument, source_id)),
+                            source_id,
+                            instrument,
+                            url,
+                            report,
+                            full,
+                        )
+                        advance(f"points {report.points:,}  bad lines {report.rejected:,}  errors {len(report.errors)}")
 
                 by_source: dict[str, list[tuple[str, str, str]]] = {}
                 for item in series:  # a source's series one after the other, MAXI first: see the doc above
@@ -135,16 +179,23 @@ async def fetch_once(settings: Settings, sources: list[str] | None = None, instr
         await producer.flush()
     finally:
         await producer.stop()
-    log.info("%d series published, %d unchanged, %d points, %d bad lines, %d failures", report.series,
-             report.unchanged, report.points, report.rejected, len(report.errors))
+    log.info(
+        "%d series published, %d unchanged, %d points, %d bad lines, %d failures",
+        report.series,
+        report.unchanged,
+        report.points,
+        report.rejected,
+        len(report.errors),
+    )
     return report
 
 
 Sleep = Callable[[float], Awaitable[None]]
 
 
-async def poll(settings: Settings, instrument: str, sleep: Sleep = asyncio.sleep,
-               rng: random.Random | None = None) -> None:
+async def poll(
+    settings: Settings, instrument: str, sleep: Sleep = asyncio.sleep, rng: random.Random | None = None
+) -> None:
     """One provider's schedule, forever: wait fetch_every_s[instrument] plus up to fetch_jitter_s
     (so that the providers, and several fetchers, do not ask at the same moment), then a round of
     that provider's series. A file unchanged since the last poll costs a 304."""

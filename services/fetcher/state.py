@@ -3,6 +3,7 @@
 A row's digest hashes its flux, error and flag values, so a point the provider revises (same
 time, new values) is published again while unchanged points are not.
 """
+
 from __future__ import annotations
 
 import base64
@@ -14,18 +15,36 @@ from aiokafka import TopicPartition
 
 import schemas
 from flashes import kafka, topics
-from flashes.settings import Settings
 from flashes.parsers import ParsedLightcurve
+from flashes.settings import Settings
 
-_PRIMES = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0xD6E8FEB86659FD93,
-                    0xFF51AFD7ED558CCD, 0xC4CEB9FE1A85EC53, 0x94D049BB133111EB, 0xBF58476D1CE4E5B9,
-                    0x2545F4914F6CDD1D, 0x9FB21C651E98DF25], dtype=np.uint64)
+_PRIMES = np.array(
+    [
+        0x9E3779B97F4A7C15,
+        0xC2B2AE3D27D4EB4F,
+        0x165667B19E3779F9,
+        0xD6E8FEB86659FD93,
+        0xFF51AFD7ED558CCD,
+        0xC4CEB9FE1A85EC53,
+        0x94D049BB133111EB,
+        0xBF58476D1CE4E5B9,
+        0x2545F4914F6CDD1D,
+        0x9FB21C651E98DF25,
+    ],
+    dtype=np.uint64,
+)
 
 
 def row_digests(parsed: ParsedLightcurve) -> np.ndarray:
     """One uint64 per row, from the bit patterns of every value in it (vectorised)."""
-    columns = [c for pair in parsed.bands.values() for c in pair] + [f.astype(np.float64) for f in parsed.flags.values()]
-    bits = np.column_stack(columns).astype(np.float64).view(np.uint64) if columns else np.zeros((len(parsed), 1), np.uint64)
+    columns = [c for pair in parsed.bands.values() for c in pair] + [
+        f.astype(np.float64) for f in parsed.flags.values()
+    ]
+    bits = (
+        np.column_stack(columns).astype(np.float64).view(np.uint64)
+        if columns
+        else np.zeros((len(parsed), 1), np.uint64)
+    )
     with np.errstate(over="ignore"):
         mixed = bits * _PRIMES[: bits.shape[1]]
         return np.bitwise_xor.reduce(mixed ^ (mixed >> np.uint64(29)), axis=1)
@@ -39,7 +58,7 @@ def encode_digests(mjd: np.ndarray, digests: np.ndarray) -> str:
 def decode_digests(text: str) -> tuple[np.ndarray, np.ndarray]:
     raw = zlib.decompress(base64.b64decode(text))
     n = len(raw) // 16
-    return np.frombuffer(raw[: 8 * n], np.float64), np.frombuffer(raw[8 * n:], np.uint64)
+    return np.frombuffer(raw[: 8 * n], np.float64), np.frombuffer(raw[8 * n :], np.uint64)
 
 
 def changed_rows(state: schemas.FetchState | None, mjd: np.ndarray, digests: np.ndarray) -> np.ndarray:

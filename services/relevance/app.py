@@ -28,6 +28,7 @@ per series (waits would add up over an upgrade): `relevance_history_wait_s` afte
 began, and until a rebuild reads a whole history again, a series is rebuilt from what is stored, or
 from the prior if QuestDB cannot answer, with an error in the log, so news is never held longer.
 """
+
 from __future__ import annotations
 
 import logging
@@ -35,7 +36,7 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import orjson
@@ -61,16 +62,31 @@ NAME = "relevance"
 log = logging.getLogger(__name__)
 
 
-def score_columns(model: SeriesModel, cols: SeriesColumns, now: float) -> tuple[list[schemas.RelevanceChunk], np.ndarray]:
+def score_columns(
+    model: SeriesModel, cols: SeriesColumns, now: float
+) -> tuple[list[schemas.RelevanceChunk], np.ndarray]:
     """Score a series' columns with its model (which learns them): the bounded relevance chunks, and which
     points were refused for being dated more than FUTURE_DAYS after `now` (MJD)."""
-    scores = model.score_chunk(cols.kind, cols.mjd, cols.value, cols.error, cols.colour, cols.colour_error, now=now,
-                               bands=cols.bands)
+    scores = model.score_chunk(
+        cols.kind, cols.mjd, cols.value, cols.error, cols.colour, cols.colour_error, now=now, bands=cols.bands
+    )
     keep = scores.keep
-    columns = {"value": cols.value[keep], "error": cols.error[keep], "relevance": scores.relevance,
-               "terms": {name: scores.terms[name] for name in schemas.RelevanceTermColumns.model_fields}}
-    scored = chunks.build(schemas.RelevanceChunk, cols.mjd[keep], columns, time=cols.time[keep], series=cols.series,
-                          source_id=cols.source_id, kind=cols.kind, model_version=MODEL_VERSION)
+    columns = {
+        "value": cols.value[keep],
+        "error": cols.error[keep],
+        "relevance": scores.relevance,
+        "terms": {name: scores.terms[name] for name in schemas.RelevanceTermColumns.model_fields},
+    }
+    scored = chunks.build(
+        schemas.RelevanceChunk,
+        cols.mjd[keep],
+        columns,
+        time=cols.time[keep],
+        series=cols.series,
+        source_id=cols.source_id,
+        kind=cols.kind,
+        model_version=MODEL_VERSION,
+    )
     return scored, scores.future
 
 
@@ -93,8 +109,9 @@ class Rebuilt:
         return until is None or until > now + FUTURE_DAYS or self.stored_until >= until
 
 
-def rebuild(history: History, kind: str, source_id: str, now: float, before_us: int | None = None,
-            until: float | None = None) -> Rebuilt:
+def rebuild(
+    history: History, kind: str, source_id: str, now: float, before_us: int | None = None, until: float | None = None
+) -> Rebuilt:
     """Replay a series' stored points before `before_us` (µs) and up to `until` (MJD) through a fresh model,
     in time order, page by page with the live scoring code. StateRestoreError if QuestDB cannot answer."""
     out = Rebuilt()
@@ -115,14 +132,24 @@ def future_letter(chunk: Chunk, cols: SeriesColumns, refused: np.ndarray, now: f
     """The dead letter of a chunk's points dated more than FUTURE_DAYS after `now` (MJD)."""
     topic = topics.DERIVED if isinstance(chunk, schemas.DerivedChunk) else topics.LIGHTCURVE
     mjd = cols.mjd[refused]
-    reason = (f"{len(mjd)} point(s) of {cols.series} dated MJD {mjd[0]:.5f}{'…' if len(mjd) > 1 else ''}, more "
-              f"than {FUTURE_DAYS:g} day after the clock (MJD {now:.5f}): neither scored nor learned")
-    payload = orjson.dumps({"series": cols.series, "time": cols.time[refused].tolist(), "mjd": mjd.tolist(),
-                            "value": cols.value[refused].tolist(), "error": cols.error[refused].tolist()}).decode()
+    reason = (
+        f"{len(mjd)} point(s) of {cols.series} dated MJD {mjd[0]:.5f}{'…' if len(mjd) > 1 else ''}, more "
+        f"than {FUTURE_DAYS:g} day after the clock (MJD {now:.5f}): neither scored nor learned"
+    )
+    payload = orjson.dumps(
+        {
+            "series": cols.series,
+            "time": cols.time[refused].tolist(),
+            "mjd": mjd.tolist(),
+            "value": cols.value[refused].tolist(),
+            "error": cols.error[refused].tolist(),
+        }
+    ).decode()
     # The fetch time makes the letter of a replayed chunk the same letter (derived chunks carry none).
     fetched = chunk.provenance.fetched_at if isinstance(chunk, schemas.LightcurveChunk) else None
-    return dead_letter(f"{NAME}:{topic.name}", reason, payload,
-                       at_ms=None if fetched is None else int(fetched.timestamp() * 1000))
+    return dead_letter(
+        f"{NAME}:{topic.name}", reason, payload, at_ms=None if fetched is None else int(fetched.timestamp() * 1000)
+    )
 
 
 class Relevance:
@@ -138,7 +165,7 @@ class Relevance:
     def __init__(self, settings: Settings | None = None, now: Callable[[], datetime] | None = None) -> None:
         self.settings = settings
         self.history = History(settings) if settings else None
-        self.now = now or ((lambda: clock.now(settings)) if settings else (lambda: datetime.now(timezone.utc)))
+        self.now = now or ((lambda: clock.now(settings)) if settings else (lambda: datetime.now(UTC)))
         self.models: dict[str, SeriesModel] = {}
         self.stale: dict[str, float | None] = {}  # restored states to rebuild: the last MJD each had scored
         self.lost: set[int] = set()  # the input partitions that have lost records by retention (set by the runtime)
@@ -165,8 +192,7 @@ class Relevance:
 
     def snapshot(self, key: str, topic: str, partition: int, offset: int) -> schemas.RelevanceState:
         model = self.models.setdefault(key, SeriesModel())
-        return schemas.RelevanceState(key=key, topic=topic, partition=partition, offset=offset,
-                                      model=model.to_state())
+        return schemas.RelevanceState(key=key, topic=topic, partition=partition, offset=offset, model=model.to_state())
 
     def apply(self, chunk: Chunk) -> list[Output]:
         cols = columns_of(chunk)
@@ -198,8 +224,10 @@ class Relevance:
             try:
                 done = rebuild(self.history, cols.kind, cols.source_id, now, before_us=int(cols.time[0]), until=until)
                 if not done.reaches(until, now):
-                    problem = (f"the stored history ends at MJD {done.stored_until}, before MJD {until}, the last "
-                               "point its state had scored")
+                    problem = (
+                        f"the stored history ends at MJD {done.stored_until}, before MJD {until}, the last "
+                        "point its state had scored"
+                    )
             except StateRestoreError as exc:
                 problem, fallback = str(exc), "the prior"
         if problem is None:
@@ -210,8 +238,13 @@ class Relevance:
                 self.deadline = time.monotonic() + self.settings.relevance_history_wait_s
             if time.monotonic() < self.deadline:
                 raise StateRestoreError(f"{series}: {problem}; waiting for QuestDB")
-            log.error("%s: %s; rebuilt from %s, this worker's %g s of waiting for QuestDB being spent", series,
-                      problem, fallback, self.settings.relevance_history_wait_s)
+            log.error(
+                "%s: %s; rebuilt from %s, this worker's %g s of waiting for QuestDB being spent",
+                series,
+                problem,
+                fallback,
+                self.settings.relevance_history_wait_s,
+            )
         if done.points:
             log.info("%s rebuilt from %d stored points (%s)", series, done.points, MODEL_VERSION)
         self.stale.pop(series, None)

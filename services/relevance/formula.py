@@ -13,6 +13,7 @@ A term whose inputs are missing, non-finite or have no positive error is 0.
 The relevance service reports the flux and trend terms beside its model (services/relevance/model.py);
 `flashes evaluate` runs the whole formula as a baseline.
 """
+
 from __future__ import annotations
 
 import math
@@ -94,8 +95,9 @@ class Recent:
     error: list[float] = field(default_factory=list)
 
 
-def scores(mjd: np.ndarray, value: np.ndarray, error: np.ndarray, colour: np.ndarray,
-           colour_error: np.ndarray) -> np.ndarray:
+def scores(
+    mjd: np.ndarray, value: np.ndarray, error: np.ndarray, colour: np.ndarray, colour_error: np.ndarray
+) -> np.ndarray:
     """The whole formula over one series in time order (`flashes evaluate`'s baseline); colour NaN where none."""
     hardness: list[float] = []
     window: list[tuple[float, float] | None] = []  # the colours of the last HISTORY points, None where a point has none
@@ -104,6 +106,9 @@ def scores(mjd: np.ndarray, value: np.ndarray, error: np.ndarray, colour: np.nda
         hardness.append(hardness_term([x for x in window if x is not None], now))
         window.append(now)
         del window[:-HISTORY]
-    terms = {"flux": flux_terms(value, error), "trend": trend_terms(mjd, value, error),
-             "hardness": np.array(hardness, dtype=np.float64)}
+    terms = {
+        "flux": flux_terms(value, error),
+        "trend": trend_terms(mjd, value, error),
+        "hardness": np.array(hardness, dtype=np.float64),
+    }
     return _clip01_all(sum((WEIGHTS[k] * v for k, v in terms.items()), np.zeros(len(value))))

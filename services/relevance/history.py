@@ -10,6 +10,7 @@ prints doubles so that they read back bit for bit, so the rebuilt model equals t
 The read is paged on the designated timestamp (`PAGE_ROWS` rows a query, the scan starting where the
 previous page ended), so a whole-history series costs a few queries and bounded memory.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -54,8 +55,9 @@ class History:
         except (QuestDBError, ValueError) as exc:  # ValueError: an answer that is not QuestDB's JSON
             raise StateRestoreError(f"the stored history cannot be read: {exc}") from exc
 
-    def pages(self, kind: str, source_id: str, before_us: int | None = None,
-              until_mjd: float | None = None) -> Iterator[SeriesColumns]:
+    def pages(
+        self, kind: str, source_id: str, before_us: int | None = None, until_mjd: float | None = None
+    ) -> Iterator[SeriesColumns]:
         """The stored points of the series in time order, a page at a time: those before `before_us` (µs,
         exclusive) and those at or before `until_mjd`. StateRestoreError if QuestDB cannot answer."""
         ends = [] if before_us is None else [before_us]
@@ -73,8 +75,10 @@ class History:
         cursor = None
         while True:
             start = "" if cursor is None else f" AND ts >= {cursor}"
-            rows = self._query(f"{select} WHERE series = {_text(series)} AND ts < {max(ends)}{start}{bands} "
-                               f"ORDER BY ts LIMIT {self.page_rows}")
+            rows = self._query(
+                f"{select} WHERE series = {_text(series)} AND ts < {max(ends)}{start}{bands} "
+                f"ORDER BY ts LIMIT {self.page_rows}"
+            )
             full = len(rows) == self.page_rows
             if full:  # the last time may have bands on the next page: that page starts with it
                 cursor = rows[-1]["t"]
@@ -86,9 +90,18 @@ class History:
             if until_mjd is not None:
                 keep |= page.mjd <= until_mjd
             if keep.any():
-                yield SeriesColumns(series, source_id, kind, page.time[keep], page.mjd[keep], page.value[keep],
-                                    page.error[keep], page.colour[keep], page.colour_error[keep],
-                                    None if page.bands is None else (page.bands[0][keep], page.bands[1][keep]))
+                yield SeriesColumns(
+                    series,
+                    source_id,
+                    kind,
+                    page.time[keep],
+                    page.mjd[keep],
+                    page.value[keep],
+                    page.error[keep],
+                    page.colour[keep],
+                    page.colour_error[keep],
+                    None if page.bands is None else (page.bands[0][keep], page.bands[1][keep]),
+                )
             if not full:
                 return
 
@@ -112,7 +125,9 @@ def _columns(rows: list[dict], series: str, source_id: str, kind: str) -> Series
     main = MAIN_BAND[kind]
     at = np.full(len(times), np.nan)
     at[index] = mjd  # every band of a time has its mjd
-    has = ~np.isnan(fluxes[main]) if main in fluxes else np.zeros(len(times), dtype=bool)  # as live: no main band, no point
+    has = (
+        ~np.isnan(fluxes[main]) if main in fluxes else np.zeros(len(times), dtype=bool)
+    )  # as live: no main band, no point
     bands = None
     if kind == "maxi" and main in fluxes:
         every = maxi_bands(fluxes, errors)
@@ -121,5 +136,15 @@ def _columns(rows: list[dict], series: str, source_id: str, kind: str) -> Series
     else:
         colour = colour_error = np.full(len(times), np.nan)
     nothing = np.full(len(times), np.nan)
-    return SeriesColumns(series, source_id, kind, times[has], at[has], fluxes.get(main, nothing)[has],
-                         errors.get(main, nothing)[has], colour[has], colour_error[has], bands)
+    return SeriesColumns(
+        series,
+        source_id,
+        kind,
+        times[has],
+        at[has],
+        fluxes.get(main, nothing)[has],
+        errors.get(main, nothing)[has],
+        colour[has],
+        colour_error[has],
+        bands,
+    )

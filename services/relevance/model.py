@@ -59,6 +59,7 @@ that the series must be rebuilt from its stored history (a state of another vers
 hold together). A point dated more than `FUTURE_DAYS` after the wall clock (`now`) is neither scored nor
 learned and never becomes the series' last time.
 """
+
 from __future__ import annotations
 
 import logging
@@ -67,7 +68,7 @@ import statistics
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import orjson
@@ -212,11 +213,11 @@ class Novelty(AnomalyDetector):
         p = self.params
         level = statistics.median(self.values)
         quiet = self._quiet(level)
-        scale2 = level ** 2 + self.error.get() ** 2 if self.relative else 1.0
+        scale2 = level**2 + self.error.get() ** 2 if self.relative else 1.0
         learned = max((self.quiet_excess if quiet else self.excess).get(), 0.0)
-        usual = (self.n * learned + p.prior_points * self.prior_spread ** 2) / (self.n + p.prior_points)
+        usual = (self.n * learned + p.prior_points * self.prior_spread**2) / (self.n + p.prior_points)
         calibration = (p.systematic * level) ** 2 if self.relative else 0.0
-        return value - level, error ** 2 + (usual * scale2 + calibration), scale2, quiet
+        return value - level, error**2 + (usual * scale2 + calibration), scale2, quiet
 
     def _quiet(self, level: float) -> bool:
         """Whether a flux level is quiescent: below `quiescent_snr` typical errors (never for colour)."""
@@ -241,18 +242,27 @@ class Novelty(AnomalyDetector):
             return u, u
         high = self.high.get()
         assert high is not None  # a relative detector learns it from each point (_learn), and n > 0 here
-        variance = error ** 2 + (p.record_margin * high) ** 2
+        variance = error**2 + (p.record_margin * high) ** 2
         return u, (max(u, (value - high) / math.sqrt(variance)) if variance > 0 else u)
 
-    def _learn(self, value: float, error: float, residual: float, variance: float, scale2: float,
-               quiet: bool, u: float, previous_u: float | None) -> None:
+    def _learn(
+        self,
+        value: float,
+        error: float,
+        residual: float,
+        variance: float,
+        scale2: float,
+        quiet: bool,
+        u: float,
+        previous_u: float | None,
+    ) -> None:
         p = self.params
         if self.n and variance > 0:
             root = math.sqrt(variance)
             limit = p.winsor_sigma * root
             clipped = min(max(residual, -limit), limit)
             if scale2 > 0:  # 0 only for a flux whose level and typical error are both 0 so far
-                excess = (clipped ** 2 - error ** 2) / scale2
+                excess = (clipped**2 - error**2) / scale2
                 if not quiet:
                     self.excess.update(excess)
                 elif self._quiet(value):  # quiescent scatter is learned from quiescent points only
@@ -292,8 +302,9 @@ class Novelty(AnomalyDetector):
         if self.relative:
             found = self._unless_routine(found, value, error, mjd)
             root = math.sqrt(variance)
-            self._track_excursion(residual / root if root > 0 else 0.0, value, mjd,
-                                  value - residual + p.excursion_sigma * root)
+            self._track_excursion(
+                residual / root if root > 0 else 0.0, value, mjd, value - residual + p.excursion_sigma * root
+            )
         return found
 
     def _accumulate(self, u: float, gap_d: float, quiet: bool, rho: float) -> float:
@@ -309,7 +320,7 @@ class Novelty(AnomalyDetector):
         return math.sqrt(2.0 * max(self.rise))
 
     def _rise_cap(self) -> float:
-        return 0.5 * self.params.cusum_cap_sigma ** 2
+        return 0.5 * self.params.cusum_cap_sigma**2
 
     def _unless_routine(self, evidence: float, value: float, error: float, mjd: float) -> float:
         """The evidence, or at most that of a record above the flux below which mjd is routine."""
@@ -318,7 +329,7 @@ class Novelty(AnomalyDetector):
         routine = self._routine_peak(mjd)
         if routine is None:
             return evidence
-        variance = error ** 2 + (self.params.record_margin * routine) ** 2
+        variance = error**2 + (self.params.record_margin * routine) ** 2
         return min(evidence, max(0.0, (value - routine) / math.sqrt(variance)) if variance > 0 else 0.0)
 
     def _routine_peak(self, mjd: float) -> float | None:
@@ -370,20 +381,28 @@ class Novelty(AnomalyDetector):
             return None if x is None else _finite(x)
 
         return schemas.DetectorState(
-            n=self.n, level=[_finite(v) for v in self.values], error=optional(self.error.mean),
-            excess=optional(self.excess.mean), quiet_excess=optional(self.quiet_excess.mean),
-            correlation=optional(self.correlation.mean), tail=optional(self.tail.value),
+            n=self.n,
+            level=[_finite(v) for v in self.values],
+            error=optional(self.error.mean),
+            excess=optional(self.excess.mean),
+            quiet_excess=optional(self.quiet_excess.mean),
+            correlation=optional(self.correlation.mean),
+            tail=optional(self.tail.value),
             high=optional(self.high.value) if self.relative else None,
-            last_u=_finite(self.last_u), last_mjd=None if self.last_mjd == -math.inf else _finite(self.last_mjd),
+            last_u=_finite(self.last_u),
+            last_mjd=None if self.last_mjd == -math.inf else _finite(self.last_mjd),
             rise=[_finite(s) for s in self.rise] if self.relative else [],
-            excursions=[tuple(_finite(x) for x in e) for e in self.excursions])
+            excursions=[tuple(_finite(x) for x in e) for e in self.excursions],
+        )
 
     def load_state(self, d: schemas.DetectorState) -> None:
         """Take the state `to_state` gave (on a fresh detector); ValueError if it does not hold together."""
         p = self.params
         if len(d.level) != min(d.n, self.window):
             raise ValueError(f"a level window of {len(d.level)} values after {d.n} points")
-        if len(d.rise) != (len(p.drifts) if self.relative else 0) or not all(0 <= s <= self._rise_cap() for s in d.rise):
+        if len(d.rise) != (len(p.drifts) if self.relative else 0) or not all(
+            0 <= s <= self._rise_cap() for s in d.rise
+        ):
             raise ValueError("CUSUMs of another drift grid, or beyond their cap")
         if not self.relative and (d.quiet_excess is not None or d.high is not None or d.excursions):
             raise ValueError("a colour detector has no quiescent spread, high level or excursions")
@@ -394,8 +413,11 @@ class Novelty(AnomalyDetector):
             raise ValueError("a number beyond any measurement")
         times = [t for start, end, *_ in d.excursions for t in (start, end)]
         last_mjd = -math.inf if d.last_mjd is None else d.last_mjd
-        if any(a > b for a, b in zip(times, times[1:])) or (times and times[-1] > last_mjd) or \
-                any(a[0] >= b[0] for a, b in zip(d.excursions, d.excursions[1:])):
+        if (
+            any(a > b for a, b in zip(times, times[1:]))
+            or (times and times[-1] > last_mjd)
+            or any(a[0] >= b[0] for a, b in zip(d.excursions, d.excursions[1:]))
+        ):
             raise ValueError("excursions out of time order, or after the last point")
         self.values.extend(d.level)
         self.error.mean, self.excess.mean, self.quiet_excess.mean = d.error, d.excess, d.quiet_excess
@@ -438,7 +460,9 @@ class ChunkScores:
     evidence: dict[str, np.ndarray]  # "model", "hardness": the evidence (σ) the two terms calibrate
 
 
-def calibrated(flux: list[float], colour: list[float], params: Params = PARAMS) -> tuple[list[float], list[float], list[float]]:
+def calibrated(
+    flux: list[float], colour: list[float], params: Params = PARAMS
+) -> tuple[list[float], list[float], list[float]]:
     """The model and hardness terms of flux and colour evidence (σ, 0 for none), and their relevance
     1 − (1 − model)(1 − hardness). The evidence does not depend on `alert_sigma`, so `flashes evaluate`
     scores a series once and calibrates it at every level."""
@@ -455,6 +479,7 @@ def band_template(index: float, crab_index: float = CRAB_INDEX) -> tuple[float, 
     >>> [round(x, 2) for x in band_template(1.6)], band_template(2.1)
     ([0.68, 1.0, 1.51], (1.0, 1.0, 1.0))
     """
+
     def photons(lo: float, hi: float, g: float) -> float:
         return (lo ** (1 - g) - hi ** (1 - g)) / (g - 1)
 
@@ -515,24 +540,30 @@ class SeriesModel:
         r = self.recent
         try:
             return schemas.RelevanceModel(
-                model_version=MODEL_VERSION, state_version=STATE_VERSION,
-                recent=schemas.RecentPoints(mjd=[_finite(t) for t in r.mjd],  # unusable values and errors: None
-                                            value=[v if math.isfinite(v) else None for v in r.value],
-                                            error=[e if math.isfinite(e) else None for e in r.error]),
-                bands=None if self.bands is None else [_finite(v.mean) if v.mean is not None else None
-                                                       for v in self.bands.variance],
-                flux=self.flux.to_state(), colour=self.colour.to_state())
+                model_version=MODEL_VERSION,
+                state_version=STATE_VERSION,
+                recent=schemas.RecentPoints(
+                    mjd=[_finite(t) for t in r.mjd],  # unusable values and errors: None
+                    value=[v if math.isfinite(v) else None for v in r.value],
+                    error=[e if math.isfinite(e) else None for e in r.error],
+                ),
+                bands=None
+                if self.bands is None
+                else [_finite(v.mean) if v.mean is not None else None for v in self.bands.variance],
+                flux=self.flux.to_state(),
+                colour=self.colour.to_state(),
+            )
         except ValueError as exc:
             log.warning("%s state not storable (%s): this series restarts from the prior", MODEL_VERSION, exc)
             return SeriesModel(self.params).to_state()
 
     @staticmethod
-    def from_state(d: State | dict | None) -> "SeriesModel":
+    def from_state(d: State | dict | None) -> SeriesModel:
         """Restore a checkpoint; anything else than a usable state of this version gives the prior."""
         return SeriesModel.restore(d).model
 
     @staticmethod
-    def restore(d: State | dict | None) -> "Restored":
+    def restore(d: State | dict | None) -> Restored:
         """Restore a checkpoint (typed, or its JSON) and say whether the series must be rebuilt from its stored
         history: a state of another model or state version (an upgrade), or one that does not read or hold
         together, gives the prior, flagged, with the newest MJD it says it scored. Never raises on bad data."""
@@ -554,12 +585,16 @@ class SeriesModel:
                 for typical, mean in zip(model.bands.variance, state.bands):
                     typical.mean = mean
             r = state.recent
-            model.recent = formula.Recent(list(r.mjd), *([math.nan if x is None else x for x in column]
-                                                          for column in (r.value, r.error)))
+            model.recent = formula.Recent(
+                list(r.mjd), *([math.nan if x is None else x for x in column] for column in (r.value, r.error))
+            )
             return Restored(model, rebuild=False, scored_until=scored_until)
         except (ValueError, TypeError, ValidationError) as exc:  # orjson: TypeError for what is not JSON
-            log.warning("unusable relevance state (%s: %.200s): this series is rebuilt from its stored history",
-                        type(exc).__name__, exc)
+            log.warning(
+                "unusable relevance state (%s: %.200s): this series is rebuilt from its stored history",
+                type(exc).__name__,
+                exc,
+            )
             return Restored(SeriesModel(), rebuild=True, scored_until=scored_until)
 
     def _colour_evidence(self, colour: float, colour_error: float, mjd: float) -> float:
@@ -572,9 +607,17 @@ class SeriesModel:
             self.colour = self._new_colour()
         return self.colour.evidence(value, error, mjd, upward_only=False)
 
-    def score_chunk(self, kind: str, mjd: np.ndarray, value: np.ndarray, error: np.ndarray,
-                    colour: np.ndarray, colour_error: np.ndarray, now: float | None = None,
-                    bands: tuple[np.ndarray, np.ndarray] | None = None) -> ChunkScores:
+    def score_chunk(
+        self,
+        kind: str,
+        mjd: np.ndarray,
+        value: np.ndarray,
+        error: np.ndarray,
+        colour: np.ndarray,
+        colour_error: np.ndarray,
+        now: float | None = None,
+        bands: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> ChunkScores:
         """Score the points of one series in order, learning each after scoring it (no look-ahead).
 
         `colour`/`colour_error` are the (ratio, error) for the hardness term, NaN where a point has none;
@@ -601,7 +644,7 @@ class SeriesModel:
         flux_evidence = self.flux.evidence if kind != "hardness" else None
         colour_evidence, largest = self._colour_evidence, LARGEST
         last = max(self.last_scored_mjd, -largest)
-        horizon = (datetime_to_mjd(datetime.now(timezone.utc)) if now is None else now) + FUTURE_DAYS
+        horizon = (datetime_to_mjd(datetime.now(UTC)) if now is None else now) + FUTURE_DAYS
         kept: list[int] = []
         future: list[int] = []
         fluxes: list[float] = []
@@ -617,8 +660,11 @@ class SeriesModel:
                 continue
             last = t
             kept.append(i)
-            point: tuple[float, float] | None = combine(band_flux, band_error) if combine else (
-                (v, e) if -largest < v < largest and 0.0 <= e < largest else None)
+            point: tuple[float, float] | None = (
+                combine(band_flux, band_error)
+                if combine
+                else ((v, e) if -largest < v < largest and 0.0 <= e < largest else None)
+            )
             fluxes.append(flux_evidence(*point, t, True) if flux_evidence and point else 0.0)
             colours.append(colour_evidence(c, ce, t))
         models, hardnesses, relevance = calibrated(fluxes, colours, self.params)
@@ -628,14 +674,20 @@ class SeriesModel:
         mjd, value, error = (column[keep] for column in columns[:3])
         r = self.recent
         history = len(r.mjd)
-        recent = [np.concatenate([np.asarray(old, dtype=np.float64), new])
-                  for old, new in ((r.mjd, mjd), (r.value, value), (r.error, error))]
+        recent = [
+            np.concatenate([np.asarray(old, dtype=np.float64), new])
+            for old, new in ((r.mjd, mjd), (r.value, value), (r.error, error))
+        ]
         trends = formula.trend_terms(recent[0], recent[1], recent[2], start=history)
-        self.recent = formula.Recent(*(column[-formula.HISTORY:].tolist() for column in recent))
+        self.recent = formula.Recent(*(column[-formula.HISTORY :].tolist() for column in recent))
         terms = {"model": models, "hardness": hardnesses, "flux": formula.flux_terms(value, error), "trend": trends}
-        return ChunkScores(keep, refused, np.array(relevance, dtype=np.float64),
-                           {name: np.array(column, dtype=np.float64) for name, column in terms.items()},
-                           {"model": np.array(fluxes, dtype=np.float64), "hardness": np.array(colours, dtype=np.float64)})
+        return ChunkScores(
+            keep,
+            refused,
+            np.array(relevance, dtype=np.float64),
+            {name: np.array(column, dtype=np.float64) for name, column in terms.items()},
+            {"model": np.array(fluxes, dtype=np.float64), "hardness": np.array(colours, dtype=np.float64)},
+        )
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ scores to the relevance topic (history), then writes the rebuilt state with the 
 old one covered: the workers go on from there. A series whose stored history does not reach what
 its state had scored (the sink still behind) is left as it is and reported.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -72,14 +73,19 @@ async def rescore(settings: Settings, sources: list[str] | None = None) -> Repor
     await ensure_topics(settings)
     members = await group_members(settings)
     if members:
-        raise WorkersRunning(f"{members} relevance worker(s) running: stop the relevance service, run rescore, "
-                             "then start it again (a running worker would overwrite the rebuilt states)")
+        raise WorkersRunning(
+            f"{members} relevance worker(s) running: stop the relevance service, run rescore, "
+            "then start it again (a running worker would overwrite the rebuilt states)"
+        )
     started = time.perf_counter()
     report = Report()
     latest = await stored_states(settings)
     wanted = None if sources is None else set(sources)
-    selected = {key: raw for key, raw in sorted(latest.items())
-                if raw is not None and (wanted is None or source_of(key) in wanted)}
+    selected = {
+        key: raw
+        for key, raw in sorted(latest.items())
+        if raw is not None and (wanted is None or source_of(key) in wanted)
+    }
     report.unknown = sorted((wanted or set()) - {source_of(key) for key in selected})
     history, now = History(settings, timeout_s=60.0), datetime_to_mjd(clock.now(settings))
     producer = make_producer(settings)
@@ -99,13 +105,20 @@ async def rescore(settings: Settings, sources: list[str] | None = None) -> Repor
             if not done.reaches(until, now):
                 report.behind.append(key)
                 continue
-            sent = [await producer.send(topics.RELEVANCE.name, topics.RELEVANCE.encode(c), key=source_id.encode())
-                    for c in done.chunks]
+            sent = [
+                await producer.send(topics.RELEVANCE.name, topics.RELEVANCE.encode(c), key=source_id.encode())
+                for c in done.chunks
+            ]
             await asyncio.gather(*sent)  # the scores before the state that says they were produced
-            rebuilt = schemas.RelevanceState(key=key, topic=state.topic, partition=state.partition,
-                                             offset=state.offset, model=done.model.to_state())
-            await producer.send_and_wait(topics.RELEVANCE_STATE.name, topics.RELEVANCE_STATE.encode(rebuilt),
-                                         key=key.encode(), partition=state.partition)
+            rebuilt = schemas.RelevanceState(
+                key=key, topic=state.topic, partition=state.partition, offset=state.offset, model=done.model.to_state()
+            )
+            await producer.send_and_wait(
+                topics.RELEVANCE_STATE.name,
+                topics.RELEVANCE_STATE.encode(rebuilt),
+                key=key.encode(),
+                partition=state.partition,
+            )
             report.rebuilt[key] = done.points
     finally:
         await producer.stop()

@@ -1,4 +1,5 @@
 """What the relevance scorer reads of a series: the columns of a lightcurve or derived chunk, or of a provider file."""
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -42,8 +43,10 @@ def maxi_bands(flux: Mapping[str, np.ndarray], error: Mapping[str, np.ndarray]) 
     n = len(next(iter(flux.values())))
     nothing = np.full(n, np.nan)
     factors = [MCRAB_PER_UNIT[("maxi", band)] for band in BAND_ORDER]
-    return (np.column_stack([flux.get(b, nothing) * k for b, k in zip(BAND_ORDER, factors)]),
-            np.column_stack([error.get(b, nothing) * k for b, k in zip(BAND_ORDER, factors)]))
+    return (
+        np.column_stack([flux.get(b, nothing) * k for b, k in zip(BAND_ORDER, factors)]),
+        np.column_stack([error.get(b, nothing) * k for b, k in zip(BAND_ORDER, factors)]),
+    )
 
 
 def band_colour(bands: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -52,8 +55,14 @@ def band_colour(bands: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.nd
     return ratio(flux[:, hard], error[:, hard], flux[:, soft], error[:, soft])
 
 
-def of_instrument(instrument: str, source_id: str, time: np.ndarray, mjd: np.ndarray, flux: Mapping[str, np.ndarray],
-                  error: Mapping[str, np.ndarray]) -> SeriesColumns | None:
+def of_instrument(
+    instrument: str,
+    source_id: str,
+    time: np.ndarray,
+    mjd: np.ndarray,
+    flux: Mapping[str, np.ndarray],
+    error: Mapping[str, np.ndarray],
+) -> SeriesColumns | None:
     """An instrument's points (flux and error per band, provider units) as the scorer reads them: the main band,
     and for MAXI its bands in mCrab and their colour; None without the main band. A chunk on the topic and
     a provider file (`flashes evaluate`) are read by this one function."""
@@ -66,19 +75,43 @@ def of_instrument(instrument: str, source_id: str, time: np.ndarray, mjd: np.nda
         colour, colour_error = band_colour(bands)
     else:
         colour = colour_error = np.full(len(mjd), np.nan)
-    return SeriesColumns(catalogue_series(instrument, source_id), source_id, instrument, time, mjd, flux[band],
-                         error[band], colour, colour_error, bands)
+    return SeriesColumns(
+        catalogue_series(instrument, source_id),
+        source_id,
+        instrument,
+        time,
+        mjd,
+        flux[band],
+        error[band],
+        colour,
+        colour_error,
+        bands,
+    )
 
 
 def from_lightcurve(chunk: schemas.LightcurveChunk) -> SeriesColumns | None:
-    return of_instrument(chunk.instrument, chunk.source_id, np.array(chunk.time), np.array(chunk.mjd),
-                         {b: np.array(v) for b, v in chunk.flux.items()},
-                         {b: np.array(v) for b, v in chunk.error.items()})
+    return of_instrument(
+        chunk.instrument,
+        chunk.source_id,
+        np.array(chunk.time),
+        np.array(chunk.mjd),
+        {b: np.array(v) for b, v in chunk.flux.items()},
+        {b: np.array(v) for b, v in chunk.error.items()},
+    )
 
 
 def from_derived(chunk: schemas.DerivedChunk) -> SeriesColumns:
     value, error = np.array(chunk.value), np.array(chunk.error)
     nan = np.full(chunk.count, np.nan)
     colour, colour_error = (value, error) if chunk.kind == "hardness" else (nan, nan)
-    return SeriesColumns(catalogue_series(chunk.kind, chunk.source_id), chunk.source_id, chunk.kind,
-                         np.array(chunk.time), np.array(chunk.mjd), value, error, colour, colour_error)
+    return SeriesColumns(
+        catalogue_series(chunk.kind, chunk.source_id),
+        chunk.source_id,
+        chunk.kind,
+        np.array(chunk.time),
+        np.array(chunk.mjd),
+        value,
+        error,
+        colour,
+        colour_error,
+    )

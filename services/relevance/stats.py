@@ -3,6 +3,7 @@
 River's own statistics keep their numbers in private (Rust) objects whose layout may change with any
 release; these two are a few lines each, so a stored state reads back with any River version.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -6,19 +6,21 @@ A message that does not decode, or whose rows QuestDB refuses while it answers, 
 dead-letter topic with the reason; the rest of the batch is written. Metrics: points in per topic,
 points written per table, dead letters, the group's lag and the newest stored point per instrument.
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
 from collections import Counter, defaultdict
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import NamedTuple
 
 import pandas as pd
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError
-from questdb import QuestDBError as IngressError, Sender
+from questdb import QuestDBError as IngressError
+from questdb import Sender
 
 import schemas
 from flashes import clock, kafka, metrics, questdb, topics
@@ -48,8 +50,12 @@ def write_frames(sender: Sender, frames: dict[str, list[pd.DataFrame]]) -> None:
     """Write every table's rows; one ILP/HTTP request (one transaction per table) per FLUSH_BYTES."""
     for table, parts in frames.items():
         for start in range(0, len(parts), FRAMES_PER_CALL):
-            sender.dataframe(pd.concat(parts[start:start + FRAMES_PER_CALL], ignore_index=True), table_name=table,
-                             symbols=SYMBOLS[table], at="ts")
+            sender.dataframe(
+                pd.concat(parts[start : start + FRAMES_PER_CALL], ignore_index=True),
+                table_name=table,
+                symbols=SYMBOLS[table],
+                at="ts",
+            )
             if len(sender) > FLUSH_BYTES:
                 sender.flush()
     sender.flush()
@@ -69,7 +75,9 @@ async def collect(consumer: AIOKafkaConsumer, settings: Settings) -> list[tuple[
         if left <= 0:
             break
         wait = left if not out else min(left, QUIET_S)
-        batches = await consumer.getmany(timeout_ms=int(wait * 1000), max_records=settings.sink_batch_messages - len(out))
+        batches = await consumer.getmany(
+            timeout_ms=int(wait * 1000), max_records=settings.sink_batch_messages - len(out)
+        )
         if not batches and out:
             break
         out += [(tp, m) for tp, messages in batches.items() for m in messages]
@@ -131,20 +139,27 @@ def stored_freshness(settings: Settings) -> dict[str, schemas.Freshness]:
     """Per instrument, the newest point in QuestDB and (as when it was stored) when it was fetched;
     empty if QuestDB cannot say. LATEST ON reads one row per instrument, not the table."""
     try:
-        rows = questdb.query(settings, questdb.NEWEST_PER_INSTRUMENT.format(
-            columns="instrument, ts AS time, fetched_at AS received_at",
-            bound=f"'{questdb.sql_time(clock.latest_credible(settings))}'"))
+        rows = questdb.query(
+            settings,
+            questdb.NEWEST_PER_INSTRUMENT.format(
+                columns="instrument, ts AS time, fetched_at AS received_at",
+                bound=f"'{questdb.sql_time(clock.latest_credible(settings))}'",
+            ),
+        )
     except QuestDBError as exc:
         log.warning("freshness not read from QuestDB, it starts empty: %s", exc)
         return {}
-    return {r["instrument"]: schemas.Freshness(time=r["time"], received_at=r["received_at"])
-            for r in rows if r["instrument"] in topics.INSTRUMENTS and r["time"] and r["received_at"]}
+    return {
+        r["instrument"]: schemas.Freshness(time=r["time"], received_at=r["received_at"])
+        for r in rows
+        if r["instrument"] in topics.INSTRUMENTS and r["time"] and r["received_at"]
+    }
 
 
 def account(items: list[Item], refused: list[ConsumerRecord], freshness: dict[str, schemas.Freshness]) -> None:
     """One written batch: each instrument's newest written lightcurve point advanced, and the metrics (points
     in per topic, points written per table, the newest point per instrument), each label set once."""
-    now, kept_out = datetime.now(timezone.utc), {id(r) for r in refused}
+    now, kept_out = datetime.now(UTC), {id(r) for r in refused}
     read, written = Counter[str](), Counter[str]()
     for item in items:
         read[item.record.topic] += item.points
@@ -174,9 +189,16 @@ async def run_forever(settings: Settings) -> None:
             await asyncio.sleep(2)
     freshness = await asyncio.to_thread(stored_freshness, settings)
     heartbeat = asyncio.ensure_future(beat(settings, "sink", freshness=lambda: dict(freshness)))
-    consumer = kafka.consumer(settings, *FRAMES, group_id=GROUP, enable_auto_commit=False,
-                              auto_offset_reset="earliest", max_poll_records=5_000,
-                              max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024)
+    consumer = kafka.consumer(
+        settings,
+        *FRAMES,
+        group_id=GROUP,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=5_000,
+        max_partition_fetch_bytes=8 * 1024 * 1024,
+        fetch_max_bytes=64 * 1024 * 1024,
+    )
     producer = make_producer(settings)
     await consumer.start()
     await producer.start()

@@ -1,4 +1,5 @@
 """The catalogue: search it, one source, the tags with their sources, and the Grafana dashboard of a source."""
+
 from __future__ import annotations
 
 from typing import Literal
@@ -18,19 +19,26 @@ from services.api.sources import SortKey
 router = APIRouter(tags=["catalogue"])
 
 
-@router.get("/sources", summary="Search the catalogue; each source with the newest point of each series",
-            response_model=Page[Source])
+@router.get(
+    "/sources",
+    summary="Search the catalogue; each source with the newest point of each series",
+    response_model=Page[Source],
+)
 async def list_sources(
-        index: IndexDep, reader: ReaderDep, labels: LabelsDep,
-        q: str | None = Query(None, max_length=100, description="part of a name or alternative name",
-                              examples=["gx 339"]),
-        tag: str | None = Query(None, examples=["BLACK HOLE"]),
-        instrument: schemas.SeriesKind | None = None,
-        ra: float | None = Query(None, ge=0, lt=360, description="cone centre, degrees (J2000)"),
-        dec: float | None = Query(None, ge=-90, le=90, description="cone centre, degrees (J2000)"),
-        radius: float | None = Query(None, gt=0, le=180, description="cone radius, degrees"),
-        sort: SortKey = "name", order: Literal["asc", "desc"] = "asc",
-        limit: int = Query(100, ge=1, le=3000), offset: Offset = 0) -> Page[Source]:
+    index: IndexDep,
+    reader: ReaderDep,
+    labels: LabelsDep,
+    q: str | None = Query(None, max_length=100, description="part of a name or alternative name", examples=["gx 339"]),
+    tag: str | None = Query(None, examples=["BLACK HOLE"]),
+    instrument: schemas.SeriesKind | None = None,
+    ra: float | None = Query(None, ge=0, lt=360, description="cone centre, degrees (J2000)"),
+    dec: float | None = Query(None, ge=-90, le=90, description="cone centre, degrees (J2000)"),
+    radius: float | None = Query(None, gt=0, le=180, description="cone radius, degrees"),
+    sort: SortKey = "name",
+    order: Literal["asc", "desc"] = "asc",
+    limit: int = Query(100, ge=1, le=3000),
+    offset: Offset = 0,
+) -> Page[Source]:
     given = [x is not None for x in (ra, dec, radius)]
     if any(given) and not all(given):
         raise Invalid("a cone search needs all of ra, dec and radius")
@@ -42,19 +50,23 @@ async def list_sources(
     cone = schemas.Cone(ra=ra, dec=dec, radius=radius) if all(given) else None
     hits = index.search(q, tag, instrument, cone, dynamic, sort, order == "desc")
     latest = await reader.latest()
-    items = [index.view(sid, latest, dynamic, d) for sid, d in hits[offset:offset + limit]]
+    items = [index.view(sid, latest, dynamic, d) for sid, d in hits[offset : offset + limit]]
     return Page[Source](total=len(hits), offset=offset, limit=limit, items=items)
 
 
 @router.get("/sources/{source_id}", summary="One source", response_model=Source)
-async def get_source(index: IndexDep, reader: ReaderDep, labels: LabelsDep,
-                     source_id: str = Path(examples=["maxij1535-571"])) -> Source:
+async def get_source(
+    index: IndexDep, reader: ReaderDep, labels: LabelsDep, source_id: str = Path(examples=["maxij1535-571"])
+) -> Source:
     index.get(source_id)
     return index.view(source_id, await reader.latest(), await labels.get())
 
 
-@router.get("/tags", summary="Every tag (constant, and the temporary labels of open episodes) with its number of "
-                             "sources", response_model=list[TagCount])
+@router.get(
+    "/tags",
+    summary="Every tag (constant, and the temporary labels of open episodes) with its number of sources",
+    response_model=list[TagCount],
+)
 async def list_tags(index: IndexDep, labels: LabelsDep) -> list[TagCount]:
     counts = index.tag_counts(await labels.get())
     return [TagCount(tag=t, sources=n, temporary=t not in TAGS) for t, n in sorted(counts.items())]
@@ -66,10 +78,19 @@ async def get_tag(index: IndexDep, labels: LabelsDep, tag: str = Path(examples=[
     return Tagged(tag=tag, sources=index.tagged(tag, await labels.get()))
 
 
-@router.get("/plots/{source_id}", summary="Redirect to the Grafana dashboard of the source's instruments",
-            status_code=307, response_class=RedirectResponse)
-async def plots(settings: SettingsDep, index: IndexDep, source_id: str = Path(examples=["maxij1535-571"]),
-                start: Start = None, end: End = None) -> RedirectResponse:
+@router.get(
+    "/plots/{source_id}",
+    summary="Redirect to the Grafana dashboard of the source's instruments",
+    status_code=307,
+    response_class=RedirectResponse,
+)
+async def plots(
+    settings: SettingsDep,
+    index: IndexDep,
+    source_id: str = Path(examples=["maxij1535-571"]),
+    start: Start = None,
+    end: End = None,
+) -> RedirectResponse:
     if not settings.grafana_url:
         raise Unavailable("no Grafana is configured (FLASHES_GRAFANA_URL)")
     record = index.get(source_id)

@@ -6,6 +6,7 @@ page's plots fetch the JSON endpoints and draw with uPlot (static/plots.js). Sub
 managing call the subscription service as the JSON routes do, with the visitor's network for the
 rate limits; the code travels in the form's body, never in a URL or an access log.
 """
+
 from __future__ import annotations
 
 import math
@@ -58,8 +59,7 @@ async def read(coro: Awaitable[T], default: T) -> tuple[T, str | None]:
         return default, f"The time-series store is unavailable ({exc}); values are missing."
 
 
-async def views(index: SourceIndex, reader: Reader, labels: Labels,
-                ids: list[str]) -> tuple[list[Source], str | None]:
+async def views(index: SourceIndex, reader: Reader, labels: Labels, ids: list[str]) -> tuple[list[Source], str | None]:
     latest, problem = await read(reader.latest(), {})
     dynamic, _ = await read(labels.get(), {})
     return [index.view(sid, latest, dynamic) for sid in ids], problem
@@ -76,13 +76,32 @@ def refused(response: HTMLResponse, exc: ApiError) -> HTMLResponse:
 async def home(site: SiteDep, index: IndexDep, reader: ReaderDep) -> HTMLResponse:
     top, problem = await read(reader.top(8), [])
     newest, _ = await read(reader.alerts(AlertQuery(), 5, 0, with_total=False), ([], None))
-    return site.page("home.html.j2", title="FLASHES stream", skymap=site.home_map, sky_svg=site.home_svg,
-                     top=index.named(top), alerts=newest[0], problem=problem, counts=site.instrument_counts,
-                     total=len(index.records), with_data=len(index.with_lightcurve), important=IMPORTANT_TAGS)
+    return site.page(
+        "home.html.j2",
+        title="FLASHES stream",
+        skymap=site.home_map,
+        sky_svg=site.home_svg,
+        top=index.named(top),
+        alerts=newest[0],
+        problem=problem,
+        counts=site.instrument_counts,
+        total=len(index.records),
+        with_data=len(index.with_lightcurve),
+        important=IMPORTANT_TAGS,
+    )
 
 
-async def source_list(request: Request, site: Site, index: SourceIndex, reader: Reader, labels: Labels, path: str,
-                      tag: str | None, title: str, intro: str | None = None) -> HTMLResponse:
+async def source_list(
+    request: Request,
+    site: Site,
+    index: SourceIndex,
+    reader: Reader,
+    labels: Labels,
+    path: str,
+    tag: str | None,
+    title: str,
+    intro: str | None = None,
+) -> HTMLResponse:
     p = request.query_params
     q = p.get("q", "").strip()[:100]
     instrument = p.get("instrument", "")
@@ -90,23 +109,40 @@ async def source_list(request: Request, site: Site, index: SourceIndex, reader: 
     sort: SortKey = next((key for key in SORT_FIELD if key == p.get("sort")), "name")
     order = "desc" if p.get("order") == "desc" else "asc"
     dynamic, _ = await read(labels.get(), {})
-    hits = [sid for sid, _ in index.search(q or None, tag, instrument if instrument in INSTRUMENTS else None,
-                                           None, dynamic, sort, order == "desc")]
+    hits = [
+        sid
+        for sid, _ in index.search(
+            q or None, tag, instrument if instrument in INSTRUMENTS else None, None, dynamic, sort, order == "desc"
+        )
+    ]
     if instrument == "any":
         hits = [sid for sid in hits if sid in index.with_lightcurve]
     pages = max(1, math.ceil(len(hits) / PER_PAGE))
     number = min(page_number(p.get("page", "")), pages)
-    rows, problem = await views(index, reader, labels, hits[(number - 1) * PER_PAGE:number * PER_PAGE])
+    rows, problem = await views(index, reader, labels, hits[(number - 1) * PER_PAGE : number * PER_PAGE])
     tags = sorted(index.constant_counts)  # every tag and label, whether a source has it now or not
     form = {"q": q, "tag": tag or "", "instrument": instrument, "sort": sort, "order": order}
-    return site.page("sources.html.j2", title=title, intro=intro, path=path, rows=rows, total=len(hits),
-                     page_number=number, pages=pages, form=form, fixed_tag=tag, tags=tags, sorts=SORTS,
-                     problem=problem)
+    return site.page(
+        "sources.html.j2",
+        title=title,
+        intro=intro,
+        path=path,
+        rows=rows,
+        total=len(hits),
+        page_number=number,
+        pages=pages,
+        form=form,
+        fixed_tag=tag,
+        tags=tags,
+        sorts=SORTS,
+        problem=problem,
+    )
 
 
 @router.get("/web/sources", response_class=HTMLResponse)
-async def sources(request: Request, site: SiteDep, index: IndexDep, reader: ReaderDep,
-                  labels: LabelsDep) -> HTMLResponse:
+async def sources(
+    request: Request, site: SiteDep, index: IndexDep, reader: ReaderDep, labels: LabelsDep
+) -> HTMLResponse:
     tag = request.query_params.get("tag") or None
     if tag is not None and tag not in index.constant_counts:
         return site.not_found(f"There is no tag '{tag}'.", "/web/tags", "the list of tags")
@@ -122,30 +158,53 @@ async def tags(site: SiteDep, index: IndexDep, labels: LabelsDep) -> HTMLRespons
 
 
 @router.get("/web/tags/{tag}", response_class=HTMLResponse)
-async def tag_page(tag: str, request: Request, site: SiteDep, index: IndexDep, reader: ReaderDep,
-                   labels: LabelsDep) -> HTMLResponse:
+async def tag_page(
+    tag: str, request: Request, site: SiteDep, index: IndexDep, reader: ReaderDep, labels: LabelsDep
+) -> HTMLResponse:
     if tag not in index.constant_counts:
         return site.not_found(f"There is no tag '{tag}'.", "/web/tags", "the list of tags")
-    return await source_list(request, site, index, reader, labels, f"/web/tags/{quote(tag)}", tag, f"Tag {tag}",
-                             intro=(TAG_TEXT | LABEL_TEXT).get(tag))
+    return await source_list(
+        request,
+        site,
+        index,
+        reader,
+        labels,
+        f"/web/tags/{quote(tag)}",
+        tag,
+        f"Tag {tag}",
+        intro=(TAG_TEXT | LABEL_TEXT).get(tag),
+    )
 
 
 @router.get("/web/sources/{source_id}", response_class=HTMLResponse)
-async def source(source_id: str, settings: SettingsDep, site: SiteDep, index: IndexDep, reader: ReaderDep,
-                 labels: LabelsDep) -> HTMLResponse:
+async def source(
+    source_id: str, settings: SettingsDep, site: SiteDep, index: IndexDep, reader: ReaderDep, labels: LabelsDep
+) -> HTMLResponse:
     if source_id not in index.records:
-        return site.not_found(f"There is no source '{source_id}' in the catalogue.", "/web/sources",
-                              "the list of sources")
+        return site.not_found(
+            f"There is no source '{source_id}' in the catalogue.", "/web/sources", "the list of sources"
+        )
     kinds = [k for k in schemas.SERIES_FIELD if index.records[source_id].entry(k) is not None]
     if kinds:
         (view,), problem = await views(index, reader, labels, [source_id])
         alerts, _ = await read(reader.alerts(AlertQuery(sources=[source_id]), 20, 0), ([], 0))
     else:  # catalogue only: no series, so no points and no alerts to read
         view, problem, alerts = index.view(source_id, {}, {}), None, ([], 0)
-    return site.page("source.html.j2", title=view.integral_name, s=view, skymap=sky_map([], 360, view),
-                     external=external_links(view), kinds=kinds, bands=BANDS, derived=DERIVED_KINDS,
-                     alerts=alerts[0], alert_total=alerts[1], start=HISTORY_START,
-                     threshold=settings.relevance_threshold, problem=problem)
+    return site.page(
+        "source.html.j2",
+        title=view.integral_name,
+        s=view,
+        skymap=sky_map([], 360, view),
+        external=external_links(view),
+        kinds=kinds,
+        bands=BANDS,
+        derived=DERIVED_KINDS,
+        alerts=alerts[0],
+        alert_total=alerts[1],
+        start=HISTORY_START,
+        threshold=settings.relevance_threshold,
+        problem=problem,
+    )
 
 
 @router.get("/web/alerts", response_class=HTMLResponse)
@@ -159,28 +218,60 @@ async def alerts(request: Request, site: SiteDep, index: IndexDep, reader: Reade
     form = {"source": text, "alert_type": alert_type, "reason": reason}
     common: dict[str, Any] = {"title": "Alerts", "form": form, "reasons": REASONS, "alert_types": ALERT_TYPES}
     if sid and sid not in index.records:
-        return site.page("alerts.html.j2", items=[], total=0, page_number=1, pages=1, **common,
-                         problem=f"There is no source '{text}'; give a name or id as in the list of sources.")
-    query = AlertQuery(sources=[sid] if sid else [], alert_types=[alert_type] if alert_type else [],
-                       reasons=[reason] if reason else [])
+        return site.page(
+            "alerts.html.j2",
+            items=[],
+            total=0,
+            page_number=1,
+            pages=1,
+            **common,
+            problem=f"There is no source '{text}'; give a name or id as in the list of sources.",
+        )
+    query = AlertQuery(
+        sources=[sid] if sid else [], alert_types=[alert_type] if alert_type else [], reasons=[reason] if reason else []
+    )
     (items, total), problem = await read(reader.alerts(query, PER_PAGE, (number - 1) * PER_PAGE), ([], 0))
-    return site.page("alerts.html.j2", items=items, total=total, page_number=number,
-                     pages=max(1, math.ceil(total / PER_PAGE)), problem=problem, **common)
+    return site.page(
+        "alerts.html.j2",
+        items=items,
+        total=total,
+        page_number=number,
+        pages=max(1, math.ceil(total / PER_PAGE)),
+        problem=problem,
+        **common,
+    )
 
 
 @router.get("/web/about", response_class=HTMLResponse)
 async def about(settings: SettingsDep, site: SiteDep) -> HTMLResponse:
-    factors = [{"instrument": INSTRUMENTS[i], "band": b, "factor": f, "unit": UNITS[i], "main": MAIN_BAND[i] == b}
-               for (i, b), f in MCRAB_PER_UNIT.items()]
-    return site.page("about.html.j2", title="About", factors=factors, threshold=settings.relevance_threshold,
-                     end_points=settings.episode_end_points, labels=EPISODE_LABELS)
+    factors = [
+        {"instrument": INSTRUMENTS[i], "band": b, "factor": f, "unit": UNITS[i], "main": MAIN_BAND[i] == b}
+        for (i, b), f in MCRAB_PER_UNIT.items()
+    ]
+    return site.page(
+        "about.html.j2",
+        title="About",
+        factors=factors,
+        threshold=settings.relevance_threshold,
+        end_points=settings.episode_end_points,
+        labels=EPISODE_LABELS,
+    )
 
 
 # ---------------------------------------------------------------------------------------------- subscriptions
-def subscribe_form(site: Site, error: str | None = None, values: dict[str, Any] | None = None,
-                   status: int = 200) -> HTMLResponse:
-    return site.page("subscribe.html.j2", status, title="Subscribe", error=error, v=values or {}, tags=TAGS,
-                     reasons=REASONS, alert_types=ALERT_TYPES)
+def subscribe_form(
+    site: Site, error: str | None = None, values: dict[str, Any] | None = None, status: int = 200
+) -> HTMLResponse:
+    return site.page(
+        "subscribe.html.j2",
+        status,
+        title="Subscribe",
+        error=error,
+        v=values or {},
+        tags=TAGS,
+        reasons=REASONS,
+        alert_types=ALERT_TYPES,
+    )
 
 
 @router.get("/web/subscribe", response_class=HTMLResponse)
@@ -191,9 +282,21 @@ async def subscribe_page(site: SiteDep) -> HTMLResponse:
 @router.post("/web/subscribe", response_class=HTMLResponse)
 async def subscribe(request: Request, site: SiteDep, subs: SubscriptionsDep, network: NetworkDep) -> HTMLResponse:
     form = await request.form()
-    values = {k: form.getlist(k) if k in LISTED else str(form.get(k, ""))
-              for k in ("sources", *LISTED, "min_relevance", "ra", "dec", "radius", "channel", "webhook_url", "email",
-                        "history")}
+    values = {
+        k: form.getlist(k) if k in LISTED else str(form.get(k, ""))
+        for k in (
+            "sources",
+            *LISTED,
+            "min_relevance",
+            "ra",
+            "dec",
+            "radius",
+            "channel",
+            "webhook_url",
+            "email",
+            "history",
+        )
+    }
     body, error = subscription_body(values)
     if error:
         return subscribe_form(site, error, values, 422)
@@ -212,8 +315,9 @@ async def manage_page(site: SiteDep) -> HTMLResponse:
 
 
 @router.post("/web/manage", response_class=HTMLResponse)
-async def manage(request: Request, site: SiteDep, index: IndexDep, reader: ReaderDep, labels: LabelsDep,
-                 subs: SubscriptionsDep) -> HTMLResponse:
+async def manage(
+    request: Request, site: SiteDep, index: IndexDep, reader: ReaderDep, labels: LabelsDep, subs: SubscriptionsDep
+) -> HTMLResponse:
     code = str((await request.form()).get("code", "")).strip()
     if not CODE.match(code):
         return site.page("manage.html.j2", 404, title="Your subscription", error="this is not a subscription code")
@@ -226,8 +330,18 @@ async def manage(request: Request, site: SiteDep, index: IndexDep, reader: Reade
     except (ApiError, QuestDBError):  # the list is left out; the subscription itself is shown
         deliveries = []
     rows, problem = await views(index, reader, labels, sub.sources[:MANAGE_ROWS])
-    return site.page("subscription.html.j2", title="Your subscription", private=True, sub=sub, code=code, rows=rows,
-                     total=len(sub.sources), shown=MANAGE_ROWS, problem=problem, deliveries=deliveries)
+    return site.page(
+        "subscription.html.j2",
+        title="Your subscription",
+        private=True,
+        sub=sub,
+        code=code,
+        rows=rows,
+        total=len(sub.sources),
+        shown=MANAGE_ROWS,
+        problem=problem,
+        deliveries=deliveries,
+    )
 
 
 @router.post("/web/manage/revoke", response_class=HTMLResponse)
@@ -235,15 +349,20 @@ async def revoke(request: Request, site: SiteDep, subs: SubscriptionsDep, networ
     form = await request.form()
     code = str(form.get("code", "")).strip()
     if not CODE.match(code) or form.get("confirm") != "yes":
-        return site.page("manage.html.j2", 422, title="Your subscription",
-                         error="to revoke, give the code and tick the box")
+        return site.page(
+            "manage.html.j2", 422, title="Your subscription", error="to revoke, give the code and tick the box"
+        )
     try:
         await subs.delete(code, network)
     except ApiError as exc:
-        return refused(site.page("manage.html.j2", exc.status_code, title="Your subscription", error=str(exc.detail)),
-                       exc)
-    return site.page("message.html.j2", title="Revoked", message="The subscription is revoked: delivery stopped, "
-                                                                 "and its code no longer opens anything.")
+        return refused(
+            site.page("manage.html.j2", exc.status_code, title="Your subscription", error=str(exc.detail)), exc
+        )
+    return site.page(
+        "message.html.j2",
+        title="Revoked",
+        message="The subscription is revoked: delivery stopped, and its code no longer opens anything.",
+    )
 
 
 @router.get("/web/{rest:path}", response_class=HTMLResponse)
