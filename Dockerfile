@@ -9,6 +9,7 @@ RUN pip install --no-cache-dir --require-hashes -r requirements.lock
 COPY flashes ./flashes
 COPY schemas ./schemas
 COPY services ./services
+COPY evaluation ./evaluation
 COPY data ./data
 COPY deploy/healthcheck.py ./deploy/healthcheck.py
 RUN pip install --no-cache-dir --no-deps . \

@@ -53,6 +53,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -564,7 +565,7 @@ def main() -> None:
         (QUICK["peaks"], QUICK["rises"], QUICK["sizes"]) if args.quick else (PEAKS_MCRAB, RISES_D, SIZES)
     )
     n = args.onsets or (QUICK["onsets"] if args.quick else DEFAULT_ONSETS)
-    settings = Settings()
+    settings = Settings.from_env(os.environ)
     threshold = settings.relevance_threshold
     lcs = load(settings, Path(args.mirror))
     missing = sorted(set(BRIGHT_UNTIL) - set(lcs))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from datetime import UTC, datetime
@@ -46,7 +47,7 @@ def main() -> None:
     now = datetime_to_mjd(fetched)
     files = [
         (path.parent.name.lower(), parse(inst, path.name, path.read_bytes()))
-        for _, inst, path in find_series(Settings(), Path(args.mirror))
+        for _, inst, path in find_series(Settings.from_env(os.environ), Path(args.mirror))
         if inst == "maxi"
     ]
     if not files:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -55,7 +56,7 @@ def main() -> None:
     args = parser.parse_args()
     series = [
         file_series(parse(inst, path.name, path.read_bytes()), inst, sid)
-        for sid, inst, path in find_series(Settings(), Path(args.mirror))
+        for sid, inst, path in find_series(Settings.from_env(os.environ), Path(args.mirror))
         if inst == "maxi"
     ]
     n = sum(len(s.mjd) for s in series)

@@ -70,7 +70,7 @@ async def positioned(settings: Settings, group: str, topic: str) -> bool:
     return all(tp in committed and committed[tp].offset >= 0 for tp in tps)
 
 
-def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 600.0, every_s: float = 1.0) -> None:
+def wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 240.0, every_s: float = 1.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if condition():

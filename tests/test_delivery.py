@@ -62,8 +62,10 @@ def test_an_outburst_is_one_signed_episode_per_source_at_the_webhook(
         for _, v in asyncio.run(read_topic(pipeline, topics.ALERTS.name))
         if v["source_id"] in ours
     }
+    everything = {(v["alert_id"], v["record_number"]) for _, v in asyncio.run(read_topic(pipeline, topics.ALERTS.name))}
     got = [(a.alert_id, a.record_number) for a, _ in received]
     assert {(a.alert_id, a.record_number) for a, _ in received if a.source_id in ours} == on_topic
+    assert set(got) <= everything  # nothing reached the subscriber that is not on the topic
     assert len(got) == len(set(got))
 
 

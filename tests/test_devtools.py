@@ -55,6 +55,9 @@ def test_the_product_never_imports_devtools() -> None:
         line.split()[1] for line in (PROJECT_ROOT / "Dockerfile").read_text().splitlines() if line.startswith("COPY ")
     ]
     assert not any(c.startswith("devtools") for c in copied), copied
+    # ... and every package pyproject.toml ships is copied into the image (`flashes evaluate` needs evaluation/)
+    shipped = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    assert {p.removesuffix("*") for p in shipped["include"]} <= set(copied), copied
 
 
 def test_the_development_commands_are_devtools_and_the_products_command_has_none() -> None:

@@ -51,10 +51,6 @@ class ApiError(HTTPException):
         self.see = see
 
 
-class BadRequest(ApiError):
-    status = 400
-
-
 class NotFound(ApiError):
     status = 404
 

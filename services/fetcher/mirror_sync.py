@@ -1,6 +1,6 @@
 """`flashes mirror sync DIR`: download the catalogue's live provider files into a mirror folder.
 
-The folder gets the layout `flashes fetch --mirror DIR` serves: {maxi,swift,fermi}/<path below
+The folder gets the layout `python -m devtools fetch DIR` serves: {maxi,swift,fermi}/<path below
 the provider's base URL>.
 """
 
