@@ -315,6 +315,7 @@ MALFORMED = {
     "infinite level": mutated(("flux", "level", 0), math.inf),
     "a negative tail quantile": mutated(("flux", "tail"), -1.0),
     "a high quantile for the colour": mutated(("colour", "high"), 1.0),
+    "no high quantile for the flux": mutated(("flux", "high"), None),
     "mean not a number": mutated(("flux", "excess"), "0.1"),
     "NaN in the level window": mutated(("flux", "level", 3), math.nan),
     "NaN in a CUSUM": mutated(("flux", "rise", 0), math.nan),

@@ -406,6 +406,8 @@ class Novelty(AnomalyDetector):
             raise ValueError("CUSUMs of another drift grid, or beyond their cap")
         if not self.relative and (d.quiet_excess is not None or d.high is not None or d.excursions):
             raise ValueError("a colour detector has no quiescent spread, high level or excursions")
+        if self.relative and d.n > 0 and d.high is None:
+            raise ValueError("a flux detector that has seen points has a high level")
         if len(d.excursions) > p.recurrence_memory:
             raise ValueError("more excursions than recurrence_memory")
         numbers = [*d.level, *(x for e in d.excursions for x in e), d.last_u, d.last_mjd or 0.0]
