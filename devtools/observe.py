@@ -26,6 +26,7 @@ from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 from werkzeug.utils import send_file
 
+import schemas
 from devtools.infra import free_port
 from flashes import kafka, questdb, topics
 from flashes.errors import DecodeError
@@ -310,3 +311,16 @@ class BlackHole:
                 w.transport.abort()
 
         self.loop.call_soon_threadsafe(shut)
+
+
+async def write_subscriptions(settings: Settings, subs: list[schemas.Subscription]) -> None:
+    """Put subscriptions on their topic as the API does (a bench or harness subscribing without the API)."""
+    producer = kafka.make_producer(settings)
+    await producer.start()
+    try:
+        for sub in subs:
+            await producer.send(
+                topics.SUBSCRIPTIONS.name, topics.SUBSCRIPTIONS.encode(sub), key=sub.subscription_id.encode()
+            )
+    finally:
+        await producer.stop()

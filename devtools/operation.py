@@ -327,15 +327,7 @@ class Operation:
             new_subscription(vault, everything, "webhook", webhook_url=hook)[2],
             new_subscription(vault, everything, "email", email=MAIL_TO, email_confirmed=True)[2],
         ]
-        producer = make_producer(self.settings)
-        await producer.start()
-        try:
-            for sub in subs:
-                await producer.send_and_wait(
-                    topics.SUBSCRIPTIONS.name, topics.SUBSCRIPTIONS.encode(sub), key=sub.subscription_id.encode()
-                )
-        finally:
-            await producer.stop()
+        await observe.write_subscriptions(self.settings, subs)
 
     async def upgrade_relevance_states(self) -> int:
         """Rewrite every stored relevance state as written by the previous state version (an upgrade)."""
