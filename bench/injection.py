@@ -11,13 +11,13 @@ Quiet stretches, found in the standard 1-day files that `flashes evaluate` reads
 a day is active when the running median of 31 points exceeds 3 typical errors (the running median of
 the errors: a persistent flux) or the running median of 7 points exceeds 5 (a week-long excursion;
 a median, so that single bad days do not count). Quiet stretches are the runs of days at least 30 d
-from any active day and at least 365 d long. A file whose weekly fluxes follow another file's
-(correlation ≥ 0.8 over their common days) carries a neighbour's flux, as MAXI J1631-479 does
-0.5° from 4U 1630-47, and none of its stretches counts. Nor does a stretch whose daily flux rises with
-that of a catalogue source within 3° (MAXI/GSC's PSF and its wings) that has a file: a one-sided
-Spearman rank correlation over their common days at p < 1e-3. MAXI J1535-571 is 2.0° from Cir X-1,
-and on the days Cir X-1 is above 300 mCrab its 2-20 keV flux is 3σ above zero four times as often as on
-the others (21 % of days against 5 %): not a linear leak (about 1 % on average) but scan by scan.
+from any active day and at least 365 d long. A stretch whose daily flux rises with that of a
+catalogue source within 3° (MAXI/GSC's PSF and its wings) that has a file carries that neighbour's
+light and does not count: a one-sided Spearman rank correlation over their common days at
+p < 1e-3. MAXI J1535-571 is 2.0° from Cir X-1, and on the days Cir X-1 is above 300 mCrab its
+2-20 keV flux is 3σ above zero four times as often as on the others (21 % of days against 5 %): not
+a linear leak (about 1 % on average) but scan by scan. (MAXI J1631-479 and 4U 1630-47, 0.6° apart,
+share most of their flux, but neither has a quiet year.)
 Each stretch is scored as its own series from its start; its first 60 days are the warm-up: their
 alerts and their days are not counted.
 
@@ -95,7 +95,6 @@ FACTOR = {band: MCRAB_PER_UNIT[("maxi", band)] for band in BANDS["maxi"]}
 LEVEL_POINTS, LEVEL_ERRORS = 31, 3.0
 WEEK_POINTS, WEEK_ERRORS = 7, 5.0
 MARGIN_D, MIN_STRETCH_D, WARMUP_D = 30.0, 365.0, 60.0
-NEIGHBOUR_R = 0.8  # measured: 0.98 between J1631-478 and J1634-473, |r| ≤ 0.35 between any other two files
 FIELD_DEG, FIELD_P = 3.0, 1e-3  # a catalogue source this close whose flux the stretch's follows (one-sided p)
 # Outbursts.
 PEAKS_MCRAB = (10, 20, 40, 80, 160, 320)
@@ -166,7 +165,6 @@ class Activity:
     """A file's days in 2-20 keV mCrab, judged against its own typical error."""
 
     mjd: np.ndarray
-    week: np.ndarray  # running median of WEEK_POINTS points
     raised: np.ndarray  # a month's running median above LEVEL_ERRORS typical errors
     excursion: np.ndarray  # a week's running median above WEEK_ERRORS typical errors
 
@@ -223,9 +221,7 @@ def activity(lc: ParsedLightcurve) -> Activity:
         return values.rolling(points, center=True, min_periods=points // 3 + 1).median().to_numpy()
 
     typical, week = running_median(error, LEVEL_POINTS), running_median(flux, WEEK_POINTS)
-    return Activity(
-        lc.mjd, week, running_median(flux, LEVEL_POINTS) > LEVEL_ERRORS * typical, week > WEEK_ERRORS * typical
-    )
+    return Activity(lc.mjd, running_median(flux, LEVEL_POINTS) > LEVEL_ERRORS * typical, week > WEEK_ERRORS * typical)
 
 
 def quiet_runs(mjd: np.ndarray, active: np.ndarray) -> list[tuple[float, float]]:
@@ -244,24 +240,6 @@ def quiet_runs(mjd: np.ndarray, active: np.ndarray) -> list[tuple[float, float]]
         for a, b in zip(edges[::2], edges[1::2])
         if mjd[b - 1] - mjd[a] >= MIN_STRETCH_D
     ]
-
-
-def neighbours(acts: dict[str, Activity]) -> dict[str, tuple[str, float]]:
-    """Per file, the other file whose weekly fluxes it follows best (r ≥ NEIGHBOUR_R over their common days)."""
-    found: dict[str, tuple[str, float]] = {}
-    for a, act_a in acts.items():
-        for b, act_b in acts.items():
-            if a == b:
-                continue
-            _, ia, ib = np.intersect1d(act_a.mjd, act_b.mjd, return_indices=True)
-            x, y = act_a.week[ia], act_b.week[ib]
-            both = np.isfinite(x) & np.isfinite(y)
-            if both.sum() < 3:
-                continue
-            r = float(np.corrcoef(x[both], y[both])[0, 1])
-            if r >= NEIGHBOUR_R and r > found.get(a, ("", -1.0))[1]:
-                found[a] = (b, r)
-    return found
 
 
 def field_neighbours(settings: Settings, ids: list[str]) -> dict[str, list[tuple[str, float]]]:
@@ -291,39 +269,25 @@ def leak(lc: ParsedLightcurve, stretch: Stretch, other: ParsedLightcurve, neighb
 
 
 def find_stretches(lcs: dict[str, ParsedLightcurve], settings: Settings) -> list[Verdict]:
-    acts = {sid: activity(lc) for sid, lc in lcs.items()}
-    shared = neighbours(acts)
     field = field_neighbours(settings, list(lcs))
     verdicts = []
-    for sid, act in acts.items():
+    for sid, lc in lcs.items():
+        act = activity(lc)
         runs = [Stretch(sid, *run) for run in quiet_runs(act.mjd, act.raised | act.excursion)]
-        if sid in shared:
-            other, r = shared[sid]
-            verdicts.append(
-                Verdict(
-                    sid, [], runs, f"its weekly fluxes follow {other}'s (r = {r:.2f}): a neighbour's flux in its field"
-                )
+        if not runs:
+            reason = (
+                f"no {MIN_STRETCH_D:g} d without activity: month median above "
+                f"{LEVEL_ERRORS:g} typical errors on {act.raised.mean():.0%} of days, "
+                f"week median above {WEEK_ERRORS:g} on {act.excursion.mean():.0%}"
             )
-        elif runs:
-            kept, refused, leaks = [], [], []
-            for st in runs:
-                found = [leak(lcs[sid], st, lcs[b], b, sep) for b, sep in field[sid]]
-                followed = [x for x in found if x.p < FIELD_P]
-                (refused if followed else kept).append(st)
-                leaks += [f"{st.describe()} follows {x.describe()}" for x in followed]
-            reason = "; ".join(leaks) if leaks else "quiet"
-            verdicts.append(Verdict(sid, kept, refused, reason))
-        else:
-            verdicts.append(
-                Verdict(
-                    sid,
-                    [],
-                    [],
-                    f"no {MIN_STRETCH_D:g} d without activity: month median above "
-                    f"{LEVEL_ERRORS:g} typical errors on {act.raised.mean():.0%} of days, "
-                    f"week median above {WEEK_ERRORS:g} on {act.excursion.mean():.0%}",
-                )
-            )
+            verdicts.append(Verdict(sid, [], [], reason))
+            continue
+        kept, refused, leaks = [], [], []
+        for st in runs:
+            followed = [x for b, sep in field[sid] if (x := leak(lc, st, lcs[b], b, sep)).p < FIELD_P]
+            (refused if followed else kept).append(st)
+            leaks += [f"{st.describe()} follows {x.describe()}" for x in followed]
+        verdicts.append(Verdict(sid, kept, refused, "; ".join(leaks) if leaks else "quiet"))
     return verdicts
 
 
