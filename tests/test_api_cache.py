@@ -4,9 +4,11 @@ a newer one loads, and kept when the reload fails. Time is the cache's injected 
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 from flashes.errors import QuestDBError
-from services.api.store import TTLCache
+from flashes.settings import Settings
+from services.api.store import TERMS, Reader, TTLCache
 
 
 async def test_concurrent_first_requests_load_once() -> None:
@@ -61,3 +63,29 @@ async def test_at_most_size_keys() -> None:
     for key in "abc":
         await cache.get(key, load)
     assert list(cache.entries) == ["b", "c"]
+
+
+async def test_every_limit_of_the_top_sources_shares_one_read_and_the_newest_points_stay_cached() -> None:
+    """`Reader.top` ranks once for every limit: a cache key per limit would read QuestDB per limit and push the
+    newest points (every page's) out of the cache. QuestDB stands in as `fetch`, whose queries are counted."""
+    reader, reads = Reader(Settings.from_env({})), []
+    terms = {f"{name}_term": 0.0 for name in TERMS}
+    ts = datetime(2024, 1, 1, tzinfo=UTC)
+
+    async def fetch(sql: str, *args: object) -> list[dict]:
+        reads.append(sql)
+        if "FROM relevance" not in sql:
+            return []  # the newest points: none
+        return [
+            {"ts": ts, "series": f"maxi_s{i}", "source_id": f"s{i}", "kind": "maxi", "mjd": 60310.5, "value": 1.0}
+            | {"relevance": i / 10, **terms}
+            for i in range(10)
+        ]
+
+    reader.fetch = fetch  # type: ignore[method-assign]
+    await reader.latest()
+    tops = [[r["source_id"] for r in await reader.top(limit)] for limit in range(1, 11)]
+    await reader.latest()
+    assert tops == [[f"s{i}" for i in range(9, 9 - n, -1)] for n in range(1, 11)]
+    assert sum("FROM relevance" in sql for sql in reads) == 1  # one read for ten limits
+    assert len(reads) == 3  # and the newest points (lightcurve and derived) were read once, not pushed out

@@ -170,7 +170,7 @@ class Reader:
 
     def __post_init__(self) -> None:
         self.cache = TTLCache(self.settings.api_cache_s, 64)  # a whole-history MAXI series holds 4.4 MB
-        self.newest = TTLCache(self.settings.api_cache_s, 8)  # every series' newest point, the top sources
+        self.newest = TTLCache(self.settings.api_cache_s, 2)  # "latest": every series' newest point; "top"
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         s = self.settings
@@ -325,10 +325,11 @@ class Reader:
     async def top(self, limit: int) -> list[dict[str, Any]]:
         """The sources whose newest point is the most unusual: per source its series with the highest
         relevance at its newest point, highest first. Only series with a point in the last `TOP_RECENT_D`
-        days of the data count (a series that stopped years ago is not news). Read at most every `api_cache_s`."""
-        return await self.newest.get(f"top {limit}", lambda: self._top(limit))
+        days of the data count (a series that stopped years ago is not news). Read and ranked at most every
+        `api_cache_s`, once for every `limit`: a key per limit would push the newest points out of the cache."""
+        return (await self.newest.get("top", self._top))[:limit]
 
-    async def _top(self, limit: int) -> list[dict[str, Any]]:
+    async def _top(self) -> list[dict[str, Any]]:
         rows = await self.fetch(
             f"SELECT ts, series, source_id, kind, mjd, value, relevance, {TERM_COLUMNS} "
             "FROM relevance LATEST ON ts PARTITION BY series"
@@ -340,7 +341,7 @@ class Reader:
                 continue
             if r["source_id"] not in best or r["relevance"] > best[r["source_id"]]["relevance"]:
                 best[r["source_id"]] = r
-        ranked = sorted(best.values(), key=lambda r: (-r["relevance"], r["source_id"]))[:limit]
+        ranked = sorted(best.values(), key=lambda r: (-r["relevance"], r["source_id"]))
         return [
             {
                 "source_id": r["source_id"],
