@@ -26,10 +26,17 @@ def utc_time(t: datetime | None) -> datetime | None:
     return t
 
 
-def window(start: datetime | None, end: datetime | None, default: timedelta | None) -> tuple[datetime, datetime]:
-    """The UTC window asked for: `end` defaults to now, `start` to `default` before it (None: the beginning)."""
-    end = end or datetime.now(UTC)
+def window(
+    start: datetime | None, end: datetime | None, default: timedelta | None, now: datetime
+) -> tuple[datetime, datetime]:
+    """The UTC window asked for: `end` defaults to `now` (the services' clock, `flashes.clock`), `start` to `default`
+    before it (None: the beginning)."""
+    end = end or now
     start = start or (end - default if default else EARLIEST)
+    return ordered(start, end)
+
+
+def ordered(start: datetime, end: datetime) -> tuple[datetime, datetime]:
     if start >= end:
         raise Invalid(f"start ({start.isoformat()}) must be before end ({end.isoformat()})")
     return start, end

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import schemas
@@ -175,7 +175,7 @@ class Subscriptions:
         self.writes.check(network)
         sub = await self.store.by_code(code)
         alert = test_alert(self.settings, self.records[sources_of(sub.filters, self.records)[0]])
-        task = schemas.DeliveryTask(subscription_id=sub.subscription_id, alert=alert, attempt=1, due=datetime.now(UTC))
+        task = schemas.DeliveryTask(subscription_id=sub.subscription_id, alert=alert, attempt=1, due=alert.raised_at)
         await self.store.send(topics.DELIVERY_RETRY.name, topics.DELIVERY_RETRY.encode(task), sub.subscription_id)
         return QueuedTest(alert_id=alert.alert_id, status="queued for delivery; see /subscriptions/{code}/deliveries")
 
@@ -312,8 +312,8 @@ class Subscriptions:
 
 
 def test_alert(settings: Settings, record: schemas.CatalogueSource) -> schemas.Alert:
-    """An alert marked as a test, about one of the subscription's sources, now."""
-    at = datetime.now(UTC)
+    """An alert marked as a test, about one of the subscription's sources, now (the services' clock)."""
+    at = clock.now(settings)
     return schemas.Alert(
         **links.alert_source(settings, record),
         alert_id=f"{record.id}@test-{uuid.uuid4().hex[:12]}",

@@ -9,7 +9,7 @@ from fastapi.responses import Response
 import schemas
 from services.api.deps import IndexDep, LabelsDep, ReaderDep
 from services.api.models import AlertRecord, Page
-from services.api.params import End, Offset, Start, window
+from services.api.params import End, Offset, Start, ordered
 from services.api.store import AlertQuery
 
 router = APIRouter(tags=["alerts"])
@@ -53,7 +53,7 @@ async def list_alerts(
         if not source:
             return page(0, offset, limit, [])
     if start and end:
-        window(start, end, None)
+        ordered(start, end)
     query = AlertQuery(
         sources=source,
         alert_types=alert_type,

@@ -9,9 +9,10 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import Response
 
 import schemas
+from flashes import clock
 from flashes.units import BANDS, MCRAB_PER_UNIT
 from services.api import downloads
-from services.api.deps import IndexDep, ReaderDep
+from services.api.deps import IndexDep, ReaderDep, SettingsDep
 from services.api.models import TimeseriesRow
 from services.api.params import End, Start, window
 from services.api.problems import Invalid
@@ -28,6 +29,7 @@ FILES: dict[int | str, dict[str, Any]] = {200: {"content": {m: {} for m in downl
     "(the series key) and `channel` (a band). Default window: the last year.",
 )
 async def get_timeseries(
+    settings: SettingsDep,
     index: IndexDep,
     reader: ReaderDep,
     source: str | None = Query(None, examples=["maxij1535-571"]),
@@ -49,7 +51,7 @@ async def get_timeseries(
             f"channel {channel!r} is not a band of the {series} series; "
             f"its bands: {', '.join(bands) or 'none (a derived series has no channel)'}"
         )
-    t0, t1 = window(start, end, timedelta(days=365))
+    t0, t1 = window(start, end, timedelta(days=365), clock.now(settings))
     return Response(await reader.timeseries(entry.series, series, t0, t1, channel), media_type="application/json")
 
 
@@ -60,6 +62,7 @@ async def get_timeseries(
     responses=FILES,
 )
 async def download(
+    settings: SettingsDep,
     index: IndexDep,
     reader: ReaderDep,
     series_key: str = Path(examples=["maxi_maxij1535-571"]),
@@ -68,7 +71,7 @@ async def download(
     format: downloads.Format = "csv",
 ) -> Response:  # noqa: A002 - the public parameter name
     source, kind = index.series_of(series_key)
-    t0, t1 = window(start, end, None)
+    t0, t1 = window(start, end, None, clock.now(settings))
     rows = await reader.download(series_key, kind, t0, t1)
     title = f"{series_key} ({index.get(source).integral_name}, {kind})"
     return downloads.file(rows, format, series_key, downloads.header(title, t0.isoformat(), t1.isoformat()))
@@ -81,6 +84,7 @@ async def download(
     summary="Hardness ratio and combined flux on the days both exist (hardness–intensity diagram)",
 )
 async def download_hid(
+    settings: SettingsDep,
     index: IndexDep,
     reader: ReaderDep,
     hardness_key: str = Path(examples=["hardness_maxij1535-571"]),
@@ -95,7 +99,7 @@ async def download_hid(
             "give the hardness key and then the combined key of one source, "
             f"e.g. /download/hid/hardness_{h_source}/combined_{h_source}"
         )
-    t0, t1 = window(start, end, None)
+    t0, t1 = window(start, end, None, clock.now(settings))
     rows = await reader.hid(hardness_key, combined_key, t0, t1)
     title = f"hardness-intensity of {index.get(h_source).integral_name}"
     return downloads.file(rows, format, f"hid_{h_source}", downloads.header(title, t0.isoformat(), t1.isoformat()))

@@ -7,7 +7,8 @@ from datetime import timedelta
 from fastapi import APIRouter, Query
 
 import schemas
-from services.api.deps import IndexDep, ReaderDep
+from flashes import clock
+from services.api.deps import IndexDep, ReaderDep, SettingsDep
 from services.api.models import RelevanceRow, TopRow
 from services.api.params import End, Start, window
 
@@ -20,6 +21,7 @@ router = APIRouter(tags=["relevance"])
     response_model=list[RelevanceRow],
 )
 async def get_relevance(
+    settings: SettingsDep,
     index: IndexDep,
     reader: ReaderDep,
     source: str = Query(examples=["maxij1535-571"]),
@@ -29,7 +31,7 @@ async def get_relevance(
     min_relevance: float = Query(0.0, ge=0.0, le=1.0),
 ) -> list[RelevanceRow]:
     entry = index.series_entry(source, series)
-    t0, t1 = window(start, end, timedelta(days=365))
+    t0, t1 = window(start, end, timedelta(days=365), clock.now(settings))
     return [RelevanceRow.model_validate(r) for r in await reader.relevance(entry.series, t0, t1, min_relevance)]
 
 
