@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal, get_origin
+from typing import Literal, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
@@ -218,8 +218,8 @@ class Settings(BaseModel):
         values: dict[str, object] = {}
         for name, field in cls.model_fields.items():
             variable = PREFIX + name.upper()
-            if variable not in env:
-                continue
+            if variable not in env or (env[variable] == "" and _optional(field.annotation)):
+                continue  # an empty optional setting is unset (compose writes ${X:-}), not the path "."
             values[name] = env[variable]
             if get_origin(field.annotation) in (list, dict):
                 try:
@@ -264,6 +264,11 @@ def _variable(loc: tuple[int | str, ...]) -> str:
     """The variable of a validation error's location: FLASHES_FETCH_EVERY_S, or FLASHES_SECRET_KEYS item 1."""
     name, *inner = loc
     return PREFIX + str(name).upper() + "".join(f" item {part}" for part in inner)
+
+
+def _optional(annotation: object) -> bool:
+    """Whether a setting may be None (`Path | None`)."""
+    return type(None) in get_args(annotation)
 
 
 def _example(annotation: object) -> str:

@@ -43,6 +43,15 @@ def test_from_env_reads_the_prefixed_variables_of_the_mapping_given_with_their_t
     assert Settings.from_env({}) == Settings()  # nothing given: every default
 
 
+def test_an_empty_optional_setting_is_unset_not_the_current_folder() -> None:
+    """Compose writes `${FLASHES_HTTP_CA_FILE:-}` as an empty string; read as a path it would be ".", and the
+    fetcher would refuse to start loading it as a CA file."""
+    settings = Settings.from_env({"FLASHES_HTTP_CA_FILE": "", "FLASHES_SMTP_CA_FILE": "", "FLASHES_SMTP_USER": ""})
+    assert settings.http_ca_file is None and settings.smtp_ca_file is None
+    assert settings.smtp_user == ""  # a string setting keeps its empty value
+    assert Settings.from_env({"FLASHES_HTTP_CA_FILE": "/etc/ca.pem"}).http_ca_file == Path("/etc/ca.pem")
+
+
 def test_a_secret_never_prints() -> None:
     settings = Settings.from_env({"FLASHES_KAFKA_PASSWORD": SECRET, "FLASHES_SECRET_KEYS": f'["{SECRET}"]'})
     assert isinstance(settings.kafka_password, SecretStr)
