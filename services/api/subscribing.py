@@ -122,7 +122,7 @@ class Subscriptions:
                 else ""
             )
         )
-        return SubscriptionCreated(**self.public(sub), code=code, webhook_secret=secret, note=note)
+        return SubscriptionCreated(**self.public(sub, sources), code=code, webhook_secret=secret, note=note)
 
     async def read(self, code: str) -> SubscriptionRead:
         return SubscriptionRead(**self.public(await self.store.by_code(code)))
@@ -243,7 +243,7 @@ class Subscriptions:
             except DeliveryError as exc:
                 await self.store.write(sub.subscription_id, sub)
                 raise Unavailable(f"the confirmation mail could not be sent ({exc}); nothing was changed") from None
-        return SubscriptionChanged(**self.public(updated), webhook_secret=secret)
+        return SubscriptionChanged(**self.public(updated, sources), webhook_secret=secret)
 
     def _address_fields(
         self, sub: schemas.Subscription, channel: str, new_email: str | None, now: datetime
@@ -295,8 +295,8 @@ class Subscriptions:
         except SubscriptionError:  # sealed under a key no longer configured: no link can be checked against it
             return None
 
-    def public(self, sub: schemas.Subscription) -> dict[str, Any]:
-        """The fields of SubscriptionRead."""
+    def public(self, sub: schemas.Subscription, sources: list[str] | None = None) -> dict[str, Any]:
+        """The fields of SubscriptionRead; `sources`: its filters' sources, if already known."""
         email = self.address(sub)
         return {
             "subscription_id": sub.subscription_id,
@@ -307,7 +307,7 @@ class Subscriptions:
             "email": masked(email) if email else None,
             "email_confirmed": sub.email_confirmed,
             "confirm_by": sub.confirm_by,
-            "sources": sources_of(sub.filters, self.records),
+            "sources": sources_of(sub.filters, self.records) if sources is None else sources,
         }
 
 
