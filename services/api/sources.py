@@ -103,7 +103,8 @@ class SourceIndex:
         sort: SortKey,
         descending: bool,
     ) -> list[tuple[str, float | None]]:
-        """(source id, distance from the cone's centre in degrees) of the sources that pass every filter."""
+        """(source id, distance from the cone's centre in degrees) of the sources that pass every filter; instrument
+        "any": a source with a lightcurve of any instrument."""
         keep = np.ones(len(self.ids), dtype=bool)
         distance = None
         if cone is not None:
@@ -116,7 +117,14 @@ class SourceIndex:
             if keep[i]
             and (not needle or needle in self.names[i])
             and (tag is None or tag in self.records[sid].labels_constant or tag in dynamic.get(sid, ()))
-            and (instrument is None or self.records[sid].entry(instrument) is not None)
+            and (
+                instrument is None
+                or (
+                    sid in self.with_lightcurve
+                    if instrument == "any"
+                    else self.records[sid].entry(instrument) is not None
+                )
+            )
         ]
         if sort == "distance" and distance is not None:
             hits.sort(key=lambda i: distance[i], reverse=descending)

@@ -109,14 +109,7 @@ async def source_list(
     sort: SortKey = next((key for key in SORT_FIELD if key == p.get("sort")), "name")
     order = "desc" if p.get("order") == "desc" else "asc"
     dynamic, _ = await read(labels.get(), {})
-    hits = [
-        sid
-        for sid, _ in index.search(
-            q or None, tag, instrument if instrument in INSTRUMENTS else None, None, dynamic, sort, order == "desc"
-        )
-    ]
-    if instrument == "any":
-        hits = [sid for sid in hits if sid in index.with_lightcurve]
+    hits = [sid for sid, _ in index.search(q or None, tag, instrument or None, None, dynamic, sort, order == "desc")]
     pages = max(1, math.ceil(len(hits) / PER_PAGE))
     number = min(page_number(p.get("page", "")), pages)
     rows, problem = await views(index, reader, labels, hits[(number - 1) * PER_PAGE : number * PER_PAGE])
