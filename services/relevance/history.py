@@ -24,7 +24,7 @@ from flashes.timeconv import mjd_to_unix_us
 from flashes.topics import DERIVED_KINDS, catalogue_series
 from flashes.units import MAIN_BAND
 from services.relevance.model import BAND_ORDER
-from services.relevance.series import SeriesColumns, band_colour, maxi_bands
+from services.relevance.series import SeriesColumns, of_derived, of_instrument
 
 PAGE_ROWS = 30_000  # 7,500 MAXI points (four bands each); a whole MAXI history (~6,000 days) is one page
 
@@ -83,7 +83,7 @@ class History:
             if full:  # the last time may have bands on the next page: that page starts with it
                 cursor = rows[-1]["t"]
                 rows = [r for r in rows if r["t"] != cursor]
-            page = _columns(rows, series, source_id, kind)
+            page = _columns(rows, source_id, kind)
             keep = np.zeros(len(page.time), dtype=bool)
             if before_us is not None:
                 keep |= page.time < before_us
@@ -106,45 +106,31 @@ class History:
                 return
 
 
-def _columns(rows: list[dict], series: str, source_id: str, kind: str) -> SeriesColumns:
-    """One page of rows (one per point, or per point and band) as the model's columns."""
+def _columns(rows: list[dict], source_id: str, kind: str) -> SeriesColumns:
+    """One page of rows (one per point, or per point and band) as the model's columns, read as the live path reads
+    a chunk (`of_derived`, `of_instrument`): a time without the main band is no point, as live."""
     t = np.array([r["t"] for r in rows], dtype=np.int64)
     mjd, flux, error = (np.array([r[name] for r in rows], dtype=np.float64) for name in ("mjd", "flux", "error"))
     if kind in DERIVED_KINDS:  # one row per point
-        nan = np.full(len(t), np.nan)
-        colour, colour_error = (flux, error) if kind == "hardness" else (nan, nan)
-        return SeriesColumns(series, source_id, kind, t, mjd, flux, error, colour, colour_error)
+        return of_derived(kind, source_id, t, mjd, flux, error)
     band = np.array([r["band"] for r in rows], dtype=object)
     times, index = np.unique(t, return_inverse=True)
     fluxes: dict[str, np.ndarray] = {}
     errors: dict[str, np.ndarray] = {}
-    for b in dict.fromkeys(band.tolist()):
+    for b in dict.fromkeys([MAIN_BAND[kind], *band.tolist()]):
         rows_b = band == b
         fluxes[b], errors[b] = np.full(len(times), np.nan), np.full(len(times), np.nan)
         fluxes[b][index[rows_b]], errors[b][index[rows_b]] = flux[rows_b], error[rows_b]
-    main = MAIN_BAND[kind]
     at = np.full(len(times), np.nan)
     at[index] = mjd  # every band of a time has its mjd
-    has = (
-        ~np.isnan(fluxes[main]) if main in fluxes else np.zeros(len(times), dtype=bool)
-    )  # as live: no main band, no point
-    bands = None
-    if kind == "maxi" and main in fluxes:
-        every = maxi_bands(fluxes, errors)
-        colour, colour_error = band_colour(every)
-        bands = (every[0][has], every[1][has])
-    else:
-        colour = colour_error = np.full(len(times), np.nan)
-    nothing = np.full(len(times), np.nan)
-    return SeriesColumns(
-        series,
-        source_id,
+    has = ~np.isnan(fluxes[MAIN_BAND[kind]])
+    columns = of_instrument(
         kind,
+        source_id,
         times[has],
         at[has],
-        fluxes.get(main, nothing)[has],
-        errors.get(main, nothing)[has],
-        colour[has],
-        colour_error[has],
-        bands,
+        {b: f[has] for b, f in fluxes.items()},
+        {b: e[has] for b, e in errors.items()},
     )
+    assert columns is not None  # the main band is among the columns
+    return columns

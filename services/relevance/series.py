@@ -64,8 +64,8 @@ def of_instrument(
     error: Mapping[str, np.ndarray],
 ) -> SeriesColumns | None:
     """An instrument's points (flux and error per band, provider units) as the scorer reads them: the main band,
-    and for MAXI its bands in mCrab and their colour; None without the main band. A chunk on the topic and
-    a provider file (`flashes evaluate`) are read by this one function."""
+    and for MAXI its bands in mCrab and their colour; None without the main band. A chunk on the topic, a provider
+    file (`flashes evaluate`) and the stored history are read by this one function."""
     band = MAIN_BAND[instrument]
     if band not in flux:
         return None
@@ -100,18 +100,24 @@ def from_lightcurve(chunk: schemas.LightcurveChunk) -> SeriesColumns | None:
     )
 
 
-def from_derived(chunk: schemas.DerivedChunk) -> SeriesColumns:
-    value, error = np.array(chunk.value), np.array(chunk.error)
-    nan = np.full(chunk.count, np.nan)
-    colour, colour_error = (value, error) if chunk.kind == "hardness" else (nan, nan)
+def of_derived(
+    kind: str, source_id: str, time: np.ndarray, mjd: np.ndarray, value: np.ndarray, error: np.ndarray
+) -> SeriesColumns:
+    """A derived series' points as the scorer reads them: the hardness ratio is its own colour too. A chunk on the
+    topic and the stored history (services/relevance/history.py) are read by this one function."""
+    nan = np.full(len(mjd), np.nan)
+    colour, colour_error = (value, error) if kind == "hardness" else (nan, nan)
     return SeriesColumns(
-        catalogue_series(chunk.kind, chunk.source_id),
-        chunk.source_id,
+        catalogue_series(kind, source_id), source_id, kind, time, mjd, value, error, colour, colour_error
+    )
+
+
+def from_derived(chunk: schemas.DerivedChunk) -> SeriesColumns:
+    return of_derived(
         chunk.kind,
+        chunk.source_id,
         np.array(chunk.time),
         np.array(chunk.mjd),
-        value,
-        error,
-        colour,
-        colour_error,
+        np.array(chunk.value),
+        np.array(chunk.error),
     )
