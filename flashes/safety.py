@@ -31,7 +31,7 @@ from flashes.errors import UnsafeSettings
 from flashes.settings import Settings
 
 SECRET_FIELD = re.compile(r"_password$|secret")  # how a secret setting is named; each is in SECRETS of its readers
-KEY_FIELDS = ("secret_key", "secret_keys")  # judged together: the keys in use are secret_keys or [secret_key]
+KEY_FIELDS = ("secret_key", "secret_keys")  # judged together: Settings.keys_in_use
 # The secret settings each service of services.registry.SERVICES reads, "secret_key" standing for the keys in use:
 # the Kafka login everywhere; QuestDB's writer where flashes.questdb sends HTTP (the sink writes, relevance reads the
 # scored history through flashes.questdb.query); its read-only user where a PG-wire connection reads (the API's
@@ -91,9 +91,7 @@ def default_secrets(settings: Settings, used: tuple[str, ...]) -> list[str]:
     default, a user whose password is empty."""
     problems = []
     development_key = _plain(Settings.model_fields["secret_key"].get_default())
-    if "secret_key" in used and development_key in (
-        _plain(key) for key in settings.secret_keys or [settings.secret_key]
-    ):
+    if "secret_key" in used and development_key in (_plain(key) for key in settings.keys_in_use):
         name = env_name("secret_keys" if settings.secret_keys else "secret_key")
         problems.append(
             f"{name} holds the development key, which is public in the source: anyone could forge "

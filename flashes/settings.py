@@ -256,6 +256,11 @@ class Settings(BaseModel):
         return self.public_api_url or f"http://{self.api_host}:{self.api_port}"
 
     @property
+    def keys_in_use(self) -> list[SecretStr]:
+        """The Fernet keys in use, newest first: `secret_keys`, or `[secret_key]` when none is listed."""
+        return self.secret_keys or [self.secret_key]
+
+    @property
     def catalogue_path(self) -> Path:
         return self.var_dir / "catalogue.json"
 

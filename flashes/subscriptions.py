@@ -113,7 +113,7 @@ class Vault:
     """
 
     def __init__(self, settings: Settings) -> None:
-        keys = [k.get_secret_value().encode() for k in settings.secret_keys or [settings.secret_key]]
+        keys = [k.get_secret_value().encode() for k in settings.keys_in_use]
         self.fernet = MultiFernet([Fernet(k) for k in keys])
         self.mac_keys = [hashlib.sha256(b"flashes-links:" + k).digest() for k in keys]
 
