@@ -51,6 +51,11 @@ TABLES: dict[str, str] = {
 NEWEST_PER_INSTRUMENT = "SELECT {columns} FROM lightcurve WHERE ts <= {bound} LATEST ON ts PARTITION BY instrument"
 
 
+def naive_utc(t: datetime) -> datetime:
+    """A bind parameter for a TIMESTAMP column (PG wire): naive, in UTC."""
+    return t.astimezone(UTC).replace(tzinfo=None) if t.tzinfo else t
+
+
 def sql_time(t: datetime) -> str:
     """A time as QuestDB writes a timestamp (UTC; a time without a zone is UTC, as asyncpg returns them)."""
     return (t.astimezone(UTC) if t.tzinfo else t).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -13,7 +13,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal, overload
 
 import asyncpg
@@ -22,7 +22,7 @@ import orjson
 
 import schemas
 from flashes.errors import QuestDBError
-from flashes.questdb import sql_time
+from flashes.questdb import naive_utc, sql_time
 from flashes.settings import Settings
 from flashes.topics import DERIVED_KINDS
 from flashes.units import MAIN_BAND, UNITS, value_units
@@ -42,11 +42,6 @@ TEMPORARY_LABELS = (*EPISODE_LABELS.values(), OPEN_LABEL)
 def micros(t: datetime) -> int:
     """Microseconds since 1970 of a time (naive: UTC)."""
     return (naive_utc(t) - EPOCH) // ONE_US
-
-
-def naive_utc(t: datetime) -> datetime:
-    """A bind parameter for a TIMESTAMP column: naive, in UTC."""
-    return t.astimezone(UTC).replace(tzinfo=None) if t.tzinfo else t
 
 
 @dataclass(frozen=True)

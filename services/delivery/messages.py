@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 import logging
-from datetime import UTC, timedelta
+from datetime import timedelta
 from email.message import EmailMessage
 
 import asyncpg
@@ -16,6 +16,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 import schemas
+from flashes.questdb import naive_utc
 from flashes.settings import Settings
 from flashes.smtp import make_id, new_message
 from flashes.templating import environment
@@ -55,7 +56,7 @@ async def recent_points(settings: Settings, alert: schemas.Alert) -> Points:
         f"SELECT series, mjd, flux_mcrab value, error_mcrab error FROM lightcurve "
         f"WHERE ts >= $1 AND ts <= $2 AND ({pairs}) ORDER BY ts"
     )
-    end = alert.time.astimezone(UTC).replace(tzinfo=None)  # TIMESTAMP binds are naive UTC
+    end = naive_utc(alert.time)
     args = [end - timedelta(days=WINDOW_DAYS), end, *(value for pair in series.items() for value in pair)]
     try:
         connection = await asyncpg.connect(

@@ -18,10 +18,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from flashes import clock, kafka
-from flashes.questdb import NEWEST_PER_INSTRUMENT, sql_time
+from flashes.questdb import NEWEST_PER_INSTRUMENT, naive_utc, sql_time
 from services.api.deps import ReaderDep, SettingsDep
 from services.api.models import Freshness, GrafanaHealth, InstrumentFreshness, KafkaHealth, QuestDBHealth
-from services.api.store import naive_utc
 
 router = APIRouter(tags=["health"])
 DAY_S = 86_400.0
