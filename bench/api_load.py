@@ -26,7 +26,7 @@ from datetime import date
 
 import aiohttp
 import httpx
-import numpy as np
+from benchkit import latency_summary
 
 from devtools import observe
 from devtools.stack import SAMPLE_MIRROR, private_stack
@@ -72,14 +72,11 @@ async def load(urls: list[str], clients: int, seconds: float, warmup_s: float) -
     connector = aiohttp.TCPConnector(limit=clients)
     async with aiohttp.ClientSession(connector=connector) as session:
         await asyncio.gather(*(client(session) for _ in range(clients)))
-    lat = np.array(latencies)
     return {
-        "requests": len(lat),
+        "requests": len(latencies),
         "failures": failures,
-        "requests_per_s": round(len(lat) / seconds, 1),
-        "p50_ms": round(float(np.percentile(lat, 50)) * 1000, 1),
-        "p99_ms": round(float(np.percentile(lat, 99)) * 1000, 1),
-        "max_ms": round(float(lat.max()) * 1000, 1),
+        "requests_per_s": round(len(latencies) / seconds, 1),
+        **latency_summary(latencies, unit="ms"),
     }
 
 

@@ -57,7 +57,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 from aiokafka import TopicPartition
-from benchkit import webhook_subscriptions, write_subscriptions
+from benchkit import latency_summary, webhook_subscriptions, write_subscriptions
 from pipeline_throughput import log_tail, wait_members  # the sibling benchmark's helpers (bench/ is on the path)
 
 from devtools import observe
@@ -205,14 +205,6 @@ def fetched_everything(settings: Settings, files: dict[str, MirroredFile]) -> bo
     )
 
 
-def spread(values: list[float]) -> dict[str, float]:
-    return {
-        "p50_s": round(float(np.percentile(values, 50)), 3),
-        "p99_s": round(float(np.percentile(values, 99)), 3),
-        "max_s": round(float(np.max(values)), 3),
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=30, help="runs, each on its own catalogue source (at least 20)")
@@ -328,11 +320,11 @@ def main() -> None:
             "runs": len(runs),
             "poll_interval_s": args.poll_s,
             "jitter_s": args.jitter_s,
-            **spread(column["total_s"]),
+            **latency_summary(column["total_s"]),
             "mean_s": round(float(np.mean(column["total_s"])), 3),
-            "poll_wait": spread(column["poll_wait_s"]),
-            "pipeline": spread(column["pipeline_s"]),
-            "stages": {name: spread(column[name]) for name in ("relevance_s", "alerts_s", "webhook_s")},
+            "poll_wait": latency_summary(column["poll_wait_s"]),
+            "pipeline": latency_summary(column["pipeline_s"]),
+            "stages": {name: latency_summary(column[name]) for name in ("relevance_s", "alerts_s", "webhook_s")},
             "sample": args.sample,
             "factor": args.factor,
             "warmup": warmup,

@@ -23,10 +23,9 @@ from werkzeug import Request, Response
 
 from devtools import mirror
 from devtools.infra import free_port
-from devtools.observe import PIPELINE_GROUPS, Mailbox, positioned, receiver, serve, up, wait_drained, wait_until
+from devtools.observe import PIPELINE_GROUPS, Mailbox, receiver, serve, up, wait_drained, wait_positioned, wait_until
 from devtools.observe import series_counts as counts
 from devtools.stack import Stack, private_stack
-from flashes import topics
 from flashes.settings import PROJECT_ROOT, Settings
 from services.fetcher.service import fetch_once
 
@@ -247,11 +246,7 @@ def pipeline(
         assert page.status_code == 200 and "<form method=post>" in page.text
         sub_id, token = (part.split("=", 1)[1] for part in link.split("?", 1)[1].split("&"))
         assert httpx.post(link.split("?")[0], data={"id": sub_id, "token": token}, timeout=10).status_code == 200
-        wait_until(
-            lambda: asyncio.run(positioned(s, "flashes-delivery", topics.ALERTS.name)),
-            "the delivery service to join at the end of the alerts",
-            120,
-        )
+        wait_positioned(s)
         report = asyncio.run(fetch_once(s, [sid for sid, _ in SOURCES.values()]))
         assert report.series == 6 and report.rejected == len(BAD_LINES), dump(report)
         lightcurve = {k: v for k, v in expected.items() if k.startswith(("maxi", "swift"))}

@@ -21,9 +21,8 @@ from standardwebhooks import Webhook
 
 import schemas
 from devtools import infra
-from devtools.observe import Mailbox, read_records, read_topic, receiver, wait_until
+from devtools.observe import Mailbox, produce, read_records, read_topic, receiver, wait_until
 from flashes import questdb, topics
-from flashes.kafka import make_producer
 from flashes.settings import Settings
 from flashes.subscriptions import Vault, new_code, new_webhook_secret, subscription_id
 from tests.conftest import PIPELINE_SERVICES, SOURCES, Subscribers, subscribe
@@ -136,10 +135,7 @@ def test_a_failing_receiver_is_retried_then_dead_lettered_while_another_receives
 
 
 async def publish(settings: Settings, alert: schemas.Alert) -> None:
-    producer = make_producer(settings)
-    await producer.start()
-    await producer.send_and_wait(topics.ALERTS.name, topics.ALERTS.encode(alert), key=alert.source_id.encode())
-    await producer.stop()
+    await produce(settings, [(topics.ALERTS.name, alert.source_id.encode(), topics.ALERTS.encode(alert))])
 
 
 def test_a_revoked_subscription_gets_nothing_more_and_the_test_button_works(
@@ -379,15 +375,9 @@ def test_a_receiver_answering_malformed_http_leaves_nothing_of_its_url_anywhere(
 
 
 async def write_subscription(settings: Settings, sub: schemas.Subscription, revoke: bool = False) -> None:
-    """As the API writes (or revokes) a subscription."""
-    producer = make_producer(settings)
-    await producer.start()
-    await producer.send_and_wait(
-        topics.SUBSCRIPTIONS.name,
-        None if revoke else topics.SUBSCRIPTIONS.encode(sub),
-        key=sub.subscription_id.encode(),
-    )
-    await producer.stop()
+    """As the API writes (or revokes: a tombstone) a subscription."""
+    value = None if revoke else topics.SUBSCRIPTIONS.encode(sub)
+    await produce(settings, [(topics.SUBSCRIPTIONS.name, sub.subscription_id.encode(), value)])
 
 
 @pytest.mark.parametrize(

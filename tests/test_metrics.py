@@ -27,10 +27,10 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from devtools.observe import PIPELINE_GROUPS, receiver, up, wait_drained, wait_until
+from devtools.observe import PIPELINE_GROUPS, produce, receiver, up, wait_drained, wait_until
 from devtools.stack import private_stack
 from flashes import kafka, metrics, ops_dashboard, questdb, topics
-from flashes.kafka import create_topics, make_producer
+from flashes.kafka import create_topics
 from flashes.settings import PROJECT_ROOT, Settings
 from flashes.timeconv import datetime_to_mjd
 from services.registry import SERVICES, metrics_port
@@ -142,15 +142,7 @@ def test_every_service_exports_what_the_operations_dashboard_reads_and_the_count
     assert httpx.post(f"{s.api_url}/subscriptions/{made.json()['code']}/test", timeout=30).status_code == 202
     wait_until(lambda: any(h["path"] == "/ops" for h in ops.webhooks), "the test alert at the webhook", 60)
 
-    async def send_undecodable() -> None:
-        producer = make_producer(s)
-        await producer.start()
-        try:
-            await producer.send_and_wait(topics.LIGHTCURVE.name, b"{not json", key=SOURCE.encode())
-        finally:
-            await producer.stop()
-
-    asyncio.run(send_undecodable())
+    asyncio.run(produce(s, [(topics.LIGHTCURVE.name, SOURCE.encode(), b"{not json")]))
     consumers = ("derive", "relevance", "sink")  # the lightcurve topic's consumers
 
     def refused_everywhere() -> bool:
@@ -274,13 +266,7 @@ def test_lag_is_highwater_minus_position_of_the_owned_partitions(ops: Ops) -> No
 
     async def run() -> float:
         await create_topics(s, {topic: (1, False)})
-        producer = make_producer(s)
-        await producer.start()
-        try:
-            for i in range(10):
-                await producer.send_and_wait(topic, str(i).encode())
-        finally:
-            await producer.stop()
+        await produce(s, [(topic, None, str(i).encode()) for i in range(10)])
         consumer = kafka.consumer(s, topic, group_id="ops-lag", auto_offset_reset="earliest", enable_auto_commit=False)
         await consumer.start()
         try:

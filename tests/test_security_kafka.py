@@ -24,11 +24,11 @@ from cryptography.fernet import Fernet
 import schemas
 from devtools import mirror
 from devtools.infra import KafkaLogins
-from devtools.observe import positioned, receiver, up, wait_until
+from devtools.observe import positioned, produce, receiver, up, wait_until
 from devtools.stack import Stack, private_stack
 from flashes import chunks, kafka, kafka_acl, kafka_deploy, questdb, topics
 from flashes.errors import InfraError
-from flashes.kafka import make_producer, read_to_end
+from flashes.kafka import read_to_end
 from flashes.kafka_acl import ADMIN, PLAN, Access
 from flashes.safety import SECRETS, env_name
 from flashes.settings import Settings
@@ -103,12 +103,8 @@ def lightcurve(instrument: str, mjd: list[float], flux: float) -> schemas.Lightc
 
 
 async def send(settings: Settings, topic: str, value: bytes, key: bytes = b"k") -> None:
-    producer = make_producer(settings)
-    await producer.start()
-    try:
-        await producer.send_and_wait(topic, value, key=key)
-    finally:
-        await producer.stop()
+    """One record as `settings`' user: raises what the broker refuses."""
+    await produce(settings, [(topic, key, value)])
 
 
 async def derived_kinds(settings: Settings, group: str, want: set[str]) -> set[str]:

@@ -26,10 +26,10 @@ from fastapi.testclient import TestClient
 
 import schemas
 from devtools.infra import free_port
-from devtools.observe import Mailbox, group_lag, positioned, read_records, receiver, wait_until
+from devtools.observe import Mailbox, group_lag, produce, read_records, receiver, wait_positioned, wait_until
 from devtools.stack import Stack
 from flashes import clock, kafka, topics
-from flashes.kafka import COMPACTED, ensure_topics, make_producer
+from flashes.kafka import COMPACTED, ensure_topics
 from flashes.settings import Settings
 from flashes.subscriptions import Vault, made_before, new_subscription
 from services.api.app import create_app
@@ -322,12 +322,7 @@ def topic_refusing_records(s: Settings) -> Iterator[None]:
 
 
 async def publish(s: Settings, alert: schemas.Alert) -> None:
-    producer = make_producer(s)
-    await producer.start()
-    try:
-        await producer.send_and_wait(topics.ALERTS.name, topics.ALERTS.encode(alert), key=alert.source_id.encode())
-    finally:
-        await producer.stop()
+    await produce(s, [(topics.ALERTS.name, alert.source_id.encode(), topics.ALERTS.encode(alert))])
 
 
 def cirx_alert() -> schemas.Alert:
@@ -352,7 +347,7 @@ def test_kafkas_order_not_the_api_clock_decides_which_alerts_a_new_subscription_
 
     def start_delivery() -> None:
         stack.start(delivery, env={"FLASHES_WEBHOOK_ALLOW_LOOPBACK": "true"})
-        wait_until(lambda: asyncio.run(positioned(base, "flashes-delivery", topics.ALERTS.name)), "delivery", 120)
+        wait_positioned(base)
 
     start_delivery()
     try:

@@ -26,11 +26,11 @@ from aiosmtpd.controller import Controller
 
 import schemas
 from devtools.infra import free_port
-from devtools.observe import BlackHole, Mailbox, positioned, read_topic, receiver, wait_until
+from devtools.observe import BlackHole, Mailbox, produce, read_topic, receiver, up, wait_positioned, wait_until
 from devtools.stack import private_stack
 from flashes import questdb, topics
 from flashes.errors import DeliveryError, RefusedAddress, SubscriptionError
-from flashes.kafka import create_topics, ensure_topics, make_producer
+from flashes.kafka import create_topics, ensure_topics
 from flashes.netguard import LOOKUP_THREADS, Guard, Lookups, is_public, parse
 from flashes.settings import Settings
 from flashes.subscriptions import Vault, check_webhook_url, new_subscription, subscription_id
@@ -321,35 +321,12 @@ def private(
             asyncio.run(create_topics(settings, {topics.SUBSCRIPTIONS.name: (1, False)}))
             asyncio.run(ensure_topics(settings))
             stack.start("sink", "api", "delivery")
-            wait_until(
-                lambda: asyncio.run(positioned(settings, "flashes-delivery", topics.ALERTS.name)),
-                "the delivery service to join at the end of the alerts",
-                120,
-                0.2,
-            )
+            wait_positioned(settings)
             wait_until(lambda: up(f"{settings.api_url}/health/kafka"), "the API", 120, 0.5)
             yield settings, settings.api_url
         finally:
             black_hole.close()  # the attempts queued behind it fail at once, so delivery stops in time
     assert not stack.crashed(), f"a service crashed: see {stack.logs}"
-
-
-def up(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=5).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-async def produce(settings: Settings, records: list[tuple[str, bytes | None, bytes | None]]) -> None:
-    """(topic, key, value) records, written in order."""
-    producer = make_producer(settings)
-    await producer.start()
-    try:
-        for topic, key, value in records:
-            await producer.send_and_wait(topic, value, key=key)
-    finally:
-        await producer.stop()
 
 
 def letters(settings: Settings) -> list[dict]:
@@ -679,14 +656,9 @@ def test_what_a_subscriber_reads_of_a_failed_mail_names_neither_the_relay_nor_th
         Vault(settings), schemas.SubscriptionFilters(sources=[source]), "email", email=address, email_confirmed=True
     )
     asyncio.run(
-        produce(
-            settings,
-            [
-                (topics.SUBSCRIPTIONS.name, sub.subscription_id.encode(), topics.SUBSCRIPTIONS.encode(sub)),
-                (topics.ALERTS.name, source.encode(), topics.ALERTS.encode(an_alert(source))),
-            ],
-        )
+        produce(settings, [(topics.SUBSCRIPTIONS.name, sub.subscription_id.encode(), topics.SUBSCRIPTIONS.encode(sub))])
     )
+    asyncio.run(produce(settings, [(topics.ALERTS.name, source.encode(), topics.ALERTS.encode(an_alert(source)))]))
 
     def served() -> list[dict]:
         return httpx.get(f"{api}/subscriptions/{code}/deliveries").json()
