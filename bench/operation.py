@@ -4,7 +4,8 @@
 
 Runs the month with every fault, then (unless --no-compare) the same month without faults, and
 compares the alert records raised (the newcomer source of the faulted run left out). The last
-line printed is one JSON object: days, news_delivered, history_pushed, duplicates, exits, ...
+line printed is one JSON object: days, news_delivered, history_pushed, duplicates, exits,
+states_upgraded, newcomer_stored, newcomer_scored, ...
 """
 
 from __future__ import annotations

@@ -53,7 +53,7 @@ import pandas as pd
 
 from devtools import observe
 from devtools.infra import SERVERS
-from devtools.stack import Stack, private_stack, sample_pairs
+from devtools.stack import Stack, maxi_and_bat_sources, private_stack, sample_pairs
 from flashes import catalogue, kafka, questdb
 from flashes.kafka import ensure_topics
 from flashes.parsers import parse
@@ -68,10 +68,10 @@ STAGES = (("derive", "flashes-derive"), ("relevance", "flashes-relevance"), ("si
 def make_mirror(settings: Settings, folder: Path, n: int) -> list[tuple[str, str, str, Path]]:
     """(source id, instrument, data URL, file) for N sources, sample files copied under their provider paths."""
     pairs = sample_pairs(settings)
-    targets = [r for r in catalogue.load(settings) if r.maxi and r.swift][:n]
     files = []
-    for i, rec in enumerate(targets):
-        for inst, src in zip(("maxi", "swift"), pairs[i % len(pairs)]):
+    for i, rec in enumerate(maxi_and_bat_sources(settings)[:n]):
+        pair = pairs[i % len(pairs)]
+        for inst, src in (("maxi", pair.maxi), ("swift", pair.bat)):
             url = rec.entry(inst).data_url
             dest = folder / inst / catalogue.path_below_base(settings, inst, url)
             dest.parent.mkdir(parents=True, exist_ok=True)

@@ -46,8 +46,8 @@ def main() -> None:
     fetched = datetime.now(UTC)
     now = datetime_to_mjd(fetched)
     files = [
-        (path.parent.name.lower(), parse(inst, path.name, path.read_bytes()))
-        for _, inst, path in find_series(Settings.from_env(os.environ), Path(args.mirror))
+        (source_id, parse(inst, path.name, path.read_bytes()))
+        for source_id, inst, path in find_series(Settings.from_env(os.environ), Path(args.mirror))
         if inst == "maxi"
     ]
     if not files:

@@ -38,7 +38,7 @@ from devtools import observe
 from devtools.observe import read_topic
 from devtools.stack import Stack, private_stack, sample_pairs
 from flashes import questdb, topics
-from flashes.kafka import ensure_topics, make_producer
+from flashes.kafka import ensure_topics
 from flashes.parsers import parse
 from flashes.settings import Settings
 from services.alerts.app import Alerts
@@ -66,7 +66,8 @@ def backlog(settings: Settings, sources: int) -> list[schemas.LightcurveChunk]:
     fetched = datetime(2026, 1, 1, tzinfo=UTC)
     chunks = []
     for i, source_id in enumerate(targets):
-        for instrument, path in zip(("maxi", "swift"), pairs[i % len(pairs)]):
+        pair = pairs[i % len(pairs)]
+        for instrument, path in (("maxi", pair.maxi), ("swift", pair.bat)):
             parsed = parse(instrument, path.name, path.read_bytes())
             chunks += make_chunks(
                 parsed, np.ones(len(parsed), dtype=bool), source_id, instrument, f"file://{path.name}", fetched
@@ -95,16 +96,8 @@ def uninterrupted(settings: Settings, chunks: list[schemas.LightcurveChunk]) -> 
 
 async def produce(settings: Settings, chunks: list[schemas.LightcurveChunk]) -> None:
     await ensure_topics(settings)
-    producer = make_producer(settings)
-    await producer.start()
-    try:
-        futures = [
-            await producer.send(topics.LIGHTCURVE.name, topics.LIGHTCURVE.encode(c), key=c.source_id.encode())
-            for c in chunks
-        ]
-        await asyncio.gather(*futures)
-    finally:
-        await producer.stop()
+    spec = topics.LIGHTCURVE
+    await observe.produce(settings, [(spec.name, c.source_id.encode(), spec.encode(c)) for c in chunks])
 
 
 class Workers:
@@ -121,11 +114,7 @@ class Workers:
 
     def supervise(self) -> None:
         """Restart every worker that exited on its own (as a supervisor would), counting it as a crash."""
-        for slot, proc in list(self.stack.processes.items()):
-            if proc.poll() is not None:
-                log.warning("%s exited (%s); restarting it", slot, proc.returncode)
-                self.crashes += 1
-                self.stack.start(slot)
+        self.crashes += len(self.stack.restart_exited())
 
 
 def stored(settings: Settings) -> dict[str, Counter]:
@@ -276,11 +265,15 @@ def run(
             else:
                 for service in EXTRA:
                     workers.kill(f"{service}#2")
-        deadline = time.monotonic() + timeout_s
-        while not complete(settings, expected) and time.monotonic() < deadline:
+
+        def settled() -> bool:
             workers.supervise()
-            time.sleep(2)
-        time.sleep(3)  # anything still arriving would show up as a duplicate
+            return complete(settings, expected)
+
+        try:
+            observe.wait_until(settled, "every expected row stored", timeout_s, 2.0)
+        except TimeoutError:  # rows lost: check() counts them
+            log.warning("not every expected row was stored within %.0f s", timeout_s)
         observe.wait_drained(settings, timeout_s=120)
         result = check(settings, expected)
         workers.supervise()

@@ -77,10 +77,10 @@ def isolated_env(var_dir: Path) -> dict[str, str]:
     }
 
 
-def child_env(env: Mapping[str, str]) -> dict[str, str]:
-    """A child process's environment: this one's without its FLASHES_* variables, then `env`; so a child has the
-    settings it is given, never the shell's."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(PREFIX)} | dict(env)
+def child_env(env: Mapping[str, str], base: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """A child process's environment: `base` (this process's) without its FLASHES_* variables, then `env`; so a
+    child has the settings it is given, never the shell's."""
+    return {k: v for k, v in base.items() if not k.startswith(PREFIX)} | dict(env)
 
 
 def jar_dir(settings: Settings) -> Path:

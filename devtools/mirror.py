@@ -13,6 +13,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from flashes.settings import PREFIX
 from flashes.topics import INSTRUMENTS
 
 
@@ -43,5 +44,5 @@ def provider_settings(base_url: str) -> dict[str, str]:
 
 
 def provider_env(base_url: str) -> dict[str, str]:
-    """FLASHES_* settings that point every provider at a served mirror."""
-    return {f"FLASHES_{inst.upper()}_BASE_URL": f"{base_url}/{inst}/" for inst in INSTRUMENTS}
+    """The same settings as FLASHES_* variables (`Settings.from_env` takes them, a service's environment too)."""
+    return {PREFIX + name.upper(): url for name, url in provider_settings(base_url).items()}

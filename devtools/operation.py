@@ -17,12 +17,13 @@ Used by tests/test_operation.py (a short run) and bench/operation.py (`--days N`
    SIGKILLed while an outburst's webhook and mail are in flight (the receivers hold them, then
    answer with a temporary failure and keep nothing: the mail is pending, not delivered); the stored
    relevance states are rewritten as of the previous state version and relevance restarted (an
-   upgrade); a new source arrives with its whole history (a copy of a sample file: not that
-   source's own data).
+   upgrade, `states_upgraded`); a new source arrives with its whole history (a copy of a sample
+   file: not that source's own data), stored and scored (`newcomer_stored`, `newcomer_scored`).
 4. A webhook receiver and an SMTP server (aiosmtpd) subscribe to everything. Afterwards: every
    live alert record is received once per channel (`news_delivered`, `duplicates`); no history
-   record is pushed (`history_pushed`); no service exited on its own (`exits`); the freshness
-   check was red while BAT was down and green after (`freshness`).
+   record is pushed (`history_pushed`); no service exited on its own (`exits`; one that did is
+   restarted on its day's clock by `Stack.restart_exited`); the freshness check was red while BAT
+   was down and green after (`freshness`).
 """
 
 from __future__ import annotations
@@ -45,15 +46,15 @@ from pathlib import Path
 
 import httpx
 import orjson
-from aiokafka import TopicPartition
 from aiosmtpd.controller import Controller
 
 import schemas
 from devtools import observe
 from devtools.infra import free_port
-from devtools.stack import SAMPLE_MIRROR, Stack, private_stack
+from devtools.mirror import provider_env
+from devtools.stack import Stack, private_stack, sample_pairs
 from flashes import catalogue, questdb, topics
-from flashes.kafka import ensure_topics, make_producer, read_to_end
+from flashes.kafka import ensure_topics, make_producer
 from flashes.settings import Settings
 from flashes.subscriptions import Vault, new_subscription
 from flashes.timeconv import datetime_to_mjd
@@ -195,16 +196,27 @@ def inject(
 class Outcome:
     days: int
     news_records: int = 0
-    news_delivered: int = 0
+    news_delivered: int = 0  # news records received, counted once per channel
     history_pushed: int = 0
-    duplicates: int = 0
-    missing: int = 0
     exits: int = 0
     kills: int = 0
+    states_upgraded: int = 0  # relevance states rewritten as of the previous state version
+    newcomer_stored: int = 0  # the newcomer's rows in the lightcurve table
+    newcomer_scored: int = 0  # ... and in the relevance table
     dead_letters: dict[str, int] = field(default_factory=dict)
     freshness: list[int] = field(default_factory=list)  # /health/freshness status per simulated day
     records: set[tuple[str, int, str]] = field(default_factory=set)  # (alert_id, record_number, type) raised
     doubled: dict[str, int] = field(default_factory=dict)  # "channel:webhook-id" -> times received, if more than once
+
+    @property
+    def missing(self) -> int:
+        """News records not received, counted once per channel."""
+        return 2 * self.news_records - self.news_delivered
+
+    @property
+    def duplicates(self) -> int:
+        """Receptions beyond the first of a record on a channel."""
+        return sum(c - 1 for c in self.doubled.values())
 
     def figures(self) -> dict:
         return {
@@ -216,6 +228,9 @@ class Outcome:
             "missing": self.missing,
             "exits": self.exits,
             "kills": self.kills,
+            "states_upgraded": self.states_upgraded,
+            "newcomer_stored": self.newcomer_stored,
+            "newcomer_scored": self.newcomer_scored,
             "doubled": self.doubled,
             "dead_letters": self.dead_letters,
             "freshness": self.freshness,
@@ -244,7 +259,7 @@ class Operation:
             "FLASHES_DELIVERY_BACKOFF_S": "1",
             "FLASHES_HTTP_RETRIES": "1",
             "FLASHES_HTTP_BACKOFF_S": "0.05",
-            **{f"FLASHES_{i.upper()}_BASE_URL": f"{base}/{i}/" for i in topics.INSTRUMENTS},
+            **provider_env(base),
         }
         self.stack: Stack  # while `run` runs
         self.settings: Settings
@@ -256,20 +271,12 @@ class Operation:
     # -- the data ------------------------------------------------------------------------------
     def prepare(self) -> float:
         """Re-dated sample files in the mirror; the MJD of the first released day."""
-        records = catalogue.load(self.settings)
-        pairs = []
-        for rec in records:
-            if rec.maxi and rec.swift:
-                maxi_id = rec.maxi.provider_id
-                maxi = SAMPLE_MIRROR / "maxi" / "star_data" / maxi_id / f"{maxi_id}_g_lc_1day_all.dat"
-                bat = list(SAMPLE_MIRROR.glob(f"swift/results/transients/**/{rec.swift.provider_id}.lc.txt"))
-                if maxi.exists() and bat:
-                    pairs.append((rec, maxi, bat[0]))
-        last = max(math.floor(read_sample(p, 0)[1][-1][0]) for _, m, b in pairs for p in (m, b))
+        pairs = sample_pairs(self.settings)
+        last = max(math.floor(read_sample(p, 0)[1][-1][0]) for m, b, _ in pairs for p in (m, b))
         today = math.floor(datetime_to_mjd(datetime.now(UTC)))
         shift = today - 1 - last  # the sample's last day becomes yesterday
         first_day = today - self.days
-        for rec, maxi, bat in pairs:
+        for maxi, bat, rec in pairs:
             for instrument, path in (("maxi", maxi), ("swift", bat)):
                 header, rows = read_sample(path, shift)
                 if rec.id in OUTBURSTS:
@@ -282,8 +289,8 @@ class Operation:
                 )
                 self.files.append(SampleFile(target, instrument, rec.id, header, rows))
             self.sources.append(rec.id)
-        self.newcomer = next(r for r in records if r.maxi and not r.swift and not r.fermi)
-        header, rows = read_sample(pairs[0][1], shift)
+        self.newcomer = next(r for r in catalogue.load(self.settings) if r.maxi and not r.swift and not r.fermi)
+        header, rows = read_sample(pairs[0].maxi, shift)
         self.newcomer_file = SampleFile(
             self.mirror_dir / "maxi" / catalogue.path_below_base(self.settings, "maxi", self.newcomer.maxi.data_url),
             "maxi",
@@ -308,10 +315,8 @@ class Operation:
             self.stack.stop(name, timeout_s=60)
 
     def check_alive(self) -> None:
-        for name, proc in list(self.stack.processes.items()):
-            if proc.poll() is not None:
-                self.outcome.exits += 1
-                self.spawn(name)
+        """Restart, on the clock it had, a service that exited on its own, counting the exit."""
+        self.outcome.exits += len(self.stack.restart_exited())
 
     def drained(self) -> None:
         def done() -> bool:
@@ -332,21 +337,18 @@ class Operation:
     async def upgrade_relevance_states(self) -> int:
         """Rewrite every stored relevance state as written by the previous state version (an upgrade)."""
         spec = topics.RELEVANCE_STATE
-        latest = {}
-        for r in await read_to_end(self.settings, [TopicPartition(spec.name, p) for p in range(spec.partitions)]):
-            latest[(r.partition, r.key)] = r.value
+        records = await observe.read_records(self.settings, spec.name)
+        latest = {(partition, key): state for key, state, partition in records}
+        states = {at: state for at, state in latest.items() if state is not None}  # tombstones: nothing to upgrade
         producer = make_producer(self.settings)
         await producer.start()
         try:
-            for (partition, key), raw in latest.items():
-                if raw is None:
-                    continue
-                state = orjson.loads(raw)
+            for (partition, key), state in states.items():
                 state["model"]["state_version"] = state["model"]["state_version"] - 1
                 await producer.send_and_wait(spec.name, orjson.dumps(state), key=key, partition=partition)
         finally:
             await producer.stop()
-        return len(latest)
+        return len(states)
 
     def diagnosis(self, source_id: str, mjd: float) -> str:
         """What the stack made of a source's last days: its relevance scores and alert records."""
@@ -355,14 +357,7 @@ class Operation:
             f"SELECT series, mjd, value, relevance, model_version FROM relevance "
             f"WHERE source_id = '{source_id}' AND mjd > {mjd - 3}",
         )
-        alerts = [
-            orjson.loads(r.value)
-            for r in asyncio.run(
-                read_to_end(
-                    self.settings, [TopicPartition(topics.ALERTS.name, p) for p in range(topics.ALERTS.partitions)]
-                )
-            )
-        ]
+        alerts = self.alerts()
         mine = [
             (a["alert_type"], a["mjd"], a["live"], a["raised_at"])
             for a in alerts
@@ -371,14 +366,9 @@ class Operation:
         held = [g.held for g in (self.hooks.RequestHandlerClass.gate, self.mailbox.gate)]
         return f"scores {scores}; alerts {mine}; held {held}"
 
-    def wait_positioned(self) -> None:
-        """Delivery starts a new group at the end of the alerts topic: news must come after it has a position."""
-        observe.wait_until(
-            lambda: asyncio.run(observe.positioned(self.settings, "flashes-delivery", topics.ALERTS.name)),
-            "delivery's position on the alerts topic",
-            120,
-            0.2,
-        )
+    def alerts(self) -> list[dict]:
+        """Every alert record raised so far."""
+        return [value for _, value in asyncio.run(observe.read_topic(self.settings, topics.ALERTS.name))]
 
     def freshness(self) -> int:
         return httpx.get(f"{self.settings.api_url}/health/freshness", timeout=30).status_code
@@ -411,7 +401,7 @@ class Operation:
         for name in SERVICES:
             self.spawn(name, self._offset(first - 1))
         observe.wait_until(lambda: self._up(), "the API", 120)
-        self.wait_positioned()
+        observe.wait_positioned(self.settings)  # news must come after delivery has its place on the alerts
         asyncio.run(fetch_once(self._clocked(first - 1), self.sources, ["maxi", "swift"]))
         self.drained()
         upgrade_day, newcomer_day = min(3, self.days - 1), min(4, self.days - 1)
@@ -423,7 +413,7 @@ class Operation:
                 self.spawn(name, offset)
             if self.faults and day == upgrade_day:
                 self.stop("relevance")
-                asyncio.run(self.upgrade_relevance_states())
+                self.outcome.states_upgraded = asyncio.run(self.upgrade_relevance_states())
                 self.spawn("relevance", offset)
             self.handler.down = {"/swift/"} if self.faults and day in (1, 2) else set()
             for f in self.files:
@@ -465,14 +455,7 @@ class Operation:
 
     def settle(self) -> None:
         """Wait for every news record to reach both channels, then count."""
-        alerts = [
-            orjson.loads(r.value)
-            for r in asyncio.run(
-                read_to_end(
-                    self.settings, [TopicPartition(topics.ALERTS.name, p) for p in range(topics.ALERTS.partitions)]
-                )
-            )
-        ]
+        alerts = self.alerts()
         self.outcome.records = {(a["alert_id"], a["record_number"], a["alert_type"]) for a in alerts}
         news = {f"{a['alert_id']}#{a['record_number']}" for a in alerts if a["live"] and not a["test"]}
         history = {f"{a['alert_id']}#{a['record_number']}" for a in alerts if not a["live"]}
@@ -489,21 +472,22 @@ class Operation:
             observe.wait_until(arrived, "every news record by webhook and e-mail", 120, 0.5)
         hooks, mails = Counter(self.hooks.RequestHandlerClass.ids), Counter(mail_ids())
         self.outcome.news_delivered = sum(1 for n in news if hooks[n] >= 1) + sum(1 for n in news if mails[n] >= 1)
-        self.outcome.missing = 2 * len(news) - self.outcome.news_delivered
         self.outcome.doubled = {
             f"{channel}:{i}": c
             for channel, seen in (("webhook", hooks), ("email", mails))
             for i, c in seen.items()
             if c > 1
         }
-        self.outcome.duplicates = sum(c - 1 for c in self.outcome.doubled.values())
         self.outcome.history_pushed = sum(hooks[h] + mails[h] for h in history)
-        letters = [
-            orjson.loads(r.value)
-            for r in asyncio.run(read_to_end(self.settings, [TopicPartition(topics.DEADLETTER.name, 0)]))
-        ]
-        self.outcome.dead_letters = dict(Counter(letter["origin"].split(":")[0] for letter in letters))
+        letters = asyncio.run(observe.read_topic(self.settings, topics.DEADLETTER.name))
+        self.outcome.dead_letters = dict(Counter(letter["origin"].split(":")[0] for _, letter in letters))
         self.outcome.exits += len(self.stack.crashed(SERVICES))
+        observe.wait_until(lambda: questdb.wal_applied(self.settings), "QuestDB to apply every write", 120, 0.5)
+        where = f"WHERE source_id = '{self.newcomer.id}'"
+        self.outcome.newcomer_stored, self.outcome.newcomer_scored = (
+            questdb.query(self.settings, f"SELECT count() n FROM {table} {where}")[0]["n"]
+            for table in ("lightcurve", "relevance")
+        )
 
     # -- helpers -------------------------------------------------------------------------------
     def _morning(self, mjd: float) -> datetime:

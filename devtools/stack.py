@@ -4,6 +4,7 @@
         stack.settings                        # the settings every service was given
         stack.start("relevance#2", env={...}) # a second worker (slot SERVICE#LABEL), its own variables on top
         stack.kill("derive"); stack.start("derive")
+        stack.restart_exited()                # what exited on its own, again, with the variables it had
         stack.stop("kafka"); stack.start("kafka")
 
 A private stack runs on free loopback ports under a new temporary folder, removed afterwards unless kept or
@@ -14,6 +15,7 @@ logs/SLOT.log; a traceback there counts as a crash (`Stack.crashed`).
 
 from __future__ import annotations
 
+import logging
 import shutil
 import signal
 import subprocess
@@ -23,13 +25,16 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 from devtools import infra
 from devtools.infra import SERVERS, KafkaLogins
 from devtools.mirror import provider_env, serve
 from flashes import catalogue, questdb
 from flashes.settings import PROJECT_ROOT, Settings
+from schemas import CatalogueSource
 
+log = logging.getLogger(__name__)
 SAMPLE_MIRROR = PROJECT_ROOT / "data" / "mirror"
 FLASHES = Path(sys.executable).parent / "flashes"
 
@@ -44,6 +49,7 @@ class Stack:
         self.logs = self.settings.var_dir / "logs"
         self.processes: dict[str, subprocess.Popen] = {}  # running slots
         self.slots: set[str] = set()  # every slot ever started: their logs are checked for crashes
+        self.started_with: dict[str, dict[str, str]] = {}  # slot -> the `env` it was last started with
         self.keep = False  # set to keep a private stack's folder after a run that went wrong without raising
 
     def settings_with(self, env: Mapping[str, str]) -> Settings:
@@ -61,16 +67,26 @@ class Stack:
         for slot in (n for n in names if n not in SERVERS):
             if slot in self.processes and self.processes[slot].poll() is None:
                 raise ValueError(f"{slot} is running: stop or kill it first, or start another slot ({slot}#2)")
-            log = (self.logs / f"{slot}.log").open("ab")
+            out = (self.logs / f"{slot}.log").open("ab")
             self.processes[slot] = subprocess.Popen(
                 [str(FLASHES), "run", slot.split("#")[0]],
                 env=child,
                 stdin=subprocess.DEVNULL,
-                stdout=log,
+                stdout=out,
                 stderr=subprocess.STDOUT,
             )
-            log.close()  # the child holds its own descriptor
+            out.close()  # the child holds its own descriptor
             self.slots.add(slot)
+            self.started_with[slot] = dict(env or {})
+
+    def restart_exited(self) -> list[str]:
+        """Start again, with the `env` each was last started with, the services that exited without being stopped
+        or killed (as a supervisor would); their slots."""
+        exited = [slot for slot, proc in self.processes.items() if proc.poll() is not None]
+        for slot in exited:
+            log.warning("%s exited (%s); restarting it", slot, self.processes[slot].returncode)
+            self.start(slot, env=self.started_with[slot])
+        return exited
 
     def stop(self, *names: str, timeout_s: float = 30.0) -> None:
         """SIGTERM the services (no names: every running one) and give them `timeout_s` to commit and leave their
@@ -177,14 +193,26 @@ def mirrored_sources(settings: Settings, folder: Path) -> list[str]:
     return [r.id for r in catalogue.load(settings) if r.maxi and r.maxi.provider_id in present]
 
 
-def sample_pairs(settings: Settings) -> list[tuple[Path, Path]]:
-    """(MAXI file, BAT file) of every sample source that has both (benchmarks and the fault run reuse them)."""
+def maxi_and_bat_sources(settings: Settings) -> list[CatalogueSource]:
+    """The catalogue sources that MAXI and BAT both observe, in catalogue order."""
+    return [rec for rec in catalogue.load(settings) if rec.maxi and rec.swift]
+
+
+class SamplePair(NamedTuple):
+    """A sample source's MAXI file, its BAT file and its catalogue record."""
+
+    maxi: Path
+    bat: Path
+    record: CatalogueSource
+
+
+def sample_pairs(settings: Settings) -> list[SamplePair]:
+    """Every sample source that has both files (benchmarks and the fault and operation runs reuse them)."""
     pairs = []
-    for rec in catalogue.load(settings):
-        if rec.maxi and rec.swift:
-            maxi_id = rec.maxi.provider_id
-            maxi = SAMPLE_MIRROR / "maxi" / "star_data" / maxi_id / f"{maxi_id}_g_lc_1day_all.dat"
-            bat = list(SAMPLE_MIRROR.glob(f"swift/results/transients/**/{rec.swift.provider_id}.lc.txt"))
-            if maxi.exists() and bat:
-                pairs.append((maxi, bat[0]))
+    for rec in maxi_and_bat_sources(settings):
+        maxi_id = rec.maxi.provider_id
+        maxi = SAMPLE_MIRROR / "maxi" / "star_data" / maxi_id / f"{maxi_id}_g_lc_1day_all.dat"
+        bat = list(SAMPLE_MIRROR.glob(f"swift/results/transients/**/{rec.swift.provider_id}.lc.txt"))
+        if maxi.exists() and bat:
+            pairs.append(SamplePair(maxi, bat[0], rec))
     return pairs

@@ -71,6 +71,9 @@ def test_a_child_sees_the_flashes_variables_it_is_given_and_no_others() -> None:
     env = child_env(given)
     assert {k: v for k, v in env.items() if k.startswith("FLASHES_")} == given
     assert "PATH" in env  # the rest of the environment is inherited
+    # a shell that has FLASHES_* variables of its own (one the child is given, one it is not): none reach the child
+    shell = {"PATH": "/usr/bin:/bin", "FLASHES_KAFKA_PORT": "9092", "FLASHES_SMTP_HOST": "smtp.shell.example"}
+    assert child_env(given, base=shell) == {"PATH": "/usr/bin:/bin", **given}
 
 
 def test_a_private_stack_has_ports_and_a_folder_of_its_own(tmp_path: Path) -> None:
@@ -89,3 +92,19 @@ def test_a_private_stack_has_ports_and_a_folder_of_its_own(tmp_path: Path) -> No
     assert stack.settings.http_retries == 1 and stack.processes == {}
     assert stack.settings_with({"FLASHES_HTTP_RETRIES": "2"}).http_retries == 2
     assert stack.settings_with({}).kafka_port == stack.settings.kafka_port
+
+
+def test_a_service_that_exited_on_its_own_is_restarted_with_the_variables_it_was_started_with(tmp_path: Path) -> None:
+    stack = Stack(isolated_env(tmp_path))
+    try:
+        stack.start("api", env={"FLASHES_KAFKA_PORT": "not-a-port"})  # refused at once: the service exits
+        stack.processes["api"].wait()
+        assert stack.restart_exited() == ["api"]
+        stack.processes["api"].wait(timeout=120)  # exited again (the same refused variable), not serving on a good port
+        log = (stack.logs / "api.log").read_text()
+        assert log.count("flashes run: FLASHES_KAFKA_PORT: Input should be a valid integer") == 2, log
+        assert stack.restart_exited() == ["api"] and stack.processes["api"].wait() == 1
+        stack.kill("api")
+        assert stack.restart_exited() == []  # a killed service is not restarted
+    finally:
+        stack.stop()

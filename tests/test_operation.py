@@ -19,3 +19,5 @@ def test_six_days_of_operation_push_each_news_record_once_and_no_history(tmp_pat
     assert (outcome.history_pushed, outcome.duplicates, outcome.missing, outcome.exits) == (0, 0, 0, 0), figures
     assert outcome.freshness[2] == 503 and outcome.freshness[-1] == 200, figures  # red in the BAT outage, green after
     assert outcome.dead_letters.get("fetcher", 0) >= 2, figures  # the malformed file and the future-dated row
+    assert outcome.states_upgraded > 0, figures  # the upgrade rewrote stored relevance states
+    assert outcome.newcomer_stored > 0 and outcome.newcomer_scored > 0, figures  # the newcomer's whole history
