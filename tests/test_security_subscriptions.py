@@ -156,6 +156,18 @@ def test_the_unsubscribe_link_keeps_working_across_changes(base: Settings, smtp_
         assert c.get(f"/subscriptions/{made['code']}").status_code == 404
 
 
+def test_a_change_giving_null_keeps_the_channel_and_the_filters(base: Settings) -> None:
+    """Found by the OpenAPI fuzzer: `{"channel": null}` was stored as a subscription without a channel, which the
+    store then could not read back (500)."""
+    with api(base) as c:
+        made = c.post("/subscriptions", json={"channel": "none", "filters": CIRX}).json()
+        for change in ({"channel": None}, {"filters": None}, {"channel": None, "filters": None}):
+            r = c.patch(f"/subscriptions/{made['code']}", json=change)
+            assert r.status_code == 200, r.text
+            assert r.json()["channel"] == "none" and r.json()["sources"] == made["sources"]
+        assert c.get(f"/subscriptions/{made['code']}").json()["channel"] == "none"
+
+
 def test_thirty_address_changes_send_a_bounded_number_of_mails(
     base: Settings, smtp_server: tuple[int, Mailbox]
 ) -> None:

@@ -137,7 +137,7 @@ class SubscriptionRequest(BaseModel):
 
 
 class SubscriptionChange(BaseModel):
-    """PATCH: the fields to change; the others stay."""
+    """PATCH: the fields to change; the others stay (filters and channel also when given as null)."""
 
     model_config = ConfigDict(extra="forbid")
 

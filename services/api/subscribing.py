@@ -217,7 +217,7 @@ class Subscriptions:
         """PATCH's work, under the subscription's lock."""
         given = body.model_dump(exclude_unset=True)
         current = self.address(sub)
-        channel = given.get("channel", sub.channel)
+        channel = given.get("channel") or sub.channel  # null, like absent, keeps it (as for filters)
         webhook_url = given.get("webhook_url", sub.webhook_url if channel == "webhook" else None)
         email = given.get("email", current if channel == "email" else None)
         filters = body.filters or sub.filters
