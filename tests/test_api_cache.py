@@ -4,6 +4,7 @@ a newer one loads, and kept when the reload fails. Time is the cache's injected 
 from __future__ import annotations
 
 import asyncio
+import threading
 from datetime import UTC, datetime
 
 from flashes.errors import QuestDBError
@@ -89,3 +90,23 @@ async def test_every_limit_of_the_top_sources_shares_one_read_and_the_newest_poi
     assert tops == [[f"s{i}" for i in range(9, 9 - n, -1)] for n in range(1, 11)]
     assert sum("FROM relevance" in sql for sql in reads) == 1  # one read for ten limits
     assert len(reads) == 3  # and the newest points (lightcurve and derived) were read once, not pushed out
+
+
+async def test_a_series_is_built_off_the_event_loop() -> None:
+    """Building a whole-history series takes tens of ms; on the event loop it would hold every other request.
+    The rows stand in for QuestDB's and note the thread that reads them."""
+    reader, readers = Reader(Settings.from_env({})), set()
+    ts = datetime(2024, 1, 1, tzinfo=UTC)
+
+    class Rows(list):
+        def __iter__(self):  # type: ignore[no-untyped-def]
+            readers.add(threading.get_ident())
+            return super().__iter__()
+
+    async def fetch(sql: str, *args: object) -> list:
+        return Rows([(ts, 60310.5, "2-20", 10.0, 1.0)])
+
+    reader.fetch = fetch  # type: ignore[method-assign]
+    body = await reader.timeseries("maxi_s", "maxi", ts, datetime(2025, 1, 1, tzinfo=UTC))
+    assert b'"flux 2-20":10.0' in body
+    assert readers and threading.get_ident() not in readers
