@@ -68,15 +68,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import astropy.units as u
 import numpy as np
 import pandas as pd
-from astropy.coordinates import SkyCoord
 from oracle import Oracle
 from oracle import scores as oracle_scores
 from rich.console import Console
 from rich.table import Table
 
+from evaluation.causes import field_neighbours
 from evaluation.methods import (
     MEDIAN_SIGMA,
     METHODS,
@@ -88,7 +87,6 @@ from evaluation.methods import (
 )
 from evaluation.metrics import DAYS_PER_YEAR, Event, false_episodes, score_method
 from evaluation.run import find_series
-from flashes import catalogue
 from flashes.parsers import ParsedLightcurve, parse
 from flashes.settings import PROJECT_ROOT, Settings
 from flashes.timeconv import datetime_to_mjd, mjd_to_datetime
@@ -101,7 +99,7 @@ FACTOR = {band: MCRAB_PER_UNIT[("maxi", band)] for band in BANDS["maxi"]}
 LEVEL_POINTS, LEVEL_ERRORS = 31, 3.0
 WEEK_POINTS, WEEK_ERRORS = 7, 5.0
 MARGIN_D, MIN_STRETCH_D, WARMUP_D = 30.0, 365.0, 60.0
-FIELD_DEG, FIELD_P = 3.0, 1e-3  # a catalogue source this close whose flux the stretch's follows (one-sided p)
+FIELD_P = 1e-3  # a catalogue source within FIELD_DEG whose flux the stretch's follows (one-sided p)
 # Outbursts.
 PEAKS_MCRAB = (10, 20, 40, 80, 160, 320)
 RISES_D = (1, 5, 10)
@@ -251,19 +249,6 @@ def quiet_runs(mjd: np.ndarray, active: np.ndarray) -> list[tuple[float, float]]
         for a, b in zip(edges[::2], edges[1::2])
         if mjd[b - 1] - mjd[a] >= MIN_STRETCH_D
     ]
-
-
-def field_neighbours(settings: Settings, ids: list[str]) -> dict[str, list[tuple[str, float]]]:
-    """Per source id, the others of `ids` within FIELD_DEG by their catalogue positions, with the separation."""
-    records = {r.id: r for r in catalogue.load(settings) if r.id in ids}
-    known = sorted(records)
-    sky = SkyCoord([records[i].coord_ra for i in known] * u.deg, [records[i].coord_dec for i in known] * u.deg)
-    first, second, separation, _ = sky.search_around_sky(sky, FIELD_DEG * u.deg)
-    found: dict[str, list[tuple[str, float]]] = {i: [] for i in ids}
-    for a, b, sep in zip(first.tolist(), second.tolist(), separation.deg.tolist()):
-        if a != b:
-            found[known[a]].append((known[b], sep))
-    return found
 
 
 def leak(lc: ParsedLightcurve, stretch: Stretch, other: ParsedLightcurve, neighbour: str, sep: float) -> Leak:

@@ -7,6 +7,9 @@ false alert belong to the same episode, and `false_alerts_per_source_year` count
 (one unlisted outburst is one false alarm for an astronomer, however many terms fire in it).
 Recall within 2 d is also given per kind of event (`event_kind`: onsets, state transitions, flares).
 
+With an `Explain`, the false-alert episodes are also counted by what the data show at their first
+alert (evaluation/causes.py): the source's own brightening, a field neighbour's, a colour change, or none.
+
 A method's level (methods.py) is selected by `select_level`: the least strict level whose
 false-alert episodes per source-year are at most the target, else the strictest.
 """
@@ -15,7 +18,8 @@ from __future__ import annotations
 
 import csv
 import statistics
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
@@ -26,6 +30,9 @@ DAYS_PER_YEAR = 365.25
 TARGET_FALSE_RATE = 0.5  # false-alert episodes per source-year that --cv's level selection aims at
 EVENT_KINDS = ("onset", "state transition", "flare")
 AlertsByLevel = Mapping[float, Mapping[str, list[float]]]  # level -> source -> alert MJDs
+# What the data show at a false-alert episode's first alert (evaluation/causes.py judges it).
+CAUSES = ("brightening", "neighbour", "colour", "unexplained")
+Explain = Callable[[str, float], str]  # (source, MJD of a false episode's first alert) -> one of CAUSES
 
 
 class EventRow(TypedDict):
@@ -62,17 +69,21 @@ def read_events(path: Path) -> list[Event]:
         return [Event(r["source_id"], r["kind"], float(r["onset_mjd"])) for r in csv.DictReader(fh)]
 
 
-def false_episodes(alerts: dict[str, list[float]], events: list[Event]) -> dict[str, tuple[int, int]]:
-    """source -> (false-alert episodes, false alerts)."""
+def false_starts(alerts: Mapping[str, list[float]], events: list[Event]) -> dict[str, tuple[list[float], int]]:
+    """source -> (the first alert of each false-alert episode, the number of false alerts)."""
     windows: dict[str, list[tuple[float, float]]] = {}
     for ev in events:
         windows.setdefault(ev.source_id, []).append((ev.onset_mjd - WINDOW_BEFORE_D, ev.onset_mjd + WINDOW_AFTER_D))
     out = {}
     for sid, times in alerts.items():
         false = [t for t in sorted(times) if not any(lo <= t <= hi for lo, hi in windows.get(sid, []))]
-        starts = sum(1 for i, t in enumerate(false) if i == 0 or t - false[i - 1] >= EPISODE_GAP_D)
-        out[sid] = (starts, len(false))
+        out[sid] = ([t for i, t in enumerate(false) if i == 0 or t - false[i - 1] >= EPISODE_GAP_D], len(false))
     return out
+
+
+def false_episodes(alerts: Mapping[str, list[float]], events: list[Event]) -> dict[str, tuple[int, int]]:
+    """source -> (false-alert episodes, false alerts)."""
+    return {sid: (len(starts), count) for sid, (starts, count) in false_starts(alerts, events).items()}
 
 
 def recall_by_kind(rows: list[EventRow], within_d: float = 2.0) -> dict[str, float | None]:
@@ -88,8 +99,11 @@ def recall_by_kind(rows: list[EventRow], within_d: float = 2.0) -> dict[str, flo
     }
 
 
-def score_method(alerts: dict[str, list[float]], spans: dict[str, float], events: list[Event]) -> tuple[dict, dict]:
-    """The metrics of one method (the documented JSON) and its details."""
+def score_method(
+    alerts: dict[str, list[float]], spans: dict[str, float], events: list[Event], explain: Explain | None = None
+) -> tuple[dict, dict]:
+    """The metrics of one method (the documented JSON) and its details; with `explain`, its false-alert episodes
+    by cause (evaluation/causes.py) too."""
     rows: list[EventRow] = []
     for ev in events:
         hits = [
@@ -107,7 +121,8 @@ def score_method(alerts: dict[str, list[float]], spans: dict[str, float], events
                 "latency_d": None if first is None else round(first - ev.onset_mjd, 3),
             }
         )
-    false = false_episodes(alerts, events)
+    starts = false_starts(alerts, events)
+    false = {sid: (len(first), count) for sid, (first, count) in starts.items()}
     episodes = sum(e for e, _ in false.values())
     years = sum(spans.values()) / DAYS_PER_YEAR
     latencies = [r["latency_d"] for r in rows if r["latency_d"] is not None]
@@ -128,6 +143,10 @@ def score_method(alerts: dict[str, list[float]], spans: dict[str, float], events
             sid: round(false.get(sid, (0, 0))[0] / (spans[sid] / DAYS_PER_YEAR), 3) for sid in sorted(spans)
         },
     }
+    if explain is not None:
+        causes = Counter(explain(sid, t) for sid, (first, _) in sorted(starts.items()) for t in first)
+        details["false_alert_episodes_by_cause"] = {cause: causes[cause] for cause in CAUSES}
+        details["unexplained_false_alerts_per_source_year"] = causes["unexplained"] / years if years else None
     return metrics, details
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from evaluation.methods import METHODS
-from evaluation.metrics import EVENT_KINDS
+from evaluation.metrics import CAUSES, EVENT_KINDS
 
 REGULAR_SOURCES = ("scox-1", "cirx-1")  # sources whose every alert is false: their rates get a column
 
@@ -63,6 +63,17 @@ def table(result: dict) -> str:
             f"{name:<15}{'':<22}{m['recall_2d']:>10.2f}{m['recall_7d']:>10.2f}{'':>15}"
             f"{_fmt(m['false_alerts_per_source_year'], '.2f'):>14}   ({level})"
         )
+    if "false_alert_episodes_by_cause" in details["model"]:
+        lines.append(
+            "false-alert episodes by what the data show at their first alert (evaluation/causes.py): "
+            + ", ".join(CAUSES)
+            + (", in-sample | cv" if cv else "")
+        )
+        for name in METHODS:
+            parts = [details[name]] + ([cv["details"][name]] if cv else [])
+            counts = [" / ".join(str(d["false_alert_episodes_by_cause"][c]) for c in CAUSES) for d in parts]
+            rates = [_fmt(d["unexplained_false_alerts_per_source_year"], ".2f") for d in parts]
+            lines.append(f"{name:<15}{'  |  '.join(counts):<40}unexplained per source-year {' | '.join(rates)}")
     if cv:
         lines.append(
             "cv: level chosen per fold on the other sources (model alert_sigma / formula threshold / median σ); "

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from evaluation.causes import Explainer, FileData, field_neighbours
 from evaluation.methods import (
     METHODS,
     crossings,
@@ -39,6 +40,7 @@ from evaluation.metrics import (
     EPISODE_GAP_D,
     TARGET_FALSE_RATE,
     Event,
+    Explain,
     at_false_rate,
     false_rate,
     read_events,
@@ -82,6 +84,7 @@ class Scored:
     events: list[Event]  # of the sources in `spans`, in the order of the events file
     defaults: dict[str, float]  # method -> level in service
     alerts: dict[str, dict[float, dict[str, list[float]]]]  # method -> level -> source -> alert MJDs
+    explain: Explain | None = None  # what the data show at a false alert (evaluation/causes.py)
 
 
 def score_mirror(
@@ -97,12 +100,14 @@ def score_mirror(
         levels["model"] = [defaults["model"]]
     series: list[tuple[str, SeriesColumns]] = []
     spans: dict[str, float] = {}
+    files: dict[str, list[FileData]] = {}
     for source_id, instrument, path in find_series(settings, mirror):
         parsed = parse(instrument, path.name, path.read_bytes())
         if not len(parsed):
             continue
         spans[source_id] = max(spans.get(source_id, 0.0), float(parsed.mjd[-1] - parsed.mjd[0]))
         series.append((source_id, file_series(parsed, instrument, source_id)))
+        files.setdefault(source_id, []).append(FileData.of(parsed, instrument))
     alerts: dict[str, dict[float, dict[str, list[float]]]] = {
         name: {level: {sid: [] for sid in spans} for level in levels[name]} for name in METHODS
     }
@@ -119,7 +124,8 @@ def score_mirror(
                 )
             advance()
     events = [ev for ev in read_events(events_csv) if ev.source_id in spans]
-    return Scored(threshold, spans, events, defaults, alerts)
+    explain = Explainer(files, field_neighbours(settings, list(spans)))
+    return Scored(threshold, spans, events, defaults, alerts, explain)
 
 
 def in_sample(scored: Scored) -> dict:
@@ -127,7 +133,7 @@ def in_sample(scored: Scored) -> dict:
     methods, details = {}, {}
     for name in METHODS:
         methods[name], details[name] = score_method(
-            scored.alerts[name][scored.defaults[name]], scored.spans, scored.events
+            scored.alerts[name][scored.defaults[name]], scored.spans, scored.events, scored.explain
         )
     for name in ("formula", "median_5sigma"):
         details[name]["at_model_false_alert_rate"] = at_false_rate(
@@ -175,7 +181,7 @@ def cross_validate(scored: Scored, target: float = TARGET_FALSE_RATE) -> dict:
         folds.append(fold)
     methods, details = {}, {}
     for name in scored.alerts:
-        methods[name], details[name] = score_method(held[name], scored.spans, scored.events)
+        methods[name], details[name] = score_method(held[name], scored.spans, scored.events, scored.explain)
     return {
         "target_false_rate": target,
         "grids": {name: sorted(by_level) for name, by_level in scored.alerts.items()},

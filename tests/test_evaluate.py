@@ -256,6 +256,9 @@ def test_cv_through_the_cli_on_three_real_sources(
             details["false_alert_episodes"] / details["source_years"]
         )
         assert m["recall_2d"] * 3 == pytest.approx(sum(f["found_2d"] for f in folds))
+        # Every false episode has one cause (evaluation/causes.py), in-sample and held out.
+        for part in (details, result["details"]["methods"][name]):
+            assert sum(part["false_alert_episodes_by_cause"].values()) == part["false_alert_episodes"]
         for fold in cv["folds"]:
             assert details["false_alert_episodes_per_year_by_source"][fold["held_out"]] == pytest.approx(
                 fold["methods"][name]["false_alert_episodes"] / fold["source_years"], abs=5e-4
