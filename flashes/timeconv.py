@@ -19,7 +19,6 @@ __all__ = [
     "datetime_to_mjd",
     "mjd_to_datetime",
     "mjd_to_unix_us",
-    "utc_day_centre",
 ]
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -35,8 +34,3 @@ def mjd_to_datetime(mjd: float) -> datetime:
 
 def datetime_to_mjd(time: datetime) -> float:
     return time.timestamp() / SECONDS_PER_DAY + UNIX_EPOCH_MJD
-
-
-def utc_day_centre(mjd: np.ndarray) -> np.ndarray:
-    """The MJD of the centre of the UTC day that contains each time (per-day joins use it)."""
-    return np.floor(np.asarray(mjd, dtype=np.float64)) + 0.5

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from astropy.time import Time
 
-from flashes.timeconv import datetime_to_mjd, mjd_to_datetime, mjd_to_unix_us, utc_day_centre
+from flashes.timeconv import datetime_to_mjd, mjd_to_datetime, mjd_to_unix_us
 from flashes.units import MCRAB_PER_UNIT, to_mcrab
 from services.api.render import hms
 from services.derive.physics import combined, hardness
@@ -63,7 +63,6 @@ def test_mjd_to_utc_by_hand_and_against_astropy() -> None:
     assert [mjd_to_datetime(m) for m in mjd] == list(expected)
     assert mjd_to_unix_us(np.array([40588.0]))[0] == 86_400_000_000
     assert datetime_to_mjd(datetime(2017, 9, 20, 12, tzinfo=UTC)) == pytest.approx(58016.5)
-    assert list(utc_day_centre(np.array([58000.0, 58000.5, 58000.99]))) == [58000.5] * 3
 
 
 def test_maxi_colour_4_10_over_2_4_in_mcrab_with_propagated_error() -> None:
