@@ -38,10 +38,11 @@ only. Each injection is scored as one series on its window, onset − 150 d (or 
 to onset + 15 d.
 "chance" is the same windows untouched: what lands near an onset without any signal; "data ceiling"
 the fraction of onsets followed by a day bin within 2 and 7 days (MAXI's gaps bound every method).
-The "ideal filter" (bench/oracle.py) is told each outburst's rise and spectrum and scans every onset:
-what the data allow. Its level is set per rise and spectrum on the untouched quiet stretches, the least
-strict with at most QUIET_FALSE false-alert episodes per source-year (the quietness issue #20 asks of the
-model there); its completeness is given beside the methods'.
+The "matched filter" (bench/oracle.py) is told each outburst's rise and spectrum and tries every onset:
+a reference for what these data allow, which no detector can run. Its level is set per rise and spectrum
+on the untouched quiet stretches, the least strict with at most QUIET_FALSE false-alert episodes per
+source-year (the quietness issue #20 asks of the model there: none in these 19.9 source-years); its
+completeness is given beside the methods'.
 
 State changes, in the bright persistent sources (Sco X-1, Cyg X-3, and GRS 1915+105 before its 2018
 decline): from a random onset on, the 4-10 and 10-20 keV fluxes times (1 + d) and the 2-4 keV flux
@@ -99,7 +100,7 @@ FACTOR = {band: MCRAB_PER_UNIT[("maxi", band)] for band in BANDS["maxi"]}
 LEVEL_POINTS, LEVEL_ERRORS = 31, 3.0
 WEEK_POINTS, WEEK_ERRORS = 7, 5.0
 MARGIN_D, MIN_STRETCH_D, WARMUP_D = 30.0, 365.0, 60.0
-FIELD_P = 1e-3  # a catalogue source within FIELD_DEG whose flux the stretch's follows (one-sided p)
+FIELD_P = 1e-3  # a catalogue source within causes.FIELD_DEG whose flux the stretch's follows (one-sided p)
 # Outbursts.
 PEAKS_MCRAB = (10, 20, 40, 80, 160, 320)
 RISES_D = (1, 5, 10)
@@ -120,11 +121,11 @@ SIZES = (0.05, 0.1, 0.2, 0.4)
 # 10-20 keV; Sco X-1 is brighter on every day, and its errors follow no line in its flux), in log-spaced flux bins
 # of at least NOISE_BIN_DAYS days.
 NOISE_TOP_MCRAB, NOISE_BINS, NOISE_BIN_DAYS = 1000.0, 20, 20
-# The ideal filter's level: the least strict of ORACLE_LEVELS with at most QUIET_FALSE false-alert episodes per
+# The matched filter's level: the least strict of ORACLE_LEVELS with at most QUIET_FALSE false-alert episodes per
 # source-year on the untouched quiet stretches (what issue #20 asks of the model there).
 ORACLE_LEVELS = np.round(np.arange(3.0, 15.0001, 0.25), 2)
 QUIET_FALSE = 0.05
-IDEAL = "ideal filter"
+MATCHED = "matched filter"
 QUICK = {"onsets": 8, "peaks": (10, 40, 160), "rises": (1, 5), "sizes": (0.1, 0.4)}
 DEFAULT_ONSETS = 32
 
@@ -426,8 +427,8 @@ def false_rates(
 
 
 @dataclass(frozen=True)
-class Ideal:
-    """The ideal filter of one outburst (bench/oracle.py) at its level: the least strict of ORACLE_LEVELS with at
+class Matched:
+    """The matched filter of one outburst (bench/oracle.py) at its level: the least strict of ORACLE_LEVELS with at
     most QUIET_FALSE false-alert episodes per source-year on the untouched quiet stretches."""
 
     oracle: Oracle
@@ -438,12 +439,12 @@ class Ideal:
         return crossings(*oracle_scores(lc, self.oracle, FACTOR), self.level)
 
 
-def ideal_filters(
+def matched_filters(
     lcs: dict[str, ParsedLightcurve], stretches: list[Stretch], rises: tuple[int, ...]
-) -> dict[tuple[str, int], Ideal]:
-    """The ideal filter of each spectrum and rise, at its level (the strictest if none is quiet enough)."""
+) -> dict[tuple[str, int], Matched]:
+    """The matched filter of each spectrum and rise, at its level (the strictest if none is quiet enough)."""
     spans = {st.key: st.end - st.start - WARMUP_D for st in stretches}
-    ideals = {}
+    filters = {}
     for spectrum in SPECTRA:
         template = {band: mcrab * FACTOR[band] for band, mcrab in peak_photons(1.0, spectrum).items() if band != MAIN}
         for rise in rises:
@@ -457,8 +458,8 @@ def ideal_filters(
                 rate = score_method(alerts, spans, [])[0]["false_alerts_per_source_year"]
                 if rate <= QUIET_FALSE:
                     break
-            ideals[(spectrum, rise)] = Ideal(oracle, float(level), round(rate, 3))
-    return ideals
+            filters[(spectrum, rise)] = Matched(oracle, float(level), round(rate, 3))
+    return filters
 
 
 def draw_onsets(stretches: list[Stretch], n: int, rng: np.random.Generator) -> list[Onset]:
@@ -481,9 +482,9 @@ def outburst_recovery(
     rises: tuple[int, ...],
     seed: int,
     levels: Levels,
-    ideals: dict[tuple[str, int], Ideal],
+    filters: dict[tuple[str, int], Matched],
 ) -> dict[str, dict[str, dict[str, Rates]]]:
-    """completeness[spectrum][rise_d][peak_mcrab][method or IDEAL] = {"2d", "7d"}."""
+    """completeness[spectrum][rise_d][peak_mcrab][method or MATCHED] = {"2d", "7d"}."""
     windows = [window(lcs, onset) for onset in onsets]
     table: dict[str, dict[str, dict[str, Rates]]] = {}
     for spectrum in SPECTRA:
@@ -503,11 +504,11 @@ def outburst_recovery(
                     )
                     for w, onset, shape in zip(windows, onsets, shapes)
                 ]
-                ideal = ideals[(spectrum, rise)]
+                told = filters[(spectrum, rise)]
                 table.setdefault(spectrum, {}).setdefault(str(rise), {})[str(peak)] = {
                     **completeness(cases, "outburst onset", levels),
-                    IDEAL: recovered(
-                        {str(i): ideal.alerts(lc) for i, (lc, _) in enumerate(cases)}, cases, "outburst onset"
+                    MATCHED: recovered(
+                        {str(i): told.alerts(lc) for i, (lc, _) in enumerate(cases)}, cases, "outburst onset"
                     ),
                 }
     return table
@@ -587,17 +588,17 @@ def show(console: Console, result: dict, verdicts: list[Verdict], episodes: dict
             band, f"{fit['a']:.3g}", f"{fit['b']:.3g}", f"{math.sqrt(fit['b'] * 100 / FACTOR[band]) * FACTOR[band]:.1f}"
         )
     console.print(noise)
-    ideal = Table(
-        title=f"The {IDEAL} (told each outburst's rise and spectrum): its level, the least strict with at most "
+    told = Table(
+        title=f"The {MATCHED} (told each outburst's rise and spectrum): its level, the least strict with at most "
         f"{QUIET_FALSE:g} false-alert episodes per source-year on the quiet stretches"
     )
     for column in ("spectrum", "rise d", "level σ", "false / source-year"):
-        ideal.add_column(column)
-    for spectrum, by_rise in result["ideal_filter"].items():
+        told.add_column(column)
+    for spectrum, by_rise in result["matched_filter"].items():
         for rise, found_at in by_rise.items():
-            ideal.add_row(spectrum, rise, f"{found_at['level']:g}", f"{found_at['false_episodes_per_source_year']:.3f}")
-    console.print(ideal)
-    columns = (*METHODS, IDEAL)
+            told.add_row(spectrum, rise, f"{found_at['level']:g}", f"{found_at['false_episodes_per_source_year']:.3f}")
+    console.print(told)
+    columns = (*METHODS, MATCHED)
     found = Table(title="Outbursts found within 2 d / 7 d (completeness)")
     for column in ("spectrum", "rise d", "peak mCrab", *columns):
         found.add_column(column)
@@ -678,8 +679,8 @@ def main() -> None:
 
     quiet_false, episodes = false_rates(lcs, quiet, levels)
     bright_false, _ = false_rates(lcs, bright, levels)
-    ideals = ideal_filters(lcs, quiet, rises)
-    table = outburst_recovery(lcs, onsets, noise, peaks, rises, args.seed, levels, ideals)
+    filters = matched_filters(lcs, quiet, rises)
+    table = outburst_recovery(lcs, onsets, noise, peaks, rises, args.seed, levels, filters)
     result = {
         "model_version": MODEL_VERSION,
         "threshold": threshold,
@@ -709,10 +710,10 @@ def main() -> None:
         "completeness": table,
         "chance": untouched(lcs, onsets, "outburst onset", levels),
         "data_ceiling": data_ceiling(lcs, onsets),
-        "ideal_filter": {
+        "matched_filter": {
             spectrum: {
                 str(rise): {"level": found.level, "false_episodes_per_source_year": found.false_per_source_year}
-                for (of, rise), found in ideals.items()
+                for (of, rise), found in filters.items()
                 if of == spectrum
             }
             for spectrum in SPECTRA
@@ -721,7 +722,7 @@ def main() -> None:
             spectrum: {
                 rise: {
                     name: peak_at_half([by_peak[str(p)][name]["2d"] for p in peaks], peaks)
-                    for name in (*METHODS, IDEAL)
+                    for name in (*METHODS, MATCHED)
                 }
                 for rise, by_peak in by_rise.items()
             }

@@ -206,6 +206,8 @@ class Outcome:
     dead_letters: dict[str, int] = field(default_factory=dict)
     freshness: list[int] = field(default_factory=list)  # /health/freshness status per simulated day
     records: set[tuple[str, int, str]] = field(default_factory=set)  # (alert_id, record_number, type) raised
+    # "alert_id#record_number" -> (live, days from its triggering point to its raising, trigger series)
+    verdicts: dict[str, tuple[bool, float, str]] = field(default_factory=dict)
     doubled: dict[str, int] = field(default_factory=dict)  # "channel:webhook-id" -> times received, if more than once
 
     @property
@@ -457,6 +459,15 @@ class Operation:
         """Wait for every news record to reach both channels, then count."""
         alerts = self.alerts()
         self.outcome.records = {(a["alert_id"], a["record_number"], a["alert_type"]) for a in alerts}
+        self.outcome.verdicts = {
+            f"{a['alert_id']}#{a['record_number']}": (
+                a["live"],
+                (datetime.fromisoformat(a["raised_at"]) - datetime.fromisoformat(a["time"])) / timedelta(days=1),
+                a["trigger_series"],
+            )
+            for a in alerts
+            if not a["test"]
+        }
         news = {f"{a['alert_id']}#{a['record_number']}" for a in alerts if a["live"] and not a["test"]}
         history = {f"{a['alert_id']}#{a['record_number']}" for a in alerts if not a["live"]}
         self.outcome.news_records = len(news)

@@ -8,8 +8,9 @@ first alert, from the mirror's files alone, in this order:
   light in this source's field;
 - "brightening": the source itself brightened: at least SUSTAIN_POINTS of its points within
   SUSTAIN_D days from the alert's day stand SUSTAIN_SIGMA σ above the median of the BASE_D days
-  before it, σ combining the point's error and those days' scatter (an outburst or a flare of days
-  that the event list does not name, and more than the source's usual wandering);
+  before it (at least BASE_POINTS of them), σ combining the point's error and those days' scatter
+  (an outburst or a flare of days that the event list does not name, and more than the source's
+  usual wandering);
 - "colour": neither, but its colour (MAXI: ln(4-10 keV / 2-4 keV), both mCrab) moved so, to either
   side: a state change that the event list does not name;
 - "unexplained": none of these (a lone day, a change of a day or two, noise).
@@ -30,7 +31,8 @@ from flashes.settings import Settings
 from flashes.units import MAIN_BAND, MCRAB_PER_UNIT
 
 FIELD_DEG = 3.0
-BASE_D, SUSTAIN_D, SUSTAIN_POINTS, SUSTAIN_SIGMA = 30.0, 7.0, 3, 5.0
+BASE_D, BASE_POINTS = 30.0, 10  # the month before, and the fewest of its points that make a level
+SUSTAIN_D, SUSTAIN_POINTS, SUSTAIN_SIGMA = 7.0, 3, 5.0
 NEIGHBOUR_LEAD_D = 3.0
 COLOUR_MAX_ERROR = 0.1  # colours measured to better than 10 %, as the relevance model's hardness term takes them
 
@@ -43,13 +45,19 @@ class Measured:
     value: np.ndarray
     error: np.ndarray
 
+    @classmethod
+    def of(cls, mjd: np.ndarray, value: np.ndarray, error: np.ndarray) -> Measured:
+        """The points whose value and error are finite, the error above 0."""
+        good = np.isfinite(value) & np.isfinite(error) & (error > 0)
+        return cls(mjd[good], value[good], error[good])
+
     def shift(self, mjd: float, reach_d: float = SUSTAIN_D, upward: bool = True) -> float | None:
         """The median change of the points in the `reach_d` days from mjd's day on that stand SUSTAIN_SIGMA σ above
         (or, unless `upward`, away from) the median of the BASE_D days before, if SUSTAIN_POINTS of them do;
         σ² = the point's error² + (1.4826 MAD of those days)², so that a source's usual wandering is no change."""
         start = mjd - 0.5
         before = (self.mjd < start) & (self.mjd >= start - BASE_D)
-        if np.count_nonzero(before) < SUSTAIN_POINTS:
+        if np.count_nonzero(before) < BASE_POINTS:
             return None
         level = np.median(self.value[before])
         scatter = 1.4826 * np.median(np.abs(self.value[before] - level))
@@ -74,7 +82,7 @@ class FileData:
             flux, error = parsed.bands[name]
             return flux * factor, error * factor
 
-        flux = Measured(parsed.mjd, *band(MAIN_BAND[instrument]))
+        flux = Measured.of(parsed.mjd, *band(MAIN_BAND[instrument]))
         if not {"2-4", "4-10"} <= parsed.bands.keys():
             return cls(flux, None)
         (soft, soft_error), (hard, hard_error) = band("2-4"), band("4-10")
@@ -82,7 +90,7 @@ class FileData:
             error = np.sqrt((soft_error / soft) ** 2 + (hard_error / hard) ** 2)
             colour = np.log(hard / soft)
         good = (soft > 0) & (hard > 0) & (error <= COLOUR_MAX_ERROR)
-        return cls(flux, Measured(parsed.mjd[good], colour[good], error[good]))
+        return cls(flux, Measured.of(parsed.mjd[good], colour[good], error[good]))
 
 
 def field_neighbours(settings: Settings, ids: list[str]) -> dict[str, list[tuple[str, float]]]:

@@ -28,8 +28,14 @@ def test_a_brightening_needs_three_points_beyond_the_error_and_the_months_scatte
     assert measured([40.0, 40.0, 40.0], base=(0.0, 20.0)).shift(ALERT) is None  # the source's usual wandering
     assert measured([-20.0, -20.0, -20.0]).shift(ALERT) is None  # a fall is no brightening ...
     assert measured([-20.0, -20.0, -20.0]).shift(ALERT, upward=False) == pytest.approx(-30.0)  # ... but a change
-    assert measured([30.0] * 3).shift(ALERT + 10) is None  # nothing beyond SUSTAIN_D days
-    assert Measured(np.array([1.0]), np.array([1.0]), np.array([1.0])).shift(5.0) is None  # no month before
+    assert measured([10.0] * 8 + [30.0] * 3).shift(ALERT) is None  # nothing beyond SUSTAIN_D days counts
+    assert measured([10.0] * 8 + [30.0] * 3).shift(ALERT + 8) == pytest.approx(20.0)
+    assert Measured(np.arange(9.0), np.zeros(9), np.ones(9)).shift(9.5) is None  # 9 points are no month's level
+
+
+def test_points_without_a_finite_value_or_error_are_left_out() -> None:
+    data = Measured.of(np.arange(4.0), np.array([1.0, np.nan, 2.0, 3.0]), np.array([1.0, 1.0, 0.0, np.inf]))
+    assert list(data.mjd) == [0.0]
 
 
 def maxi(soft: np.ndarray, hard: np.ndarray, error: float = 1.0) -> ParsedLightcurve:
