@@ -3,7 +3,8 @@
 For every source with files in the mirror, each series is scored in time order by the three
 methods (evaluation/methods.py) and judged by evaluation/metrics.py. `details` adds, per method,
 the raw false alerts, the false-alert episodes per year of every source (Sco X-1 and Cir X-1
-behave regularly, so every alert there is false), and for each baseline the recall it reaches
+behave regularly, so every alert there is false), the false-alert episodes by what the files
+show at their first alert (evaluation/causes.py), and for each baseline the recall it reaches
 when made strict enough to raise no more false alerts than the model.
 
 Cross-validation (`--cv`, `cross_validate`): leave one source out. For each source S with files,
