@@ -592,11 +592,17 @@ def show(console: Console, result: dict, verdicts: list[Verdict], episodes: dict
         title=f"The {MATCHED} (told each outburst's rise and spectrum): its level, the least strict with at most "
         f"{QUIET_FALSE:g} false-alert episodes per source-year on the quiet stretches"
     )
-    for column in ("spectrum", "rise d", "level σ", "false / source-year"):
+    for column in ("spectrum", "rise d", "level σ", "false / source-year", "chance 2 d / 7 d"):
         told.add_column(column)
     for spectrum, by_rise in result["matched_filter"].items():
         for rise, found_at in by_rise.items():
-            told.add_row(spectrum, rise, f"{found_at['level']:g}", f"{found_at['false_episodes_per_source_year']:.3f}")
+            told.add_row(
+                spectrum,
+                rise,
+                f"{found_at['level']:g}",
+                f"{found_at['false_episodes_per_source_year']:.3f}",
+                *rates_row({MATCHED: found_at["chance"]}, (MATCHED,)),
+            )
     console.print(told)
     columns = (*METHODS, MATCHED)
     found = Table(title="Outbursts found within 2 d / 7 d (completeness)")
@@ -712,7 +718,15 @@ def main() -> None:
         "data_ceiling": data_ceiling(lcs, onsets),
         "matched_filter": {
             spectrum: {
-                str(rise): {"level": found.level, "false_episodes_per_source_year": found.false_per_source_year}
+                str(rise): {
+                    "level": found.level,
+                    "false_episodes_per_source_year": found.false_per_source_year,
+                    "chance": recovered(
+                        {str(i): found.alerts(window(lcs, onset)) for i, onset in enumerate(onsets)},
+                        [(window(lcs, onset), onset.mjd) for onset in onsets],
+                        "outburst onset",
+                    ),
+                }
                 for (of, rise), found in filters.items()
                 if of == spectrum
             }
