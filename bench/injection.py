@@ -438,6 +438,10 @@ class Matched:
     def alerts(self, lc: ParsedLightcurve) -> list[float]:
         return crossings(*oracle_scores(lc, self.oracle, FACTOR), self.level)
 
+    def recovered(self, cases: list[tuple[ParsedLightcurve, float]], kind: str) -> dict[str, float]:
+        """The fraction of cases it alerts within 2 and 7 days."""
+        return recovered({str(i): self.alerts(lc) for i, (lc, _) in enumerate(cases)}, cases, kind)
+
 
 def matched_filters(
     lcs: dict[str, ParsedLightcurve], stretches: list[Stretch], rises: tuple[int, ...]
@@ -504,12 +508,9 @@ def outburst_recovery(
                     )
                     for w, onset, shape in zip(windows, onsets, shapes)
                 ]
-                told = filters[(spectrum, rise)]
                 table.setdefault(spectrum, {}).setdefault(str(rise), {})[str(peak)] = {
                     **completeness(cases, "outburst onset", levels),
-                    MATCHED: recovered(
-                        {str(i): told.alerts(lc) for i, (lc, _) in enumerate(cases)}, cases, "outburst onset"
-                    ),
+                    MATCHED: filters[(spectrum, rise)].recovered(cases, "outburst onset"),
                 }
     return table
 
@@ -538,9 +539,9 @@ def state_recovery(
     return table
 
 
-def untouched(lcs: dict[str, ParsedLightcurve], onsets: list[Onset], kind: str, levels: Levels) -> Rates:
-    """The same windows without any signal: what lands near an onset by chance."""
-    return completeness([(window(lcs, onset), onset.mjd) for onset in onsets], kind, levels)
+def untouched(lcs: dict[str, ParsedLightcurve], onsets: list[Onset]) -> list[tuple[ParsedLightcurve, float]]:
+    """The onsets' windows without any signal, with their onsets: what lands near an onset by chance."""
+    return [(window(lcs, onset), onset.mjd) for onset in onsets]
 
 
 def data_ceiling(lcs: dict[str, ParsedLightcurve], onsets: list[Onset]) -> dict[str, float]:
@@ -687,6 +688,7 @@ def main() -> None:
     bright_false, _ = false_rates(lcs, bright, levels)
     filters = matched_filters(lcs, quiet, rises)
     table = outburst_recovery(lcs, onsets, noise, peaks, rises, args.seed, levels, filters)
+    chance = untouched(lcs, onsets)
     result = {
         "model_version": MODEL_VERSION,
         "threshold": threshold,
@@ -714,18 +716,14 @@ def main() -> None:
         "false_episodes_per_source_year": quiet_false,
         "noise_model": {band: {"a": a, "b": b} for band, (a, b) in noise.items()},
         "completeness": table,
-        "chance": untouched(lcs, onsets, "outburst onset", levels),
+        "chance": completeness(chance, "outburst onset", levels),
         "data_ceiling": data_ceiling(lcs, onsets),
         "matched_filter": {
             spectrum: {
                 str(rise): {
                     "level": found.level,
                     "false_episodes_per_source_year": found.false_per_source_year,
-                    "chance": recovered(
-                        {str(i): found.alerts(window(lcs, onset)) for i, onset in enumerate(onsets)},
-                        [(window(lcs, onset), onset.mjd) for onset in onsets],
-                        "outburst onset",
-                    ),
+                    "chance": found.recovered(chance, "outburst onset"),
                 }
                 for (of, rise), found in filters.items()
                 if of == spectrum
@@ -747,7 +745,7 @@ def main() -> None:
             "source_years": round(sum(st.end - st.start - WARMUP_D for st in bright) / DAYS_PER_YEAR, 2),
             "false_episodes_per_source_year": bright_false,
             "completeness": state_recovery(lcs, state_onsets, sizes, levels),
-            "chance": untouched(lcs, state_onsets, "state transition", levels),
+            "chance": completeness(untouched(lcs, state_onsets), "state transition", levels),
             "data_ceiling": data_ceiling(lcs, state_onsets),
         },
     }
